@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Installs what `make test`, `make demo` and `make bench` need on Debian 12, as root:
+# the MariaDB and PostgreSQL 15 server binaries (the packaged services are never used:
+# syncd.sandbox starts its own throwaway servers), then the project's virtualenv.
+# Idempotent: each step is skipped when its result is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=.venv
+STAMP="$VENV/.installed"
+APT_UPDATED=0
+
+apt_install() {
+    if [ "$APT_UPDATED" = 0 ]; then
+        apt-get update
+        APT_UPDATED=1
+    fi
+    # A policy-rc.d that answers 101 keeps the packages' services from starting; one that
+    # is already there (as in containers) is left alone.
+    local policy=/usr/sbin/policy-rc.d
+    if [ -e "$policy" ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@"
+    else
+        printf '#!/bin/sh\nexit 101\n' >"$policy"
+        chmod 0755 "$policy"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" \
+            || { rm -f "$policy"; return 1; }
+        rm -f "$policy"
+    fi
+}
+
+has_mariadbd() {
+    command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ]
+}
+
+system_packages() {
+    local wanted=()
+    has_mariadbd || wanted+=(mariadb-server)
+    [ -x /usr/lib/postgresql/15/bin/initdb ] || wanted+=(postgresql-15)
+    if [ "${#wanted[@]}" -gt 0 ]; then
+        echo "install.sh: installing ${wanted[*]}"
+        apt_install "${wanted[@]}"
+    fi
+}
+
+virtualenv() {
+    if [ ! -x "$VENV/bin/pip" ]; then
+        rm -rf "$VENV"
+        # Debian's own python3 makes venvs only with python3-venv installed.
+        if ! python3 -m venv "$VENV"; then
+            rm -rf "$VENV"
+            apt_install python3-venv
+            python3 -m venv "$VENV"
+        fi
+    fi
+    if [ -e "$STAMP" ] && [ "$STAMP" -nt setup.cfg ] && [ "$STAMP" -nt pyproject.toml ]; then
+        return 0
+    fi
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip
+    "$VENV/bin/python" -m pip install --quiet -e '.[test]'
+    touch "$STAMP"
+}
+
+system_packages
+virtualenv

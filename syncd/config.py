@@ -1,0 +1,279 @@
+"""config.yaml -> typed Config. Every problem is reported at once, as file:line:col."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, timedelta, timezone, tzinfo
+from pathlib import Path
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from syncd.yamlfile import Checker, Where, YamlList, YamlMap, load_file
+
+DEFAULT_CONFIG = "/etc/syncd/config.yaml"
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Secret:
+    """Where a password comes from; the value itself is read only when needed."""
+
+    env: str | None = None
+    file: str | None = None
+
+    def read(self) -> str | None:
+        if self.env:
+            return os.environ.get(self.env)
+        if self.file:
+            return Path(self.file).read_text(encoding="utf-8").rstrip("\r\n")
+        return None
+
+    def describe(self) -> str:
+        return f"env {self.env}" if self.env else f"file {self.file}" if self.file else "none"
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    dsn: str
+    password: Secret
+    schema: str = "public"
+    state_schema: str = "syncd"
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    name: str
+    host: str
+    port: int
+    user: str
+    password: Secret
+    database: str
+    server_id: int
+    timezone: tzinfo
+    ssl_ca: str | None = None
+    connect_timeout_s: int = 10
+    heartbeat_s: int = 5
+
+    def connection_kwargs(self) -> dict:
+        """PyMySQL connect() arguments; built fresh each time (the binlog library mutates them)."""
+        kwargs: dict = {
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "password": self.password.read() or "",
+            "charset": "utf8mb4",
+            "connect_timeout": self.connect_timeout_s,
+        }
+        if self.ssl_ca:
+            kwargs["ssl"] = {"ca": self.ssl_ca}
+        return kwargs
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    max_rows: int = 5000
+    max_delay_s: float = 0.2
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = "info"
+    format: str = "auto"
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    target: TargetConfig
+    sources: dict[str, SourceConfig]
+    mapping_paths: list[Path]
+    batch: BatchConfig = field(default_factory=BatchConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    metrics_listen: str | None = None
+    shutdown_timeout_s: float = 30.0
+    retry_max_s: float = 30.0
+
+
+def parse_timezone(text: str) -> tzinfo:
+    """'+08:00', '-05:30', 'UTC' or an IANA name such as 'Asia/Shanghai'."""
+    match = re.fullmatch(r"([+-])(\d{2}):(\d{2})", text)
+    if match:
+        sign = 1 if match.group(1) == "+" else -1
+        offset = timedelta(hours=int(match.group(2)), minutes=int(match.group(3)))
+        return timezone(sign * offset)
+    if text.upper() == "UTC":
+        return UTC
+    try:
+        return ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {text!r} (use '+08:00' or a name like 'Asia/Shanghai')") from exc
+
+
+def load_config(path: Path) -> Config:
+    data = load_file(path)
+    check = Checker()
+    config = _parse(data, path, check)
+    check.raise_if_any()
+    assert config is not None
+    return config
+
+
+def _parse(data: object, path: Path, check: Checker) -> Config | None:
+    top = check.mapping(data, Where(str(path), 1, 1), "the config file")
+    if top is None:
+        return None
+    keys = {"target", "sources", "mappings", "batch", "log", "metrics", "shutdown_timeout",
+            "retry_max_seconds"}
+    check.only_keys(top, keys, "the config file")
+    check.require(top, ["target", "sources", "mappings"], "the config file")
+    target = _target(top.get("target"), top.at_value("target"), check)
+    sources = _sources(top.get("sources"), top.at_value("sources"), check)
+    mapping_paths = _mapping_paths(top.get("mappings"), top, path.parent, check)
+    metrics = _section(top, "metrics", {"listen"}, check)
+    return Config(
+        path=path,
+        target=target or TargetConfig(dsn="", password=Secret()),
+        sources=sources,
+        mapping_paths=mapping_paths,
+        batch=_batch(top, check),
+        log=_log(top, check),
+        metrics_listen=check.text(metrics, "listen", "metrics") if metrics else None,
+        shutdown_timeout_s=check.number(top, "shutdown_timeout", "config", 30.0),
+        retry_max_s=check.number(top, "retry_max_seconds", "config", 30.0),
+    )
+
+
+def _section(top: YamlMap, key: str, allowed: set[str], check: Checker) -> YamlMap | None:
+    if key not in top:
+        return None
+    node = check.mapping(top[key], top.at_value(key), key)
+    if node is not None:
+        check.only_keys(node, allowed, key)
+    return node
+
+
+def _secret(node: YamlMap, what: str, check: Checker) -> Secret:
+    if "password" in node:
+        check.add(node.at_key("password"),
+                  f"{what}: passwords never go in the config file; use password_env or password_file")
+    env = check.text(node, "password_env", what)
+    file = check.text(node, "password_file", what)
+    if env and file:
+        check.add(node.at_key("password_file"), f"{what}: give password_env or password_file, not both")
+    return Secret(env=env, file=file)
+
+
+def _target(data: object, where: Where, check: Checker) -> TargetConfig | None:
+    node = check.mapping(data, where, "target")
+    if node is None:
+        return None
+    check.only_keys(node, {"dsn", "password_env", "password_file", "schema", "state_schema"}, "target")
+    check.require(node, ["dsn"], "target")
+    dsn = check.text(node, "dsn", "target") or ""
+    if dsn and urlsplit(dsn).password:
+        check.add(node.at_value("dsn"), "target.dsn must not contain a password; "
+                  "use PGPASSWORD, password_env or password_file")
+    schema = check.text(node, "schema", "target", "public") or "public"
+    state_schema = check.text(node, "state_schema", "target", "syncd") or "syncd"
+    for key, value in (("schema", schema), ("state_schema", state_schema)):
+        if not _IDENT.match(value):
+            check.add(node.at_value(key), f"target.{key} {value!r} is not a plain identifier")
+    return TargetConfig(dsn=dsn, password=_secret(node, "target", check), schema=schema,
+                        state_schema=state_schema)
+
+
+_SOURCE_KEYS = {"host", "port", "user", "password_env", "password_file", "database", "server_id",
+                "timezone", "ssl_ca", "connect_timeout", "heartbeat"}
+
+
+def _sources(data: object, where: Where, check: Checker) -> dict[str, SourceConfig]:
+    node = check.mapping(data, where, "sources")
+    if node is None:
+        return {}
+    sources = {}
+    server_ids: dict[int, str] = {}
+    for name, value in node.items():
+        source = _source(str(name), value, node.at_value(name), check)
+        if source is None:
+            continue
+        if source.server_id in server_ids:
+            check.add(node.at_key(name), f"sources.{name}.server_id {source.server_id} is also used "
+                      f"by source {server_ids[source.server_id]}; each reader needs its own")
+        server_ids[source.server_id] = source.name
+        sources[source.name] = source
+    if not node:
+        check.add(where, "sources: at least one source is needed")
+    return sources
+
+
+def _source(name: str, data: object, where: Where, check: Checker) -> SourceConfig | None:
+    what = f"sources.{name}"
+    node = check.mapping(data, where, what)
+    if node is None:
+        return None
+    check.only_keys(node, _SOURCE_KEYS, what)
+    check.require(node, ["host", "user", "database", "server_id"], what)
+    server_id = check.integer(node, "server_id", what, 0) or 0
+    if "server_id" in node and not 1 <= server_id < 2**32:
+        check.add(node.at_value("server_id"), f"{what}.server_id must be between 1 and 4294967295")
+    tz_text = check.text(node, "timezone", what, "UTC") or "UTC"
+    try:
+        tz = parse_timezone(tz_text)
+    except ValueError as exc:
+        check.add(node.at_value("timezone"), f"{what}.timezone: {exc}")
+        tz = UTC
+    return SourceConfig(
+        name=name,
+        host=check.text(node, "host", what) or "",
+        port=check.integer(node, "port", what, 3306) or 3306,
+        user=check.text(node, "user", what) or "",
+        password=_secret(node, what, check),
+        database=check.text(node, "database", what) or "",
+        server_id=server_id,
+        timezone=tz,
+        ssl_ca=check.text(node, "ssl_ca", what),
+        connect_timeout_s=check.integer(node, "connect_timeout", what, 10) or 10,
+        heartbeat_s=check.integer(node, "heartbeat", what, 5) or 5,
+    )
+
+
+def _mapping_paths(data: object, top: YamlMap, base: Path, check: Checker) -> list[Path]:
+    if data is None:
+        return []
+    if not isinstance(data, YamlList):
+        check.add(top.at_value("mappings"), "mappings must be a list of files or directories")
+        return []
+    paths = []
+    for index, item in enumerate(data):
+        if not isinstance(item, str):
+            check.add(data.at(index), "mappings entries must be paths (text)")
+            continue
+        path = Path(item) if Path(item).is_absolute() else base / item
+        if not path.exists():
+            check.add(data.at(index), f"mapping path {item!r} does not exist (looked at {path})")
+        paths.append(path)
+    return paths
+
+
+def _batch(top: YamlMap, check: Checker) -> BatchConfig:
+    node = _section(top, "batch", {"max_rows", "max_delay_ms"}, check)
+    if node is None:
+        return BatchConfig()
+    max_rows = check.integer(node, "max_rows", "batch", 5000) or 5000
+    delay_ms = check.integer(node, "max_delay_ms", "batch", 200)
+    return BatchConfig(max_rows=max_rows, max_delay_s=(delay_ms if delay_ms is not None else 200) / 1000)
+
+
+def _log(top: YamlMap, check: Checker) -> LogConfig:
+    node = _section(top, "log", {"level", "format"}, check)
+    if node is None:
+        return LogConfig()
+    level = check.text(node, "level", "log", "info") or "info"
+    fmt = check.text(node, "format", "log", "auto") or "auto"
+    if level.lower() not in {"debug", "info", "warning", "error"}:
+        check.add(node.at_value("level"), "log.level must be debug, info, warning or error")
+    if fmt not in {"auto", "json", "console"}:
+        check.add(node.at_value("format"), "log.format must be auto, json or console")
+    return LogConfig(level=level.lower(), format=fmt)

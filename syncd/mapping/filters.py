@@ -1,0 +1,59 @@
+"""`where:` row filters: a source row is in a mapping's scope when every condition holds."""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from syncd.errors import TransformError
+from syncd.mapping.spec import Condition
+from syncd.model import Row
+
+RowTest = Callable[[Row], bool]
+
+_ORDERED = {"lt": operator.lt, "le": operator.le, "gt": operator.gt, "ge": operator.ge}
+
+
+def values_equal(row_value: Any, wanted: Any) -> bool:
+    """Equality that lets YAML `0` match a source `0`, `'0'` or a Decimal 0, but never NULL."""
+    if row_value is None or wanted is None:
+        return row_value is None and wanted is None
+    if row_value == wanted:
+        return True
+    return str(row_value) == str(wanted)
+
+
+def _test(condition: Condition) -> RowTest:
+    column, op, value = condition.column, condition.op, condition.value
+    if op == "eq":
+        return lambda row: values_equal(row.get(column), value)
+    if op == "ne":
+        return lambda row: not values_equal(row.get(column), value)
+    if op == "in":
+        return lambda row: any(values_equal(row.get(column), v) for v in value)
+    if op == "not_in":
+        return lambda row: not any(values_equal(row.get(column), v) for v in value)
+    if op == "is_null":
+        return lambda row: (row.get(column) is None) == value
+    compare = _ORDERED[op]
+
+    def ordered(row: Row) -> bool:
+        current = row.get(column)
+        if current is None:
+            return False
+        try:
+            return compare(current, value)
+        except TypeError:
+            raise TransformError(f"where.{column}: cannot compare {current!r} with {value!r}",
+                                 column) from None
+
+    return ordered
+
+
+def build_filter(conditions: Sequence[Condition]) -> RowTest | None:
+    """None when the mapping has no filter (every row is in scope)."""
+    if not conditions:
+        return None
+    tests = [_test(c) for c in conditions]
+    return lambda row: all(test(row) for test in tests)

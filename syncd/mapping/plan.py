@@ -1,0 +1,252 @@
+"""A MappingSpec compiled once into fast per-row functions, and the row-change -> row-ops step.
+
+Everything here is pure: no I/O, no clock, no logging. A value that cannot be mapped raises
+TransformError inside, and comes out as a DeadLetter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from typing import Any
+
+from syncd.errors import TransformError
+from syncd.mapping import transforms
+from syncd.mapping.filters import RowTest, build_filter
+from syncd.mapping.spec import NO_VALUE, ColumnSpec, MappingSpec
+from syncd.model import (
+    DeadLetter,
+    Delete,
+    MappedChange,
+    Op,
+    Row,
+    RowChange,
+    RowOp,
+    SoftDelete,
+    TargetTable,
+    Upsert,
+)
+
+Compute = Callable[[Row], Any]
+
+
+class MissingSourceColumn(TransformError):
+    """A mapped source column is absent from the row image (dropped or renamed at the source)."""
+
+
+@dataclass(frozen=True)
+class ColumnPlan:
+    target: str
+    compute: Compute
+
+
+@dataclass(frozen=True)
+class Mapping:
+    spec: MappingSpec
+    table: TargetTable
+    key: tuple[str, ...]
+    columns: tuple[ColumnPlan, ...]
+    key_columns: tuple[ColumnPlan, ...]
+    in_scope: RowTest | None
+    source_columns: frozenset[str]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+@dataclass(frozen=True)
+class ChangeContext:
+    """Where a change comes from: needed for soft deletes, commit-time columns and dead letters."""
+
+    source: str
+    position: str
+    commit_time: datetime
+
+
+def compile_mapping(spec: MappingSpec, ctx: transforms.TransformContext, default_schema: str,
+                    aware_columns: set[str] | None = None) -> Mapping:
+    """Build per-row functions. `aware_columns`: target columns of type timestamptz (None: all)."""
+    columns = tuple(
+        ColumnPlan(c.target, _compile_column(c, ctx, aware_columns is None or c.target in aware_columns))
+        for c in spec.columns
+    )
+    return Mapping(
+        spec=spec,
+        table=TargetTable(spec.target_schema or default_schema, spec.target),
+        key=spec.key,
+        columns=columns,
+        key_columns=tuple(c for c in columns if c.target in spec.key),
+        in_scope=build_filter(spec.conditions),
+        source_columns=frozenset(
+            [s for c in spec.columns for s in c.sources] + [c.column for c in spec.conditions]
+        ),
+    )
+
+
+def _compile_column(spec: ColumnSpec, ctx: transforms.TransformContext, aware: bool) -> Compute:
+    if spec.is_constant:
+        constant = spec.constant
+        return lambda row: constant
+    read = _reader(spec.sources)
+    steps = [transforms.build_transform(s.name, s.args, ctx) for s in spec.transforms]
+    convert = transforms.chain(steps) if steps else None
+    lookup = _lookup(spec) if spec.value_map is not None else None
+    localize = _localizer(ctx.source_timezone) if aware else None
+
+    def compute(row: Row) -> Any:
+        value = read(row)
+        if convert is not None:
+            try:
+                value = convert(value)
+            except TransformError as exc:
+                raise TransformError(exc.reason, spec.target) from exc
+        if lookup is not None:
+            value = lookup(value)
+        if localize is not None and isinstance(value, datetime) and value.tzinfo is None:
+            value = localize(value)
+        return value
+
+    return compute
+
+
+def _reader(sources: tuple[str, ...]) -> Compute:
+    def read_one(row: Row) -> Any:
+        try:
+            return row[name]
+        except KeyError:
+            raise MissingSourceColumn(f"source column {name!r} is not in the row", name) from None
+
+    if len(sources) == 1:
+        name = sources[0]
+        return read_one
+
+    def read_many(row: Row) -> tuple[Any, ...]:
+        missing = [s for s in sources if s not in row]
+        if missing:
+            raise MissingSourceColumn(f"source column {missing[0]!r} is not in the row", missing[0])
+        return tuple(row[s] for s in sources)
+
+    return read_many
+
+
+def _lookup(spec: ColumnSpec) -> Callable[[Any], Any]:
+    """A value-map lookup in which YAML keys match source values by value or by their text."""
+    assert spec.value_map is not None
+    table: dict[Any, Any] = {}
+    for key, value in spec.value_map.items():
+        table[key] = value
+        if key is not None and not isinstance(key, bool):
+            table.setdefault(str(key), value)
+    policy, default, target = spec.on_unmapped, spec.default, spec.target
+
+    def lookup(value: Any) -> Any:
+        if value is None and None not in table:
+            return None
+        try:
+            return table[value]
+        except (KeyError, TypeError):
+            pass
+        text = str(value)
+        if text in table:
+            return table[text]
+        if policy == "null":
+            return None
+        if policy == "keep":
+            return value
+        if policy == "default" and default is not NO_VALUE:
+            return default
+        raise TransformError(f"value {_short(value)} is not in the map", target)
+
+    return lookup
+
+
+def _localizer(tz: tzinfo) -> Callable[[datetime], datetime]:
+    return lambda value: value.replace(tzinfo=tz)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def map_row(mapping: Mapping, row: Row) -> Row:
+    """The full target row for a source row image (raises TransformError)."""
+    return {c.target: c.compute(row) for c in mapping.columns}
+
+
+def map_key(mapping: Mapping, row: Row) -> tuple[Any, ...]:
+    values = {c.target: c.compute(row) for c in mapping.key_columns}
+    return tuple(values[k] for k in mapping.key)
+
+
+def in_scope(mapping: Mapping, row: Row | None) -> bool:
+    return row is not None and (mapping.in_scope is None or mapping.in_scope(row))
+
+
+def map_change(mapping: Mapping, change: RowChange, ctx: ChangeContext) -> MappedChange:
+    """Target row operations for one source row change; a failure becomes a dead letter."""
+    try:
+        return MappedChange(_ops(mapping, change, ctx), [])
+    except TransformError as exc:
+        return MappedChange([], [dead_letter(mapping, change, ctx, str(exc))])
+
+
+def _ops(mapping: Mapping, change: RowChange, ctx: ChangeContext) -> list[RowOp]:
+    before_in = in_scope(mapping, change.before)
+    after_in = in_scope(mapping, change.after)
+    ops: list[RowOp] = []
+    if after_in:
+        assert change.after is not None
+        upsert = _upsert(mapping, change.after, ctx)
+        if before_in and change.op is Op.UPDATE:
+            assert change.before is not None
+            old_key = map_key(mapping, change.before)
+            if old_key != tuple(upsert.values[k] for k in mapping.key):
+                ops.append(_remove(mapping, old_key, ctx))
+        ops.append(upsert)
+    elif before_in:
+        assert change.before is not None
+        ops.append(_remove(mapping, map_key(mapping, change.before), ctx))
+    return ops
+
+
+def _upsert(mapping: Mapping, row: Row, ctx: ChangeContext) -> Upsert:
+    values = map_row(mapping, row)
+    spec = mapping.spec
+    if spec.commit_time_column:
+        values[spec.commit_time_column] = ctx.commit_time
+    if spec.soft_delete_column:
+        values[spec.soft_delete_column] = None
+    return Upsert(mapping.table, mapping.key, values)
+
+
+def _remove(mapping: Mapping, key_values: tuple[Any, ...], ctx: ChangeContext) -> RowOp:
+    spec = mapping.spec
+    if spec.delete == "soft" and spec.soft_delete_column:
+        return SoftDelete(mapping.table, mapping.key, key_values, spec.soft_delete_column,
+                          ctx.commit_time)
+    return Delete(mapping.table, mapping.key, key_values)
+
+
+def source_key_text(change: RowChange) -> str:
+    """`id=42` style text naming the source row, from its primary key when known."""
+    row = change.after if change.after is not None else change.before or {}
+    names = change.key_columns or tuple(row)[:1]
+    return ",".join(f"{name}={row.get(name)!r}" for name in names)
+
+
+def dead_letter(mapping: Mapping, change: RowChange, ctx: ChangeContext, reason: str) -> DeadLetter:
+    image = change.after if change.after is not None else change.before or {}
+    return DeadLetter(
+        source=ctx.source,
+        source_table=change.table,
+        mapping=mapping.name,
+        row_key=source_key_text(change),
+        position=ctx.position,
+        row_image=dict(image),
+        reason=reason,
+        event_pos=change.event_pos,
+        row_index=change.row_index,
+    )

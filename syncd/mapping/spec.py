@@ -1,0 +1,382 @@
+"""Mapping YAML -> MappingSpec, with every problem reported at once as file:line:col."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from syncd.errors import ConfigError
+from syncd.mapping import transforms
+from syncd.yamlfile import Checker, Where, YamlList, YamlMap, closest, load_file
+
+_MAPPING_KEYS = {"name", "source", "table", "target", "target_schema", "key", "delete",
+                 "soft_delete_column", "commit_time_column", "where", "columns"}
+_COLUMN_KEYS = {"from", "value", "transform", "map", "on_unmapped", "default"}
+_UNMAPPED_POLICIES = {"dead_letter", "null", "keep"}
+FILTER_OPS = {"eq", "ne", "in", "not_in", "lt", "le", "gt", "ge", "is_null"}
+
+NO_VALUE: Any = object()
+"""Marks a column spec without a constant `value`."""
+
+
+@dataclass(frozen=True)
+class TransformStep:
+    name: str
+    args: dict[str, Any]
+    where: Where
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    target: str
+    where: Where
+    sources: tuple[str, ...] = ()
+    constant: Any = NO_VALUE
+    transforms: tuple[TransformStep, ...] = ()
+    value_map: dict[Any, Any] | None = None
+    value_map_where: Where | None = None
+    on_unmapped: str = "dead_letter"
+    default: Any = NO_VALUE
+
+    @property
+    def is_constant(self) -> bool:
+        return self.constant is not NO_VALUE
+
+
+@dataclass(frozen=True)
+class Condition:
+    column: str
+    op: str
+    value: Any
+    where: Where
+
+
+@dataclass(frozen=True)
+class MappingSpec:
+    name: str
+    where: Where
+    source: str
+    table: str
+    target: str
+    target_schema: str | None
+    key: tuple[str, ...]
+    delete: str
+    soft_delete_column: str | None
+    commit_time_column: str | None
+    conditions: tuple[Condition, ...]
+    columns: tuple[ColumnSpec, ...]
+
+    def column(self, name: str) -> ColumnSpec | None:
+        return next((c for c in self.columns if c.target == name), None)
+
+    def slice_values(self) -> dict[str, Any]:
+        """Constant key columns: the slice of the target table this mapping owns."""
+        return {c.target: c.constant for c in self.columns if c.target in self.key and c.is_constant}
+
+
+def mapping_files(paths: Iterable[Path]) -> list[Path]:
+    """The mapping files named by config: files as given, directories' *.yaml/*.yml sorted."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.iterdir() if p.suffix in {".yaml", ".yml"}))
+        elif path.exists():
+            files.append(path)
+    return files
+
+
+def load_mappings(paths: Iterable[Path], source_names: set[str] | None = None) -> list[MappingSpec]:
+    """Parse and statically check all mapping files; raises ConfigError listing every problem."""
+    check = Checker()
+    specs: list[MappingSpec] = []
+    for file in mapping_files(paths):
+        try:
+            data = load_file(file)
+        except ConfigError as exc:
+            check.problems.extend(exc.problems)
+            continue
+        specs.extend(parse_document(data, Where(str(file), 1, 1), check, source_names))
+    check_across(specs, check)
+    check.raise_if_any()
+    return specs
+
+
+def parse_document(data: Any, where: Where, check: Checker,
+                   source_names: set[str] | None) -> list[MappingSpec]:
+    top = check.mapping(data, where, "a mapping file")
+    if top is None:
+        return []
+    check.only_keys(top, {"mappings"}, "a mapping file")
+    items = top.get("mappings")
+    if not isinstance(items, YamlList):
+        check.add(top.at_value("mappings") if "mappings" in top else top.where,
+                  "a mapping file needs a top-level 'mappings:' list")
+        return []
+    specs = []
+    for index, item in enumerate(items):
+        spec = _mapping(item, items.at(index), check, source_names)
+        if spec is not None:
+            specs.append(spec)
+    return specs
+
+
+def _mapping(data: Any, where: Where, check: Checker,
+             source_names: set[str] | None) -> MappingSpec | None:
+    node = check.mapping(data, where, "a mapping")
+    if node is None:
+        return None
+    name = node.get("name") if isinstance(node.get("name"), str) else "?"
+    what = f"mapping {name!r}"
+    check.only_keys(node, _MAPPING_KEYS, what)
+    check.require(node, ["name", "source", "table", "target", "key", "columns"], what)
+    source = check.text(node, "source", what) or ""
+    if source_names is not None and source and source not in source_names:
+        check.add(node.at_value("source"), f"{what}: unknown source {source!r}"
+                  f"{closest(source, source_names)}; config.yaml defines {sorted(source_names)}")
+    columns = _columns(node, what, check)
+    key = _key(node, what, check, {c.target for c in columns})
+    delete = check.text(node, "delete", what, "hard") or "hard"
+    soft_column = check.text(node, "soft_delete_column", what)
+    _check_delete(node, what, delete, soft_column, check)
+    return MappingSpec(
+        name=name,
+        where=node.where,
+        source=source,
+        table=check.text(node, "table", what) or "",
+        target=check.text(node, "target", what) or "",
+        target_schema=check.text(node, "target_schema", what),
+        key=key,
+        delete=delete,
+        soft_delete_column=soft_column,
+        commit_time_column=check.text(node, "commit_time_column", what),
+        conditions=_conditions(node, what, check),
+        columns=columns,
+    )
+
+
+def _check_delete(node: YamlMap, what: str, delete: str, soft_column: str | None,
+                  check: Checker) -> None:
+    if delete not in {"hard", "soft"}:
+        check.add(node.at_value("delete"), f"{what}: delete must be 'hard' or 'soft', got {delete!r}")
+    if delete == "soft" and not soft_column:
+        check.add(node.at_key("delete"), f"{what}: delete: soft needs soft_delete_column")
+    if delete != "soft" and soft_column:
+        check.add(node.at_key("soft_delete_column"),
+                  f"{what}: soft_delete_column is only used with delete: soft")
+
+
+def _key(node: YamlMap, what: str, check: Checker, column_names: set[str]) -> tuple[str, ...]:
+    raw = node.get("key")
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not raw or not all(isinstance(k, str) for k in raw):
+        if "key" in node:
+            check.add(node.at_value("key"), f"{what}: key must be a target column or a list of them")
+        return ()
+    for index, column in enumerate(raw):
+        if column_names and column not in column_names:
+            place = raw.at(index) if isinstance(raw, YamlList) else node.at_value("key")
+            check.add(place, f"{what}: key column {column!r} is not among the mapped columns"
+                      f"{closest(column, column_names)}")
+    return tuple(raw)
+
+
+def _columns(node: YamlMap, what: str, check: Checker) -> tuple[ColumnSpec, ...]:
+    raw = node.get("columns")
+    if raw is None:
+        return ()
+    columns_node = check.mapping(raw, node.at_value("columns"), f"{what}: columns")
+    if columns_node is None:
+        return ()
+    if not columns_node:
+        check.add(columns_node.where, f"{what}: columns must map at least one target column")
+    specs = []
+    for target, value in columns_node.items():
+        spec = _column(str(target), value, columns_node.at_value(target), f"{what}: column {target!r}",
+                       check)
+        if spec is not None:
+            specs.append(spec)
+    return tuple(specs)
+
+
+def _column(target: str, data: Any, where: Where, what: str, check: Checker) -> ColumnSpec | None:
+    if isinstance(data, str):
+        return ColumnSpec(target=target, where=where, sources=(data,))
+    node = check.mapping(data, where, what)
+    if node is None:
+        return None
+    check.only_keys(node, _COLUMN_KEYS, what)
+    if ("value" in node) == ("from" in node):
+        check.add(node.where, f"{what}: give exactly one of 'from' (source column) or 'value' (constant)")
+        return None
+    if "value" in node:
+        extra = set(node) - {"value"}
+        if extra:
+            check.add(node.at_key(sorted(extra)[0]), f"{what}: a constant 'value' takes no other keys")
+        return ColumnSpec(target=target, where=where, constant=node["value"])
+    sources = _sources(node, what, check)
+    steps = _transform_steps(node, what, check, multi=len(sources) > 1)
+    value_map = _value_map(node, what, check)
+    on_unmapped, default = _unmapped_policy(node, what, check, value_map is not None)
+    return ColumnSpec(target=target, where=where, sources=sources, transforms=steps,
+                      value_map=value_map, value_map_where=node.at_value("map") if "map" in node else None,
+                      on_unmapped=on_unmapped, default=default)
+
+
+def _sources(node: YamlMap, what: str, check: Checker) -> tuple[str, ...]:
+    raw = node["from"]
+    if isinstance(raw, str):
+        return (raw,)
+    if isinstance(raw, list) and raw and all(isinstance(s, str) for s in raw):
+        return tuple(raw)
+    check.add(node.at_value("from"), f"{what}: 'from' must be a source column or a list of them")
+    return ()
+
+
+def _transform_steps(node: YamlMap, what: str, check: Checker, multi: bool) -> tuple[TransformStep, ...]:
+    if "transform" not in node:
+        if multi:
+            check.add(node.at_key("from"), f"{what}: several source columns need a combining "
+                      "transform first (coalesce or concat)")
+        return ()
+    raw = node["transform"]
+    items = raw if isinstance(raw, list) else [raw]
+    steps = []
+    for index, item in enumerate(items):
+        place = raw.at(index) if isinstance(raw, YamlList) else node.at_value("transform")
+        step = _transform_step(item, place, what, check)
+        if step is not None:
+            steps.append(step)
+    _check_inputs(steps, multi, node, what, check)
+    return tuple(steps)
+
+
+def _transform_step(item: Any, where: Where, what: str, check: Checker) -> TransformStep | None:
+    if isinstance(item, str):
+        name, args = item, {}
+    elif isinstance(item, dict) and len(item) == 1:
+        name, raw_args = next(iter(item.items()))
+        if isinstance(raw_args, dict):
+            args = dict(raw_args)
+        elif raw_args is None:
+            args = {}
+        else:
+            definition = transforms.TRANSFORMS.get(name)
+            args = {definition.params[0]: raw_args} if definition and definition.params else {"": raw_args}
+    else:
+        check.add(where, f"{what}: a transform is a name or {{name: arguments}}, got {item!r}")
+        return None
+    if name not in transforms.TRANSFORMS:
+        hint = closest(str(name), set(transforms.TRANSFORMS))
+        check.add(where, f"{what}: unknown transform {name!r}{hint}")
+        return None
+    return TransformStep(name=name, args=args, where=where)
+
+
+def _check_inputs(steps: list[TransformStep], multi: bool, node: YamlMap, what: str,
+                  check: Checker) -> None:
+    for index, step in enumerate(steps):
+        takes_many = transforms.TRANSFORMS[step.name].multi_input
+        if takes_many and (index > 0 or not multi):
+            check.add(step.where, f"{what}: {step.name} combines several source columns; "
+                      "use it first, with 'from: [col1, col2]'")
+        if multi and index == 0 and not takes_many:
+            check.add(step.where, f"{what}: several source columns need a combining transform first "
+                      "(coalesce or concat)")
+
+
+def _value_map(node: YamlMap, what: str, check: Checker) -> dict[Any, Any] | None:
+    if "map" not in node:
+        return None
+    raw = check.mapping(node["map"], node.at_value("map"), f"{what}: map")
+    if raw is None:
+        return None
+    if not raw:
+        check.add(raw.where, f"{what}: map is empty")
+    return dict(raw)
+
+
+def _unmapped_policy(node: YamlMap, what: str, check: Checker, has_map: bool) -> tuple[str, Any]:
+    policy = node.get("on_unmapped", "dead_letter")
+    if ("on_unmapped" in node or "default" in node) and not has_map:
+        key = "on_unmapped" if "on_unmapped" in node else "default"
+        check.add(node.at_key(key), f"{what}: {key} only applies to a column with a 'map'")
+    if "default" in node:
+        if "on_unmapped" in node:
+            check.add(node.at_key("default"), f"{what}: give on_unmapped or default, not both")
+        return "default", node["default"]
+    if policy not in _UNMAPPED_POLICIES:
+        check.add(node.at_value("on_unmapped"), f"{what}: on_unmapped must be dead_letter, null or "
+                  f"keep (or use 'default: X'), got {policy!r}{closest(str(policy), _UNMAPPED_POLICIES)}")
+        policy = "dead_letter"
+    return policy, NO_VALUE
+
+
+def _conditions(node: YamlMap, what: str, check: Checker) -> tuple[Condition, ...]:
+    if "where" not in node:
+        return ()
+    raw = check.mapping(node["where"], node.at_value("where"), f"{what}: where")
+    if raw is None:
+        return ()
+    conditions = []
+    for column, test in raw.items():
+        place = raw.at_value(column)
+        if isinstance(test, dict):
+            if len(test) != 1:
+                check.add(place, f"{what}: where.{column} takes one operator, e.g. {{in: [a, b]}}")
+                continue
+            op, value = next(iter(test.items()))
+            if op not in FILTER_OPS:
+                check.add(place, f"{what}: where.{column}: unknown operator {op!r}"
+                          f"{closest(str(op), FILTER_OPS)}; use one of {sorted(FILTER_OPS)}")
+                continue
+            if op in {"in", "not_in"} and not isinstance(value, list):
+                check.add(place, f"{what}: where.{column}.{op} needs a list")
+                continue
+            if op == "is_null" and not isinstance(value, bool):
+                check.add(place, f"{what}: where.{column}.is_null needs true or false")
+                continue
+            conditions.append(Condition(str(column), str(op), value, place))
+        else:
+            conditions.append(Condition(str(column), "eq", test, place))
+    return tuple(conditions)
+
+
+def check_across(specs: list[MappingSpec], check: Checker) -> None:
+    """Rules between mappings: unique names; fan-in mappings own disjoint key slices."""
+    seen: dict[str, MappingSpec] = {}
+    for spec in specs:
+        if spec.name in seen:
+            check.add(spec.where, f"mapping name {spec.name!r} is also used at "
+                      f"{seen[spec.name].where.file}:{seen[spec.name].where.line}")
+        seen[spec.name] = spec
+    by_target: dict[tuple[str | None, str], list[MappingSpec]] = {}
+    for spec in specs:
+        by_target.setdefault((spec.target_schema, spec.target), []).append(spec)
+    for group in by_target.values():
+        _check_slices(group, check)
+
+
+def _check_slices(group: list[MappingSpec], check: Checker) -> None:
+    if len({(s.source, s.table) for s in group}) < 2:
+        return
+    for index, spec in enumerate(group):
+        if not spec.slice_values():
+            check.add(spec.where, f"mapping {spec.name!r} writes target table {spec.target!r} with "
+                      "other mappings, so it needs a constant key column marking its slice "
+                      "(e.g. channel: {value: shop})")
+            continue
+        for other in group[index + 1:]:
+            if other.slice_values() and slices_collide(spec, other):
+                check.add(other.where, f"mapping {other.name!r} and mapping {spec.name!r} write the same "
+                          f"slice of {spec.target!r}: {spec.slice_values()}; give each a distinct "
+                          "constant key value")
+
+
+def slices_collide(a: MappingSpec, b: MappingSpec) -> bool:
+    """Two slices can collide unless some constant key column differs between them."""
+    a_slice, b_slice = a.slice_values(), b.slice_values()
+    shared = set(a_slice) & set(b_slice)
+    return all(a_slice[c] == b_slice[c] for c in shared)

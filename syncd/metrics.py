@@ -1,0 +1,335 @@
+"""Prometheus metrics and the ``/healthz`` endpoint, served over plain HTTP.
+
+Every metric lives on the `Metrics` object's own `CollectorRegistry` (never the global
+default one), so several instances, e.g. one per test, do not collide.
+
+Exposed metrics (label names in braces)::
+
+    syncd_changes_read_total{source,table}          row changes read from the binlog
+    syncd_changes_applied_total{source,table}       row changes committed to PostgreSQL
+    syncd_dead_letters_total{source,table}          row changes turned into dead letters
+    syncd_apply_batch_size{source}                  histogram: rows per target transaction
+    syncd_apply_latency_seconds{source}             histogram: time to apply one batch
+    syncd_replication_lag_seconds{source}           source commit -> target commit, last batch
+    syncd_dead_letters_pending{source}              dead letters not yet resolved
+    syncd_reconcile_drift_rows_total{mapping,kind}  kind = missing | extra | differ
+    syncd_reconcile_repaired_rows_total{mapping}    rows repaired by reconcile
+    syncd_checkpoint_age_seconds{source}            now - commit time of the checkpoint
+    syncd_binlog_retention_headroom_seconds{source} time until the checkpoint's binlog may
+                                                    be purged by the server
+    syncd_source_up{source}                         1 while connected to the source, else 0
+
+The HTTP server answers ``GET /metrics`` (Prometheus text format) and ``GET /healthz``
+(JSON; 200 when every source is connected and progressing, otherwise 503).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+DEFAULT_HOST = "127.0.0.1"
+"""Host used when a listen address gives only a port (``:9187``): loopback, not all
+interfaces, so metrics are never exposed to the network by accident."""
+
+DRIFT_KINDS = ("missing", "extra", "differ")
+
+_BATCH_SIZE_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000)
+_LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class Metrics:
+    """All of syncd's metrics, with one method per thing the daemon records."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.changes_read = Counter(
+            "syncd_changes_read", "Row changes read from the source binlog.",
+            ["source", "table"], registry=r,
+        )
+        self.changes_applied = Counter(
+            "syncd_changes_applied", "Row changes committed to the target.",
+            ["source", "table"], registry=r,
+        )
+        self.dead_letters = Counter(
+            "syncd_dead_letters", "Row changes that became dead letters.",
+            ["source", "table"], registry=r,
+        )
+        self.apply_batch_size = Histogram(
+            "syncd_apply_batch_size", "Row changes per target transaction.",
+            ["source"], buckets=_BATCH_SIZE_BUCKETS, registry=r,
+        )
+        self.apply_latency = Histogram(
+            "syncd_apply_latency_seconds", "Seconds to apply and commit one batch.",
+            ["source"], buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.replication_lag = Gauge(
+            "syncd_replication_lag_seconds",
+            "Seconds from source commit to target commit, for the last batch.",
+            ["source"], registry=r,
+        )
+        self.dead_letters_pending = Gauge(
+            "syncd_dead_letters_pending", "Dead letters not yet resolved.",
+            ["source"], registry=r,
+        )
+        self.reconcile_drift_rows = Counter(
+            "syncd_reconcile_drift_rows", "Rows found different by reconcile.",
+            ["mapping", "kind"], registry=r,
+        )
+        self.reconcile_repaired_rows = Counter(
+            "syncd_reconcile_repaired_rows", "Rows repaired by reconcile.",
+            ["mapping"], registry=r,
+        )
+        self.checkpoint_age = Gauge(
+            "syncd_checkpoint_age_seconds",
+            "Seconds since the source commit the checkpoint points after.",
+            ["source"], registry=r,
+        )
+        self.binlog_retention_headroom = Gauge(
+            "syncd_binlog_retention_headroom_seconds",
+            "Seconds left before the source may purge the binlog the checkpoint needs.",
+            ["source"], registry=r,
+        )
+        self.source_up = Gauge(
+            "syncd_source_up", "1 while connected to the source, 0 otherwise.",
+            ["source"], registry=r,
+        )
+
+    # -- pipeline ---------------------------------------------------------------------
+
+    def record_read(self, source: str, table: str, count: int = 1) -> None:
+        """``count`` row changes of ``table`` were read from the binlog."""
+        self.changes_read.labels(source=source, table=table).inc(count)
+
+    def record_batch(
+        self,
+        source: str,
+        rows_by_table: dict[str, int],
+        seconds: float,
+        lag_seconds: float | None = None,
+    ) -> None:
+        """One target transaction committed: rows per table, its duration, and the lag
+        from the last source commit in it to now (None if unknown)."""
+        for table, rows in rows_by_table.items():
+            if rows:
+                self.changes_applied.labels(source=source, table=table).inc(rows)
+        self.apply_batch_size.labels(source=source).observe(sum(rows_by_table.values()))
+        self.apply_latency.labels(source=source).observe(seconds)
+        if lag_seconds is not None:
+            self.set_replication_lag(source, lag_seconds)
+
+    def set_replication_lag(self, source: str, seconds: float) -> None:
+        """Lag when there was nothing to apply (e.g. after a heartbeat); clamped at 0."""
+        self.replication_lag.labels(source=source).set(max(0.0, seconds))
+
+    def record_dead_letter(self, source: str, table: str, count: int = 1) -> None:
+        """``count`` row changes of ``table`` became dead letters."""
+        self.dead_letters.labels(source=source, table=table).inc(count)
+
+    def set_dead_letters_pending(self, source: str, count: int) -> None:
+        """Dead letters of ``source`` still unresolved in the state schema."""
+        self.dead_letters_pending.labels(source=source).set(count)
+
+    def set_checkpoint_age(self, source: str, seconds: float) -> None:
+        """Now minus the source commit time of the checkpoint."""
+        self.checkpoint_age.labels(source=source).set(max(0.0, seconds))
+
+    def set_binlog_retention_headroom(self, source: str, seconds: float) -> None:
+        """Time left before the checkpoint's binlog may be purged (negative: overdue)."""
+        self.binlog_retention_headroom.labels(source=source).set(seconds)
+
+    def set_source_up(self, source: str, up: bool) -> None:
+        """Whether the binlog connection to ``source`` is established."""
+        self.source_up.labels(source=source).set(1 if up else 0)
+
+    # -- reconcile --------------------------------------------------------------------
+
+    def record_drift(
+        self, mapping: str, missing: int = 0, extra: int = 0, differ: int = 0
+    ) -> None:
+        """Rows reconcile found missing from / extra in / different in the target."""
+        for kind, rows in (("missing", missing), ("extra", extra), ("differ", differ)):
+            child = self.reconcile_drift_rows.labels(mapping=mapping, kind=kind)
+            if rows:
+                child.inc(rows)
+
+    def record_repaired(self, mapping: str, rows: int) -> None:
+        """Rows reconcile repaired through the sink."""
+        self.reconcile_repaired_rows.labels(mapping=mapping).inc(rows)
+
+
+@dataclass(frozen=True)
+class _SourceHealth:
+    connected: bool
+    progressing: bool
+    detail: str
+    updated_at: datetime
+
+
+class Health:
+    """What ``/healthz`` reports: every source connected and progressing.
+
+    Thread-safe: pipeline threads call `set_source`, HTTP threads call `healthy`.
+    With no source reported yet (start-up) the service is *not* healthy.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sources: dict[str, _SourceHealth] = {}
+
+    def set_source(
+        self, source: str, connected: bool, progressing: bool, detail: str = ""
+    ) -> None:
+        """Record the state of one source's pipeline (replaces the previous one)."""
+        state = _SourceHealth(connected, progressing, detail, datetime.now(UTC))
+        with self._lock:
+            self._sources[source] = state
+
+    def remove_source(self, source: str) -> None:
+        """Forget a source (e.g. dropped from the config on reload)."""
+        with self._lock:
+            self._sources.pop(source, None)
+
+    def healthy(self) -> tuple[bool, dict[str, dict]]:
+        """(all sources healthy, per-source detail dict)."""
+        with self._lock:
+            sources = dict(self._sources)
+        report: dict[str, dict[str, Any]] = {}
+        for name, state in sorted(sources.items()):
+            report[name] = {
+                "healthy": state.connected and state.progressing,
+                "connected": state.connected,
+                "progressing": state.progressing,
+                "detail": state.detail,
+                "updated_at": state.updated_at.isoformat().replace("+00:00", "Z"),
+            }
+        ok = bool(report) and all(entry["healthy"] for entry in report.values())
+        return ok, report
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _HTTPServer
+    server_version = "syncd"
+    sys_version = ""
+
+    def do_GET(self) -> None:
+        path = urlsplit(self.path).path
+        if path == "/metrics":
+            body = generate_latest(self.server.metrics.registry)
+            self._reply(200, CONTENT_TYPE_LATEST, body)
+        elif path == "/healthz":
+            ok, sources = self.server.health.healthy()
+            payload = {"status": "ok" if ok else "unavailable", "sources": sources}
+            body = (json.dumps(payload, sort_keys=True) + "\n").encode()
+            self._reply(200 if ok else 503, "application/json", body)
+        else:
+            self._reply(404, "text/plain; charset=utf-8", b"not found\n")
+
+    def _not_allowed(self) -> None:
+        self._reply(405, "text/plain; charset=utf-8", b"method not allowed\n", {"Allow": "GET"})
+
+    do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _not_allowed
+
+    def _reply(
+        self, code: int, content_type: str, body: bytes, headers: dict[str, str] | None = None
+    ) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """No access log: scrapes every few seconds would drown the journal."""
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], metrics: Metrics, health: Health) -> None:
+        self.metrics = metrics
+        self.health = health
+        super().__init__(address, _Handler)
+
+
+class _HTTPServer6(_HTTPServer):
+    address_family = socket.AF_INET6
+
+
+class Server:
+    """A running metrics/health HTTP server; `close()` stops it."""
+
+    def __init__(self, httpd: _HTTPServer) -> None:
+        self._httpd = httpd
+        self.host: str = httpd.server_address[0]
+        self.port: int = httpd.server_address[1]
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.25},
+            name="syncd-metrics-http", daemon=True,
+        )
+        self._thread.start()
+        self._closed = False
+
+    def close(self) -> None:
+        """Stop serving and release the port; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(5)
+
+
+def serve(metrics: Metrics, health: Health, host: str, port: int) -> Server:
+    """Serve ``/metrics`` and ``/healthz`` on host:port (port 0 picks a free port, see
+    ``Server.port``) from a daemon thread. Raises OSError if the address cannot be bound."""
+    server_class = _HTTPServer6 if ":" in host else _HTTPServer
+    return Server(server_class((host, port), metrics, health))
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``host:port`` -> (host, port).
+
+    Accepted: ``127.0.0.1:9187``, ``0.0.0.0:9187``, ``localhost:9187``, ``[::1]:9187``,
+    ``:9187`` and ``9187``. A missing host means 127.0.0.1 (loopback only, the safe
+    default); write ``0.0.0.0:9187`` or ``[::]:9187`` to listen on every interface.
+    Raises ValueError with a message naming the problem.
+    """
+    text = value.strip()
+    if not text:
+        raise ValueError("listen address is empty; expected host:port, e.g. 127.0.0.1:9187")
+    if text.startswith("["):
+        host, sep, port_text = text[1:].partition("]:")
+        if not sep or not host:
+            raise ValueError(f"listen address {value!r}: expected [ipv6]:port, e.g. [::1]:9187")
+    elif text.count(":") > 1:
+        raise ValueError(
+            f"listen address {value!r}: put an IPv6 address in brackets, e.g. [::1]:9187"
+        )
+    elif ":" in text:
+        host, _, port_text = text.partition(":")
+    else:
+        host, port_text = "", text
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"listen address {value!r}: port must be a number 0-65535")
+    return host or DEFAULT_HOST, int(port_text)

@@ -1,0 +1,219 @@
+"""One source's pipeline: initial load if needed, then binlog -> mapping -> batch -> commit.
+
+The binlog is read on its own thread into a bounded queue. The applying thread takes whole
+source transactions from it and commits a batch as soon as the queue runs dry (low lag when
+quiet) or the batch is full (throughput under backlog). Each commit holds whole source
+transactions and that source's checkpoint.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+
+from syncd.config import BatchConfig, TargetConfig
+from syncd.mapping.plan import ChangeContext, Mapping, dead_letter, map_change
+from syncd.model import Heartbeat, Op, RowChange, SchemaChange, SourceTransaction
+from syncd.sink.postgres import Batch, PlannedOp, PostgresSink
+from syncd.sink.state import Checkpoint, read_checkpoint
+from syncd.source.binlog import BinlogReader, SourceEvent
+from syncd.source.gtid import GtidState
+from syncd.source.snapshot import SourceSnapshot
+from syncd.startup import SourcePlan
+
+log = structlog.get_logger("syncd.pipeline")
+
+_QUEUE_SIZE = 2000
+
+
+@dataclass
+class Progress:
+    """What the daemon reports about a pipeline (read by metrics, health, notify)."""
+
+    connected: bool = False
+    last_activity: float = 0.0
+    last_event_time: datetime | None = None
+    lag_seconds: float | None = None
+    applied: int = 0
+
+
+class Pipeline:
+    """Runs one source until `stop` is set or an error is raised (the daemon retries)."""
+
+    def __init__(self, plan: SourcePlan, target: TargetConfig, batch: BatchConfig,
+                 stop: threading.Event, on_batch: Callable[[str, Batch, float], None] | None = None) -> None:
+        self.plan = plan
+        self.source = plan.source
+        self.target = target
+        self.batch_config = batch
+        self.stop = stop
+        self.on_batch = on_batch
+        self.progress = Progress()
+        self.by_table = plan.by_table()
+        self.sink = PostgresSink(target, f"syncd:{self.source.name}")
+        self.log = log.bind(source=self.source.name)
+
+    def run(self) -> None:
+        try:
+            checkpoint = read_checkpoint(self.sink.conn, self.target.state_schema, self.source.name)
+            if checkpoint is None or not checkpoint.snapshot_done:
+                checkpoint = self.initial_load()
+            if checkpoint is not None and not self.stop.is_set():
+                self.stream(checkpoint)
+        finally:
+            self.progress.connected = False
+            self.sink.close()
+
+    def initial_load(self) -> Checkpoint | None:
+        """Copy every mapped table from one consistent snapshot, then checkpoint its position.
+
+        Returns None when stopped before the copy finished: nothing is checkpointed then, and
+        the next start copies again (the upserts make that harmless).
+        """
+        snapshot = SourceSnapshot(self.source)
+        point = snapshot.open()
+        self.log.info("snapshot_started", position=str(point.position), exact=point.exact,
+                      tables=sorted(self.by_table))
+        try:
+            for table, mappings in self.by_table.items():
+                self._copy_table(snapshot, table, mappings, str(point.position))
+        finally:
+            snapshot.close()
+        if self.stop.is_set():
+            self.log.info("snapshot_interrupted")
+            return None
+        checkpoint = Checkpoint(self.source.name, point.position, None, snapshot_done=True)
+        self.sink.commit(Batch(checkpoint=checkpoint))
+        self.log.info("snapshot_finished", position=str(point.position))
+        return checkpoint
+
+    def _copy_table(self, snapshot: SourceSnapshot, table: str, mappings: list[Mapping],
+                    position: str) -> None:
+        copied = 0
+        for rows in snapshot.chunks(table, self.batch_config.max_rows):
+            if self.stop.is_set():
+                return
+            batch = Batch()
+            ctx = ChangeContext(self.source.name, f"snapshot@{position}", datetime.now(UTC))
+            changes = [RowChange(table, Op.INSERT, None, row) for row in rows]
+            self._map_into(batch, changes, mappings, ctx)
+            self._commit(batch)
+            copied += len(rows)
+            self.log.info("snapshot_progress", table=table, rows=copied)
+
+    def stream(self, checkpoint: Checkpoint) -> None:
+        reader = BinlogReader(self.source, checkpoint.position, set(self.by_table),
+                              GtidState.parse(checkpoint.position.gtid))
+        events: queue.Queue = queue.Queue(maxsize=_QUEUE_SIZE)
+        done = threading.Event()
+        thread = threading.Thread(target=_read_into, args=(reader.events(), events, done),
+                                  name=f"binlog-{self.source.name}", daemon=True)
+        thread.start()
+        self.progress.connected = True
+        self.log.info("streaming_started", position=str(checkpoint.position))
+        try:
+            self._apply_from(events)
+        finally:
+            done.set()
+            reader.close()
+
+    def _apply_from(self, events: queue.Queue) -> None:
+        batch = Batch()
+        started = 0.0
+        while not self.stop.is_set():
+            try:
+                item = events.get(timeout=self.batch_config.max_delay_s)
+            except queue.Empty:
+                item = None
+            if isinstance(item, BaseException):
+                self._flush(batch)
+                raise item
+            if item is not None:
+                if not len(batch) and batch.checkpoint is None:
+                    started = time.monotonic()
+                self._take(batch, item)
+            if batch.checkpoint is not None and self._due(batch, started, events):
+                self._flush(batch)
+                batch = Batch()
+        self._flush(batch)
+
+    def _due(self, batch: Batch, started: float, events: queue.Queue) -> bool:
+        return (events.empty() or len(batch) >= self.batch_config.max_rows
+                or time.monotonic() - started >= self.batch_config.max_delay_s)
+
+    def _take(self, batch: Batch, event: SourceEvent) -> None:
+        self.progress.last_activity = time.monotonic()
+        if isinstance(event, SourceTransaction):
+            ctx = ChangeContext(self.source.name, str(event.end), event.commit_time)
+            for change in event.changes:
+                self._map_into(batch, [change], self.by_table.get(change.table, []), ctx)
+            batch.transactions += 1
+            batch.checkpoint = Checkpoint(self.source.name, event.end, event.commit_time, True)
+        elif isinstance(event, SchemaChange):
+            self.log.info("schema_change", statement=event.statement[:500], schema=event.schema,
+                          position=str(event.end))
+            batch.checkpoint = Checkpoint(self.source.name, event.end, event.commit_time, True)
+        elif isinstance(event, Heartbeat):
+            self.progress.lag_seconds = 0.0
+
+    def _map_into(self, batch: Batch, changes: Iterable[RowChange], mappings: list[Mapping],
+                  ctx: ChangeContext) -> None:
+        for change in changes:
+            batch.changes_by_table[change.table] += 1
+            for mapping in mappings:
+                mapped = map_change(mapping, change, ctx)
+                batch.dead_letters.extend(mapped.dead_letters)
+                if mapped.ops:
+                    origin = dead_letter(mapping, change, ctx, "")
+                    batch.ops.extend(PlannedOp(op, origin) for op in mapped.ops)
+
+    def _flush(self, batch: Batch) -> None:
+        if batch.checkpoint is None and not len(batch):
+            return
+        self._commit(batch)
+        if batch.checkpoint is not None and batch.checkpoint.last_event_time is not None:
+            self.progress.last_event_time = batch.checkpoint.last_event_time
+            lag = (datetime.now(UTC) - batch.checkpoint.last_event_time).total_seconds()
+            self.progress.lag_seconds = max(0.0, lag)
+
+    def _commit(self, batch: Batch) -> None:
+        began = time.monotonic()
+        rejected = self.sink.commit(batch)
+        seconds = time.monotonic() - began
+        self.progress.applied += len(batch.ops)
+        self.progress.last_activity = time.monotonic()
+        for letter in batch.dead_letters + rejected:
+            self.log.warning("dead_letter", table=letter.source_table, mapping=letter.mapping,
+                             row_key=letter.row_key, position=letter.position, reason=letter.reason)
+        if self.on_batch is not None:
+            self.on_batch(self.source.name, batch, seconds)
+        if batch.checkpoint is not None:
+            self.log.debug("batch_committed", rows=len(batch.ops), transactions=batch.transactions,
+                           position=str(batch.checkpoint.position), seconds=round(seconds, 4))
+
+
+def _read_into(events: Iterable[SourceEvent], out: queue.Queue, done: threading.Event) -> None:
+    """Reader thread: moves events into the queue; an error is handed over as an item."""
+    try:
+        for event in events:
+            if not _put(out, event, done):
+                return
+    except BaseException as exc:  # handed to the applying thread, which decides
+        _put(out, exc, done)
+
+
+def _put(out: queue.Queue, item: object, done: threading.Event) -> bool:
+    """Put unless the applying side has finished; False once it has."""
+    while not done.is_set():
+        try:
+            out.put(item, timeout=0.5)
+            return True
+        except queue.Full:
+            continue
+    return False

@@ -1,0 +1,225 @@
+"""Applies row operations and the source checkpoint to PostgreSQL in one transaction.
+
+A batch is reduced by target key (the last operation on a key wins), then written with one
+`executemany` per table and statement shape. If PostgreSQL rejects a row (a constraint, a value
+it cannot store), the batch is rolled back and replayed one operation at a time inside
+savepoints: the rejected operations become dead letters naming PostgreSQL's reason, the rest is
+applied, and the checkpoint still moves in the same transaction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from syncd.config import TargetConfig
+from syncd.errors import SinkUnavailable
+from syncd.model import DeadLetter, Delete, RowOp, SoftDelete, TargetTable, Upsert
+from syncd.sink.state import Checkpoint, insert_dead_letters, write_checkpoint
+
+# Errors that mean "this row cannot be stored", as opposed to "the server is unreachable".
+_ROW_REJECTED = (psycopg.errors.DataError, psycopg.errors.IntegrityError,
+                 psycopg.errors.InvalidTextRepresentation, psycopg.errors.ProgrammingError)
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedOp:
+    """A row operation and the dead letter it becomes if PostgreSQL rejects it."""
+
+    op: RowOp
+    origin: DeadLetter
+
+
+@dataclass
+class Batch:
+    """Whole source transactions of one source, ready to commit with the checkpoint."""
+
+    ops: list[PlannedOp] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    checkpoint: Checkpoint | None = None
+    transactions: int = 0
+    changes_by_table: Counter[str] = field(default_factory=Counter)
+
+    def __len__(self) -> int:
+        return len(self.ops) + len(self.dead_letters)
+
+
+def connect(target: TargetConfig, application_name: str = "syncd") -> psycopg.Connection:
+    try:
+        return psycopg.connect(target.dsn, password=target.password.read(), autocommit=True,
+                               application_name=application_name, connect_timeout=10)
+    except psycopg.OperationalError as exc:
+        raise SinkUnavailable(f"cannot connect to the target: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _op_key(op: RowOp) -> tuple[TargetTable, tuple[Any, ...]]:
+    if isinstance(op, Upsert):
+        return op.table, tuple(op.values[k] for k in op.key)
+    return op.table, op.key_values
+
+
+def reduce_ops(ops: Iterable[PlannedOp]) -> list[PlannedOp]:
+    """One operation per target row, with the same end result as applying all in order."""
+    last: dict[tuple[TargetTable, tuple[Any, ...]], PlannedOp] = {}
+    for planned in ops:
+        key = _op_key(planned.op)
+        previous = last.pop(key, None)
+        kept = planned
+        if previous is not None and isinstance(planned.op, SoftDelete) and isinstance(previous.op, Upsert):
+            # The row must exist, marked deleted, exactly as if both had been applied.
+            values = {**previous.op.values, planned.op.column: planned.op.at}
+            kept = PlannedOp(dataclasses.replace(previous.op, values=values), planned.origin)
+        last[key] = kept
+    return list(last.values())
+
+
+class Statements:
+    """SQL for each (table, shape), built once and reused."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple, sql.Composed] = {}
+
+    def upsert(self, op: Upsert) -> sql.Composed:
+        columns = tuple(op.values)
+        cache_key = ("upsert", op.table, columns, op.key)
+        if cache_key not in self._cache:
+            self._cache[cache_key] = _upsert_sql(op.table, columns, op.key)
+        return self._cache[cache_key]
+
+    def delete(self, op: Delete) -> sql.Composed:
+        cache_key = ("delete", op.table, op.key)
+        if cache_key not in self._cache:
+            self._cache[cache_key] = sql.SQL("DELETE FROM {} WHERE {}").format(
+                _table(op.table), _key_match(op.key))
+        return self._cache[cache_key]
+
+    def soft_delete(self, op: SoftDelete) -> sql.Composed:
+        cache_key = ("soft", op.table, op.key, op.column)
+        if cache_key not in self._cache:
+            self._cache[cache_key] = sql.SQL("UPDATE {} SET {} = %s WHERE {}").format(
+                _table(op.table), sql.Identifier(op.column), _key_match(op.key))
+        return self._cache[cache_key]
+
+    def for_op(self, op: RowOp) -> tuple[sql.Composed, tuple[Any, ...]]:
+        if isinstance(op, Upsert):
+            return self.upsert(op), tuple(op.values.values())
+        if isinstance(op, Delete):
+            return self.delete(op), op.key_values
+        return self.soft_delete(op), (op.at, *op.key_values)
+
+
+def _table(table: TargetTable) -> sql.Composed:
+    return sql.SQL("{}.{}").format(sql.Identifier(table.schema), sql.Identifier(table.name))
+
+
+def _key_match(key: tuple[str, ...]) -> sql.Composed:
+    return sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(k)) for k in key)
+
+
+def _upsert_sql(table: TargetTable, columns: tuple[str, ...], key: tuple[str, ...]) -> sql.Composed:
+    updates = [c for c in columns if c not in key]
+    conflict = (
+        sql.SQL("DO UPDATE SET {}").format(sql.SQL(", ").join(
+            sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in updates))
+        if updates else sql.SQL("DO NOTHING")
+    )
+    return sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) {}").format(
+        _table(table),
+        sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+        sql.SQL(", ").join(sql.Placeholder() * len(columns)),
+        sql.SQL(", ").join(sql.Identifier(k) for k in key),
+        conflict,
+    )
+
+
+class PostgresSink:
+    """Writes batches for one source over its own connection."""
+
+    def __init__(self, target: TargetConfig, application_name: str) -> None:
+        self.target = target
+        self.application_name = application_name
+        self.statements = Statements()
+        self._conn: psycopg.Connection | None = None
+
+    @property
+    def conn(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = connect(self.target, self.application_name)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def commit(self, batch: Batch) -> list[DeadLetter]:
+        """Apply the batch and move the checkpoint atomically; returns rows PostgreSQL rejected."""
+        ops = reduce_ops(batch.ops)
+        try:
+            try:
+                self._write(ops, batch, rejected=[])
+                return []
+            except _ROW_REJECTED:
+                rejected: list[DeadLetter] = []
+                self._write(ops, batch, rejected=rejected, one_by_one=True)
+                return rejected
+        except psycopg.OperationalError as exc:
+            self.close()
+            raise SinkUnavailable(f"target write failed: {_first_line(exc)}") from exc
+
+    def _write(self, ops: list[PlannedOp], batch: Batch, rejected: list[DeadLetter],
+               one_by_one: bool = False) -> None:
+        conn = self.conn
+        with conn.transaction(), conn.cursor() as cur:
+            if one_by_one:
+                rejected.extend(self._apply_each(conn, cur, ops))
+            else:
+                self._apply_grouped(cur, ops)
+            insert_dead_letters(cur, self.target.state_schema, batch.dead_letters + rejected)
+            if batch.checkpoint is not None:
+                write_checkpoint(cur, self.target.state_schema, batch.checkpoint)
+
+    def _apply_grouped(self, cur: psycopg.Cursor, ops: list[PlannedOp]) -> None:
+        # Deletes first: a unique value freed by a delete may be taken by an upsert.
+        ordered = sorted(ops, key=lambda p: not isinstance(p.op, Delete))
+        # Statements are cached, so identity groups operations of the same shape.
+        groups: dict[int, tuple[sql.Composed, list[tuple[Any, ...]]]] = {}
+        for planned in ordered:
+            statement, params = self.statements.for_op(planned.op)
+            groups.setdefault(id(statement), (statement, []))[1].append(params)
+        for statement, rows in groups.values():
+            cur.executemany(statement, rows)
+
+    def _apply_each(self, conn: psycopg.Connection, cur: psycopg.Cursor,
+                    ops: list[PlannedOp]) -> list[DeadLetter]:
+        rejected = []
+        for planned in sorted(ops, key=lambda p: not isinstance(p.op, Delete)):
+            statement, params = self.statements.for_op(planned.op)
+            try:
+                with conn.transaction():
+                    cur.execute(statement, params)
+            except _ROW_REJECTED as exc:
+                rejected.append(dataclasses.replace(planned.origin, reason=rejection_reason(exc)))
+        return rejected
+
+
+def rejection_reason(exc: psycopg.Error) -> str:
+    diag = exc.diag
+    parts = [f"PostgreSQL rejected the row: {diag.message_primary or _first_line(exc)}"]
+    if diag.constraint_name:
+        parts.append(f"constraint {diag.constraint_name}")
+    if diag.column_name:
+        parts.append(f"column {diag.column_name}")
+    if diag.message_detail:
+        parts.append(diag.message_detail)
+    return "; ".join(parts)

@@ -1,0 +1,153 @@
+"""syncd's own tables in `state_schema`: checkpoints, dead letters, runs, snapshot progress."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from syncd.model import DeadLetter, Position
+
+SCHEMA_VERSION = 1
+
+_DDL = """
+CREATE SCHEMA IF NOT EXISTS {schema};
+CREATE TABLE IF NOT EXISTS {schema}.schema_version (
+    version integer NOT NULL
+);
+CREATE TABLE IF NOT EXISTS {schema}.checkpoints (
+    source          text PRIMARY KEY,
+    binlog_file     text NOT NULL,
+    binlog_pos      bigint NOT NULL,
+    gtid            text,
+    last_event_time timestamptz,
+    snapshot_done   boolean NOT NULL DEFAULT true,
+    lag_seconds     double precision,
+    updated_at      timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS {schema}.dead_letters (
+    id              bigserial PRIMARY KEY,
+    source          text NOT NULL,
+    source_table    text NOT NULL,
+    mapping         text NOT NULL,
+    row_key         text NOT NULL,
+    binlog_position text NOT NULL,
+    event_pos       bigint NOT NULL DEFAULT 0,
+    row_index       integer NOT NULL DEFAULT 0,
+    row_image       jsonb NOT NULL,
+    reason          text NOT NULL,
+    status          text NOT NULL DEFAULT 'pending',
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    resolved_at     timestamptz,
+    UNIQUE (source, mapping, binlog_position, event_pos, row_index, row_key)
+);
+CREATE INDEX IF NOT EXISTS dead_letters_pending ON {schema}.dead_letters (source, status);
+CREATE TABLE IF NOT EXISTS {schema}.runs (
+    id          bigserial PRIMARY KEY,
+    host        text NOT NULL,
+    pid         integer NOT NULL,
+    version     text NOT NULL,
+    sources     text[] NOT NULL,
+    started_at  timestamptz NOT NULL DEFAULT now(),
+    heartbeat_at timestamptz NOT NULL DEFAULT now(),
+    stopped_at  timestamptz,
+    exit_reason text
+);
+"""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """How far one source has been applied to the target."""
+
+    source: str
+    position: Position
+    last_event_time: datetime | None
+    snapshot_done: bool
+    updated_at: datetime | None = None
+    lag_seconds: float | None = None
+
+
+def create_state_schema(conn: psycopg.Connection, schema: str) -> None:
+    """Create the state tables if missing (idempotent), in one transaction."""
+    with conn.transaction():
+        statements = sql.SQL(_DDL).format(schema=sql.Identifier(schema))
+        conn.execute(statements)
+        version = sql.SQL("SELECT version FROM {}.schema_version").format(sql.Identifier(schema))
+        if conn.execute(version).fetchone() is None:
+            conn.execute(sql.SQL("INSERT INTO {}.schema_version VALUES (%s)").format(
+                sql.Identifier(schema)), (SCHEMA_VERSION,))
+
+
+def read_checkpoint(conn: psycopg.Connection, schema: str, source: str) -> Checkpoint | None:
+    query = sql.SQL("SELECT binlog_file, binlog_pos, gtid, last_event_time, snapshot_done, "
+                    "updated_at, lag_seconds FROM {}.checkpoints WHERE source = %s"
+                    ).format(sql.Identifier(schema))
+    row = conn.execute(query, (source,)).fetchone()
+    if row is None:
+        return None
+    return Checkpoint(source, Position(row[0], row[1], row[2]), row[3], row[4], row[5], row[6])
+
+
+def write_checkpoint(cur: psycopg.Cursor, schema: str, checkpoint: Checkpoint) -> None:
+    """Upsert the checkpoint row; runs inside the caller's transaction."""
+    statement = sql.SQL(
+        "INSERT INTO {}.checkpoints AS c (source, binlog_file, binlog_pos, gtid, last_event_time, "
+        "snapshot_done, lag_seconds, updated_at) VALUES (%s, %s, %s, %s, %s, %s, "
+        "EXTRACT(EPOCH FROM clock_timestamp() - %s::timestamptz), now()) "
+        "ON CONFLICT (source) DO UPDATE SET binlog_file = EXCLUDED.binlog_file, "
+        "binlog_pos = EXCLUDED.binlog_pos, gtid = EXCLUDED.gtid, "
+        "last_event_time = COALESCE(EXCLUDED.last_event_time, c.last_event_time), "
+        "snapshot_done = EXCLUDED.snapshot_done, "
+        "lag_seconds = COALESCE(EXCLUDED.lag_seconds, c.lag_seconds), updated_at = now()"
+    ).format(sql.Identifier(schema))
+    position = checkpoint.position
+    cur.execute(statement, (checkpoint.source, position.file, position.pos, position.gtid,
+                            checkpoint.last_event_time, checkpoint.snapshot_done,
+                            checkpoint.last_event_time))
+
+
+def insert_dead_letters(cur: psycopg.Cursor, schema: str, letters: list[DeadLetter]) -> None:
+    """Insert dead letters; replaying the same change again adds nothing."""
+    if not letters:
+        return
+    statement = sql.SQL(
+        "INSERT INTO {}.dead_letters (source, source_table, mapping, row_key, binlog_position, "
+        "event_pos, row_index, row_image, reason) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+        "ON CONFLICT DO NOTHING"
+    ).format(sql.Identifier(schema))
+    cur.executemany(statement, [
+        (d.source, d.source_table, d.mapping, d.row_key, d.position, d.event_pos, d.row_index,
+         row_image_json(d.row_image), d.reason)
+        for d in letters
+    ])
+
+
+def pending_dead_letters(conn: psycopg.Connection, schema: str) -> dict[str, int]:
+    query = sql.SQL("SELECT source, count(*) FROM {}.dead_letters WHERE status = 'pending' "
+                    "GROUP BY source").format(sql.Identifier(schema))
+    return {source: count for source, count in conn.execute(query).fetchall()}
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, bytes | bytearray):
+        return "\\x" + bytes(value).hex()
+    if isinstance(value, set | frozenset):
+        return sorted(value)
+    return str(value)
+
+
+def row_image_json(row: dict[str, Any]) -> str:
+    """A row image as JSON text PostgreSQL's jsonb accepts (it refuses the NUL character)."""
+    return json.dumps(row, default=_json_value, ensure_ascii=False).replace("\\u0000", "\\\\u0000")

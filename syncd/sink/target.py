@@ -1,0 +1,111 @@
+"""What the target tables look like (read with SQLAlchemy's inspector), and whether mappings fit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+
+import psycopg
+import sqlalchemy
+from sqlalchemy import types
+
+from syncd.errors import Problem
+from syncd.mapping.spec import MappingSpec
+from syncd.model import TargetTable
+
+
+@dataclass(frozen=True)
+class TargetColumn:
+    name: str
+    type: types.TypeEngine
+    nullable: bool
+
+    @property
+    def is_timestamptz(self) -> bool:
+        return isinstance(self.type, types.DateTime) and bool(self.type.timezone)
+
+
+@dataclass(frozen=True)
+class TargetTableInfo:
+    table: TargetTable
+    columns: dict[str, TargetColumn]
+    unique_keys: list[frozenset[str]]
+    """Primary key and unique constraints/indexes, as column sets."""
+
+
+def describe_tables(conn: psycopg.Connection,
+                    tables: Iterable[TargetTable]) -> dict[TargetTable, TargetTableInfo | None]:
+    """Reflect each target table over an existing connection; None for a missing table."""
+    engine = sqlalchemy.create_engine("postgresql+psycopg://", creator=lambda: conn,
+                                      poolclass=sqlalchemy.pool.StaticPool)
+    inspector = sqlalchemy.inspect(engine)
+    found: dict[TargetTable, TargetTableInfo | None] = {}
+    for table in tables:
+        if not inspector.has_table(table.name, schema=table.schema):
+            found[table] = None
+            continue
+        columns = {
+            c["name"]: TargetColumn(c["name"], c["type"], bool(c["nullable"]))
+            for c in inspector.get_columns(table.name, schema=table.schema)
+        }
+        keys = [frozenset(inspector.get_pk_constraint(table.name, schema=table.schema)
+                          ["constrained_columns"])]
+        keys += [frozenset(u["column_names"])
+                 for u in inspector.get_unique_constraints(table.name, schema=table.schema)]
+        keys += [frozenset(i["column_names"])
+                 for i in inspector.get_indexes(table.name, schema=table.schema)
+                 if i["unique"] and not i.get("dialect_options", {}).get("postgresql_where")]
+        found[table] = TargetTableInfo(table, columns, [k for k in keys if k])
+    return found
+
+
+def check_mapping(spec: MappingSpec, table: TargetTable,
+                  info: TargetTableInfo | None) -> list[Problem]:
+    """Problems between one mapping and its (live) target table."""
+    where = spec.where
+    if info is None:
+        return [where.problem(f"mapping {spec.name!r}: target table {table} does not exist")]
+    problems = []
+    wanted = [c.target for c in spec.columns]
+    wanted += [c for c in (spec.soft_delete_column, spec.commit_time_column) if c]
+    for name in wanted:
+        if name not in info.columns:
+            column = spec.column(name)
+            place = column.where if column else where
+            problems.append(place.problem(f"mapping {spec.name!r}: target table {table} has no "
+                                          f"column {name!r}"))
+    if frozenset(spec.key) not in info.unique_keys:
+        problems.append(where.problem(
+            f"mapping {spec.name!r}: key {list(spec.key)} is neither the primary key nor a unique "
+            f"index of {table}; keys there: {[sorted(k) for k in info.unique_keys] or 'none'}"))
+    problems += _map_type_problems(spec, info)
+    return problems
+
+
+def _map_type_problems(spec: MappingSpec, info: TargetTableInfo) -> list[Problem]:
+    problems = []
+    for column in spec.columns:
+        target = info.columns.get(column.target)
+        if target is None or column.value_map is None:
+            continue
+        for value in column.value_map.values():
+            if not value_fits(value, target.type):
+                problems.append((column.value_map_where or column.where).problem(
+                    f"mapping {spec.name!r}: column {column.target!r} is {target.type} but the map "
+                    f"gives {value!r}"))
+                break
+    return problems
+
+
+def value_fits(value: object, column_type: types.TypeEngine) -> bool:
+    """Whether a constant from a mapping file can be stored in a column of this type."""
+    if value is None:
+        return True
+    if isinstance(column_type, types.Boolean):
+        return isinstance(value, bool)
+    if isinstance(column_type, types.Integer):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(column_type, types.Numeric):
+        return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
+    return True

@@ -1,0 +1,260 @@
+"""The binlog reader: the only user of pymysqlreplication.
+
+Turns the library's events into syncd's own: one `SourceTransaction` per committed source
+transaction (with the file/offset just after its commit), `SchemaChange` for DDL, and
+`Heartbeat` while the server is idle. It refuses, loudly, whatever it cannot read exactly.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pymysql
+from pymysqlreplication import BinLogStreamReader, binlogstream
+from pymysqlreplication.constants import FIELD_TYPE
+from pymysqlreplication.event import (
+    GtidEvent,
+    HeartbeatLogEvent,
+    MariadbGtidEvent,
+    NotImplementedEvent,
+    QueryEvent,
+    XAPrepareEvent,
+    XidEvent,
+)
+from pymysqlreplication.row_event import (
+    DeleteRowsEvent,
+    PartialUpdateRowsEvent,
+    RowsEvent,
+    UpdateRowsEvent,
+    WriteRowsEvent,
+)
+
+from syncd.config import SourceConfig
+from syncd.errors import PositionLost, SourceUnavailable, StreamError
+from syncd.model import Heartbeat, Op, Position, Row, RowChange, SchemaChange, SourceTransaction
+from syncd.source.gtid import GtidState
+
+# Make the library raise on lost connections instead of silently reconnecting from a
+# position that may be mid-transaction; syncd reconnects from its durable checkpoint.
+binlogstream.MYSQL_EXPECTED_ERROR_CODES.clear()
+
+SourceEvent = SourceTransaction | SchemaChange | Heartbeat
+
+_TIMESTAMP_TYPES = {FIELD_TYPE.TIMESTAMP, FIELD_TYPE.TIMESTAMP2}
+_ANONYMOUS_GTID = 0x22  # MySQL with gtid_mode=OFF: carries no data, safe to pass over
+_DML = re.compile(r"^\s*(insert|update|delete|replace)\b", re.IGNORECASE)
+_XA = re.compile(r"^\s*XA\s+(COMMIT|ROLLBACK)\s+(.*?)\s*(ONE PHASE)?\s*$", re.IGNORECASE)
+_CONNECTION_ERRORS = (2003, 2006, 2013, 2055)
+
+
+def _utc(timestamp: int) -> datetime:
+    return datetime.fromtimestamp(timestamp, UTC)
+
+
+class _OpenTransaction:
+    def __init__(self, gtid: str | None) -> None:
+        self.gtid = gtid
+        self.changes: list[RowChange] = []
+
+
+class BinlogReader:
+    """Reads one source's binlog from a checkpoint. Iterate `events()`; call `close()` to stop."""
+
+    def __init__(self, source: SourceConfig, start: Position, tables: set[str],
+                 gtid_state: GtidState | None = None) -> None:
+        self.source = source
+        self.start = start
+        self.tables = tables
+        self.gtids = gtid_state or GtidState()
+        self._stream: BinLogStreamReader | None = None
+        self._open: _OpenTransaction | None = None
+        self._prepared: dict[str, list[RowChange]] = {}
+
+    def _connect(self) -> BinLogStreamReader:
+        settings = self.source.connection_kwargs()
+        settings["read_timeout"] = max(30, self.source.heartbeat_s * 4)
+        return BinLogStreamReader(
+            connection_settings=settings,
+            server_id=self.source.server_id,
+            blocking=True,
+            resume_stream=True,
+            log_file=self.start.file,
+            log_pos=self.start.pos,
+            slave_heartbeat=self.source.heartbeat_s,
+            only_schemas=[self.source.database],
+            filter_non_implemented_events=False,
+            freeze_schema=False,
+            ignore_decode_errors=False,
+            enable_logging=False,
+        )
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
+    def position(self) -> Position:
+        assert self._stream is not None
+        return Position(self._stream.log_file, self._stream.log_pos, str(self.gtids) or None)
+
+    def events(self) -> Iterator[SourceEvent]:
+        self._stream = self._connect()
+        try:
+            for event in self._stream:
+                yield from self._handle(event)
+        except pymysql.err.OperationalError as exc:
+            raise _translate(self.source.name, exc) from exc
+        except (ConnectionError, OSError) as exc:
+            raise SourceUnavailable(self.source.name, f"connection lost: {exc}") from exc
+        raise SourceUnavailable(self.source.name, "the server ended the binlog stream")
+
+    def _handle(self, event: Any) -> Iterator[SourceEvent]:
+        if isinstance(event, RowsEvent):
+            self._rows(event)
+        elif isinstance(event, XidEvent):
+            yield self._commit(event.timestamp)
+        elif isinstance(event, MariadbGtidEvent | GtidEvent):
+            self._open = _OpenTransaction(event.gtid)
+        elif isinstance(event, QueryEvent):
+            yield from self._query(event)
+        elif isinstance(event, XAPrepareEvent):
+            self._prepare(event)
+        elif isinstance(event, HeartbeatLogEvent):
+            yield Heartbeat(self.source.name)
+        elif isinstance(event, NotImplementedEvent) and event.event_type != _ANONYMOUS_GTID:
+            raise StreamError(self.source.name, f"binlog event type {event.event_type} cannot be "
+                              "read (compressed binlog? check log_bin_compress / "
+                              "binlog_transaction_compression)", str(self.position()))
+
+    def _commit(self, timestamp: int) -> SourceTransaction:
+        tx, self._open = self._open or _OpenTransaction(None), None
+        if tx.gtid:
+            self.gtids.add(tx.gtid)
+        return SourceTransaction(self.source.name, tx.changes, self.position(), _utc(timestamp))
+
+    def _query(self, event: QueryEvent) -> Iterator[SourceEvent]:
+        query = event.query.strip()
+        upper = query.upper()
+        if upper == "BEGIN":
+            if self._open is None:
+                self._open = _OpenTransaction(None)
+        elif upper == "COMMIT":
+            yield self._commit(event.timestamp)
+        elif xa := _XA.match(query):
+            yield self._xa_end(xa.group(1).upper(), xa.group(2), event.timestamp)
+        elif upper.startswith("XA "):
+            return
+        elif _DML.match(query) and _schema(event) == self.source.database:
+            raise StreamError(self.source.name, "a DML statement was logged in STATEMENT format; "
+                              "set binlog_format=ROW (globally and for every session)",
+                              str(self.position()))
+        else:
+            yield self._schema_change(event)
+
+    def _schema_change(self, event: QueryEvent) -> SchemaChange:
+        tx, self._open = self._open, None
+        if tx is not None and tx.gtid:
+            self.gtids.add(tx.gtid)
+        return SchemaChange(self.source.name, _schema(event), event.query, self.position(),
+                            _utc(event.timestamp))
+
+    def _prepare(self, event: XAPrepareEvent) -> None:
+        """Rows of a prepared XA transaction wait for its COMMIT (or vanish on ROLLBACK)."""
+        tx, self._open = self._open or _OpenTransaction(None), None
+        self._prepared[_xid_text(event.xid_gtrid, event.xid_bqual, event.xid_format_id)] = tx.changes
+        if tx.gtid:
+            self.gtids.add(tx.gtid)
+
+    def _xa_end(self, verb: str, xid: str, timestamp: int) -> SourceTransaction:
+        changes = self._prepared.pop(_normalize_xid(xid), [])
+        tx, self._open = self._open or _OpenTransaction(None), None
+        if tx.gtid:
+            self.gtids.add(tx.gtid)
+        kept = changes + tx.changes if verb == "COMMIT" else []
+        return SourceTransaction(self.source.name, kept, self.position(), _utc(timestamp))
+
+    def _rows(self, event: RowsEvent) -> None:
+        if isinstance(event, PartialUpdateRowsEvent):
+            raise StreamError(self.source.name, "partial JSON updates cannot be replayed exactly; "
+                              "set binlog_row_value_options='' on the source", str(self.position()))
+        if event.table not in self.tables:
+            return
+        if self._open is None:
+            self._open = _OpenTransaction(None)
+        timestamps = [c.name for c in event.columns if c.type in _TIMESTAMP_TYPES]
+        key = _key_columns(event)
+        for index, row in enumerate(event.rows):
+            self._check_full_image(event, row)
+            self._open.changes.append(_change(event, row, index, key, timestamps))
+
+    def _check_full_image(self, event: RowsEvent, row: dict) -> None:
+        for sources_key in ("none_sources", "before_none_sources", "after_none_sources"):
+            if "cols bitmap" in (row.get(sources_key) or {}).values():
+                raise StreamError(self.source.name, f"table {event.table}: a row was logged with "
+                                  "binlog_row_image other than FULL; set binlog_row_image=FULL "
+                                  "globally and for every session", str(self.position()))
+
+
+def _change(event: RowsEvent, row: dict, index: int, key: tuple[str, ...],
+            timestamps: list[str]) -> RowChange:
+    pos = event.packet.log_pos
+    if isinstance(event, WriteRowsEvent):
+        return RowChange(event.table, Op.INSERT, None, _values(row["values"], timestamps), pos,
+                         index, key)
+    if isinstance(event, DeleteRowsEvent):
+        return RowChange(event.table, Op.DELETE, _values(row["values"], timestamps), None, pos,
+                         index, key)
+    assert isinstance(event, UpdateRowsEvent)
+    return RowChange(event.table, Op.UPDATE, _values(row["before_values"], timestamps),
+                     _values(row["after_values"], timestamps), pos, index, key)
+
+
+def _values(values: dict, timestamps: list[str]) -> Row:
+    """Library values -> syncd values (TIMESTAMP is an instant; SET is its MySQL text form)."""
+    row = dict(values)
+    for name in timestamps:
+        value = row.get(name)
+        if isinstance(value, datetime):
+            row[name] = value.replace(tzinfo=UTC)
+    for name, value in row.items():
+        if isinstance(value, set):
+            row[name] = ",".join(sorted(value))
+    return row
+
+
+def _key_columns(event: RowsEvent) -> tuple[str, ...]:
+    key = getattr(event, "primary_key", None)
+    if isinstance(key, str):
+        return (key,)
+    return tuple(key or ())
+
+
+def _schema(event: QueryEvent) -> str:
+    schema = event.schema
+    return schema.decode("utf-8", "replace") if isinstance(schema, bytes) else str(schema or "")
+
+
+def _xid_text(gtrid: bytes, bqual: bytes, format_id: int) -> str:
+    return _normalize_xid(f"X'{gtrid.hex()}',X'{bqual.hex()}',{format_id}")
+
+
+def _normalize_xid(text: str) -> str:
+    return text.replace(" ", "").lower()
+
+
+def _translate(source: str, exc: pymysql.err.OperationalError) -> Exception:
+    code = exc.args[0] if exc.args else 0
+    message = exc.args[1] if len(exc.args) > 1 else str(exc)
+    if code == 1236:
+        return PositionLost(source, f"the server cannot resume the binlog at the checkpoint: "
+                            f"{message}. The binlog was probably purged; run "
+                            f"`syncd snapshot --source {source}` to copy the tables again")
+    if code in _CONNECTION_ERRORS:
+        return SourceUnavailable(source, f"connection lost ({code}): {message}")
+    if code == 4052:
+        return SourceUnavailable(source, f"another replica uses server_id ({message}); "
+                                 "give syncd a server_id nothing else uses")
+    return SourceUnavailable(source, f"MySQL error {code}: {message}")

@@ -1,0 +1,134 @@
+"""Start-up checks of a source server: the settings syncd needs to read its binlog exactly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pymysql
+
+from syncd.config import SourceConfig
+from syncd.errors import SourceSettingsError, SourceUnavailable
+
+
+@dataclass(frozen=True)
+class Requirement:
+    variable: str
+    wanted: str
+    why: str
+
+
+_COMMON = [
+    Requirement("log_bin", "ON", "the binary log must be on"),
+    Requirement("binlog_format", "ROW", "only row events say exactly what changed"),
+    Requirement("binlog_row_image", "FULL", "every change must carry whole rows"),
+    Requirement("binlog_row_metadata", "FULL", "column names and signedness come from it"),
+]
+_MARIADB = [
+    Requirement("log_bin_compress", "OFF", "compressed events cannot be read and would be lost"),
+    Requirement("binlog_alter_two_phase", "OFF", "two-phase ALTER events cannot be read"),
+]
+_MYSQL = [
+    Requirement("binlog_row_value_options", "", "partial JSON updates cannot be replayed"),
+    Requirement("binlog_transaction_compression", "OFF",
+                "compressed transactions cannot be read and would be lost"),
+]
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    version: str
+    is_mariadb: bool
+    variables: dict[str, str]
+
+
+def connect(source: SourceConfig, database: str | None = None) -> pymysql.connections.Connection:
+    try:
+        return pymysql.connect(database=database, autocommit=True, **source.connection_kwargs())
+    except pymysql.err.OperationalError as exc:
+        raise SourceUnavailable(source.name, f"cannot connect to {source.host}:{source.port}: "
+                                f"{exc.args[-1]}") from exc
+
+
+def server_info(conn: pymysql.connections.Connection) -> ServerInfo:
+    with conn.cursor() as cur:
+        cur.execute("SELECT VERSION()")
+        version = str(cur.fetchone()[0])
+        names = [r.variable for r in _COMMON + _MARIADB + _MYSQL]
+        cur.execute("SHOW GLOBAL VARIABLES WHERE Variable_name IN ({})".format(
+            ", ".join(["%s"] * len(names))), names)
+        variables = {str(name).lower(): str(value) for name, value in cur.fetchall()}
+    return ServerInfo(version, "mariadb" in version.lower(), variables)
+
+
+def _normalise(value: str) -> str:
+    upper = value.upper()
+    return {"1": "ON", "0": "OFF"}.get(upper, upper)
+
+
+def _shown(value: str) -> str:
+    return value if value else "''"
+
+
+def settings_problems(info: ServerInfo) -> list[str]:
+    """One message per wrong setting, naming the variable and the fix."""
+    requirements = _COMMON + (_MARIADB if info.is_mariadb else _MYSQL)
+    problems = []
+    for req in requirements:
+        actual = info.variables.get(req.variable)
+        if actual is None:
+            if req in _COMMON:
+                problems.append(f"{req.variable} is not available on {info.version}; syncd needs "
+                                f"MySQL >= 8.0.14 or MariaDB >= 10.5 ({req.why})")
+            continue
+        if _normalise(actual) != _normalise(req.wanted):
+            problems.append(
+                f"{req.variable} is {_shown(actual)}, syncd needs {_shown(req.wanted)} "
+                f"({req.why}). Fix: SET GLOBAL {req.variable} = '{req.wanted}' and put "
+                f"{req.variable} = {_shown(req.wanted)} under [mysqld] in my.cnf"
+            )
+    return problems
+
+
+def check_source(source: SourceConfig) -> ServerInfo:
+    """Raise SourceSettingsError naming every wrong variable, or return what the server is."""
+    conn = connect(source)
+    try:
+        info = server_info(conn)
+        problems = settings_problems(info)
+        problems += _privilege_problems(conn)
+    finally:
+        conn.close()
+    if problems:
+        raise SourceSettingsError(source.name, "; ".join(problems))
+    return info
+
+
+def _privilege_problems(conn: pymysql.connections.Connection) -> list[str]:
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SHOW MASTER STATUS")
+            if cur.fetchone() is None:
+                return ["SHOW MASTER STATUS returns nothing: is log_bin on?"]
+    except pymysql.err.OperationalError as exc:
+        return [f"the user cannot read the binlog status ({exc.args[-1]}); grant REPLICATION "
+                "CLIENT (MariaDB >= 10.5: BINLOG MONITOR) and REPLICATION SLAVE"]
+    return []
+
+
+def table_columns(conn: pymysql.connections.Connection, database: str,
+                  table: str) -> dict[str, str] | None:
+    """Column name -> data type of a source table, or None when the table does not exist."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS "
+                    "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
+                    (database, table))
+        rows = cur.fetchall()
+    return {str(name): str(kind) for name, kind in rows} or None
+
+
+def primary_key(conn: pymysql.connections.Connection, database: str, table: str) -> tuple[str, ...]:
+    with conn.cursor() as cur:
+        cur.execute("SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE "
+                    "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND CONSTRAINT_NAME = 'PRIMARY' "
+                    "ORDER BY ORDINAL_POSITION", (database, table))
+        return tuple(str(r[0]) for r in cur.fetchall())

@@ -1,0 +1,150 @@
+"""Loading and checking everything before syncd touches data: mappings, sources, target.
+
+Used by `syncd run` and `syncd validate --live`. Every problem found is reported, not the
+first one only.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import UTC
+from pathlib import Path
+
+import psycopg
+
+from syncd.config import Config, SourceConfig
+from syncd.errors import ConfigError, Problem
+from syncd.mapping.plan import Mapping, compile_mapping
+from syncd.mapping.spec import MappingSpec, load_mappings
+from syncd.mapping.transforms import TransformArgsError, TransformContext
+from syncd.model import TargetTable
+from syncd.sink.postgres import connect
+from syncd.sink.target import TargetTableInfo, check_mapping, describe_tables
+from syncd.source import checks
+
+
+def read_secret(kind: str, name: str) -> str:
+    """Secrets for transforms (the `hash` salt): from the environment or a file."""
+    if kind == "env":
+        value = os.environ.get(name)
+        if value is None:
+            raise TransformArgsError(f"environment variable {name} is not set")
+        return value
+    try:
+        return Path(name).read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as exc:
+        raise TransformArgsError(f"cannot read secret file {name}: {exc.strerror}") from exc
+
+
+def transform_context(source: SourceConfig | None) -> TransformContext:
+    return TransformContext(secret=read_secret,
+                            source_timezone=source.timezone if source else UTC)
+
+
+@dataclass
+class SourcePlan:
+    """A source and the compiled mappings that read from it."""
+
+    source: SourceConfig
+    mappings: list[Mapping] = field(default_factory=list)
+
+    def by_table(self) -> dict[str, list[Mapping]]:
+        tables: dict[str, list[Mapping]] = {}
+        for mapping in self.mappings:
+            tables.setdefault(mapping.spec.table, []).append(mapping)
+        return tables
+
+
+def load_specs(config: Config) -> list[MappingSpec]:
+    return load_mappings(config.mapping_paths, set(config.sources))
+
+
+def target_table(spec: MappingSpec, config: Config) -> TargetTable:
+    return TargetTable(spec.target_schema or config.target.schema, spec.target)
+
+
+def compile_all(config: Config, specs: list[MappingSpec],
+                infos: dict[TargetTable, TargetTableInfo | None] | None) -> dict[str, SourcePlan]:
+    """Compile every mapping; transform argument errors are reported at their file:line."""
+    plans = {name: SourcePlan(source) for name, source in config.sources.items()}
+    problems: list[Problem] = []
+    for spec in specs:
+        info = infos.get(target_table(spec, config)) if infos is not None else None
+        aware = ({n for n, c in info.columns.items() if c.is_timestamptz} if info else None)
+        try:
+            mapping = compile_mapping(spec, transform_context(config.sources[spec.source]),
+                                      config.target.schema, aware)
+        except TransformArgsError as exc:
+            problems.append(_transform_problem(spec, exc))
+            continue
+        plans[spec.source].mappings.append(mapping)
+    if problems:
+        raise ConfigError(problems)
+    return plans
+
+
+def _transform_problem(spec: MappingSpec, exc: TransformArgsError) -> Problem:
+    for column in spec.columns:
+        for step in column.transforms:
+            if f"'{step.name}'" in str(exc):
+                return step.where.problem(f"mapping {spec.name!r}: column {column.target!r}: {exc}")
+    return spec.where.problem(f"mapping {spec.name!r}: {exc}")
+
+
+def check_target(conn: psycopg.Connection, config: Config,
+                 specs: list[MappingSpec]) -> tuple[dict[TargetTable, TargetTableInfo | None], list[Problem]]:
+    tables = {target_table(s, config) for s in specs}
+    infos = describe_tables(conn, tables)
+    problems = []
+    for spec in specs:
+        table = target_table(spec, config)
+        problems += check_mapping(spec, table, infos[table])
+    return infos, problems
+
+
+def check_source_tables(source: SourceConfig, specs: list[MappingSpec]) -> list[Problem]:
+    """Every mapped table and source column exists on the live source."""
+    problems: list[Problem] = []
+    conn = checks.connect(source)
+    try:
+        for spec in (s for s in specs if s.source == source.name):
+            columns = checks.table_columns(conn, source.database, spec.table)
+            if columns is None:
+                problems.append(spec.where.problem(
+                    f"mapping {spec.name!r}: table {source.database}.{spec.table} does not exist on "
+                    f"source {source.name}"))
+                continue
+            problems += _missing_columns(spec, source, columns)
+    finally:
+        conn.close()
+    return problems
+
+
+def _missing_columns(spec: MappingSpec, source: SourceConfig, columns: dict[str, str]) -> list[Problem]:
+    problems = []
+    for column in spec.columns:
+        for name in column.sources:
+            if name not in columns:
+                problems.append(column.where.problem(
+                    f"mapping {spec.name!r}: column {column.target!r} reads {name!r}, which "
+                    f"{source.database}.{spec.table} on source {source.name} does not have"))
+    for condition in spec.conditions:
+        if condition.column not in columns:
+            problems.append(condition.where.problem(
+                f"mapping {spec.name!r}: where.{condition.column}: no such column in "
+                f"{source.database}.{spec.table}"))
+    return problems
+
+
+def build_plans(config: Config) -> dict[str, SourcePlan]:
+    """Load, check against the live target, and compile every mapping; ConfigError lists all problems."""
+    specs = load_specs(config)
+    conn = connect(config.target, "syncd:check")
+    try:
+        infos, problems = check_target(conn, config, specs)
+    finally:
+        conn.close()
+    if problems:
+        raise ConfigError(problems)
+    return compile_all(config, specs, infos)

@@ -1,0 +1,252 @@
+"""Prometheus metrics, /healthz and the HTTP server, over real HTTP on port 0."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from syncd.metrics import Health, Metrics, Server, parse_listen, serve
+
+EXPECTED_METRICS = [
+    "syncd_changes_read_total",
+    "syncd_changes_applied_total",
+    "syncd_dead_letters_total",
+    "syncd_apply_batch_size",
+    "syncd_apply_latency_seconds",
+    "syncd_replication_lag_seconds",
+    "syncd_dead_letters_pending",
+    "syncd_reconcile_drift_rows_total",
+    "syncd_reconcile_repaired_rows_total",
+    "syncd_checkpoint_age_seconds",
+    "syncd_binlog_retention_headroom_seconds",
+    "syncd_source_up",
+]
+
+
+def fill(m: Metrics) -> None:
+    m.record_read("shop", "orders", 3)
+    m.record_read("shop", "customers")
+    m.record_batch("shop", {"orders": 3, "customers": 1}, seconds=0.04, lag_seconds=1.5)
+    m.record_dead_letter("shop", "orders")
+    m.set_dead_letters_pending("shop", 1)
+    m.record_drift("orders", missing=2, differ=1)
+    m.record_repaired("orders", 3)
+    m.set_checkpoint_age("shop", 2.0)
+    m.set_binlog_retention_headroom("shop", 86400)
+    m.set_source_up("shop", True)
+
+
+def test_every_metric_is_recorded_under_its_name() -> None:
+    m = Metrics(CollectorRegistry())
+    fill(m)
+    v = m.registry.get_sample_value
+    shop = {"source": "shop"}
+    assert v("syncd_changes_read_total", {"source": "shop", "table": "orders"}) == 3
+    assert v("syncd_changes_read_total", {"source": "shop", "table": "customers"}) == 1
+    assert v("syncd_changes_applied_total", {"source": "shop", "table": "orders"}) == 3
+    assert v("syncd_changes_applied_total", {"source": "shop", "table": "customers"}) == 1
+    assert v("syncd_dead_letters_total", {"source": "shop", "table": "orders"}) == 1
+    assert v("syncd_apply_batch_size_count", shop) == 1
+    assert v("syncd_apply_batch_size_sum", shop) == 4
+    assert v("syncd_apply_latency_seconds_count", shop) == 1
+    assert v("syncd_apply_latency_seconds_sum", shop) == pytest.approx(0.04)
+    assert v("syncd_replication_lag_seconds", shop) == 1.5
+    assert v("syncd_dead_letters_pending", shop) == 1
+    assert v("syncd_reconcile_drift_rows_total", {"mapping": "orders", "kind": "missing"}) == 2
+    assert v("syncd_reconcile_drift_rows_total", {"mapping": "orders", "kind": "differ"}) == 1
+    # every kind is exported, so alerts on it work before the first drift
+    assert v("syncd_reconcile_drift_rows_total", {"mapping": "orders", "kind": "extra"}) == 0
+    assert v("syncd_reconcile_repaired_rows_total", {"mapping": "orders"}) == 3
+    assert v("syncd_checkpoint_age_seconds", shop) == 2
+    assert v("syncd_binlog_retention_headroom_seconds", shop) == 86400
+    assert v("syncd_source_up", shop) == 1
+
+    text = generate_latest(m.registry).decode()
+    for name in EXPECTED_METRICS:
+        # the TYPE line of a counter says name or name_total, by prometheus_client version
+        base = name.removesuffix("_total")
+        type_line = rf"(?m)^# TYPE ({name}|{base}) (counter|gauge|histogram)$"
+        assert re.search(type_line, text), name
+
+
+def test_source_down_lag_and_batch_without_lag() -> None:
+    m = Metrics()
+    m.set_source_up("shop", False)
+    m.set_replication_lag("shop", -0.2)  # clock skew between servers must not go negative
+    m.record_batch("shop", {"orders": 0}, seconds=0.01)
+    v = m.registry.get_sample_value
+    assert v("syncd_source_up", {"source": "shop"}) == 0
+    assert v("syncd_replication_lag_seconds", {"source": "shop"}) == 0
+    assert v("syncd_apply_batch_size_sum", {"source": "shop"}) == 0
+
+
+def test_instances_have_their_own_registries() -> None:
+    a, b = Metrics(), Metrics()
+    a.record_read("shop", "orders", 5)
+    assert a.registry is not b.registry
+    assert b.registry.get_sample_value(
+        "syncd_changes_read_total", {"source": "shop", "table": "orders"}
+    ) is None
+
+
+def test_health_needs_every_source_connected_and_progressing() -> None:
+    h = Health()
+    ok, sources = h.healthy()
+    assert (ok, sources) == (False, {})  # nothing reported yet: still starting
+
+    h.set_source("shop", connected=True, progressing=True)
+    h.set_source("crm", connected=True, progressing=True)
+    ok, sources = h.healthy()
+    assert ok
+    assert sources["shop"]["healthy"] and sources["crm"]["healthy"]
+
+    h.set_source("crm", connected=True, progressing=False, detail="no event for 300 s")
+    ok, sources = h.healthy()
+    assert not ok
+    assert sources["crm"] == {
+        "healthy": False, "connected": True, "progressing": False,
+        "detail": "no event for 300 s", "updated_at": sources["crm"]["updated_at"],
+    }
+    assert sources["crm"]["updated_at"].endswith("Z")
+    assert sources["shop"]["healthy"]
+
+    h.remove_source("crm")
+    assert h.healthy()[0]
+
+
+@pytest.fixture
+def running() -> Iterator[tuple[Metrics, Health, Server]]:
+    metrics, health = Metrics(), Health()
+    server = serve(metrics, health, "127.0.0.1", 0)
+    try:
+        yield metrics, health, server
+    finally:
+        server.close()
+
+
+def get(server: Server, path: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+    req = urllib.request.Request(f"http://127.0.0.1:{server.port}{path}", method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as err:
+        with err:
+            return err.code, dict(err.headers), err.read()
+
+
+def test_metrics_endpoint(running: tuple[Metrics, Health, Server]) -> None:
+    metrics, _, server = running
+    assert server.port > 0
+    fill(metrics)
+    status, headers, body = get(server, "/metrics")
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/plain")
+    text = body.decode()
+    for name in EXPECTED_METRICS:
+        assert name in text
+    assert 'syncd_changes_read_total{source="shop",table="orders"} 3.0' in text
+    assert get(server, "/metrics?name[]=x")[0] == 200
+
+
+def test_healthz_transitions(running: tuple[Metrics, Health, Server]) -> None:
+    _, health, server = running
+
+    status, headers, body = get(server, "/healthz")
+    assert status == 503
+    assert headers["Content-Type"] == "application/json"
+    assert json.loads(body) == {"status": "unavailable", "sources": {}}
+
+    health.set_source("shop", connected=True, progressing=True)
+    status, _, body = get(server, "/healthz")
+    assert status == 200
+    doc = json.loads(body)
+    assert doc["status"] == "ok"
+    assert doc["sources"]["shop"]["healthy"] is True
+
+    health.set_source("shop", connected=False, progressing=False, detail="connection refused")
+    status, _, body = get(server, "/healthz")
+    assert status == 503
+    doc = json.loads(body)
+    assert doc["status"] == "unavailable"
+    assert doc["sources"]["shop"]["detail"] == "connection refused"
+    assert doc["sources"]["shop"]["connected"] is False
+
+    health.set_source("shop", connected=True, progressing=True)
+    assert get(server, "/healthz")[0] == 200
+
+
+def test_unknown_paths_and_methods(running: tuple[Metrics, Health, Server]) -> None:
+    _, _, server = running
+    assert get(server, "/")[0] == 404
+    assert get(server, "/metrics/extra")[0] == 404
+    for method in ("POST", "PUT", "DELETE", "HEAD"):
+        status, headers, _ = get(server, "/metrics", method=method)
+        assert status == 405, method
+        assert headers["Allow"] == "GET"
+
+
+def test_close_releases_the_port() -> None:
+    server = serve(Metrics(), Health(), "127.0.0.1", 0)
+    port = server.port
+    server.close()
+    server.close()  # twice is fine
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))
+
+
+def test_serves_on_ipv6() -> None:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    server = serve(Metrics(), Health(), "::1", 0)
+    try:
+        with urllib.request.urlopen(f"http://[::1]:{server.port}/metrics", timeout=5) as resp:
+            assert resp.status == 200
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("127.0.0.1:9187", ("127.0.0.1", 9187)),
+        ("0.0.0.0:9187", ("0.0.0.0", 9187)),
+        ("localhost:9187", ("localhost", 9187)),
+        (":9187", ("127.0.0.1", 9187)),
+        ("9187", ("127.0.0.1", 9187)),
+        (" 10.0.0.5:80 ", ("10.0.0.5", 80)),
+        ("[::1]:9187", ("::1", 9187)),
+        ("[::]:0", ("::", 0)),
+    ],
+)
+def test_parse_listen(value: str, expected: tuple[str, int]) -> None:
+    assert parse_listen(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("", "empty"),
+        ("127.0.0.1", "port"),
+        ("127.0.0.1:", "port"),
+        ("127.0.0.1:http", "port"),
+        ("127.0.0.1:70000", "port"),
+        ("127.0.0.1:-1", "port"),
+        ("::1:9187", "brackets"),
+        ("[::1]9187", r"\[ipv6\]:port"),
+        ("[]:9187", r"\[ipv6\]:port"),
+    ],
+)
+def test_parse_listen_rejects(value: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_listen(value)
