@@ -58,6 +58,54 @@ CREATE TABLE IF NOT EXISTS {schema}.runs (
     stopped_at  timestamptz,
     exit_reason text
 );
+CREATE TABLE IF NOT EXISTS {schema}.source_owners (
+    source       text PRIMARY KEY,
+    host         text NOT NULL,
+    pid          integer NOT NULL,
+    since        timestamptz NOT NULL DEFAULT now(),
+    heartbeat_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS {schema}.snapshot_progress (
+    source      text NOT NULL,
+    source_table text NOT NULL,
+    position    text NOT NULL,
+    last_key    jsonb,
+    rows_copied bigint NOT NULL DEFAULT 0,
+    done        boolean NOT NULL DEFAULT false,
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (source, source_table)
+);
+CREATE TABLE IF NOT EXISTS {schema}.reconcile_runs (
+    id             bigserial PRIMARY KEY,
+    mapping        text NOT NULL,
+    source         text NOT NULL,
+    started_at     timestamptz NOT NULL DEFAULT now(),
+    finished_at    timestamptz,
+    status         text NOT NULL DEFAULT 'running',
+    repair         boolean NOT NULL DEFAULT false,
+    rows_compared  bigint NOT NULL DEFAULT 0,
+    missing        bigint NOT NULL DEFAULT 0,
+    extra          bigint NOT NULL DEFAULT 0,
+    differ         bigint NOT NULL DEFAULT 0,
+    repaired       bigint NOT NULL DEFAULT 0,
+    explained_by_dead_letters bigint NOT NULL DEFAULT 0,
+    repaired_keys_sample jsonb,
+    error          text
+);
+CREATE TABLE IF NOT EXISTS {schema}.repair_requests (
+    id           bigserial PRIMARY KEY,
+    source       text NOT NULL,
+    mapping      text NOT NULL,
+    keys         jsonb NOT NULL,
+    requested_by text NOT NULL,
+    requested_at timestamptz NOT NULL DEFAULT now(),
+    status       text NOT NULL DEFAULT 'pending',
+    applied      integer NOT NULL DEFAULT 0,
+    skipped      integer NOT NULL DEFAULT 0,
+    error        text,
+    done_at      timestamptz
+);
+CREATE INDEX IF NOT EXISTS repair_requests_pending ON {schema}.repair_requests (source, status, id);
 """
 
 
@@ -151,3 +199,55 @@ def _json_value(value: Any) -> Any:
 def row_image_json(row: dict[str, Any]) -> str:
     """A row image as JSON text PostgreSQL's jsonb accepts (it refuses the NUL character)."""
     return json.dumps(row, default=_json_value, ensure_ascii=False).replace("\\u0000", "\\\\u0000")
+
+
+@dataclass(frozen=True)
+class RepairRequest:
+    """Make the target rows of these source keys equal to the mapping of the current source rows.
+
+    `keys` are source primary-key values, one list per row, in the key's column order.
+    """
+
+    id: int
+    source: str
+    mapping: str
+    keys: list[list[Any]]
+    requested_by: str
+    status: str = "pending"
+    applied: int = 0
+    skipped: int = 0
+    error: str | None = None
+
+
+def request_repair(conn: psycopg.Connection, schema: str, source: str, mapping: str, *,
+                   keys: list[list[Any]], requested_by: str) -> int:
+    """Queue a repair for the running pipeline of `source`; returns the request id."""
+    statement = sql.SQL("INSERT INTO {}.repair_requests (source, mapping, keys, requested_by) "
+                        "VALUES (%s, %s, %s, %s) RETURNING id").format(sql.Identifier(schema))
+    row = conn.execute(statement, (source, mapping, json.dumps(keys, default=_json_value),
+                                   requested_by)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def read_repair(conn: psycopg.Connection, schema: str, request_id: int) -> RepairRequest | None:
+    query = sql.SQL("SELECT id, source, mapping, keys, requested_by, status, applied, skipped, error "
+                    "FROM {}.repair_requests WHERE id = %s").format(sql.Identifier(schema))
+    row = conn.execute(query, (request_id,)).fetchone()
+    return RepairRequest(*row) if row else None
+
+
+def next_repair(conn: psycopg.Connection, schema: str, source: str) -> RepairRequest | None:
+    query = sql.SQL("SELECT id, source, mapping, keys, requested_by, status, applied, skipped, error "
+                    "FROM {}.repair_requests WHERE source = %s AND status = 'pending' "
+                    "ORDER BY id LIMIT 1").format(sql.Identifier(schema))
+    row = conn.execute(query, (source,)).fetchone()
+    return RepairRequest(*row) if row else None
+
+
+def finish_repair(cur: psycopg.Cursor, schema: str, request_id: int, *, applied: int, skipped: int,
+                  error: str | None = None) -> None:
+    """Mark a request done (or failed); runs inside the transaction that applied it."""
+    statement = sql.SQL("UPDATE {}.repair_requests SET status = %s, applied = %s, skipped = %s, "
+                        "error = %s, done_at = now() WHERE id = %s").format(sql.Identifier(schema))
+    cur.execute(statement, ("failed" if error else "done", applied, skipped, error, request_id))
