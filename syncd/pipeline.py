@@ -18,10 +18,12 @@ from datetime import UTC, datetime
 import structlog
 
 from syncd.config import BatchConfig, TargetConfig
+from syncd.errors import SyncdError
 from syncd.mapping.plan import ChangeContext, Mapping, dead_letter, map_change
-from syncd.model import Heartbeat, Op, RowChange, SchemaChange, SourceTransaction
-from syncd.sink.postgres import Batch, PlannedOp, PostgresSink
-from syncd.sink.state import Checkpoint, read_checkpoint
+from syncd.model import Heartbeat, Op, Position, RowChange, SchemaChange, SourceTransaction
+from syncd.repair import RepairRead, find_mapping, read_keys, repair_batch
+from syncd.sink.postgres import Batch, PlannedOp, PostgresSink, RepairDone
+from syncd.sink.state import Checkpoint, RepairRequest, next_repair, read_checkpoint
 from syncd.source.binlog import BinlogReader, SourceEvent
 from syncd.source.gtid import GtidState
 from syncd.source.snapshot import SourceSnapshot
@@ -30,6 +32,7 @@ from syncd.startup import SourcePlan
 log = structlog.get_logger("syncd.pipeline")
 
 _QUEUE_SIZE = 2000
+_REPAIR_POLL_SECONDS = 0.5
 
 
 @dataclass
@@ -57,6 +60,9 @@ class Pipeline:
         self.progress = Progress()
         self.by_table = plan.by_table()
         self.sink = PostgresSink(target, f"syncd:{self.source.name}")
+        self.position: Position | None = None
+        self.window: tuple[RepairRequest, RepairRead] | None = None
+        self._repairs_polled = 0.0
         self.log = log.bind(source=self.source.name)
 
     def run(self) -> None:
@@ -116,6 +122,7 @@ class Pipeline:
                                   name=f"binlog-{self.source.name}", daemon=True)
         thread.start()
         self.progress.connected = True
+        self.position = checkpoint.position
         self.log.info("streaming_started", position=str(checkpoint.position))
         try:
             self._apply_from(events)
@@ -141,6 +148,8 @@ class Pipeline:
             if batch.checkpoint is not None and self._due(batch, started, events):
                 self._flush(batch)
                 batch = Batch()
+            if not len(batch) and batch.checkpoint is None and events.empty():
+                self._serve_repairs()
         self._flush(batch)
 
     def _due(self, batch: Batch, started: float, events: queue.Queue) -> bool:
@@ -149,6 +158,9 @@ class Pipeline:
 
     def _take(self, batch: Batch, event: SourceEvent) -> None:
         self.progress.last_activity = time.monotonic()
+        if isinstance(event, SourceTransaction | SchemaChange):
+            self._advance_window(batch, event)
+            self.position = event.end
         if isinstance(event, SourceTransaction):
             ctx = ChangeContext(self.source.name, str(event.end), event.commit_time)
             for change in event.changes:
@@ -161,6 +173,61 @@ class Pipeline:
             batch.checkpoint = Checkpoint(self.source.name, event.end, event.commit_time, True)
         elif isinstance(event, Heartbeat):
             self.progress.lag_seconds = 0.0
+
+    def _advance_window(self, batch: Batch, event: SourceTransaction | SchemaChange) -> None:
+        """Keys the binlog changes before the read point are the stream's; past it, emit the rest."""
+        if self.window is None:
+            return
+        read = self.window[1]
+        if event.end > read.position:
+            self._emit_window(batch)
+        elif isinstance(event, SourceTransaction):
+            for change in event.changes:
+                if change.table == read.mapping.spec.table:
+                    read.drop_changed(change)
+
+    def _emit_window(self, batch: Batch) -> None:
+        assert self.window is not None
+        request, read = self.window
+        self.window = None
+        repaired, applied, reasons = repair_batch(read, self.source.name, datetime.now(UTC))
+        batch.ops.extend(repaired.ops)
+        batch.dead_letters.extend(repaired.dead_letters)
+        batch.repairs.append(RepairDone(request.id, applied, read.skipped, "; ".join(reasons) or None))
+        self.log.info("repair_applied", request=request.id, mapping=request.mapping,
+                      requested_by=request.requested_by, applied=applied, skipped=read.skipped,
+                      dead_letters=len(reasons), position=str(read.position))
+
+    def _serve_repairs(self) -> None:
+        """Between batches, take the next queued repair: read its keys, open the window."""
+        if self.window is not None:
+            if self.position is not None and self.window[1].position <= self.position:
+                batch = Batch()
+                self._emit_window(batch)
+                self._commit(batch)
+            return
+        now = time.monotonic()
+        if now - self._repairs_polled < _REPAIR_POLL_SECONDS:
+            return
+        self._repairs_polled = now
+        request = next_repair(self.sink.conn, self.target.state_schema, self.source.name)
+        if request is not None:
+            self._open_window(request)
+
+    def _open_window(self, request: RepairRequest) -> None:
+        snapshot = SourceSnapshot(self.source)
+        try:
+            _, mapping = find_mapping({self.source.name: self.plan}, request.mapping)
+            snapshot.open()
+            read = read_keys(snapshot, self.plan, mapping, request.keys)
+        except SyncdError as exc:
+            self._commit(Batch(repairs=[RepairDone(request.id, 0, 0, str(exc))]))
+            return
+        finally:
+            snapshot.close()
+        self.window = (request, read)
+        self.log.info("repair_window_opened", request=request.id, mapping=request.mapping,
+                      keys=len(request.keys), position=str(read.position))
 
     def _map_into(self, batch: Batch, changes: Iterable[RowChange], mappings: list[Mapping],
                   ctx: ChangeContext) -> None:

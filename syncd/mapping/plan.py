@@ -204,11 +204,11 @@ def _ops(mapping: Mapping, change: RowChange, ctx: ChangeContext) -> list[RowOp]
             assert change.before is not None
             old_key = map_key(mapping, change.before)
             if old_key != tuple(upsert.values[k] for k in mapping.key):
-                ops.append(_remove(mapping, old_key, ctx))
+                ops.append(remove_op(mapping, old_key, ctx))
         ops.append(upsert)
     elif before_in:
         assert change.before is not None
-        ops.append(_remove(mapping, map_key(mapping, change.before), ctx))
+        ops.append(remove_op(mapping, map_key(mapping, change.before), ctx))
     return ops
 
 
@@ -222,7 +222,7 @@ def _upsert(mapping: Mapping, row: Row, ctx: ChangeContext) -> Upsert:
     return Upsert(mapping.table, mapping.key, values)
 
 
-def _remove(mapping: Mapping, key_values: tuple[Any, ...], ctx: ChangeContext) -> RowOp:
+def remove_op(mapping: Mapping, key_values: tuple[Any, ...], ctx: ChangeContext) -> RowOp:
     spec = mapping.spec
     if spec.delete == "soft" and spec.soft_delete_column:
         return SoftDelete(mapping.table, mapping.key, key_values, spec.soft_delete_column,

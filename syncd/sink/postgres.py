@@ -21,7 +21,7 @@ from psycopg import sql
 from syncd.config import TargetConfig
 from syncd.errors import SinkUnavailable
 from syncd.model import DeadLetter, Delete, RowOp, SoftDelete, TargetTable, Upsert
-from syncd.sink.state import Checkpoint, insert_dead_letters, write_checkpoint
+from syncd.sink.state import Checkpoint, finish_repair, insert_dead_letters, write_checkpoint
 
 # Errors that mean "this row cannot be stored", as opposed to "the server is unreachable".
 _ROW_REJECTED = (psycopg.errors.DataError, psycopg.errors.IntegrityError,
@@ -36,6 +36,16 @@ class PlannedOp:
     origin: DeadLetter
 
 
+@dataclass(frozen=True, slots=True)
+class RepairDone:
+    """A repair request finished by this batch (marked done in the same transaction)."""
+
+    request_id: int
+    applied: int
+    skipped: int
+    error: str | None = None
+
+
 @dataclass
 class Batch:
     """Whole source transactions of one source, ready to commit with the checkpoint."""
@@ -45,9 +55,10 @@ class Batch:
     checkpoint: Checkpoint | None = None
     transactions: int = 0
     changes_by_table: Counter[str] = field(default_factory=Counter)
+    repairs: list[RepairDone] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.ops) + len(self.dead_letters)
+        return len(self.ops) + len(self.dead_letters) + len(self.repairs)
 
 
 def connect(target: TargetConfig, application_name: str = "syncd") -> psycopg.Connection:
@@ -186,6 +197,9 @@ class PostgresSink:
             else:
                 self._apply_grouped(cur, ops)
             insert_dead_letters(cur, self.target.state_schema, batch.dead_letters + rejected)
+            for done in batch.repairs:
+                finish_repair(cur, self.target.state_schema, done.request_id, applied=done.applied,
+                              skipped=done.skipped, error=done.error)
             if batch.checkpoint is not None:
                 write_checkpoint(cur, self.target.state_schema, batch.checkpoint)
 

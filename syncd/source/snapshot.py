@@ -62,6 +62,32 @@ class SourceSnapshot:
             raise SourceUnavailable(self.source.name, "SHOW MASTER STATUS returned nothing")
         return SnapshotPoint(Position(str(before[0]), int(before[1])), exact=False)
 
+    def read_point(self) -> Position:
+        """A position no earlier than what this snapshot has seen (for the repair window)."""
+        assert self._conn is not None
+        with self._conn.cursor() as cur:
+            cur.execute("SHOW STATUS LIKE 'binlog_snapshot_%'")
+            status = {str(k).lower(): str(v) for k, v in cur.fetchall()}
+            if status.get("binlog_snapshot_file"):
+                return Position(status["binlog_snapshot_file"], int(status["binlog_snapshot_position"]))
+            cur.execute("SHOW MASTER STATUS")
+            row = cur.fetchone()
+        if row is None:
+            raise SourceUnavailable(self.source.name, "SHOW MASTER STATUS returned nothing")
+        return Position(str(row[0]), int(row[1]))
+
+    def rows_by_key(self, table: str, key: tuple[str, ...], keys: list[tuple]) -> dict[tuple, Row]:
+        """The rows with these primary-key values that exist in the snapshot, by key."""
+        found: dict[tuple, Row] = {}
+        columns = ", ".join(_quote(k) for k in key)
+        for start in range(0, len(keys), 1000):
+            part = keys[start:start + 1000]
+            marks = ", ".join(["(" + ", ".join(["%s"] * len(key)) + ")"] * len(part))
+            query = f"SELECT * FROM {_quote(table)} WHERE ({columns}) IN ({marks})"
+            for row in self._fetch(query, tuple(v for k in part for v in k)):
+                found[tuple(row[k] for k in key)] = row
+        return found
+
     def close(self) -> None:
         if self._conn is not None:
             try:

@@ -1,0 +1,194 @@
+"""Repairs: make target rows equal to the mapping of the *current* source rows, by source key.
+
+Used by `syncd reconcile --repair`, `syncd dlq retry` and a live `syncd snapshot`. When a
+daemon streams the source, the request is queued in `state_schema.repair_requests` and the
+daemon's pipeline applies it *in stream order* (a consistent read of the keys, then the
+DBLog rule: keys the binlog changes in the meantime are left to the stream), so a repair never
+puts an older image over a newer one. When no daemon holds the source, this process takes the
+source's lock and applies the repair itself through the same sink.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from syncd.config import Config
+from syncd.errors import SyncdError, TransformError
+from syncd.ha import SourceLock
+from syncd.mapping.plan import (
+    ChangeContext,
+    Mapping,
+    dead_letter,
+    in_scope,
+    map_change,
+    map_key,
+    remove_op,
+)
+from syncd.model import MappedChange, Op, Position, Row, RowChange
+from syncd.sink.postgres import Batch, PlannedOp, PostgresSink, connect
+from syncd.sink.state import read_repair, request_repair
+from syncd.source.checks import primary_key
+from syncd.source.snapshot import SourceSnapshot
+from syncd.startup import SourcePlan
+
+
+class RepairError(SyncdError):
+    pass
+
+
+@dataclass(frozen=True)
+class RepairResult:
+    request_id: int | None
+    applied: int
+    """Keys whose target row was written or removed."""
+    skipped: int
+    """Keys the stream changed meanwhile: already made right by the stream itself."""
+    dead_letters: list[str]
+    """Reasons for keys whose current source row still cannot be mapped (dead-lettered again)."""
+    via: str
+    """"stream" (the running daemon applied it) or "direct" (no daemon held the source)."""
+
+
+def find_mapping(plans: dict[str, SourcePlan], name: str) -> tuple[SourcePlan, Mapping]:
+    for plan in plans.values():
+        for mapping in plan.mappings:
+            if mapping.name == name:
+                return plan, mapping
+    raise RepairError(f"no mapping named {name!r}")
+
+
+def repair(config: Config, plans: dict[str, SourcePlan], mapping_name: str,
+           keys: list[tuple[Any, ...]], *, requested_by: str, timeout: float = 300.0) -> RepairResult:
+    """Repair these source keys of one mapping; waits until done (stream) or does it (direct)."""
+    plan, mapping = find_mapping(plans, mapping_name)
+    lock = SourceLock(config.target, plan.source.name)
+    if lock.try_acquire():
+        try:
+            sink = PostgresSink(config.target, f"syncd:repair:{plan.source.name}")
+            try:
+                applied, skipped, letters = apply_repair_direct(plan, mapping, keys, sink)
+            finally:
+                sink.close()
+        finally:
+            lock.release()
+        return RepairResult(None, applied, skipped, letters, "direct")
+    return _through_stream(config, plan, mapping, keys, requested_by=requested_by, timeout=timeout)
+
+
+def _through_stream(config: Config, plan: SourcePlan, mapping: Mapping, keys: list[tuple[Any, ...]],
+                    *, requested_by: str, timeout: float) -> RepairResult:
+    conn = connect(config.target, "syncd:repair")
+    schema = config.target.state_schema
+    try:
+        request_id = request_repair(conn, schema, plan.source.name, mapping.name,
+                                    keys=[list(k) for k in keys], requested_by=requested_by)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            request = read_repair(conn, schema, request_id)
+            if request is not None and request.status != "pending":
+                if request.status == "failed":
+                    raise RepairError(f"repair {request_id} failed: {request.error}")
+                reasons = [request.error] if request.error else []
+                return RepairResult(request_id, request.applied, request.skipped, reasons, "stream")
+            time.sleep(0.2)
+    finally:
+        conn.close()
+    raise RepairError(f"repair {request_id} not applied by the running daemon within {timeout:.0f}s; "
+                      "it stays queued and will be applied when the daemon gets to it")
+
+
+def key_text(value: Any) -> str:
+    """Keys from JSON and keys from a SELECT compare by their text (1 == '1' == Decimal(1))."""
+    return "" if value is None else str(value)
+
+
+def normal_key(key: tuple[Any, ...] | list[Any]) -> tuple[str, ...]:
+    return tuple(key_text(v) for v in key)
+
+
+@dataclass
+class RepairRead:
+    """Source rows of the requested keys as of one binlog position (absent keys map to None)."""
+
+    mapping: Mapping
+    key_columns: tuple[str, ...]
+    position: Position
+    rows: dict[tuple[str, ...], tuple[tuple[Any, ...], Row | None]]
+    """normalised key -> (key as requested, source row or None)."""
+    skipped: int = 0
+    dirty: set[tuple[str, ...]] = field(default_factory=set)
+
+    def drop_changed(self, change: RowChange) -> None:
+        """DBLog's rule: a key the binlog changes after the read is the stream's to apply."""
+        for image in (change.before, change.after):
+            if image is None:
+                continue
+            key = normal_key(tuple(image.get(k) for k in self.key_columns))
+            if key in self.rows:
+                del self.rows[key]
+                self.dirty.add(key)
+                self.skipped += 1
+
+
+def read_keys(snapshot: SourceSnapshot, plan: SourcePlan, mapping: Mapping,
+              keys: list[tuple[Any, ...]] | list[list[Any]]) -> RepairRead:
+    """Read the current source rows for these keys in one consistent snapshot (already open)."""
+    assert snapshot._conn is not None
+    key_columns = primary_key(snapshot._conn, plan.source.database, mapping.spec.table)
+    if not key_columns:
+        raise RepairError(f"table {mapping.spec.table} has no primary key; rows cannot be repaired by key")
+    wanted = [tuple(k) for k in keys]
+    found = snapshot.rows_by_key(mapping.spec.table, key_columns, wanted)
+    by_text = {normal_key(k): row for k, row in found.items()}
+    rows = {normal_key(k): (k, by_text.get(normal_key(k))) for k in wanted}
+    return RepairRead(mapping, key_columns, snapshot.read_point(), rows)
+
+
+def repair_batch(read: RepairRead, source: str, commit_time: datetime) -> tuple[Batch, int, list[str]]:
+    """The target operations that make each read key's target row match its source row."""
+    batch = Batch()
+    ctx = ChangeContext(source, f"repair@{read.position}", commit_time)
+    applied, reasons = 0, []
+    for original, row in read.rows.values():
+        mapped, change = _mapped(read, original, row, ctx)
+        if mapped.dead_letters:
+            batch.dead_letters.extend(mapped.dead_letters)
+            reasons.extend(d.reason for d in mapped.dead_letters)
+            continue
+        origin = dead_letter(read.mapping, change, ctx, "")
+        batch.ops.extend(PlannedOp(op, origin) for op in mapped.ops)
+        applied += 1
+    return batch, applied, reasons
+
+
+def _mapped(read: RepairRead, original: tuple[Any, ...], row: Row | None,
+            ctx: ChangeContext) -> tuple[MappedChange, RowChange]:
+    """A present, in-scope row is upserted; a missing or filtered-out one is removed by key."""
+    mapping, columns = read.mapping, read.key_columns
+    if row is not None and in_scope(mapping, row):
+        change = RowChange(mapping.spec.table, Op.INSERT, None, row, key_columns=columns)
+        return map_change(mapping, change, ctx), change
+    image = row if row is not None else dict(zip(columns, original, strict=True))
+    change = RowChange(mapping.spec.table, Op.DELETE, image, None, key_columns=columns)
+    try:
+        return MappedChange([remove_op(mapping, map_key(mapping, image), ctx)], []), change
+    except TransformError as exc:
+        return MappedChange([], [dead_letter(mapping, change, ctx, str(exc))]), change
+
+
+def apply_repair_direct(plan: SourcePlan, mapping: Mapping, keys: list[tuple[Any, ...]],
+                        sink: PostgresSink) -> tuple[int, int, list[str]]:
+    """No daemon holds the source: read the keys now and write the result through the sink."""
+    snapshot = SourceSnapshot(plan.source)
+    snapshot.open()
+    try:
+        read = read_keys(snapshot, plan, mapping, keys)
+    finally:
+        snapshot.close()
+    batch, applied, reasons = repair_batch(read, plan.source.name, datetime.now(UTC))
+    rejected = sink.commit(batch)
+    reasons += [letter.reason for letter in rejected]
+    return applied - len(rejected), 0, reasons
