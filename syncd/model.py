@@ -43,6 +43,8 @@ class RowChange:
     """Index of the row within its rows event."""
     key_columns: tuple[str, ...] = ()
     """The source table's primary key columns, when known."""
+    zero_dates: tuple[str, ...] = ()
+    """Columns whose zero or partial-zero date ('0000-00-00', '2024-00-15') was read as NULL."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ import structlog
 
 from syncd.config import BatchConfig, TargetConfig
 from syncd.errors import SyncdError
-from syncd.mapping.plan import ChangeContext, Mapping, dead_letter, map_change
+from syncd.mapping.plan import ChangeContext, Mapping, dead_letter, map_change, source_key_text
 from syncd.model import Heartbeat, Op, Position, RowChange, SchemaChange, SourceTransaction
 from syncd.repair import RepairRead, find_mapping, read_keys, repair_batch
 from syncd.sink.postgres import Batch, PlannedOp, PostgresSink, RepairDone
@@ -107,7 +107,8 @@ class Pipeline:
                 return
             batch = Batch()
             ctx = ChangeContext(self.source.name, f"snapshot@{position}", datetime.now(UTC))
-            changes = [RowChange(table, Op.INSERT, None, row) for row in rows]
+            changes = [RowChange(table, Op.INSERT, None, row, zero_dates=zeros)
+                       for row, zeros in zip(rows, snapshot.zero_dates, strict=True)]
             self._map_into(batch, changes, mappings, ctx)
             self._commit(batch)
             copied += len(rows)
@@ -233,6 +234,9 @@ class Pipeline:
                   ctx: ChangeContext) -> None:
         for change in changes:
             batch.changes_by_table[change.table] += 1
+            if change.zero_dates and mappings:
+                self.log.warning("zero_date_read_as_null", table=change.table, columns=change.zero_dates,
+                                 row_key=source_key_text(change), position=ctx.position)
             for mapping in mappings:
                 mapped = map_change(mapping, change, ctx)
                 batch.dead_letters.extend(mapped.dead_letters)

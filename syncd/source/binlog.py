@@ -14,7 +14,6 @@ from typing import Any
 
 import pymysql
 from pymysqlreplication import BinLogStreamReader, binlogstream
-from pymysqlreplication.constants import FIELD_TYPE
 from pymysqlreplication.event import (
     GtidEvent,
     HeartbeatLogEvent,
@@ -36,14 +35,23 @@ from syncd.config import SourceConfig
 from syncd.errors import PositionLost, SourceUnavailable, StreamError
 from syncd.model import Heartbeat, Op, Position, Row, RowChange, SchemaChange, SourceTransaction
 from syncd.source.gtid import GtidState
+from syncd.source.values import Convert, apply_converters, binlog_converter, time2_from_binary
 
 # Make the library raise on lost connections instead of silently reconnecting from a
 # position that may be mid-transaction; syncd reconnects from its durable checkpoint.
 binlogstream.MYSQL_EXPECTED_ERROR_CODES.clear()
 
+
+def _read_time2_exact(event: RowsEvent, column: Any) -> Any:
+    """The library decodes negative TIME values with fractions wrongly; read them exactly."""
+    return time2_from_binary(event.packet.read(3 + (column.fsp + 1) // 2), column.fsp)
+
+
+RowsEvent._RowsEvent__read_time2 = _read_time2_exact  # type: ignore[attr-defined]
+
 SourceEvent = SourceTransaction | SchemaChange | Heartbeat
 
-_TIMESTAMP_TYPES = {FIELD_TYPE.TIMESTAMP, FIELD_TYPE.TIMESTAMP2}
+_ZERO_DATE_SOURCES = {"out of date range", "out of datetime range", "out of datetime2 range"}
 _ANONYMOUS_GTID = 0x22  # MySQL with gtid_mode=OFF: carries no data, safe to pass over
 _DML = re.compile(r"^\s*(insert|update|delete|replace)\b", re.IGNORECASE)
 _XA = re.compile(r"^\s*XA\s+(COMMIT|ROLLBACK)\s+(.*?)\s*(ONE PHASE)?\s*$", re.IGNORECASE)
@@ -72,6 +80,7 @@ class BinlogReader:
         self._stream: BinLogStreamReader | None = None
         self._open: _OpenTransaction | None = None
         self._prepared: dict[str, list[RowChange]] = {}
+        self._converters: dict[int, tuple[list, list[tuple[str, Convert]]]] = {}
 
     def _connect(self) -> BinLogStreamReader:
         settings = self.source.connection_kwargs()
@@ -184,11 +193,22 @@ class BinlogReader:
             return
         if self._open is None:
             self._open = _OpenTransaction(None)
-        timestamps = [c.name for c in event.columns if c.type in _TIMESTAMP_TYPES]
+        converters = self._converters_for(event.columns)
         key = _key_columns(event)
         for index, row in enumerate(event.rows):
             self._check_full_image(event, row)
-            self._open.changes.append(_change(event, row, index, key, timestamps))
+            self._open.changes.append(_change(event, row, index, key, converters))
+
+    def _converters_for(self, columns: list) -> list[tuple[str, Convert]]:
+        """Per table map (the library keeps one columns list per map), built once."""
+        cached = self._converters.get(id(columns))
+        if cached is not None and cached[0] is columns:
+            return cached[1]
+        if len(self._converters) > 4096:
+            self._converters.clear()
+        converters = [(c.name, f) for c in columns if (f := binlog_converter(c)) is not None]
+        self._converters[id(columns)] = (columns, converters)
+        return converters
 
     def _check_full_image(self, event: RowsEvent, row: dict) -> None:
         for sources_key in ("none_sources", "before_none_sources", "after_none_sources"):
@@ -199,30 +219,31 @@ class BinlogReader:
 
 
 def _change(event: RowsEvent, row: dict, index: int, key: tuple[str, ...],
-            timestamps: list[str]) -> RowChange:
+            converters: list[tuple[str, Convert]]) -> RowChange:
     pos = event.packet.log_pos
     if isinstance(event, WriteRowsEvent):
-        return RowChange(event.table, Op.INSERT, None, _values(row["values"], timestamps), pos,
-                         index, key)
+        after, zeros = _values(row["values"], row.get("none_sources"), converters)
+        return RowChange(event.table, Op.INSERT, None, after, pos, index, key, zeros)
     if isinstance(event, DeleteRowsEvent):
-        return RowChange(event.table, Op.DELETE, _values(row["values"], timestamps), None, pos,
-                         index, key)
+        before, zeros = _values(row["values"], row.get("none_sources"), converters)
+        return RowChange(event.table, Op.DELETE, before, None, pos, index, key, zeros)
     assert isinstance(event, UpdateRowsEvent)
-    return RowChange(event.table, Op.UPDATE, _values(row["before_values"], timestamps),
-                     _values(row["after_values"], timestamps), pos, index, key)
+    before, _ = _values(row["before_values"], row.get("before_none_sources"), converters)
+    after, zeros = _values(row["after_values"], row.get("after_none_sources"), converters)
+    return RowChange(event.table, Op.UPDATE, before, after, pos, index, key, zeros)
 
 
-def _values(values: dict, timestamps: list[str]) -> Row:
-    """Library values -> syncd values (TIMESTAMP is an instant; SET is its MySQL text form)."""
+def _values(values: dict, none_sources: dict | None,
+            converters: list[tuple[str, Convert]]) -> tuple[Row, tuple[str, ...]]:
+    """Library values -> syncd values (see syncd.source.values); zero dates become None."""
     row = dict(values)
-    for name in timestamps:
-        value = row.get(name)
-        if isinstance(value, datetime):
-            row[name] = value.replace(tzinfo=UTC)
-    for name, value in row.items():
-        if isinstance(value, set):
-            row[name] = ",".join(sorted(value))
-    return row
+    zeros = apply_converters(row, converters)
+    for name, why in (none_sources or {}).items():
+        if why in _ZERO_DATE_SOURCES:
+            zeros += (name,)
+        elif why == "empty set":
+            row[name] = ""
+    return row, zeros
 
 
 def _key_columns(event: RowsEvent) -> tuple[str, ...]:

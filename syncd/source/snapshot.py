@@ -11,15 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import pymysql
-from pymysql.constants import FIELD_TYPE
 
 from syncd.config import SourceConfig
 from syncd.errors import SourceError, SourceUnavailable
 from syncd.model import Position, Row
 from syncd.source.checks import connect, primary_key
+from syncd.source.values import apply_converters, select_converter
 
 
 @dataclass(frozen=True)
@@ -43,6 +42,8 @@ class SourceSnapshot:
     def __init__(self, source: SourceConfig) -> None:
         self.source = source
         self._conn: pymysql.connections.Connection | None = None
+        self.zero_dates: list[tuple[str, ...]] = []
+        """For the rows of the last read: columns whose zero date became None."""
 
     def open(self) -> SnapshotPoint:
         conn = connect(self.source, self.source.database)
@@ -127,13 +128,10 @@ class SourceSnapshot:
             with self._conn.cursor() as cur:
                 cur.execute(query, params)
                 names = [d[0] for d in cur.description]
-                timestamps = [d[0] for d in cur.description if d[1] == FIELD_TYPE.TIMESTAMP]
+                converters = [(d[0], f) for d in cur.description
+                              if (f := select_converter(d[1])) is not None]
                 rows = [dict(zip(names, values, strict=True)) for values in cur.fetchall()]
         except pymysql.err.OperationalError as exc:
             raise SourceUnavailable(self.source.name, f"snapshot read failed: {exc.args[-1]}") from exc
-        for row in rows:
-            for name in timestamps:
-                value = row[name]
-                if isinstance(value, datetime):
-                    row[name] = value.replace(tzinfo=UTC)
+        self.zero_dates = [apply_converters(row, converters) for row in rows]
         return rows

@@ -1,0 +1,180 @@
+"""Type fidelity: every MySQL type lands exactly, and the snapshot and binlog paths agree."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from syncd.sandbox import MariaDBServer, PostgresServer
+from tests.helpers import eventually
+from tests.integration.scenario import Scenario, Source
+
+SOURCE_SQL = """
+CREATE TABLE matrix (
+    id INT PRIMARY KEY,
+    ti TINYINT, tiu TINYINT UNSIGNED, si SMALLINT, siu SMALLINT UNSIGNED, mi MEDIUMINT,
+    miu MEDIUMINT UNSIGNED, i INT, iu INT UNSIGNED, bi BIGINT, biu BIGINT UNSIGNED,
+    dec65 DECIMAL(65,30), dec2 DECIMAL(12,2), f FLOAT, d DOUBLE,
+    b1 BIT(1), b64 BIT(64), flag BOOL,
+    dt DATE, dt0 DATETIME, dt3 DATETIME(3), dt6 DATETIME(6), ts0 TIMESTAMP NULL, ts6 TIMESTAMP(6) NULL,
+    tm TIME(6), tm2 TIME(2), yr YEAR,
+    zd DATE, zdt DATETIME, pzd DATE,
+    c CHAR(10), vc VARCHAR(100), tx TEXT, l1 VARCHAR(20) CHARACTER SET latin1,
+    gb VARCHAR(20) CHARACTER SET gbk,
+    bn BINARY(6), vb VARBINARY(10), bl BLOB,
+    en ENUM('小', '中', '大'), st SET('a', 'b', 'c'), js JSON, geo GEOMETRY NULL
+) CHARACTER SET utf8mb4
+"""
+
+TARGET_SQL = """
+CREATE TABLE matrix (
+    id integer PRIMARY KEY,
+    ti smallint, tiu smallint, si smallint, siu integer, mi integer, miu integer, i integer,
+    iu bigint, bi bigint, biu numeric(20,0),
+    dec65 numeric(65,30), dec2 numeric(12,2), f double precision, d double precision,
+    b1 smallint, b64 numeric(20,0), flag boolean,
+    dt date, dt0 timestamptz, dt3 timestamptz, dt6 timestamp, ts0 timestamptz, ts6 timestamptz,
+    tm interval, tm2 interval, yr smallint,
+    zd date, zdt timestamptz, pzd date,
+    c text, vc text, tx text, l1 text, gb text,
+    bn bytea, vb bytea, bl bytea,
+    en text, st text, js jsonb, geo bytea
+);
+CREATE TABLE strict_dates (id integer PRIMARY KEY, zd date NOT NULL);
+CREATE TABLE texts (id integer PRIMARY KEY, tx text);
+"""
+
+MAPPING = """
+mappings:
+  - name: matrix
+    source: shop
+    table: matrix
+    target: matrix
+    key: [id]
+    columns:
+{columns}
+      flag: {{from: flag, transform: to_bool}}
+  - name: strict_dates
+    source: shop
+    table: matrix
+    target: strict_dates
+    key: [id]
+    columns:
+      id: id
+      zd: zd
+  - name: texts
+    source: shop
+    table: texts
+    target: texts
+    key: [id]
+    columns:
+      id: id
+      tx: tx
+"""
+
+ROW = (
+    "127, 255, -32768, 65535, -8388608, 16777215, -2147483648, 4294967295, "
+    "-9223372036854775808, 18446744073709551615, "
+    "'-12345678901234567890123456789012345.123456789012345678901234567890', '-0.50', "
+    "1.2345678, 0.1, b'1', b'1111111111111111111111111111111111111111111111111111111111111111', TRUE, "
+    "'2024-02-29', '2024-05-01 12:30:45', '2024-05-01 12:30:45.123', '2024-05-01 12:30:45.123456', "
+    "'2024-01-01 12:00:00', '2024-01-01 12:00:00.000001', "
+    "'-838:59:58.999999', '-00:00:00.01', 0, "
+    "'0000-00-00', '0000-00-00 00:00:00', '2024-00-15', "
+    "'中文', '混合 text ✓', '表情😀🎉 and ünïcödé', 'café', '简体中文', "
+    "0x010200, 0x0a0b00, 0xff00fe, '中', 'c,a', '{\"k\": [1, 2.5, \"值\"], \"a\": null}', "
+    "ST_GeomFromText('POINT(1 2)', 4326)"
+)
+
+EXPECTED = {
+    "ti": 127, "tiu": 255, "si": -32768, "siu": 65535, "mi": -8388608, "miu": 16777215,
+    "i": -2147483648, "iu": 4294967295, "bi": -9223372036854775808,
+    "biu": Decimal("18446744073709551615"),
+    "dec65": Decimal("-12345678901234567890123456789012345.123456789012345678901234567890"),
+    "dec2": Decimal("-0.50"), "f": 1.23457, "d": 0.1, "b1": 1, "b64": Decimal(2**64 - 1), "flag": True,
+    "dt": date(2024, 2, 29),
+    "dt0": datetime(2024, 5, 1, 4, 30, 45, tzinfo=UTC),          # DATETIME read in +08:00
+    "dt3": datetime(2024, 5, 1, 4, 30, 45, 123000, tzinfo=UTC),
+    "dt6": datetime(2024, 5, 1, 12, 30, 45, 123456),             # naive target keeps wall time
+    "ts0": datetime(2024, 1, 1, 7, 0, tzinfo=UTC),               # written in session zone +05:00
+    "ts6": datetime(2024, 1, 1, 7, 0, 0, 1, tzinfo=UTC),
+    "tm": -timedelta(hours=838, minutes=59, seconds=58, microseconds=999999),
+    "tm2": -timedelta(milliseconds=10), "yr": None,
+    "zd": None, "zdt": None, "pzd": None,
+    "c": "中文", "vc": "混合 text ✓", "tx": "表情😀🎉 and ünïcödé", "l1": "café", "gb": "简体中文",
+    "bn": b"\x01\x02\x00\x00\x00\x00", "vb": b"\x0a\x0b\x00", "bl": b"\xff\x00\xfe",
+    "en": "中", "st": "a,c", "js": {"k": [1, 2.5, "值"], "a": None},
+    "geo": bytes.fromhex("0101000000000000000000f03f0000000000000040"),
+}
+
+
+COLUMNS = ["id", *EXPECTED]
+
+
+@pytest.fixture
+def scenario(tmp_path: Path, postgres: PostgresServer, target_db: str, mariadb: MariaDBServer,
+             source_db: Callable[[MariaDBServer], str]) -> Iterator[Scenario]:
+    shop = Source("shop", mariadb, source_db(mariadb))
+    shop.execute(SOURCE_SQL, "CREATE TABLE texts (id INT PRIMARY KEY, tx TEXT) CHARACTER SET utf8mb4")
+    s = Scenario.create(tmp_path, postgres, target_db, {"shop": shop}, target_sql=TARGET_SQL)
+    columns = "\n".join(f"      {c}: {c}" for c in COLUMNS if c != "flag")
+    s.write_config(MAPPING.format(columns=columns))
+    yield s
+    s.close()
+
+
+def insert_matrix(source: Source, row_id: int) -> None:
+    source.execute("SET SESSION sql_mode = ''", "SET SESSION time_zone = '+05:00'",
+                   f"INSERT INTO matrix VALUES ({row_id}, {ROW})")
+
+
+def target_row(scenario: Scenario, row_id: int) -> dict:
+    names = ", ".join(COLUMNS)
+    rows = scenario.target(f"SELECT {names} FROM matrix WHERE id = %s", (row_id,))
+    return dict(zip(COLUMNS, rows[0], strict=True)) if rows else {}
+
+
+class TestTypeMatrix:
+    def test_snapshot_and_binlog_paths_land_identical_exact_values(self, scenario: Scenario) -> None:
+        """Row 1 arrives by the initial copy, row 2 by the binlog: both equal the expected values."""
+        shop = scenario.sources["shop"]
+        insert_matrix(shop, 1)
+        process = scenario.start()
+        eventually(lambda: target_row(scenario, 1), 60)
+        insert_matrix(shop, 2)
+        eventually(lambda: target_row(scenario, 2), 30)
+        snapshot, streamed = target_row(scenario, 1), target_row(scenario, 2)
+        assert {k: v for k, v in snapshot.items() if k != "id"} == \
+               {k: v for k, v in streamed.items() if k != "id"}
+        for column, expected in EXPECTED.items():
+            assert streamed[column] == expected, column
+        scenario.stop(process)
+        log = scenario.log_text()
+        assert '"event": "zero_date_read_as_null"' in log and '"zd"' in log
+
+    def test_zero_date_into_not_null_column_is_dead_lettered(self, scenario: Scenario) -> None:
+        """A zero date cannot become NULL in a NOT NULL column: the row goes to the dead letters."""
+        process = scenario.start()
+        eventually(lambda: '"streaming"' in scenario.cli("status", "--json").stdout, 60)
+        insert_matrix(scenario.sources["shop"], 3)
+        eventually(lambda: target_row(scenario, 3), 30)
+        letters = eventually(lambda: scenario.target(
+            "SELECT mapping, reason FROM syncd.dead_letters WHERE mapping = 'strict_dates'"), 30)
+        assert "not-null" in letters[0][1] and "zd" in letters[0][1]
+        scenario.stop(process)
+
+    def test_text_with_nul_is_dead_lettered_and_the_stream_goes_on(self, scenario: Scenario) -> None:
+        """PostgreSQL text cannot hold NUL: that row is dead-lettered, the next one lands."""
+        process = scenario.start()
+        eventually(lambda: '"streaming"' in scenario.cli("status", "--json").stdout, 60)
+        shop = scenario.sources["shop"]
+        shop.execute("INSERT INTO texts VALUES (1, 'a\\0b')")
+        shop.execute("INSERT INTO texts VALUES (2, 'fine')")
+        eventually(lambda: scenario.target("SELECT tx FROM texts WHERE id = 2"), 30)
+        letters = scenario.target("SELECT row_key, reason FROM syncd.dead_letters WHERE mapping = 'texts'")
+        assert letters[0][0] == "id=1" and "NUL" in letters[0][1]
+        scenario.stop(process)
