@@ -114,7 +114,17 @@ class SoftDelete:
     at: datetime
 
 
-RowOp = Upsert | Delete | SoftDelete
+@dataclass(frozen=True, slots=True)
+class DeleteSlice:
+    """Remove every target row of a mapping's slice (a source TRUNCATE), hard or soft."""
+
+    table: TargetTable
+    slice: tuple[tuple[str, Any], ...]
+    soft_column: str | None = None
+    at: datetime | None = None
+
+
+RowOp = Upsert | Delete | SoftDelete | DeleteSlice
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,11 +20,13 @@ import structlog
 from syncd.config import BatchConfig, TargetConfig
 from syncd.errors import SyncdError
 from syncd.mapping.plan import ChangeContext, Mapping, dead_letter, map_change, source_key_text
-from syncd.model import Heartbeat, Op, Position, RowChange, SchemaChange, SourceTransaction
+from syncd.model import DeadLetter, Heartbeat, Op, Position, RowChange, SchemaChange, SourceTransaction
 from syncd.repair import RepairRead, find_mapping, read_keys, repair_batch
+from syncd.schema_watch import MappingGate, decide
 from syncd.sink.postgres import Batch, PlannedOp, PostgresSink, RepairDone
-from syncd.sink.state import Checkpoint, RepairRequest, next_repair, read_checkpoint
+from syncd.sink.state import Checkpoint, RepairRequest, next_repair, read_checkpoint, read_pauses
 from syncd.source.binlog import BinlogReader, SourceEvent
+from syncd.source.checks import connect, table_columns
 from syncd.source.gtid import GtidState
 from syncd.source.snapshot import SourceSnapshot
 from syncd.startup import SourcePlan
@@ -50,7 +52,8 @@ class Pipeline:
     """Runs one source until `stop` is set or an error is raised (the daemon retries)."""
 
     def __init__(self, plan: SourcePlan, target: TargetConfig, batch: BatchConfig,
-                 stop: threading.Event, on_batch: Callable[[str, Batch, float], None] | None = None) -> None:
+                 stop: threading.Event, *, on_batch: Callable[[str, Batch, float], None] | None = None,
+                 truncate_policy: str = "propagate") -> None:
         self.plan = plan
         self.source = plan.source
         self.target = target
@@ -63,6 +66,8 @@ class Pipeline:
         self.position: Position | None = None
         self.window: tuple[RepairRequest, RepairRead] | None = None
         self._repairs_polled = 0.0
+        self.truncate_policy = truncate_policy
+        self.gate = MappingGate([], set(), Position("", 0))
         self.log = log.bind(source=self.source.name)
 
     def run(self) -> None:
@@ -114,8 +119,34 @@ class Pipeline:
             copied += len(rows)
             self.log.info("snapshot_progress", table=table, rows=copied)
 
+    def _open_gate(self, checkpoint: Checkpoint) -> MappingGate:
+        """Paused mappings stay paused unless the live source fits them again (after a reload)."""
+        pauses = read_pauses(self.sink.conn, self.target.state_schema, self.source.name)
+        mappings = {m.name: m for m in self.plan.mappings}
+        resumable = {p.mapping for p in pauses
+                     if p.mapping not in mappings or not self._broken(mappings[p.mapping])}
+        for pause in pauses:
+            event = "mapping_resumed" if pause.mapping in resumable else "mapping_still_paused"
+            self.log.warning(event, mapping=pause.mapping, position=str(pause.position),
+                             statement=pause.statement[:300], reason=pause.reason)
+        return MappingGate(pauses, resumable, checkpoint.position)
+
+    def _broken(self, mapping: Mapping) -> bool:
+        live = self._live_columns(mapping.spec.table)
+        return live is None or not mapping.source_columns <= live
+
+    def _live_columns(self, table: str) -> set[str] | None:
+        conn = connect(self.source, self.source.database)
+        try:
+            columns = table_columns(conn, self.source.database, table)
+        finally:
+            conn.close()
+        return set(columns) if columns is not None else None
+
     def stream(self, checkpoint: Checkpoint) -> None:
-        reader = BinlogReader(self.source, checkpoint.position, set(self.by_table),
+        self.gate = self._open_gate(checkpoint)
+        start = self.gate.start(checkpoint.position)
+        reader = BinlogReader(self.source, start, set(self.by_table),
                               GtidState.parse(checkpoint.position.gtid))
         events: queue.Queue = queue.Queue(maxsize=_QUEUE_SIZE)
         done = threading.Event()
@@ -124,7 +155,7 @@ class Pipeline:
         thread.start()
         self.progress.connected = True
         self.position = checkpoint.position
-        self.log.info("streaming_started", position=str(checkpoint.position))
+        self.log.info("streaming_started", position=str(start))
         try:
             self._apply_from(events)
         finally:
@@ -165,15 +196,39 @@ class Pipeline:
         if isinstance(event, SourceTransaction):
             ctx = ChangeContext(self.source.name, str(event.end), event.commit_time)
             for change in event.changes:
-                self._map_into(batch, [change], self.by_table.get(change.table, []), ctx)
+                mappings = [m for m in self.by_table.get(change.table, [])
+                            if self.gate.applies(m.name, event.end)]
+                self._map_into(batch, [change], mappings, ctx)
             batch.transactions += 1
-            batch.checkpoint = Checkpoint(self.source.name, event.end, event.commit_time, True)
         elif isinstance(event, SchemaChange):
-            self.log.info("schema_change", statement=event.statement[:500], schema=event.schema,
-                          position=str(event.end))
-            batch.checkpoint = Checkpoint(self.source.name, event.end, event.commit_time, True)
+            self._schema_change(batch, event)
+        if isinstance(event, SourceTransaction | SchemaChange):
+            position = self.gate.checkpoint_for(event.end)
+            batch.checkpoint = Checkpoint(self.source.name, position, event.commit_time, True)
+            batch.resumed.extend(self.gate.take_resumed(event.end))
         elif isinstance(event, Heartbeat):
             self.progress.lag_seconds = 0.0
+
+    def _schema_change(self, batch: Batch, event: SchemaChange) -> None:
+        self.log.info("schema_change", statement=event.statement[:500], schema=event.schema,
+                      position=str(event.end))
+        if self.gate.replay_until is not None and event.end <= self.gate.replay_until:
+            return  # replaying: this statement was handled when it first streamed
+        decision = decide(event, self.source.database, self.plan.mappings, paused=set(self.gate.paused),
+                          columns=self._live_columns, truncate_policy=self.truncate_policy)
+        for name in decision.absorbed:
+            self.log.info("schema_change_absorbed", mapping=name, position=str(event.end))
+        for pause in decision.pauses:
+            self.gate.pause(pause)
+            batch.pauses.append(pause)
+            self.log.error("mapping_paused", mapping=pause.mapping, statement=event.statement[:500],
+                           position=str(event.end), reason=pause.reason)
+        ctx = ChangeContext(self.source.name, str(event.end), event.commit_time)
+        for op in decision.ops:
+            origin = DeadLetter(self.source.name, event.schema, "", "(whole slice: TRUNCATE)",
+                                ctx.position, {}, "")
+            batch.ops.append(PlannedOp(op, origin))
+            self.log.warning("truncate_propagated", table=str(op.table), position=str(event.end))
 
     def _advance_window(self, batch: Batch, event: SourceTransaction | SchemaChange) -> None:
         """Keys the binlog changes before the read point are the stream's; past it, emit the rest."""

@@ -20,8 +20,16 @@ from psycopg import sql
 
 from syncd.config import TargetConfig
 from syncd.errors import SinkUnavailable
-from syncd.model import DeadLetter, Delete, RowOp, SoftDelete, TargetTable, Upsert
-from syncd.sink.state import Checkpoint, finish_repair, insert_dead_letters, write_checkpoint
+from syncd.model import DeadLetter, Delete, DeleteSlice, RowOp, SoftDelete, TargetTable, Upsert
+from syncd.sink.state import (
+    Checkpoint,
+    Pause,
+    clear_pause,
+    finish_repair,
+    insert_dead_letters,
+    write_checkpoint,
+    write_pause,
+)
 
 # Errors that mean "this row cannot be stored", as opposed to "the server is unreachable".
 _ROW_REJECTED = (psycopg.errors.DataError, psycopg.errors.IntegrityError,
@@ -56,9 +64,12 @@ class Batch:
     transactions: int = 0
     changes_by_table: Counter[str] = field(default_factory=Counter)
     repairs: list[RepairDone] = field(default_factory=list)
+    pauses: list[Pause] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.ops) + len(self.dead_letters) + len(self.repairs)
+        return (len(self.ops) + len(self.dead_letters) + len(self.repairs) + len(self.pauses)
+                + len(self.resumed))
 
 
 def connect(target: TargetConfig, application_name: str = "syncd") -> psycopg.Connection:
@@ -76,11 +87,28 @@ def _first_line(exc: Exception) -> str:
 def _op_key(op: RowOp) -> tuple[TargetTable, tuple[Any, ...]]:
     if isinstance(op, Upsert):
         return op.table, tuple(op.values[k] for k in op.key)
+    if isinstance(op, DeleteSlice):
+        return op.table, ("<slice>", op.slice)
     return op.table, op.key_values
 
 
 def reduce_ops(ops: Iterable[PlannedOp]) -> list[PlannedOp]:
-    """One operation per target row, with the same end result as applying all in order."""
+    """One operation per target row, with the same end result as applying all in order.
+
+    A slice delete (TRUNCATE) is a barrier: what came before it is reduced and kept before it.
+    """
+    reduced: list[PlannedOp] = []
+    run: list[PlannedOp] = []
+    for planned in ops:
+        if isinstance(planned.op, DeleteSlice):
+            reduced += [*_reduce_run(run), planned]
+            run = []
+        else:
+            run.append(planned)
+    return reduced + _reduce_run(run)
+
+
+def _reduce_run(ops: list[PlannedOp]) -> list[PlannedOp]:
     last: dict[tuple[TargetTable, tuple[Any, ...]], PlannedOp] = {}
     for planned in ops:
         key = _op_key(planned.op)
@@ -121,11 +149,27 @@ class Statements:
                 _table(op.table), sql.Identifier(op.column), _key_match(op.key))
         return self._cache[cache_key]
 
+    def delete_slice(self, op: DeleteSlice) -> sql.Composed:
+        columns = tuple(c for c, _ in op.slice)
+        cache_key = ("slice", op.table, columns, op.soft_column)
+        if cache_key not in self._cache:
+            match = _key_match(columns) if columns else sql.SQL("true")
+            if op.soft_column:
+                statement = sql.SQL("UPDATE {} SET {} = %s WHERE {} AND {} IS NULL").format(
+                    _table(op.table), sql.Identifier(op.soft_column), match, sql.Identifier(op.soft_column))
+            else:
+                statement = sql.SQL("DELETE FROM {} WHERE {}").format(_table(op.table), match)
+            self._cache[cache_key] = statement
+        return self._cache[cache_key]
+
     def for_op(self, op: RowOp) -> tuple[sql.Composed, tuple[Any, ...]]:
         if isinstance(op, Upsert):
             return self.upsert(op), tuple(op.values.values())
         if isinstance(op, Delete):
             return self.delete(op), op.key_values
+        if isinstance(op, DeleteSlice):
+            values = tuple(v for _, v in op.slice)
+            return self.delete_slice(op), ((op.at, *values) if op.soft_column else values)
         return self.soft_delete(op), (op.at, *op.key_values)
 
 
@@ -197,6 +241,10 @@ class PostgresSink:
             else:
                 self._apply_grouped(cur, ops)
             insert_dead_letters(cur, self.target.state_schema, batch.dead_letters + rejected)
+            for pause in batch.pauses:
+                write_pause(cur, self.target.state_schema, pause)
+            for mapping in batch.resumed:
+                clear_pause(cur, self.target.state_schema, mapping)
             for done in batch.repairs:
                 finish_repair(cur, self.target.state_schema, done.request_id, applied=done.applied,
                               skipped=done.skipped, error=done.error)
@@ -204,6 +252,17 @@ class PostgresSink:
                 write_checkpoint(cur, self.target.state_schema, batch.checkpoint)
 
     def _apply_grouped(self, cur: psycopg.Cursor, ops: list[PlannedOp]) -> None:
+        segment: list[PlannedOp] = []
+        for planned in ops:
+            if isinstance(planned.op, DeleteSlice):
+                self._apply_segment(cur, segment)
+                segment = []
+                cur.execute(*self.statements.for_op(planned.op))
+            else:
+                segment.append(planned)
+        self._apply_segment(cur, segment)
+
+    def _apply_segment(self, cur: psycopg.Cursor, ops: list[PlannedOp]) -> None:
         # Deletes first: a unique value freed by a delete may be taken by an upsert.
         ordered = sorted(ops, key=lambda p: not isinstance(p.op, Delete))
         # Statements are cached, so identity groups operations of the same shape.
@@ -217,7 +276,7 @@ class PostgresSink:
     def _apply_each(self, conn: psycopg.Connection, cur: psycopg.Cursor,
                     ops: list[PlannedOp]) -> list[DeadLetter]:
         rejected = []
-        for planned in sorted(ops, key=lambda p: not isinstance(p.op, Delete)):
+        for planned in ops:
             statement, params = self.statements.for_op(planned.op)
             try:
                 with conn.transaction():

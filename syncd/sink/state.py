@@ -105,6 +105,15 @@ CREATE TABLE IF NOT EXISTS {schema}.repair_requests (
     error        text,
     done_at      timestamptz
 );
+CREATE TABLE IF NOT EXISTS {schema}.paused_mappings (
+    mapping     text PRIMARY KEY,
+    source      text NOT NULL,
+    binlog_file text NOT NULL,
+    binlog_pos  bigint NOT NULL,
+    statement   text NOT NULL,
+    reason      text NOT NULL,
+    paused_at   timestamptz NOT NULL DEFAULT now()
+);
 CREATE INDEX IF NOT EXISTS repair_requests_pending ON {schema}.repair_requests (source, status, id);
 """
 
@@ -251,3 +260,33 @@ def finish_repair(cur: psycopg.Cursor, schema: str, request_id: int, *, applied:
     statement = sql.SQL("UPDATE {}.repair_requests SET status = %s, applied = %s, skipped = %s, "
                         "error = %s, done_at = now() WHERE id = %s").format(sql.Identifier(schema))
     cur.execute(statement, ("failed" if error else "done", applied, skipped, error, request_id))
+
+
+@dataclass(frozen=True)
+class Pause:
+    """A mapping stopped by a source schema change; it resumes from `position` once fixed."""
+
+    mapping: str
+    source: str
+    position: Position
+    statement: str
+    reason: str
+
+
+def read_pauses(conn: psycopg.Connection, schema: str, source: str) -> list[Pause]:
+    query = sql.SQL("SELECT mapping, source, binlog_file, binlog_pos, statement, reason "
+                    "FROM {}.paused_mappings WHERE source = %s").format(sql.Identifier(schema))
+    return [Pause(m, s, Position(f, p), st, r) for m, s, f, p, st, r in conn.execute(query, (source,))]
+
+
+def write_pause(cur: psycopg.Cursor, schema: str, pause: Pause) -> None:
+    statement = sql.SQL(
+        "INSERT INTO {}.paused_mappings (mapping, source, binlog_file, binlog_pos, statement, reason) "
+        "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (mapping) DO NOTHING").format(sql.Identifier(schema))
+    cur.execute(statement, (pause.mapping, pause.source, pause.position.file, pause.position.pos,
+                            pause.statement, pause.reason))
+
+
+def clear_pause(cur: psycopg.Cursor, schema: str, mapping: str) -> None:
+    statement = sql.SQL("DELETE FROM {}.paused_mappings WHERE mapping = %s").format(sql.Identifier(schema))
+    cur.execute(statement, (mapping,))

@@ -1,0 +1,118 @@
+"""What a source schema change means for each mapping: absorb it, pause the mapping, or
+propagate a TRUNCATE as the removal of the mapping's slice.
+
+A paused mapping stops at the DDL's binlog position while everything else goes on; once the
+DBA fixes the mapping and reloads, it replays from that position (see Pipeline).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from syncd.mapping.plan import Mapping
+from syncd.model import DeleteSlice, Position, RowOp, SchemaChange
+from syncd.sink.state import Pause
+from syncd.source.ddl import TableEffect, table_effects
+
+ColumnsLookup = Callable[[str], set[str] | None]
+"""Live column names of a source table, or None when the table does not exist."""
+
+
+@dataclass
+class SchemaDecision:
+    pauses: list[Pause] = field(default_factory=list)
+    ops: list[RowOp] = field(default_factory=list)
+    absorbed: list[str] = field(default_factory=list)
+
+
+def _fix_hint(mapping: Mapping) -> str:
+    where = mapping.spec.where
+    return (f"edit mapping {mapping.name!r} at {where.file}:{where.line}, check it with "
+            "`syncd validate --live`, then reload (`systemctl reload syncd` or SIGHUP); it resumes "
+            "from this position")
+
+
+def decide(change: SchemaChange, database: str, mappings: list[Mapping], *, paused: set[str],
+           columns: ColumnsLookup, truncate_policy: str) -> SchemaDecision:
+    """Per mapping touched by the statement: absorb, pause, or (TRUNCATE) remove its slice."""
+    decision = SchemaDecision()
+    for effect in table_effects(change.statement, change.schema or database, database):
+        for mapping in (m for m in mappings if m.spec.table == effect.table and m.name not in paused):
+            reason = _breakage(effect, mapping, columns, truncate_policy)
+            if reason is None and effect.kind == "truncate":
+                decision.ops.append(slice_delete(mapping, change))
+            elif reason is None:
+                decision.absorbed.append(mapping.name)
+            else:
+                decision.pauses.append(Pause(mapping.name, change.source, change.end, change.statement,
+                                             f"{reason}; {_fix_hint(mapping)}"))
+    return decision
+
+
+def _breakage(effect: TableEffect, mapping: Mapping, columns: ColumnsLookup,
+              truncate_policy: str) -> str | None:
+    table = mapping.spec.table
+    fixed = {
+        "drop": f"source table {table} was dropped",
+        "rename": f"source table {table} was renamed to {effect.new_name}",
+        "truncate": f"source table {table} was truncated (ddl.truncate: pause)"
+        if truncate_policy == "pause" else None,
+    }
+    if effect.kind != "alter":
+        return fixed.get(effect.kind)
+    live = columns(table)
+    if live is None:
+        return f"source table {table} no longer exists"
+    missing = sorted(mapping.source_columns - live)
+    if missing:
+        return f"source table {table} no longer has column(s) {', '.join(missing)}"
+    return None
+
+
+def slice_delete(mapping: Mapping, change: SchemaChange) -> RowOp:
+    spec = mapping.spec
+    soft = spec.soft_delete_column if spec.delete == "soft" else None
+    return DeleteSlice(mapping.table, tuple(spec.slice_values().items()), soft,
+                       change.commit_time if soft else None)
+
+
+class MappingGate:
+    """Which mappings a transaction feeds: paused ones none; resumed ones replay from their pause.
+
+    While a resumed mapping replays the stretch between its pause and the checkpoint, only it
+    is fed, and the checkpoint stays where it was (a crash then simply replays it again).
+    """
+
+    def __init__(self, pauses: list[Pause], resumable: set[str], checkpoint: Position) -> None:
+        self.paused = {p.mapping: p for p in pauses if p.mapping not in resumable}
+        resumed = [p for p in pauses if p.mapping in resumable]
+        self.replay = {p.mapping: p.position for p in resumed if p.position < checkpoint}
+        self.replay_until = checkpoint if self.replay else None
+        self._cleared = [p.mapping for p in resumed if p.mapping not in self.replay]
+
+    def start(self, checkpoint: Position) -> Position:
+        return min([checkpoint, *self.replay.values()])
+
+    def applies(self, mapping: str, end: Position) -> bool:
+        if mapping in self.paused:
+            return False
+        if self.replay_until is not None and end <= self.replay_until:
+            return mapping in self.replay and end > self.replay[mapping]
+        return True
+
+    def checkpoint_for(self, end: Position) -> Position:
+        if self.replay_until is not None and end <= self.replay_until:
+            return self.replay_until
+        return end
+
+    def take_resumed(self, end: Position | None) -> list[str]:
+        """Mappings whose replay is complete at `end` (their pause rows can be cleared)."""
+        done, self._cleared = self._cleared, []
+        if self.replay_until is not None and end is not None and end > self.replay_until:
+            done += list(self.replay)
+            self.replay, self.replay_until = {}, None
+        return done
+
+    def pause(self, pause: Pause) -> None:
+        self.paused[pause.mapping] = pause

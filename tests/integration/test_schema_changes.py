@@ -1,0 +1,124 @@
+"""Schema changes while streaming: absorbed, paused per mapping and resumed, TRUNCATE propagated."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from syncd.sandbox import MariaDBServer, PostgresServer
+from tests.helpers import eventually
+from tests.integration.scenario import (
+    SHOP_ORDERS_MAPPING,
+    SHOP_ORDERS_SQL,
+    TARGET_ORDERS_SQL,
+    Scenario,
+    Source,
+)
+
+NOTES_MAPPING = """
+  - name: shop_notes
+    source: shop
+    table: notes
+    target: notes
+    key: [id]
+    columns:
+      id: id
+      body: body
+"""
+
+
+@pytest.fixture
+def scenario(tmp_path: Path, postgres: PostgresServer, target_db: str, mariadb: MariaDBServer,
+             source_db: Callable[[MariaDBServer], str]) -> Iterator[Scenario]:
+    shop = Source("shop", mariadb, source_db(mariadb))
+    shop.execute(SHOP_ORDERS_SQL, "CREATE TABLE notes (id INT PRIMARY KEY, body TEXT)",
+                 "CREATE TABLE unmapped (id INT PRIMARY KEY, x INT)")
+    s = Scenario.create(tmp_path, postgres, target_db, {"shop": shop},
+                        target_sql=TARGET_ORDERS_SQL + "; CREATE TABLE notes (id int PRIMARY KEY, body text)")
+    s.write_config(SHOP_ORDERS_MAPPING + NOTES_MAPPING)
+    yield s
+    s.close()
+
+
+def order(order_id: int) -> tuple[str, tuple]:
+    return ("INSERT INTO orders (id, order_no, phone, status, amount_text) VALUES (%s, %s, %s, '已支付', '1元')",
+            (order_id, f"S{order_id}", "13812345678"))
+
+
+def orders(scenario: Scenario) -> set[int]:
+    return {r[0] for r in scenario.target("SELECT source_order_id FROM orders WHERE deleted_at IS NULL")}
+
+
+def notes(scenario: Scenario) -> set[int]:
+    return {r[0] for r in scenario.target("SELECT id FROM notes")}
+
+
+def events(scenario: Scenario, name: str) -> int:
+    return scenario.log_text().count(f'"event": "{name}"')
+
+
+def streaming(scenario: Scenario) -> bool:
+    return '"streaming"' in scenario.cli("status", "--json").stdout
+
+
+class TestSchemaChanges:
+    def test_unmapped_column_changes_are_absorbed(self, scenario: Scenario) -> None:
+        """Adding and dropping a column no mapping reads changes nothing but a log event."""
+        shop = scenario.sources["shop"]
+        process = scenario.start()
+        eventually(lambda: streaming(scenario), 60)
+        shop.execute("ALTER TABLE orders ADD COLUMN extra INT")
+        shop.execute(order(1))
+        shop.execute("ALTER TABLE orders DROP COLUMN extra", "ALTER TABLE unmapped ADD COLUMN y INT")
+        shop.execute(order(2))
+        eventually(lambda: orders(scenario) == {1, 2}, 30)
+        assert events(scenario, "schema_change_absorbed") == 2
+        assert events(scenario, "mapping_paused") == 0
+        scenario.stop(process)
+
+    def test_breaking_change_pauses_only_that_mapping_until_fixed_and_reloaded(
+            self, scenario: Scenario) -> None:
+        """Dropping a mapped column pauses that mapping at the DDL; the fix + reload replays it."""
+        shop = scenario.sources["shop"]
+        shop.execute(order(1))
+        process = scenario.start()
+        eventually(lambda: orders(scenario) == {1}, 60)
+        shop.execute("ALTER TABLE orders DROP COLUMN phone")
+        shop.execute("INSERT INTO orders (id, order_no, status, amount_text) VALUES (2, 'S2', '已支付', '2元')")
+        shop.execute("INSERT INTO notes VALUES (1, 'still flowing')")
+        eventually(lambda: notes(scenario) == {1}, 30)          # the other mapping goes on
+        assert orders(scenario) == {1}                           # the paused one waits
+        log = scenario.log_text()
+        assert '"event": "mapping_paused"' in log
+        assert "DROP COLUMN phone" in log and "no longer has column(s) phone" in log
+        assert "mappings.yaml:" in log                          # points at the mapping to fix
+        paused = scenario.target("SELECT mapping, statement FROM syncd.paused_mappings")
+        assert paused == [("shop_orders", "ALTER TABLE orders DROP COLUMN phone")]
+
+        fixed = SHOP_ORDERS_MAPPING.replace(
+            "      buyer_phone: {from: phone, transform: mask_phone}      # 13812345678 -> 138****5678\n", "")
+        scenario.write_config(fixed + NOTES_MAPPING)
+        process.send_signal(signal.SIGHUP)
+        eventually(lambda: orders(scenario) == {1, 2}, 60)      # replayed from the pause
+        shop.execute("INSERT INTO orders (id, order_no, status, amount_text) VALUES (3, 'S3', '已支付', '3元')")
+        eventually(lambda: orders(scenario) == {1, 2, 3}, 30)
+        assert scenario.target("SELECT count(*) FROM syncd.paused_mappings") == [(0,)]
+        assert scenario.stop(process) == 0
+
+    def test_truncate_removes_the_mapping_slice(self, scenario: Scenario) -> None:
+        """TRUNCATE at the source soft-deletes the mapping's rows (delete: soft), by default."""
+        shop = scenario.sources["shop"]
+        shop.execute(order(1), order(2))
+        shop.execute("INSERT INTO notes VALUES (1, 'n')")
+        process = scenario.start()
+        eventually(lambda: orders(scenario) == {1, 2} and notes(scenario) == {1}, 60)
+        shop.execute("TRUNCATE TABLE orders")
+        shop.execute("TRUNCATE TABLE notes")
+        eventually(lambda: not orders(scenario) and not notes(scenario), 30)
+        assert scenario.target("SELECT count(*) FROM orders WHERE deleted_at IS NOT NULL") == [(2,)]
+        shop.execute(order(5))
+        eventually(lambda: orders(scenario) == {5}, 30)
+        scenario.stop(process)
