@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, timedelta, timezone, tzinfo
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from syncd.yamlfile import Checker, Where, YamlList, YamlMap, load_file
@@ -84,6 +84,19 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class AlertsConfig:
+    """When syncd warns or calls a source hung (all in seconds)."""
+
+    retention_headroom_s: float = 86400.0
+    """Warn (`retention_headroom_low`) when the checkpoint's binlog may be purged sooner."""
+    stall_s: float = 60.0
+    """A running source with no event, heartbeat or commit for this long counts as hung:
+    /healthz turns 503 and the systemd watchdog stops."""
+    check_interval_s: float = 60.0
+    """How often the binlog the checkpoint needs is checked (present? retention headroom?)."""
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     target: TargetConfig
@@ -94,12 +107,13 @@ class Config:
     metrics_listen: str | None = None
     shutdown_timeout_s: float = 30.0
     retry_max_s: float = 30.0
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
 
 
 def parse_timezone(text: str) -> tzinfo:
     """'+08:00', '-05:30', 'UTC' or an IANA name such as 'Asia/Shanghai'."""
-    match = re.fullmatch(r"([+-])(\d{2}):(\d{2})", text)
-    if match:
+    match = re.fullmatch(r"([+-])(\d{2}):([0-5]\d)", text)
+    if match and int(match.group(2)) < 24:
         sign = 1 if match.group(1) == "+" else -1
         offset = timedelta(hours=int(match.group(2)), minutes=int(match.group(3)))
         return timezone(sign * offset)
@@ -125,11 +139,12 @@ def _parse(data: object, path: Path, check: Checker) -> Config | None:
     if top is None:
         return None
     keys = {"target", "sources", "mappings", "batch", "log", "metrics", "shutdown_timeout",
-            "retry_max_seconds"}
+            "retry_max_seconds", "alerts"}
     check.only_keys(top, keys, "the config file")
     check.require(top, ["target", "sources", "mappings"], "the config file")
-    target = _target(top.get("target"), top.at_value("target"), check)
-    sources = _sources(top.get("sources"), top.at_value("sources"), check)
+    # A missing section is reported once, by require, not again as "must be a mapping".
+    target = _target(top["target"], top.at_value("target"), check) if "target" in top else None
+    sources = _sources(top["sources"], top.at_value("sources"), check) if "sources" in top else {}
     mapping_paths = _mapping_paths(top.get("mappings"), top, path.parent, check)
     metrics = _section(top, "metrics", {"listen"}, check)
     return Config(
@@ -142,6 +157,7 @@ def _parse(data: object, path: Path, check: Checker) -> Config | None:
         metrics_listen=check.text(metrics, "listen", "metrics") if metrics else None,
         shutdown_timeout_s=check.number(top, "shutdown_timeout", "config", 30.0),
         retry_max_s=check.number(top, "retry_max_seconds", "config", 30.0),
+        alerts=_alerts(top, check),
     )
 
 
@@ -169,10 +185,12 @@ def _target(data: object, where: Where, check: Checker) -> TargetConfig | None:
     node = check.mapping(data, where, "target")
     if node is None:
         return None
-    check.only_keys(node, {"dsn", "password_env", "password_file", "schema", "state_schema"}, "target")
+    # `password` is allowed past only_keys because _secret reports it with a better message.
+    check.only_keys(node, {"dsn", "password", "password_env", "password_file", "schema", "state_schema"},
+                    "target")
     check.require(node, ["dsn"], "target")
     dsn = check.text(node, "dsn", "target") or ""
-    if dsn and urlsplit(dsn).password:
+    if dsn and _dsn_has_password(dsn):
         check.add(node.at_value("dsn"), "target.dsn must not contain a password; "
                   "use PGPASSWORD, password_env or password_file")
     schema = check.text(node, "schema", "target", "public") or "public"
@@ -182,6 +200,14 @@ def _target(data: object, where: Where, check: Checker) -> TargetConfig | None:
             check.add(node.at_value(key), f"target.{key} {value!r} is not a plain identifier")
     return TargetConfig(dsn=dsn, password=_secret(node, "target", check), schema=schema,
                         state_schema=state_schema)
+
+
+def _dsn_has_password(dsn: str) -> bool:
+    """A password in a URL's user info or query, or a `password=` keyword of a key=value DSN."""
+    if re.match(r"postgres(ql)?://", dsn):
+        url = urlsplit(dsn)
+        return bool(url.password) or "password" in parse_qs(url.query)
+    return re.search(r"(^|\s)password\s*=", dsn) is not None
 
 
 _SOURCE_KEYS = {"host", "port", "user", "password_env", "password_file", "database", "server_id",
@@ -198,7 +224,7 @@ def _sources(data: object, where: Where, check: Checker) -> dict[str, SourceConf
         source = _source(str(name), value, node.at_value(name), check)
         if source is None:
             continue
-        if source.server_id in server_ids:
+        if source.server_id and source.server_id in server_ids:  # 0: missing or invalid, reported
             check.add(node.at_key(name), f"sources.{name}.server_id {source.server_id} is also used "
                       f"by source {server_ids[source.server_id]}; each reader needs its own")
         server_ids[source.server_id] = source.name
@@ -213,7 +239,7 @@ def _source(name: str, data: object, where: Where, check: Checker) -> SourceConf
     node = check.mapping(data, where, what)
     if node is None:
         return None
-    check.only_keys(node, _SOURCE_KEYS, what)
+    check.only_keys(node, _SOURCE_KEYS | {"password"}, what)  # `password`: reported by _secret
     check.require(node, ["host", "user", "database", "server_id"], what)
     server_id = check.integer(node, "server_id", what, 0) or 0
     if "server_id" in node and not 1 <= server_id < 2**32:
@@ -277,3 +303,38 @@ def _log(top: YamlMap, check: Checker) -> LogConfig:
     if fmt not in {"auto", "json", "console"}:
         check.add(node.at_value("format"), "log.format must be auto, json or console")
     return LogConfig(level=level.lower(), format=fmt)
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s)")
+_UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def _duration(node: YamlMap, key: str, what: str, default: float, check: Checker) -> float:
+    """Seconds from a number (seconds) or text such as ``24h``, ``90m``, ``1h30m``, ``45s``, ``2d``."""
+    value = node.get(key, default)
+    seconds: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        parts = _DURATION.findall(text)
+        if parts and _DURATION.sub("", text).strip() == "":
+            seconds = sum(float(amount) * _UNIT_SECONDS[unit] for amount, unit in parts)
+    if seconds is None or seconds <= 0:
+        check.add(node.at_value(key), f"{what}.{key} must be a positive duration such as 24h, 30m, "
+                  f"90s or a number of seconds, got {value!r}")
+        return default
+    return seconds
+
+
+def _alerts(top: YamlMap, check: Checker) -> AlertsConfig:
+    node = _section(top, "alerts", {"retention_headroom", "stall", "check_interval"}, check)
+    if node is None:
+        return AlertsConfig()
+    defaults = AlertsConfig()
+    return AlertsConfig(
+        retention_headroom_s=_duration(node, "retention_headroom", "alerts",
+                                       defaults.retention_headroom_s, check),
+        stall_s=_duration(node, "stall", "alerts", defaults.stall_s, check),
+        check_interval_s=_duration(node, "check_interval", "alerts", defaults.check_interval_s, check),
+    )

@@ -56,6 +56,16 @@ class SourceTransaction:
     end: Position
     commit_time: datetime
     """Commit time at the source (UTC, tz-aware)."""
+    follows_parts: bool = False
+    """True when earlier changes of this transaction came as TransactionPart events."""
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionPart:
+    """The first changes of a large, still open source transaction (bounded memory)."""
+
+    source: str
+    changes: list[RowChange]
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,9 +18,18 @@ from datetime import UTC, datetime
 import structlog
 
 from syncd.config import BatchConfig, TargetConfig
-from syncd.errors import SyncdError
+from syncd.errors import SinkError, SyncdError
 from syncd.mapping.plan import ChangeContext, Mapping, dead_letter, map_change, source_key_text
-from syncd.model import DeadLetter, Heartbeat, Op, Position, RowChange, SchemaChange, SourceTransaction
+from syncd.model import (
+    DeadLetter,
+    Heartbeat,
+    Op,
+    Position,
+    RowChange,
+    SchemaChange,
+    SourceTransaction,
+    TransactionPart,
+)
 from syncd.repair import RepairRead, find_mapping, read_keys, repair_batch
 from syncd.schema_watch import MappingGate, decide
 from syncd.sink.postgres import Batch, PlannedOp, PostgresSink, RepairDone
@@ -33,7 +42,8 @@ from syncd.startup import SourcePlan
 
 log = structlog.get_logger("syncd.pipeline")
 
-_QUEUE_SIZE = 2000
+_QUEUE_SIZE = 64
+"""Transactions (or parts of at most PART_ROWS changes) read ahead: bounds memory."""
 _REPAIR_POLL_SECONDS = 0.5
 
 
@@ -77,6 +87,8 @@ class Pipeline:
                 checkpoint = self.initial_load()
             if checkpoint is not None and not self.stop.is_set():
                 self.stream(checkpoint)
+        except _Abandoned:
+            self.log.info("large_transaction_abandoned", position=str(self.position))
         finally:
             self.progress.connected = False
             self.sink.close()
@@ -173,6 +185,11 @@ class Pipeline:
             if isinstance(item, BaseException):
                 self._flush(batch)
                 raise item
+            if isinstance(item, TransactionPart):
+                self._flush(batch)
+                batch = Batch()
+                self._apply_long(item, events)
+                continue
             if item is not None:
                 if not len(batch) and batch.checkpoint is None:
                     started = time.monotonic()
@@ -183,6 +200,53 @@ class Pipeline:
             if not len(batch) and batch.checkpoint is None and events.empty():
                 self._serve_repairs()
         self._flush(batch)
+
+    def _apply_long(self, first: TransactionPart, events: queue.Queue) -> None:
+        """A large source transaction: its parts go into one open target transaction.
+
+        Stopping in the middle abandons it (rolled back, checkpoint unchanged), so the target
+        never shows part of it and the next start reads it again.
+        """
+        began = time.monotonic()
+        position = f"{self.position} + transaction in progress"
+        with self.sink.long_transaction() as target:
+            item: object = first
+            while isinstance(item, TransactionPart):
+                part = Batch()
+                ctx = ChangeContext(self.source.name, position, datetime.now(UTC))
+                self._feed_window(item.changes)
+                for change in item.changes:
+                    mappings = [m for m in self.by_table.get(change.table, [])
+                                if self.gate.applies(m.name, _just_after(self.position))]
+                    self._map_into(part, [change], mappings, ctx)
+                target.apply(part.ops, part.dead_letters)
+                self.progress.last_activity = time.monotonic()
+                item = self._next(events)
+            if not isinstance(item, SourceTransaction):
+                raise SinkError(f"large transaction after {self.position} ended without a commit")
+            last = Batch()
+            self._take(last, item)
+            rejected = target.finish(last)
+        self._after_commit(last, rejected, time.monotonic() - began)
+
+    def _next(self, events: queue.Queue) -> object:
+        """The next event, waiting as long as needed; a stop request abandons the wait."""
+        while not self.stop.is_set():
+            try:
+                item = events.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if isinstance(item, BaseException):
+                raise item
+            return item
+        raise _Abandoned
+
+    def _feed_window(self, changes: list[RowChange]) -> None:
+        if self.window is not None:
+            read = self.window[1]
+            for change in changes:
+                if change.table == read.mapping.spec.table:
+                    read.drop_changed(change)
 
     def _due(self, batch: Batch, started: float, events: queue.Queue) -> bool:
         return (events.empty() or len(batch) >= self.batch_config.max_rows
@@ -303,17 +367,19 @@ class Pipeline:
         if batch.checkpoint is None and not len(batch):
             return
         self._commit(batch)
-        if batch.checkpoint is not None and batch.checkpoint.last_event_time is not None:
-            self.progress.last_event_time = batch.checkpoint.last_event_time
-            lag = (datetime.now(UTC) - batch.checkpoint.last_event_time).total_seconds()
-            self.progress.lag_seconds = max(0.0, lag)
 
     def _commit(self, batch: Batch) -> None:
         began = time.monotonic()
         rejected = self.sink.commit(batch)
-        seconds = time.monotonic() - began
+        self._after_commit(batch, rejected, time.monotonic() - began)
+
+    def _after_commit(self, batch: Batch, rejected: list[DeadLetter], seconds: float) -> None:
         self.progress.applied += len(batch.ops)
         self.progress.last_activity = time.monotonic()
+        if batch.checkpoint is not None and batch.checkpoint.last_event_time is not None:
+            self.progress.last_event_time = batch.checkpoint.last_event_time
+            lag = (datetime.now(UTC) - batch.checkpoint.last_event_time).total_seconds()
+            self.progress.lag_seconds = max(0.0, lag)
         for letter in batch.dead_letters + rejected:
             self.log.warning("dead_letter", table=letter.source_table, mapping=letter.mapping,
                              row_key=letter.row_key, position=letter.position, reason=letter.reason)
@@ -322,6 +388,16 @@ class Pipeline:
         if batch.checkpoint is not None:
             self.log.debug("batch_committed", rows=len(batch.ops), transactions=batch.transactions,
                            position=str(batch.checkpoint.position), seconds=round(seconds, 4))
+
+
+class _Abandoned(Exception):
+    """Stop requested in the middle of a large transaction: roll it back, checkpoint unchanged."""
+
+
+def _just_after(position: Position | None) -> Position:
+    """A position just past `position`: where the changes of a transaction in progress lie."""
+    assert position is not None
+    return Position(position.file, position.pos + 1)
 
 
 def _read_into(events: Iterable[SourceEvent], out: queue.Queue, done: threading.Event) -> None:

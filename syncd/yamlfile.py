@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,11 @@ class _Loader(yaml.SafeLoader):
         self.flatten_mapping(node)
         for key_node, value_node in node.value:
             key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, Hashable):
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    "found a key that is a list or mapping (keys must be plain values)",
+                    key_node.start_mark)
             if key in data:
                 self.duplicate_problems.append(
                     _where(self.file_name, key_node.start_mark).problem(f"duplicate key {key!r}")
@@ -89,7 +95,13 @@ _Loader.add_constructor("tag:yaml.org,2002:seq", _Loader.construct_yaml_seq)
 
 def load_text(text: str, file_name: str) -> Any:
     """Parse YAML text; syntax errors and duplicate keys raise ConfigError with positions."""
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow, found before parsing
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - text.rfind("\n", 0, exc.position)
+        raise ConfigError([Problem(file_name, line, column, f"YAML: {exc.reason} "
+                                   f"(character #x{exc.character:04x})")]) from exc
     loader.file_name = file_name
     loader.duplicate_problems = []
     try:

@@ -24,22 +24,30 @@ def values_equal(row_value: Any, wanted: Any) -> bool:
     return str(row_value) == str(wanted)
 
 
+def _read(row: Row, column: str) -> Any:
+    """The row's value; a column missing from the image (dropped or renamed) is an error, not NULL."""
+    try:
+        return row[column]
+    except KeyError:
+        raise TransformError(f"where: source column {column!r} is not in the row", column) from None
+
+
 def _test(condition: Condition) -> RowTest:
     column, op, value = condition.column, condition.op, condition.value
     if op == "eq":
-        return lambda row: values_equal(row.get(column), value)
+        return lambda row: values_equal(_read(row, column), value)
     if op == "ne":
-        return lambda row: not values_equal(row.get(column), value)
+        return lambda row: not values_equal(_read(row, column), value)
     if op == "in":
-        return lambda row: any(values_equal(row.get(column), v) for v in value)
+        return lambda row: any(values_equal(_read(row, column), v) for v in value)
     if op == "not_in":
-        return lambda row: not any(values_equal(row.get(column), v) for v in value)
+        return lambda row: not any(values_equal(_read(row, column), v) for v in value)
     if op == "is_null":
-        return lambda row: (row.get(column) is None) == value
+        return lambda row: (_read(row, column) is None) == value
     compare = _ORDERED[op]
 
     def ordered(row: Row) -> bool:
-        current = row.get(column)
+        current = _read(row, column)
         if current is None:
             return False
         try:

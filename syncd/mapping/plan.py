@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from syncd.errors import TransformError
@@ -163,7 +163,14 @@ def _lookup(spec: ColumnSpec) -> Callable[[Any], Any]:
 
 
 def _localizer(tz: tzinfo) -> Callable[[datetime], datetime]:
-    return lambda value: value.replace(tzinfo=tz)
+    def localize(value: datetime) -> datetime:
+        aware = value.replace(tzinfo=tz)
+        if aware.astimezone(UTC).astimezone(tz).replace(tzinfo=None) != value:
+            raise TransformError(f"{value} does not exist in the source time zone {tz} "
+                                 "(skipped by a daylight-saving change)")
+        return aware
+
+    return localize
 
 
 def _short(value: Any) -> str:

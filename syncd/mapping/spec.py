@@ -131,12 +131,15 @@ def _mapping(data: Any, where: Where, check: Checker,
     what = f"mapping {name!r}"
     check.only_keys(node, _MAPPING_KEYS, what)
     check.require(node, ["name", "source", "table", "target", "key", "columns"], what)
+    check.text(node, "name", what)
     source = check.text(node, "source", what) or ""
     if source_names is not None and source and source not in source_names:
         check.add(node.at_value("source"), f"{what}: unknown source {source!r}"
                   f"{closest(source, source_names)}; config.yaml defines {sorted(source_names)}")
     columns = _columns(node, what, check)
-    key = _key(node, what, check, {c.target for c in columns})
+    # Key columns are checked against every listed column, even one whose spec has an error.
+    listed = node.get("columns")
+    key = _key(node, what, check, {str(c) for c in listed} if isinstance(listed, dict) else set())
     delete = check.text(node, "delete", what, "hard") or "hard"
     soft_column = check.text(node, "soft_delete_column", what)
     _check_delete(node, what, delete, soft_column, check)
@@ -300,6 +303,8 @@ def _value_map(node: YamlMap, what: str, check: Checker) -> dict[Any, Any] | Non
 
 def _unmapped_policy(node: YamlMap, what: str, check: Checker, has_map: bool) -> tuple[str, Any]:
     policy = node.get("on_unmapped", "dead_letter")
+    if policy is None and "on_unmapped" in node:  # `on_unmapped: null` is YAML's null, not text
+        policy = "null"
     if ("on_unmapped" in node or "default" in node) and not has_map:
         key = "on_unmapped" if "on_unmapped" in node else "default"
         check.add(node.at_key(key), f"{what}: {key} only applies to a column with a 'map'")
@@ -338,7 +343,14 @@ def _conditions(node: YamlMap, what: str, check: Checker) -> tuple[Condition, ..
             if op == "is_null" and not isinstance(value, bool):
                 check.add(place, f"{what}: where.{column}.is_null needs true or false")
                 continue
+            if op not in {"in", "not_in"} and isinstance(value, list | dict):
+                check.add(place, f"{what}: where.{column}.{op} needs a single value, not a list or "
+                          "mapping (a list of values goes with in or not_in)")
+                continue
             conditions.append(Condition(str(column), str(op), value, place))
+        elif isinstance(test, list):
+            check.add(place, f"{what}: where.{column}: a list of values needs an operator, "
+                      f"e.g. {{in: [a, b]}}")
         else:
             conditions.append(Condition(str(column), "eq", test, place))
     return tuple(conditions)

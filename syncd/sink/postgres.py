@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,10 +115,13 @@ def _reduce_run(ops: list[PlannedOp]) -> list[PlannedOp]:
         key = _op_key(planned.op)
         previous = last.pop(key, None)
         kept = planned
-        if previous is not None and isinstance(planned.op, SoftDelete) and isinstance(previous.op, Upsert):
-            # The row must exist, marked deleted, exactly as if both had been applied.
-            values = {**previous.op.values, planned.op.column: planned.op.at}
-            kept = PlannedOp(dataclasses.replace(previous.op, values=values), planned.origin)
+        if previous is not None and isinstance(planned.op, SoftDelete):
+            if isinstance(previous.op, Upsert):
+                # The row must exist, marked deleted, exactly as if both had been applied.
+                values = {**previous.op.values, planned.op.column: planned.op.at}
+                kept = PlannedOp(dataclasses.replace(previous.op, values=values), planned.origin)
+            elif isinstance(previous.op, Delete):
+                kept = previous  # marking a row deleted after removing it changes nothing
         last[key] = kept
     return list(last.values())
 
@@ -232,6 +236,17 @@ class PostgresSink:
             self.close()
             raise SinkUnavailable(f"target write failed: {_first_line(exc)}") from exc
 
+    @contextmanager
+    def long_transaction(self) -> Iterator[LongTransaction]:
+        """One target transaction fed part by part (a large source transaction)."""
+        try:
+            conn = self.conn
+            with conn.transaction(), conn.cursor() as cur:
+                yield LongTransaction(self, conn, cur)
+        except psycopg.OperationalError as exc:
+            self.close()
+            raise SinkUnavailable(f"target write failed: {_first_line(exc)}") from exc
+
     def _write(self, ops: list[PlannedOp], batch: Batch, rejected: list[DeadLetter],
                one_by_one: bool = False) -> None:
         conn = self.conn
@@ -240,16 +255,21 @@ class PostgresSink:
                 rejected.extend(self._apply_each(conn, cur, ops))
             else:
                 self._apply_grouped(cur, ops)
-            insert_dead_letters(cur, self.target.state_schema, batch.dead_letters + rejected)
-            for pause in batch.pauses:
-                write_pause(cur, self.target.state_schema, pause)
-            for mapping in batch.resumed:
-                clear_pause(cur, self.target.state_schema, mapping)
-            for done in batch.repairs:
-                finish_repair(cur, self.target.state_schema, done.request_id, applied=done.applied,
-                              skipped=done.skipped, error=done.error)
-            if batch.checkpoint is not None:
-                write_checkpoint(cur, self.target.state_schema, batch.checkpoint)
+            self._finish(cur, batch, rejected)
+
+    def _finish(self, cur: psycopg.Cursor, batch: Batch, rejected: list[DeadLetter]) -> None:
+        """Dead letters, pauses, repairs and the checkpoint: the tail of every target transaction."""
+        schema = self.target.state_schema
+        insert_dead_letters(cur, schema, batch.dead_letters + rejected)
+        for pause in batch.pauses:
+            write_pause(cur, schema, pause)
+        for mapping in batch.resumed:
+            clear_pause(cur, schema, mapping)
+        for done in batch.repairs:
+            finish_repair(cur, schema, done.request_id, applied=done.applied, skipped=done.skipped,
+                          error=done.error)
+        if batch.checkpoint is not None:
+            write_checkpoint(cur, schema, batch.checkpoint)
 
     def _apply_grouped(self, cur: psycopg.Cursor, ops: list[PlannedOp]) -> None:
         segment: list[PlannedOp] = []
@@ -296,3 +316,27 @@ def rejection_reason(exc: psycopg.Error) -> str:
     if diag.message_detail:
         parts.append(diag.message_detail)
     return "; ".join(parts)
+
+
+class LongTransaction:
+    """Parts of one source transaction applied into one open target transaction."""
+
+    def __init__(self, sink: PostgresSink, conn: psycopg.Connection, cur: psycopg.Cursor) -> None:
+        self.sink, self.conn, self.cur = sink, conn, cur
+        self.rejected: list[DeadLetter] = []
+
+    def apply(self, ops: list[PlannedOp], dead_letters: list[DeadLetter]) -> None:
+        """Apply a part inside a savepoint; rows PostgreSQL rejects become dead letters."""
+        reduced = reduce_ops(ops)
+        try:
+            with self.conn.transaction():
+                self.sink._apply_grouped(self.cur, reduced)
+        except _ROW_REJECTED:
+            self.rejected += self.sink._apply_each(self.conn, self.cur, reduced)
+        insert_dead_letters(self.cur, self.sink.target.state_schema, dead_letters)
+
+    def finish(self, batch: Batch) -> list[DeadLetter]:
+        """The last part, then the checkpoint; the commit happens when the block ends."""
+        self.apply(batch.ops, [])
+        self.sink._finish(self.cur, batch, self.rejected)
+        return self.rejected

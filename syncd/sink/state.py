@@ -206,8 +206,19 @@ def _json_value(value: Any) -> Any:
 
 
 def row_image_json(row: dict[str, Any]) -> str:
-    """A row image as JSON text PostgreSQL's jsonb accepts (it refuses the NUL character)."""
-    return json.dumps(row, default=_json_value, ensure_ascii=False).replace("\\u0000", "\\\\u0000")
+    """A row image as JSON text PostgreSQL's jsonb accepts: it refuses the NUL character, so a
+    NUL inside text is kept as the visible six characters `\\u0000`."""
+    return json.dumps(_visible_nul(row), default=_json_value, ensure_ascii=False)
+
+
+def _visible_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\\u0000")
+    if isinstance(value, dict):
+        return {_visible_nul(k): _visible_nul(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_visible_nul(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True)

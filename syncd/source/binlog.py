@@ -33,7 +33,17 @@ from pymysqlreplication.row_event import (
 
 from syncd.config import SourceConfig
 from syncd.errors import PositionLost, SourceUnavailable, StreamError
-from syncd.model import Heartbeat, Op, Position, Row, RowChange, SchemaChange, SourceTransaction
+from syncd.model import (
+    Heartbeat,
+    Op,
+    Position,
+    Row,
+    RowChange,
+    SchemaChange,
+    SourceTransaction,
+    TransactionPart,
+)
+from syncd.source import fastpath  # issue 7: fast decoding path, used in _connect
 from syncd.source.gtid import GtidState
 from syncd.source.values import Convert, apply_converters, binlog_converter, time2_from_binary
 
@@ -49,13 +59,16 @@ def _read_time2_exact(event: RowsEvent, column: Any) -> Any:
 
 RowsEvent._RowsEvent__read_time2 = _read_time2_exact  # type: ignore[attr-defined]
 
-SourceEvent = SourceTransaction | SchemaChange | Heartbeat
+SourceEvent = SourceTransaction | TransactionPart | SchemaChange | Heartbeat
 
 _ZERO_DATE_SOURCES = {"out of date range", "out of datetime range", "out of datetime2 range"}
 _ANONYMOUS_GTID = 0x22  # MySQL with gtid_mode=OFF: carries no data, safe to pass over
 _DML = re.compile(r"^\s*(insert|update|delete|replace)\b", re.IGNORECASE)
 _XA = re.compile(r"^\s*XA\s+(COMMIT|ROLLBACK)\s+(.*?)\s*(ONE PHASE)?\s*$", re.IGNORECASE)
 _CONNECTION_ERRORS = (2003, 2006, 2013, 2055)
+_MARIADB_PREPARED_XA = 0x40  # MariaDB GTID flag: the transaction is an XA PREPARE
+PART_ROWS = 1000
+"""A larger transaction is handed on in parts of this many changes, so memory stays bounded."""
 
 
 def _utc(timestamp: int) -> datetime:
@@ -63,9 +76,12 @@ def _utc(timestamp: int) -> datetime:
 
 
 class _OpenTransaction:
-    def __init__(self, gtid: str | None) -> None:
+    def __init__(self, gtid: str | None, xa: bool = False) -> None:
         self.gtid = gtid
         self.changes: list[RowChange] = []
+        self.xa = xa
+        """XA transactions are never handed on in parts: they may still be rolled back."""
+        self.parted = False
 
 
 class BinlogReader:
@@ -85,7 +101,8 @@ class BinlogReader:
     def _connect(self) -> BinLogStreamReader:
         settings = self.source.connection_kwargs()
         settings["read_timeout"] = max(30, self.source.heartbeat_s * 4)
-        return BinLogStreamReader(
+        # -- issue 7: the fast decoding path (same events and values; SYNCD_DECODER=library: off)
+        return fastpath.install(BinLogStreamReader(
             connection_settings=settings,
             server_id=self.source.server_id,
             blocking=True,
@@ -98,7 +115,7 @@ class BinlogReader:
             freeze_schema=False,
             ignore_decode_errors=False,
             enable_logging=False,
-        )
+        ))  # -- end of issue 7
 
     def close(self) -> None:
         if self._stream is not None:
@@ -122,11 +139,12 @@ class BinlogReader:
 
     def _handle(self, event: Any) -> Iterator[SourceEvent]:
         if isinstance(event, RowsEvent):
-            self._rows(event)
+            yield from self._rows(event)
         elif isinstance(event, XidEvent):
             yield self._commit(event.timestamp)
         elif isinstance(event, MariadbGtidEvent | GtidEvent):
-            self._open = _OpenTransaction(event.gtid)
+            flags = getattr(event, "flags", 0) if isinstance(event, MariadbGtidEvent) else 0
+            self._open = _OpenTransaction(event.gtid, xa=bool(flags & _MARIADB_PREPARED_XA))
         elif isinstance(event, QueryEvent):
             yield from self._query(event)
         elif isinstance(event, XAPrepareEvent):
@@ -142,7 +160,8 @@ class BinlogReader:
         tx, self._open = self._open or _OpenTransaction(None), None
         if tx.gtid:
             self.gtids.add(tx.gtid)
-        return SourceTransaction(self.source.name, tx.changes, self.position(), _utc(timestamp))
+        return SourceTransaction(self.source.name, tx.changes, self.position(), _utc(timestamp),
+                                 follows_parts=tx.parted)
 
     def _query(self, event: QueryEvent) -> Iterator[SourceEvent]:
         query = event.query.strip()
@@ -155,7 +174,8 @@ class BinlogReader:
         elif xa := _XA.match(query):
             yield self._xa_end(xa.group(1).upper(), xa.group(2), event.timestamp)
         elif upper.startswith("XA "):
-            return
+            if upper.startswith("XA START") and self._open is not None:
+                self._open.xa = True
         elif _DML.match(query) and _schema(event) == self.source.database:
             raise StreamError(self.source.name, "a DML statement was logged in STATEMENT format; "
                               "set binlog_format=ROW (globally and for every session)",
@@ -185,19 +205,21 @@ class BinlogReader:
         kept = changes + tx.changes if verb == "COMMIT" else []
         return SourceTransaction(self.source.name, kept, self.position(), _utc(timestamp))
 
-    def _rows(self, event: RowsEvent) -> None:
+    def _rows(self, event: RowsEvent) -> Iterator[TransactionPart]:
         if isinstance(event, PartialUpdateRowsEvent):
             raise StreamError(self.source.name, "partial JSON updates cannot be replayed exactly; "
                               "set binlog_row_value_options='' on the source", str(self.position()))
         if event.table not in self.tables:
             return
-        if self._open is None:
-            self._open = _OpenTransaction(None)
+        tx = self._open = self._open or _OpenTransaction(None)
         converters = self._converters_for(event.columns)
         key = _key_columns(event)
         for index, row in enumerate(event.rows):
             self._check_full_image(event, row)
-            self._open.changes.append(_change(event, row, index, key, converters))
+            tx.changes.append(_change(event, row, index, key, converters))
+        if len(tx.changes) >= PART_ROWS and not tx.xa:
+            yield TransactionPart(self.source.name, tx.changes)
+            tx.changes, tx.parted = [], True
 
     def _converters_for(self, columns: list) -> list[tuple[str, Convert]]:
         """Per table map (the library keeps one columns list per map), built once."""

@@ -80,7 +80,11 @@ def settings_problems(info: ServerInfo) -> list[str]:
                 problems.append(f"{req.variable} is not available on {info.version}; syncd needs "
                                 f"MySQL >= 8.0.14 or MariaDB >= 10.5 ({req.why})")
             continue
-        if _normalise(actual) != _normalise(req.wanted):
+        if _normalise(actual) != _normalise(req.wanted) and req.variable == "log_bin":
+            problems.append(f"log_bin is {actual}, syncd needs ON ({req.why}). Fix: put "
+                            "log_bin = mysql-bin under [mysqld] in my.cnf and restart the server "
+                            "(log_bin cannot be changed at runtime)")
+        elif _normalise(actual) != _normalise(req.wanted):
             problems.append(
                 f"{req.variable} is {_shown(actual)}, syncd needs {_shown(req.wanted)} "
                 f"({req.why}). Fix: SET GLOBAL {req.variable} = '{req.wanted}' and put "

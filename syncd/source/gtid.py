@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 _MARIADB_GTID = re.compile(r"^(\d+)-(\d+)-(\d+)$")
 _MYSQL_GTID = re.compile(r"^([0-9a-fA-F-]{36}):(\d+)$")
+_MYSQL_SET_PART = re.compile(r"^[0-9a-fA-F-]{36}(:\d+(-\d+)?)+$")
 
 
 @dataclass
@@ -59,8 +60,13 @@ class GtidState:
             if _MARIADB_GTID.match(part):
                 state.add(part)
                 continue
+            match = _MYSQL_SET_PART.match(part)
+            if not match:
+                raise ValueError(f"not a GTID set: {part!r} in {text!r}")
             uuid, *ranges = part.split(":")
             for item in ranges:
                 lo, _, hi = item.partition("-")
+                if int(hi or lo) < int(lo):
+                    raise ValueError(f"not a GTID set: interval {item!r} in {text!r} ends before it starts")
                 state._add_interval(uuid.lower(), int(lo), int(hi or lo))
         return state

@@ -76,6 +76,8 @@ class Source:
     user: str = field(default_factory=lambda: f"syncd_{secrets.token_hex(3)}")
     password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
     server_id: int = field(default_factory=lambda: 4000 + secrets.randbelow(100000))
+    via_port: int | None = None
+    """Connect syncd through this port (a test proxy) instead of the server's own."""
 
     def connect(self) -> pymysql.connections.Connection:
         return self.server.connect(self.database)
@@ -104,6 +106,8 @@ class Scenario:
     target_db: str
     sources: dict[str, Source]
     processes: list[subprocess.Popen] = field(default_factory=list)
+    target_port: int | None = None
+    """Connect syncd to PostgreSQL through this port (a test proxy) instead of the server's own."""
 
     @classmethod
     def create(cls, tmp: Path, postgres: PostgresServer, target_db: str,
@@ -121,7 +125,7 @@ class Scenario:
             f"""
   {name}:
     host: 127.0.0.1
-    port: {s.server.port}
+    port: {s.via_port or s.server.port}
     user: {s.user}
     password_env: {name.upper()}_DB_PASSWORD
     database: {s.database}
@@ -131,8 +135,9 @@ class Scenario:
 """
             for name, s in self.sources.items()
         )
+        target_port = self.target_port or self.postgres.port
         config = f"""target:
-  dsn: postgresql://{self.postgres.superuser}@127.0.0.1:{self.postgres.port}/{self.target_db}
+  dsn: postgresql://{self.postgres.superuser}@127.0.0.1:{target_port}/{self.target_db}
   schema: public
   state_schema: syncd
 sources:{source_blocks}
