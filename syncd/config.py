@@ -97,6 +97,22 @@ class AlertsConfig:
 
 
 @dataclass(frozen=True)
+class DdlConfig:
+    truncate: str = "propagate"
+    """What a source TRUNCATE of a mapped table does: propagate (remove the mapping's slice) or pause."""
+
+
+@dataclass(frozen=True)
+class ReconcileConfig:
+    """Periodic reconciliation inside `syncd run` (off unless `interval` is set)."""
+
+    interval_s: float | None = None
+    repair: bool = False
+    chunk_rows: int = 10000
+    pause_s: float = 0.0
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     target: TargetConfig
@@ -108,6 +124,8 @@ class Config:
     shutdown_timeout_s: float = 30.0
     retry_max_s: float = 30.0
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    ddl: DdlConfig = field(default_factory=DdlConfig)
+    reconcile: ReconcileConfig = field(default_factory=ReconcileConfig)
 
 
 def parse_timezone(text: str) -> tzinfo:
@@ -139,7 +157,7 @@ def _parse(data: object, path: Path, check: Checker) -> Config | None:
     if top is None:
         return None
     keys = {"target", "sources", "mappings", "batch", "log", "metrics", "shutdown_timeout",
-            "retry_max_seconds", "alerts"}
+            "retry_max_seconds", "alerts", "ddl", "reconcile"}
     check.only_keys(top, keys, "the config file")
     check.require(top, ["target", "sources", "mappings"], "the config file")
     # A missing section is reported once, by require, not again as "must be a mapping".
@@ -158,6 +176,8 @@ def _parse(data: object, path: Path, check: Checker) -> Config | None:
         shutdown_timeout_s=check.number(top, "shutdown_timeout", "config", 30.0),
         retry_max_s=check.number(top, "retry_max_seconds", "config", 30.0),
         alerts=_alerts(top, check),
+        ddl=_ddl(top, check),
+        reconcile=_reconcile(top, check),
     )
 
 
@@ -337,4 +357,27 @@ def _alerts(top: YamlMap, check: Checker) -> AlertsConfig:
                                        defaults.retention_headroom_s, check),
         stall_s=_duration(node, "stall", "alerts", defaults.stall_s, check),
         check_interval_s=_duration(node, "check_interval", "alerts", defaults.check_interval_s, check),
+    )
+
+
+def _ddl(top: YamlMap, check: Checker) -> DdlConfig:
+    node = _section(top, "ddl", {"truncate"}, check)
+    if node is None:
+        return DdlConfig()
+    truncate = check.text(node, "truncate", "ddl", "propagate") or "propagate"
+    if truncate not in {"propagate", "pause"}:
+        check.add(node.at_value("truncate"), f"ddl.truncate must be propagate or pause, got {truncate!r}")
+    return DdlConfig(truncate=truncate)
+
+
+def _reconcile(top: YamlMap, check: Checker) -> ReconcileConfig:
+    node = _section(top, "reconcile", {"interval", "repair", "chunk_rows", "pause_ms"}, check)
+    if node is None:
+        return ReconcileConfig()
+    interval = _duration(node, "interval", "reconcile", 0.0, check) if "interval" in node else None
+    return ReconcileConfig(
+        interval_s=interval or None,
+        repair=check.boolean(node, "repair", "reconcile", False),
+        chunk_rows=check.integer(node, "chunk_rows", "reconcile", 10000) or 10000,
+        pause_s=(check.integer(node, "pause_ms", "reconcile", 0) or 0) / 1000,
     )

@@ -78,6 +78,7 @@ class Pipeline:
         self._repairs_polled = 0.0
         self.truncate_policy = truncate_policy
         self.gate = MappingGate([], set(), Position("", 0))
+        self.known_columns: dict[str, dict[str, str]] = {}
         self.log = log.bind(source=self.source.name)
 
     def run(self) -> None:
@@ -145,18 +146,19 @@ class Pipeline:
 
     def _broken(self, mapping: Mapping) -> bool:
         live = self._live_columns(mapping.spec.table)
-        return live is None or not mapping.source_columns <= live
+        return live is None or not mapping.source_columns <= set(live)
 
-    def _live_columns(self, table: str) -> set[str] | None:
+    def _live_columns(self, table: str) -> dict[str, str] | None:
         conn = connect(self.source, self.source.database)
         try:
-            columns = table_columns(conn, self.source.database, table)
+            return table_columns(conn, self.source.database, table)
         finally:
             conn.close()
-        return set(columns) if columns is not None else None
 
     def stream(self, checkpoint: Checkpoint) -> None:
         self.gate = self._open_gate(checkpoint)
+        self.known_columns = {table: cols for table in self.by_table
+                              if (cols := self._live_columns(table)) is not None}
         start = self.gate.start(checkpoint.position)
         reader = BinlogReader(self.source, start, set(self.by_table),
                               GtidState.parse(checkpoint.position.gtid))
@@ -279,7 +281,8 @@ class Pipeline:
         if self.gate.replay_until is not None and event.end <= self.gate.replay_until:
             return  # replaying: this statement was handled when it first streamed
         decision = decide(event, self.source.database, self.plan.mappings, paused=set(self.gate.paused),
-                          columns=self._live_columns, truncate_policy=self.truncate_policy)
+                          columns=self._live_columns, known=self.known_columns,
+                          truncate_policy=self.truncate_policy)
         for name in decision.absorbed:
             self.log.info("schema_change_absorbed", mapping=name, position=str(event.end))
         for pause in decision.pauses:

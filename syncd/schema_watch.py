@@ -15,8 +15,22 @@ from syncd.model import DeleteSlice, Position, RowOp, SchemaChange
 from syncd.sink.state import Pause
 from syncd.source.ddl import TableEffect, table_effects
 
-ColumnsLookup = Callable[[str], set[str] | None]
-"""Live column names of a source table, or None when the table does not exist."""
+ColumnsLookup = Callable[[str], dict[str, str] | None]
+"""Live columns of a source table (name -> data type), or None when the table does not exist."""
+
+_FAMILIES = {
+    "number": {"tinyint", "smallint", "mediumint", "int", "integer", "bigint", "decimal", "numeric",
+               "float", "double", "real", "bit", "year"},
+    "text": {"char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set", "json"},
+    "time": {"date", "datetime", "timestamp", "time"},
+    "bytes": {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"},
+}
+
+
+def type_family(data_type: str) -> str:
+    """Types within a family convert to each other the same way (INT -> BIGINT is harmless)."""
+    kind = data_type.lower()
+    return next((family for family, types in _FAMILIES.items() if kind in types), kind)
 
 
 @dataclass
@@ -34,12 +48,20 @@ def _fix_hint(mapping: Mapping) -> str:
 
 
 def decide(change: SchemaChange, database: str, mappings: list[Mapping], *, paused: set[str],
-           columns: ColumnsLookup, truncate_policy: str) -> SchemaDecision:
-    """Per mapping touched by the statement: absorb, pause, or (TRUNCATE) remove its slice."""
+           columns: ColumnsLookup, known: dict[str, dict[str, str]],
+           truncate_policy: str) -> SchemaDecision:
+    """Per mapping touched by the statement: absorb, pause, or (TRUNCATE) remove its slice.
+
+    `known` holds each table's column types as last seen; it is updated here.
+    """
     decision = SchemaDecision()
     for effect in table_effects(change.statement, change.schema or database, database):
+        before = known.get(effect.table)
+        live = columns(effect.table) if effect.kind == "alter" else None
+        if live is not None:
+            known[effect.table] = live
         for mapping in (m for m in mappings if m.spec.table == effect.table and m.name not in paused):
-            reason = _breakage(effect, mapping, columns, truncate_policy)
+            reason = _breakage(effect, mapping, before, live, truncate_policy)
             if reason is None and effect.kind == "truncate":
                 decision.ops.append(slice_delete(mapping, change))
             elif reason is None:
@@ -50,8 +72,8 @@ def decide(change: SchemaChange, database: str, mappings: list[Mapping], *, paus
     return decision
 
 
-def _breakage(effect: TableEffect, mapping: Mapping, columns: ColumnsLookup,
-              truncate_policy: str) -> str | None:
+def _breakage(effect: TableEffect, mapping: Mapping, before: dict[str, str] | None,
+              live: dict[str, str] | None, truncate_policy: str) -> str | None:
     table = mapping.spec.table
     fixed = {
         "drop": f"source table {table} was dropped",
@@ -61,12 +83,16 @@ def _breakage(effect: TableEffect, mapping: Mapping, columns: ColumnsLookup,
     }
     if effect.kind != "alter":
         return fixed.get(effect.kind)
-    live = columns(table)
     if live is None:
         return f"source table {table} no longer exists"
-    missing = sorted(mapping.source_columns - live)
+    missing = sorted(mapping.source_columns - set(live))
     if missing:
         return f"source table {table} no longer has column(s) {', '.join(missing)}"
+    changed = [f"{c} {before[c]} -> {live[c]}" for c in sorted(mapping.source_columns)
+               if before and c in before and type_family(before[c]) != type_family(live[c])]
+    if changed:
+        return (f"mapped column type changed ({', '.join(changed)}); values may no longer convert "
+                "as the mapping expects")
     return None
 
 

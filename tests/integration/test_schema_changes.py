@@ -44,8 +44,13 @@ def scenario(tmp_path: Path, postgres: PostgresServer, target_db: str, mariadb: 
 
 
 def order(order_id: int) -> tuple[str, tuple]:
-    return ("INSERT INTO orders (id, order_no, phone, status, amount_text) VALUES (%s, %s, %s, '已支付', '1元')",
-            (order_id, f"S{order_id}", "13812345678"))
+    return ("INSERT INTO orders (id, order_no, phone, status, amount_text) "
+            "VALUES (%s, %s, %s, '已支付', '1元')", (order_id, f"S{order_id}", "13812345678"))
+
+
+def order_without_phone(order_id: int) -> tuple[str, tuple]:
+    return ("INSERT INTO orders (id, order_no, status, amount_text) VALUES (%s, %s, '已支付', '2元')",
+            (order_id, f"S{order_id}"))
 
 
 def orders(scenario: Scenario) -> set[int]:
@@ -87,7 +92,7 @@ class TestSchemaChanges:
         process = scenario.start()
         eventually(lambda: orders(scenario) == {1}, 60)
         shop.execute("ALTER TABLE orders DROP COLUMN phone")
-        shop.execute("INSERT INTO orders (id, order_no, status, amount_text) VALUES (2, 'S2', '已支付', '2元')")
+        shop.execute(order_without_phone(2))
         shop.execute("INSERT INTO notes VALUES (1, 'still flowing')")
         eventually(lambda: notes(scenario) == {1}, 30)          # the other mapping goes on
         assert orders(scenario) == {1}                           # the paused one waits
@@ -103,7 +108,7 @@ class TestSchemaChanges:
         scenario.write_config(fixed + NOTES_MAPPING)
         process.send_signal(signal.SIGHUP)
         eventually(lambda: orders(scenario) == {1, 2}, 60)      # replayed from the pause
-        shop.execute("INSERT INTO orders (id, order_no, status, amount_text) VALUES (3, 'S3', '已支付', '3元')")
+        shop.execute(order_without_phone(3))
         eventually(lambda: orders(scenario) == {1, 2, 3}, 30)
         assert scenario.target("SELECT count(*) FROM syncd.paused_mappings") == [(0,)]
         assert scenario.stop(process) == 0
@@ -121,4 +126,47 @@ class TestSchemaChanges:
         assert scenario.target("SELECT count(*) FROM orders WHERE deleted_at IS NOT NULL") == [(2,)]
         shop.execute(order(5))
         eventually(lambda: orders(scenario) == {5}, 30)
+        scenario.stop(process)
+
+    @pytest.mark.parametrize(("statement", "reason"), [
+        ("ALTER TABLE orders RENAME COLUMN phone TO mobile", "no longer has column(s) phone"),
+        ("ALTER TABLE orders MODIFY COLUMN status INT NOT NULL DEFAULT 0", "status varchar -> int"),
+        ("RENAME TABLE orders TO orders_old", "renamed to orders_old"),
+        ("DROP TABLE orders", "was dropped"),
+    ])
+    def test_each_breaking_kind_pauses_the_mapping(self, scenario: Scenario, statement: str,
+                                                   reason: str) -> None:
+        """Renamed or dropped columns and tables, and a changed column type, pause the mapping."""
+        shop = scenario.sources["shop"]
+        process = scenario.start()
+        eventually(lambda: streaming(scenario), 60)
+        shop.execute(statement)
+        shop.execute("INSERT INTO notes VALUES (1, 'after')")
+        eventually(lambda: notes(scenario) == {1}, 30)
+        paused = eventually(lambda: scenario.target("SELECT mapping, reason FROM syncd.paused_mappings"), 30)
+        assert paused[0][0] == "shop_orders" and reason in paused[0][1]
+        assert scenario.stop(process) == 0
+
+    def test_widening_a_mapped_column_is_absorbed(self, scenario: Scenario) -> None:
+        """A type change within one family (VARCHAR(20) -> VARCHAR(40)) keeps the mapping running."""
+        shop = scenario.sources["shop"]
+        process = scenario.start()
+        eventually(lambda: streaming(scenario), 60)
+        shop.execute("ALTER TABLE orders MODIFY COLUMN phone VARCHAR(40)")
+        shop.execute(order(1))
+        eventually(lambda: orders(scenario) == {1}, 30)
+        assert scenario.target("SELECT count(*) FROM syncd.paused_mappings") == [(0,)]
+        scenario.stop(process)
+
+    def test_truncate_can_pause_instead(self, scenario: Scenario) -> None:
+        """With ddl.truncate: pause, a TRUNCATE pauses the mapping and leaves the target rows."""
+        scenario.write_config(SHOP_ORDERS_MAPPING + NOTES_MAPPING, extra="ddl: {truncate: pause}\n")
+        shop = scenario.sources["shop"]
+        shop.execute(order(1))
+        process = scenario.start()
+        eventually(lambda: orders(scenario) == {1}, 60)
+        shop.execute("TRUNCATE TABLE orders")
+        paused = eventually(lambda: scenario.target("SELECT reason FROM syncd.paused_mappings"), 30)
+        assert "truncated" in paused[0][0]
+        assert orders(scenario) == {1}
         scenario.stop(process)
