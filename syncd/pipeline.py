@@ -199,8 +199,8 @@ class Pipeline:
             if batch.checkpoint is not None and self._due(batch, started, events):
                 self._flush(batch)
                 batch = Batch()
-            if not len(batch) and batch.checkpoint is None and events.empty():
-                self._serve_repairs()
+            if not len(batch) and batch.checkpoint is None:
+                self._serve_repairs()  # between batches: when idle, and under load too
         self._flush(batch)
 
     def _apply_long(self, first: TransactionPart, events: queue.Queue) -> None:
