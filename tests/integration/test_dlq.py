@@ -1,0 +1,216 @@
+"""`syncd dlq` on real servers: dead letter -> fix the mapping -> SIGHUP -> retry -> target equals
+source; still-failing retries, retries without a daemon, and discarding."""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from syncd.sandbox import MariaDBServer, PostgresServer
+from tests.helpers import eventually
+from tests.integration.scenario import (
+    SHOP_ORDERS_MAPPING,
+    SHOP_ORDERS_SQL,
+    TARGET_ORDERS_SQL,
+    Scenario,
+    Source,
+)
+
+FIXED_MAPPING = SHOP_ORDERS_MAPPING.replace("已取消: 4}", "已取消: 4, 已退款: 5}")
+
+
+@pytest.fixture
+def shop(mariadb: MariaDBServer, source_db: Callable[[MariaDBServer], str]) -> Source:
+    source = Source("shop", mariadb, source_db(mariadb))
+    source.execute(SHOP_ORDERS_SQL)
+    return source
+
+
+@pytest.fixture
+def scenario(tmp_path: Path, postgres: PostgresServer, target_db: str, shop: Source) -> Iterator[Scenario]:
+    s = Scenario.create(tmp_path, postgres, target_db, {"shop": shop}, target_sql=TARGET_ORDERS_SQL)
+    s.write_config(SHOP_ORDERS_MAPPING)
+    yield s
+    s.close()
+
+
+def insert(order_id: int, status: str, amount: str = "100元") -> tuple[str, tuple]:
+    return ("INSERT INTO orders (id, order_no, phone, status, amount_text, created_at) "
+            "VALUES (%s, %s, '13812345678', %s, %s, '2024-05-01 12:00:00')",
+            (order_id, f"S{order_id}", status, amount))
+
+
+def target_rows(scenario: Scenario) -> dict[int, tuple]:
+    """source_order_id -> (status, amount, soft-deleted?) of the shop's target rows."""
+    found = scenario.target("SELECT source_order_id, status, amount, deleted_at IS NOT NULL FROM orders "
+                            "WHERE channel = 'shop'")
+    return {r[0]: tuple(r[1:]) for r in found}
+
+
+def expected_rows(shop: Source) -> dict[int, tuple]:
+    """What the fixed mapping makes of the current source rows (amounts are whole 元 here)."""
+    codes = {"待支付": 0, "已支付": 1, "已发货": 2, "已完成": 3, "已取消": 4, "已退款": 5}
+    return {r[0]: (codes[r[1]], Decimal(r[2].removesuffix("元")).quantize(Decimal("0.01")), False)
+            for r in shop.rows("SELECT id, status, amount_text FROM orders")}
+
+
+def letters(scenario: Scenario) -> list[tuple]:
+    return scenario.target("SELECT id, row_key, status, resolved_at IS NOT NULL, reason, "
+                           "row_image->>'amount_text' FROM syncd.dead_letters ORDER BY id")
+
+
+def pending(scenario: Scenario) -> int:
+    return scenario.target("SELECT count(*) FROM syncd.dead_letters WHERE status = 'pending'")[0][0]
+
+
+def start_streaming(scenario: Scenario):
+    process = scenario.start()
+    eventually(lambda: '"streaming"' in scenario.cli("status", "--json").stdout, 90)
+    return process
+
+
+class TestRetryAfterFixingTheMapping:
+    def test_fix_mapping_sighup_retry_makes_target_equal_source(self, scenario: Scenario,
+                                                                shop: Source) -> None:
+        """An unknown status is dead-lettered; after the map learns it and the daemon reloads,
+        `dlq retry --all` writes each row as the source holds it NOW, never the old image."""
+        process = start_streaming(scenario)
+        shop.execute(insert(1, "已退款", "100元"))
+        shop.execute("UPDATE orders SET amount_text = '200元' WHERE id = 1")    # 2nd dead letter, newer
+        shop.execute(insert(2, "已支付"))
+        shop.execute(insert(3, "已退款"))
+        shop.execute("DELETE FROM orders WHERE id = 3")                        # gone since
+        shop.execute(insert(4, "已退款", "40元"))
+        shop.execute("UPDATE orders SET status = '已支付' WHERE id = 4")         # stream fixed it since
+        eventually(lambda: len(letters(scenario)) == 4, 30)
+        eventually(lambda: 4 in target_rows(scenario), 30)
+        assert target_rows(scenario) == {2: (1, Decimal("100.00"), False), 4: (1, Decimal("40.00"), False)}
+
+        listed = scenario.cli("dlq", "list")
+        assert listed.returncode == 0, listed.stderr
+        header, *lines, footer = listed.stdout.splitlines()
+        assert header.split() == ["id", "created_at", "source", "mapping", "row_key", "position", "reason"]
+        assert len(lines) == 4 and footer == "4 pending dead letters"
+        assert all(" shop " in line and " shop_orders " in line and " mysql-bin." in line for line in lines)
+        assert "column status: value '已退款' is not in the map" in lines[0]
+        as_json = json.loads(scenario.cli("dlq", "list", "--json").stdout)
+        assert [x["row_key"] for x in as_json] == ["id=1", "id=1", "id=3", "id=4"]
+        assert as_json[1]["row_image"]["amount_text"] == "200元" and as_json[0]["status"] == "pending"
+
+        (scenario.tmp / "mappings" / "mappings.yaml").write_text(FIXED_MAPPING)
+        process.send_signal(signal.SIGHUP)
+        eventually(lambda: '"reloaded"' in scenario.log_text(), 30)
+
+        retried = scenario.cli("dlq", "retry", "--all")
+        assert retried.returncode == 0, retried.stdout + retried.stderr
+        assert "shop_orders: 4 dead letters (3 source rows: " in retried.stdout
+        assert "retried 4 dead letters; 0 still failing" in retried.stdout
+        assert target_rows(scenario) == expected_rows(shop) == {
+            1: (5, Decimal("200.00"), False),     # the current row, not the first image (100元)
+            2: (1, Decimal("100.00"), False),
+            4: (1, Decimal("40.00"), False),      # not set back to 已退款 by the old image
+        }
+        assert [row[2:4] for row in letters(scenario)] == [("retried", True)] * 4
+        status = json.loads(scenario.cli("status", "--json").stdout)
+        assert status["sources"][0]["dead_letters_pending"] == 0
+        assert scenario.cli("dlq", "list").stdout.strip() == "no pending dead letters"
+        assert len(json.loads(scenario.cli("dlq", "list", "--status", "retried", "--json").stdout)) == 4
+
+        shop.execute(insert(5, "已退款"))                                     # the new set streams on
+        eventually(lambda: target_rows(scenario).get(5) == (5, Decimal("100.00"), False), 30)
+        assert scenario.stop(process) == 0
+
+
+class TestRetryWithoutDaemon:
+    def test_still_failing_then_fixed_at_the_source_then_discard(self, scenario: Scenario,
+                                                                 shop: Source) -> None:
+        """With no daemon running, retry repairs directly; rows that still fail stay pending
+        with their new reason (exit 1); once the source row is fixed, retry succeeds."""
+        process = start_streaming(scenario)
+        shop.execute(insert(1, "已退款"))
+        shop.execute(insert(2, "拒收"))
+        eventually(lambda: len(letters(scenario)) == 2, 30)
+        assert scenario.stop(process) == 0
+        first_id, second_id = (row[0] for row in letters(scenario))
+
+        shop.execute("UPDATE orders SET amount_text = '12万' WHERE id = 1")   # still cannot map
+        result = scenario.cli("dlq", "retry", "--mapping", "shop_orders")
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert f"still failing #{first_id}: column status: value '已退款' is not in the map" in result.stdout
+        assert f"still failing #{second_id}: column status: value '拒收' is not in the map" in result.stdout
+        assert "retried 0 dead letters; 2 still failing (kept pending)" in result.stdout
+        assert {row[0]: row[2] for row in letters(scenario)}[first_id] == "pending"
+        assert target_rows(scenario) == {}
+
+        shop.execute("UPDATE orders SET status = '已完成', amount_text = '7元' WHERE id = 1")
+        result = scenario.cli("dlq", "retry", "--id", str(first_id))
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert target_rows(scenario) == {1: (3, Decimal("7.00"), False)}
+        assert {row[0]: row[2] for row in letters(scenario)}[first_id] == "retried"
+
+        again = scenario.cli("dlq", "retry", "--id", str(first_id))
+        assert again.returncode == 0
+        assert again.stdout.strip() == f"dead letter {first_id} is retried, not pending: nothing to do"
+
+        discarded = scenario.cli("dlq", "discard", "--id", str(second_id))
+        assert discarded.returncode == 0 and discarded.stdout.strip() == "discarded 1 dead letter"
+        assert {row[0]: row[2:4] for row in letters(scenario)}[second_id] == ("discarded", True)
+        assert target_rows(scenario) == {1: (3, Decimal("7.00"), False)}      # discard writes no row
+        everything = json.loads(scenario.cli("dlq", "list", "--status", "all", "--json").stdout)
+        assert {x["id"]: x["status"] for x in everything}[second_id] == "discarded"
+
+    def test_a_row_deleted_at_the_source_is_removed_by_retry(self, scenario: Scenario,
+                                                             shop: Source) -> None:
+        """A dead-lettered row whose source row is gone leaves no target row behind (soft delete)."""
+        process = start_streaming(scenario)
+        shop.execute(insert(1, "已支付"))
+        eventually(lambda: 1 in target_rows(scenario), 30)
+        shop.execute("UPDATE orders SET status = '已退款' WHERE id = 1")
+        eventually(lambda: len(letters(scenario)) == 1, 30)
+        assert scenario.stop(process) == 0
+        shop.execute("DELETE FROM orders WHERE id = 1")         # not streamed: the daemon is stopped
+        assert target_rows(scenario) == {1: (1, Decimal("100.00"), False)}
+        result = scenario.cli("dlq", "retry", "--all")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert target_rows(scenario) == {1: (1, Decimal("100.00"), True)}   # soft-deleted
+        assert pending(scenario) == 0
+
+
+class TestSelectorsAndErrors:
+    def test_errors_and_empty_selections(self, scenario: Scenario, shop: Source) -> None:
+        process = start_streaming(scenario)
+        shop.execute(insert(1, "已退款"))
+        eventually(lambda: pending(scenario) == 1, 30)
+        assert scenario.stop(process) == 0
+
+        usage = scenario.cli("dlq", "retry")
+        assert usage.returncode == 2 and "exactly one of --id N, --mapping NAME or --all" in usage.stderr
+        missing = scenario.cli("dlq", "discard", "--id", "999999")
+        assert missing.returncode == 2 and "there is no dead letter 999999" in missing.stderr
+        none = scenario.cli("dlq", "retry", "--mapping", "app_orders")
+        assert none.returncode == 0
+        assert none.stdout.strip() == "no pending dead letters of mapping 'app_orders': nothing to retry"
+
+        # A mapping set with problems is not used for retrying.
+        (scenario.tmp / "mappings" / "mappings.yaml").write_text(
+            SHOP_ORDERS_MAPPING.replace("order_no: order_no", "order_number: order_no"))
+        broken = scenario.cli("dlq", "retry", "--all")
+        assert broken.returncode == 2
+        assert "has no column 'order_number'" in broken.stderr
+        assert pending(scenario) == 1
+
+        discarded = scenario.cli("dlq", "discard", "--all")
+        assert discarded.returncode == 0 and discarded.stdout.strip() == "discarded 1 dead letter"
+        assert pending(scenario) == 0
+        assert scenario.cli("dlq", "discard", "--all").stdout.strip() == (
+            "no pending dead letters: nothing to discard")
+
+    def test_list_before_the_state_schema_exists(self, scenario: Scenario) -> None:
+        result = scenario.cli("dlq", "list")
+        assert result.returncode == 2
+        assert "cannot use syncd.dead_letters" in result.stderr
