@@ -11,7 +11,7 @@ import sqlalchemy
 from sqlalchemy import types
 
 from syncd.errors import Problem
-from syncd.mapping.spec import MappingSpec
+from syncd.mapping.spec import NO_VALUE, ColumnSpec, MappingSpec
 from syncd.model import TargetTable
 
 
@@ -84,18 +84,31 @@ def check_mapping(spec: MappingSpec, table: TargetTable,
 
 
 def _map_type_problems(spec: MappingSpec, info: TargetTableInfo) -> list[Problem]:
+    """Constants a mapping writes (value:, map values, default:) must fit their target column."""
     problems = []
     for column in spec.columns:
         target = info.columns.get(column.target)
-        if target is None or column.value_map is None:
+        if target is None:
             continue
-        for value in column.value_map.values():
+        for what, value in _constants(column):
             if not value_fits(value, target.type):
-                problems.append((column.value_map_where or column.where).problem(
-                    f"mapping {spec.name!r}: column {column.target!r} is {target.type} but the map "
+                problems.append((column.value_map_where if what == "the map" and column.value_map_where
+                                 else column.where).problem(
+                    f"mapping {spec.name!r}: column {column.target!r} is {target.type} but {what} "
                     f"gives {value!r}"))
                 break
     return problems
+
+
+def _constants(column: ColumnSpec) -> list[tuple[str, object]]:
+    found: list[tuple[str, object]] = []
+    if column.is_constant:
+        found.append(("value", column.constant))
+    if column.value_map is not None:
+        found += [("the map", v) for v in column.value_map.values()]
+    if column.default is not NO_VALUE:
+        found.append(("default", column.default))
+    return found
 
 
 def value_fits(value: object, column_type: types.TypeEngine) -> bool:

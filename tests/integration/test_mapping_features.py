@@ -404,8 +404,6 @@ class TestValidateLive:
         assert result.returncode == 0, result.stdout + result.stderr
         assert result.stdout.strip() == "ok: 1 mappings in 1 files (checked live)"
 
-    @pytest.mark.xfail(strict=True, reason="syncd/cli.py validate --live stops at the target problems "
-                       "(build_plans raises) and never runs the source checks")
     def test_target_and_source_problems_are_reported_together(self, scenario: Scenario) -> None:
         text = mappings(shop_mapping(extra_columns="\n      ghost: remark_gone"))
         scenario.write_config(text)
