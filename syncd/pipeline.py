@@ -316,7 +316,7 @@ class Pipeline:
         repaired, applied, reasons = repair_batch(read, self.source.name, datetime.now(UTC))
         batch.ops.extend(repaired.ops)
         batch.dead_letters.extend(repaired.dead_letters)
-        batch.repairs.append(RepairDone(request.id, applied, read.skipped, "; ".join(reasons) or None))
+        batch.repairs.append(RepairDone(request.id, applied, read.skipped, reasons=tuple(reasons)))
         self.log.info("repair_applied", request=request.id, mapping=request.mapping,
                       requested_by=request.requested_by, applied=applied, skipped=read.skipped,
                       dead_letters=len(reasons), position=str(read.position))

@@ -91,7 +91,7 @@ def _through_stream(config: Config, plan: SourcePlan, mapping: Mapping, keys: li
             if request is not None and request.status != "pending":
                 if request.status == "failed":
                     raise RepairError(f"repair {request_id} failed: {request.error}")
-                reasons = [request.error] if request.error else []
+                reasons = list(request.dead_letter_reasons or [])
                 return RepairResult(request_id, request.applied, request.skipped, reasons, "stream")
             time.sleep(0.2)
     finally:

@@ -53,6 +53,7 @@ class RepairDone:
     applied: int
     skipped: int
     error: str | None = None
+    reasons: tuple[str, ...] = ()
 
 
 @dataclass
@@ -267,7 +268,7 @@ class PostgresSink:
             clear_pause(cur, schema, mapping)
         for done in batch.repairs:
             finish_repair(cur, schema, done.request_id, applied=done.applied, skipped=done.skipped,
-                          error=done.error)
+                          error=done.error, reasons=list(done.reasons))
         if batch.checkpoint is not None:
             write_checkpoint(cur, schema, batch.checkpoint)
 

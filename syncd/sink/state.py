@@ -103,6 +103,7 @@ CREATE TABLE IF NOT EXISTS {schema}.repair_requests (
     applied      integer NOT NULL DEFAULT 0,
     skipped      integer NOT NULL DEFAULT 0,
     error        text,
+    dead_letter_reasons jsonb,
     done_at      timestamptz
 );
 CREATE TABLE IF NOT EXISTS {schema}.paused_mappings (
@@ -114,6 +115,7 @@ CREATE TABLE IF NOT EXISTS {schema}.paused_mappings (
     reason      text NOT NULL,
     paused_at   timestamptz NOT NULL DEFAULT now()
 );
+ALTER TABLE {schema}.repair_requests ADD COLUMN IF NOT EXISTS dead_letter_reasons jsonb;
 CREATE INDEX IF NOT EXISTS repair_requests_pending ON {schema}.repair_requests (source, status, id);
 """
 
@@ -237,6 +239,8 @@ class RepairRequest:
     applied: int = 0
     skipped: int = 0
     error: str | None = None
+    dead_letter_reasons: list[str] | None = None
+    """Why keys whose current source row still cannot be mapped were dead-lettered again."""
 
 
 def request_repair(conn: psycopg.Connection, schema: str, source: str, mapping: str, *,
@@ -251,8 +255,9 @@ def request_repair(conn: psycopg.Connection, schema: str, source: str, mapping: 
 
 
 def read_repair(conn: psycopg.Connection, schema: str, request_id: int) -> RepairRequest | None:
-    query = sql.SQL("SELECT id, source, mapping, keys, requested_by, status, applied, skipped, error "
-                    "FROM {}.repair_requests WHERE id = %s").format(sql.Identifier(schema))
+    query = sql.SQL("SELECT id, source, mapping, keys, requested_by, status, applied, skipped, error, "
+                    "dead_letter_reasons FROM {}.repair_requests WHERE id = %s"
+                    ).format(sql.Identifier(schema))
     row = conn.execute(query, (request_id,)).fetchone()
     return RepairRequest(*row) if row else None
 
@@ -266,11 +271,13 @@ def next_repair(conn: psycopg.Connection, schema: str, source: str) -> RepairReq
 
 
 def finish_repair(cur: psycopg.Cursor, schema: str, request_id: int, *, applied: int, skipped: int,
-                  error: str | None = None) -> None:
+                  error: str | None = None, reasons: list[str] | None = None) -> None:
     """Mark a request done (or failed); runs inside the transaction that applied it."""
     statement = sql.SQL("UPDATE {}.repair_requests SET status = %s, applied = %s, skipped = %s, "
-                        "error = %s, done_at = now() WHERE id = %s").format(sql.Identifier(schema))
-    cur.execute(statement, ("failed" if error else "done", applied, skipped, error, request_id))
+                        "error = %s, dead_letter_reasons = %s, done_at = now() WHERE id = %s"
+                        ).format(sql.Identifier(schema))
+    cur.execute(statement, ("failed" if error else "done", applied, skipped, error,
+                            json.dumps(reasons or [], ensure_ascii=False), request_id))
 
 
 @dataclass(frozen=True)
