@@ -1,0 +1,13 @@
+"""Compare source (through the mapping) with the target; repair drift; re-copy tables.
+
+    reconcile(config, plans, ...) -> list[MappingReport]     syncd/reconcile/engine.py
+    snapshot(config, plans, ...) -> list[SnapshotResult]     syncd/reconcile/snapshot.py
+    last_runs(conn, state_schema) -> list[RunRecord]         syncd/reconcile/runs.py
+"""
+
+from syncd.reconcile.engine import MappingReport, ReconcileError, reconcile
+from syncd.reconcile.runs import RunRecord, last_runs
+from syncd.reconcile.snapshot import SnapshotError, SnapshotResult, snapshot
+
+__all__ = ["MappingReport", "ReconcileError", "RunRecord", "SnapshotError", "SnapshotResult", "last_runs",
+           "reconcile", "snapshot"]

@@ -1,0 +1,633 @@
+"""Reconcile: compare what each mapping says the target should hold with what it holds.
+
+Per mapping, the source table is read in primary-key chunks (keyset pagination, one
+consistent read per chunk), every row goes through the *current* mapping (`map_row`, the
+`where` filter), and the result is compared with the mapping's slice of the target table over
+the same key range: first the whole chunk at once, then row by row only where it differs.
+Differences are re-checked against a fresh read of both sides (after the running daemon has
+applied everything up to that read) before they are reported or repaired, so rows changing
+while the pass runs are not taken for drift. Repairs go through `syncd.repair.repair`, which
+re-reads each key from the source and applies it in stream order when a daemon holds the
+source. docs/reconcile.md describes the algorithm, the report and the limits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import pymysql
+import structlog
+from psycopg import sql
+
+from syncd.config import Config
+from syncd.errors import SyncdError, TransformError
+from syncd.ha import _LOCK_CLASS
+from syncd.mapping.plan import Mapping, map_key
+from syncd.model import Position, Row
+from syncd.reconcile.compare import (
+    Canon,
+    ChunkDiff,
+    ColumnType,
+    Key,
+    Values,
+    canonicalize_rows,
+    compare_chunk,
+    expected_canon,
+)
+from syncd.reconcile.layout import Layout, build_layout
+from syncd.reconcile.rowmap import ChunkMapper
+from syncd.reconcile.runs import finish_run, start_run
+from syncd.reconcile.source import RangeChunk, SourceReader
+from syncd.reconcile.target import TargetReader, column_types, session_zone
+from syncd.reconcile.verified import Entry, VerifiedChunks, ensure_table, fingerprint, target_supports
+from syncd.repair import repair
+from syncd.sink.postgres import connect
+from syncd.sink.state import create_state_schema, read_checkpoint
+from syncd.startup import SourcePlan
+
+log = structlog.get_logger("syncd.reconcile")
+
+DEFAULT_CHUNK_ROWS = 10_000
+REPAIR_BATCH = 1_000
+REPORT_KEYS = 1_000
+"""Keys listed per kind of difference in a report (the counts are always exact)."""
+SAMPLE_KEYS = 20
+CONFIRM_ATTEMPTS = 3
+CONFIRM_WAIT_S = 10.0
+"""How long a re-check waits for the running daemon to apply the source up to its read."""
+
+SourceKey = tuple[Any, ...]
+
+
+class ReconcileError(SyncdError):
+    """Bad arguments (unknown mapping or source) or a mapping that cannot be reconciled."""
+
+
+class Stopped(SyncdError):
+    """The stop event was set during the pass."""
+
+
+@dataclass
+class MappingReport:
+    """What one mapping's pass found (and repaired). Keys are target keys, in `key_columns` order."""
+
+    mapping: str
+    source: str
+    target_table: str
+    key_columns: tuple[str, ...]
+    repair: bool
+    mode: str = "aligned"
+    status: str = "running"
+    """in_sync | drift | repaired | error (as recorded in reconcile_runs)."""
+    rows_compared: int = 0
+    """Source rows read and checked (rows outside the mapping's filter included)."""
+    chunks: int = 0
+    chunks_unchanged: int = 0
+    """Chunks found unchanged since a pass verified them (both checksums equal), not re-mapped."""
+    chunks_differing: int = 0
+    missing: int = 0
+    extra: int = 0
+    differ: int = 0
+    unmappable: int = 0
+    """Source rows the mapping cannot map (TransformError), with or without a dead letter."""
+    unmappable_unexplained: int = 0
+    """Of those, rows without a pending dead letter."""
+    explained_by_dead_letters: int = 0
+    """Missing, differing, extra or unmappable rows for which a pending dead letter exists."""
+    repaired: int = 0
+    unrepairable: int = 0
+    """Differences repair cannot address (extra rows whose source key is unknown)."""
+    missing_keys: list[Key] = field(default_factory=list)
+    extra_keys: list[Key] = field(default_factory=list)
+    differ_rows: list[tuple[Key, tuple[str, ...]]] = field(default_factory=list)
+    unmappable_rows: list[tuple[str, str]] = field(default_factory=list)
+    """(source key text like `id=42`, reason)."""
+    repaired_keys_sample: list[SourceKey] = field(default_factory=list)
+    repair_errors: list[str] = field(default_factory=list)
+    error: str | None = None
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    finished_at: datetime | None = None
+    seconds: float = 0.0
+    run_id: int | None = None
+
+    @property
+    def drift(self) -> int:
+        """Differences found (before repair): missing + extra + differ + unexplained unmappable."""
+        return self.missing + self.extra + self.differ + self.unmappable_unexplained
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows_compared / self.seconds if self.seconds > 0 else 0.0
+
+    def settle(self) -> None:
+        """Decide the final status from the counts."""
+        self.finished_at = datetime.now(UTC)
+        if self.error is not None:
+            self.status = "error"
+        elif self.drift == 0:
+            self.status = "in_sync"
+        elif (self.repair and not self.repair_errors and self.unrepairable == 0
+              and self.unmappable_unexplained == 0
+              and self.repaired >= self.missing + self.extra + self.differ):
+            self.status = "repaired"
+        else:
+            self.status = "drift"
+
+
+def select_mappings(plans: dict[str, SourcePlan], source: str | None = None,
+                    mapping: str | None = None) -> list[tuple[SourcePlan, Mapping]]:
+    """The (plan, mapping) pairs a run covers; ReconcileError names what does not exist."""
+    if source is not None and source not in plans:
+        raise ReconcileError(f"no source named {source!r}; configured: {sorted(plans)}")
+    chosen = [(plan, m) for name, plan in plans.items() if source in (None, name)
+              for m in plan.mappings if mapping in (None, m.name)]
+    if mapping is not None and not chosen:
+        names = sorted(m.name for p in plans.values() for m in p.mappings)
+        where = f" of source {source!r}" if source else ""
+        raise ReconcileError(f"no mapping named {mapping!r}{where}; mappings: {names}")
+    return chosen
+
+
+def reconcile(config: Config, plans: dict[str, SourcePlan], *, source: str | None = None,
+              mapping: str | None = None, repair: bool = False,
+              chunk_rows: int = DEFAULT_CHUNK_ROWS, pause_s: float = 0.0,
+              stop: threading.Event | None = None,
+              confirm_wait_s: float = CONFIRM_WAIT_S, full: bool = False) -> list[MappingReport]:
+    """Reconcile the chosen mappings one after another; one report each, recorded in reconcile_runs.
+
+    Raises ReconcileError for unknown names and SinkUnavailable when the target cannot be
+    reached; `full` compares every row even where remembered checksums say nothing changed
+    (verified.py). A failure within one mapping (source down, no primary key...) ends that mapping's
+    report with status "error" and the next mapping still runs.
+    """
+    if chunk_rows < 1:
+        raise ReconcileError("chunk_rows must be at least 1")
+    selected = select_mappings(plans, source, mapping)
+    conn = connect(config.target, "syncd:reconcile")
+    try:
+        create_state_schema(conn, config.target.state_schema)
+        reports = []
+        for plan, chosen in selected:
+            if stop is not None and stop.is_set():
+                break
+            options = Options(repair=repair, chunk_rows=chunk_rows, pause_s=pause_s, stop=stop,
+                              confirm_wait_s=confirm_wait_s, use_verified=not full)
+            reports.append(scan_mapping(config, plans, plan, chosen, conn=conn, options=options))
+        return reports
+    finally:
+        conn.close()
+
+
+DriftHandler = Callable[[ChunkDiff, dict[Key, SourceKey]], None]
+
+
+@dataclass(frozen=True)
+class Options:
+    """How one mapping's pass runs."""
+
+    repair: bool = False
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
+    pause_s: float = 0.0
+    stop: threading.Event | None = None
+    confirm_wait_s: float = CONFIRM_WAIT_S
+    keys_only: bool = False
+    """Compare keys only (which rows exist), not values: used to find extra rows."""
+    on_drift: DriftHandler | None = None
+    """Called with each chunk's confirmed differences (instead of repairing them)."""
+    record: bool = True
+    """Record the run in reconcile_runs."""
+    streaming: bool | None = None
+    """Whether a daemon streams the source (None: look at its lock)."""
+    use_verified: bool = True
+    """Skip ranges unchanged since a pass found them in sync (verified.py); False: compare all."""
+
+
+def scan_mapping(config: Config, plans: dict[str, SourcePlan], plan: SourcePlan, mapping: Mapping, *,
+                 conn: psycopg.Connection, options: Options) -> MappingReport:
+    """One mapping's pass; errors end up in the report (status "error"), never raised."""
+    schema = config.target.state_schema
+    report = MappingReport(mapping.name, plan.source.name, str(mapping.table), mapping.key, options.repair)
+    if options.record:
+        report.run_id = start_run(conn, schema, mapping.name, plan.source.name, options.repair)
+    began = time.monotonic()
+    bound = log.bind(mapping=mapping.name, source=plan.source.name)
+    bound.info("reconcile_started", repair=options.repair, chunk_rows=options.chunk_rows,
+               keys_only=options.keys_only)
+    try:
+        _Pass(config, plans, plan, mapping, conn=conn, report=report, options=options).run()
+    except Stopped:
+        report.error = "stopped before the end of the table"
+    except (SyncdError, psycopg.Error, pymysql.err.Error) as exc:
+        report.error = str(exc) or type(exc).__name__
+    report.seconds = time.monotonic() - began
+    report.settle()
+    if report.run_id is not None:
+        finish_run(conn, schema, report.run_id, status=report.status,
+                   rows_compared=report.rows_compared, missing=report.missing, extra=report.extra,
+                   differ=report.differ, repaired=report.repaired,
+                   explained=report.explained_by_dead_letters,
+                   sample=[list(k) for k in report.repaired_keys_sample], error=report.error)
+    bound.info("reconcile_finished", status=report.status, rows=report.rows_compared,
+               missing=report.missing, extra=report.extra, differ=report.differ,
+               unmappable=report.unmappable, repaired=report.repaired,
+               seconds=round(report.seconds, 3), rows_per_second=round(report.rows_per_second),
+               error=report.error)
+    return report
+
+
+def source_key_text(names: tuple[str, ...], key: SourceKey) -> str:
+    """`id=42`: how dead letters name a source row (see syncd.mapping.plan.source_key_text)."""
+    return ",".join(f"{name}={value!r}" for name, value in zip(names, key, strict=True))
+
+
+def pending_dead_letter_keys(conn: psycopg.Connection, schema: str, source: str, mapping: str) -> set[str]:
+    query = sql.SQL("SELECT DISTINCT row_key FROM {}.dead_letters WHERE status = 'pending' "
+                    "AND source = %s AND mapping = %s").format(sql.Identifier(schema))
+    return {row[0] for row in conn.execute(query, (source, mapping)).fetchall()}
+
+
+def daemon_streams(conn: psycopg.Connection, schema: str, source: str) -> bool:
+    """Whether some process holds the source's lock (syncd.ha.SourceLock), without taking it."""
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+        "AND classid = %s::int4::oid AND objid = hashtext(%s)::oid AND objsubid = 2)",
+        (_LOCK_CLASS, f"{schema}:{source}")).fetchone()
+    return bool(row and row[0])
+
+
+def wait_applied(conn: psycopg.Connection, schema: str, source: str, position: Position,
+                 timeout: float) -> bool:
+    """Wait until the source's checkpoint reaches `position`; False on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        checkpoint = read_checkpoint(conn, schema, source)
+        if checkpoint is not None and checkpoint.position >= position:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+
+
+@dataclass
+class Expected:
+    """A chunk of source rows through the mapping."""
+
+    rows: dict[Key, Values] = field(default_factory=dict)
+    source_of: dict[Key, SourceKey] = field(default_factory=dict)
+    ignore: set[Key] = field(default_factory=set)
+    """Target keys of source rows that cannot be mapped (their target row is not judged)."""
+    unmappable: list[tuple[SourceKey, str]] = field(default_factory=list)
+
+
+def map_chunk(layout: Layout, names: list[str], rows: list[tuple[Any, ...]], canons: list[Canon | None],
+              mapper: ChunkMapper) -> Expected:
+    """The target rows these source rows should produce (filter applied), keyed by target key."""
+    mapped = mapper.map(names, rows, layout.source_key)
+    width = len(layout.target_key)
+    out = Expected()
+    canonical = canonicalize_rows(mapped.values, canons)
+    keys = [row[:width] for row in canonical]
+    out.rows = dict(zip(keys, [row[width:] for row in canonical], strict=True))
+    out.source_of = dict(zip(keys, mapped.source_keys, strict=True))
+    ignored = []
+    for source_key, reason, image in mapped.failed:
+        out.unmappable.append((source_key, reason))
+        known = _known_key(layout, image, source_key)
+        if known is not None:
+            ignored.append(known)
+    out.ignore = set(canonicalize_rows(ignored, canons[:width]))
+    return out
+
+
+def chunk_mapper(layout: Layout, keys_only: bool = False) -> ChunkMapper:
+    return ChunkMapper(layout.mapping, [*layout.target_key, *layout.compared], keys_only=keys_only)
+
+
+def _known_key(layout: Layout, row: Row, skey: SourceKey) -> Key | None:
+    """The target key of a row that cannot be mapped, when it can still be told."""
+    if layout.range_columns is not None:
+        values = dict(layout.slice) | dict(zip(layout.range_columns, skey, strict=True))
+        return tuple(values[k] for k in layout.target_key)
+    try:
+        return map_key(layout.mapping, row)
+    except TransformError:
+        return None
+
+
+_END = object()
+"""Marks the end of the ranges in the read-ahead queue."""
+
+
+def _put(out: queue.Queue, item: object, done: threading.Event) -> bool:
+    while not done.is_set():
+        try:
+            out.put(item, timeout=0.2)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+class _Pass:
+    """One mapping's pass over its source table."""
+
+    def __init__(self, config: Config, plans: dict[str, SourcePlan], plan: SourcePlan, mapping: Mapping, *,
+                 conn: psycopg.Connection, report: MappingReport, options: Options) -> None:
+        self.config = config
+        self.plans = plans
+        self.plan = plan
+        self.mapping = mapping
+        self.conn = conn
+        self.report = report
+        self.options = options
+        self.schema = config.target.state_schema
+        self.table = mapping.spec.table
+
+    def run(self) -> None:
+        reader = SourceReader(self.plan.source)
+        try:
+            self.reader = reader
+            self._prepare()
+            if self.layout.aligned:
+                self._aligned()
+            else:
+                self._slice_scan()
+        finally:
+            reader.close()
+
+    def _prepare(self) -> None:
+        source_types = self.reader.columns(self.table)
+        if not source_types:
+            raise ReconcileError(f"mapping {self.mapping.name!r}: table {self.plan.source.database}."
+                                 f"{self.table} does not exist on source {self.plan.source.name}")
+        key = self.reader.primary_key(self.table, self.mapping.name)
+        target_types = column_types(self.conn, self.mapping.table)
+        if not target_types:
+            raise ReconcileError(f"mapping {self.mapping.name!r}: target table {self.mapping.table} "
+                                 "does not exist")
+        self.layout = build_layout(self.mapping, key, source_types, target_types)
+        if self.options.keys_only:
+            self.layout = replace(self.layout, compared=())
+        zone = session_zone(self.conn)
+        names = [*self.layout.target_key, *self.layout.compared]
+        self.canons = [expected_canon(target_types[n], zone) if n in target_types else None
+                       for n in names]
+        self.target = TargetReader(self.conn, self.layout, target_types)
+        self.mapper = chunk_mapper(self.layout, self.options.keys_only)
+        self.dead_letters = pending_dead_letter_keys(self.conn, self.schema, self.plan.source.name,
+                                                     self.mapping.name)
+        self.streaming = (self.options.streaming if self.options.streaming is not None
+                          else daemon_streams(self.conn, self.schema, self.plan.source.name))
+        self.report.mode = self.layout.mode
+        self.verified = self._verified_chunks(source_types, target_types, zone)
+
+    def _verified_chunks(self, source_types: dict[str, str], target_types: dict[str, ColumnType],
+                         zone: Any) -> VerifiedChunks | None:
+        options = self.options
+        if not (options.use_verified and options.record and not options.keys_only and self.layout.aligned
+                and target_supports(self.conn) and self.reader.has_crc32c()):
+            return None
+        ensure_table(self.conn, self.schema)
+        versions = [self.reader.version(), str(self.conn.info.server_version)]
+        print_ = fingerprint(self.layout, source_timezone=self.plan.source.timezone, session_zone=zone,
+                             target_types=target_types, source_types=source_types, versions=versions)
+        return VerifiedChunks(self.conn, self.schema, self.mapping.name, print_)
+
+    def _chunks(self, ranges: list[Entry]) -> Iterator[RangeChunk | tuple[Entry, str]]:
+        """What to compare, range after range, in key order, read ahead by a second thread.
+
+        A RangeChunk is source rows to compare; `(entry, source checksum)` is a remembered
+        verified range whose source checksum was just taken (verified.py). The reader thread
+        has its own connection, so the source's query time overlaps the comparison work.
+        """
+        chunks: queue.Queue = queue.Queue(maxsize=2)
+        done = threading.Event()
+        thread = threading.Thread(target=self._read_ahead, args=(ranges, chunks, done), daemon=True,
+                                  name=f"reconcile-{self.mapping.name}")
+        thread.start()
+        try:
+            while True:
+                if self.options.stop is not None and self.options.stop.is_set():
+                    raise Stopped("stopped")
+                item = chunks.get()
+                if isinstance(item, BaseException):
+                    raise item
+                if item is _END:
+                    return
+                yield item
+        finally:
+            done.set()
+            while thread.is_alive():
+                with contextlib.suppress(queue.Empty):
+                    chunks.get_nowait()
+                thread.join(0.1)
+
+    def _read_ahead(self, ranges: list[Entry], out: queue.Queue, done: threading.Event) -> None:
+        try:
+            reader = SourceReader(self.plan.source)
+        except BaseException as exc:  # handed to the comparing thread
+            out.put(exc)
+            return
+        try:
+            for entry in ranges:
+                if entry.verified:
+                    checksum = reader.checksum(self.table, self.layout.source_key, self.layout.source_columns,
+                                               entry.lo, entry.hi)
+                    if not _put(out, (entry, checksum), done):
+                        return
+                    continue
+                for chunk in self._walk(reader, entry.lo, entry.hi):
+                    if not _put(out, chunk, done):
+                        return
+                    self._pause()
+            _put(out, _END, done)
+        except BaseException as exc:  # handed to the comparing thread
+            _put(out, exc, done)
+        finally:
+            reader.close()
+
+    def _walk(self, reader: SourceReader, lower: SourceKey | None,
+              upper: SourceKey | None) -> Iterator[RangeChunk]:
+        """The source rows of (lower, upper] in chunks of chunk_rows."""
+        after = lower
+        while True:
+            chunk = reader.chunk_range(self.table, self.layout.source_key, self.layout.source_columns,
+                                       after=after, upto=upper, limit=self.options.chunk_rows,
+                                       checksum=self.verified is not None)
+            yield chunk
+            if not chunk.full or chunk.upper == upper:
+                return
+            after = chunk.upper
+
+    def _pause(self) -> None:
+        if self.options.pause_s > 0:
+            if self.options.stop is not None:
+                self.options.stop.wait(self.options.pause_s)
+            else:
+                time.sleep(self.options.pause_s)
+
+    def _aligned(self) -> None:
+        remembered = self.verified.load() if self.verified is not None else None
+        ranges = remembered or [Entry(None, None, verified=False)]
+        walked: list[Entry] = []
+        for item in self._chunks(ranges):
+            if isinstance(item, RangeChunk):
+                walked.append(self._compare_range(item))
+                continue
+            entry, source_checksum = item
+            if source_checksum == entry.source_sum and \
+                    self.target.checksum(entry.lo, entry.hi) == entry.target_sum:
+                self.report.chunks += 1
+                self.report.chunks_unchanged += 1
+                self.report.rows_compared += entry.rows
+                walked.append(entry)
+                continue
+            for chunk in self._walk(self.reader, entry.lo, entry.hi):
+                walked.append(self._compare_range(chunk))
+        if self.verified is not None:
+            self.verified.save(walked)
+
+    def _compare_range(self, chunk: RangeChunk) -> Entry:
+        expected = map_chunk(self.layout, chunk.names, chunk.rows, self.canons, self.mapper)
+        if chunk.checksum is not None:
+            actual, target_checksum = self.target.range_with_checksum(chunk.lower, chunk.upper)
+        else:
+            actual, target_checksum = self.target.range(chunk.lower, chunk.upper), None
+        clean = self._check(chunk.rows, expected, actual)
+        return Entry(chunk.lower, chunk.upper, clean and target_checksum is not None, len(chunk.rows),
+                     chunk.checksum, target_checksum)
+
+    def _slice_scan(self) -> None:
+        seen: set[Key] = set()
+        for item in self._chunks([Entry(None, None, verified=False)]):
+            assert isinstance(item, RangeChunk)
+            expected = map_chunk(self.layout, item.names, item.rows, self.canons, self.mapper)
+            actual = self.target.by_keys(list(expected.rows))
+            seen.update(expected.rows)
+            seen.update(expected.ignore)
+            self._check(item.rows, expected, actual)
+        extra: list[Key] = []
+        source_of: dict[Key, SourceKey] = {}
+        for key, columns in self.target.slice_keys():
+            if key in seen:
+                continue
+            extra.append(key)
+            source_key = self.layout.source_key_of_target(key, columns)
+            if source_key is not None:
+                source_of[key] = source_key
+        for start in range(0, len(extra), self.options.chunk_rows):
+            part = extra[start:start + self.options.chunk_rows]
+            diff = ChunkDiff(extra=part)
+            self.report.chunks_differing += 1
+            diff, known = self._confirm(diff, Expected(source_of=source_of))
+            self._record(diff, known)
+            self._handle(diff, known)
+
+    def _check(self, rows: list[tuple], expected: Expected, actual: dict[Key, Values]) -> bool:
+        """Count, compare, re-check, record and handle one chunk; True when it was clean."""
+        report = self.report
+        report.chunks += 1
+        report.rows_compared += len(rows)
+        for source_key, reason in expected.unmappable:
+            report.unmappable += 1
+            text = source_key_text(self.layout.source_key, source_key)
+            if text in self.dead_letters:
+                report.explained_by_dead_letters += 1
+            else:
+                report.unmappable_unexplained += 1
+            if len(report.unmappable_rows) < REPORT_KEYS:
+                report.unmappable_rows.append((text, reason))
+        diff = compare_chunk(expected.rows, actual, self.layout.compared, expected.ignore)
+        if not diff:
+            return not expected.unmappable
+        report.chunks_differing += 1
+        diff, source_of = self._confirm(diff, expected)
+        self._record(diff, source_of)
+        self._handle(diff, source_of)
+        return False
+
+    def _confirm(self, diff: ChunkDiff, expected: Expected) -> tuple[ChunkDiff, dict[Key, SourceKey]]:
+        """Re-read the differing keys: a source snapshot at binlog position P, then the target once
+        the daemon has applied P. A key still differing is re-checked again (a row the stream is
+        changing may show a newer state than P); what differs CONFIRM_ATTEMPTS times is drift."""
+        known: dict[Key, SourceKey] = {}
+        for key in diff.all_keys():
+            source_key = expected.source_of.get(key) or self.layout.source_key_of_target(key)
+            if source_key is not None:
+                known[key] = source_key
+        attempts = CONFIRM_ATTEMPTS if self.streaming else 1
+        for _ in range(attempts):
+            candidates = diff.all_keys()
+            source_keys = list(dict.fromkeys(known[k] for k in candidates if k in known))
+            names, rows, position = self.reader.rows_at_position(self.table, self.layout.source_key,
+                                                          self.layout.source_columns, source_keys)
+            if self.streaming and position is not None:
+                wait_applied(self.conn, self.schema, self.plan.source.name, position,
+                             self.options.confirm_wait_s)
+            fresh = map_chunk(self.layout, names, rows, self.canons, self.mapper)
+            wanted = set(candidates)
+            now_expected = {k: v for k, v in fresh.rows.items() if k in wanted}
+            now_actual = self.target.by_keys(candidates)
+            known.update(fresh.source_of)
+            diff = compare_chunk(now_expected, now_actual, self.layout.compared, fresh.ignore)
+            if not diff:
+                break
+        return diff, known
+
+    def _record(self, diff: ChunkDiff, source_of: dict[Key, SourceKey]) -> None:
+        report = self.report
+        report.missing += len(diff.missing)
+        report.extra += len(diff.extra)
+        report.differ += len(diff.differ)
+        room = REPORT_KEYS
+        report.missing_keys.extend(diff.missing[:max(0, room - len(report.missing_keys))])
+        report.extra_keys.extend(diff.extra[:max(0, room - len(report.extra_keys))])
+        report.differ_rows.extend(diff.differ[:max(0, room - len(report.differ_rows))])
+        for key in diff.all_keys():
+            source_key = source_of.get(key)
+            if source_key is not None and \
+                    source_key_text(self.layout.source_key, source_key) in self.dead_letters:
+                report.explained_by_dead_letters += 1
+        bound = log.bind(mapping=self.mapping.name)
+        bound.debug("reconcile_drift", missing=len(diff.missing), extra=len(diff.extra),
+                    differ=len(diff.differ))
+
+    def _handle(self, diff: ChunkDiff, source_of: dict[Key, SourceKey]) -> None:
+        if not diff:
+            return
+        if self.options.on_drift is not None:
+            self.options.on_drift(diff, source_of)
+        elif self.options.repair:
+            self._repair(diff, source_of)
+
+    def _repair(self, diff: ChunkDiff, source_of: dict[Key, SourceKey]) -> None:
+        keys: list[SourceKey] = []
+        for key in diff.all_keys():
+            source_key = source_of.get(key)
+            if source_key is None:
+                self.report.unrepairable += 1
+            else:
+                keys.append(source_key)
+        keys = list(dict.fromkeys(keys))
+        for start in range(0, len(keys), REPAIR_BATCH):
+            part = keys[start:start + REPAIR_BATCH]
+            try:
+                result = repair(self.config, self.plans, self.mapping.name, part, requested_by="reconcile")
+            except SyncdError as exc:
+                self.report.repair_errors.append(str(exc))
+                continue
+            self.report.repaired += result.applied + result.skipped
+            room = SAMPLE_KEYS - len(self.report.repaired_keys_sample)
+            if room > 0:
+                self.report.repaired_keys_sample.extend(part[:room])
+            if result.dead_letters:
+                self.report.repair_errors.extend(result.dead_letters[:5])

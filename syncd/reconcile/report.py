@@ -1,0 +1,118 @@
+"""Reconcile reports for people (a table, then the keys) and for scripts (JSON)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from syncd.reconcile.compare import json_value, key_text
+from syncd.reconcile.engine import MappingReport
+
+EXIT_IN_SYNC = 0
+EXIT_DRIFT = 1
+EXIT_ERROR = 2
+
+LISTED = 20
+"""Keys shown per kind of difference in the human report (JSON lists up to 1000)."""
+
+
+def overall_status(reports: Sequence[MappingReport]) -> str:
+    statuses = {r.status for r in reports}
+    for status in ("error", "drift", "repaired"):
+        if status in statuses:
+            return status
+    return "in_sync"
+
+
+def exit_code(reports: Sequence[MappingReport]) -> int:
+    return {"error": EXIT_ERROR, "drift": EXIT_DRIFT}.get(overall_status(reports), EXIT_IN_SYNC)
+
+
+def _keys(keys: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    return [[json_value(v) for v in key] for key in keys]
+
+
+def report_dict(report: MappingReport) -> dict[str, Any]:
+    return {
+        "mapping": report.mapping,
+        "source": report.source,
+        "target_table": report.target_table,
+        "key_columns": list(report.key_columns),
+        "mode": report.mode,
+        "status": report.status,
+        "repair": report.repair,
+        "rows_compared": report.rows_compared,
+        "chunks": report.chunks,
+        "chunks_unchanged": report.chunks_unchanged,
+        "chunks_differing": report.chunks_differing,
+        "missing": {"count": report.missing, "keys": _keys(report.missing_keys)},
+        "extra": {"count": report.extra, "keys": _keys(report.extra_keys)},
+        "differ": {"count": report.differ,
+                   "rows": [{"key": _keys([k])[0], "columns": list(c)} for k, c in report.differ_rows]},
+        "unmappable": {"count": report.unmappable, "unexplained": report.unmappable_unexplained,
+                       "rows": [{"row_key": t, "reason": r} for t, r in report.unmappable_rows]},
+        "explained_by_dead_letters": report.explained_by_dead_letters,
+        "repaired": report.repaired,
+        "unrepairable": report.unrepairable,
+        "repaired_keys_sample": _keys(report.repaired_keys_sample),
+        "repair_errors": report.repair_errors,
+        "error": report.error,
+        "seconds": round(report.seconds, 3),
+        "rows_per_second": round(report.rows_per_second),
+        "run_id": report.run_id,
+    }
+
+
+def as_json(reports: Sequence[MappingReport]) -> dict[str, Any]:
+    return {"status": overall_status(reports), "exit_code": exit_code(reports),
+            "mappings": [report_dict(r) for r in reports]}
+
+
+_HEADERS = ("mapping", "source", "status", "rows", "missing", "extra", "differ", "unmappable",
+            "dead-lettered", "repaired", "seconds")
+
+
+def as_text(reports: Sequence[MappingReport]) -> str:
+    table = [[r.mapping, r.source, r.status, str(r.rows_compared), str(r.missing), str(r.extra),
+              str(r.differ), str(r.unmappable), str(r.explained_by_dead_letters), str(r.repaired),
+              f"{r.seconds:.2f}"] for r in reports]
+    widths = [max(len(h), *(len(row[i]) for row in table)) if table else len(h)
+              for i, h in enumerate(_HEADERS)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(_HEADERS, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in table]
+    for report in reports:
+        lines += _details(report)
+    if not reports:
+        lines.append("(no mappings selected)")
+    return "\n".join(lines)
+
+
+def _listed(keys: Sequence[Sequence[Any]], total: int) -> str:
+    shown = "  ".join(key_text(k) for k in keys[:LISTED])
+    return shown + (f"  ... ({total - min(total, LISTED)} more)" if total > LISTED else "")
+
+
+def _details(report: MappingReport) -> list[str]:
+    name = report.mapping
+    key = "(" + ", ".join(report.key_columns) + ")"
+    lines = []
+    if report.error:
+        lines.append(f"{name}: error: {report.error}")
+    if report.missing:
+        lines.append(f"{name}: missing in {report.target_table} {key}: "
+                     f"{_listed(report.missing_keys, report.missing)}")
+    if report.extra:
+        lines.append(f"{name}: extra in {report.target_table} {key}: "
+                     f"{_listed(report.extra_keys, report.extra)}")
+    if report.differ:
+        shown = "  ".join(f"{key_text(k)} ({', '.join(c)})" for k, c in report.differ_rows[:LISTED])
+        more = report.differ - min(report.differ, LISTED)
+        lines.append(f"{name}: differ {key}: {shown}" + (f"  ... ({more} more)" if more else ""))
+    for text, reason in report.unmappable_rows[:LISTED]:
+        lines.append(f"{name}: cannot map {text}: {reason}")
+    if report.unrepairable:
+        lines.append(f"{name}: {report.unrepairable} extra rows cannot be repaired: the target key "
+                     "does not hold a copy of the source key")
+    for error in report.repair_errors[:LISTED]:
+        lines.append(f"{name}: repair: {error}")
+    return lines

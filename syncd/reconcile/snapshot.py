@@ -1,0 +1,495 @@
+"""`syncd snapshot`: copy mapped tables again in primary-key chunks, resumable, safe while streaming.
+
+Two ways, chosen by who holds the source's lock (syncd.ha.SourceLock):
+
+* **No daemon holds it** (re-initialisation after the binlog was purged, or a planned re-copy):
+  this process takes the lock for the whole copy, opens one consistent snapshot, and copies
+  each table chunk by chunk through the mappings into the target. Every chunk commits together
+  with its progress row (`snapshot_progress`: last key copied, rows copied), so an interrupted
+  copy continues after its last committed chunk. The binlog position of the *first* snapshot is
+  kept across resumes: streaming from the earliest position converges, because every row event
+  carries the full row and applies idempotently (syncd/source/snapshot.py). After the copy,
+  target rows of each mapping's slice whose source row no longer exists are removed, and the
+  source's checkpoint (position P, snapshot done) is written in the last transaction, which
+  also clears the progress rows. A copy restricted to one mapping (`--mapping`) never moves the
+  checkpoint: the stream replays from its own checkpoint over the copied rows and converges.
+* **A daemon holds it**: every chunk of keys becomes a repair request (syncd.repair) that the
+  daemon applies in stream order, so nothing the stream applies is overwritten by an older
+  image. Progress is recorded after each chunk the daemon confirms.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+import psycopg
+import pymysql
+import structlog
+from psycopg import sql
+
+from syncd.config import Config
+from syncd.errors import SyncdError
+from syncd.ha import SourceLock
+from syncd.mapping.plan import ChangeContext, Mapping, dead_letter, map_change, remove_op
+from syncd.model import Op, Position, Row, RowChange
+from syncd.reconcile.compare import ChunkDiff, Key, json_value
+from syncd.reconcile.engine import REPAIR_BATCH, Options, SourceKey, scan_mapping
+from syncd.reconcile.source import SourceReader
+from syncd.repair import repair
+from syncd.sink.postgres import Batch, PlannedOp, PostgresSink, connect
+from syncd.sink.state import Checkpoint, create_state_schema
+from syncd.source.snapshot import SourceSnapshot
+from syncd.startup import SourcePlan
+
+log = structlog.get_logger("syncd.snapshot")
+
+DEFAULT_CHUNK_ROWS = 5_000
+STREAM = "stream"
+"""`snapshot_progress.position` of a copy made through the running daemon's stream."""
+EXIT_DONE, EXIT_INTERRUPTED, EXIT_ERROR = 0, 1, 2
+
+Progress = Callable[[str, str, int, int], None]
+"""progress(source, table, rows copied so far, estimated rows of the table)."""
+
+
+class SnapshotError(SyncdError):
+    pass
+
+
+@dataclass
+class SnapshotResult:
+    source: str
+    mode: str
+    """"direct" (no daemon: copied into the target) or "stream" (repairs through the daemon)."""
+    position: str | None = None
+    """The binlog position the copy stands for (direct mode), as `file:pos`."""
+    resumed: bool = False
+    copied: dict[str, int] = field(default_factory=dict)
+    """Rows copied in this run, per table."""
+    removed: int = 0
+    """Target rows removed because their source row no longer exists."""
+    dead_letters: int = 0
+    finished: bool = False
+    checkpoint_written: bool = False
+    seconds: float = 0.0
+
+
+@dataclass
+class _TableProgress:
+    table: str
+    position: str
+    last_key: list[Any] | None
+    rows_copied: int
+    done: bool
+
+
+class _ResumableSnapshot(SourceSnapshot):
+    """A SourceSnapshot whose connection serves keyset reads from any key."""
+
+    def reader(self) -> SourceReader:
+        assert self._conn is not None, "open() first"
+        return SourceReader(self.source, self._conn)
+
+
+def _progress_key(table: str, mapping: str | None) -> str:
+    return f"{table}#{mapping}" if mapping else table
+
+
+def read_progress(conn: psycopg.Connection, schema: str, source: str) -> dict[str, _TableProgress]:
+    query = sql.SQL("SELECT source_table, position, last_key, rows_copied, done FROM {}.snapshot_progress "
+                    "WHERE source = %s").format(sql.Identifier(schema))
+    return {row[0]: _TableProgress(*row) for row in conn.execute(query, (source,)).fetchall()}
+
+
+def _save_progress(cur: psycopg.Cursor, schema: str, source: str, progress: _TableProgress) -> None:
+    statement = sql.SQL(
+        "INSERT INTO {}.snapshot_progress (source, source_table, position, last_key, rows_copied, done, "
+        "updated_at) VALUES (%s, %s, %s, %s, %s, %s, now()) ON CONFLICT (source, source_table) DO UPDATE "
+        "SET position = EXCLUDED.position, last_key = EXCLUDED.last_key, "
+        "rows_copied = EXCLUDED.rows_copied, done = EXCLUDED.done, updated_at = now()"
+    ).format(sql.Identifier(schema))
+    last_key = None
+    if progress.last_key is not None:
+        last_key = json.dumps([json_value(v) for v in progress.last_key])
+    cur.execute(statement, (source, progress.table, progress.position, last_key, progress.rows_copied,
+                            progress.done))
+
+
+def _clear_progress(cur: psycopg.Cursor, schema: str, source: str, tables: list[str] | None = None) -> None:
+    statement = sql.SQL("DELETE FROM {}.snapshot_progress WHERE source = %s").format(sql.Identifier(schema))
+    if tables is None:
+        cur.execute(statement, (source,))
+    else:
+        cur.execute(statement + sql.SQL(" AND source_table = ANY(%s)"), (source, tables))
+
+
+def _parse_position(text: str) -> Position:
+    file, _, pos = text.rpartition(":")
+    return Position(file, int(pos))
+
+
+def select_plans(plans: dict[str, SourcePlan], source: str | None,
+                 mapping: str | None) -> list[tuple[SourcePlan, dict[str, list[Mapping]]]]:
+    """(plan, table -> mappings) per source the snapshot covers."""
+    if source is not None and source not in plans:
+        raise SnapshotError(f"no source named {source!r}; configured: {sorted(plans)}")
+    chosen = []
+    for name, plan in plans.items():
+        if source not in (None, name):
+            continue
+        tables: dict[str, list[Mapping]] = {}
+        for m in plan.mappings:
+            if mapping in (None, m.name):
+                tables.setdefault(m.spec.table, []).append(m)
+        if tables:
+            chosen.append((plan, tables))
+    if mapping is not None and not chosen:
+        raise SnapshotError(f"no mapping named {mapping!r}" + (f" of source {source!r}" if source else ""))
+    return chosen
+
+
+def snapshot(config: Config, plans: dict[str, SourcePlan], *, source: str | None = None,
+             mapping: str | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+             stop: threading.Event | None = None, progress: Progress | None = None) -> list[SnapshotResult]:
+    """Copy (or, with a daemon running, repair) every chosen source's mapped tables.
+
+    Returns one result per source; a result with `finished` False was stopped and resumes next
+    time. Raises SnapshotError for unknown names, NoPrimaryKey for a table without a primary key,
+    SourceUnavailable / SinkUnavailable when a server cannot be reached.
+    """
+    if chunk_rows < 1:
+        raise SnapshotError("chunk_rows must be at least 1")
+    results = []
+    for plan, tables in select_plans(plans, source, mapping):
+        if stop is not None and stop.is_set():
+            break
+        job = _Job(config, plans, plan, tables=tables, mapping=mapping, chunk_rows=chunk_rows, stop=stop,
+                   progress=progress)
+        results.append(job.run())
+    return results
+
+
+class _Job:
+    """One source's snapshot."""
+
+    def __init__(self, config: Config, plans: dict[str, SourcePlan], plan: SourcePlan, *,
+                 tables: dict[str, list[Mapping]], mapping: str | None, chunk_rows: int,
+                 stop: threading.Event | None, progress: Progress | None) -> None:
+        self.config = config
+        self.plans = plans
+        self.plan = plan
+        self.name = plan.source.name
+        self.tables = tables
+        self.partial = mapping
+        self.chunk_rows = chunk_rows
+        self.stop = stop or threading.Event()
+        self.progress = progress
+        self.schema = config.target.state_schema
+        self.log = log.bind(source=self.name)
+
+    def run(self) -> SnapshotResult:
+        began = time.monotonic()
+        lock = SourceLock(self.config.target, self.name)
+        conn = connect(self.config.target, f"syncd:snapshot:{self.name}")
+        try:
+            create_state_schema(conn, self.schema)
+            if lock.try_acquire():
+                try:
+                    result = self._direct(conn)
+                finally:
+                    lock.release()
+            else:
+                result = self._through_stream(conn)
+        finally:
+            conn.close()
+        result.seconds = time.monotonic() - began
+        self.log.info("snapshot_finished" if result.finished else "snapshot_interrupted",
+                      mode=result.mode, copied=result.copied, removed=result.removed,
+                      position=result.position, seconds=round(result.seconds, 3))
+        return result
+
+    def _keys(self) -> list[str]:
+        return [_progress_key(t, self.partial) for t in self.tables]
+
+    def _stale(self, found: dict[str, _TableProgress], mode: str) -> bool:
+        """Progress left by the other way of copying cannot be continued (start over then)."""
+        mine = [found[k] for k in self._keys() if k in found]
+        return any((p.position == STREAM) != (mode == STREAM) for p in mine)
+
+    # -- no daemon: copy into the target ----------------------------------------------------
+
+    def _direct(self, conn: psycopg.Connection) -> SnapshotResult:
+        found = read_progress(conn, self.schema, self.name)
+        if self._stale(found, "direct"):
+            with conn.cursor() as cur:
+                _clear_progress(cur, self.schema, self.name, self._keys())
+            found = {}
+        snap = _ResumableSnapshot(self.plan.source)
+        point = snap.open()
+        mine = [found[k] for k in self._keys() if k in found]
+        position = mine[0].position if mine else str(point.position)
+        result = SnapshotResult(self.name, "direct", position, resumed=bool(mine))
+        self.log.info("snapshot_started", mode="direct", position=position, resumed=result.resumed,
+                      snapshot_position=str(point.position), tables=sorted(self.tables))
+        sink = PostgresSink(self.config.target, f"syncd:snapshot:{self.name}")
+        try:
+            reader = snap.reader()
+            for table, mappings in self.tables.items():
+                state = found.get(_progress_key(table, self.partial))
+                if (state is None or not state.done) and not self._copy_table(
+                        reader, sink, table, mappings, position=position, state=state, result=result):
+                    return result
+        finally:
+            snap.close()
+            sink.close()
+        try:
+            if not self._remove_extra_direct(conn, sink, result):
+                return result
+            self._finish_direct(sink, position, result)
+        finally:
+            sink.close()
+        result.finished = True
+        return result
+
+    def _copy_table(self, reader: SourceReader, sink: PostgresSink, table: str, mappings: list[Mapping], *,
+                    position: str, state: _TableProgress | None, result: SnapshotResult) -> bool:
+        key = reader.primary_key(table, mappings[0].name)
+        columns = list(reader.columns(table))
+        estimate = max(reader.estimated_rows(table), state.rows_copied if state else 0)
+        after = tuple(state.last_key) if state is not None and state.last_key is not None else None
+        copied = state.rows_copied if state is not None else 0
+        result.copied.setdefault(table, 0)
+        ctx = ChangeContext(self.name, f"snapshot@{position}", datetime.now(UTC))
+        while True:
+            if self.stop.is_set():
+                return False
+            rows = reader.chunk(table, key, columns, after, self.chunk_rows)
+            last = len(rows) < self.chunk_rows
+            if rows:
+                after = tuple(rows[-1][k] for k in key)
+            batch = _map_rows(table, key, rows, mappings, ctx)
+            copied += len(rows)
+            state = _TableProgress(_progress_key(table, self.partial), position,
+                                   list(after) if after is not None else None, copied, last)
+            result.dead_letters += self._commit(sink, batch, state)
+            result.copied[table] += len(rows)
+            if rows:
+                self._report(table, copied, max(estimate, copied))
+            if last:
+                return True
+
+    def _commit(self, sink: PostgresSink, batch: Batch, state: _TableProgress) -> int:
+        with sink.long_transaction() as tx:
+            rejected = tx.finish(batch)
+            _save_progress(tx.cur, self.schema, self.name, state)
+        return len(batch.dead_letters) + len(rejected)
+
+    def _report(self, table: str, copied: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress(self.name, table, copied, total)
+        self.log.info("snapshot_progress", table=table, rows=copied, estimated_total=total)
+
+    def _remove_extra_direct(self, conn: psycopg.Connection, sink: PostgresSink,
+                             result: SnapshotResult) -> bool:
+        """Delete target rows of each slice that no source row (through the mapping) produces."""
+        ctx = ChangeContext(self.name, f"snapshot@{result.position}", datetime.now(UTC))
+
+        def remove(diff: ChunkDiff, _source_of: dict[Key, SourceKey], mapping: Mapping) -> None:
+            if not diff.extra:
+                return
+            origin = dead_letter(mapping, RowChange(mapping.spec.table, Op.DELETE, {}, None), ctx, "")
+            ops = [PlannedOp(remove_op(mapping, key, ctx), origin) for key in diff.extra]
+            sink.commit(Batch(ops=ops))
+            result.removed += len(diff.extra)
+
+        return self._extra_pass(conn, remove, streaming=False)
+
+    def _extra_pass(self, conn: psycopg.Connection,
+                    handle: Callable[[ChunkDiff, dict[Key, SourceKey], Mapping], None],
+                    streaming: bool) -> bool:
+        for mappings in self.tables.values():
+            for mapping in mappings:
+                options = Options(chunk_rows=max(self.chunk_rows, 10_000), stop=self.stop, keys_only=True,
+                                  record=False, streaming=streaming,
+                                  on_drift=lambda diff, known, m=mapping: handle(diff, known, m))
+                report = scan_mapping(self.config, self.plans, self.plan, mapping, conn=conn, options=options)
+                if report.error is not None:
+                    if self.stop.is_set():
+                        return False
+                    raise SnapshotError(f"mapping {mapping.name!r}: looking for rows to remove: "
+                                        f"{report.error}")
+        return True
+
+    def _finish_direct(self, sink: PostgresSink, position: str, result: SnapshotResult) -> None:
+        batch = Batch()
+        whole = self.partial is None and set(self.tables) == set(self.plan.by_table())
+        if whole:
+            batch.checkpoint = Checkpoint(self.name, _parse_position(position), None, snapshot_done=True)
+        with sink.long_transaction() as tx:
+            tx.finish(batch)
+            _clear_progress(tx.cur, self.schema, self.name, None if whole else self._keys())
+        result.checkpoint_written = whole
+
+    # -- a daemon holds the source: repairs through its stream ------------------------------
+
+    def _through_stream(self, conn: psycopg.Connection) -> SnapshotResult:
+        found = read_progress(conn, self.schema, self.name)
+        if self._stale(found, STREAM):
+            with conn.cursor() as cur:
+                _clear_progress(cur, self.schema, self.name, self._keys())
+            found = {}
+        result = SnapshotResult(self.name, STREAM, None,
+                                resumed=any(k in found for k in self._keys()))
+        self.log.info("snapshot_started", mode=STREAM, resumed=result.resumed, tables=sorted(self.tables))
+        reader = SourceReader(self.plan.source)
+        try:
+            for table, mappings in self.tables.items():
+                state = found.get(_progress_key(table, self.partial))
+                if (state is None or not state.done) and \
+                        not self._repair_table(conn, reader, table, mappings, state=state, result=result):
+                    return result
+        finally:
+            reader.close()
+
+        def request(diff: ChunkDiff, source_of: dict[Key, SourceKey], mapping: Mapping) -> None:
+            keys = list(dict.fromkeys(source_of[k] for k in diff.extra if k in source_of))
+            for start in range(0, len(keys), REPAIR_BATCH):
+                done = repair(self.config, self.plans, mapping.name, keys[start:start + REPAIR_BATCH],
+                              requested_by="snapshot")
+                result.removed += done.applied + done.skipped
+
+        if not self._extra_pass(conn, request, streaming=True):
+            return result
+        with conn.cursor() as cur:
+            _clear_progress(cur, self.schema, self.name, self._keys())
+        result.finished = True
+        return result
+
+    def _repair_table(self, conn: psycopg.Connection, reader: SourceReader, table: str,
+                      mappings: list[Mapping], *, state: _TableProgress | None,
+                      result: SnapshotResult) -> bool:
+        key = reader.primary_key(table, mappings[0].name)
+        estimate = max(reader.estimated_rows(table), state.rows_copied if state else 0)
+        after = tuple(state.last_key) if state is not None and state.last_key is not None else None
+        copied = state.rows_copied if state is not None else 0
+        result.copied.setdefault(table, 0)
+        while True:
+            if self.stop.is_set():
+                return False
+            rows = reader.chunk(table, key, key, after, self.chunk_rows)
+            last = len(rows) < self.chunk_rows
+            keys = [tuple(row[k] for k in key) for row in rows]
+            for mapping in mappings:
+                for start in range(0, len(keys), REPAIR_BATCH):
+                    done = repair(self.config, self.plans, mapping.name, keys[start:start + REPAIR_BATCH],
+                                  requested_by="snapshot")
+                    result.dead_letters += len(done.dead_letters)
+            if keys:
+                after = keys[-1]
+            copied += len(rows)
+            state = _TableProgress(_progress_key(table, self.partial), STREAM,
+                                   list(after) if after is not None else None, copied, last)
+            with conn.cursor() as cur:
+                _save_progress(cur, self.schema, self.name, state)
+            result.copied[table] += len(rows)
+            if rows:
+                self._report(table, copied, max(estimate, copied))
+            if last:
+                return True
+
+
+def _map_rows(table: str, key: tuple[str, ...], rows: list[Row], mappings: list[Mapping],
+              ctx: ChangeContext) -> Batch:
+    batch = Batch()
+    for row in rows:
+        change = RowChange(table, Op.INSERT, None, row, key_columns=key)
+        for mapping in mappings:
+            mapped = map_change(mapping, change, ctx)
+            batch.dead_letters.extend(mapped.dead_letters)
+            if mapped.ops:
+                origin = dead_letter(mapping, change, ctx, "")
+                batch.ops.extend(PlannedOp(op, origin) for op in mapped.ops)
+    return batch
+
+
+# --------------------------------------------------------------------------- command line
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGINT/SIGTERM finish the chunk being written, then stop (it resumes next time)."""
+    previous = {}
+
+    def handler(_signum: int, _frame: object) -> None:
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+class _Bars:
+    """A click progress bar per table on a terminal."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+        self.table: tuple[str, str] | None = None
+        self.shown = 0
+
+    def __call__(self, source: str, table: str, copied: int, total: int) -> None:
+        if self.table != (source, table):
+            self.close()
+            self.table = (source, table)
+            self.bar = click.progressbar(length=max(total, 1), label=f"{source}.{table}", file=sys.stderr,
+                                         show_pos=True)
+            self.bar.__enter__()
+            self.shown = 0
+        if self.bar.length is not None and copied > self.bar.length:
+            self.bar.length = copied
+        self.bar.update(copied - self.shown)
+        self.shown = copied
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+def run_snapshot(config: Config, plans: dict[str, SourcePlan], *, source: str | None,
+                 mapping: str | None, chunk_rows: int) -> int:
+    """The `syncd snapshot` command: progress bar on a terminal, log events otherwise; exit code."""
+    stop = threading.Event()
+    bars = _Bars() if sys.stderr.isatty() else None
+    try:
+        with _stop_on_signals(stop):
+            results = snapshot(config, plans, source=source, mapping=mapping, chunk_rows=chunk_rows,
+                               stop=stop, progress=bars)
+    except (SyncdError, psycopg.Error, pymysql.err.Error) as exc:
+        if bars is not None:
+            bars.close()
+        click.echo(f"syncd: {exc}", err=True)
+        return EXIT_ERROR
+    if bars is not None:
+        bars.close()
+    for result in results:
+        state = "done" if result.finished else "interrupted (run again to continue)"
+        copied = ", ".join(f"{t} {n}" for t, n in result.copied.items()) or "nothing"
+        click.echo(f"{result.source}: {state}; {result.mode}; copied {copied}; removed "
+                   f"{result.removed}; dead letters {result.dead_letters}"
+                   + (f"; checkpoint {result.position}" if result.checkpoint_written else ""))
+    finished = all(r.finished for r in results) and not stop.is_set()
+    return EXIT_DONE if finished else EXIT_INTERRUPTED

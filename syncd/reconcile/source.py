@@ -1,0 +1,254 @@
+"""Reading a source table in primary-key chunks, each chunk one consistent read.
+
+Every read is a single SELECT in autocommit mode, which InnoDB serves from its own consistent
+snapshot without taking row locks. Values come out exactly as the initial load and the
+binlog reader produce them (session time zone +00:00, TIMESTAMP aware UTC, zero dates None,
+see syncd/source/values.py), so the mapping sees the same row images it sees when streaming.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pymysql
+
+from syncd.config import SourceConfig
+from syncd.errors import SourceUnavailable
+from syncd.model import Position, Row
+from syncd.reconcile.verified import source_checksum_sql
+from syncd.source.checks import connect, primary_key, table_columns
+from syncd.source.snapshot import NoPrimaryKey
+from syncd.source.values import ZERO_DATE, Convert, select_converter
+
+
+def quote(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def after_condition(key: Sequence[str]) -> str:
+    """`(a, b) > (%s, %s)` spelled so that MariaDB uses the primary key as a range."""
+    parts = []
+    for index, column in enumerate(key):
+        equal = [f"{quote(k)} = %s" for k in key[:index]]
+        parts.append("(" + " AND ".join([*equal, f"{quote(column)} > %s"]) + ")")
+    return " OR ".join(parts)
+
+
+def after_params(key: Sequence[str], after: Sequence[Any]) -> list[Any]:
+    params: list[Any] = []
+    for index in range(len(key)):
+        params.extend(after[: index + 1])
+    return params
+
+
+def upto_condition(key: Sequence[str]) -> str:
+    """`(a, b) <= (%s, %s)`, spelled as ranges like `after_condition`."""
+    parts = []
+    for index, column in enumerate(key):
+        equal = [f"{quote(k)} = %s" for k in key[:index]]
+        last = f"{quote(column)} {'<=' if index == len(key) - 1 else '<'} %s"
+        parts.append("(" + " AND ".join([*equal, last]) + ")")
+    return " OR ".join(parts)
+
+
+def range_condition(key: Sequence[str], lower: Sequence[Any] | None,
+                    upper: Sequence[Any] | None) -> tuple[str, list[Any]]:
+    """WHERE text and parameters for keys in (lower, upper]; None: unbounded on that side."""
+    parts, params = [], []
+    if lower is not None:
+        parts.append(f"({after_condition(key)})")
+        params.extend(after_params(key, lower))
+    if upper is not None:
+        parts.append(f"({upto_condition(key)})")
+        params.extend(after_params(key, upper))
+    return (" WHERE " + " AND ".join(parts) if parts else ""), params
+
+
+@dataclass(frozen=True)
+class RangeChunk:
+    """Rows of the key range (lower, upper], in key order, and the range's source checksum."""
+
+    names: list[str]
+    rows: list[tuple]
+    lower: tuple[Any, ...] | None
+    upper: tuple[Any, ...] | None
+    checksum: str | None
+    full: bool
+    """The read returned `limit` rows: more may follow after `upper`."""
+
+
+class SourceReader:
+    """One connection to a source database, for chunked reads of its tables."""
+
+    def __init__(self, source: SourceConfig,
+                 conn: pymysql.connections.Connection | None = None) -> None:
+        self.source = source
+        self._own = conn is None
+        self.conn = conn if conn is not None else connect(source, source.database)
+        if self._own:
+            self._execute("SET SESSION time_zone = '+00:00'")
+
+    def close(self) -> None:
+        if self._own:
+            self.conn.close()
+
+    def _execute(self, query: str, params: Sequence[Any] | None = None) -> list[tuple]:
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(query, params)
+                return list(cur.fetchall())
+        except pymysql.err.OperationalError as exc:
+            raise SourceUnavailable(self.source.name, f"read failed: {exc.args[-1]}") from exc
+
+    def primary_key(self, table: str, mapping: str | None = None) -> tuple[str, ...]:
+        key = primary_key(self.conn, self.source.database, table)
+        if not key:
+            who = f" (mapping {mapping!r})" if mapping else ""
+            raise NoPrimaryKey(self.source.name, f"table {self.source.database}.{table}{who} has no "
+                               "primary key: syncd copies and compares rows by key, so add one "
+                               "(ALTER TABLE ... ADD PRIMARY KEY)")
+        return key
+
+    def columns(self, table: str) -> dict[str, str]:
+        """Column name -> MySQL data type, in table order ({} when the table does not exist)."""
+        return table_columns(self.conn, self.source.database, table) or {}
+
+    def estimated_rows(self, table: str) -> int:
+        rows = self._execute("SELECT TABLE_ROWS FROM information_schema.TABLES "
+                             "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+                             (self.source.database, table))
+        return int(rows[0][0] or 0) if rows else 0
+
+    def chunk(self, table: str, key: Sequence[str], columns: Sequence[str],
+              after: Sequence[Any] | None, limit: int) -> list[Row]:
+        """The next `limit` rows after key `after` (None: from the start), in key order."""
+        return _dicts(*self.chunk_tuples(table, key, columns, after, limit))
+
+    def chunk_tuples(self, table: str, key: Sequence[str], columns: Sequence[str],
+                     after: Sequence[Any] | None, limit: int) -> tuple[list[str], list[tuple]]:
+        """`chunk` as (column names, rows as tuples)."""
+        order = ", ".join(quote(k) for k in key)
+        query = f"SELECT {', '.join(quote(c) for c in columns)} FROM {quote(table)}"
+        params: list[Any] = []
+        if after is not None:
+            query += f" WHERE {after_condition(key)}"
+            params = after_params(key, after)
+        query += f" ORDER BY {order} LIMIT %s"
+        params.append(limit)
+        return self.fetch(query, params)
+
+    def chunk_range(self, table: str, key: Sequence[str], columns: Sequence[str], *,
+                    after: Sequence[Any] | None, upto: Sequence[Any] | None, limit: int,
+                    checksum: bool) -> RangeChunk:
+        """Up to `limit` rows with keys in (after, upto], in key order.
+
+        Returns (names, rows, upper, checksum, full): `upper` closes the range the rows cover
+        (their last key when `limit` rows came back, else `upto`); with `checksum`, the source
+        checksum of (after, upper] taken in the same consistent snapshot as the rows.
+        """
+        where, params = range_condition(key, after, upto)
+        order = ", ".join(quote(k) for k in key)
+        query = (f"SELECT {', '.join(quote(c) for c in columns)} FROM {quote(table)}{where} "
+                 f"ORDER BY {order} LIMIT %s")
+        if checksum:
+            self._execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+        try:
+            names, rows = self.fetch(query, [*params, limit])
+            full = len(rows) == limit
+            upper = tuple(rows[-1][names.index(k)] for k in key) if full else _key(upto)
+            total = self.checksum(table, key, columns, after, upper) if checksum else None
+        finally:
+            if checksum:
+                self._execute("COMMIT")
+        return RangeChunk(names, rows, _key(after), upper, total, full)
+
+    def checksum(self, table: str, key: Sequence[str], columns: Sequence[str],
+                 lower: Sequence[Any] | None, upper: Sequence[Any] | None) -> str:
+        """`count:crc32 sum:crc32c sum` of the rows with keys in (lower, upper]."""
+        where, params = range_condition(key, lower, upper)
+        found = self._execute(f"SELECT {source_checksum_sql(columns)} FROM {quote(table)}{where}", params)
+        return ":".join(str(v) for v in found[0])
+
+    def has_crc32c(self) -> bool:
+        try:
+            self._execute("SELECT CRC32C('')")
+        except pymysql.err.Error:
+            return False
+        return True
+
+    def version(self) -> str:
+        return str(self._execute("SELECT VERSION()")[0][0])
+
+    def rows_by_keys(self, table: str, key: Sequence[str], columns: Sequence[str],
+                     keys: Sequence[Sequence[Any]]) -> tuple[list[str], list[tuple]]:
+        """The current rows of these primary keys (absent keys are simply not returned)."""
+        names: list[str] = list(columns)
+        rows: list[tuple] = []
+        for start in range(0, len(keys), 500):
+            part = keys[start:start + 500]
+            row_marks = "(" + ", ".join(["%s"] * len(key)) + ")"
+            query = (f"SELECT {', '.join(quote(c) for c in columns)} FROM {quote(table)} "
+                     f"WHERE ({', '.join(quote(k) for k in key)}) IN "
+                     f"({', '.join([row_marks] * len(part))})")
+            names, found = self.fetch(query, [v for k in part for v in k])
+            rows.extend(found)
+        return names, rows
+
+    def rows_at_position(self, table: str, key: Sequence[str], columns: Sequence[str],
+                         keys: Sequence[Sequence[Any]]) -> tuple[list[str], list[tuple], Position | None]:
+        """`rows_by_keys` from one consistent snapshot, with the binlog position it matches.
+
+        MariaDB reports the snapshot's own position; elsewhere the position is read just after
+        the rows (a little later than the snapshot, which only makes a re-check wait longer).
+        """
+        self._execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+        try:
+            found = self._execute("SHOW STATUS LIKE 'binlog_snapshot_%'")
+            status = {str(k).lower(): str(v) for k, v in found}
+            names, rows = self.rows_by_keys(table, key, columns, keys)
+            position = (Position(status["binlog_snapshot_file"], int(status["binlog_snapshot_position"]))
+                        if status.get("binlog_snapshot_file") else self.position())
+        finally:
+            self._execute("COMMIT")
+        return names, rows, position
+
+    def select(self, query: str, params: Sequence[Any]) -> list[Row]:
+        return _dicts(*self.fetch(query, params))
+
+    def fetch(self, query: str, params: Sequence[Any]) -> tuple[list[str], list[tuple]]:
+        """Rows as tuples, values normalised like the binlog's (syncd/source/values.py)."""
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(query, params)
+                names = [d[0] for d in cur.description]
+                converters = [(i, f) for i, d in enumerate(cur.description)
+                              if (f := select_converter(d[1])) is not None]
+                rows = list(cur.fetchall())
+        except pymysql.err.OperationalError as exc:
+            raise SourceUnavailable(self.source.name, f"read failed: {exc.args[-1]}") from exc
+        if converters and rows:
+            rows = _converted(rows, converters)
+        return names, rows
+
+    def position(self) -> Position | None:
+        """The source's current binlog position (where its binlog ends right now)."""
+        rows = self._execute("SHOW MASTER STATUS")
+        return Position(str(rows[0][0]), int(rows[0][1])) if rows else None
+
+
+def _key(value: Sequence[Any] | None) -> tuple[Any, ...] | None:
+    return tuple(value) if value is not None else None
+
+
+def _dicts(names: list[str], rows: list[tuple]) -> list[Row]:
+    return [dict(zip(names, row, strict=True)) for row in rows]
+
+
+def _converted(rows: list[tuple], converters: list[tuple[int, Convert]]) -> list[tuple]:
+    columns = list(zip(*rows, strict=True))
+    for index, convert in converters:
+        converted = [None if v is None else convert(v) for v in columns[index]]
+        columns[index] = tuple(None if v is ZERO_DATE else v for v in converted)
+    return list(zip(*columns, strict=True))

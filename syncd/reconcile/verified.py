@@ -1,0 +1,161 @@
+"""Verified chunks: skip the row-by-row work for key ranges unchanged since they were in sync.
+
+Mapping every row in Python is what bounds a reconcile pass (PyMySQL decoding, transforms).
+Periodic passes mostly meet data that has not changed since the last one, so each chunk the
+pass found in sync is remembered in `state_schema.reconcile_chunks` with two checksums taken
+*from the very reads it compared*:
+
+* the source checksum: count, SUM(CRC32(row text)) and SUM(CRC32C(row text)) over the chunk's
+  key range, computed by MariaDB in the same consistent snapshot as the rows;
+* the target checksum: count and sum(hash_record_extended(row, 0)) over the same range of the
+  slice (live rows, compared columns), computed by PostgreSQL in the same REPEATABLE READ
+  transaction as the rows.
+
+The next pass asks both servers for the two checksums of a remembered chunk (no rows travel,
+both servers work at once). When both are unchanged, and the mapping's fingerprint (its
+definition, transform results on probe values, time zones, column types, server versions) is
+the same, the chunk is still in sync: the source rows are the ones that mapped to exactly
+these target rows. Otherwise the range is compared row by row again. `--full` ignores the
+remembered chunks. Only aligned mappings (integer copied keys) use it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from syncd.reconcile.compare import ColumnType
+from syncd.reconcile.layout import Layout
+
+CACHE_VERSION = 1
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+"""Object addresses in reprs (sentinels such as NO_VALUE) differ from one process to the next."""
+_PROBES = ("0", 0, "13812345678", "1,299.50元", "a b")
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS {schema}.reconcile_chunks (
+    mapping     text NOT NULL,
+    seq         integer NOT NULL,
+    lo          jsonb,
+    hi          jsonb,
+    fingerprint text NOT NULL,
+    verified    boolean NOT NULL,
+    rows        bigint NOT NULL DEFAULT 0,
+    source_sum  text,
+    target_sum  text,
+    checked_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (mapping, seq)
+)
+"""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A key range (lo, hi] of the source (None: unbounded) and what its last pass found."""
+
+    lo: tuple[Any, ...] | None
+    hi: tuple[Any, ...] | None
+    verified: bool
+    rows: int = 0
+    source_sum: str | None = None
+    target_sum: str | None = None
+
+
+def ensure_table(conn: psycopg.Connection, schema: str) -> None:
+    conn.execute(sql.SQL(_DDL).format(schema=sql.Identifier(schema)))
+
+
+def _key(value: Any) -> tuple[Any, ...] | None:
+    return tuple(value) if value is not None else None
+
+
+def load(conn: psycopg.Connection, schema: str, mapping: str, fingerprint: str) -> list[Entry] | None:
+    """The remembered chunks, when they still cover the whole key space under this fingerprint."""
+    query = sql.SQL("SELECT lo, hi, verified, rows, source_sum, target_sum, fingerprint "
+                    "FROM {}.reconcile_chunks WHERE mapping = %s ORDER BY seq").format(sql.Identifier(schema))
+    rows = conn.execute(query, (mapping,)).fetchall()
+    if not rows or any(r[6] != fingerprint for r in rows):
+        return None
+    entries = [Entry(_key(r[0]), _key(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
+    chained = entries[0].lo is None and entries[-1].hi is None and all(
+        a.hi is not None and a.hi == b.lo for a, b in itertools.pairwise(entries))
+    return entries if chained else None
+
+
+def save(conn: psycopg.Connection, schema: str, mapping: str, fingerprint: str,
+         entries: Sequence[Entry]) -> None:
+    table = sql.Identifier(schema)
+    with conn.transaction():
+        conn.execute(sql.SQL("DELETE FROM {}.reconcile_chunks WHERE mapping = %s").format(table), (mapping,))
+        with conn.cursor() as cur:
+            cur.executemany(sql.SQL(
+                "INSERT INTO {}.reconcile_chunks (mapping, seq, lo, hi, fingerprint, verified, rows, "
+                "source_sum, target_sum) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)").format(table), [
+                (mapping, seq, _json(e.lo), _json(e.hi), fingerprint, e.verified, e.rows, e.source_sum,
+                 e.target_sum) for seq, e in enumerate(entries)])
+
+
+def _json(key: tuple[Any, ...] | None) -> str | None:
+    return json.dumps(list(key)) if key is not None else None
+
+
+def fingerprint(layout: Layout, *, source_timezone: object, session_zone: object,
+                target_types: dict[str, ColumnType], source_types: dict[str, str],
+                versions: Sequence[str]) -> str:
+    """Everything the expected rows of unchanged source rows depend on."""
+    mapping = layout.mapping
+    probes = []
+    for column in mapping.columns:
+        spec = mapping.spec.column(column.target)
+        if spec is None or len(spec.sources) != 1 or (not spec.transforms and spec.value_map is None):
+            continue
+        for value in _PROBES:
+            try:
+                probes.append(repr(column.compute({spec.sources[0]: value})))
+            except Exception as exc:  # any outcome is part of the fingerprint
+                probes.append(f"{type(exc).__name__}: {exc}")
+    parts = [
+        str(CACHE_VERSION), _ADDRESS.sub("", repr(mapping.spec)), repr(source_timezone), repr(session_zone),
+        repr(sorted((n, repr(t)) for n, t in target_types.items()
+                    if n in (*layout.target_key, *layout.compared))),
+        repr([(c, source_types.get(c)) for c in layout.source_columns]),
+        repr(layout.source_columns), *probes, *versions,
+    ]
+    return hashlib.sha256("\x1e".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def source_checksum_sql(columns: Sequence[str]) -> str:
+    """MariaDB: count and two 32-bit CRC sums of each row's text (NULLs told apart from '')."""
+    quoted = [f"`{c.replace('`', '``')}`" for c in columns]
+    text = (f"CONCAT_WS(0x1f, {', '.join(quoted)}, "
+            f"CONCAT({', '.join(f'ISNULL({q})' for q in quoted)}))")
+    return f"COUNT(*), COALESCE(SUM(CRC32({text})), 0), COALESCE(SUM(CRC32C({text})), 0)"
+
+
+class VerifiedChunks:
+    """One mapping's remembered chunks under one fingerprint."""
+
+    def __init__(self, conn: psycopg.Connection, schema: str, mapping: str, fingerprint: str) -> None:
+        self.conn = conn
+        self.schema = schema
+        self.mapping = mapping
+        self.fingerprint = fingerprint
+
+    def load(self) -> list[Entry] | None:
+        return load(self.conn, self.schema, self.mapping, self.fingerprint)
+
+    def save(self, entries: Sequence[Entry]) -> None:
+        save(self.conn, self.schema, self.mapping, self.fingerprint, entries)
+
+
+def target_supports(conn: psycopg.Connection) -> bool:
+    """hash_record_extended exists from PostgreSQL 14 on."""
+    return conn.info.server_version >= 140000
