@@ -1,137 +1,591 @@
-"""`syncd run`: one supervised pipeline thread per source, signals, reload, notify, metrics.
+"""`syncd run`: one supervised pipeline per source, high availability, signals, reload, notify, metrics.
 
-A source whose connection drops is retried with capped exponential backoff (tenacity) and
-resumes from its checkpoint; a source that cannot go on (purged binlog, wrong server setting,
-a stream it refuses to guess about) stops with an error while the other sources continue.
+Life of a source (`SourceRunner`, one thread each)::
+
+    starting -> standby (another process holds the source's lock; poll every 2 s)
+             -> connecting (lock taken: server checks, binlog safety) -> running (pipeline)
+    running  -> retrying (connection lost: capped exponential backoff, resume from checkpoint)
+             -> standby (the lock's connection was lost: stop writing at once, wait again)
+             -> failed (purged binlog, wrong server setting, a stream syncd refuses to guess
+                about): the lock is released, the other sources go on. A source failed because
+                its binlog was purged resumes by itself once its checkpoint moves (after
+                `syncd snapshot --source S`); any failed source is retried on SIGHUP.
+
+While a source runs, two helper threads watch it: the lock watch (every 2 s: is the lock still
+ours? refresh ``source_owners.heartbeat_at``) and the binlog watch (every
+``alerts.check_interval``: is the binlog file the checkpoint needs still on the server, and how
+long until the server may purge it).
+
+The process: SIGTERM/SIGINT stop reading, commit the open batch with its checkpoint and exit 0
+within ``shutdown_timeout``; a second one exits at once (only committed work is ever
+checkpointed, so nothing is lost). SIGHUP re-reads the mapping files and switches only if they
+are valid. systemd hears READY=1 once every source streams (or has settled otherwise),
+RELOADING=1/READY=1 around a reload, STOPPING=1, STATUS= lines, and WATCHDOG=1 only while every
+pipeline shows signs of life.
 """
 
 from __future__ import annotations
 
+import faulthandler
+import math
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from types import FrameType
 
+import psycopg
+import pymysql
 import structlog
 import tenacity
 
 from syncd.config import Config
-from syncd.errors import ConfigError, SyncdError
-from syncd.metrics import Health, Metrics, parse_listen, serve
+from syncd.errors import ConfigError, PositionLost, SyncdError
+from syncd.ha import SourceLock, create_health_table
+from syncd.metrics import Health, Metrics, Server, parse_listen, serve
+from syncd.model import Position
 from syncd.notify import Notifier, Watchdog, watchdog_interval
 from syncd.pipeline import Pipeline
 from syncd.sink.postgres import Batch, connect
-from syncd.sink.state import create_state_schema
-from syncd.source import checks
+from syncd.sink.state import Checkpoint, create_state_schema, pending_dead_letters, read_checkpoint
+from syncd.source import checks, retention
 from syncd.startup import SourcePlan, build_plans, check_source_tables
 
 log = structlog.get_logger("syncd.daemon")
 
+_CONNECTION_ERRORS = (psycopg.OperationalError, pymysql.err.OperationalError, ConnectionError,
+                      TimeoutError)
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CONFIG = 78
-_STALL_SECONDS = 60.0
+
+LOCK_POLL_S = 2.0
+"""How often a standby source tries the lock, and how often a holder proves it still holds it."""
+LOCK_YIELD_S = 2.5 * LOCK_POLL_S
+"""After losing the lock, wait this long before trying to take it again."""
+STATE_POLL_S = 10.0
+"""How often dead letters pending and checkpoints are read from the state schema."""
+READY_EXTEND_S = 30.0
+"""While sources are still starting (e.g. a long initial copy), ask systemd for this much more
+time, every third of it, as long as they show signs of life."""
+LOW_HEADROOM_REPEAT_S = 600.0
+"""A low retention headroom is logged when it is found, then at most this often."""
 
 
-def _retriable(exc: BaseException) -> bool:
-    return isinstance(exc, SyncdError) and exc.retriable
+def _phase_text(phase: str, error: str | None) -> str:
+    return f"{phase}: {error}" if error else phase
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunnerState:
     phase: str = "starting"
     error: str | None = None
 
 
 class SourceRunner:
-    """Keeps one source's pipeline running until told to stop or it fails for good."""
+    """Keeps one source's pipeline running while this process holds the source's lock."""
 
-    def __init__(self, plan: SourcePlan, config: Config, metrics: Metrics) -> None:
+    def __init__(self, plan: SourcePlan, config: Config, metrics: Metrics,
+                 monitor: StateMonitor) -> None:
         self.plan = plan
+        self.name = plan.source.name
         self.config = config
         self.metrics = metrics
+        self.monitor = monitor
         self.stop = threading.Event()
+        """Set by the daemon: end this runner (and release the lock)."""
+        self.settled = threading.Event()
+        """Start-up of this source is over (streaming, standby, retrying or failed): READY=1."""
         self.state = RunnerState()
         self.pipeline: Pipeline | None = None
-        self.log = log.bind(source=plan.source.name)
-        self.thread = threading.Thread(target=self._run, name=f"source-{plan.source.name}",
-                                       daemon=True)
+        self.lock = SourceLock(config.target, self.name)
+        self.checkpoint: Checkpoint | None = None
+        self.headroom: retention.Headroom | None = None
+        self.holder = ""
+        self.log = log.bind(source=self.name)
+        self.thread = threading.Thread(target=self._run, name=f"source-{self.name}", daemon=True)
+        self._mutex = threading.Lock()
+        self._holding = False
+        self._session = threading.Event()
+        self._end_reason: str | None = None
+        self._failure: SyncdError | None = None
+        self._next_plan: SourcePlan | None = None
+        self._sleeping = False
+        self._streaming_seen = False
+        self._last_sign = time.monotonic()
+        self._starts: retention.StartTimes = {}
+        self._low_logged = -math.inf
+        self._checked_at = -math.inf
+        self._lock_watch: threading.Thread | None = None
+        self._holding_ended = threading.Event()
+        self.switched = threading.Event()
+        """Set once a `reload` took effect: the old pipeline has finished its last batch."""
+
+    # -- control (daemon thread) ------------------------------------------------------------
 
     def start(self) -> None:
         self.thread.start()
 
+    def halt(self) -> None:
+        """Stop: end the current pipeline (it commits its open batch) and release the lock."""
+        self.stop.set()
+        self._end("stop")
+
+    def reload(self, plan: SourcePlan) -> bool:
+        """Switch to ``plan`` keeping the lock (the pipeline restarts from its checkpoint).
+
+        Returns False, having stopped this runner, when it holds no lock (standby, failed):
+        the daemon then starts a new runner, which is as cheap and simpler.
+        """
+        with self._mutex:
+            if not self._holding:
+                self.stop.set()
+                self._end("stop")
+                return False
+            self._next_plan = plan
+            self.switched.clear()
+        self._end("reload")
+        return True
+
+    def _end(self, reason: str) -> None:
+        """End the current active period (first reason wins)."""
+        if not self._session.is_set():
+            if self._end_reason is None:
+                self._end_reason = reason
+            self._session.set()
+
+    # -- what the daemon reads ----------------------------------------------------------------
+
+    @property
+    def phase(self) -> str:
+        return self.state.phase
+
+    @property
+    def active(self) -> bool:
+        return self._holding
+
+    def stall_limit(self) -> float:
+        return max(self.config.alerts.stall_s, 3.0 * self.plan.source.heartbeat_s)
+
+    def alive(self) -> bool:
+        """False when this source is hung: no event, heartbeat, commit or loop turn for longer
+        than ``alerts.stall`` (a wedged reader or writer, a call that never returns)."""
+        if not self.thread.is_alive():
+            return self.phase in {"stopped", "failed"}
+        if self._sleeping:
+            return True
+        return self.quiet_seconds() < self.stall_limit()
+
+    def quiet_seconds(self) -> float:
+        """Seconds since the last sign of life (event, heartbeat, commit, loop turn)."""
+        sign = self._last_sign
+        pipeline = self.pipeline
+        if pipeline is not None and self.phase == "running":
+            sign = max(sign, pipeline.progress.last_activity)
+        return time.monotonic() - sign
+
+    def streaming(self) -> bool:
+        pipeline = self.pipeline
+        return self.phase == "running" and pipeline is not None and pipeline.progress.connected
+
+    def summary(self) -> str:
+        """One short clause for systemd's STATUS= line."""
+        pipeline = self.pipeline
+        if self.phase == "running" and pipeline is not None:
+            if not pipeline.progress.connected:
+                return f"{self.name}: initial copy"
+            lag = pipeline.progress.lag_seconds
+            return f"{self.name}: lag {lag:.1f}s" if lag is not None else f"{self.name}: streaming"
+        if self.phase == "standby":
+            return f"{self.name}: standby ({self.holder or 'held elsewhere'})"
+        if self.phase in {"failed", "retrying"}:
+            error = (self.state.error or "")[:80]
+            return f"{self.name}: {self.phase} ({error})" if error else f"{self.name}: {self.phase}"
+        return f"{self.name}: {self.phase}"
+
+    # -- the runner thread --------------------------------------------------------------------
+
+    def _mark(self) -> None:
+        self._last_sign = time.monotonic()
+
+    def _set_state(self, phase: str, error: str | None = None) -> None:
+        self.state = RunnerState(phase, error)
+        self._mark()
+        self.metrics.set_source_up(self.name, phase == "running")
+        self.metrics.set_source_active(self.name, self._holding)
+
     def _run(self) -> None:
+        try:
+            self._loop()
+        except Exception as exc:  # a bug: report it with its traceback, keep the other sources going
+            self._set_state("failed", repr(exc))
+            self.log.exception("source_crashed", position=self.position_text())
+        finally:
+            self._release()
+            if self.phase != "failed":
+                self._set_state("stopped")
+            self.metrics.set_source_up(self.name, False)
+            self.settled.set()
+
+    def _loop(self) -> None:
+        while not self.stop.is_set():
+            if not self._holding and not self._acquire():
+                return
+            outcome = self._active_period()
+            if outcome == "reload":
+                with self._mutex:
+                    self.plan, self._next_plan = self._next_plan or self.plan, None
+                self.switched.set()
+                self.log.info("source_reloaded", mappings=[m.name for m in self.plan.mappings])
+                continue
+            if outcome == "stop":
+                self.lock.record_health("stopped", None)
+                return
+            if outcome == "lock_lost":
+                self._release()
+                self._set_state("standby")
+                self.log.error("source_lock_lost", position=self.position_text(),
+                               action="stopped writing; standing by")
+                # A process that just lost its connection is the suspect one: let a standby,
+                # which polls every LOCK_POLL_S, take the source before trying again.
+                self.stop.wait(LOCK_YIELD_S)
+                continue
+            failure = self._failure
+            self.lock.record_health("failed", str(failure))
+            self._release()
+            self.settled.set()
+            if not self._wait_for_fix(failure):
+                return
+
+    def _acquire(self) -> bool:
+        """Poll the lock until it is ours (True) or the runner is stopped (False)."""
+        logged = announced = False
+        while not self.stop.is_set():
+            self._mark()
+            try:
+                acquired = self.lock.try_acquire()
+            except SyncdError as exc:
+                self._set_state("retrying", f"target unreachable: {exc}")
+                self.settled.set()
+                if not logged:
+                    self.log.warning("source_lock_unavailable", error=str(exc))
+                    logged = True
+                self.stop.wait(LOCK_POLL_S)
+                continue
+            if acquired:
+                with self._mutex:
+                    if self.stop.is_set():
+                        self.lock.release()
+                        return False
+                    self._holding = True
+                self._holding_ended.clear()
+                self._lock_watch = threading.Thread(target=self._watch_lock,
+                                                    name=f"lock-{self.name}", daemon=True)
+                self._lock_watch.start()
+                self.log.info("source_active", host=self.lock.host, pid=self.lock.pid,
+                              fenced_connections=self.lock.fenced)
+                return True
+            owner = self.lock.holder()
+            self.holder = owner.describe() if owner else ""
+            if not announced or self.phase != "standby":
+                announced = True
+                self._set_state("standby")
+                self.settled.set()
+                self.log.info("source_standby", holder=self.holder or None,
+                              action=f"another process holds the source; trying every {LOCK_POLL_S:.0f}s")
+            self.stop.wait(LOCK_POLL_S)
+        return False
+
+    def _release(self) -> None:
+        with self._mutex:
+            holding, self._holding = self._holding, False
+        self._holding_ended.set()
+        watch, self._lock_watch = self._lock_watch, None
+        if watch is not None and watch is not threading.current_thread():
+            watch.join(15)
+        if holding:
+            self.lock.release()
+        self.metrics.set_source_active(self.name, False)
+
+    def _watch_lock(self) -> None:
+        """Every LOCK_POLL_S: still ours? If not, end the pipeline at once. Also records, once
+        per active period, that the source streams (off the daemon's main loop: it is I/O)."""
+        while not self._holding_ended.wait(LOCK_POLL_S):
+            if not self.lock.heartbeat():
+                if not self._holding_ended.is_set():
+                    self._end("lock_lost")
+                return
+            if not self._streaming_seen and self.streaming():
+                self._streaming_seen = True
+                self.lock.record_health("streaming", None)
+
+    def _active_period(self) -> str:
+        """Run the pipeline, retrying what can be retried, until stopped or failed."""
+        self._session = threading.Event()
+        self._end_reason = None
+        self._failure = None
+        self._streaming_seen = False
+        if self.stop.is_set():
+            return "stop"
         retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception(_retriable),
+            retry=tenacity.retry_if_exception(self._retriable),
             wait=tenacity.wait_exponential(multiplier=0.5, max=self.config.retry_max_s),
-            stop=tenacity.stop_when_event_set(self.stop),
-            sleep=self.stop.wait,
+            stop=tenacity.stop_when_event_set(self._session),
+            sleep=self._sleep,
             before_sleep=self._before_retry,
             reraise=True,
         )
+        watch = threading.Thread(target=self._watch_binlog, args=(self._session,),
+                                 name=f"binlog-check-{self.name}", daemon=True)
+        watch.start()
         try:
-            retrying(self._attempt)
-            self.state.phase = "stopped"
+            while not self._session.is_set():
+                retrying(self._attempt)
         except SyncdError as exc:
-            self.state = RunnerState("failed", str(exc))
-            self.log.error("source_failed", error=str(exc), error_type=type(exc).__name__)
-        except Exception as exc:  # a bug: report it with its traceback, keep other sources going
-            self.state = RunnerState("failed", repr(exc))
-            self.log.exception("source_crashed")
+            if self._end_reason is None:
+                self._fail(exc)
+        except Exception as exc:
+            if self._end_reason is None:
+                self.log.exception("source_crashed", position=self.position_text())
+                self._fail(SyncdError(f"source {self.name}: internal error {exc!r}"))
         finally:
-            self.metrics.set_source_up(self.plan.source.name, False)
+            self._end(self._end_reason or "failed")
+            watch.join(2)  # a check stuck on a hung source ends by its own timeouts
+            self.pipeline = None
+        if self._failure is not None:
+            return "failed"
+        return self._end_reason or "stop"
+
+    def _fail(self, exc: SyncdError) -> None:
+        self._failure = exc
+        self._end_reason = "failed"
+        self._set_state("failed", str(exc))
+        self.log.error("source_failed", error=str(exc), error_type=type(exc).__name__,
+                       position=self.position_text())
+
+    def _retriable(self, exc: BaseException) -> bool:
+        if self._session.is_set():
+            return False
+        if isinstance(exc, SyncdError):
+            return exc.retriable
+        # A driver's connection-level error that no layer translated: a lost connection all the
+        # same (never a bug), so it is retried like one.
+        return isinstance(exc, _CONNECTION_ERRORS)
+
+    def _sleep(self, seconds: float) -> None:
+        self._sleeping = True
+        try:
+            self._session.wait(seconds)
+        finally:
+            self._sleeping = False
+            self._mark()
 
     def _before_retry(self, retry_state: tenacity.RetryCallState) -> None:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         wait = retry_state.next_action.sleep if retry_state.next_action else 0
-        self.state = RunnerState("retrying", str(exc))
-        self.metrics.set_source_up(self.plan.source.name, False)
+        self._set_state("retrying", str(exc))
+        self.settled.set()
+        self.lock.record_health("retrying", str(exc))
         self.log.warning("source_retry", attempt=retry_state.attempt_number, error=str(exc),
-                         wait_seconds=round(wait, 1))
+                         wait_seconds=round(wait, 1), position=self.position_text())
 
     def _attempt(self) -> None:
-        if self.stop.is_set():
+        if self._session.is_set():
             return
+        self._set_state("connecting")
         source = self.plan.source
         checks.check_source(source)
-        specs = [m.spec for m in self.plan.mappings]
-        problems = check_source_tables(source, specs)
+        problems = check_source_tables(source, [m.spec for m in self.plan.mappings])
         if problems:
             raise ConfigError(problems)
-        self.pipeline = Pipeline(self.plan, self.config.target, self.config.batch, self.stop,
-                                 on_batch=self._on_batch)
-        self.state = RunnerState("running")
-        self.metrics.set_source_up(source.name, True)
+        checkpoint = self._read_checkpoint()
+        if checkpoint is not None:
+            self.checkpoint = checkpoint
+            if checkpoint.snapshot_done:
+                self._check_binlog(checkpoint.position, at_start=True)
+        if self._session.is_set():
+            return
+        if not self.lock.held():
+            self._end("lock_lost")
+            return
+        self.pipeline = Pipeline(self.plan, self.config.target, self.config.batch, self._session,
+                                 on_batch=self._on_batch, truncate_policy=self.config.ddl.truncate)
+        self._set_state("running")
         self.pipeline.run()
 
+    def _read_checkpoint(self) -> Checkpoint | None:
+        conn = connect(self.config.target, f"syncd:check:{self.name}")
+        try:
+            return read_checkpoint(conn, self.config.target.state_schema, self.name)
+        finally:
+            conn.close()
+
     def _on_batch(self, source: str, batch: Batch, seconds: float) -> None:
+        self._mark()
         lag = None
-        if batch.checkpoint is not None and batch.checkpoint.last_event_time is not None:
-            lag = time.time() - batch.checkpoint.last_event_time.timestamp()
-        self.metrics.record_batch(source, dict(batch.changes_by_table), seconds, lag)
+        if batch.checkpoint is not None:
+            self.checkpoint = batch.checkpoint
+            if batch.checkpoint.last_event_time is not None:
+                lag = time.time() - batch.checkpoint.last_event_time.timestamp()
+        letters: dict[str, int] = {}
+        for letter in batch.dead_letters:
+            letters[letter.source_table] = letters.get(letter.source_table, 0) + 1
+        applied = {table: max(0, count - letters.get(table, 0))
+                   for table, count in batch.changes_by_table.items()}
+        self.metrics.record_batch(source, applied, seconds, lag)
         for table, count in batch.changes_by_table.items():
             self.metrics.record_read(source, table, count)
-        letters = len(batch.dead_letters)
-        if letters:
-            self.metrics.record_dead_letter(source, "*", letters)
+        for table, count in letters.items():
+            self.metrics.record_dead_letter(source, table, count)
 
-    def alive(self) -> bool:
-        """False when the pipeline is stuck: no event, heartbeat or commit for a long time."""
-        if not self.thread.is_alive():
-            return self.state.phase in {"stopped", "failed"}
+    def position_text(self) -> str | None:
+        """Where this source is: the pipeline's position, else the last known checkpoint."""
         pipeline = self.pipeline
-        if pipeline is None or self.state.phase != "running" or not pipeline.progress.connected:
-            return True
-        quiet = time.monotonic() - pipeline.progress.last_activity
-        return quiet < max(_STALL_SECONDS, self.plan.source.heartbeat_s * 6)
+        position = getattr(pipeline, "position", None) if pipeline is not None else None
+        if position is not None:
+            return str(position)
+        checkpoint = self.checkpoint or self.monitor.checkpoint(self.name)
+        return str(checkpoint.position) if checkpoint is not None else None
 
-    def summary(self) -> str:
-        progress = self.pipeline.progress if self.pipeline else None
-        if self.state.phase == "running" and progress and progress.lag_seconds is not None:
-            return f"{self.plan.source.name}: lag {progress.lag_seconds:.1f}s"
-        return f"{self.plan.source.name}: {self.state.phase}"
+    # -- binlog safety ----------------------------------------------------------------------
+
+    def _watch_binlog(self, session: threading.Event) -> None:
+        """Every alerts.check_interval while the source runs (and as soon as a first checkpoint
+        exists): is the binlog file it needs still there, and for how long?"""
+        while not session.wait(1.0):
+            checkpoint = self.checkpoint or self.monitor.checkpoint(self.name)
+            if checkpoint is None or not checkpoint.snapshot_done:
+                continue
+            if time.monotonic() - self._checked_at < self.config.alerts.check_interval_s:
+                continue
+            try:
+                self._check_binlog(checkpoint.position, at_start=False)
+            except PositionLost as exc:
+                if session.is_set():  # the source stopped meanwhile: not this period's business
+                    return
+                self._fail(exc)
+                self._end("failed")
+                return
+            except SyncdError as exc:
+                if session.is_set():
+                    return
+                self.log.warning("binlog_check_failed", error=str(exc), position=str(checkpoint.position))
+            except Exception:
+                self.log.exception("binlog_check_crashed", position=str(checkpoint.position))
+
+    def _check_binlog(self, position: Position, *, at_start: bool) -> retention.Headroom:
+        """Raise PositionLost if the binlog file the checkpoint needs is gone; record headroom."""
+        self._checked_at = time.monotonic()
+        headroom = retention.inspect(self.plan.source, position.file, self._starts)
+        if headroom.kind == "purged" and not at_start:
+            latest = self.checkpoint  # the pipeline may have moved on meanwhile
+            if latest is not None and latest.position.file != position.file:
+                position = latest.position
+                headroom = retention.inspect(self.plan.source, position.file, self._starts)
+        self.headroom = headroom
+        self.metrics.set_binlog_retention_headroom(self.name, headroom.metric_value)
+        self.lock.record_headroom(headroom)
+        if headroom.kind == "purged":
+            self.log.error("binlog_purged", position=str(position), file=position.file,
+                           detail=headroom.detail)
+            raise PositionLost(self.name, (
+                f"{headroom.detail}. The checkpoint {position} can never be resumed: run "
+                f"`syncd snapshot --source {self.name}` to copy its tables again; syncd resumes "
+                "this source by itself once the snapshot has moved its checkpoint"))
+        threshold = self.config.alerts.retention_headroom_s
+        if headroom.is_low(threshold):
+            now = time.monotonic()
+            if now - self._low_logged >= LOW_HEADROOM_REPEAT_S:
+                self._low_logged = now
+                self.log.warning("retention_headroom_low", position=str(position), file=position.file,
+                                 headroom_seconds=round(headroom.seconds or 0.0),
+                                 headroom=retention.format_duration(headroom.seconds),
+                                 threshold=retention.format_duration(threshold), detail=headroom.detail)
+        elif self._low_logged > -math.inf:
+            self._low_logged = -math.inf
+            self.log.info("retention_headroom_ok", position=str(position), detail=headroom.detail)
+        else:
+            self.log.debug("retention_headroom", position=str(position), kind=headroom.kind,
+                           headroom_seconds=headroom.seconds, detail=headroom.detail)
+        return headroom
+
+    def _wait_for_fix(self, failure: SyncdError | None) -> bool:
+        """After a failure: wait, without the lock, for the checkpoint to move (a snapshot
+        fixed a purged binlog) or for the runner to be stopped or reloaded. True: try again."""
+        failed_at = self.monitor.checkpoint(self.name) or self.checkpoint
+        resumable = isinstance(failure, PositionLost)
+        while not self.stop.wait(LOCK_POLL_S):
+            self._mark()
+            if not resumable:
+                continue
+            current = self.monitor.checkpoint(self.name)
+            if current is not None and (failed_at is None or current.position != failed_at.position
+                                        or current.snapshot_done != failed_at.snapshot_done):
+                self.log.info("source_resuming", position=str(current.position),
+                              reason="the checkpoint moved (a snapshot was taken)")
+                self.checkpoint = current
+                return True
+        return False
+
+
+class StateMonitor:
+    """Reads the state schema every STATE_POLL_S on its own thread and connection: dead letters
+    pending (metric) and checkpoints (checkpoint age; lets a failed source notice a snapshot)."""
+
+    def __init__(self, config: Config, metrics: Metrics) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.stop = threading.Event()
+        self._checkpoints: dict[str, Checkpoint] = {}
+        self._thread = threading.Thread(target=self._run, name="state-monitor", daemon=True)
+        self._failing = False
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self._thread.join(5)
+
+    def checkpoint(self, source: str) -> Checkpoint | None:
+        return self._checkpoints.get(source)
+
+    def _run(self) -> None:
+        conn = None
+        while True:
+            try:
+                if conn is None or conn.closed:
+                    conn = connect(self.config.target, "syncd:monitor")
+                self._poll(conn)
+                if self._failing:
+                    log.info("state_poll_recovered")
+                self._failing = False
+            except Exception as exc:
+                if not self._failing:
+                    log.warning("state_poll_failed", error=str(exc))
+                self._failing = True
+                if conn is not None:
+                    conn.close()
+                conn = None
+            if self.stop.wait(STATE_POLL_S):
+                break
+        if conn is not None:
+            conn.close()
+
+    def _poll(self, conn) -> None:
+        schema = self.config.target.state_schema
+        pending = pending_dead_letters(conn, schema)
+        for name in self.config.sources:
+            self.metrics.set_dead_letters_pending(name, pending.get(name, 0))
+            checkpoint = read_checkpoint(conn, schema, name)
+            if checkpoint is None:
+                self._checkpoints.pop(name, None)
+            else:
+                self._checkpoints[name] = checkpoint
 
 
 class Daemon:
@@ -144,10 +598,16 @@ class Daemon:
         self.notifier = notifier or Notifier()
         self.metrics = Metrics()
         self.health = Health()
+        self.monitor = StateMonitor(config, self.metrics)
         self.stop = threading.Event()
         self.reload_requested = threading.Event()
-        self.runners: list[SourceRunner] = []
+        self.runners: dict[str, SourceRunner] = {}
         self._signals = 0
+        self._signal_name: str | None = None
+        self._loop_beat = time.monotonic()
+        self._stalled: set[str] = set()
+
+    # -- signals ------------------------------------------------------------------------------
 
     def install_signals(self) -> None:
         signal.signal(signal.SIGTERM, self._on_stop_signal)
@@ -155,39 +615,60 @@ class Daemon:
         signal.signal(signal.SIGHUP, lambda *_: self.reload_requested.set())
 
     def _on_stop_signal(self, signum: int, _frame: FrameType | None) -> None:
+        # Only flags here: logging from a signal handler could deadlock on the log's lock.
         self._signals += 1
         if self._signals > 1:
             # Only committed work is ever checkpointed, so leaving now loses nothing.
             os._exit(EXIT_OK)
-        log.info("stop_requested", signal=signal.Signals(signum).name)
+        self._signal_name = signal.Signals(signum).name
         self.stop.set()
 
+    # -- life ---------------------------------------------------------------------------------
+
     def run(self) -> int:
+        # systemd's watchdog kills with SIGABRT: print every thread's stack first, so the
+        # journal shows which call hung (code locations only, never values).
+        faulthandler.enable(all_threads=True)
         self._prepare_target()
-        server = self._serve_metrics()
+        try:
+            server = self._serve_metrics()
+        except (OSError, ValueError) as exc:
+            log.error("metrics_listen_failed", address=self.config.metrics_listen, error=str(exc))
+            return EXIT_FAILED
+        self.monitor.start()
         self._start_runners(self.plans)
         watchdog = self._start_watchdog()
         try:
             self._main_loop()
         finally:
+            log.info("stopping", signal=self._signal_name)
             self.notifier.stopping()
-            self._stop_runners()
+            leftover = self._stop_runners(list(self.runners.values()))
             if watchdog is not None:
                 watchdog.stop()
+            self.monitor.close()
             if server is not None:
                 server.close()
-        failed = [r for r in self.runners if r.state.phase == "failed"]
-        log.info("stopped", failed_sources=[r.plan.source.name for r in failed])
-        return EXIT_FAILED if failed and len(failed) == len(self.runners) else EXIT_OK
+        failed = sorted(n for n, r in self.runners.items() if r.phase == "failed")
+        if leftover:
+            log.warning("shutdown_timeout", sources=leftover,
+                        timeout_seconds=self.config.shutdown_timeout_s,
+                        detail="exiting anyway: their open batches were not committed and will be "
+                               "read again from the checkpoint")
+            sys.stderr.flush()
+            os._exit(EXIT_OK)
+        log.info("stopped", failed_sources=failed)
+        return EXIT_OK
 
     def _prepare_target(self) -> None:
         conn = connect(self.config.target, "syncd:setup")
         try:
             create_state_schema(conn, self.config.target.state_schema)
+            create_health_table(conn, self.config.target.state_schema)
         finally:
             conn.close()
 
-    def _serve_metrics(self):
+    def _serve_metrics(self) -> Server | None:
         if not self.config.metrics_listen:
             return None
         host, port = parse_listen(self.config.metrics_listen)
@@ -195,66 +676,167 @@ class Daemon:
         log.info("metrics_listening", address=f"{host}:{server.port}")
         return server
 
-    def _start_runners(self, plans: dict[str, SourcePlan]) -> None:
-        self.runners = [SourceRunner(plan, self.config, self.metrics) for plan in plans.values()
-                        if plan.mappings]
-        for runner in self.runners:
-            runner.start()
-        log.info("started", sources=[r.plan.source.name for r in self.runners])
+    def _new_runner(self, plan: SourcePlan) -> SourceRunner:
+        runner = SourceRunner(plan, self.config, self.metrics, self.monitor)
+        runner.metrics.set_source_up(plan.source.name, False)
+        runner.start()
+        return runner
 
-    def _stop_runners(self) -> None:
-        for runner in self.runners:
-            runner.stop.set()
+    def _start_runners(self, plans: dict[str, SourcePlan]) -> None:
+        for name, plan in plans.items():
+            if plan.mappings:
+                self.runners[name] = self._new_runner(plan)
+        log.info("started", sources=sorted(self.runners), host=os.uname().nodename, pid=os.getpid())
+
+    def _stop_runners(self, runners: list[SourceRunner]) -> list[str]:
+        """Stop runners (their pipelines commit the open batch); names still running after
+        shutdown_timeout."""
+        for runner in runners:
+            runner.halt()
         deadline = time.monotonic() + self.config.shutdown_timeout_s
-        for runner in self.runners:
+        for runner in runners:
             runner.thread.join(max(0.0, deadline - time.monotonic()))
+        return [r.name for r in runners if r.thread.is_alive()]
 
     def _start_watchdog(self) -> Watchdog | None:
         interval = watchdog_interval()
         if interval is None:
             return None
-        watchdog = Watchdog(self.notifier, interval, lambda: all(r.alive() for r in self.runners))
+        watchdog = Watchdog(self.notifier, interval, self._alive)
         watchdog.start()
         return watchdog
 
+    def _alive(self) -> bool:
+        """The watchdog's check: the main loop turns and every source shows signs of life."""
+        # A reload may hold the main loop for up to shutdown_timeout (old pipelines finishing).
+        limit = max(self.config.alerts.stall_s, self.config.shutdown_timeout_s + 10.0)
+        if time.monotonic() - self._loop_beat > limit:
+            return False
+        return all(r.alive() for r in list(self.runners.values()))
+
     def _main_loop(self) -> None:
         ready = False
-        while not self.stop.wait(1.0):
-            if self.runners and not any(r.thread.is_alive() for r in self.runners):
-                log.error("all_sources_stopped")
-                return
+        next_extend = 0.0
+        while True:
+            self._loop_beat = time.monotonic()
             if self.reload_requested.is_set():
                 self.reload_requested.clear()
                 self._reload()
-            self._update_health()
-            if not ready and all(r.state.phase != "starting" for r in self.runners):
+            runners = list(self.runners.values())
+            for runner in runners:
+                if runner.streaming():
+                    runner.settled.set()
+            self._update_health(runners)
+            status = self._status_line()
+            if not ready and all(r.settled.is_set() for r in runners):
                 ready = True
-                self.notifier.ready(status=self._status_line())
-            elif ready:
-                self.notifier.status(self._status_line())
+                self.notifier.ready(status=status)
+                log.info("ready", status=status)
+            elif not ready:
+                if time.monotonic() >= next_extend and all(r.alive() for r in runners):
+                    self.notifier.extend_timeout(READY_EXTEND_S)
+                    next_extend = time.monotonic() + READY_EXTEND_S / 3
+                self.notifier.status(f"starting: {status}")
+            else:
+                self.notifier.status(status)
+            if self.stop.wait(1.0):
+                break
+        self._loop_beat = time.monotonic()
 
     def _status_line(self) -> str:
-        return "; ".join(r.summary() for r in self.runners) or "no sources"
+        return "; ".join(r.summary() for r in self.runners.values()) or "no sources"
 
-    def _update_health(self) -> None:
-        for runner in self.runners:
-            name = runner.plan.source.name
-            progress = runner.pipeline.progress if runner.pipeline else None
-            connected = bool(progress and progress.connected)
-            self.health.set_source(name, connected, runner.alive(), runner.state.error or "")
-            if progress and progress.lag_seconds is not None:
-                self.metrics.set_replication_lag(name, progress.lag_seconds)
+    def _update_health(self, runners: list[SourceRunner]) -> None:
+        now = datetime.now(UTC)
+        for runner in runners:
+            name = runner.name
+            alive = runner.alive()
+            self._note_stall(runner, alive)
+            if runner.phase == "standby":
+                self.health.set_source(name, False, alive, f"standby: {runner.holder or 'held elsewhere'}",
+                                       standby=True)
+            else:
+                self.health.set_source(name, runner.phase == "running", alive,
+                                       _phase_text(runner.phase, runner.state.error))
+            self.metrics.set_source_up(name, runner.phase == "running")
+            self.metrics.set_source_active(name, runner.active)
+            pipeline = runner.pipeline
+            if pipeline is not None and pipeline.progress.lag_seconds is not None:
+                self.metrics.set_replication_lag(name, pipeline.progress.lag_seconds)
+            checkpoint = runner.checkpoint if runner.active else None
+            if checkpoint is not None and checkpoint.last_event_time is not None:
+                self.metrics.set_checkpoint_age(name, (now - checkpoint.last_event_time).total_seconds())
+
+    def _note_stall(self, runner: SourceRunner, alive: bool) -> None:
+        """Log when a source starts and stops looking hung (the watchdog beats stop meanwhile)."""
+        if not alive and runner.name not in self._stalled:
+            self._stalled.add(runner.name)
+            log.warning("source_stalled", source=runner.name, phase=runner.phase,
+                        quiet_seconds=round(runner.quiet_seconds(), 1),
+                        stall_seconds=runner.stall_limit(), position=runner.position_text(),
+                        action="no sign of life: /healthz is 503 and the systemd watchdog stops")
+        elif alive and runner.name in self._stalled:
+            self._stalled.discard(runner.name)
+            log.info("source_unstalled", source=runner.name, phase=runner.phase,
+                     position=runner.position_text())
 
     def _reload(self) -> None:
         """Re-read mappings; switch only if the new set is valid, else keep the old one."""
         self.notifier.reloading()
+        log.info("reload_requested")
         try:
             plans = build_plans(self.config)
+            self._check_sources(plans)
         except SyncdError as exc:
-            log.error("reload_rejected", errors=str(exc))
+            log.error("reload_rejected", errors=str(exc), action="kept the mappings in use")
             self.notifier.ready(status=self._status_line())
             return
-        self._stop_runners()
-        self._start_runners(plans)
-        log.info("reloaded", mappings=sum(len(p.mappings) for p in plans.values()))
+        changed = []
+        for name in sorted(set(self.runners) | {n for n, p in plans.items() if p.mappings}):
+            changed += self._reload_source(name, plans.get(name))
+        # READY=1 only once the old pipelines are done: what is read from now on uses the new set.
+        deadline = time.monotonic() + self.config.shutdown_timeout_s
+        for name in changed:
+            runner = self.runners.get(name)
+            if runner is not None and not runner.switched.is_set():
+                runner.switched.wait(max(0.0, deadline - time.monotonic()))
+        log.info("reloaded", mappings=sum(len(p.mappings) for p in plans.values()), changed=changed)
         self.notifier.ready(status=self._status_line())
+
+    def _check_sources(self, plans: dict[str, SourcePlan]) -> None:
+        """Changed mappings must fit their live source tables too (reachable sources only: an
+        unreachable one is checked when it connects again)."""
+        problems = []
+        for name, plan in plans.items():
+            runner = self.runners.get(name)
+            specs = [m.spec for m in plan.mappings]
+            if not specs or (runner is not None and [m.spec for m in runner.plan.mappings] == specs):
+                continue
+            try:
+                problems += check_source_tables(plan.source, specs)
+            except SyncdError as exc:
+                log.warning("reload_source_not_checked", source=name, error=str(exc))
+        if problems:
+            raise ConfigError(problems)
+
+    def _reload_source(self, name: str, plan: SourcePlan | None) -> list[str]:
+        runner = self.runners.get(name)
+        if plan is None or not plan.mappings:
+            if runner is not None:
+                self._stop_runners([runner])
+                del self.runners[name]
+                self.health.remove_source(name)
+                return [name]
+            return []
+        if runner is None:
+            self.runners[name] = runner = self._new_runner(plan)
+            runner.switched.set()
+            return [name]
+        same = [m.spec for m in runner.plan.mappings] == [m.spec for m in plan.mappings]
+        if same and runner.phase != "failed":
+            return []
+        if not runner.reload(plan):
+            self._stop_runners([runner])
+            self.runners[name] = runner = self._new_runner(plan)
+            runner.switched.set()
+        return [name]

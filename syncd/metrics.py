@@ -18,9 +18,16 @@ Exposed metrics (label names in braces)::
     syncd_binlog_retention_headroom_seconds{source} time until the checkpoint's binlog may
                                                     be purged by the server
     syncd_source_up{source}                         1 while connected to the source, else 0
+    syncd_source_active{source}                     1 while this process holds the source's
+                                                    lock (0: standby, another process has it)
+
+Retention headroom is +Inf when the server never purges binlogs by itself and NaN while unknown.
+In a high-availability pair only the active process has ``source_up`` 1: alert on
+``max by (source) (syncd_source_up) == 0`` across both.
 
 The HTTP server answers ``GET /metrics`` (Prometheus text format) and ``GET /healthz``
-(JSON; 200 when every source is connected and progressing, otherwise 503).
+(JSON; 200 when every source is connected and progressing, or on standby because another
+process holds it; otherwise 503).
 """
 
 from __future__ import annotations
@@ -110,6 +117,11 @@ class Metrics:
             "syncd_source_up", "1 while connected to the source, 0 otherwise.",
             ["source"], registry=r,
         )
+        self.source_active = Gauge(
+            "syncd_source_active",
+            "1 while this process holds the source's lock, 0 on standby.",
+            ["source"], registry=r,
+        )
 
     # -- pipeline ---------------------------------------------------------------------
 
@@ -158,6 +170,10 @@ class Metrics:
         """Whether the binlog connection to ``source`` is established."""
         self.source_up.labels(source=source).set(1 if up else 0)
 
+    def set_source_active(self, source: str, active: bool) -> None:
+        """Whether this process holds ``source``'s lock (False: standby)."""
+        self.source_active.labels(source=source).set(1 if active else 0)
+
     # -- reconcile --------------------------------------------------------------------
 
     def record_drift(
@@ -180,10 +196,12 @@ class _SourceHealth:
     progressing: bool
     detail: str
     updated_at: datetime
+    standby: bool = False
 
 
 class Health:
-    """What ``/healthz`` reports: every source connected and progressing.
+    """What ``/healthz`` reports: every source connected and progressing (or on standby:
+    another process holds it, which is healthy for this one as long as it keeps polling).
 
     Thread-safe: pipeline threads call `set_source`, HTTP threads call `healthy`.
     With no source reported yet (start-up) the service is *not* healthy.
@@ -194,10 +212,11 @@ class Health:
         self._sources: dict[str, _SourceHealth] = {}
 
     def set_source(
-        self, source: str, connected: bool, progressing: bool, detail: str = ""
+        self, source: str, connected: bool, progressing: bool, detail: str = "",
+        standby: bool = False,
     ) -> None:
         """Record the state of one source's pipeline (replaces the previous one)."""
-        state = _SourceHealth(connected, progressing, detail, datetime.now(UTC))
+        state = _SourceHealth(connected, progressing, detail, datetime.now(UTC), standby)
         with self._lock:
             self._sources[source] = state
 
@@ -213,9 +232,10 @@ class Health:
         report: dict[str, dict[str, Any]] = {}
         for name, state in sorted(sources.items()):
             report[name] = {
-                "healthy": state.connected and state.progressing,
+                "healthy": (state.standby or state.connected) and state.progressing,
                 "connected": state.connected,
                 "progressing": state.progressing,
+                "standby": state.standby,
                 "detail": state.detail,
                 "updated_at": state.updated_at.isoformat().replace("+00:00", "Z"),
             }

@@ -27,6 +27,7 @@ EXPECTED_METRICS = [
     "syncd_checkpoint_age_seconds",
     "syncd_binlog_retention_headroom_seconds",
     "syncd_source_up",
+    "syncd_source_active",
 ]
 
 
@@ -41,6 +42,7 @@ def fill(m: Metrics) -> None:
     m.set_checkpoint_age("shop", 2.0)
     m.set_binlog_retention_headroom("shop", 86400)
     m.set_source_up("shop", True)
+    m.set_source_active("shop", True)
 
 
 def test_every_metric_is_recorded_under_its_name() -> None:
@@ -67,6 +69,7 @@ def test_every_metric_is_recorded_under_its_name() -> None:
     assert v("syncd_checkpoint_age_seconds", shop) == 2
     assert v("syncd_binlog_retention_headroom_seconds", shop) == 86400
     assert v("syncd_source_up", shop) == 1
+    assert v("syncd_source_active", shop) == 1
 
     text = generate_latest(m.registry).decode()
     for name in EXPECTED_METRICS:
@@ -111,7 +114,7 @@ def test_health_needs_every_source_connected_and_progressing() -> None:
     ok, sources = h.healthy()
     assert not ok
     assert sources["crm"] == {
-        "healthy": False, "connected": True, "progressing": False,
+        "healthy": False, "connected": True, "progressing": False, "standby": False,
         "detail": "no event for 300 s", "updated_at": sources["crm"]["updated_at"],
     }
     assert sources["crm"]["updated_at"].endswith("Z")
@@ -119,6 +122,27 @@ def test_health_needs_every_source_connected_and_progressing() -> None:
 
     h.remove_source("crm")
     assert h.healthy()[0]
+
+
+def test_standby_is_healthy_while_it_keeps_polling() -> None:
+    """Another process holds the source: not connected, yet nothing is wrong with this one."""
+    h = Health()
+    h.set_source("shop", connected=False, progressing=True, detail="standby: db2 pid 7", standby=True)
+    ok, sources = h.healthy()
+    assert ok and sources["shop"]["standby"] and not sources["shop"]["connected"]
+    h.set_source("shop", connected=False, progressing=False, detail="standby", standby=True)
+    assert not h.healthy()[0]  # a standby that stopped polling is hung
+    h.set_source("shop", connected=False, progressing=True, detail="failed: binlog purged")
+    assert not h.healthy()[0]
+
+
+def test_headroom_can_be_unlimited() -> None:
+    m = Metrics()
+    m.set_binlog_retention_headroom("shop", float("inf"))
+    assert m.registry.get_sample_value("syncd_binlog_retention_headroom_seconds",
+                                       {"source": "shop"}) == float("inf")
+    assert 'syncd_binlog_retention_headroom_seconds{source="shop"} +Inf' in generate_latest(
+        m.registry).decode()
 
 
 @pytest.fixture
