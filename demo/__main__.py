@@ -6,7 +6,8 @@
 4. starts `syncd run` with the mappings in mappings/ and waits for the initial load;
 5. runs a live workload (inserts, status changes, deletes, transactions) on both sources;
 6. waits for the target to catch up and prints row counts, mapped rows side by side with
-   their source rows, and `syncd status`.
+   their source rows, the unified persons (one person per customer across both channels,
+   mappings/identity.yaml), and `syncd status`.
 
 Everything lives in a temporary directory that is removed at the end, also after an error or
 Ctrl-C. Passwords are random, and only syncd's environment holds them.
@@ -183,7 +184,8 @@ def create_target(stack: ExitStack, demo: Demo) -> Postgres:
     with psycopg.connect(dsn, autocommit=True) as owner:
         for statement in sql_statements((DEMO_DIR / "target.sql").read_text("utf-8")):
             owner.execute(statement)
-    print(f"  database {TARGET_DB} (owner {SYNCD_USER}): tables public.orders, public.members")
+    print(f"  database {TARGET_DB} (owner {SYNCD_USER}): tables public.orders, public.members, "
+          "public.persons")
     conn = demo.pg.connect(TARGET_DB)
     stack.callback(conn.close)
     return conn
@@ -504,6 +506,71 @@ def print_showcases(conns: Connections, stats: data.WorkloadStats) -> None:
                        target_row(conns.target, case))
 
 
+# ---------------------------------------------------------------- unified persons (identity)
+
+
+UNIFIED_CHECKS = {
+    "members without a person": "SELECT count(*) FROM members WHERE person_id IS NULL",
+    "orders without a member": "SELECT count(*) FROM orders WHERE member_id IS NULL",
+    "members of a merged-away person": (
+        f"SELECT count(*) FROM members m JOIN {STATE_SCHEMA}.identity_persons p ON p.space = 'person' "
+        "AND p.person_id = m.person_id WHERE p.merged_into IS NOT NULL"),
+    "orders of a merged-away person": (
+        f"SELECT count(*) FROM orders o JOIN {STATE_SCHEMA}.identity_persons p ON p.space = 'person' "
+        "AND p.person_id = o.member_id WHERE p.merged_into IS NOT NULL"),
+    "persons with members but no unified row": (
+        "SELECT count(DISTINCT m.person_id) FROM members m LEFT JOIN persons p USING (person_id) "
+        "WHERE p.person_id IS NULL"),
+}
+
+
+def print_unified(conns: Connections) -> None:
+    """Identity 'person': how many persons the members make, and the showcase customer."""
+    target = conns.target
+
+    def one(query: str, params: tuple[Any, ...] = ()) -> Any:
+        row = target.execute(query, params).fetchone()
+        return row[0] if row else None
+
+    members = one("SELECT count(*) FROM members")
+    persons = one("SELECT count(DISTINCT person_id) FROM members")
+    both = one("SELECT count(*) FROM (SELECT person_id FROM members GROUP BY person_id "
+               "HAVING count(DISTINCT channel) = 2) t")
+    merges = one(f"SELECT count(*) FROM {STATE_SCHEMA}.identity_merges")
+    opted_out = one("SELECT count(*) FROM persons WHERE marketing_opt_out")
+    print("\n  unified persons (identity 'person' in mappings/identity.yaml: phone, unionid, user ids)")
+    print(f"    {members} members are {persons} persons; {both} of them are customers of both the shop\n"
+          f"    and the app ({merges} merges so far); {opted_out} persons opted out of marketing")
+    broken = {name: count for name, query in UNIFIED_CHECKS.items() if (count := one(query))}
+    for name, count in broken.items():
+        print(f"    NOT OK: {count} {name}")
+    if broken:
+        raise DemoFailed("the unified persons are inconsistent: " + ", ".join(broken))
+    print("    every member and every order points at a live person, and every person has its "
+          "unified row")
+    rows = target.execute("SELECT channel, source_user_id, display_name, phone_masked, person_id "
+                          "FROM members WHERE (channel, source_user_id) IN (('shop', 1), ('app', 1)) "
+                          "ORDER BY channel DESC").fetchall()
+    print("\n  shop user 1 and app user 1 share the phone 138****5678: one person")
+    for channel, user_id, name, phone_masked, person in rows:
+        print(f"    members {pad(f'({channel}, {user_id})', 10)} {pad(shown(name), 16)} "
+              f"{shown(phone_masked)}  -> person_id {person}")
+    people = {row[4] for row in rows}
+    if len(rows) != 2 or len(people) != 1:
+        raise DemoFailed(f"shop user 1 and app user 1 should be one person, got {sorted(people)}")
+    person = people.pop()
+    with target.cursor(row_factory=dict_row) as cur:
+        unified = cur.execute("SELECT * FROM persons WHERE person_id = %s", (person,)).fetchone() or {}
+    print(f"    persons {person}:")
+    for name, value in unified.items():
+        if name != "person_id":
+            print(f"      {pad(name, 18)} {shown(value)}")
+    counts = target.execute("SELECT channel, count(*) FROM orders WHERE member_id = %s GROUP BY channel "
+                            "ORDER BY channel DESC", (person,)).fetchall()
+    print(f"    orders with member_id {person}: "
+          + ", ".join(f"{count} from the {channel}" for channel, count in counts))
+
+
 # ---------------------------------------------------------------- the demo
 
 
@@ -534,6 +601,7 @@ def run(stack: ExitStack, tmp: Path) -> None:
     print("\n  a few rows, source (left) and target (right); the sources' DATETIMEs are"
           " +08:00 local time,\n  target times are shown in +08:00 too")
     print_showcases(conns, stats)
+    print_unified(conns)
     print("\n  syncd status:")
     print_status(demo)
 

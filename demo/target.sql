@@ -17,8 +17,11 @@ CREATE TABLE orders (
     created_at       timestamptz,
     deleted_at       timestamptz,
     synced_at        timestamptz,
+    member_id        bigint,
     PRIMARY KEY (channel, source_order_id)
 );
+
+CREATE INDEX orders_member_idx ON orders (member_id);
 
 COMMENT ON TABLE orders IS 'Orders from every channel, one row per source order';
 COMMENT ON COLUMN orders.channel IS 'Which legacy system the order comes from: shop or app';
@@ -28,6 +31,7 @@ COMMENT ON COLUMN orders.amount IS 'Order total in 元';
 COMMENT ON COLUMN orders.buyer_phone IS 'Masked phone number, e.g. 138****5678';
 COMMENT ON COLUMN orders.deleted_at IS 'Set when the order was deleted at the source (soft delete)';
 COMMENT ON COLUMN orders.synced_at IS 'Commit time of the last source change applied to the row';
+COMMENT ON COLUMN orders.member_id IS 'The unified person who placed the order (persons.person_id)';
 
 CREATE TABLE members (
     channel            text     NOT NULL,
@@ -39,10 +43,12 @@ CREATE TABLE members (
     created_at         timestamptz,
     deleted_at         timestamptz,
     synced_at          timestamptz,
+    person_id          bigint,
     PRIMARY KEY (channel, source_user_id)
 );
 
 CREATE INDEX members_unionid_idx ON members (unionid);
+CREATE INDEX members_person_idx ON members (person_id);
 
 COMMENT ON TABLE members IS 'Members (users) from every channel, one row per source user';
 COMMENT ON COLUMN members.source_user_id IS 'The user id in its source database';
@@ -50,3 +56,21 @@ COMMENT ON COLUMN members.phone_masked IS 'Masked phone number, e.g. 138****5678
 COMMENT ON COLUMN members.unionid IS 'WeChat unionid, links one person across channels';
 COMMENT ON COLUMN members.marketing_opt_out IS 'The member refused marketing messages';
 COMMENT ON COLUMN members.synced_at IS 'Commit time of the last source change applied to the row';
+COMMENT ON COLUMN members.person_id IS 'The unified person (persons.person_id); shared by the members of one person';
+
+-- One row per person: the same customer known by phone in the shop and by WeChat unionid in
+-- the app is one person. Written by syncd only (identity 'person' in mappings/identity.yaml);
+-- person ids are re-pointed in members and orders when two persons turn out to be one.
+CREATE TABLE persons (
+    person_id          bigint       PRIMARY KEY,
+    display_name       text,
+    phone_masked       text,
+    marketing_opt_out  boolean,
+    created_at         timestamptz
+);
+
+COMMENT ON TABLE persons IS 'Unified persons across channels, one row per person';
+COMMENT ON COLUMN persons.display_name IS 'The shop''s real name if known, else the app nickname';
+COMMENT ON COLUMN persons.phone_masked IS 'Masked phone of the most recently changed member row';
+COMMENT ON COLUMN persons.marketing_opt_out IS 'True when the person opted out in any channel';
+COMMENT ON COLUMN persons.created_at IS 'Earliest sign-up in any channel';

@@ -55,7 +55,8 @@ def run(config_path: Path) -> None:
 
     SIGTERM/SIGINT stop cleanly (a second one exits at once, losing nothing);
     SIGHUP re-reads the mapping files and switches only if they are valid.
-    Exit status: 0 stopped cleanly, 1 every source failed, 78 configuration error.
+    Exit status: 0 stopped cleanly, 1 could not start (target unreachable, metrics port taken),
+    78 configuration error.
     """
     from syncd.daemon import Daemon
     from syncd.startup import build_plans

@@ -65,6 +65,9 @@ class SourceConfig:
             "password": self.password.read() or "",
             "charset": "utf8mb4",
             "connect_timeout": self.connect_timeout_s,
+            # Without these a read from a hung server blocks forever (connect_timeout alone doesn't).
+            "read_timeout": 120,
+            "write_timeout": 120,
         }
         if self.ssl_ca:
             kwargs["ssl"] = {"ca": self.ssl_ca}

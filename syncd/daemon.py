@@ -1,591 +1,48 @@
-"""`syncd run`: one supervised pipeline per source, high availability, signals, reload, notify, metrics.
+"""`syncd run`: the process around the per-source runners (syncd/runner.py).
 
-Life of a source (`SourceRunner`, one thread each)::
-
-    starting -> standby (another process holds the source's lock; poll every 2 s)
-             -> connecting (lock taken: server checks, binlog safety) -> running (pipeline)
-    running  -> retrying (connection lost: capped exponential backoff, resume from checkpoint)
-             -> standby (the lock's connection was lost: stop writing at once, wait again)
-             -> failed (purged binlog, wrong server setting, a stream syncd refuses to guess
-                about): the lock is released, the other sources go on. A source failed because
-                its binlog was purged resumes by itself once its checkpoint moves (after
-                `syncd snapshot --source S`); any failed source is retried on SIGHUP.
-
-While a source runs, two helper threads watch it: the lock watch (every 2 s: is the lock still
-ours? refresh ``source_owners.heartbeat_at``) and the binlog watch (every
-``alerts.check_interval``: is the binlog file the checkpoint needs still on the server, and how
-long until the server may purge it).
-
-The process: SIGTERM/SIGINT stop reading, commit the open batch with its checkpoint and exit 0
-within ``shutdown_timeout``; a second one exits at once (only committed work is ever
-checkpointed, so nothing is lost). SIGHUP re-reads the mapping files and switches only if they
-are valid. systemd hears READY=1 once every source streams (or has settled otherwise),
-RELOADING=1/READY=1 around a reload, STOPPING=1, STATUS= lines, and WATCHDOG=1 only while every
-pipeline shows signs of life.
+SIGTERM/SIGINT stop reading, commit the open batch with its checkpoint and exit 0 within
+``shutdown_timeout``; a second one exits at once (only committed work is ever checkpointed, so
+nothing is lost). SIGHUP re-reads the mapping files and switches only if they are valid.
+systemd hears READY=1 once every source streams (or has settled otherwise), RELOADING=1/READY=1
+around a reload, STOPPING=1, STATUS= lines, and WATCHDOG=1 only while every pipeline shows signs
+of life. Metrics and /healthz are served when `metrics.listen` is set; `reconcile.interval`
+runs reconciliation on its own thread.
 """
 
 from __future__ import annotations
 
 import faulthandler
-import math
 import os
 import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import FrameType
 
-import psycopg
-import pymysql
 import structlog
-import tenacity
 
 from syncd.config import Config
-from syncd.errors import ConfigError, PositionLost, SyncdError
-from syncd.ha import SourceLock, create_health_table
+from syncd.errors import ConfigError, SyncdError
+from syncd.ha import create_health_table
 from syncd.metrics import Health, Metrics, Server, parse_listen, serve
-from syncd.model import Position
+from syncd.monitor import StateMonitor
 from syncd.notify import Notifier, Watchdog, watchdog_interval
-from syncd.pipeline import Pipeline
-from syncd.sink.postgres import Batch, connect
-from syncd.sink.state import Checkpoint, create_state_schema, pending_dead_letters, read_checkpoint
-from syncd.source import checks, retention
+from syncd.reconcile.periodic import PeriodicReconcile
+from syncd.runner import SourceRunner, phase_text
+from syncd.sink.postgres import connect
+from syncd.sink.state import create_state_schema
 from syncd.startup import SourcePlan, build_plans, check_source_tables
 
 log = structlog.get_logger("syncd.daemon")
 
-_CONNECTION_ERRORS = (psycopg.OperationalError, pymysql.err.OperationalError, ConnectionError,
-                      TimeoutError)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
-EXIT_CONFIG = 78
 
-LOCK_POLL_S = 2.0
-"""How often a standby source tries the lock, and how often a holder proves it still holds it."""
-LOCK_YIELD_S = 2.5 * LOCK_POLL_S
-"""After losing the lock, wait this long before trying to take it again."""
-STATE_POLL_S = 10.0
-"""How often dead letters pending and checkpoints are read from the state schema."""
 READY_EXTEND_S = 30.0
 """While sources are still starting (e.g. a long initial copy), ask systemd for this much more
 time, every third of it, as long as they show signs of life."""
-LOW_HEADROOM_REPEAT_S = 600.0
-"""A low retention headroom is logged when it is found, then at most this often."""
-
-
-def _phase_text(phase: str, error: str | None) -> str:
-    return f"{phase}: {error}" if error else phase
-
-
-@dataclass(frozen=True)
-class RunnerState:
-    phase: str = "starting"
-    error: str | None = None
-
-
-class SourceRunner:
-    """Keeps one source's pipeline running while this process holds the source's lock."""
-
-    def __init__(self, plan: SourcePlan, config: Config, metrics: Metrics,
-                 monitor: StateMonitor) -> None:
-        self.plan = plan
-        self.name = plan.source.name
-        self.config = config
-        self.metrics = metrics
-        self.monitor = monitor
-        self.stop = threading.Event()
-        """Set by the daemon: end this runner (and release the lock)."""
-        self.settled = threading.Event()
-        """Start-up of this source is over (streaming, standby, retrying or failed): READY=1."""
-        self.state = RunnerState()
-        self.pipeline: Pipeline | None = None
-        self.lock = SourceLock(config.target, self.name)
-        self.checkpoint: Checkpoint | None = None
-        self.headroom: retention.Headroom | None = None
-        self.holder = ""
-        self.log = log.bind(source=self.name)
-        self.thread = threading.Thread(target=self._run, name=f"source-{self.name}", daemon=True)
-        self._mutex = threading.Lock()
-        self._holding = False
-        self._session = threading.Event()
-        self._end_reason: str | None = None
-        self._failure: SyncdError | None = None
-        self._next_plan: SourcePlan | None = None
-        self._sleeping = False
-        self._streaming_seen = False
-        self._last_sign = time.monotonic()
-        self._starts: retention.StartTimes = {}
-        self._low_logged = -math.inf
-        self._checked_at = -math.inf
-        self._lock_watch: threading.Thread | None = None
-        self._holding_ended = threading.Event()
-        self.switched = threading.Event()
-        """Set once a `reload` took effect: the old pipeline has finished its last batch."""
-
-    # -- control (daemon thread) ------------------------------------------------------------
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def halt(self) -> None:
-        """Stop: end the current pipeline (it commits its open batch) and release the lock."""
-        self.stop.set()
-        self._end("stop")
-
-    def reload(self, plan: SourcePlan) -> bool:
-        """Switch to ``plan`` keeping the lock (the pipeline restarts from its checkpoint).
-
-        Returns False, having stopped this runner, when it holds no lock (standby, failed):
-        the daemon then starts a new runner, which is as cheap and simpler.
-        """
-        with self._mutex:
-            if not self._holding:
-                self.stop.set()
-                self._end("stop")
-                return False
-            self._next_plan = plan
-            self.switched.clear()
-        self._end("reload")
-        return True
-
-    def _end(self, reason: str) -> None:
-        """End the current active period (first reason wins)."""
-        if not self._session.is_set():
-            if self._end_reason is None:
-                self._end_reason = reason
-            self._session.set()
-
-    # -- what the daemon reads ----------------------------------------------------------------
-
-    @property
-    def phase(self) -> str:
-        return self.state.phase
-
-    @property
-    def active(self) -> bool:
-        return self._holding
-
-    def stall_limit(self) -> float:
-        return max(self.config.alerts.stall_s, 3.0 * self.plan.source.heartbeat_s)
-
-    def alive(self) -> bool:
-        """False when this source is hung: no event, heartbeat, commit or loop turn for longer
-        than ``alerts.stall`` (a wedged reader or writer, a call that never returns)."""
-        if not self.thread.is_alive():
-            return self.phase in {"stopped", "failed"}
-        if self._sleeping:
-            return True
-        return self.quiet_seconds() < self.stall_limit()
-
-    def quiet_seconds(self) -> float:
-        """Seconds since the last sign of life (event, heartbeat, commit, loop turn)."""
-        sign = self._last_sign
-        pipeline = self.pipeline
-        if pipeline is not None and self.phase == "running":
-            sign = max(sign, pipeline.progress.last_activity)
-        return time.monotonic() - sign
-
-    def streaming(self) -> bool:
-        pipeline = self.pipeline
-        return self.phase == "running" and pipeline is not None and pipeline.progress.connected
-
-    def summary(self) -> str:
-        """One short clause for systemd's STATUS= line."""
-        pipeline = self.pipeline
-        if self.phase == "running" and pipeline is not None:
-            if not pipeline.progress.connected:
-                return f"{self.name}: initial copy"
-            lag = pipeline.progress.lag_seconds
-            return f"{self.name}: lag {lag:.1f}s" if lag is not None else f"{self.name}: streaming"
-        if self.phase == "standby":
-            return f"{self.name}: standby ({self.holder or 'held elsewhere'})"
-        if self.phase in {"failed", "retrying"}:
-            error = (self.state.error or "")[:80]
-            return f"{self.name}: {self.phase} ({error})" if error else f"{self.name}: {self.phase}"
-        return f"{self.name}: {self.phase}"
-
-    # -- the runner thread --------------------------------------------------------------------
-
-    def _mark(self) -> None:
-        self._last_sign = time.monotonic()
-
-    def _set_state(self, phase: str, error: str | None = None) -> None:
-        self.state = RunnerState(phase, error)
-        self._mark()
-        self.metrics.set_source_up(self.name, phase == "running")
-        self.metrics.set_source_active(self.name, self._holding)
-
-    def _run(self) -> None:
-        try:
-            self._loop()
-        except Exception as exc:  # a bug: report it with its traceback, keep the other sources going
-            self._set_state("failed", repr(exc))
-            self.log.exception("source_crashed", position=self.position_text())
-        finally:
-            self._release()
-            if self.phase != "failed":
-                self._set_state("stopped")
-            self.metrics.set_source_up(self.name, False)
-            self.settled.set()
-
-    def _loop(self) -> None:
-        while not self.stop.is_set():
-            if not self._holding and not self._acquire():
-                return
-            outcome = self._active_period()
-            if outcome == "reload":
-                with self._mutex:
-                    self.plan, self._next_plan = self._next_plan or self.plan, None
-                self.switched.set()
-                self.log.info("source_reloaded", mappings=[m.name for m in self.plan.mappings])
-                continue
-            if outcome == "stop":
-                self.lock.record_health("stopped", None)
-                return
-            if outcome == "lock_lost":
-                self._release()
-                self._set_state("standby")
-                self.log.error("source_lock_lost", position=self.position_text(),
-                               action="stopped writing; standing by")
-                # A process that just lost its connection is the suspect one: let a standby,
-                # which polls every LOCK_POLL_S, take the source before trying again.
-                self.stop.wait(LOCK_YIELD_S)
-                continue
-            failure = self._failure
-            self.lock.record_health("failed", str(failure))
-            self._release()
-            self.settled.set()
-            if not self._wait_for_fix(failure):
-                return
-
-    def _acquire(self) -> bool:
-        """Poll the lock until it is ours (True) or the runner is stopped (False)."""
-        logged = announced = False
-        while not self.stop.is_set():
-            self._mark()
-            try:
-                acquired = self.lock.try_acquire()
-            except SyncdError as exc:
-                self._set_state("retrying", f"target unreachable: {exc}")
-                self.settled.set()
-                if not logged:
-                    self.log.warning("source_lock_unavailable", error=str(exc))
-                    logged = True
-                self.stop.wait(LOCK_POLL_S)
-                continue
-            if acquired:
-                with self._mutex:
-                    if self.stop.is_set():
-                        self.lock.release()
-                        return False
-                    self._holding = True
-                self._holding_ended.clear()
-                self._lock_watch = threading.Thread(target=self._watch_lock,
-                                                    name=f"lock-{self.name}", daemon=True)
-                self._lock_watch.start()
-                self.log.info("source_active", host=self.lock.host, pid=self.lock.pid,
-                              fenced_connections=self.lock.fenced)
-                return True
-            owner = self.lock.holder()
-            self.holder = owner.describe() if owner else ""
-            if not announced or self.phase != "standby":
-                announced = True
-                self._set_state("standby")
-                self.settled.set()
-                self.log.info("source_standby", holder=self.holder or None,
-                              action=f"another process holds the source; trying every {LOCK_POLL_S:.0f}s")
-            self.stop.wait(LOCK_POLL_S)
-        return False
-
-    def _release(self) -> None:
-        with self._mutex:
-            holding, self._holding = self._holding, False
-        self._holding_ended.set()
-        watch, self._lock_watch = self._lock_watch, None
-        if watch is not None and watch is not threading.current_thread():
-            watch.join(15)
-        if holding:
-            self.lock.release()
-        self.metrics.set_source_active(self.name, False)
-
-    def _watch_lock(self) -> None:
-        """Every LOCK_POLL_S: still ours? If not, end the pipeline at once. Also records, once
-        per active period, that the source streams (off the daemon's main loop: it is I/O)."""
-        while not self._holding_ended.wait(LOCK_POLL_S):
-            if not self.lock.heartbeat():
-                if not self._holding_ended.is_set():
-                    self._end("lock_lost")
-                return
-            if not self._streaming_seen and self.streaming():
-                self._streaming_seen = True
-                self.lock.record_health("streaming", None)
-
-    def _active_period(self) -> str:
-        """Run the pipeline, retrying what can be retried, until stopped or failed."""
-        self._session = threading.Event()
-        self._end_reason = None
-        self._failure = None
-        self._streaming_seen = False
-        if self.stop.is_set():
-            return "stop"
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception(self._retriable),
-            wait=tenacity.wait_exponential(multiplier=0.5, max=self.config.retry_max_s),
-            stop=tenacity.stop_when_event_set(self._session),
-            sleep=self._sleep,
-            before_sleep=self._before_retry,
-            reraise=True,
-        )
-        watch = threading.Thread(target=self._watch_binlog, args=(self._session,),
-                                 name=f"binlog-check-{self.name}", daemon=True)
-        watch.start()
-        try:
-            while not self._session.is_set():
-                retrying(self._attempt)
-        except SyncdError as exc:
-            if self._end_reason is None:
-                self._fail(exc)
-        except Exception as exc:
-            if self._end_reason is None:
-                self.log.exception("source_crashed", position=self.position_text())
-                self._fail(SyncdError(f"source {self.name}: internal error {exc!r}"))
-        finally:
-            self._end(self._end_reason or "failed")
-            watch.join(2)  # a check stuck on a hung source ends by its own timeouts
-            self.pipeline = None
-        if self._failure is not None:
-            return "failed"
-        return self._end_reason or "stop"
-
-    def _fail(self, exc: SyncdError) -> None:
-        self._failure = exc
-        self._end_reason = "failed"
-        self._set_state("failed", str(exc))
-        self.log.error("source_failed", error=str(exc), error_type=type(exc).__name__,
-                       position=self.position_text())
-
-    def _retriable(self, exc: BaseException) -> bool:
-        if self._session.is_set():
-            return False
-        if isinstance(exc, SyncdError):
-            return exc.retriable
-        # A driver's connection-level error that no layer translated: a lost connection all the
-        # same (never a bug), so it is retried like one.
-        return isinstance(exc, _CONNECTION_ERRORS)
-
-    def _sleep(self, seconds: float) -> None:
-        self._sleeping = True
-        try:
-            self._session.wait(seconds)
-        finally:
-            self._sleeping = False
-            self._mark()
-
-    def _before_retry(self, retry_state: tenacity.RetryCallState) -> None:
-        exc = retry_state.outcome.exception() if retry_state.outcome else None
-        wait = retry_state.next_action.sleep if retry_state.next_action else 0
-        self._set_state("retrying", str(exc))
-        self.settled.set()
-        self.lock.record_health("retrying", str(exc))
-        self.log.warning("source_retry", attempt=retry_state.attempt_number, error=str(exc),
-                         wait_seconds=round(wait, 1), position=self.position_text())
-
-    def _attempt(self) -> None:
-        if self._session.is_set():
-            return
-        self._set_state("connecting")
-        source = self.plan.source
-        checks.check_source(source)
-        problems = check_source_tables(source, [m.spec for m in self.plan.mappings])
-        if problems:
-            raise ConfigError(problems)
-        checkpoint = self._read_checkpoint()
-        if checkpoint is not None:
-            self.checkpoint = checkpoint
-            if checkpoint.snapshot_done:
-                self._check_binlog(checkpoint.position, at_start=True)
-        if self._session.is_set():
-            return
-        if not self.lock.held():
-            self._end("lock_lost")
-            return
-        self.pipeline = Pipeline(self.plan, self.config.target, self.config.batch, self._session,
-                                 on_batch=self._on_batch, truncate_policy=self.config.ddl.truncate)
-        self._set_state("running")
-        self.pipeline.run()
-
-    def _read_checkpoint(self) -> Checkpoint | None:
-        conn = connect(self.config.target, f"syncd:check:{self.name}")
-        try:
-            return read_checkpoint(conn, self.config.target.state_schema, self.name)
-        finally:
-            conn.close()
-
-    def _on_batch(self, source: str, batch: Batch, seconds: float) -> None:
-        self._mark()
-        lag = None
-        if batch.checkpoint is not None:
-            self.checkpoint = batch.checkpoint
-            if batch.checkpoint.last_event_time is not None:
-                lag = time.time() - batch.checkpoint.last_event_time.timestamp()
-        letters: dict[str, int] = {}
-        for letter in batch.dead_letters:
-            letters[letter.source_table] = letters.get(letter.source_table, 0) + 1
-        applied = {table: max(0, count - letters.get(table, 0))
-                   for table, count in batch.changes_by_table.items()}
-        self.metrics.record_batch(source, applied, seconds, lag)
-        for table, count in batch.changes_by_table.items():
-            self.metrics.record_read(source, table, count)
-        for table, count in letters.items():
-            self.metrics.record_dead_letter(source, table, count)
-
-    def position_text(self) -> str | None:
-        """Where this source is: the pipeline's position, else the last known checkpoint."""
-        pipeline = self.pipeline
-        position = getattr(pipeline, "position", None) if pipeline is not None else None
-        if position is not None:
-            return str(position)
-        checkpoint = self.checkpoint or self.monitor.checkpoint(self.name)
-        return str(checkpoint.position) if checkpoint is not None else None
-
-    # -- binlog safety ----------------------------------------------------------------------
-
-    def _watch_binlog(self, session: threading.Event) -> None:
-        """Every alerts.check_interval while the source runs (and as soon as a first checkpoint
-        exists): is the binlog file it needs still there, and for how long?"""
-        while not session.wait(1.0):
-            checkpoint = self.checkpoint or self.monitor.checkpoint(self.name)
-            if checkpoint is None or not checkpoint.snapshot_done:
-                continue
-            if time.monotonic() - self._checked_at < self.config.alerts.check_interval_s:
-                continue
-            try:
-                self._check_binlog(checkpoint.position, at_start=False)
-            except PositionLost as exc:
-                if session.is_set():  # the source stopped meanwhile: not this period's business
-                    return
-                self._fail(exc)
-                self._end("failed")
-                return
-            except SyncdError as exc:
-                if session.is_set():
-                    return
-                self.log.warning("binlog_check_failed", error=str(exc), position=str(checkpoint.position))
-            except Exception:
-                self.log.exception("binlog_check_crashed", position=str(checkpoint.position))
-
-    def _check_binlog(self, position: Position, *, at_start: bool) -> retention.Headroom:
-        """Raise PositionLost if the binlog file the checkpoint needs is gone; record headroom."""
-        self._checked_at = time.monotonic()
-        headroom = retention.inspect(self.plan.source, position.file, self._starts)
-        if headroom.kind == "purged" and not at_start:
-            latest = self.checkpoint  # the pipeline may have moved on meanwhile
-            if latest is not None and latest.position.file != position.file:
-                position = latest.position
-                headroom = retention.inspect(self.plan.source, position.file, self._starts)
-        self.headroom = headroom
-        self.metrics.set_binlog_retention_headroom(self.name, headroom.metric_value)
-        self.lock.record_headroom(headroom)
-        if headroom.kind == "purged":
-            self.log.error("binlog_purged", position=str(position), file=position.file,
-                           detail=headroom.detail)
-            raise PositionLost(self.name, (
-                f"{headroom.detail}. The checkpoint {position} can never be resumed: run "
-                f"`syncd snapshot --source {self.name}` to copy its tables again; syncd resumes "
-                "this source by itself once the snapshot has moved its checkpoint"))
-        threshold = self.config.alerts.retention_headroom_s
-        if headroom.is_low(threshold):
-            now = time.monotonic()
-            if now - self._low_logged >= LOW_HEADROOM_REPEAT_S:
-                self._low_logged = now
-                self.log.warning("retention_headroom_low", position=str(position), file=position.file,
-                                 headroom_seconds=round(headroom.seconds or 0.0),
-                                 headroom=retention.format_duration(headroom.seconds),
-                                 threshold=retention.format_duration(threshold), detail=headroom.detail)
-        elif self._low_logged > -math.inf:
-            self._low_logged = -math.inf
-            self.log.info("retention_headroom_ok", position=str(position), detail=headroom.detail)
-        else:
-            self.log.debug("retention_headroom", position=str(position), kind=headroom.kind,
-                           headroom_seconds=headroom.seconds, detail=headroom.detail)
-        return headroom
-
-    def _wait_for_fix(self, failure: SyncdError | None) -> bool:
-        """After a failure: wait, without the lock, for the checkpoint to move (a snapshot
-        fixed a purged binlog) or for the runner to be stopped or reloaded. True: try again."""
-        failed_at = self.monitor.checkpoint(self.name) or self.checkpoint
-        resumable = isinstance(failure, PositionLost)
-        while not self.stop.wait(LOCK_POLL_S):
-            self._mark()
-            if not resumable:
-                continue
-            current = self.monitor.checkpoint(self.name)
-            if current is not None and (failed_at is None or current.position != failed_at.position
-                                        or current.snapshot_done != failed_at.snapshot_done):
-                self.log.info("source_resuming", position=str(current.position),
-                              reason="the checkpoint moved (a snapshot was taken)")
-                self.checkpoint = current
-                return True
-        return False
-
-
-class StateMonitor:
-    """Reads the state schema every STATE_POLL_S on its own thread and connection: dead letters
-    pending (metric) and checkpoints (checkpoint age; lets a failed source notice a snapshot)."""
-
-    def __init__(self, config: Config, metrics: Metrics) -> None:
-        self.config = config
-        self.metrics = metrics
-        self.stop = threading.Event()
-        self._checkpoints: dict[str, Checkpoint] = {}
-        self._thread = threading.Thread(target=self._run, name="state-monitor", daemon=True)
-        self._failing = False
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def close(self) -> None:
-        self.stop.set()
-        self._thread.join(5)
-
-    def checkpoint(self, source: str) -> Checkpoint | None:
-        return self._checkpoints.get(source)
-
-    def _run(self) -> None:
-        conn = None
-        while True:
-            try:
-                if conn is None or conn.closed:
-                    conn = connect(self.config.target, "syncd:monitor")
-                self._poll(conn)
-                if self._failing:
-                    log.info("state_poll_recovered")
-                self._failing = False
-            except Exception as exc:
-                if not self._failing:
-                    log.warning("state_poll_failed", error=str(exc))
-                self._failing = True
-                if conn is not None:
-                    conn.close()
-                conn = None
-            if self.stop.wait(STATE_POLL_S):
-                break
-        if conn is not None:
-            conn.close()
-
-    def _poll(self, conn) -> None:
-        schema = self.config.target.state_schema
-        pending = pending_dead_letters(conn, schema)
-        for name in self.config.sources:
-            self.metrics.set_dead_letters_pending(name, pending.get(name, 0))
-            checkpoint = read_checkpoint(conn, schema, name)
-            if checkpoint is None:
-                self._checkpoints.pop(name, None)
-            else:
-                self._checkpoints[name] = checkpoint
 
 
 class Daemon:
@@ -606,6 +63,8 @@ class Daemon:
         self._signal_name: str | None = None
         self._loop_beat = time.monotonic()
         self._stalled: set[str] = set()
+        self.reconciler = PeriodicReconcile(config, lambda: self.plans, self._streams, self.metrics,
+                                            self.stop)
 
     # -- signals ------------------------------------------------------------------------------
 
@@ -637,6 +96,7 @@ class Daemon:
             return EXIT_FAILED
         self.monitor.start()
         self._start_runners(self.plans)
+        self.reconciler.start()
         watchdog = self._start_watchdog()
         try:
             self._main_loop()
@@ -681,6 +141,10 @@ class Daemon:
         runner.metrics.set_source_up(plan.source.name, False)
         runner.start()
         return runner
+
+    def _streams(self, source: str) -> bool:
+        runner = self.runners.get(source)
+        return runner is not None and runner.streaming()
 
     def _start_runners(self, plans: dict[str, SourcePlan]) -> None:
         for name, plan in plans.items():
@@ -757,7 +221,7 @@ class Daemon:
                                        standby=True)
             else:
                 self.health.set_source(name, runner.phase == "running", alive,
-                                       _phase_text(runner.phase, runner.state.error))
+                                       phase_text(runner.phase, runner.state.error))
             self.metrics.set_source_up(name, runner.phase == "running")
             self.metrics.set_source_active(name, runner.active)
             pipeline = runner.pipeline
@@ -800,6 +264,7 @@ class Daemon:
             runner = self.runners.get(name)
             if runner is not None and not runner.switched.is_set():
                 runner.switched.wait(max(0.0, deadline - time.monotonic()))
+        self.plans = plans
         log.info("reloaded", mappings=sum(len(p.mappings) for p in plans.values()), changed=changed)
         self.notifier.ready(status=self._status_line())
 

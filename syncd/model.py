@@ -84,6 +84,8 @@ class Heartbeat:
     """The source is idle; nothing new up to this point."""
 
     source: str
+    position: Position | None = None
+    """The binlog position, when no transaction is open there (a safe point to checkpoint)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,12 +98,85 @@ class TargetTable:
 
 
 @dataclass(frozen=True, slots=True)
+class UnifiedTable:
+    """The target table holding one unified row per person of an identity space."""
+
+    table: TargetTable
+    key: str
+    """The column holding the person id (primary key or unique)."""
+    policies: tuple[tuple[str, str, tuple[str, ...]], ...]
+    """(column, policy name, policy arguments): how each column is chosen among contributions."""
+
+
+@dataclass(frozen=True, slots=True)
+class IdentitySpace:
+    """An identity space (`identities:` in the mapping files), as the sink needs it."""
+
+    name: str
+    references: tuple[tuple[TargetTable, str], ...] = ()
+    """Every target (table, column) that holds person ids of this space: re-pointed on merges."""
+    unified: UnifiedTable | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityClaim:
+    """A source record of a mapping with an `identity:` block; its person is resolved by the sink.
+
+    Match keys are hashed already (`syncd.identity.keys`): a plain value never gets this far.
+    """
+
+    space: IdentitySpace
+    mapping: str
+    source: str
+    table: TargetTable
+    record: str
+    """The record's target key as canonical JSON, e.g. '{"channel":"app","source_user_id":5}'."""
+    keys: tuple[tuple[str, str], ...]
+    """(kind, hash) of every non-empty match key."""
+    column: str | None
+    """Target column that receives the person id (None: the mapping only links and contributes)."""
+    values: Row
+    """This record's contribution to the unified row: the mapped values of the unified columns."""
+    commit_time: datetime
+    position: str
+    alive: bool = True
+    """False when the same batch also deleted the record (an upsert merged with a soft delete)."""
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityLookup:
+    """A column filled with the person id that a match key resolves to (`lookup:`)."""
+
+    space: IdentitySpace
+    column: str
+    kind: str
+    key_hash: str | None
+    """None when the source value is NULL or empty: the column is NULL."""
+    mapping: str
+    record: str
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityRelease:
+    """A source record of an identity mapping was deleted: its contribution goes, its links stay."""
+
+    space: IdentitySpace
+    mapping: str
+    record: str
+    at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Upsert:
     """Insert or update the target row with these values (key columns included)."""
 
     table: TargetTable
     key: tuple[str, ...]
     values: Row
+    identity: IdentityClaim | None = None
+    """Set for mappings with an `identity:` block: the sink fills the person column."""
+    lookups: tuple[IdentityLookup, ...] = ()
+    """`lookup:` columns: the sink fills them with person ids."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +186,7 @@ class Delete:
     table: TargetTable
     key: tuple[str, ...]
     key_values: tuple[Any, ...]
+    identity: IdentityRelease | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +198,7 @@ class SoftDelete:
     key_values: tuple[Any, ...]
     column: str
     at: datetime
+    identity: IdentityRelease | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,25 +17,27 @@ from datetime import UTC, datetime
 
 import structlog
 
-from syncd.config import BatchConfig, TargetConfig
+from syncd.config import Config
 from syncd.errors import SinkError, SyncdError
+from syncd.ha import writer_application_name
 from syncd.mapping.plan import ChangeContext, Mapping, dead_letter, map_change, source_key_text
 from syncd.model import (
     DeadLetter,
     Heartbeat,
-    Op,
     Position,
     RowChange,
     SchemaChange,
     SourceTransaction,
     TransactionPart,
 )
+from syncd.reconcile.snapshot import initial_copy
 from syncd.repair import RepairRead, find_mapping, read_keys, repair_batch
 from syncd.schema_watch import MappingGate, decide
 from syncd.sink.postgres import Batch, PlannedOp, PostgresSink, RepairDone
 from syncd.sink.state import Checkpoint, RepairRequest, next_repair, read_checkpoint, read_pauses
 from syncd.source.binlog import BinlogReader, SourceEvent
 from syncd.source.checks import connect, table_columns
+from syncd.source.ddl import table_effects
 from syncd.source.gtid import GtidState
 from syncd.source.snapshot import SourceSnapshot
 from syncd.startup import SourcePlan
@@ -61,22 +63,22 @@ class Progress:
 class Pipeline:
     """Runs one source until `stop` is set or an error is raised (the daemon retries)."""
 
-    def __init__(self, plan: SourcePlan, target: TargetConfig, batch: BatchConfig,
-                 stop: threading.Event, *, on_batch: Callable[[str, Batch, float], None] | None = None,
-                 truncate_policy: str = "propagate") -> None:
+    def __init__(self, plan: SourcePlan, config: Config, stop: threading.Event, *,
+                 on_batch: Callable[[str, Batch, float, list[DeadLetter]], None] | None = None) -> None:
         self.plan = plan
         self.source = plan.source
-        self.target = target
-        self.batch_config = batch
+        self.config = config
+        self.target = config.target
+        self.batch_config = config.batch
         self.stop = stop
         self.on_batch = on_batch
         self.progress = Progress()
         self.by_table = plan.by_table()
-        self.sink = PostgresSink(target, f"syncd:{self.source.name}")
+        self.sink = PostgresSink(config.target, writer_application_name(self.source.name))
         self.position: Position | None = None
         self.window: tuple[RepairRequest, RepairRead] | None = None
         self._repairs_polled = 0.0
-        self.truncate_policy = truncate_policy
+        self.truncate_policy = config.ddl.truncate
         self.gate = MappingGate([], set(), Position("", 0))
         self.known_columns: dict[str, dict[str, str]] = {}
         self.log = log.bind(source=self.source.name)
@@ -95,42 +97,15 @@ class Pipeline:
             self.sink.close()
 
     def initial_load(self) -> Checkpoint | None:
-        """Copy every mapped table from one consistent snapshot, then checkpoint its position.
+        """Copy every mapped table, then checkpoint the copy's binlog position.
 
-        Returns None when stopped before the copy finished: nothing is checkpointed then, and
-        the next start copies again (the upserts make that harmless).
+        The same resumable copy as `syncd snapshot`: an interrupted load continues from its last
+        finished chunk. Returns None when stopped before the copy finished (no checkpoint then).
         """
-        snapshot = SourceSnapshot(self.source)
-        point = snapshot.open()
-        self.log.info("snapshot_started", position=str(point.position), exact=point.exact,
-                      tables=sorted(self.by_table))
-        try:
-            for table, mappings in self.by_table.items():
-                self._copy_table(snapshot, table, mappings, str(point.position))
-        finally:
-            snapshot.close()
-        if self.stop.is_set():
-            self.log.info("snapshot_interrupted")
+        result = initial_copy(self.config, self.plan, stop=self.stop, chunk_rows=self.batch_config.max_rows)
+        if not result.finished:
             return None
-        checkpoint = Checkpoint(self.source.name, point.position, None, snapshot_done=True)
-        self.sink.commit(Batch(checkpoint=checkpoint))
-        self.log.info("snapshot_finished", position=str(point.position))
-        return checkpoint
-
-    def _copy_table(self, snapshot: SourceSnapshot, table: str, mappings: list[Mapping],
-                    position: str) -> None:
-        copied = 0
-        for rows in snapshot.chunks(table, self.batch_config.max_rows):
-            if self.stop.is_set():
-                return
-            batch = Batch()
-            ctx = ChangeContext(self.source.name, f"snapshot@{position}", datetime.now(UTC))
-            changes = [RowChange(table, Op.INSERT, None, row, zero_dates=zeros)
-                       for row, zeros in zip(rows, snapshot.zero_dates, strict=True)]
-            self._map_into(batch, changes, mappings, ctx)
-            self._commit(batch)
-            copied += len(rows)
-            self.log.info("snapshot_progress", table=table, rows=copied)
+        return read_checkpoint(self.sink.conn, self.target.state_schema, self.source.name)
 
     def _open_gate(self, checkpoint: Checkpoint) -> MappingGate:
         """Paused mappings stay paused unless the live source fits them again (after a reload)."""
@@ -274,10 +249,21 @@ class Pipeline:
             batch.resumed.extend(self.gate.take_resumed(event.end))
         elif isinstance(event, Heartbeat):
             self.progress.lag_seconds = 0.0
+            self._idle_at(batch, event.position)
+
+    def _idle_at(self, batch: Batch, position: Position | None) -> None:
+        """An idle source still moves on (binlog rotation, other databases' transactions): keep
+        the checkpoint up with it, so an old binlog file is never needed for nothing."""
+        if (position is None or self.position is None or position <= self.position
+                or batch.checkpoint is not None or len(batch) or self.gate.replay_until is not None):
+            return
+        self.position = position
+        batch.checkpoint = Checkpoint(self.source.name, position, None, True)
 
     def _schema_change(self, batch: Batch, event: SchemaChange) -> None:
+        tables = [e.table for e in table_effects(event.statement, event.schema, self.source.database)]
         self.log.info("schema_change", statement=event.statement[:500], schema=event.schema,
-                      position=str(event.end))
+                      table=",".join(tables) or None, position=str(event.end))
         if self.gate.replay_until is not None and event.end <= self.gate.replay_until:
             return  # replaying: this statement was handled when it first streamed
         decision = decide(event, self.source.database, self.plan.mappings, paused=set(self.gate.paused),
@@ -387,7 +373,7 @@ class Pipeline:
             self.log.warning("dead_letter", table=letter.source_table, mapping=letter.mapping,
                              row_key=letter.row_key, position=letter.position, reason=letter.reason)
         if self.on_batch is not None:
-            self.on_batch(self.source.name, batch, seconds)
+            self.on_batch(self.source.name, batch, seconds, rejected)
         if batch.checkpoint is not None:
             self.log.debug("batch_committed", rows=len(batch.ops), transactions=batch.transactions,
                            position=str(batch.checkpoint.position), seconds=round(seconds, 4))

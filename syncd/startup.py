@@ -12,16 +12,19 @@ from datetime import UTC
 from pathlib import Path
 
 import psycopg
+from sqlalchemy import types
 
 from syncd.config import Config, SourceConfig
 from syncd.errors import ConfigError, Problem
-from syncd.mapping.plan import Mapping, compile_mapping
-from syncd.mapping.spec import MappingSpec, load_mappings
+from syncd.identity.space import IdentityArgsError
+from syncd.mapping.plan import Mapping, compile_mapping, identity_sources
+from syncd.mapping.spec import MappingSpec, UnifiedSpec, load_mappings
 from syncd.mapping.transforms import TransformArgsError, TransformContext
 from syncd.model import TargetTable
 from syncd.sink.postgres import connect
 from syncd.sink.target import TargetTableInfo, check_mapping, describe_tables
 from syncd.source import checks
+from syncd.yamlfile import Where
 
 
 def read_secret(kind: str, name: str) -> str:
@@ -75,6 +78,11 @@ def compile_all(config: Config, specs: list[MappingSpec],
         try:
             mapping = compile_mapping(spec, transform_context(config.sources[spec.source]),
                                       config.target.schema, aware)
+        except IdentityArgsError as exc:
+            problem = exc.where.problem(f"mapping {spec.name!r}: {exc}")
+            if problem not in problems:
+                problems.append(problem)
+            continue
         except TransformArgsError as exc:
             problems.append(_transform_problem(spec, exc))
             continue
@@ -85,7 +93,7 @@ def compile_all(config: Config, specs: list[MappingSpec],
 
 
 def _transform_problem(spec: MappingSpec, exc: TransformArgsError) -> Problem:
-    for column in spec.columns:
+    for column in [*spec.columns, *identity_sources(spec)]:
         for step in column.transforms:
             if f"'{step.name}'" in str(exc):
                 return step.where.problem(f"mapping {spec.name!r}: column {column.target!r}: {exc}")
@@ -94,13 +102,66 @@ def _transform_problem(spec: MappingSpec, exc: TransformArgsError) -> Problem:
 
 def check_target(conn: psycopg.Connection, config: Config,
                  specs: list[MappingSpec]) -> tuple[dict[TargetTable, TargetTableInfo | None], list[Problem]]:
-    tables = {target_table(s, config) for s in specs}
+    tables = {target_table(s, config) for s in specs} | set(_unified_tables(config, specs))
     infos = describe_tables(conn, tables)
     problems = []
     for spec in specs:
         table = target_table(spec, config)
         problems += check_mapping(spec, table, infos[table])
+        problems += _identity_columns(spec, table, infos[table])
+    for where, name, table, unified in _unified_tables(config, specs).values():
+        problems += _unified_problems(where, name, table, unified, infos.get(table))
     return infos, problems
+
+
+def _unified_tables(config: Config, specs: list[MappingSpec]) -> dict[TargetTable, tuple]:
+    found: dict[TargetTable, tuple] = {}
+    for spec in specs:
+        space = spec.identity.space if spec.identity is not None else None
+        if space is not None and space.unified is not None:
+            table = TargetTable(space.unified.target_schema or config.target.schema, space.unified.table)
+            found.setdefault(table, (space.unified.where, space.name, table, space.unified))
+    return found
+
+
+def _identity_columns(spec: MappingSpec, table: TargetTable, info: TargetTableInfo | None) -> list[Problem]:
+    """The identity column and lookup columns exist in the target table and hold integers."""
+    if info is None:
+        return []
+    wanted = [(lk.target, lk.where) for lk in spec.lookups]
+    if spec.identity is not None and spec.identity.column:
+        wanted.append((spec.identity.column, spec.identity.where))
+    problems = []
+    for column, where in wanted:
+        found = info.columns.get(column)
+        if found is None:
+            problems.append(where.problem(f"mapping {spec.name!r}: target table {table} has no column "
+                                          f"{column!r} for person ids"))
+        elif not _holds_ids(found.type):
+            problems.append(where.problem(f"mapping {spec.name!r}: column {column!r} of {table} is "
+                                          f"{found.type}; person ids need an integer column (bigint)"))
+    return problems
+
+
+def _holds_ids(column_type: object) -> bool:
+    return isinstance(column_type, types.Integer) and not isinstance(column_type, types.SmallInteger)
+
+
+def _unified_problems(where: Where, name: str, table: TargetTable, unified: UnifiedSpec,
+                      info: TargetTableInfo | None) -> list[Problem]:
+    what = f"identity {name!r}: unified table {table}"
+    if info is None:
+        return [where.problem(f"{what} does not exist")]
+    problems = []
+    for column in [unified.key, *(p.column for p in unified.policies)]:
+        if column not in info.columns:
+            problems.append(where.problem(f"{what} has no column {column!r}"))
+    if unified.key in info.columns and not _holds_ids(info.columns[unified.key].type):
+        problems.append(where.problem(f"{what}: key column {unified.key!r} is "
+                                      f"{info.columns[unified.key].type}; person ids need bigint"))
+    if frozenset([unified.key]) not in info.unique_keys:
+        problems.append(where.problem(f"{what}: {unified.key!r} must be its primary key or unique"))
+    return problems
 
 
 def check_source_tables(source: SourceConfig, specs: list[MappingSpec]) -> list[Problem]:
@@ -128,6 +189,12 @@ def _missing_columns(spec: MappingSpec, source: SourceConfig, columns: dict[str,
             if name not in columns:
                 problems.append(column.where.problem(
                     f"mapping {spec.name!r}: column {column.target!r} reads {name!r}, which "
+                    f"{source.database}.{spec.table} on source {source.name} does not have"))
+    for expression in identity_sources(spec):
+        for name in expression.sources:
+            if name not in columns:
+                problems.append(expression.where.problem(
+                    f"mapping {spec.name!r}: {expression.target} reads {name!r}, which "
                     f"{source.database}.{spec.table} on source {source.name} does not have"))
     for condition in spec.conditions:
         if condition.column not in columns:

@@ -12,12 +12,18 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from syncd.errors import TransformError
+from syncd.identity.keys import KeyHasher, record_id
+from syncd.identity.space import compile_space
 from syncd.mapping import transforms
 from syncd.mapping.filters import RowTest, build_filter
-from syncd.mapping.spec import NO_VALUE, ColumnSpec, MappingSpec
+from syncd.mapping.spec import NO_VALUE, ColumnSpec, LookupSpec, MappingSpec
 from syncd.model import (
     DeadLetter,
     Delete,
+    IdentityClaim,
+    IdentityLookup,
+    IdentityRelease,
+    IdentitySpace,
     MappedChange,
     Op,
     Row,
@@ -42,6 +48,38 @@ class ColumnPlan:
 
 
 @dataclass(frozen=True)
+class KeyPlan:
+    """One match key (`identity.match`) or a lookup's `by`: computed, then hashed."""
+
+    kind: str
+    compute: Compute
+    hasher: KeyHasher
+
+    def hash(self, row: Row) -> str | None:
+        value = self.compute(row)
+        try:
+            return self.hasher(self.kind, value)
+        except TransformError as exc:
+            raise TransformError(exc.reason, f"identity key {self.kind}") from exc
+
+
+@dataclass(frozen=True)
+class IdentityPlan:
+    space: IdentitySpace
+    column: str | None
+    keys: tuple[KeyPlan, ...]
+    contributes: tuple[str, ...]
+    """The unified columns this mapping maps: its contribution to the person's unified row."""
+
+
+@dataclass(frozen=True)
+class LookupPlan:
+    space: IdentitySpace
+    column: str
+    key: KeyPlan
+
+
+@dataclass(frozen=True)
 class Mapping:
     spec: MappingSpec
     table: TargetTable
@@ -50,6 +88,8 @@ class Mapping:
     key_columns: tuple[ColumnPlan, ...]
     in_scope: RowTest | None
     source_columns: frozenset[str]
+    identity: IdentityPlan | None = None
+    lookups: tuple[LookupPlan, ...] = ()
 
     @property
     def name(self) -> str:
@@ -81,8 +121,42 @@ def compile_mapping(spec: MappingSpec, ctx: transforms.TransformContext, default
         in_scope=build_filter(spec.conditions),
         source_columns=frozenset(
             [s for c in spec.columns for s in c.sources] + [c.column for c in spec.conditions]
+            + [s for c in identity_sources(spec) for s in c.sources]
         ),
+        identity=_compile_identity(spec, ctx, default_schema),
+        lookups=tuple(_compile_lookup(spec, lookup, ctx, default_schema) for lookup in spec.lookups),
     )
+
+
+def identity_sources(spec: MappingSpec) -> list[ColumnSpec]:
+    """The column expressions that identity match keys and lookups read from the source row."""
+    found = [key for _, key in spec.identity.match] if spec.identity is not None else []
+    return found + [lookup.by for lookup in spec.lookups]
+
+
+def _compile_identity(spec: MappingSpec, ctx: transforms.TransformContext,
+                      default_schema: str) -> IdentityPlan | None:
+    identity = spec.identity
+    if identity is None:
+        return None
+    own = ((spec.target_schema, spec.target, identity.column),) if identity.column else ()
+    space, hasher = compile_space(identity.space, identity.name, default_schema, ctx.secret, own)
+    unified = space.unified.policies if space.unified is not None else ()
+    mapped = {c.target for c in spec.columns}
+    return IdentityPlan(
+        space=space,
+        column=identity.column,
+        keys=tuple(KeyPlan(kind, _compile_column(key, ctx, False), hasher) for kind, key in identity.match),
+        contributes=tuple(column for column, _, _ in unified if column in mapped),
+    )
+
+
+def _compile_lookup(spec: MappingSpec, lookup: LookupSpec, ctx: transforms.TransformContext,
+                    default_schema: str) -> LookupPlan:
+    own = ((spec.target_schema, spec.target, lookup.target),)
+    space, hasher = compile_space(lookup.space, lookup.identity, default_schema, ctx.secret, own)
+    return LookupPlan(space, lookup.target, KeyPlan(lookup.kind, _compile_column(lookup.by, ctx, False),
+                                                    hasher))
 
 
 def _compile_column(spec: ColumnSpec, ctx: transforms.TransformContext, aware: bool) -> Compute:
@@ -226,15 +300,50 @@ def _upsert(mapping: Mapping, row: Row, ctx: ChangeContext) -> Upsert:
         values[spec.commit_time_column] = ctx.commit_time
     if spec.soft_delete_column:
         values[spec.soft_delete_column] = None
-    return Upsert(mapping.table, mapping.key, values)
+    if mapping.identity is None and not mapping.lookups:
+        return Upsert(mapping.table, mapping.key, values)
+    record = record_id(mapping.key, tuple(values[k] for k in mapping.key))
+    lookups = tuple(IdentityLookup(lookup.space, lookup.column, lookup.key.kind, lookup.key.hash(row),
+                                   mapping.name, record)
+                    for lookup in mapping.lookups)
+    return Upsert(mapping.table, mapping.key, values, identity=_claim(mapping, row, values, record, ctx),
+                  lookups=lookups)
+
+
+def _claim(mapping: Mapping, row: Row, values: Row, record: str, ctx: ChangeContext) -> IdentityClaim | None:
+    """The record's hashed match keys and its contribution; the sink resolves its person."""
+    identity = mapping.identity
+    if identity is None:
+        return None
+    keys: dict[tuple[str, str], None] = {}
+    for key in identity.keys:
+        hashed = key.hash(row)
+        if hashed is not None:
+            keys[(key.kind, hashed)] = None
+    return IdentityClaim(
+        space=identity.space,
+        mapping=mapping.name,
+        source=ctx.source,
+        table=mapping.table,
+        record=record,
+        keys=tuple(keys),
+        column=identity.column,
+        values={column: values[column] for column in identity.contributes},
+        commit_time=ctx.commit_time,
+        position=ctx.position,
+    )
 
 
 def remove_op(mapping: Mapping, key_values: tuple[Any, ...], ctx: ChangeContext) -> RowOp:
     spec = mapping.spec
+    release = None
+    if mapping.identity is not None:
+        release = IdentityRelease(mapping.identity.space, mapping.name, record_id(mapping.key, key_values),
+                                  ctx.commit_time)
     if spec.delete == "soft" and spec.soft_delete_column:
         return SoftDelete(mapping.table, mapping.key, key_values, spec.soft_delete_column,
-                          ctx.commit_time)
-    return Delete(mapping.table, mapping.key, key_values)
+                          ctx.commit_time, identity=release)
+    return Delete(mapping.table, mapping.key, key_values, identity=release)
 
 
 def source_key_text(change: RowChange) -> str:

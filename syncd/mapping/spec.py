@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,10 +14,17 @@ from syncd.mapping import transforms
 from syncd.yamlfile import Checker, Where, YamlList, YamlMap, closest, load_file
 
 _MAPPING_KEYS = {"name", "source", "table", "target", "target_schema", "key", "delete",
-                 "soft_delete_column", "commit_time_column", "where", "columns"}
+                 "soft_delete_column", "commit_time_column", "where", "columns", "identity"}
 _COLUMN_KEYS = {"from", "value", "transform", "map", "on_unmapped", "default"}
 _UNMAPPED_POLICIES = {"dead_letter", "null", "keep"}
 FILTER_OPS = {"eq", "ne", "in", "not_in", "lt", "le", "gt", "ge", "is_null"}
+_TOP_KEYS = {"mappings", "identities"}
+_IDENTITY_DEF_KEYS = {"name", "salt_env", "salt_file", "unified"}
+_UNIFIED_KEYS = {"table", "target_schema", "key", "columns"}
+_IDENTITY_KEYS = {"name", "column", "match"}
+_LOOKUP_KEYS = {"identity", "key", "by"}
+POLICY_NAMES = ("latest", "first_non_null", "prefer", "max", "min", "any_true", "all_true")
+_KIND = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 NO_VALUE: Any = object()
 """Marks a column spec without a constant `value`."""
@@ -54,6 +63,62 @@ class Condition:
 
 
 @dataclass(frozen=True)
+class PolicySpec:
+    """How one column of a unified table is chosen among the contributions (`unified.columns`)."""
+
+    column: str
+    name: str
+    where: Where
+    prefer: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class UnifiedSpec:
+    table: str
+    target_schema: str | None
+    key: str
+    policies: tuple[PolicySpec, ...]
+    where: Where
+
+
+@dataclass(frozen=True)
+class IdentityDef:
+    """An identity space, declared under the top-level `identities:` of a mapping file."""
+
+    name: str
+    where: Where
+    salt_env: str | None = None
+    salt_file: str | None = None
+    unified: UnifiedSpec | None = None
+    references: tuple[tuple[str | None, str, str], ...] = ()
+    """(target_schema, table, column) holding this space's person ids; set across files."""
+
+
+@dataclass(frozen=True)
+class IdentitySpec:
+    """A mapping's `identity:` block: the records of this mapping are persons' records."""
+
+    name: str
+    column: str | None
+    match: tuple[tuple[str, ColumnSpec], ...]
+    """(kind, how to compute the key from the source row)."""
+    where: Where
+    space: IdentityDef | None = None
+
+
+@dataclass(frozen=True)
+class LookupSpec:
+    """A `{lookup: {identity, key, by}}` column: the person id the source's key resolves to."""
+
+    target: str
+    identity: str
+    kind: str
+    by: ColumnSpec
+    where: Where
+    space: IdentityDef | None = None
+
+
+@dataclass(frozen=True)
 class MappingSpec:
     name: str
     where: Where
@@ -67,6 +132,8 @@ class MappingSpec:
     commit_time_column: str | None
     conditions: tuple[Condition, ...]
     columns: tuple[ColumnSpec, ...]
+    identity: IdentitySpec | None = None
+    lookups: tuple[LookupSpec, ...] = ()
 
     def column(self, name: str) -> ColumnSpec | None:
         return next((c for c in self.columns if c.target == name), None)
@@ -91,6 +158,7 @@ def load_mappings(paths: Iterable[Path], source_names: set[str] | None = None) -
     """Parse and statically check all mapping files; raises ConfigError listing every problem."""
     check = Checker()
     specs: list[MappingSpec] = []
+    identities: list[IdentityDef] = []
     for file in mapping_files(paths):
         try:
             data = load_file(file)
@@ -98,7 +166,9 @@ def load_mappings(paths: Iterable[Path], source_names: set[str] | None = None) -
             check.problems.extend(exc.problems)
             continue
         specs.extend(parse_document(data, Where(str(file), 1, 1), check, source_names))
+        identities.extend(parse_identities(data, check))
     check_across(specs, check)
+    specs = link_identities(specs, identities, check, source_names)
     check.raise_if_any()
     return specs
 
@@ -108,7 +178,9 @@ def parse_document(data: Any, where: Where, check: Checker,
     top = check.mapping(data, where, "a mapping file")
     if top is None:
         return []
-    check.only_keys(top, {"mappings"}, "a mapping file")
+    check.only_keys(top, _TOP_KEYS, "a mapping file")
+    if "mappings" not in top and "identities" in top:
+        return []  # a file that only declares identity spaces
     items = top.get("mappings")
     if not isinstance(items, YamlList):
         check.add(top.at_value("mappings") if "mappings" in top else top.where,
@@ -143,6 +215,10 @@ def _mapping(data: Any, where: Where, check: Checker,
     delete = check.text(node, "delete", what, "hard") or "hard"
     soft_column = check.text(node, "soft_delete_column", what)
     _check_delete(node, what, delete, soft_column, check)
+    lookups = _lookups(node, what, check)
+    identity = _identity(node, what, check) if "identity" in node else None
+    _check_identity_columns(node, what, check, key=key, columns=columns, lookups=lookups,
+                            identity=identity)
     return MappingSpec(
         name=name,
         where=node.where,
@@ -156,6 +232,8 @@ def _mapping(data: Any, where: Where, check: Checker,
         commit_time_column=check.text(node, "commit_time_column", what),
         conditions=_conditions(node, what, check),
         columns=columns,
+        identity=identity,
+        lookups=lookups,
     )
 
 
@@ -197,6 +275,8 @@ def _columns(node: YamlMap, what: str, check: Checker) -> tuple[ColumnSpec, ...]
         check.add(columns_node.where, f"{what}: columns must map at least one target column")
     specs = []
     for target, value in columns_node.items():
+        if _is_lookup(value):
+            continue  # parsed by _lookups
         spec = _column(str(target), value, columns_node.at_value(target), f"{what}: column {target!r}",
                        check)
         if spec is not None:
@@ -392,3 +472,269 @@ def slices_collide(a: MappingSpec, b: MappingSpec) -> bool:
     a_slice, b_slice = a.slice_values(), b.slice_values()
     shared = set(a_slice) & set(b_slice)
     return all(a_slice[c] == b_slice[c] for c in shared)
+
+
+# --------------------------------------------------------------------------- identity
+
+
+def _is_lookup(value: Any) -> bool:
+    return isinstance(value, dict) and "lookup" in value
+
+
+def _key_expression(target: str, data: Any, where: Where, what: str, check: Checker) -> ColumnSpec | None:
+    """A match key or a lookup's `by`: a source column, or {from, transform, map} (no constant)."""
+    spec = _column(target, data, where, what, check)
+    if spec is not None and spec.is_constant:
+        check.add(where, f"{what}: a key must come from a source column ('from'), not a constant 'value'")
+        return None
+    return spec
+
+
+def _lookups(node: YamlMap, what: str, check: Checker) -> tuple[LookupSpec, ...]:
+    columns = node.get("columns")
+    if not isinstance(columns, YamlMap):
+        return ()
+    lookups = []
+    for target, value in columns.items():
+        if not _is_lookup(value):
+            continue
+        place = columns.at_value(target)
+        column_what = f"{what}: column {target!r}"
+        if not isinstance(value, YamlMap):
+            continue
+        extra = sorted(set(value) - {"lookup"})
+        if extra:
+            check.add(value.at_key(extra[0]), f"{column_what}: a lookup column takes no other keys "
+                      f"(got {extra[0]!r})")
+        spec = check.mapping(value["lookup"], value.at_value("lookup"), f"{column_what}: lookup")
+        if spec is None:
+            continue
+        check.only_keys(spec, _LOOKUP_KEYS, f"{column_what}: lookup")
+        check.require(spec, ["identity", "key", "by"], f"{column_what}: lookup")
+        identity = check.text(spec, "identity", f"{column_what}: lookup") or ""
+        kind = check.text(spec, "key", f"{column_what}: lookup") or ""
+        by = (_key_expression(str(target), spec["by"], spec.at_value("by"), f"{column_what}: lookup.by",
+                              check) if "by" in spec else None)
+        if identity and kind and by is not None:
+            lookups.append(LookupSpec(str(target), identity, kind, by, place))
+    return tuple(lookups)
+
+
+def _identity(node: YamlMap, what: str, check: Checker) -> IdentitySpec | None:
+    block = f"{what}: identity"
+    spec = check.mapping(node["identity"], node.at_value("identity"), block)
+    if spec is None:
+        return None
+    check.only_keys(spec, _IDENTITY_KEYS, block)
+    check.require(spec, ["name", "match"], block)
+    name = check.text(spec, "name", block) or ""
+    column = check.text(spec, "column", block)
+    match = spec.get("match")
+    keys: list[tuple[str, ColumnSpec]] = []
+    if "match" in spec:
+        match_node = check.mapping(match, spec.at_value("match"), f"{block}.match")
+        if match_node is not None and not match_node:
+            check.add(match_node.where, f"{block}.match needs at least one match key, e.g. "
+                      "{phone: phone}")
+        for kind, data in (match_node or {}).items():
+            if not isinstance(kind, str) or not _KIND.fullmatch(kind):
+                check.add(match_node.at_key(kind), f"{block}.match: key kind {kind!r} must be a "
+                          "name of letters, digits and _ (e.g. phone, unionid, app_user)")
+                continue
+            key = _key_expression(f"identity.match.{kind}", data, match_node.at_value(kind),
+                                  f"{block}.match.{kind}", check)
+            if key is not None:
+                keys.append((kind, key))
+    if not name:
+        return None
+    return IdentitySpec(name, column, tuple(keys), spec.where)
+
+
+def _check_identity_columns(node: YamlMap, what: str, check: Checker, *, key: tuple[str, ...],
+                            columns: tuple[ColumnSpec, ...], lookups: tuple[LookupSpec, ...],
+                            identity: IdentitySpec | None) -> None:
+    for lookup in lookups:
+        if lookup.target in key:
+            check.add(lookup.where, f"{what}: key column {lookup.target!r} cannot be a lookup "
+                      "(person ids change when persons merge)")
+    if identity is None or identity.column is None:
+        return
+    block = node.get("identity")
+    place = block.at_value("column") if isinstance(block, YamlMap) else identity.where
+    if identity.column in key:
+        check.add(place, f"{what}: identity.column {identity.column!r} cannot be a key column "
+                  "(person ids change when persons merge)")
+    if any(c.target == identity.column for c in columns) or any(
+            lk.target == identity.column for lk in lookups):
+        check.add(place, f"{what}: identity.column {identity.column!r} is also listed under columns; "
+                  "syncd fills it with the person id, so remove it there")
+
+
+def parse_identities(data: Any, check: Checker) -> list[IdentityDef]:
+    """The identity spaces a mapping file declares under `identities:` (problems into `check`)."""
+    if not isinstance(data, YamlMap) or "identities" not in data:
+        return []
+    items = data["identities"]
+    if not isinstance(items, YamlList):
+        check.add(data.at_value("identities"), "'identities:' must be a list of identity spaces, "
+                  "e.g. - {name: person}")
+        return []
+    found = []
+    for index, item in enumerate(items):
+        node = check.mapping(item, items.at(index), "an identity")
+        if node is None:
+            continue
+        name = node.get("name") if isinstance(node.get("name"), str) else "?"
+        what = f"identity {name!r}"
+        check.only_keys(node, _IDENTITY_DEF_KEYS, what)
+        check.require(node, ["name"], what)
+        check.text(node, "name", what)
+        salt_env = check.text(node, "salt_env", what)
+        salt_file = check.text(node, "salt_file", what)
+        if salt_env and salt_file:
+            check.add(node.at_key("salt_file"), f"{what}: give salt_env or salt_file, not both")
+        unified = _unified(node, what, check) if "unified" in node else None
+        if name != "?":
+            found.append(IdentityDef(name, node.where, salt_env, salt_file, unified))
+    return found
+
+
+def _unified(node: YamlMap, what: str, check: Checker) -> UnifiedSpec | None:
+    block = f"{what}: unified"
+    spec = check.mapping(node["unified"], node.at_value("unified"), block)
+    if spec is None:
+        return None
+    check.only_keys(spec, _UNIFIED_KEYS, block)
+    check.require(spec, ["table", "columns"], block)
+    table = check.text(spec, "table", block) or ""
+    key = check.text(spec, "key", block, "person_id") or "person_id"
+    policies = []
+    columns = check.mapping(spec["columns"], spec.at_value("columns"), f"{block}.columns") \
+        if "columns" in spec else None
+    for column, raw in (columns or {}).items():
+        policy = _policy(str(column), raw, columns.at_value(column), f"{block}.columns.{column}", check)
+        if policy is not None:
+            policies.append(policy)
+        if column == key:
+            check.add(columns.at_key(column), f"{block}.columns: {column!r} is the key column; "
+                      "syncd fills it with the person id")
+    return UnifiedSpec(table, check.text(spec, "target_schema", block), key, tuple(policies), spec.where)
+
+
+def _policy(column: str, raw: Any, where: Where, what: str, check: Checker) -> PolicySpec | None:
+    accepted = f"one of {', '.join(p for p in POLICY_NAMES if p != 'prefer')} or {{prefer: [a, b]}}"
+    if raw is None:
+        return PolicySpec(column, "latest", where)
+    if isinstance(raw, dict) and list(raw) == ["prefer"]:
+        order = [raw["prefer"]] if isinstance(raw["prefer"], str) else raw["prefer"]
+        if isinstance(order, list) and order and all(isinstance(n, str) for n in order):
+            return PolicySpec(column, "prefer", where, tuple(order))
+        problem = "prefer needs a list of mapping or source names, e.g. {prefer: [app, shop]}"
+    elif raw == "prefer":
+        problem = "prefer needs the order, e.g. {prefer: [app, shop]}"
+    elif isinstance(raw, str) and raw in POLICY_NAMES:
+        return PolicySpec(column, raw, where)
+    elif isinstance(raw, str):
+        problem = f"unknown policy {raw!r}{closest(raw, set(POLICY_NAMES))}; use {accepted}"
+    else:
+        problem = f"a policy is {accepted}, got {raw!r}"
+    check.add(where, f"{what}: {problem}")
+    return None
+
+
+def link_identities(specs: list[MappingSpec], identities: list[IdentityDef], check: Checker,
+                    source_names: set[str] | None = None) -> list[MappingSpec]:
+    """Rules across files for identity spaces; returns the specs with their spaces attached."""
+    spaces: dict[str, IdentityDef] = {}
+    for identity in identities:
+        if identity.name in spaces:
+            first = spaces[identity.name].where
+            check.add(identity.where, f"identity {identity.name!r} is also declared at "
+                      f"{first.file}:{first.line}")
+            continue
+        spaces[identity.name] = identity
+    members: dict[str, list[MappingSpec]] = {name: [] for name in spaces}
+    for spec in specs:
+        if spec.identity is not None:
+            if spec.identity.name in spaces:
+                members[spec.identity.name].append(spec)
+            else:
+                check.add(spec.identity.where, f"mapping {spec.name!r}: unknown identity "
+                          f"{spec.identity.name!r}{closest(spec.identity.name, set(spaces))}"
+                          f"{_declared(spaces)}")
+    kinds = {name: {k for s in group for k, _ in s.identity.match}  # type: ignore[union-attr]
+             for name, group in members.items()}
+    for spec in specs:
+        for lookup in spec.lookups:
+            _check_lookup(spec, lookup, spaces, kinds, check)
+    for name, identity in spaces.items():
+        if not members[name]:
+            check.add(identity.where, f"identity {name!r} is not used: no mapping has "
+                      f"identity: {{name: {name}, ...}}")
+        if identity.unified is not None:
+            _check_unified(identity, members[name], specs, source_names, check)
+    linked = {name: dataclasses.replace(identity, references=_references(name, specs))
+              for name, identity in spaces.items()}
+    return [_attach(spec, linked) for spec in specs]
+
+
+def _declared(spaces: dict[str, IdentityDef]) -> str:
+    if not spaces:
+        return "; declare it under a top-level 'identities:' list, e.g. identities: [{name: person}]"
+    return f"; declared: {sorted(spaces)}"
+
+
+def _check_lookup(spec: MappingSpec, lookup: LookupSpec, spaces: dict[str, IdentityDef],
+                  kinds: dict[str, set[str]], check: Checker) -> None:
+    what = f"mapping {spec.name!r}: column {lookup.target!r}: lookup"
+    if lookup.identity not in spaces:
+        check.add(lookup.where, f"{what}: unknown identity {lookup.identity!r}"
+                  f"{closest(lookup.identity, set(spaces))}{_declared(spaces)}")
+    elif lookup.kind not in kinds[lookup.identity]:
+        check.add(lookup.where, f"{what}: no mapping of identity {lookup.identity!r} matches on "
+                  f"{lookup.kind!r}{closest(lookup.kind, kinds[lookup.identity])}; match keys: "
+                  f"{sorted(kinds[lookup.identity])}")
+
+
+def _check_unified(identity: IdentityDef, group: list[MappingSpec], specs: list[MappingSpec],
+                   source_names: set[str] | None, check: Checker) -> None:
+    assert identity.unified is not None
+    mapped = {c.target for s in group for c in s.columns}
+    names = {s.name for s in group} | {s.source for s in group} | set(source_names or ())
+    what = f"identity {identity.name!r}: unified.columns"
+    for policy in identity.unified.policies:
+        if policy.column not in mapped:
+            check.add(policy.where, f"{what}.{policy.column}: no mapping of identity "
+                      f"{identity.name!r} maps column {policy.column!r}{closest(policy.column, mapped)}, "
+                      "so it would always be NULL")
+        for name in policy.prefer:
+            if name not in names:
+                check.add(policy.where, f"{what}.{policy.column}: prefer: {name!r} is neither a "
+                          f"mapping of this identity nor a source{closest(name, names)}")
+    for spec in specs:
+        if spec.target == identity.unified.table and spec.target_schema == identity.unified.target_schema:
+            check.add(identity.unified.where, f"identity {identity.name!r}: unified table "
+                      f"{spec.target!r} is also written by mapping {spec.name!r}; syncd writes the "
+                      "unified table itself")
+            break
+
+
+def _references(name: str, specs: list[MappingSpec]) -> tuple[tuple[str | None, str, str], ...]:
+    found: dict[tuple[str | None, str, str], None] = {}
+    for spec in specs:
+        if spec.identity is not None and spec.identity.name == name and spec.identity.column:
+            found[(spec.target_schema, spec.target, spec.identity.column)] = None
+        for lookup in spec.lookups:
+            if lookup.identity == name:
+                found[(spec.target_schema, spec.target, lookup.target)] = None
+    return tuple(found)
+
+
+def _attach(spec: MappingSpec, spaces: dict[str, IdentityDef]) -> MappingSpec:
+    if spec.identity is None and not spec.lookups:
+        return spec
+    identity = spec.identity
+    if identity is not None:
+        identity = dataclasses.replace(identity, space=spaces.get(identity.name))
+    lookups = tuple(dataclasses.replace(lk, space=spaces.get(lk.identity)) for lk in spec.lookups)
+    return dataclasses.replace(spec, identity=identity, lookups=lookups)

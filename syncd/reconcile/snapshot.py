@@ -179,6 +179,22 @@ def snapshot(config: Config, plans: dict[str, SourcePlan], *, source: str | None
     return results
 
 
+def initial_copy(config: Config, plan: SourcePlan, *, stop: threading.Event,
+                 chunk_rows: int = DEFAULT_CHUNK_ROWS) -> SnapshotResult:
+    """`syncd run`'s initial load, by a process that already holds the source's lock.
+
+    The same resumable copy as `syncd snapshot` without a daemon: an interrupted load continues
+    from its last finished chunk, and the checkpoint is written when every table is copied.
+    """
+    job = _Job(config, {plan.source.name: plan}, plan, tables=plan.by_table(), mapping=None,
+               chunk_rows=chunk_rows, stop=stop, progress=None)
+    conn = connect(config.target, f"syncd:snapshot:{plan.source.name}")
+    try:
+        return job._direct(conn)
+    finally:
+        conn.close()
+
+
 class _Job:
     """One source's snapshot."""
 

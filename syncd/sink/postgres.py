@@ -5,6 +5,10 @@ A batch is reduced by target key (the last operation on a key wins), then writte
 it cannot store), the batch is rolled back and replayed one operation at a time inside
 savepoints: the rejected operations become dead letters naming PostgreSQL's reason, the rest is
 applied, and the checkpoint still moves in the same transaction.
+
+Operations of mappings with an `identity:` block or `lookup:` columns are resolved to person ids
+first, in the same transaction (`syncd.identity.session`), and the unified rows of the persons
+they touch are rebuilt after the rows are written.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from psycopg import sql
 
 from syncd.config import TargetConfig
 from syncd.errors import SinkUnavailable
+from syncd.identity.session import IdentitySession, spaces_of
 from syncd.model import DeadLetter, Delete, DeleteSlice, RowOp, SoftDelete, TargetTable, Upsert
 from syncd.sink.state import (
     Checkpoint,
@@ -120,7 +125,11 @@ def _reduce_run(ops: list[PlannedOp]) -> list[PlannedOp]:
             if isinstance(previous.op, Upsert):
                 # The row must exist, marked deleted, exactly as if both had been applied.
                 values = {**previous.op.values, planned.op.column: planned.op.at}
-                kept = PlannedOp(dataclasses.replace(previous.op, values=values), planned.origin)
+                claim = previous.op.identity
+                if claim is not None:  # the record was seen (it links), then deleted (no contribution)
+                    claim = dataclasses.replace(claim, alive=False)
+                kept = PlannedOp(dataclasses.replace(previous.op, values=values, identity=claim),
+                                 planned.origin)
             elif isinstance(previous.op, Delete):
                 kept = previous  # marking a row deleted after removing it changes nothing
         last[key] = kept
@@ -273,15 +282,19 @@ class PostgresSink:
             write_checkpoint(cur, schema, batch.checkpoint)
 
     def _apply_grouped(self, cur: psycopg.Cursor, ops: list[PlannedOp]) -> None:
+        identity = IdentitySession(cur, self.target.state_schema)
+        identity.lock(spaces_of(ops))  # before any row is written: no lock waits while holding rows
         segment: list[PlannedOp] = []
         for planned in ops:
             if isinstance(planned.op, DeleteSlice):
-                self._apply_segment(cur, segment)
+                self._apply_segment(cur, identity.resolve(segment))
                 segment = []
+                identity.release_slice(planned)
                 cur.execute(*self.statements.for_op(planned.op))
             else:
                 segment.append(planned)
-        self._apply_segment(cur, segment)
+        self._apply_segment(cur, identity.resolve(segment))
+        identity.finish()
 
     def _apply_segment(self, cur: psycopg.Cursor, ops: list[PlannedOp]) -> None:
         # Deletes first: a unique value freed by a delete may be taken by an upsert.
@@ -297,13 +310,27 @@ class PostgresSink:
     def _apply_each(self, conn: psycopg.Connection, cur: psycopg.Cursor,
                     ops: list[PlannedOp]) -> list[DeadLetter]:
         rejected = []
+        identity = IdentitySession(cur, self.target.state_schema)
+        identity.lock(spaces_of(ops))
         for planned in ops:
-            statement, params = self.statements.for_op(planned.op)
             try:
                 with conn.transaction():
-                    cur.execute(statement, params)
+                    if isinstance(planned.op, DeleteSlice):
+                        identity.release_slice(planned)
+                        op = planned.op
+                    else:
+                        op = identity.resolve([planned])[0].op
+                    cur.execute(*self.statements.for_op(op))
             except _ROW_REJECTED as exc:
                 rejected.append(dataclasses.replace(planned.origin, reason=rejection_reason(exc)))
+        for space, person, origin in identity.pending():
+            try:
+                with conn.transaction():
+                    identity.recompute(space, [person])
+            except _ROW_REJECTED as exc:
+                if origin is not None:
+                    rejected.append(dataclasses.replace(origin, reason=(
+                        f"unified row of person {person} (identity {space}): {rejection_reason(exc)}")))
         return rejected
 
 

@@ -1,4 +1,5 @@
-"""syncd's own tables in `state_schema`: checkpoints, dead letters, runs, snapshot progress."""
+"""syncd's own tables in `state_schema`: checkpoints, dead letters, runs, snapshot progress, identity
+links (`syncd.identity`)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from syncd.model import DeadLetter, Position
 SCHEMA_VERSION = 1
 
 _DDL = """
-CREATE SCHEMA IF NOT EXISTS {schema};
 CREATE TABLE IF NOT EXISTS {schema}.schema_version (
     version integer NOT NULL
 );
@@ -117,6 +117,56 @@ CREATE TABLE IF NOT EXISTS {schema}.paused_mappings (
 );
 ALTER TABLE {schema}.repair_requests ADD COLUMN IF NOT EXISTS dead_letter_reasons jsonb;
 CREATE INDEX IF NOT EXISTS repair_requests_pending ON {schema}.repair_requests (source, status, id);
+CREATE TABLE IF NOT EXISTS {schema}.identity_persons (
+    space       text NOT NULL,
+    person_id   bigint NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    merged_into bigint,
+    merged_at   timestamptz,
+    PRIMARY KEY (space, person_id)
+);
+CREATE TABLE IF NOT EXISTS {schema}.identity_links (
+    space       text NOT NULL,
+    kind        text NOT NULL,
+    key_hash    text NOT NULL,
+    person_id   bigint NOT NULL,
+    mapping     text NOT NULL,
+    source_key  text NOT NULL,
+    linked_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (space, kind, key_hash)
+);
+CREATE INDEX IF NOT EXISTS identity_links_person ON {schema}.identity_links (space, person_id);
+CREATE TABLE IF NOT EXISTS {schema}.identity_contributions (
+    space        text NOT NULL,
+    mapping      text NOT NULL,
+    source_key   text NOT NULL,
+    person_id    bigint NOT NULL,
+    source       text NOT NULL,
+    target_table text NOT NULL,
+    keys         text[] NOT NULL,
+    "values"     jsonb,
+    commit_time  timestamptz NOT NULL,
+    first_seen   timestamptz NOT NULL,
+    deleted_at   timestamptz,
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (space, mapping, source_key)
+);
+CREATE INDEX IF NOT EXISTS identity_contributions_person
+    ON {schema}.identity_contributions (space, person_id);
+CREATE TABLE IF NOT EXISTS {schema}.identity_merges (
+    id          bigserial PRIMARY KEY,
+    space       text NOT NULL,
+    survivor    bigint NOT NULL,
+    merged      bigint[] NOT NULL,
+    mapping     text NOT NULL,
+    source      text NOT NULL,
+    source_key  text NOT NULL,
+    key_kinds   text[] NOT NULL,
+    position    text NOT NULL,
+    commit_time timestamptz,
+    merged_at   timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS identity_merges_survivor ON {schema}.identity_merges (space, survivor);
 """
 
 
@@ -135,6 +185,10 @@ class Checkpoint:
 def create_state_schema(conn: psycopg.Connection, schema: str) -> None:
     """Create the state tables if missing (idempotent), in one transaction."""
     with conn.transaction():
+        # CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the schema exists;
+        # a least-privilege role owns just the schema, so only create it when it is missing.
+        if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone() is None:
+            conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
         statements = sql.SQL(_DDL).format(schema=sql.Identifier(schema))
         conn.execute(statements)
         version = sql.SQL("SELECT version FROM {}.schema_version").format(sql.Identifier(schema))

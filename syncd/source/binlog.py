@@ -150,7 +150,7 @@ class BinlogReader:
         elif isinstance(event, XAPrepareEvent):
             self._prepare(event)
         elif isinstance(event, HeartbeatLogEvent):
-            yield Heartbeat(self.source.name)
+            yield Heartbeat(self.source.name, self.position() if self._open is None else None)
         elif isinstance(event, NotImplementedEvent) and event.event_type != _ANONYMOUS_GTID:
             raise StreamError(self.source.name, f"binlog event type {event.event_type} cannot be "
                               "read (compressed binlog? check log_bin_compress / "

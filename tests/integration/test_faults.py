@@ -144,6 +144,8 @@ def assert_converges(scenario: Scenario, timeout: float = 120) -> int:
     """The target equals the source through the mapping, and nothing is dead-lettered twice."""
     want = expected(scenario)
     eventually(lambda: actual(scenario) == want, timeout)
+    result = scenario.cli("reconcile", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr   # 0 = in sync, zero drift
     duplicates = scenario.target("SELECT count(*) - count(DISTINCT (source, mapping, row_key, "
                                  "binlog_position, event_pos, row_index)) FROM syncd.dead_letters")
     assert duplicates == [(0,)]

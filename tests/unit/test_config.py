@@ -307,7 +307,8 @@ class TestSecret:
         config = load_config(write(tmp_path, ISSUE_EXAMPLE))
         shop = config.sources["shop"].connection_kwargs()
         assert shop == {"host": "127.0.0.1", "port": 3306, "user": "syncd", "password": "from-env",
-                        "charset": "utf8mb4", "connect_timeout": 10}
+                        "charset": "utf8mb4", "connect_timeout": 10, "read_timeout": 120,
+                        "write_timeout": 120}
         app = config.sources["app"]
         assert app.password == Secret(file="app.pw")
         monkeypatch.delenv("SHOP_DB_PASSWORD")

@@ -1,0 +1,457 @@
+"""Identity resolution against PostgreSQL, inside the sink's target transaction.
+
+For each batch of row operations (`resolve`):
+
+1. lock the identity spaces the operations touch (`pg_advisory_xact_lock`, sorted by name, held
+   until the target transaction ends): two sources' pipelines resolving in the same space take
+   turns, so neither can see the other's half-done merge, and a kill -9 at any moment rolls the
+   whole transaction back: links, merges, re-pointed rows, unified rows and checkpoint alike;
+2. load the links and records the operations name into a `core.LinkStore` (the person ids are
+   numbered on from the space's largest one);
+3. run the pure model (`core.claim` / `core.lookup` / `core.release`) over the operations, in order;
+4. write back what the store's journal says changed: new persons, merges (persons, links and
+   contributions re-pointed, every target column holding the space's person ids re-pointed, the
+   merged persons' unified rows removed, an audit row in `identity_merges`), new links, and the
+   records' contributions;
+5. return the operations with their person columns filled in.
+
+`pending` and `recompute` then rebuild the unified row of every person the batch touched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+import structlog
+from psycopg import sql
+
+from syncd.identity import core
+from syncd.identity.keys import decode_values, encode_values, record_id
+from syncd.identity.policies import Contribution, unify
+from syncd.identity.space import KNOWN
+from syncd.model import (
+    DeadLetter,
+    Delete,
+    DeleteSlice,
+    IdentityClaim,
+    IdentityRelease,
+    IdentitySpace,
+    RowOp,
+    SoftDelete,
+    TargetTable,
+    Upsert,
+)
+
+if TYPE_CHECKING:
+    from syncd.sink.postgres import PlannedOp
+
+log = structlog.get_logger("syncd.identity")
+
+LOCK_CLASS = 0x5349
+"""First key of identity advisory locks ("SI"); syncd's source locks use 0x5359."""
+
+_SEP = "\x1f"
+
+
+def spaces_of(ops: Iterable[PlannedOp]) -> set[str]:
+    """The identity spaces whose locks these operations need."""
+    names: set[str] = set()
+    for planned in ops:
+        op = planned.op
+        if isinstance(op, Upsert):
+            if op.identity is not None:
+                names.add(op.identity.space.name)
+            names.update(lookup.space.name for lookup in op.lookups)
+        elif isinstance(op, Delete | SoftDelete) and op.identity is not None:
+            names.add(op.identity.space.name)
+    return names
+
+
+def _name(mapping: str, record: str) -> str:
+    """A record in the pure model: its mapping and its target key."""
+    return f"{mapping}{_SEP}{record}"
+
+
+def _key_text(key: core.Key) -> str:
+    return f"{key[0]}:{key[1]}"
+
+
+def _key_of(text: str) -> core.Key:
+    kind, _, value = text.partition(":")
+    return kind, value
+
+
+@dataclass
+class _Final:
+    """What a batch leaves of one record: its last claim, and whether it ends deleted."""
+
+    claim: IdentityClaim | None = None
+    release: IdentityRelease | None = None
+    deleted_at: datetime | None = None
+
+
+@dataclass
+class _Work:
+    """One space's part of a batch."""
+
+    space: IdentitySpace
+    keys: set[core.Key] = field(default_factory=set)
+    records: set[str] = field(default_factory=set)
+    store: core.LinkStore | None = None
+    preloaded: set[core.Key] = field(default_factory=set)
+    linker: dict[core.Key, tuple[str, str]] = field(default_factory=dict)
+    final: dict[str, _Final] = field(default_factory=dict)
+    origins: dict[int, DeadLetter] = field(default_factory=dict)
+
+
+class IdentitySession:
+    """The identity work of one target transaction, over the sink's cursor."""
+
+    def __init__(self, cur: psycopg.Cursor, schema: str) -> None:
+        self.cur = cur
+        self.schema = schema
+        self.spaces: dict[str, IdentitySpace] = {}
+        self._touched: dict[tuple[str, int], DeadLetter | None] = {}
+
+    def _sql(self, text: str, **names: Any) -> sql.Composed:
+        return sql.SQL(text).format(s=sql.Identifier(self.schema), **names)
+
+    def lock(self, names: Iterable[str]) -> None:
+        """Take the spaces' transaction locks, in name order (no deadlock between spaces)."""
+        # Taken again on every call (a counter increment when held): a lock taken inside a
+        # savepoint that was rolled back is gone.
+        for name in sorted(set(names)):
+            self.cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+                             (LOCK_CLASS, f"{self.schema}.{name}"))
+
+    # ------------------------------------------------------------------ resolving a batch
+
+    def resolve(self, ops: list[PlannedOp]) -> list[PlannedOp]:
+        """Resolve the operations' persons; returns them with person columns filled."""
+        work: dict[str, _Work] = {}
+        for planned in ops:
+            self._collect(planned.op, work)
+        if not work:
+            return ops
+        self.lock(work)
+        for item in work.values():
+            self._load(item)
+        for planned in ops:
+            self._run(planned, work)
+        for item in work.values():
+            self._flush(item)
+        return [self._fill(planned, work) for planned in ops]
+
+    def _space(self, space: IdentitySpace, work: dict[str, _Work]) -> _Work:
+        self.spaces[space.name] = space
+        if space.name not in work:
+            work[space.name] = _Work(space)
+        return work[space.name]
+
+    def _collect(self, op: RowOp, work: dict[str, _Work]) -> None:
+        if isinstance(op, Upsert):
+            if op.identity is not None:
+                item = self._space(op.identity.space, work)
+                item.keys.update(op.identity.keys)
+                item.records.add(_name(op.identity.mapping, op.identity.record))
+            for lookup in op.lookups:
+                item = self._space(lookup.space, work)
+                if lookup.key_hash is not None:
+                    item.keys.add((lookup.kind, lookup.key_hash))
+        elif isinstance(op, Delete | SoftDelete) and op.identity is not None:
+            item = self._space(op.identity.space, work)
+            item.records.add(_name(op.identity.mapping, op.identity.record))
+
+    def _load(self, item: _Work) -> None:
+        space = item.space.name
+        row = self.cur.execute(self._sql("SELECT coalesce(max(person_id), 0) FROM {s}.identity_persons "
+                                         "WHERE space = %s"), (space,)).fetchone()
+        ids = iter(range(int(row[0]) + 1 if row else 1, 2**62))
+        store = core.LinkStore(new_id=lambda: next(ids))
+        if item.keys:
+            kinds, hashes = zip(*sorted(item.keys), strict=True)
+            found = self.cur.execute(self._sql(
+                "SELECT kind, key_hash, person_id FROM {s}.identity_links WHERE space = %s AND "
+                "(kind, key_hash) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"),
+                (space, list(kinds), list(hashes))).fetchall()
+            store.links = {(kind, value): person for kind, value, person in found}
+        if item.records:
+            mappings, records = zip(*(n.split(_SEP, 1) for n in sorted(item.records)), strict=True)
+            found = self.cur.execute(self._sql(
+                "SELECT mapping, source_key, person_id, keys, deleted_at IS NULL "
+                "FROM {s}.identity_contributions WHERE space = %s AND "
+                "(mapping, source_key) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"),
+                (space, list(mappings), list(records))).fetchall()
+            store.records = {_name(m, r): core.RecordState(person, frozenset(_key_of(k) for k in keys), alive)
+                             for m, r, person, keys, alive in found}
+        item.store = store
+        item.preloaded = set(store.links)
+
+    def _run(self, planned: PlannedOp, work: dict[str, _Work]) -> None:
+        op = planned.op
+        if isinstance(op, Upsert):
+            claim = op.identity
+            if claim is not None:
+                item = work[claim.space.name]
+                assert item.store is not None
+                name = _name(claim.mapping, claim.record)
+                result = core.claim(item.store, name, claim.keys, cause=claim, alive=claim.alive)
+                for key in claim.keys:
+                    item.linker.setdefault(key, (claim.mapping, claim.record))
+                item.final[name] = _Final(claim, None, None if claim.alive else claim.commit_time)
+                self._touch(item, result.person, planned.origin)
+            for lookup in op.lookups:
+                if lookup.key_hash is None:
+                    continue
+                item = work[lookup.space.name]
+                assert item.store is not None
+                key = (lookup.kind, lookup.key_hash)
+                core.lookup(item.store, key)
+                item.linker.setdefault(key, (lookup.mapping, lookup.record))
+        elif isinstance(op, Delete | SoftDelete) and op.identity is not None:
+            release = op.identity
+            item = work[release.space.name]
+            assert item.store is not None
+            name = _name(release.mapping, release.record)
+            person = core.release(item.store, name)
+            if person is not None:
+                final = item.final.setdefault(name, _Final())
+                final.release = release
+                final.deleted_at = release.at or datetime.now(UTC)
+                self._touch(item, person, planned.origin)
+
+    def _touch(self, item: _Work, person: int, origin: DeadLetter) -> None:
+        self._touched[(item.space.name, person)] = origin
+
+    def _fill(self, planned: PlannedOp, work: dict[str, _Work]) -> PlannedOp:
+        op = planned.op
+        if not isinstance(op, Upsert) or (op.identity is None and not op.lookups):
+            return planned
+        values = dict(op.values)
+        claim = op.identity
+        if claim is not None and claim.column is not None:
+            store = work[claim.space.name].store
+            assert store is not None
+            values[claim.column] = store.record_person(_name(claim.mapping, claim.record))
+        for lookup in op.lookups:
+            store = work[lookup.space.name].store
+            assert store is not None
+            values[lookup.column] = (None if lookup.key_hash is None
+                                     else store.key_person((lookup.kind, lookup.key_hash)))
+        return dataclasses.replace(planned, op=dataclasses.replace(op, values=values))
+
+    # ------------------------------------------------------------------ writing back
+
+    def _flush(self, item: _Work) -> None:
+        store = item.store
+        assert store is not None
+        space = item.space.name
+        if store.created:
+            self.cur.executemany(self._sql("INSERT INTO {s}.identity_persons (space, person_id) "
+                                           "VALUES (%s, %s)"), [(space, p) for p in store.created])
+        for merge in store.merges:
+            self._merge(item, merge)
+        new_links = [(space, kind, value, store.key_person((kind, value)), *item.linker[(kind, value)])
+                     for kind, value in store.changed_links if (kind, value) not in item.preloaded]
+        if new_links:
+            self.cur.executemany(self._sql(
+                "INSERT INTO {s}.identity_links (space, kind, key_hash, person_id, mapping, source_key) "
+                "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (space, kind, key_hash) "
+                "DO UPDATE SET person_id = EXCLUDED.person_id"), new_links)
+        self._write_records(item)
+
+    def _write_records(self, item: _Work) -> None:
+        store = item.store
+        assert store is not None
+        upserts, releases = [], []
+        for name, final in item.final.items():
+            person = store.record_person(name)
+            if final.claim is not None:
+                claim = final.claim
+                values = None if final.deleted_at else encode_values(claim.values)
+                upserts.append((item.space.name, claim.mapping, claim.record, person, claim.source,
+                                str(claim.table), [_key_text(k) for k in sorted(claim.keys)], values,
+                                claim.commit_time, claim.commit_time, final.deleted_at))
+            elif final.release is not None:
+                releases.append((final.deleted_at, item.space.name, final.release.mapping,
+                                 final.release.record))
+        if upserts:
+            self.cur.executemany(self._sql(
+                'INSERT INTO {s}.identity_contributions (space, mapping, source_key, person_id, source, '
+                'target_table, keys, "values", commit_time, first_seen, deleted_at) '
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (space, mapping, source_key) DO UPDATE SET person_id = EXCLUDED.person_id, "
+                "source = EXCLUDED.source, target_table = EXCLUDED.target_table, keys = EXCLUDED.keys, "
+                '"values" = EXCLUDED."values", commit_time = EXCLUDED.commit_time, '
+                "deleted_at = EXCLUDED.deleted_at, updated_at = now()"), upserts)
+        if releases:
+            self.cur.executemany(self._sql(
+                'UPDATE {s}.identity_contributions SET deleted_at = %s, "values" = NULL, updated_at = now() '
+                "WHERE space = %s AND mapping = %s AND source_key = %s AND deleted_at IS NULL"), releases)
+
+    def _merge(self, item: _Work, merge: core.Merge) -> None:
+        space = item.space
+        params = {"space": space.name, "survivor": merge.survivor, "merged": list(merge.merged)}
+        self.cur.execute(self._sql(
+            "UPDATE {s}.identity_persons SET merged_into = %(survivor)s, merged_at = now() "
+            "WHERE space = %(space)s AND (person_id = ANY(%(merged)s) OR merged_into = ANY(%(merged)s))"),
+            params)
+        for table in ("identity_links", "identity_contributions"):
+            self.cur.execute(self._sql("UPDATE {s}.{t} SET person_id = %(survivor)s "
+                                       "WHERE space = %(space)s AND person_id = ANY(%(merged)s)",
+                                       t=sql.Identifier(table)), params)
+        repointed = 0
+        for table, column in space.references:
+            self.cur.execute(sql.SQL("UPDATE {} SET {} = %(survivor)s WHERE {} = ANY(%(merged)s)").format(
+                _table(table), sql.Identifier(column), sql.Identifier(column)), params)
+            repointed += max(self.cur.rowcount, 0)
+        if space.unified is not None:
+            self.cur.execute(sql.SQL("DELETE FROM {} WHERE {} = ANY(%(merged)s)").format(
+                _table(space.unified.table), sql.Identifier(space.unified.key)), params)
+        claim = merge.cause
+        assert isinstance(claim, IdentityClaim)  # only claims merge
+        mapping, _, record = merge.record.partition(_SEP)
+        self.cur.execute(self._sql(
+            "INSERT INTO {s}.identity_merges (space, survivor, merged, mapping, source, source_key, "
+            "key_kinds, position, commit_time) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"),
+            (space.name, merge.survivor, list(merge.merged), mapping, claim.source, record,
+             list(merge.kinds), claim.position, claim.commit_time))
+        origin = None
+        for person in merge.merged:
+            origin = self._touched.pop((space.name, person), None) or origin
+        if origin is not None:
+            self._touched.setdefault((space.name, merge.survivor), origin)
+        log.info("identity_merged", space=space.name, survivor=merge.survivor, merged=list(merge.merged),
+                 mapping=mapping, source_key=record, kinds=list(merge.kinds),
+                 position=claim.position, rows_repointed=repointed)
+
+    # ------------------------------------------------------------------ TRUNCATE
+
+    def release_slice(self, planned: PlannedOp) -> None:
+        """A source TRUNCATE removed a mapping's slice: its records stop contributing."""
+        op = planned.op
+        assert isinstance(op, DeleteSlice)
+        columns = tuple(c for c, _ in op.slice)
+        match = record_id(columns, tuple(v for _, v in op.slice))
+        where = ("target_table = %s AND deleted_at IS NULL AND source_key::jsonb @> %s::jsonb")
+        spaces = [r[0] for r in self.cur.execute(self._sql(
+            f"SELECT DISTINCT space FROM {{s}}.identity_contributions WHERE {where}"),
+            (str(op.table), match)).fetchall()]
+        if not spaces:
+            return
+        self.lock(spaces)
+        released = self.cur.execute(self._sql(
+            'UPDATE {s}.identity_contributions SET deleted_at = coalesce(%s, now()), "values" = NULL, '
+            f"updated_at = now() WHERE {where} RETURNING space, person_id"),
+            (op.at, str(op.table), match)).fetchall()
+        for space, person in released:
+            if space not in self.spaces and space in KNOWN:
+                self.spaces[space] = KNOWN[space]
+            self._touched[(space, person)] = planned.origin
+
+    # ------------------------------------------------------------------ unified rows
+
+    def pending(self) -> list[tuple[str, int, DeadLetter | None]]:
+        """The live persons whose unified rows this session must rebuild, with an origin each."""
+        found: dict[tuple[str, int], DeadLetter | None] = {}
+        by_space: dict[str, list[int]] = {}
+        for space, person in self._touched:
+            by_space.setdefault(space, []).append(person)
+        for space, persons in sorted(by_space.items()):
+            if space not in self.spaces or self.spaces[space].unified is None:
+                if space not in self.spaces:
+                    log.warning("identity_unified_not_recomputed", space=space, persons=len(persons),
+                                hint="run `syncd identity recompute`")
+                continue
+            rows = self.cur.execute(self._sql(
+                "SELECT person_id, coalesce(merged_into, person_id) FROM {s}.identity_persons "
+                "WHERE space = %s AND person_id = ANY(%s)"), (space, persons)).fetchall()
+            for person, live in rows:
+                found.setdefault((space, live), self._touched[(space, person)])
+        self._touched.clear()
+        return [(space, person, origin) for (space, person), origin in sorted(found.items())]
+
+    def recompute(self, space: str, persons: list[int]) -> None:
+        """Rebuild the unified rows of these live persons from their live contributions."""
+        definition = self.spaces[space]
+        recompute_unified(self.cur, self.schema, definition, persons)
+
+    def finish(self) -> None:
+        """Rebuild every touched person's unified row (grouped: one statement per kind)."""
+        by_space: dict[str, list[int]] = {}
+        for space, person, _origin in self.pending():
+            by_space.setdefault(space, []).append(person)
+        for space, persons in by_space.items():
+            self.recompute(space, persons)
+
+
+def _table(table: TargetTable) -> sql.Composed:
+    return sql.SQL("{}.{}").format(sql.Identifier(table.schema), sql.Identifier(table.name))
+
+
+def read_contributions(cur: psycopg.Cursor, schema: str, space: str,
+                       persons: list[int] | None) -> dict[int, list[Contribution]]:
+    """The live contributions of these persons (all persons of the space: None)."""
+    query = ('SELECT person_id, mapping, source, source_key, "values", commit_time, first_seen '
+             "FROM {s}.identity_contributions WHERE space = %s AND deleted_at IS NULL")
+    params: tuple[Any, ...] = (space,)
+    if persons is not None:
+        query += " AND person_id = ANY(%s)"
+        params = (space, persons)
+    found: dict[int, list[Contribution]] = {}
+    rows = cur.execute(sql.SQL(query).format(s=sql.Identifier(schema)), params).fetchall()
+    for person, mapping, source, record, values, commit_time, first_seen in rows:
+        data = values if isinstance(values, dict) else json.loads(values or "{}")
+        found.setdefault(person, []).append(
+            Contribution(mapping, source, record, decode_values(data), commit_time, first_seen))
+    return found
+
+
+def expected_unified(cur: psycopg.Cursor, schema: str, space: IdentitySpace,
+                     persons: list[int] | None = None) -> dict[int, dict[str, Any]]:
+    """What the unified table should hold (person id -> row without the key column), computed
+    from the stored contributions. For `syncd reconcile` and `syncd identity recompute`."""
+    if space.unified is None:
+        return {}
+    expected = {}
+    for person, contributions in read_contributions(cur, schema, space.name, persons).items():
+        row = unify(contributions, space.unified.policies)
+        if row is not None:
+            expected[person] = row
+    return expected
+
+
+def recompute_unified(cur: psycopg.Cursor, schema: str, space: IdentitySpace,
+                      persons: list[int] | None = None) -> tuple[int, int]:
+    """Write the unified rows of these persons (all: None); returns (rows written, rows removed).
+
+    Run inside a transaction holding the space's lock (`IdentitySession.lock`)."""
+    unified = space.unified
+    if unified is None:
+        return 0, 0
+    expected = expected_unified(cur, schema, space, persons)
+    table, key = _table(unified.table), sql.Identifier(unified.key)
+    if persons is None:
+        removed = cur.execute(sql.SQL("DELETE FROM {} WHERE NOT ({} = ANY(%s))").format(table, key),
+                              (list(expected),))
+    else:
+        gone = [p for p in persons if p not in expected]
+        removed = cur.execute(sql.SQL("DELETE FROM {} WHERE {} = ANY(%s)").format(table, key), (gone,))
+    count = max(removed.rowcount, 0)
+    if expected:
+        columns = [c for c, _, _ in unified.policies]
+        conflict = (sql.SQL("DO UPDATE SET {}").format(sql.SQL(", ").join(
+            sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in columns))
+            if columns else sql.SQL("DO NOTHING"))
+        statement = sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) {}").format(
+            table, sql.SQL(", ").join(sql.Identifier(c) for c in [unified.key, *columns]),
+            sql.SQL(", ").join(sql.Placeholder() * (len(columns) + 1)), key, conflict)
+        cur.executemany(statement, [(person, *(row[c] for c in columns))
+                                    for person, row in sorted(expected.items())])
+    return len(expected), count

@@ -1,0 +1,76 @@
+"""Reads syncd's state tables periodically for the metrics: dead letters pending, checkpoint age."""
+
+from __future__ import annotations
+
+import threading
+
+import structlog
+
+from syncd.config import Config
+from syncd.metrics import Metrics
+from syncd.sink.postgres import connect
+from syncd.sink.state import Checkpoint, pending_dead_letters, read_checkpoint
+
+log = structlog.get_logger("syncd.monitor")
+
+
+STATE_POLL_S = 10.0
+"""How often dead letters pending and checkpoints are read from the state schema."""
+
+
+class StateMonitor:
+    """Reads the state schema every STATE_POLL_S on its own thread and connection: dead letters
+    pending (metric) and checkpoints (checkpoint age; lets a failed source notice a snapshot)."""
+
+    def __init__(self, config: Config, metrics: Metrics) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.stop = threading.Event()
+        self._checkpoints: dict[str, Checkpoint] = {}
+        self._thread = threading.Thread(target=self._run, name="state-monitor", daemon=True)
+        self._failing = False
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self._thread.join(5)
+
+    def checkpoint(self, source: str) -> Checkpoint | None:
+        return self._checkpoints.get(source)
+
+    def _run(self) -> None:
+        conn = None
+        while True:
+            try:
+                if conn is None or conn.closed:
+                    conn = connect(self.config.target, "syncd:monitor")
+                self._poll(conn)
+                if self._failing:
+                    log.info("state_poll_recovered")
+                self._failing = False
+            except Exception as exc:
+                if not self._failing:
+                    log.warning("state_poll_failed", error=str(exc))
+                self._failing = True
+                if conn is not None:
+                    conn.close()
+                conn = None
+            if self.stop.wait(STATE_POLL_S):
+                break
+        if conn is not None:
+            conn.close()
+
+    def _poll(self, conn) -> None:
+        schema = self.config.target.state_schema
+        pending = pending_dead_letters(conn, schema)
+        for name in self.config.sources:
+            self.metrics.set_dead_letters_pending(name, pending.get(name, 0))
+            checkpoint = read_checkpoint(conn, schema, name)
+            if checkpoint is None:
+                self._checkpoints.pop(name, None)
+            else:
+                self._checkpoints[name] = checkpoint
+
+

@@ -1,0 +1,68 @@
+"""Reconciliation inside `syncd run`, every `reconcile.interval`, on a thread of its own.
+
+It must not run on a pipeline thread: with repair on, its repairs are queued for the very
+pipelines of this process, and its re-checks wait for their checkpoints.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import structlog
+
+from syncd.config import Config
+from syncd.errors import SyncdError
+from syncd.metrics import Metrics
+from syncd.reconcile.engine import MappingReport, reconcile
+from syncd.startup import SourcePlan
+
+log = structlog.get_logger("syncd.reconcile")
+
+
+class PeriodicReconcile:
+    """Reconciles the sources this process streams; records drift and repairs as metrics."""
+
+    def __init__(self, config: Config, plans: Callable[[], dict[str, SourcePlan]],
+                 active: Callable[[str], bool], metrics: Metrics, stop: threading.Event) -> None:
+        self.config = config
+        self.plans = plans
+        self.active = active
+        self.metrics = metrics
+        self.stop = stop
+        self.thread = threading.Thread(target=self._run, name="reconcile", daemon=True)
+
+    def start(self) -> None:
+        if self.config.reconcile.interval_s:
+            self.thread.start()
+
+    def _run(self) -> None:
+        settings = self.config.reconcile
+        assert settings.interval_s is not None
+        while not self.stop.wait(settings.interval_s):
+            for name, plan in self.plans().items():
+                if self.stop.is_set():
+                    return
+                if plan.mappings and self.active(name):
+                    self._pass(name)
+
+    def _pass(self, source: str) -> None:
+        settings = self.config.reconcile
+        try:
+            reports = reconcile(self.config, self.plans(), source=source, repair=settings.repair,
+                                chunk_rows=settings.chunk_rows, pause_s=settings.pause_s, stop=self.stop)
+        except SyncdError as exc:
+            log.error("reconcile_failed", source=source, error=str(exc))
+            return
+        for report in reports:
+            self._record(report)
+
+    def _record(self, report: MappingReport) -> None:
+        self.metrics.record_drift(report.mapping, missing=report.missing, extra=report.extra,
+                                  differ=report.differ)
+        if report.repaired:
+            self.metrics.record_repaired(report.mapping, report.repaired)
+        event = log.warning if report.status == "drift" else log.info
+        event("reconcile_finished", source=report.source, mapping=report.mapping, status=report.status,
+              rows_compared=report.rows_compared, missing=report.missing, extra=report.extra,
+              differ=report.differ, repaired=report.repaired)
