@@ -90,7 +90,7 @@ class TestSchemaChanges:
         shop = scenario.sources["shop"]
         shop.execute(order(1))
         process = scenario.start()
-        eventually(lambda: orders(scenario) == {1}, 60)
+        eventually(lambda: orders(scenario) == {1} and streaming(scenario), 60)
         shop.execute("ALTER TABLE orders DROP COLUMN phone")
         shop.execute(order_without_phone(2))
         shop.execute("INSERT INTO notes VALUES (1, 'still flowing')")

@@ -722,8 +722,10 @@ def test_purged_binlog_at_start_stops_only_that_source(make_scenario: Callable[.
     assert scenario.stop(process) == 0
 
 
-def test_purge_while_running_is_found_by_the_periodic_check(make_scenario: Callable[..., Scenario],
-                                                            lonely_shop: Source, app: Source) -> None:
+def test_an_idle_source_survives_a_purge_of_old_binlogs(make_scenario: Callable[..., Scenario],
+                                                        lonely_shop: Source, app: Source) -> None:
+    """The checkpoint of an idle source follows the server into a new binlog file (heartbeats),
+    so purging the old files while syncd runs costs nothing; the periodic check stays quiet."""
     scenario = make_scenario(lonely_shop, app, extra="alerts: {check_interval: 2s}\n")
     process = scenario.start()
     wait_streaming(scenario, "shop", "app")
@@ -731,13 +733,12 @@ def test_purge_while_running_is_found_by_the_periodic_check(make_scenario: Calla
     eventually(lambda: shop_ids_in_target(scenario) == {1}, 30)
     needed = checkpoint_of(scenario, "shop")
     assert needed is not None
-    purge_all_but_current(lonely_shop.server)  # the idle source's checkpoint is in the old file
-    failed = eventually(lambda: events_named(scenario, "source_failed", source="shop"), 30)[0]
-    assert f"{needed[0]} is no longer on the server" in failed["error"]
-    assert events_named(scenario, "binlog_purged", source="shop")
-    app.execute("INSERT INTO app_orders VALUES (6, 20, 100)")
-    eventually(lambda: scenario.target("SELECT 1 FROM orders WHERE channel = 'app' "
-                                       "AND source_order_id = 6"), 30)
+    purge_all_but_current(lonely_shop.server)
+    eventually(lambda: (c := checkpoint_of(scenario, "shop")) is not None and c[0] > needed[0], 30)
+    time.sleep(3)  # at least one periodic binlog check
+    assert not events_named(scenario, "source_failed", source="shop")
+    lonely_shop.execute(insert_order(2, "已支付"))
+    eventually(lambda: shop_ids_in_target(scenario) == {1, 2}, 30)
     assert scenario.stop(process) == 0
 
 
