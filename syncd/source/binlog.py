@@ -20,6 +20,7 @@ from pymysqlreplication.event import (
     MariadbGtidEvent,
     NotImplementedEvent,
     QueryEvent,
+    RotateEvent,
     XAPrepareEvent,
     XidEvent,
 )
@@ -149,7 +150,9 @@ class BinlogReader:
             yield from self._query(event)
         elif isinstance(event, XAPrepareEvent):
             self._prepare(event)
-        elif isinstance(event, HeartbeatLogEvent):
+        elif isinstance(event, HeartbeatLogEvent | RotateEvent):
+            # After a rotation (or while idle) with no transaction open, the position is a safe
+            # checkpoint: following it at once means an old binlog file is never needed for nothing.
             yield Heartbeat(self.source.name, self.position() if self._open is None else None)
         elif isinstance(event, NotImplementedEvent) and event.event_type != _ANONYMOUS_GTID:
             raise StreamError(self.source.name, f"binlog event type {event.event_type} cannot be "

