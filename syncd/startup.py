@@ -60,7 +60,7 @@ class SourcePlan:
 
 
 def load_specs(config: Config) -> list[MappingSpec]:
-    return load_mappings(config.mapping_paths, set(config.sources))
+    return load_mappings(config.mapping_paths, set(config.sources), config.target.schema)
 
 
 def target_table(spec: MappingSpec, config: Config) -> TargetTable:

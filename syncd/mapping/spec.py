@@ -154,8 +154,12 @@ def mapping_files(paths: Iterable[Path]) -> list[Path]:
     return files
 
 
-def load_mappings(paths: Iterable[Path], source_names: set[str] | None = None) -> list[MappingSpec]:
-    """Parse and statically check all mapping files; raises ConfigError listing every problem."""
+def load_mappings(paths: Iterable[Path], source_names: set[str] | None = None,
+                  default_schema: str | None = None) -> list[MappingSpec]:
+    """Parse and statically check all mapping files; raises ConfigError listing every problem.
+
+    `default_schema` is config's target.schema: a mapping without `target_schema` writes there.
+    """
     check = Checker()
     specs: list[MappingSpec] = []
     identities: list[IdentityDef] = []
@@ -167,7 +171,7 @@ def load_mappings(paths: Iterable[Path], source_names: set[str] | None = None) -
             continue
         specs.extend(parse_document(data, Where(str(file), 1, 1), check, source_names))
         identities.extend(parse_identities(data, check))
-    check_across(specs, check)
+    check_across(specs, check, default_schema)
     specs = link_identities(specs, identities, check, source_names)
     check.raise_if_any()
     return specs
@@ -215,6 +219,7 @@ def _mapping(data: Any, where: Where, check: Checker,
     delete = check.text(node, "delete", what, "hard") or "hard"
     soft_column = check.text(node, "soft_delete_column", what)
     _check_delete(node, what, delete, soft_column, check)
+    _check_filled_by_syncd(node, what, check, {c.target for c in columns})
     lookups = _lookups(node, what, check)
     identity = _identity(node, what, check) if "identity" in node else None
     _check_identity_columns(node, what, check, key=key, columns=columns, lookups=lookups,
@@ -246,6 +251,15 @@ def _check_delete(node: YamlMap, what: str, delete: str, soft_column: str | None
     if delete != "soft" and soft_column:
         check.add(node.at_key("soft_delete_column"),
                   f"{what}: soft_delete_column is only used with delete: soft")
+
+
+def _check_filled_by_syncd(node: YamlMap, what: str, check: Checker, listed: set[str]) -> None:
+    """syncd fills these columns itself; listing one under `columns` would be silently overridden."""
+    for key in ("soft_delete_column", "commit_time_column"):
+        column = node.get(key)
+        if isinstance(column, str) and column in listed:
+            check.add(node.at_value(key), f"{what}: {column!r} is the {key}, which syncd fills; "
+                      "remove it from columns")
 
 
 def _key(node: YamlMap, what: str, check: Checker, column_names: set[str]) -> tuple[str, ...]:
@@ -436,7 +450,7 @@ def _conditions(node: YamlMap, what: str, check: Checker) -> tuple[Condition, ..
     return tuple(conditions)
 
 
-def check_across(specs: list[MappingSpec], check: Checker) -> None:
+def check_across(specs: list[MappingSpec], check: Checker, default_schema: str | None = None) -> None:
     """Rules between mappings: unique names; fan-in mappings own disjoint key slices."""
     seen: dict[str, MappingSpec] = {}
     for spec in specs:
@@ -446,7 +460,7 @@ def check_across(specs: list[MappingSpec], check: Checker) -> None:
         seen[spec.name] = spec
     by_target: dict[tuple[str | None, str], list[MappingSpec]] = {}
     for spec in specs:
-        by_target.setdefault((spec.target_schema, spec.target), []).append(spec)
+        by_target.setdefault((spec.target_schema or default_schema, spec.target), []).append(spec)
     for group in by_target.values():
         _check_slices(group, check)
 
@@ -471,7 +485,8 @@ def slices_collide(a: MappingSpec, b: MappingSpec) -> bool:
     """Two slices can collide unless some constant key column differs between them."""
     a_slice, b_slice = a.slice_values(), b.slice_values()
     shared = set(a_slice) & set(b_slice)
-    return all(a_slice[c] == b_slice[c] for c in shared)
+    # Compared as text: `{value: 1}` and `{value: "1"}` land as the same value in a text column.
+    return all(str(a_slice[c]) == str(b_slice[c]) for c in shared)
 
 
 # --------------------------------------------------------------------------- identity
