@@ -93,3 +93,14 @@ class TestRepair:
         assert result.applied == 0
         assert result.dead_letters and "'已退款' is not in the map" in result.dead_letters[0]
         scenario.stop(process)
+
+    def test_periodic_reconcile_in_run_repairs_drift(self, scenario: Scenario) -> None:
+        """With reconcile.interval and repair on, `syncd run` finds and repairs drift by itself."""
+        scenario.write_config(SHOP_ORDERS_MAPPING, extra="reconcile: {interval: 2s, repair: true}\n")
+        scenario.sources["shop"].execute(*(insert(i) for i in (1, 2, 3)))
+        process = scenario.start()
+        eventually(lambda: len(shop_rows(scenario)) == 3, 60)
+        break_target(scenario)
+        eventually(lambda: shop_rows(scenario) == {**EXPECTED, 77: (0, None, True)}, 60)
+        eventually(lambda: '"status": "repaired"' in scenario.log_text(), 30)
+        assert scenario.stop(process) == 0
