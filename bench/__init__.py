@@ -1,0 +1,1 @@
+"""syncd's benchmark: `make bench` (`python -m bench`, see bench/__main__.py)."""

@@ -1,0 +1,983 @@
+"""The fast decoding path: the library's binlog events and values, decoded several times faster.
+
+`pymysqlreplication` spends most of an OLTP stream's time on work that repeats itself. Every
+transaction re-sends the TABLE_MAP events of the tables it touches, and the library parses each
+one into new Table and Column objects (40-80% of the time of single-row transactions). Every
+value goes through a chain of type tests and several small reads. Every packet goes through a
+wrapper object built with seventeen arguments. This module keeps the library's stream
+(connection, positions, rotation, all other event types) and replaces three steps:
+
+1. A TABLE_MAP event is parsed by the library once per distinct event body (the bytes after
+   the common header, table id included) and served from a cache afterwards. The key is the
+   bytes, not the table id: after DDL, FLUSH TABLES or a restart an id can be reused for
+   another definition, while equal bytes always mean the same definition.
+2. Row images are decoded by a function generated once per table definition (and null
+   pattern): runs of fixed-width numbers in one `struct` call, each other value by an
+   expression chosen when the function is built, with no per-column type dispatch.
+3. Row, XID and MariaDB GTID events are built without the packet wrapper, and rows are
+   decoded lazily, so rows of tables nobody reads cost nothing.
+
+Exactness is the contract. A table definition is always parsed by the library itself, and each
+value follows the library's decoding rule for rule, quirks included (YEAR 0 reads 1900, an
+empty BINARY value reads ``''``; TIME calls the library's own reader, which syncd corrects),
+so events and row dicts equal the library's: tests/integration/test_fastpath.py decodes one binlog both ways.
+What this module does not handle goes to the library unchanged: tables without full row
+metadata (no column names), MySQL binary JSON and old-style temporal columns, partial JSON
+updates, row images that are not FULL, v2 events with extra data, checksum verification.
+
+Use: ``install(BinLogStreamReader(...))`` before the first read. ``SYNCD_DECODER=library`` in
+the environment keeps the library's own decoding (for comparisons, or to rule this out).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import struct
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import pymysql
+from pymysql.protocol import MysqlPacket
+from pymysqlreplication import binlogstream
+from pymysqlreplication.binlogstream import BinLogStreamReader
+from pymysqlreplication.constants import BINLOG, FIELD_TYPE, NONE_SOURCE
+from pymysqlreplication.event import MariadbGtidEvent, XidEvent
+from pymysqlreplication.logger import logger
+from pymysqlreplication.packet import BinLogPacketWrapper
+from pymysqlreplication.row_event import (
+    DeleteRowsEvent,
+    RowsEvent,
+    TableMapEvent,
+    UpdateRowsEvent,
+    WriteRowsEvent,
+)
+from pymysqlreplication.table import Table
+
+DECODER_ENV = "SYNCD_DECODER"
+"""Environment variable: ``fast`` (default) or ``library``."""
+
+TABLE_CACHE_SIZE = 4096
+"""Distinct TABLE_MAP bodies kept per stream; the cache starts over when it is full."""
+
+PATTERN_LIMIT = 64
+"""Null patterns that get their own generated function per table; further ones share one."""
+
+_HEADER = struct.Struct("<IBIIIH")  # after the OK byte: timestamp, type, server id, size, next pos, flags
+_BODY = 20  # OK byte + 19-byte common header
+_CHECKSUM = 4
+_SKIP = object()  # fetchone goes on to the next packet
+_PER_EVENT = frozenset(("packet", "table_map", "timestamp", "event_size", "_ctl_connection"))
+
+_WRITE = (BINLOG.WRITE_ROWS_EVENT_V1, BINLOG.WRITE_ROWS_EVENT_V2)
+_UPDATE = (BINLOG.UPDATE_ROWS_EVENT_V1, BINLOG.UPDATE_ROWS_EVENT_V2)
+_DELETE = (BINLOG.DELETE_ROWS_EVENT_V1, BINLOG.DELETE_ROWS_EVENT_V2)
+_V2 = frozenset((BINLOG.WRITE_ROWS_EVENT_V2, BINLOG.UPDATE_ROWS_EVENT_V2, BINLOG.DELETE_ROWS_EVENT_V2))
+
+
+def enabled() -> bool:
+    """Whether readers should use the fast path (``SYNCD_DECODER`` is not ``library``)."""
+    return os.environ.get(DECODER_ENV, "fast").strip().lower() != "library"
+
+
+def install(stream: BinLogStreamReader) -> BinLogStreamReader:
+    """Switches a reader that has not read yet to the fast path; returns it.
+
+    Leaves it as it is when ``SYNCD_DECODER=library`` or when it verifies checksums.
+    """
+    if not enabled() or stream._BinLogStreamReader__verify_checksum:
+        return stream
+    stream.__class__ = FastBinLogStreamReader
+    assert isinstance(stream, FastBinLogStreamReader)
+    stream.fast_setup()
+    return stream
+
+
+# ---------------------------------------------------------------- events
+
+
+class _Packet:
+    """The header fields of a fast event's packet, named as on the library's packet wrapper."""
+
+    __slots__ = ("event_size", "event_type", "flags", "log_pos", "read_bytes", "server_id", "timestamp")
+
+    def __init__(self, header: tuple[int, int, int, int, int, int]) -> None:
+        self.timestamp, self.event_type, self.server_id, self.event_size, self.log_pos, self.flags = header
+        self.read_bytes = 0
+
+
+class _FastRows:
+    """Lazily decoded rows of a fast rows event (mixed into the library's rows event classes)."""
+
+    full_row_image = True
+    """Every row image holds every column: the column bitmaps were checked before decoding
+    (events with other images go to the library), so no value is None for 'cols bitmap'."""
+
+    _fast_decoder: RowDecoder
+    _fast_data: bytes
+    _fast_start: int
+    _fast_end: int
+    _fast_rows: list[dict[str, Any]] | None
+
+    def _decode(self) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        rows = self._fast_rows
+        if rows is None:
+            rows = self._fast_rows = self._decode()
+            self._fast_data = b""
+        return rows
+
+
+class FastWriteRowsEvent(_FastRows, WriteRowsEvent):
+    """A WRITE_ROWS event decoded by the fast path; ``rows`` as the library gives them."""
+
+    def _decode(self) -> list[dict[str, Any]]:
+        return self._fast_decoder.single_rows(self._fast_data, self._fast_start, self._fast_end, "values",
+                                              "none_sources")
+
+
+class FastDeleteRowsEvent(_FastRows, DeleteRowsEvent):
+    """A DELETE_ROWS event decoded by the fast path; ``rows`` as the library gives them."""
+
+    def _decode(self) -> list[dict[str, Any]]:
+        return self._fast_decoder.single_rows(self._fast_data, self._fast_start, self._fast_end, "values",
+                                              "none_sources")
+
+
+class FastUpdateRowsEvent(_FastRows, UpdateRowsEvent):
+    """An UPDATE_ROWS event decoded by the fast path; ``rows`` as the library gives them."""
+
+    def _decode(self) -> list[dict[str, Any]]:
+        return self._fast_decoder.update_rows(self._fast_data, self._fast_start, self._fast_end)
+
+
+class FastTableMapEvent(TableMapEvent):
+    """A TABLE_MAP event served from the cache: the attributes of the library's first parse."""
+
+
+_ROWS_CLASSES: dict[int, tuple[type[_FastRows], type[RowsEvent], int]] = {}
+for _type in _WRITE:
+    _ROWS_CLASSES[_type] = (FastWriteRowsEvent, WriteRowsEvent, 1)
+for _type in _UPDATE:
+    _ROWS_CLASSES[_type] = (FastUpdateRowsEvent, UpdateRowsEvent, 2)
+for _type in _DELETE:
+    _ROWS_CLASSES[_type] = (FastDeleteRowsEvent, DeleteRowsEvent, 1)
+
+
+# ---------------------------------------------------------------- the stream
+
+
+class FastBinLogStreamReader(BinLogStreamReader):
+    """BinLogStreamReader with the fast path; made by `install`, or constructed directly.
+
+    ``fetchone`` does what the library's does (same positions, rotation, filters and event
+    order), handing every packet it does not decode itself to the library's packet wrapper.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fast_setup()
+
+    def fast_setup(self) -> None:
+        self._fast_tables: dict[bytes, tuple[dict[str, Any], Table] | None] = {}
+        self._fast_header_lengths: Any = None
+        self._common: dict[str, Any] | None = None
+        self.fast_stats = {"table_map_hits": 0, "table_map_parsed": 0, "fast_rows": 0, "library_rows": 0}
+        # The library's settings that never change after __init__, under short names.
+        private = self._private
+        self._allowed = private("allowed_events")
+        self._allowed_in_packet = private("allowed_events_in_packet")
+        self._filters = (private("only_tables"), private("ignored_tables"), private("only_schemas"),
+                         private("ignored_schemas"))
+        self._decode_errors = private("ignore_decode_errors")
+
+    def _private(self, name: str) -> Any:
+        """One of the library's private attributes (``self.__name`` in BinLogStreamReader)."""
+        return getattr(self, "_BinLogStreamReader__" + name)
+
+    def fetchone(self) -> Any:
+        while True:
+            if self.end_log_pos and self.is_past_end_log_pos:
+                return None
+            if not self._BinLogStreamReader__connected_stream:
+                self._BinLogStreamReader__connect_to_stream()
+            if not self._BinLogStreamReader__connected_ctl:
+                self._BinLogStreamReader__connect_to_ctl()
+            try:
+                pkt = self._stream_connection._read_packet()
+            except pymysql.OperationalError as error:
+                code, _message = error.args
+                if code in binlogstream.MYSQL_EXPECTED_ERROR_CODES:
+                    self._stream_connection.close()
+                    self._BinLogStreamReader__connected_stream = False
+                    logger.warning("A pymysql.OperationalError error occurred, Re-request the connection.")
+                    continue
+                raise
+            if pkt.is_eof_packet():
+                self.close()
+                return None
+            if not pkt.is_ok_packet():
+                continue
+            event = self._dispatch(pkt)
+            if event is not _SKIP:
+                return event
+
+    def _dispatch(self, pkt: Any) -> Any:
+        data = pkt._data
+        event_type = data[5]
+        if event_type in _ROWS_CLASSES:
+            return self._rows_event(pkt, data, event_type)
+        if event_type == BINLOG.TABLE_MAP_EVENT:
+            return self._table_map_event(pkt, data)
+        if event_type in (BINLOG.XID_EVENT, BINLOG.MARIADB_GTID_EVENT):
+            return self._small_event(pkt, data, event_type)
+        return self._through_library(pkt)
+
+    # -- the library's way, for everything else ------------------------------------------------
+
+    def _wrap(self, pkt: Any) -> BinLogPacketWrapper:
+        private = self._private
+        return BinLogPacketWrapper(
+            pkt, self.table_map, self._ctl_connection, self.mysql_version, private("use_checksum"),
+            private("allowed_events_in_packet"), private("only_tables"), private("ignored_tables"),
+            private("only_schemas"), private("ignored_schemas"), private("freeze_schema"),
+            private("ignore_decode_errors"), private("verify_checksum"), private("optional_meta_data"),
+            private("enable_logging"), private("use_column_name_cache"), private("post_header_lengths"),
+        )
+
+    def _through_library(self, pkt: Any) -> Any:
+        return self._after_library(self._wrap(pkt))
+
+    def _after_library(self, wrapper: BinLogPacketWrapper) -> Any:
+        """The library's fetchone after it has wrapped a packet (binlogstream.py, 1.0.17)."""
+        event = wrapper.event
+        if wrapper.event_type == BINLOG.ROTATE_EVENT:
+            self.log_pos = event.position
+            self.log_file = event.next_binlog
+            if wrapper.timestamp != 0:  # a real rotation may follow a restart: table ids start over
+                self.table_map = {}
+        elif wrapper.log_pos:
+            self.log_pos = wrapper.log_pos
+        if self.end_log_pos and self.log_pos >= self.end_log_pos:
+            self.is_past_end_log_pos = True
+        if wrapper.event_type == BINLOG.FORMAT_DESCRIPTION_EVENT and event is not None:
+            self.mysql_version = event.mysql_version
+            self._BinLogStreamReader__post_header_lengths = event.post_header_len
+        if self.skip_to_timestamp and wrapper.timestamp < self.skip_to_timestamp:
+            return _SKIP
+        if wrapper.event_type == BINLOG.TABLE_MAP_EVENT and event is not None:
+            self.table_map[event.table_id] = event.get_table()
+        if event is None or event.__class__ not in self._allowed:
+            return _SKIP
+        return event
+
+    def _after_fast(self, header: tuple[int, int, int, int, int, int], event: Any, as_class: type) -> Any:
+        """`_after_library` for the event types decoded here (never rotation or format events)."""
+        if header[4]:
+            self.log_pos = header[4]
+        if self.end_log_pos and self.log_pos >= self.end_log_pos:
+            self.is_past_end_log_pos = True
+        if self.skip_to_timestamp and header[0] < self.skip_to_timestamp:
+            return _SKIP
+        if event is None or as_class not in self._allowed:
+            return _SKIP
+        return event
+
+    # -- common event attributes ---------------------------------------------------------------
+
+    def _base(self, event: Any, header: tuple[int, int, int, int, int, int]) -> None:
+        """What BinLogEvent.__init__ sets, without the packet wrapper."""
+        common = self._common
+        if (common is None or common["table_map"] is not self.table_map
+                or common["_post_header_lengths"] is not self._BinLogStreamReader__post_header_lengths
+                or common["mysql_version"] is not self.mysql_version
+                or common["_ctl_connection"] is not self._ctl_connection):
+            common = self._common = self._common_attributes()
+        attributes = event.__dict__
+        attributes.update(common)
+        attributes["packet"] = _Packet(header)
+        attributes["event_type"] = header[1]
+        attributes["timestamp"] = header[0]
+        attributes["event_size"] = header[3] - (23 if self._BinLogStreamReader__use_checksum else 19)
+
+    def _common_attributes(self) -> dict[str, Any]:
+        """The attributes every event of this stream shares, until rotation or a reconnection."""
+        return {"table_map": self.table_map,
+                "_post_header_lengths": self._BinLogStreamReader__post_header_lengths,
+                "_ctl_connection": self._ctl_connection, "mysql_version": self.mysql_version,
+                "_ignore_decode_errors": self._decode_errors, "_verify_checksum": False,
+                "_is_event_valid": None, "_processed": True, "complete": True,
+                "dbms": self._ctl_connection._get_dbms()}
+
+    def _small_event(self, pkt: Any, data: bytes, event_type: int) -> Any:
+        header = _HEADER.unpack_from(data, 1)
+        cls: type = XidEvent if event_type == BINLOG.XID_EVENT else MariadbGtidEvent
+        event = None
+        if cls in self._allowed_in_packet:
+            event = cls.__new__(cls)
+            self._base(event, header)
+            if cls is XidEvent:
+                event.xid = int.from_bytes(data[_BODY:_BODY + 8], "little")
+            else:
+                event.server_id = header[2]
+                event.gtid_seq_no = int.from_bytes(data[_BODY:_BODY + 8], "little")
+                event.domain_id = int.from_bytes(data[_BODY + 8:_BODY + 12], "little")
+                event.flags = data[_BODY + 12]
+                event.gtid = f"{event.domain_id}-{event.server_id}-{event.gtid_seq_no}"
+        return self._after_fast(header, event, cls)
+
+    # -- TABLE_MAP -----------------------------------------------------------------------------
+
+    def _table_map_event(self, pkt: Any, data: bytes) -> Any:
+        if self._BinLogStreamReader__freeze_schema:
+            return self._through_library(pkt)
+        lengths = self._BinLogStreamReader__post_header_lengths
+        if lengths is not self._fast_header_lengths:
+            if lengths != self._fast_header_lengths:  # another format description: parse again
+                self._fast_tables.clear()
+            self._fast_header_lengths = lengths
+        header = _HEADER.unpack_from(data, 1)
+        end = len(data) - (_CHECKSUM if self._BinLogStreamReader__use_checksum else 0)
+        key = data[_BODY:end]
+        cached = self._fast_tables.get(key, _SKIP)
+        if cached is _SKIP:
+            return self._parse_table_map(pkt, key)
+        self.fast_stats["table_map_hits"] += 1
+        event = None
+        if cached is not None:
+            attributes, table = cached
+            event = FastTableMapEvent.__new__(FastTableMapEvent)
+            self._base(event, header)
+            event.__dict__.update(attributes)
+            self.table_map[table.table_id] = table
+        return self._after_fast(header, event, TableMapEvent)
+
+    def _parse_table_map(self, pkt: Any, key: bytes) -> Any:
+        """A table map not seen before: the library parses it; the result is kept by its bytes."""
+        wrapper = self._wrap(pkt)
+        event = wrapper.event
+        self.fast_stats["table_map_parsed"] += 1
+        if len(self._fast_tables) >= TABLE_CACHE_SIZE:
+            self._fast_tables.clear()
+        if event is None:
+            self._fast_tables[key] = None  # filtered out by schema or table: decided by the bytes
+        elif all(column.name for column in event.columns):
+            # Shared from now on: safe because the library changes a Table only to fill in
+            # column names it lacks. Rows of a table without a decoder go to the library.
+            table = event.get_table()
+            table._syncd_decoder = build_decoder(table, self._decode_errors)
+            table._syncd_wanted = self._wanted(table)
+            attributes = {k: v for k, v in event.__dict__.items() if k not in _PER_EVENT}
+            self._fast_tables[key] = (attributes, table)
+        return self._after_library(wrapper)
+
+    # -- rows ----------------------------------------------------------------------------------
+
+    def _rows_event(self, pkt: Any, data: bytes, event_type: int) -> Any:
+        fast_class, library_class, bitmaps = _ROWS_CLASSES[event_type]
+        table = self.table_map.get(int.from_bytes(data[_BODY:_BODY + 6], "little"))
+        decoder = getattr(table, "_syncd_decoder", None)
+        if decoder is None or library_class not in self._allowed_in_packet:
+            self.fast_stats["library_rows"] += 1
+            return self._through_library(pkt)
+        start = self._rows_payload(data, event_type, decoder, bitmaps)
+        if start is None:
+            self.fast_stats["library_rows"] += 1
+            return self._through_library(pkt)
+        header = _HEADER.unpack_from(data, 1)
+        event = None
+        if table._syncd_wanted:  # set with the decoder
+            self.fast_stats["fast_rows"] += 1
+            event = fast_class.__new__(fast_class)
+            self._base(event, header)
+            width = decoder.bitmap_bytes
+            attributes = dict(
+                table_id=table.table_id, primary_key=table.primary_key, schema=table.schema,
+                table=table.table, flags=int.from_bytes(data[_BODY + 6:_BODY + 8], "little"),
+                number_of_columns=decoder.count, columns=table.columns,
+                columns_present_bitmap=data[start - bitmaps * width:start - (bitmaps - 1) * width],
+                _fast_decoder=decoder, _fast_data=data, _fast_start=start,
+                _fast_end=_BODY + event.event_size, _fast_rows=None,
+            )
+            if event_type in _V2:
+                attributes["extra_data_length"] = int.from_bytes(data[_BODY + 8:_BODY + 10], "little")
+            if bitmaps == 2:
+                attributes["columns_present_bitmap2"] = data[start - width:start]
+            event.__dict__.update(attributes)
+        return self._after_fast(header, event, library_class)
+
+    def _wanted(self, table: Table) -> bool:
+        """The library's table and schema filters for rows events, in its order."""
+        only_tables, ignored_tables, only_schemas, ignored_schemas = self._filters
+        if only_tables is not None and table.table not in only_tables:
+            return False
+        if ignored_tables is not None and table.table in ignored_tables:
+            return False
+        if only_schemas is not None and table.schema not in only_schemas:
+            return False
+        return not (ignored_schemas is not None and table.schema in ignored_schemas)
+
+    def _rows_payload(self, data: bytes, event_type: int, decoder: RowDecoder, bitmaps: int) -> int | None:
+        """Where the rows start, or None when the library should decode the event.
+
+        The library goes on with anything unusual: a post-header longer or shorter than known,
+        v2 extra data, a column count other than the table map's, a column bitmap that is not
+        complete (binlog_row_image other than FULL).
+        """
+        known = 10 if event_type in _V2 else 8
+        lengths = self._BinLogStreamReader__post_header_lengths
+        if lengths and 0 <= event_type - 1 < len(lengths) and lengths[event_type - 1] != known:
+            return None
+        pos = _BODY + known
+        if event_type in _V2 and int.from_bytes(data[_BODY + 8:_BODY + 10], "little") > 2:
+            return None
+        count = data[pos]
+        if count >= 251 or count != decoder.count:  # >= 251: a longer length-coded count
+            return None
+        pos += 1
+        width = decoder.bitmap_bytes
+        full = decoder.full_bitmap
+        for _ in range(bitmaps):
+            if int.from_bytes(data[pos:pos + width], "little") & full != full:
+                return None
+            pos += width
+        return pos
+
+
+# ---------------------------------------------------------------- row decoding
+
+# How the library reads each type, by the column types this module decodes itself.
+_STRUCT_CODES = {  # little-endian numbers: (signed code, unsigned code)
+    FIELD_TYPE.TINY: ("b", "B"),
+    FIELD_TYPE.SHORT: ("h", "H"),
+    FIELD_TYPE.LONG: ("i", "I"),
+    FIELD_TYPE.LONGLONG: ("q", "Q"),
+    FIELD_TYPE.FLOAT: ("f", "f"),
+    FIELD_TYPE.DOUBLE: ("d", "d"),
+    FIELD_TYPE.YEAR: ("B", "B"),
+}
+_TEXT_TYPES = frozenset((FIELD_TYPE.VARCHAR, FIELD_TYPE.STRING, FIELD_TYPE.BLOB))
+_SUPPORTED = frozenset((
+    *_STRUCT_CODES, *_TEXT_TYPES, FIELD_TYPE.INT24, FIELD_TYPE.DATE, FIELD_TYPE.NEWDECIMAL,
+    FIELD_TYPE.DATETIME2, FIELD_TYPE.TIMESTAMP2, FIELD_TYPE.TIME2, FIELD_TYPE.ENUM, FIELD_TYPE.SET,
+    FIELD_TYPE.BIT, FIELD_TYPE.GEOMETRY,
+))
+_UINT_CODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
+_DECIMAL_BYTES = (0, 1, 1, 2, 2, 3, 3, 4, 4, 4)  # bytes for 0..9 leftover decimal digits
+_NONE_REASONS = {  # value None without SQL NULL: what the library records in none_sources
+    FIELD_TYPE.DATE: NONE_SOURCE.OUT_OF_DATE_RANGE,
+    FIELD_TYPE.DATETIME2: NONE_SOURCE.OUT_OF_DATETIME2_RANGE,
+    FIELD_TYPE.SET: NONE_SOURCE.EMPTY_SET,
+}
+
+ImageFunction = Callable[[bytes, int, int], tuple[dict[str, Any], dict[str, str], int]]
+"""A generated ``image(data, pos, nulls) -> (values, none_sources, next_pos)``."""
+
+NULL, VALUE, CHECK = "null", "value", "check"
+"""How a generated function treats a column: always NULL, never NULL, or test the null bitmap."""
+
+
+def build_decoder(table: Table, ignore_decode_errors: bool = False) -> RowDecoder | None:
+    """A decoder for the table's row images, or None when the library must decode them."""
+    columns = table.columns
+    names = [column.name for column in columns]
+    if not columns or not all(isinstance(name, str) and name for name in names):
+        return None
+    if len(set(names)) != len(names):
+        return None
+    for column in columns:
+        if column.type not in _SUPPORTED:
+            return None
+        if column.type == FIELD_TYPE.ENUM and (not column.enum_values or column.size not in (1, 2)):
+            return None
+        if column.type == FIELD_TYPE.SET and (not column.set_values or column.size not in (1, 2, 3, 4, 8)):
+            return None
+    return RowDecoder(columns, ignore_decode_errors)
+
+
+class RowDecoder:
+    """Decodes the row images of one table definition, as the library's RowsEvent would.
+
+    ``image(data, pos)`` reads one image (null bitmap, then values) and returns
+    ``(values, none_sources, next_pos)``. The function for an image is generated the first
+    time its null pattern is seen (`PATTERN_LIMIT` patterns; past that, one function tests the
+    null bitmap per nullable column).
+    """
+
+    def __init__(self, columns: list[Any], ignore_decode_errors: bool = False) -> None:
+        self.columns = columns
+        self.count = len(columns)
+        self.bitmap_bytes = (self.count + 7) // 8
+        self.full_bitmap = (1 << self.count) - 1
+        self.errors = "ignore" if ignore_decode_errors else "strict"
+        self.sources: dict[int | None, str] = {}
+        """Generated source by null pattern (None: the one that tests the bitmap); for reading."""
+        self._functions: dict[int, ImageFunction] = {}
+        self._general: ImageFunction | None = None
+
+    def image(self, data: bytes, pos: int) -> tuple[dict[str, Any], dict[str, str], int]:
+        width = self.bitmap_bytes
+        nulls = int.from_bytes(data[pos:pos + width], "little") & self.full_bitmap
+        function = self._functions.get(nulls) or self._function(nulls)
+        return function(data, pos + width, nulls)
+
+    def single_rows(self, data: bytes, pos: int, end: int, values_key: str,
+                    sources_key: str) -> list[dict[str, Any]]:
+        rows = []
+        image = self.image
+        while pos < end:
+            values, sources, pos = image(data, pos)
+            rows.append({values_key: values, sources_key: sources})
+        return rows
+
+    def update_rows(self, data: bytes, pos: int, end: int) -> list[dict[str, Any]]:
+        rows = []
+        image = self.image
+        while pos < end:
+            before, before_sources, pos = image(data, pos)
+            after, after_sources, pos = image(data, pos)
+            rows.append({"before_values": before, "before_none_sources": before_sources,
+                         "after_values": after, "after_none_sources": after_sources})
+        return rows
+
+    def _function(self, nulls: int) -> ImageFunction:
+        if len(self._functions) < PATTERN_LIMIT:
+            modes = [NULL if nulls >> i & 1 else VALUE for i in range(self.count)]
+            function = self._functions[nulls] = self._generate(modes, nulls)
+            return function
+        if self._general is None:
+            self._general = self._generate([CHECK] * self.count, None)
+        return self._general
+
+    def _generate(self, modes: list[str], key: int | None) -> ImageFunction:
+        source, namespace = _ImageCode(self.columns, modes, self.errors).build()
+        self.sources[key] = source
+        exec(compile(source, f"<syncd fastpath {self.columns[0].name}...>", "exec"), namespace)
+        return namespace["image"]
+
+
+class _ImageCode:
+    """The source of one image function: ``image(data, p, nulls) -> (values, none_sources, p)``.
+
+    Generated code refers to data only through names bound in its namespace (helpers, struct
+    formats, label lists) and to columns through ``repr`` of their names, so nothing read from
+    a binlog becomes code.
+    """
+
+    def __init__(self, columns: list[Any], modes: list[str], errors: str) -> None:
+        self.columns = columns
+        self.modes = modes
+        self.errors = errors
+        self.lines: list[str] = []
+        self.namespace: dict[str, Any] = {"datetime": datetime, "Decimal": Decimal}
+        self.offset = 0  # bytes between `p` and the next value, known when generating
+        self.group: list[tuple[int, str, str | None]] = []  # pending struct run: (index, code, post)
+
+    def build(self) -> tuple[str, dict[str, Any]]:
+        for index, column in enumerate(self.columns):
+            mode = self.modes[index]
+            if mode == NULL:
+                continue
+            code = self._struct_code(column)
+            if code is not None and mode == VALUE:
+                self.group.append((index, code, self._post(index, column)))
+                continue
+            self._flush_group()
+            if mode == CHECK:
+                self._sync()
+                self.lines.append(f"if nulls & {1 << index}:")
+                self.lines.append(f"    v{index} = None")
+                self.lines.append("else:")
+                self._emit(index, column, indent="    ", advance=True)
+            else:
+                self._emit(index, column, indent="", advance=False)
+        self._flush_group()
+        self._sync()
+        self.lines.extend(self._result())
+        body = "\n".join("    " + line for line in self.lines)
+        return f"def image(data, p, nulls):\n{body}\n", self.namespace
+
+    # -- positions -----------------------------------------------------------------------------
+
+    def _at(self, extra: int = 0) -> str:
+        total = self.offset + extra
+        return f"p + {total}" if total else "p"
+
+    def _sync(self, indent: str = "") -> None:
+        if self.offset:
+            self.lines.append(f"{indent}p += {self.offset}")
+            self.offset = 0
+
+    def _bind(self, name: str, value: Any) -> str:
+        self.namespace[name] = value
+        return name
+
+    # -- little-endian numbers, several per struct call ----------------------------------------
+
+    @staticmethod
+    def _struct_code(column: Any) -> str | None:
+        codes = _STRUCT_CODES.get(column.type)
+        if codes is not None:
+            return codes[1] if column.unsigned else codes[0]
+        if column.type == FIELD_TYPE.ENUM:
+            return _UINT_CODES[column.size]
+        if column.type == FIELD_TYPE.SET and column.size in _UINT_CODES:
+            return _UINT_CODES[column.size]
+        return None
+
+    def _post(self, index: int, column: Any) -> str | None:
+        """An expression turning the struct value ``v{index}`` into the library's value."""
+        if column.type == FIELD_TYPE.YEAR:
+            return f"v{index} + 1900"
+        if column.type == FIELD_TYPE.ENUM:
+            return f"{self._bind(f'labels{index}', column.enum_values)}[v{index}]"
+        if column.type == FIELD_TYPE.SET:
+            return f"{self._bind(f'members{index}', _set_reader(column.set_values))}(v{index})"
+        return None
+
+    def _flush_group(self) -> None:
+        if not self.group:
+            return
+        layout = struct.Struct("<" + "".join(code for _, code, _ in self.group))
+        name = self._bind(f"row{self.group[0][0]}", layout)
+        targets = ", ".join(f"v{index}" for index, _, _ in self.group)
+        comma = "," if len(self.group) == 1 else ""
+        self.lines.append(f"{targets}{comma} = {name}.unpack_from(data, {self._at()})")
+        for index, _, post in self.group:
+            if post is not None:
+                self.lines.append(f"v{index} = {post}")
+        self.offset += layout.size
+        self.group = []
+
+    # -- everything else -----------------------------------------------------------------------
+
+    def _emit(self, index: int, column: Any, indent: str, advance: bool) -> None:
+        """Lines that set ``v{index}``; with ``advance`` (inside a null test), also move ``p``."""
+        target = f"{indent}v{index}"
+        kind = column.type
+        code = self._struct_code(column)
+        if code is not None:  # a struct type, alone because it may be NULL
+            layout = self._bind(f"one{index}", struct.Struct("<" + code))
+            self.lines.append(f"{target}, = {layout}.unpack_from(data, p)")
+            post = self._post(index, column)
+            if post is not None:
+                self.lines.append(f"{target} = {post}")
+            self.lines.append(f"{indent}p += {struct.calcsize('<' + code)}")
+            return
+        width = _fixed_width(column)
+        if width is not None:
+            reader = self._bind(f"read{index}", _fixed_reader(column))
+            self.lines.append(f"{target} = {reader}(data, {self._at() if not advance else 'p'})")
+            if advance:
+                self.lines.append(f"{indent}p += {width}")
+            else:
+                self.offset += width
+            return
+        self._sync(indent)
+        size = 2 if kind in (FIELD_TYPE.VARCHAR, FIELD_TYPE.STRING) and column.max_length > 255 else 1
+        if kind in (FIELD_TYPE.BLOB, FIELD_TYPE.GEOMETRY):
+            size = column.length_size
+        length = "data[p]" if size == 1 else f"int.from_bytes(data[p:p + {size}], 'little')"
+        self.lines.append(f"{indent}n = {length}")
+        raw = f"data[p + {size}:p + {size} + n]"
+        if kind == FIELD_TYPE.GEOMETRY:
+            self.lines.append(f"{target} = {raw}")
+        else:
+            encoding = _text_encoding(column, self.errors)
+            if encoding is None:  # no Python codec (binary): bytes, but '' when empty, as the library
+                self.lines.append(f"{target} = {raw} or ''")
+            else:
+                self.lines.append(f"{target} = {raw}.decode({encoding!r}, {self.errors!r})")
+        self.lines.append(f"{indent}p += {size} + n")
+
+    def _result(self) -> list[str]:
+        names = [column.name for column in self.columns]
+        values = ", ".join(f"{name!r}: {'None' if mode == NULL else f'v{i}'}"
+                           for i, (name, mode) in enumerate(zip(names, self.modes, strict=True)))
+        lines = []
+        dynamic = any(mode != NULL and column.type in _NONE_REASONS
+                      for column, mode in zip(self.columns, self.modes, strict=True))
+        dynamic = dynamic or CHECK in self.modes
+        if not dynamic:
+            static = ", ".join(f"{names[i]!r}: {NONE_SOURCE.NULL!r}"
+                               for i, mode in enumerate(self.modes) if mode == NULL)
+            lines.append(f"return {{{values}}}, {{{static}}}, p")
+            return lines
+        lines.append("sources = {}")
+        for i, (column, mode) in enumerate(zip(self.columns, self.modes, strict=True)):
+            name = names[i]
+            reason = _NONE_REASONS.get(column.type)
+            if mode == NULL:
+                lines.append(f"sources[{name!r}] = {NONE_SOURCE.NULL!r}")
+            elif mode == CHECK:
+                lines.append(f"if nulls & {1 << i}:")
+                lines.append(f"    sources[{name!r}] = {NONE_SOURCE.NULL!r}")
+                if reason is not None:
+                    lines.append(f"elif v{i} is None:")
+                    lines.append(f"    sources[{name!r}] = {reason!r}")
+            elif reason is not None:
+                lines.append(f"if v{i} is None:")
+                lines.append(f"    sources[{name!r}] = {reason!r}")
+        lines.append(f"return {{{values}}}, sources, p")
+        return lines
+
+
+def _text_encoding(column: Any, errors: str) -> str | None:
+    """The codec the library decodes this column with; None when it keeps the bytes."""
+    if column.character_set_name is None:
+        return "utf-8"
+    encoding = RowsEvent.charset_to_encoding(column.character_set_name)
+    try:
+        b"\x00".decode(encoding, errors)
+    except LookupError:
+        return None
+    except UnicodeError:
+        pass
+    return encoding
+
+
+def _fraction_bytes(fsp: int) -> int:
+    return (fsp + 1) // 2
+
+
+def _fixed_width(column: Any) -> int | None:
+    """Bytes of a fixed-width value read by a helper (struct-coded numbers aside); None: variable."""
+    entry = _FIXED.get(column.type)
+    return None if entry is None else entry[0](column)
+
+
+def _fixed_reader(column: Any) -> Callable[[bytes, int], Any]:
+    return _FIXED[column.type][1](column)
+
+
+# -- value readers: each follows the library's RowsEvent.__read_* for its type -----------------
+
+
+def _int24_reader(unsigned: bool) -> Callable[[bytes, int], int]:
+    signed = not unsigned
+    return lambda data, at: int.from_bytes(data[at:at + 3], "little", signed=signed)
+
+
+def read_date(data: bytes, at: int) -> datetime.date | None:
+    """DATE: 3 bytes little-endian, day | month << 5 | year << 9; a zero part reads None."""
+    packed = int.from_bytes(data[at:at + 3], "little")
+    if packed == 0:
+        return None
+    year, month, day = packed >> 9, (packed >> 5) & 0x0F, packed & 0x1F
+    if year == 0 or month == 0 or day == 0:
+        return None
+    return datetime.date(year, month, day)
+
+
+def _fraction(fsp: int) -> Callable[[bytes, int], int]:
+    """Microseconds of an fsp fraction, read big-endian *signed* as the library does."""
+    size = _fraction_bytes(fsp)
+    scale = 10 ** (6 - fsp)
+    if size == 0:
+        return lambda data, at: 0
+    if fsp % 2:
+        return lambda data, at: int(int.from_bytes(data[at:at + size], "big", signed=True) / 10) * scale
+    return lambda data, at: int.from_bytes(data[at:at + size], "big", signed=True) * scale
+
+
+def datetime2_reader(fsp: int) -> Callable[[bytes, int], datetime.datetime | None]:
+    """DATETIME(fsp): 5 bytes big-endian (sign, year*13+month, day, hour, minute, second).
+
+    A date the datetime type cannot hold (a zero date) reads None, as in the library.
+    """
+    fraction = _fraction(fsp)
+    size = _fraction_bytes(fsp)
+    scale = 10 ** (6 - fsp)
+    even = fsp % 2 == 0
+    new = datetime.datetime
+
+    def read(data: bytes, at: int) -> datetime.datetime | None:
+        packed = int.from_bytes(data[at:at + 5], "big")
+        year_month = (packed >> 22) & 0x1FFFF
+        if size == 0:
+            micro = 0
+        elif even:
+            micro = int.from_bytes(data[at + 5:at + 5 + size], "big", signed=True) * scale
+        else:
+            micro = fraction(data, at + 5)
+        if 0 <= micro < 1_000_000:
+            try:
+                return new(year_month // 13, year_month % 13, (packed >> 17) & 0x1F, (packed >> 12) & 0x1F,
+                           (packed >> 6) & 0x3F, packed & 0x3F, micro)
+            except ValueError:
+                return None
+        try:  # the library's order: the date first, then the fraction (which may not fit)
+            value = new(year_month // 13, year_month % 13, (packed >> 17) & 0x1F, (packed >> 12) & 0x1F,
+                        (packed >> 6) & 0x3F, packed & 0x3F)
+        except ValueError:
+            return None
+        return value.replace(microsecond=micro) if micro > 0 else value
+
+    return read
+
+
+def timestamp2_reader(fsp: int) -> Callable[[bytes, int], datetime.datetime]:
+    """TIMESTAMP(fsp): 4 bytes big-endian signed seconds since the epoch, naive UTC."""
+    fraction = _fraction(fsp)
+    from_seconds = datetime.datetime.utcfromtimestamp
+
+    def read(data: bytes, at: int) -> datetime.datetime:
+        value = from_seconds(int.from_bytes(data[at:at + 4], "big", signed=True))
+        micro = fraction(data, at + 4)
+        return value.replace(microsecond=micro) if micro > 0 else value
+
+    return read
+
+
+def time2_reader(column: Any) -> Callable[[bytes, int], Any]:
+    """TIME(fsp): whatever the library's TIME2 reader is in this process, on the value's bytes.
+
+    syncd replaces the library's reader (syncd/source/binlog.py: the library reads negative
+    values with fractions wrong), so this calls the current one on a library packet wrapper
+    holding just the value: equal to the library's by construction, patched or not.
+    """
+    width = 3 + _fraction_bytes(column.fsp)
+
+    def read(data: bytes, at: int) -> Any:
+        shell = RowsEvent.__new__(RowsEvent)
+        shell.packet = _value_packet(data[at:at + width])
+        return RowsEvent._RowsEvent__read_time2(shell, column)
+
+    return read
+
+
+def _value_packet(value: bytes) -> BinLogPacketWrapper:
+    """A library packet wrapper positioned on ``value`` (for the library's value readers)."""
+    wrapper = BinLogPacketWrapper.__new__(BinLogPacketWrapper)
+    wrapper.read_bytes = 0
+    wrapper._BinLogPacketWrapper__data_buffer = b""
+    wrapper.packet = MysqlPacket(value, "utf8")
+    return wrapper
+
+
+def _decimal_layout(precision: int, scale: int) -> tuple[int, list[tuple[int, str]]]:
+    """Total bytes and the groups of a packed DECIMAL: (bytes, format) from left to right."""
+    whole_groups, whole_rest = divmod(precision - scale, 9)
+    frac_groups, frac_rest = divmod(scale, 9)
+    groups: list[tuple[int, str]] = []
+    if _DECIMAL_BYTES[whole_rest]:
+        groups.append((_DECIMAL_BYTES[whole_rest], "d"))
+    groups += [(4, "09d")] * whole_groups
+    groups.append((0, "."))
+    groups += [(4, "09d")] * frac_groups
+    if _DECIMAL_BYTES[frac_rest]:
+        groups.append((_DECIMAL_BYTES[frac_rest], f"0{frac_rest}d"))
+    return sum(size for size, _ in groups), groups
+
+
+def decimal_reader(precision: int, scale: int) -> Callable[[bytes, int], Decimal]:
+    """DECIMAL(precision, scale): groups of 9 digits big-endian, the sign in the first bit.
+
+    A negative value is stored with every bit inverted; the text is built group by group as
+    the library does and handed to Decimal, which keeps the scale exactly. Positive values
+    take a generated path (one struct call, no copy); negative ones the general path.
+    """
+    size, groups = _decimal_layout(precision, scale)
+    plan = []
+    offset = 0
+    for width, spec in groups:
+        plan.append((offset, offset + width, spec))
+        offset += width
+
+    def general(data: bytes, at: int) -> Decimal:
+        raw = bytearray(data[at:at + size])
+        negative = not raw[0] & 0x80
+        raw[0] ^= 0x80
+        mask = -1 if negative else 0
+        parts = ["-" if negative else ""]
+        for start, stop, spec in plan:
+            if spec == ".":
+                parts.append(".")
+            else:
+                parts.append(format(int.from_bytes(raw[start:stop], "big", signed=True) ^ mask, spec))
+        return Decimal("".join(parts))
+
+    return _positive_decimal(plan, size, general)
+
+
+def _positive_decimal(plan: list[tuple[int, int, str]], size: int,
+                      general: Callable[[bytes, int], Decimal]) -> Callable[[bytes, int], Decimal]:
+    """Generated: positive values (sign bit set) read with one struct call, else `general`.
+
+    The first group's sign bit is cleared by XOR; the others are read big-endian signed, as
+    the library reads them (for valid data they are below 10**9, so signed and unsigned agree).
+    """
+    codes = {1: "b", 2: "h", 4: "i"}
+    pieces: list[str] = []
+    lines: list[str] = []
+    struct_codes: list[str] = []
+    struct_names: list[str] = []
+    struct_end: int | None = None  # struct groups must be adjacent
+    for number, (start, stop, spec) in enumerate(plan):
+        if spec == ".":
+            pieces.append(".")
+            continue
+        name = f"g{number}"
+        width = stop - start
+        if start == 0:  # the group holding the sign bit
+            flip = 0x80 << 8 * (width - 1)
+            lines.append(f"{name} = int.from_bytes(data[at:at + {width}], 'big') ^ {flip}")
+        elif width in codes and (struct_end is None or start == struct_end):
+            struct_codes.append(codes[width])
+            struct_names.append(name)
+            struct_end = stop
+        else:
+            lines.append(f"{name} = int.from_bytes(data[at + {start}:at + {stop}], 'big', signed=True)")
+        pieces.append("{" + name + ("" if spec == "d" else ":" + spec) + "}")
+    if struct_names:
+        first = next(start for start, _, spec in plan if spec != "." and start > 0)
+        names = ", ".join(struct_names) + ("," if len(struct_names) == 1 else "")
+        lines.insert(0, f"{names} = layout.unpack_from(data, at + {first})")
+    body = "\n".join("        " + line for line in lines)
+    source = (f"def read(data, at):\n    if data[at] & 128:\n{body}\n"
+              f"        return Decimal(f{''.join(pieces)!r})\n    return general(data, at)\n")
+    namespace: dict[str, Any] = {"Decimal": Decimal, "general": general,
+                                 "layout": struct.Struct(">" + "".join(struct_codes))}
+    exec(compile(source, f"<syncd fastpath decimal {size} bytes>", "exec"), namespace)
+    return namespace["read"]
+
+
+def bit_reader(bits: int, size: int) -> Callable[[bytes, int], str]:
+    """BIT(bits): big-endian; the library's value is the text of its ``bits`` low bits."""
+    mask = (1 << bits) - 1
+    spec = f"0{bits}b"
+    return lambda data, at: format(int.from_bytes(data[at:at + size], "big") & mask, spec)
+
+
+def _set_reader(members: list[str]) -> Callable[[int], set[str] | None]:
+    """SET: a bit mask over the members; no member set reads None (reason 'empty set')."""
+    indexed = list(enumerate(members))
+
+    def read(mask: int) -> set[str] | None:
+        chosen = {member for index, member in indexed if mask >> index & 1}
+        return chosen or None
+
+    return read
+
+
+def _set_mask_reader(column: Any) -> Callable[[bytes, int], set[str] | None]:
+    members, size = _set_reader(column.set_values), column.size
+    return lambda data, at: members(int.from_bytes(data[at:at + size], "little"))
+
+
+# Column type -> (width of a value, reader of a value) for fixed-width values read by a helper.
+_FIXED: dict[int, tuple[Callable[[Any], int], Callable[[Any], Callable[[bytes, int], Any]]]] = {
+    FIELD_TYPE.INT24: (lambda c: 3, lambda c: _int24_reader(c.unsigned)),
+    FIELD_TYPE.DATE: (lambda c: 3, lambda c: read_date),
+    FIELD_TYPE.DATETIME2: (lambda c: 5 + _fraction_bytes(c.fsp), lambda c: datetime2_reader(c.fsp)),
+    FIELD_TYPE.TIMESTAMP2: (lambda c: 4 + _fraction_bytes(c.fsp), lambda c: timestamp2_reader(c.fsp)),
+    FIELD_TYPE.TIME2: (lambda c: 3 + _fraction_bytes(c.fsp), time2_reader),
+    FIELD_TYPE.NEWDECIMAL: (lambda c: _decimal_layout(c.precision, c.decimals)[0],
+                            lambda c: decimal_reader(c.precision, c.decimals)),
+    FIELD_TYPE.BIT: (lambda c: c.bytes, lambda c: bit_reader(c.bits, c.bytes)),
+    FIELD_TYPE.SET: (lambda c: c.size, _set_mask_reader),  # sizes without a struct code (3)
+}
