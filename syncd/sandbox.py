@@ -17,6 +17,7 @@ be traversable by that user (a ``tempfile.mkdtemp`` directory is 0700: chmod it 
 
 from __future__ import annotations
 
+import abc
 import atexit
 import os
 import pwd
@@ -119,7 +120,7 @@ def _stop_all_at_exit() -> None:
 atexit.register(_stop_all_at_exit)
 
 
-class _Server:
+class _Server(abc.ABC):
     """Process life shared by both servers: launch on a free port, wait until ready, stop."""
 
     host = LOOPBACK
@@ -134,22 +135,26 @@ class _Server:
     # -- what each server defines ------------------------------------------------------------
 
     @property
+    @abc.abstractmethod
     def log_path(self) -> Path:
-        raise NotImplementedError
+        """Where the server writes its log."""
 
+    @abc.abstractmethod
     def _initialize_if_needed(self) -> None:
-        raise NotImplementedError
+        """Create the data directory on first start."""
 
+    @abc.abstractmethod
     def _command(self) -> list[str]:
-        raise NotImplementedError
+        """The command line that starts the server."""
 
     def _os_user(self) -> str | None:
         return None
 
+    @abc.abstractmethod
     def _accepts_connections(self) -> bool:
-        raise NotImplementedError
+        """Whether the server answers on its own unix socket yet."""
 
-    def _after_ready(self) -> None:
+    def _after_ready(self) -> None:  # noqa: B027 - a hook: nothing to do by default
         """First-start work that needs the running server (nothing by default)."""
 
     # -- life --------------------------------------------------------------------------------

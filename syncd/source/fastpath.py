@@ -121,7 +121,8 @@ class _FastRows:
     _fast_rows: list[dict[str, Any]] | None
 
     def _decode(self) -> list[dict[str, Any]]:
-        raise NotImplementedError
+        """Each rows event class decodes its own images (write, delete, update)."""
+        raise TypeError(f"{type(self).__name__} must define _decode")
 
     @property
     def rows(self) -> list[dict[str, Any]]:
