@@ -119,7 +119,7 @@ class TestSchemaChanges:
         shop.execute(order(1), order(2))
         shop.execute("INSERT INTO notes VALUES (1, 'n')")
         process = scenario.start()
-        eventually(lambda: orders(scenario) == {1, 2} and notes(scenario) == {1}, 60)
+        eventually(lambda: orders(scenario) == {1, 2} and notes(scenario) == {1} and streaming(scenario), 60)
         shop.execute("TRUNCATE TABLE orders")
         shop.execute("TRUNCATE TABLE notes")
         eventually(lambda: not orders(scenario) and not notes(scenario), 30)
@@ -164,7 +164,7 @@ class TestSchemaChanges:
         shop = scenario.sources["shop"]
         shop.execute(order(1))
         process = scenario.start()
-        eventually(lambda: orders(scenario) == {1}, 60)
+        eventually(lambda: orders(scenario) == {1} and streaming(scenario), 60)
         shop.execute("TRUNCATE TABLE orders")
         paused = eventually(lambda: scenario.target("SELECT reason FROM syncd.paused_mappings"), 30)
         assert "truncated" in paused[0][0]
