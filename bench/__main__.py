@@ -290,9 +290,13 @@ class Bench:
             "peak_rss_mb_sum": round(sum(r["peak_rss_mb"] for r in per_process), 1),
             "cpu_seconds": round(sum(r["cpu_seconds"] for r in per_process), 2),
             "machine_busy_share": per_process[0]["machine_busy_share"], "per_process": per_process}
+        cpu = [r.get("cpu_seconds_by_process") or {} for r in per_process]
+        per_change = {"syncd_cpu_us_per_change": round(resources["cpu_seconds"] / changes * 1e6, 1),
+                      "postgresql_cpu_us_per_change": round(max(c.get("postgresql", 0.0) for c in cpu)
+                                                            / changes * 1e6, 1)}
         return {"decoder": decoder, "processes": len(configs), "changes": changes,
                 "seconds": round(seconds, 2), "changes_per_s": round(changes / seconds),
-                "first_checkpoint_after_s": first_move,
+                "first_checkpoint_after_s": first_move, **per_change,
                 **resources, **({"cpu_seconds_by_thread": threads} if threads else {})}
 
     def _thread_cpu(self, pid: int) -> dict[str, float]:
@@ -501,6 +505,11 @@ def _fmt(value: Any, unit: str = "") -> str:
     return f"{value}{unit}"
 
 
+def _cost(part: dict[str, Any]) -> str:
+    us = part.get("syncd_cpu_us_per_change")
+    return "" if us is None else f" ({us:.0f} us syncd CPU/change)"
+
+
 def table(results: dict[str, Any]) -> str:
     f = results.get("figures", {})
     raw, drain = f.get("raw_decode") or {}, f.get("drain") or {}
@@ -509,14 +518,15 @@ def table(results: dict[str, Any]) -> str:
     lines.append(("1 raw decode, library (rows/s)", _fmt(library), "baseline", "-"))
     lines.append(("  fast path, same binlog (rows/s)", _fmt((raw.get("fast_path") or {}).get("rows_per_s")),
                   f"x{_fmt(raw.get('fast_path_speedup'))} of library", "-"))
-    lines.append(("2 drain, syncd run (changes/s)", _fmt(drain.get("changes_per_s")),
+    lines.append(("2 drain, syncd run (changes/s)", _fmt(drain.get("changes_per_s")) + _cost(drain),
                   f"x{_fmt(f.get('drain_ratio'))} of (1); target >= 15,000 and x4",
                   _fmt(drain.get("peak_rss_mb"), " MB")))
     library_drain = f.get("drain_library_decoder") or {}
-    lines.append(("  drain, library decoder (changes/s)", _fmt(library_drain.get("changes_per_s")),
+    lines.append(("  drain, library decoder (changes/s)",
+                  _fmt(library_drain.get("changes_per_s")) + _cost(library_drain),
                   "same backlog, SYNCD_DECODER=library", _fmt(library_drain.get("peak_rss_mb"), " MB")))
     split = f.get("drain_process_per_source") or {}
-    lines.append(("  drain, a syncd process per source", _fmt(split.get("changes_per_s")),
+    lines.append(("  drain, a syncd process per source", _fmt(split.get("changes_per_s")) + _cost(split),
                   "same backlog, two processes", _fmt(split.get("peak_rss_mb"), " MB each, max")))
     for lag in f.get("lag") or []:
         lines.append((f"3 lag at {lag['offered_rate']:,}/s (achieved {lag['achieved_rate']:,}/s)",

@@ -17,8 +17,10 @@ command-line client (see `Shop`):
 
 from __future__ import annotations
 
+import os
 import random
 import resource
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -444,8 +446,11 @@ class Client:
         options_file.write_text(f"[client]\nuser=root\npassword={server.password}\nhost={server.host}\n"
                                 f"port={server.port}\n", encoding="utf-8")
         options_file.chmod(0o600)
+        program = shutil.which("mariadb", path=f"{os.environ.get('PATH', '')}:/usr/bin")
+        if program is None:
+            raise RuntimeError("the mariadb command-line client is missing (Debian: mariadb-client)")
         self.process = subprocess.Popen(
-            ["mariadb", f"--defaults-extra-file={options_file}", "--batch", "--silent", "--force",
+            [program, f"--defaults-extra-file={options_file}", "--batch", "--silent", "--force",
              f"--database={DATABASE}", "--default-character-set=utf8mb4"],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.write("SET SESSION time_zone = '+00:00';\n")
