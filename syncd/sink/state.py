@@ -185,6 +185,8 @@ class Checkpoint:
 def create_state_schema(conn: psycopg.Connection, schema: str) -> None:
     """Create the state tables if missing (idempotent), in one transaction."""
     with conn.transaction():
+        # Two processes starting at once on a fresh target would race on the catalog.
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"syncd:state:{schema}",))
         # CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the schema exists;
         # a least-privilege role owns just the schema, so only create it when it is missing.
         if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone() is None:
