@@ -7,6 +7,7 @@ demo prints side by side with their mapped target rows; the live workload never 
 
 from __future__ import annotations
 
+import abc
 import random
 import string
 import time
@@ -283,7 +284,7 @@ class WorkloadStats:
             yield f"transaction: {text}"
 
 
-class _Source:
+class _Source(abc.ABC):
     """One source database under load: knows its live ids and the allowed next statuses."""
 
     name = ""
@@ -415,17 +416,21 @@ class _Source:
 
     # -- per-source statements
 
+    @abc.abstractmethod
     def new_user(self) -> int:
-        raise NotImplementedError
+        """Insert a user; return its id."""
 
+    @abc.abstractmethod
     def new_order(self, user_id: int | None = None) -> int:
-        raise NotImplementedError
+        """Insert an order; return its id."""
 
+    @abc.abstractmethod
     def edit_order(self) -> None:
-        raise NotImplementedError
+        """Change an order the way this source does."""
 
+    @abc.abstractmethod
     def edit_user(self) -> None:
-        raise NotImplementedError
+        """Change a user the way this source does."""
 
 
 class _Shop(_Source):
