@@ -1,10 +1,11 @@
 """`syncd dlq`: list, retry and discard dead letters (`state_schema.dead_letters`).
 
 Retrying never replays the stored row image. For each selected dead letter the source row's
-primary key is taken from its image, and `syncd.repair.repair` makes the target row equal to
-the mapping of the row as the source holds it *now* (re-read by key): the newest image wins,
-a row deleted since then is removed (or soft-deleted) from the target, and a key the stream
-changed meanwhile is left to the stream, which has already made it right.
+key (the mapping's `source_key`, else the primary key) is taken from its image, and
+`syncd.repair.repair` makes the target row equal to the mapping of the row as the source holds
+it *now* (re-read by key): the newest image wins, a row deleted since then is removed (or
+soft-deleted) from the target, and a key the stream changed meanwhile is left to the stream,
+which has already made it right.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 import click
 
-from syncd.config import Config
+from syncd.config import Config, SourceConfig
 from syncd.errors import ConfigError, SyncdError
 from syncd.observability import configure_logging, scrub
 from syncd.preview import config_option, cut, display_width, json_value, load_config_or_exit, one_line, pad
@@ -162,9 +163,11 @@ def key_value(value: Any, data_type: str) -> Any:
 
 def key_from_image(image: dict[str, Any], key_columns: tuple[str, ...],
                    column_types: dict[str, str]) -> tuple[Any, ...]:
-    """The source primary-key values of a dead letter's row image, in the key's column order."""
+    """The source row-key values of a dead letter's row image (the mapping's source_key, else the
+    primary key), in the key's column order."""
     if not key_columns:
-        raise DeadLetterError("the source table has no primary key")
+        raise DeadLetterError("the source table has no primary key; name a unique key with "
+                              "`source_key:` in the mapping")
     missing = [c for c in key_columns if c not in image]
     if missing:
         raise DeadLetterError(f"the row image has no value for primary key column {missing[0]!r}")
@@ -269,7 +272,7 @@ def retry_mapping(config: Config, plans: dict[str, Any], name: str,
         return outcome
     conn = checks.connect(plan.source)
     try:
-        key_columns = checks.primary_key(conn, plan.source.database, table)
+        key_columns = _row_key(conn, plan.source, mapping)
         column_types = checks.table_columns(conn, plan.source.database, table) or {}
     finally:
         conn.close()
@@ -280,6 +283,17 @@ def retry_mapping(config: Config, plans: dict[str, Any], name: str,
 
         retry_keys(keys, lambda k: repair(config, plans, name, k, requested_by=REQUESTED_BY), outcome)
     return outcome
+
+
+def _row_key(conn: Any, source: SourceConfig, mapping: Any) -> tuple[str, ...]:
+    """The mapping's source_key, else the primary key; () when the table has neither, so each
+    dead letter fails alone with the reason (key_from_image)."""
+    from syncd.source.snapshot import NoPrimaryKey, row_key  # noqa: PLC0415
+
+    try:
+        return row_key(conn, source, mapping.spec.table, mapping.spec.source_key, mapping.name)
+    except NoPrimaryKey:
+        return ()
 
 
 def _find(plans: dict[str, Any], name: str) -> tuple[Any, Any]:
@@ -445,10 +459,11 @@ def retry(letter_id: int | None, mapping_name: str | None, every: bool, config_p
     """Re-apply dead letters with the current mappings, from the CURRENT source rows.
 
     Fix the mapping first and reload the daemon (SIGHUP). For each selected pending dead letter
-    the source row is re-read by its primary key and its target row is made equal to what the
-    mapping makes of it now; an older image never overwrites a newer one, and a row deleted at
-    the source since then is removed (or soft-deleted) in the target. Dead letters whose rows
-    now map are marked retried; the others stay pending and their new reason is printed.
+    the source row is re-read by its key (the mapping's source_key, else the primary key) and
+    its target row is made equal to what the mapping makes of it now; an older image never
+    overwrites a newer one, and a row deleted at the source since then is removed (or
+    soft-deleted) in the target. Dead letters whose rows now map are marked retried; the others
+    stay pending and their new reason is printed.
 
     Exit status: 0 all retried (or nothing to retry), 1 some still fail, 2 error,
     78 config.yaml is wrong.

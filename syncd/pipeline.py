@@ -328,7 +328,7 @@ class Pipeline:
         try:
             _, mapping = find_mapping({self.source.name: self.plan}, request.mapping)
             snapshot.open()
-            read = read_keys(snapshot, self.plan, mapping, request.keys)
+            read = read_keys(snapshot, mapping, request.keys)
         except SyncdError as exc:
             self._commit(Batch(repairs=[RepairDone(request.id, 0, 0, str(exc))]))
             return
@@ -344,7 +344,8 @@ class Pipeline:
             batch.changes_by_table[change.table] += 1
             if change.zero_dates and mappings:
                 self.log.warning("zero_date_read_as_null", table=change.table, columns=change.zero_dates,
-                                 row_key=source_key_text(change), position=ctx.position)
+                                 row_key=source_key_text(change, mappings[0].spec.source_key),
+                                 position=ctx.position)
             for mapping in mappings:
                 mapped = map_change(mapping, change, ctx)
                 batch.dead_letters.extend(mapped.dead_letters)

@@ -3,8 +3,10 @@
 Rows are read from the source in one READ ONLY transaction (the operator's `--where` is raw
 SQL, so the server itself refuses anything but reading), mapped exactly as the pipeline maps
 an INSERT of that row (`map_change`), and shown beside the target row they would produce, or
-with the reason they are filtered out or would become a dead letter. Nothing is written to
-the source or the target.
+with the reason they are filtered out or would become a dead letter. For a mapping with an
+`identity:` block or `lookup:` columns, each mapped row also shows how its person would resolve
+against the links stored now (`syncd.identity.preview`, read in a read-only transaction).
+Nothing is written to the source or the target.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import os
 import sys
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,8 @@ import pymysql
 
 from syncd.config import DEFAULT_CONFIG, Config, SourceConfig
 from syncd.errors import ConfigError, SyncdError, TransformError
+from syncd.identity import preview as identity_preview
+from syncd.identity.preview import IdentityPreview, StoredLinks
 from syncd.mapping.filters import build_filter
 from syncd.mapping.plan import ChangeContext, Mapping, map_change, source_key_text
 from syncd.mapping.spec import Condition, MappingSpec
@@ -79,6 +83,10 @@ class PreviewRecord:
     """Why it is filtered out or dead-lettered."""
     warnings: tuple[str, ...] = ()
     """Things the pipeline would log about the row (zero dates read as NULL)."""
+    op: Upsert | None = field(default=None, repr=False, compare=False)
+    """The upsert it maps to (MAPPED only): its hashed match keys and lookups."""
+    identity: IdentityPreview | None = None
+    """How its person would resolve (`with_identity`), for mappings with identity or lookups."""
 
 
 def preview_row(mapping: Mapping, row: Row, key_columns: tuple[str, ...], ctx: ChangeContext,
@@ -94,7 +102,7 @@ def preview_row(mapping: Mapping, row: Row, key_columns: tuple[str, ...], ctx: C
     upserts = [op for op in mapped.ops if isinstance(op, Upsert)]
     if not upserts:
         return PreviewRecord(key, row, FILTERED, None, filter_reason(mapping.spec, row), warnings)
-    return PreviewRecord(key, row, MAPPED, dict(upserts[-1].values), None, warnings)
+    return PreviewRecord(key, row, MAPPED, dict(upserts[-1].values), None, warnings, op=upserts[-1])
 
 
 def filter_reason(spec: MappingSpec, row: Row) -> str:
@@ -148,6 +156,16 @@ def preview_rows(mapping: Mapping, read: SourceRows, source_name: str,
     zero_dates: Iterable[tuple[str, ...]] = read.zero_dates or [()] * len(read.rows)
     return [preview_row(mapping, row, read.key_columns, ctx, zeros)
             for row, zeros in zip(read.rows, zero_dates, strict=True)]
+
+
+def uses_identity(mapping: Mapping) -> bool:
+    return mapping.identity is not None or bool(mapping.lookups)
+
+
+def with_identity(records: list[PreviewRecord], stored: StoredLinks) -> list[PreviewRecord]:
+    """The mapped records with how their person would resolve against the stored links."""
+    return [replace(r, identity=identity_preview.resolve(stored, r.op)) if r.op is not None else r
+            for r in records]
 
 
 # --------------------------------------------------------------------------- reading the source
@@ -258,8 +276,9 @@ def _json_scalar(value: Any) -> Any:
     return str(value)  # Decimal (exact text) and anything else
 
 
-def record_json(record: PreviewRecord) -> dict[str, Any]:
-    return {
+def record_json(record: PreviewRecord, identity: bool = False) -> dict[str, Any]:
+    """One record; `identity`: with an `identity` field (null for rows that are not mapped)."""
+    data = {
         "key": record.key,
         "source": json_value(record.source),
         "target": json_value(record.target) if record.target is not None else None,
@@ -267,10 +286,13 @@ def record_json(record: PreviewRecord) -> dict[str, Any]:
         "reason": record.reason,
         "warnings": list(record.warnings),
     }
+    if identity:
+        data["identity"] = identity_preview.as_json(record.identity) if record.identity else None
+    return data
 
 
-def records_json_text(records: list[PreviewRecord]) -> str:
-    return json.dumps([record_json(r) for r in records], ensure_ascii=False, indent=2)
+def records_json_text(records: list[PreviewRecord], identity: bool = False) -> str:
+    return json.dumps([record_json(r, identity) for r in records], ensure_ascii=False, indent=2)
 
 
 def char_width(char: str) -> int:
@@ -365,6 +387,8 @@ def render_records(mapping: Mapping, source_name: str, records: list[PreviewReco
             lines.append(f"  dead letter: {one_line(record.reason or '')}")
         else:
             lines.append(f"  {one_line(record.reason or '')}")
+        if record.identity is not None:
+            lines += [one_line(line) for line in identity_preview.render(record.identity)]
         lines += [f"  warning: {one_line(w)}" for w in record.warnings]
         lines.append("")
     lines.append(summary_line(records, mapping))
@@ -401,9 +425,11 @@ def preview(mapping_name: str, limit: int, where_sql: str | None, as_json: bool,
     """Show live source rows beside the target rows a mapping would make of them. Writes nothing.
 
     Each row is shown with the target row it would produce, or why it is filtered out by the
-    mapping's `where:`, or the reason it would become a dead letter. PostgreSQL's own checks
-    (CHECK constraints, text lengths) are not tried: a row that passes here can still be
-    rejected there.
+    mapping's `where:`, or the reason it would become a dead letter. For a mapping with an
+    `identity:` block or `lookup:` columns, it also shows how the row's person would resolve
+    against the links stored now (existing, new, a merge; match keys as hashes, never values).
+    PostgreSQL's own checks (CHECK constraints, text lengths) are not tried: a row that passes
+    here can still be rejected there.
 
     Exit status: 0 shown, 1 the mapping has problems (printed as file:line:col: message),
     2 error (unknown mapping, a server cannot be reached, the source refused --where),
@@ -422,8 +448,11 @@ def preview(mapping_name: str, limit: int, where_sql: str | None, as_json: bool,
         click.echo(scrub(f"syncd: {exc}"), err=True)
         sys.exit(EXIT_ERROR)
     records = preview_rows(mapping, read, source.name)
+    ops = [r.op for r in records if r.op is not None]
+    if uses_identity(mapping) and ops:
+        records = with_identity(records, identity_preview.read_links(config.target, ops))
     if as_json:
-        click.echo(records_json_text(records))
+        click.echo(records_json_text(records, uses_identity(mapping)))
         return
     if not records:
         click.echo(f"no rows in {source.name}.{mapping.spec.table}"

@@ -1,5 +1,7 @@
 """Repairs: make target rows equal to the mapping of the *current* source rows, by source key.
 
+The source key is the row key: the mapping's `source_key` when it names one, else the primary key.
+
 Used by `syncd reconcile --repair`, `syncd dlq retry` and a live `syncd snapshot`. When a
 daemon streams the source, the request is queued in `state_schema.repair_requests` and the
 daemon's pipeline applies it *in stream order* (a consistent read of the keys, then the
@@ -30,7 +32,6 @@ from syncd.mapping.plan import (
 from syncd.model import MappedChange, Op, Position, Row, RowChange
 from syncd.sink.postgres import Batch, PlannedOp, PostgresSink, connect
 from syncd.sink.state import read_repair, request_repair
-from syncd.source.checks import primary_key
 from syncd.source.snapshot import SourceSnapshot
 from syncd.startup import SourcePlan
 
@@ -133,13 +134,12 @@ class RepairRead:
                 self.skipped += 1
 
 
-def read_keys(snapshot: SourceSnapshot, plan: SourcePlan, mapping: Mapping,
+def read_keys(snapshot: SourceSnapshot, mapping: Mapping,
               keys: list[tuple[Any, ...]] | list[list[Any]]) -> RepairRead:
-    """Read the current source rows for these keys in one consistent snapshot (already open)."""
-    assert snapshot._conn is not None
-    key_columns = primary_key(snapshot._conn, plan.source.database, mapping.spec.table)
-    if not key_columns:
-        raise RepairError(f"table {mapping.spec.table} has no primary key; rows cannot be repaired by key")
+    """Read the current source rows for these keys in one consistent snapshot (already open).
+
+    Raises NoPrimaryKey / UnusableSourceKey when the table has no usable row key."""
+    key_columns = snapshot.row_key(mapping.spec.table, mapping.spec.source_key, mapping.name)
     wanted = [tuple(k) for k in keys]
     found = snapshot.rows_by_key(mapping.spec.table, key_columns, wanted)
     by_text = {normal_key(k): row for k, row in found.items()}
@@ -185,7 +185,7 @@ def apply_repair_direct(plan: SourcePlan, mapping: Mapping, keys: list[tuple[Any
     snapshot = SourceSnapshot(plan.source)
     snapshot.open()
     try:
-        read = read_keys(snapshot, plan, mapping, keys)
+        read = read_keys(snapshot, mapping, keys)
     finally:
         snapshot.close()
     batch, applied, reasons = repair_batch(read, plan.source.name, datetime.now(UTC))

@@ -12,6 +12,7 @@ from datetime import UTC
 from pathlib import Path
 
 import psycopg
+import pymysql
 from sqlalchemy import types
 
 from syncd.config import Config, SourceConfig
@@ -177,9 +178,29 @@ def check_source_tables(source: SourceConfig, specs: list[MappingSpec]) -> list[
                     f"source {source.name}"))
                 continue
             problems += _missing_columns(spec, source, columns)
+            problems += _row_key_problems(spec, source, columns, conn)
     finally:
         conn.close()
     return problems
+
+
+def _row_key_problems(spec: MappingSpec, source: SourceConfig, columns: dict[str, str],
+                      conn: pymysql.connections.Connection) -> list[Problem]:
+    """Copies, reconciles and repairs name rows by `source_key`, else by the primary key."""
+    table = f"{source.database}.{spec.table}"
+    if spec.source_key:
+        problem = checks.source_key_problem(spec.source_key, columns,
+                                            checks.unique_indexes(conn, source.database, spec.table))
+        if problem is None:
+            return []
+        where = spec.source_key_where or spec.where
+        return [where.problem(f"mapping {spec.name!r}: source_key [{', '.join(spec.source_key)}] "
+                              f"cannot name the rows of {table} on source {source.name}: {problem}")]
+    if checks.primary_key(conn, source.database, spec.table):
+        return []
+    return [spec.where.problem(f"mapping {spec.name!r}: table {table} on source {source.name} has no "
+                               "primary key; name a unique key of NOT NULL columns with `source_key:` "
+                               "in the mapping, or add a primary key")]
 
 
 def _missing_columns(spec: MappingSpec, source: SourceConfig, columns: dict[str, str]) -> list[Problem]:

@@ -5,4 +5,5 @@
 - `policies`: the unified row of a person from its contributions (latest, prefer, any_true, ...).
 - `session`: the same model against PostgreSQL, inside the sink's transaction.
 - `show`: `syncd identity show`.
+- `preview`: how `syncd preview`'s rows would resolve, against the stored links (read-only).
 """

@@ -134,18 +134,26 @@ class LinkStore:
         return person not in self.merged_into
 
 
+def reach(store: LinkStore, record: str, keys: Iterable[Key]) -> dict[int, set[str]]:
+    """The persons a claim of `record` with `keys` brings together, each with the kinds that reach
+    it (RECORD_KIND: the record's own person). Nothing changes in the store."""
+    reached: dict[int, set[str]] = {}
+    own = store.record_person(record)
+    if own is not None:
+        reached.setdefault(own, set()).add(RECORD_KIND)
+    for kind, value in sorted(set(keys)):
+        person = store.key_person((kind, value))
+        if person is not None:
+            reached.setdefault(person, set()).add(kind)
+    return reached
+
+
 def claim(store: LinkStore, record: str, keys: Iterable[Key], cause: Any = None,
           alive: bool = True) -> Resolution:
     """`record` holds `keys`: join, create or merge persons. `alive=False`: seen, then deleted."""
     keys = frozenset(keys)
     own = store.record_person(record)
-    reached: dict[int, set[str]] = {}
-    if own is not None:
-        reached.setdefault(own, set()).add(RECORD_KIND)
-    for kind, value in sorted(keys):
-        person = store.key_person((kind, value))
-        if person is not None:
-            reached.setdefault(person, set()).add(kind)
+    reached = reach(store, record, keys)
     merge = None
     created = False
     if not reached:

@@ -73,7 +73,7 @@ def spaces_of(ops: Iterable[PlannedOp]) -> set[str]:
     return names
 
 
-def _name(mapping: str, record: str) -> str:
+def record_name(mapping: str, record: str) -> str:
     """A record in the pure model: its mapping and its target key."""
     return f"{mapping}{_SEP}{record}"
 
@@ -159,39 +159,18 @@ class IdentitySession:
             if op.identity is not None:
                 item = self._space(op.identity.space, work)
                 item.keys.update(op.identity.keys)
-                item.records.add(_name(op.identity.mapping, op.identity.record))
+                item.records.add(record_name(op.identity.mapping, op.identity.record))
             for lookup in op.lookups:
                 item = self._space(lookup.space, work)
                 if lookup.key_hash is not None:
                     item.keys.add((lookup.kind, lookup.key_hash))
         elif isinstance(op, Delete | SoftDelete) and op.identity is not None:
             item = self._space(op.identity.space, work)
-            item.records.add(_name(op.identity.mapping, op.identity.record))
+            item.records.add(record_name(op.identity.mapping, op.identity.record))
 
     def _load(self, item: _Work) -> None:
-        space = item.space.name
-        row = self.cur.execute(self._sql("SELECT coalesce(max(person_id), 0) FROM {s}.identity_persons "
-                                         "WHERE space = %s"), (space,)).fetchone()
-        ids = iter(range(int(row[0]) + 1 if row else 1, 2**62))
-        store = core.LinkStore(new_id=lambda: next(ids))
-        if item.keys:
-            kinds, hashes = zip(*sorted(item.keys), strict=True)
-            found = self.cur.execute(self._sql(
-                "SELECT kind, key_hash, person_id FROM {s}.identity_links WHERE space = %s AND "
-                "(kind, key_hash) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"),
-                (space, list(kinds), list(hashes))).fetchall()
-            store.links = {(kind, value): person for kind, value, person in found}
-        if item.records:
-            mappings, records = zip(*(n.split(_SEP, 1) for n in sorted(item.records)), strict=True)
-            found = self.cur.execute(self._sql(
-                "SELECT mapping, source_key, person_id, keys, deleted_at IS NULL "
-                "FROM {s}.identity_contributions WHERE space = %s AND "
-                "(mapping, source_key) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"),
-                (space, list(mappings), list(records))).fetchall()
-            store.records = {_name(m, r): core.RecordState(person, frozenset(_key_of(k) for k in keys), alive)
-                             for m, r, person, keys, alive in found}
-        item.store = store
-        item.preloaded = set(store.links)
+        item.store = load_store(self.cur, self.schema, item.space.name, item.keys, item.records)
+        item.preloaded = set(item.store.links)
 
     def _run(self, planned: PlannedOp, work: dict[str, _Work]) -> None:
         op = planned.op
@@ -200,7 +179,7 @@ class IdentitySession:
             if claim is not None:
                 item = work[claim.space.name]
                 assert item.store is not None
-                name = _name(claim.mapping, claim.record)
+                name = record_name(claim.mapping, claim.record)
                 result = core.claim(item.store, name, claim.keys, cause=claim, alive=claim.alive)
                 for key in claim.keys:
                     item.linker.setdefault(key, (claim.mapping, claim.record))
@@ -218,7 +197,7 @@ class IdentitySession:
             release = op.identity
             item = work[release.space.name]
             assert item.store is not None
-            name = _name(release.mapping, release.record)
+            name = record_name(release.mapping, release.record)
             person = core.release(item.store, name)
             if person is not None:
                 final = item.final.setdefault(name, _Final())
@@ -238,7 +217,7 @@ class IdentitySession:
         if claim is not None and claim.column is not None:
             store = work[claim.space.name].store
             assert store is not None
-            values[claim.column] = store.record_person(_name(claim.mapping, claim.record))
+            values[claim.column] = store.record_person(record_name(claim.mapping, claim.record))
         for lookup in op.lookups:
             store = work[lookup.space.name].store
             assert store is not None
@@ -389,6 +368,38 @@ class IdentitySession:
             by_space.setdefault(space, []).append(person)
         for space, persons in by_space.items():
             self.recompute(space, persons)
+
+
+def load_store(cur: psycopg.Cursor, schema: str, space: str, keys: Iterable[core.Key],
+               records: Iterable[str]) -> core.LinkStore:
+    """A store holding the stored links of these keys and the stored state of these records
+    (`record_name`s); it numbers new persons after the space's largest id. Only reads."""
+    def q(text: str) -> sql.Composed:
+        return sql.SQL(text).format(s=sql.Identifier(schema))
+
+    row = cur.execute(q("SELECT coalesce(max(person_id), 0) FROM {s}.identity_persons WHERE space = %s"),
+                      (space,)).fetchone()
+    ids = iter(range(int(row[0]) + 1 if row else 1, 2**62))
+    store = core.LinkStore(new_id=lambda: next(ids))
+    keys, records = sorted(set(keys)), sorted(set(records))
+    if keys:
+        kinds, hashes = zip(*keys, strict=True)
+        found = cur.execute(q(
+            "SELECT kind, key_hash, person_id FROM {s}.identity_links WHERE space = %s AND "
+            "(kind, key_hash) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"),
+            (space, list(kinds), list(hashes))).fetchall()
+        store.links = {(kind, value): person for kind, value, person in found}
+    if records:
+        mappings, names = zip(*(n.split(_SEP, 1) for n in records), strict=True)
+        found = cur.execute(q(
+            "SELECT mapping, source_key, person_id, keys, deleted_at IS NULL "
+            "FROM {s}.identity_contributions WHERE space = %s AND "
+            "(mapping, source_key) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"),
+            (space, list(mappings), list(names))).fetchall()
+        store.records = {
+            record_name(m, r): core.RecordState(person, frozenset(_key_of(k) for k in held), alive)
+            for m, r, person, held, alive in found}
+    return store
 
 
 def _table(table: TargetTable) -> sql.Composed:

@@ -121,7 +121,7 @@ def compile_mapping(spec: MappingSpec, ctx: transforms.TransformContext, default
         in_scope=build_filter(spec.conditions),
         source_columns=frozenset(
             [s for c in spec.columns for s in c.sources] + [c.column for c in spec.conditions]
-            + [s for c in identity_sources(spec) for s in c.sources]
+            + [s for c in identity_sources(spec) for s in c.sources] + list(spec.source_key)
         ),
         identity=_compile_identity(spec, ctx, default_schema),
         lookups=tuple(_compile_lookup(spec, lookup, ctx, default_schema) for lookup in spec.lookups),
@@ -346,10 +346,11 @@ def remove_op(mapping: Mapping, key_values: tuple[Any, ...], ctx: ChangeContext)
     return Delete(mapping.table, mapping.key, key_values, identity=release)
 
 
-def source_key_text(change: RowChange) -> str:
-    """`id=42` style text naming the source row, from its primary key when known."""
+def source_key_text(change: RowChange, source_key: tuple[str, ...] = ()) -> str:
+    """`id=42` style text naming the source row: by the mapping's `source_key` when it names one,
+    else by the primary key the change carries (none for a table without one)."""
     row = change.after if change.after is not None else change.before or {}
-    names = change.key_columns or tuple(row)[:1]
+    names = source_key or change.key_columns or tuple(row)[:1]
     return ",".join(f"{name}={row.get(name)!r}" for name in names)
 
 
@@ -359,7 +360,7 @@ def dead_letter(mapping: Mapping, change: RowChange, ctx: ChangeContext, reason:
         source=ctx.source,
         source_table=change.table,
         mapping=mapping.name,
-        row_key=source_key_text(change),
+        row_key=source_key_text(change, mapping.spec.source_key),
         position=ctx.position,
         row_image=dict(image),
         reason=reason,

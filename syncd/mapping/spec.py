@@ -14,7 +14,8 @@ from syncd.mapping import transforms
 from syncd.yamlfile import Checker, Where, YamlList, YamlMap, closest, load_file
 
 _MAPPING_KEYS = {"name", "source", "table", "target", "target_schema", "key", "delete",
-                 "soft_delete_column", "commit_time_column", "where", "columns", "identity"}
+                 "soft_delete_column", "commit_time_column", "where", "columns", "identity",
+                 "source_key"}
 _COLUMN_KEYS = {"from", "value", "transform", "map", "on_unmapped", "default"}
 _UNMAPPED_POLICIES = {"dead_letter", "null", "keep"}
 FILTER_OPS = {"eq", "ne", "in", "not_in", "lt", "le", "gt", "ge", "is_null"}
@@ -134,6 +135,9 @@ class MappingSpec:
     columns: tuple[ColumnSpec, ...]
     identity: IdentitySpec | None = None
     lookups: tuple[LookupSpec, ...] = ()
+    source_key: tuple[str, ...] = ()
+    """Source columns naming a row (a UNIQUE key of NOT NULL columns); (): the primary key."""
+    source_key_where: Where | None = None
 
     def column(self, name: str) -> ColumnSpec | None:
         return next((c for c in self.columns if c.target == name), None)
@@ -239,7 +243,26 @@ def _mapping(data: Any, where: Where, check: Checker,
         columns=columns,
         identity=identity,
         lookups=lookups,
+        source_key=_source_key(node, what, check),
+        source_key_where=node.at_value("source_key") if "source_key" in node else None,
     )
+
+
+def _source_key(node: YamlMap, what: str, check: Checker) -> tuple[str, ...]:
+    """`source_key`: one source column or a list of them; checked live against the table's keys."""
+    if "source_key" not in node:
+        return ()
+    raw = node["source_key"]
+    columns = [raw] if isinstance(raw, str) else raw
+    if not isinstance(columns, list) or not columns or not all(isinstance(c, str) and c for c in columns):
+        check.add(node.at_value("source_key"), f"{what}: source_key must be a source column or a list "
+                  "of them (the columns of a UNIQUE key), e.g. source_key: [log_uuid]")
+        return ()
+    for index, column in enumerate(columns):
+        if column in columns[:index]:
+            place = columns.at(index) if isinstance(columns, YamlList) else node.at_value("source_key")
+            check.add(place, f"{what}: source_key lists {column!r} twice")
+    return tuple(dict.fromkeys(columns))
 
 
 def _check_delete(node: YamlMap, what: str, delete: str, soft_column: str | None,
@@ -451,7 +474,8 @@ def _conditions(node: YamlMap, what: str, check: Checker) -> tuple[Condition, ..
 
 
 def check_across(specs: list[MappingSpec], check: Checker, default_schema: str | None = None) -> None:
-    """Rules between mappings: unique names; fan-in mappings own disjoint key slices."""
+    """Rules between mappings: unique names; fan-in mappings own disjoint key slices; the
+    mappings of one source table name the same row key."""
     seen: dict[str, MappingSpec] = {}
     for spec in specs:
         if spec.name in seen:
@@ -463,6 +487,24 @@ def check_across(specs: list[MappingSpec], check: Checker, default_schema: str |
         by_target.setdefault((spec.target_schema or default_schema, spec.target), []).append(spec)
     for group in by_target.values():
         _check_slices(group, check)
+    _check_source_keys(specs, check)
+
+
+def _check_source_keys(specs: list[MappingSpec], check: Checker) -> None:
+    """Snapshot, reconcile and repairs read a source table by one key, whichever mapping asks."""
+    first: dict[tuple[str, str], MappingSpec] = {}
+    for spec in specs:
+        other = first.setdefault((spec.source, spec.table), spec)
+        if other.source_key != spec.source_key:
+            check.add(spec.source_key_where or spec.where,
+                      f"mapping {spec.name!r} reads {spec.source}.{spec.table} like mapping "
+                      f"{other.name!r}, but names source_key {_key_text(spec.source_key)} where "
+                      f"{other.name!r} names {_key_text(other.source_key)}; every mapping of one "
+                      "source table must name the same source_key (or none)")
+
+
+def _key_text(key: tuple[str, ...]) -> str:
+    return f"[{', '.join(key)}]" if key else "none (the primary key)"
 
 
 def _check_slices(group: list[MappingSpec], check: Checker) -> None:

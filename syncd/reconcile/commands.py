@@ -56,7 +56,8 @@ def _setup(config_path: Path) -> tuple[Config, dict[str, Any]]:
               "checksums show them unchanged since a pass found them in sync.")
 def reconcile(*, config_path: Path, source: str | None, mapping: str | None, repair: bool, as_json: bool,
               chunk_rows: int, pause_ms: int, full: bool) -> None:
-    """Compare each mapping's target slice with its source rows mapped now; report (and repair) drift.
+    """Compare each mapping's target slice with its source rows mapped now, then the unified rows of
+    their identity spaces with the stored contributions; report (and repair) drift.
 
     Exit status: 0 in sync (or all drift repaired), 1 drift left, 2 error, 78 config.yaml invalid.
     """

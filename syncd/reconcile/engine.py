@@ -161,7 +161,8 @@ def reconcile(config: Config, plans: dict[str, SourcePlan], *, source: str | Non
               chunk_rows: int = DEFAULT_CHUNK_ROWS, pause_s: float = 0.0,
               stop: threading.Event | None = None,
               confirm_wait_s: float = CONFIRM_WAIT_S, full: bool = False) -> list[MappingReport]:
-    """Reconcile the chosen mappings one after another; one report each, recorded in reconcile_runs.
+    """Reconcile the chosen mappings one after another, then the unified rows of their identity
+    spaces (unified.py); one report each, recorded in reconcile_runs.
 
     Raises ReconcileError for unknown names and SinkUnavailable when the target cannot be
     reached; `full` compares every row even where remembered checksums say nothing changed
@@ -181,6 +182,11 @@ def reconcile(config: Config, plans: dict[str, SourcePlan], *, source: str | Non
             options = Options(repair=repair, chunk_rows=chunk_rows, pause_s=pause_s, stop=stop,
                               confirm_wait_s=confirm_wait_s, use_verified=not full)
             reports.append(scan_mapping(config, plans, plan, chosen, conn=conn, options=options))
+        # Then the unified rows of the identity spaces in scope, from the (repaired) contributions.
+        from syncd.reconcile.unified import reconcile_identities  # noqa: PLC0415 (it imports this module)
+
+        reports += reconcile_identities(config, plans, selected, conn=conn, repair=repair,
+                                        chunk_rows=chunk_rows, stop=stop)
         return reports
     finally:
         conn.close()
@@ -369,7 +375,7 @@ class _Pass:
         if not source_types:
             raise ReconcileError(f"mapping {self.mapping.name!r}: table {self.plan.source.database}."
                                  f"{self.table} does not exist on source {self.plan.source.name}")
-        key = self.reader.primary_key(self.table, self.mapping.name)
+        key = self.reader.row_key(self.table, self.mapping)
         target_types = column_types(self.conn, self.mapping.table)
         if not target_types:
             raise ReconcileError(f"mapping {self.mapping.name!r}: target table {self.mapping.table} "

@@ -1,13 +1,13 @@
 """How one mapping's source keys line up with its target keys (pure).
 
 A mapping owns a *slice* of its target table: the rows whose constant key columns hold its
-constants (`channel: {value: shop}`). The remaining key columns usually copy source
-primary-key columns (`source_order_id: id`). When every non-constant key column is a plain
-copy of a source primary-key column, one each, and both sides order those columns the same
-way (integers), a chunk of source keys `(lo, hi]` corresponds to exactly the target rows of the
-slice with copied key in `(lo, hi]`: extra target rows are found chunk by chunk ("aligned").
-Otherwise the target is read by the expected keys, and extra rows are found by one scan of the
-slice's keys at the end ("slice scan").
+constants (`channel: {value: shop}`). The remaining key columns usually copy source row-key
+columns (`source_order_id: id`; the row key is the mapping's `source_key`, else the primary
+key). When every non-constant key column is a plain copy of a source row-key column, one each,
+and both sides order those columns the same way (integers), a chunk of source keys `(lo, hi]`
+corresponds to exactly the target rows of the slice with copied key in `(lo, hi]`: extra target
+rows are found chunk by chunk ("aligned"). Otherwise the target is read by the expected keys,
+and extra rows are found by one scan of the slice's keys at the end ("slice scan").
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ class Layout:
 
     mapping: Mapping
     source_key: tuple[str, ...]
-    """The source table's primary key columns."""
+    """The source row key: the mapping's `source_key`, else the table's primary key columns."""
     source_columns: tuple[str, ...]
-    """Source columns to read: the primary key, then the mapped and filtered columns it has."""
+    """Source columns to read: the row key, then the mapped and filtered columns it has."""
     target_key: tuple[str, ...]
     slice: dict[str, Any]
     """Constant key columns -> their constants: the mapping's slice of the target table."""

@@ -1,4 +1,6 @@
-"""`syncd snapshot`: copy mapped tables again in primary-key chunks, resumable, safe while streaming.
+"""`syncd snapshot`: copy mapped tables again in row-key chunks, resumable, safe while streaming.
+
+Chunks follow the row key: the mappings' `source_key` when they name one, else the primary key.
 
 Two ways, chosen by who holds the source's lock (syncd.ha.SourceLock):
 
@@ -164,7 +166,8 @@ def snapshot(config: Config, plans: dict[str, SourcePlan], *, source: str | None
     """Copy (or, with a daemon running, repair) every chosen source's mapped tables.
 
     Returns one result per source; a result with `finished` False was stopped and resumes next
-    time. Raises SnapshotError for unknown names, NoPrimaryKey for a table without a primary key,
+    time. Raises SnapshotError for unknown names, NoPrimaryKey for a table without a primary key
+    or `source_key`, UnusableSourceKey for a source_key that is no unique NOT NULL key,
     SourceUnavailable / SinkUnavailable when a server cannot be reached.
     """
     if chunk_rows < 1:
@@ -279,7 +282,7 @@ class _Job:
 
     def _copy_table(self, reader: SourceReader, sink: PostgresSink, table: str, mappings: list[Mapping], *,
                     position: str, state: _TableProgress | None, result: SnapshotResult) -> bool:
-        key = reader.primary_key(table, mappings[0].name)
+        key = reader.row_key(table, mappings[0])  # fan-out mappings share one source_key (spec.py)
         columns = list(reader.columns(table))
         estimate = max(reader.estimated_rows(table), state.rows_copied if state else 0)
         after = tuple(state.last_key) if state is not None and state.last_key is not None else None
@@ -394,7 +397,7 @@ class _Job:
     def _repair_table(self, conn: psycopg.Connection, reader: SourceReader, table: str,
                       mappings: list[Mapping], *, state: _TableProgress | None,
                       result: SnapshotResult) -> bool:
-        key = reader.primary_key(table, mappings[0].name)
+        key = reader.row_key(table, mappings[0])  # fan-out mappings share one source_key (spec.py)
         estimate = max(reader.estimated_rows(table), state.rows_copied if state else 0)
         after = tuple(state.last_key) if state is not None and state.last_key is not None else None
         copied = state.rows_copied if state is not None else 0

@@ -1,4 +1,7 @@
-"""Reading a source table in primary-key chunks, each chunk one consistent read.
+"""Reading a source table in row-key chunks, each chunk one consistent read.
+
+The row key is the mapping's `source_key` when it names one, else the table's primary key
+(syncd.source.snapshot.row_key).
 
 Every read is a single SELECT in autocommit mode, which InnoDB serves from its own consistent
 snapshot without taking row locks. Values come out exactly as the initial load and the
@@ -16,10 +19,11 @@ import pymysql
 
 from syncd.config import SourceConfig
 from syncd.errors import SourceUnavailable
+from syncd.mapping.plan import Mapping
 from syncd.model import Position, Row
 from syncd.reconcile.verified import source_checksum_sql
-from syncd.source.checks import connect, primary_key, table_columns
-from syncd.source.snapshot import NoPrimaryKey
+from syncd.source.checks import connect, table_columns
+from syncd.source.snapshot import row_key
 from syncd.source.values import ZERO_DATE, Convert, select_converter
 
 
@@ -28,7 +32,7 @@ def quote(name: str) -> str:
 
 
 def after_condition(key: Sequence[str]) -> str:
-    """`(a, b) > (%s, %s)` spelled so that MariaDB uses the primary key as a range."""
+    """`(a, b) > (%s, %s)` spelled so that MariaDB uses the key's index as a range."""
     parts = []
     for index, column in enumerate(key):
         equal = [f"{quote(k)} = %s" for k in key[:index]]
@@ -102,14 +106,10 @@ class SourceReader:
         except pymysql.err.OperationalError as exc:
             raise SourceUnavailable(self.source.name, f"read failed: {exc.args[-1]}") from exc
 
-    def primary_key(self, table: str, mapping: str | None = None) -> tuple[str, ...]:
-        key = primary_key(self.conn, self.source.database, table)
-        if not key:
-            who = f" (mapping {mapping!r})" if mapping else ""
-            raise NoPrimaryKey(self.source.name, f"table {self.source.database}.{table}{who} has no "
-                               "primary key: syncd copies and compares rows by key, so add one "
-                               "(ALTER TABLE ... ADD PRIMARY KEY)")
-        return key
+    def row_key(self, table: str, mapping: Mapping) -> tuple[str, ...]:
+        """The columns `mapping` names the rows of `table` by: its source_key, else the primary
+        key (NoPrimaryKey / UnusableSourceKey when neither can)."""
+        return row_key(self.conn, self.source, table, mapping.spec.source_key, mapping.name)
 
     def columns(self, table: str) -> dict[str, str]:
         """Column name -> MySQL data type, in table order ({} when the table does not exist)."""
@@ -183,7 +183,7 @@ class SourceReader:
 
     def rows_by_keys(self, table: str, key: Sequence[str], columns: Sequence[str],
                      keys: Sequence[Sequence[Any]]) -> tuple[list[str], list[tuple]]:
-        """The current rows of these primary keys (absent keys are simply not returned)."""
+        """The current rows of these row keys (absent keys are simply not returned)."""
         names: list[str] = list(columns)
         rows: list[tuple] = []
         for start in range(0, len(keys), 500):

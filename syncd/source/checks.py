@@ -136,3 +136,52 @@ def primary_key(conn: pymysql.connections.Connection, database: str, table: str)
                     "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND CONSTRAINT_NAME = 'PRIMARY' "
                     "ORDER BY ORDINAL_POSITION", (database, table))
         return tuple(str(r[0]) for r in cur.fetchall())
+
+
+@dataclass(frozen=True)
+class UniqueIndex:
+    """A PRIMARY or UNIQUE index of a source table."""
+
+    name: str
+    columns: tuple[str, ...]
+    nullable: tuple[str, ...]
+    """Its columns that allow NULL: rows holding NULL there need not be unique."""
+
+
+def unique_indexes(conn: pymysql.connections.Connection, database: str, table: str) -> list[UniqueIndex]:
+    """The PRIMARY and UNIQUE indexes of a source table, columns in index order."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT INDEX_NAME, COLUMN_NAME, NULLABLE FROM information_schema.STATISTICS "
+                    "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND NON_UNIQUE = 0 "
+                    "ORDER BY INDEX_NAME, SEQ_IN_INDEX", (database, table))
+        rows = cur.fetchall()
+    found: dict[str, tuple[list[str], list[str]]] = {}
+    for index, column, nullable in rows:
+        columns, nullables = found.setdefault(str(index), ([], []))
+        columns.append(str(column))
+        if str(nullable).upper() == "YES":
+            nullables.append(str(column))
+    return [UniqueIndex(name, tuple(columns), tuple(nullables))
+            for name, (columns, nullables) in found.items()]
+
+
+def source_key_problem(key: tuple[str, ...], columns: dict[str, str],
+                       indexes: list[UniqueIndex]) -> str | None:
+    """Why `key` cannot name the rows of a table, or None: it must be exactly the columns of
+    its PRIMARY or a UNIQUE index, in index order, all NOT NULL (NULLs would let two rows
+    share a key)."""
+    missing = [c for c in key if c not in columns]
+    if missing:
+        return f"the table has no column {missing[0]!r}"
+    index = next((i for i in indexes if set(i.columns) == set(key)), None)
+    if index is None:
+        known = "; ".join(f"{i.name} ({', '.join(i.columns)})" for i in indexes) or "none"
+        return (f"({', '.join(key)}) is not the PRIMARY KEY or a UNIQUE key of the table, so it "
+                f"may not name one row; list exactly the columns of one (unique keys: {known})")
+    if index.columns != key:
+        return (f"list the columns in the order of unique key {index.name}: [{', '.join(index.columns)}] "
+                "(rows are read in key order, through that index)")
+    if index.nullable:
+        return (f"column {index.nullable[0]!r} of unique key {index.name} allows NULL, and rows "
+                "with NULL there are not unique; make it NOT NULL or name another key")
+    return None

@@ -17,7 +17,7 @@ import pymysql
 from syncd.config import SourceConfig
 from syncd.errors import SourceError, SourceUnavailable
 from syncd.model import Position, Row
-from syncd.source.checks import connect, primary_key
+from syncd.source.checks import connect, primary_key, source_key_problem, table_columns, unique_indexes
 from syncd.source.values import apply_converters, select_converter
 
 
@@ -29,7 +29,34 @@ class SnapshotPoint:
 
 
 class NoPrimaryKey(SourceError):
-    """A table without a primary key cannot be copied or matched row by row."""
+    """A table without a primary key (and no `source_key`) cannot be copied or matched row by row."""
+
+
+class UnusableSourceKey(SourceError):
+    """A mapping's `source_key` is not (or no longer) a unique NOT NULL key of its table."""
+
+
+def row_key(conn: pymysql.connections.Connection, source: SourceConfig, table: str,
+            source_key: tuple[str, ...] = (), mapping: str | None = None) -> tuple[str, ...]:
+    """The columns naming one row of `table`: the mapping's `source_key`, else the primary key.
+
+    Copies, reconciliations and repairs read rows by these columns, so a key that might match
+    two rows (no such unique index, a nullable column) is refused rather than used.
+    """
+    who = f" (mapping {mapping!r})" if mapping else ""
+    if source_key:
+        problem = source_key_problem(source_key, table_columns(conn, source.database, table) or {},
+                                     unique_indexes(conn, source.database, table))
+        if problem is not None:
+            raise UnusableSourceKey(source.name, f"table {source.database}.{table}{who}: source_key "
+                                    f"[{', '.join(source_key)}] cannot name its rows: {problem}")
+        return source_key
+    key = primary_key(conn, source.database, table)
+    if not key:
+        raise NoPrimaryKey(source.name, f"table {source.database}.{table}{who} has no primary key: "
+                           "syncd copies and compares rows by key, so add one (ALTER TABLE ... ADD "
+                           "PRIMARY KEY) or name a unique key with `source_key:` in the mapping")
+    return key
 
 
 def _quote(name: str) -> str:
@@ -77,8 +104,14 @@ class SourceSnapshot:
             raise SourceUnavailable(self.source.name, "SHOW MASTER STATUS returned nothing")
         return Position(str(row[0]), int(row[1]))
 
+    def row_key(self, table: str, source_key: tuple[str, ...] = (),
+                mapping: str | None = None) -> tuple[str, ...]:
+        """See `row_key`: the mapping's source_key, else the table's primary key."""
+        assert self._conn is not None
+        return row_key(self._conn, self.source, table, source_key, mapping)
+
     def rows_by_key(self, table: str, key: tuple[str, ...], keys: list[tuple]) -> dict[tuple, Row]:
-        """The rows with these primary-key values that exist in the snapshot, by key."""
+        """The rows with these key values (see `row_key`) that exist in the snapshot, by key."""
         found: dict[tuple, Row] = {}
         columns = ", ".join(_quote(k) for k in key)
         for start in range(0, len(keys), 1000):
@@ -97,13 +130,11 @@ class SourceSnapshot:
                 self._conn.close()
                 self._conn = None
 
-    def chunks(self, table: str, chunk_rows: int = 5000) -> Iterator[list[Row]]:
-        """All rows of a table in primary-key order, `chunk_rows` at a time."""
-        assert self._conn is not None
-        key = primary_key(self._conn, self.source.database, table)
-        if not key:
-            raise NoPrimaryKey(self.source.name, f"table {table} has no primary key; syncd "
-                               "copies and compares rows by key, so add one")
+    def chunks(self, table: str, chunk_rows: int = 5000,
+               source_key: tuple[str, ...] = ()) -> Iterator[list[Row]]:
+        """All rows of a table in row-key order (`source_key`, else the primary key), `chunk_rows`
+        at a time."""
+        key = self.row_key(table, source_key)
         order = ", ".join(_quote(k) for k in key)
         base = f"SELECT * FROM {_quote(table)}"
         last: tuple | None = None

@@ -273,6 +273,121 @@ class TestScenario:
         assert scenario.stop(process) == 0
 
 
+def preview_json(scenario: Scenario, mapping: str) -> list[dict]:
+    result = scenario.cli("preview", "--mapping", mapping, "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+class TestPreview:
+    def test_preview_shows_how_each_row_would_resolve_and_writes_nothing(self, scenario: Scenario,
+                                                                         shop: Source, app: Source) -> None:
+        """The seeds' story seen through `syncd preview`: new, existing, merge, lookups."""
+        shop.execute(("INSERT INTO users VALUES (1, '张伟', %s)", (PHONE,)))
+        app.execute(("INSERT INTO app_users VALUES (5, '橘子汽水', NULL, %s, 0)", (UNIONID,)),
+                    "INSERT INTO app_orders VALUES (200, 5, 'app order')")
+        # before syncd ever ran there is no state schema: no links yet, every record is new
+        [before] = preview_json(scenario, "shop_members")
+        assert before["identity"]["record"]["outcome"] == "new"
+        assert before["identity"]["note"] == "no links yet (the state schema 'syncd' has no identity tables)"
+
+        process = scenario.start(env=SALT)
+        eventually(lambda: len(members(scenario)) == 2 and len(orders(scenario)) == 1, 60)
+        assert scenario.stop(process) == 0
+        found = members(scenario)
+        shop_person, app_person = found[("shop", 1)][0], found[("app", 5)][0]
+        survivor, merged = min(shop_person, app_person), max(shop_person, app_person)
+        # with syncd stopped, the app user binds the phone, a new app user and an unknown user's order
+        app.execute(("UPDATE app_users SET phone = %s WHERE id = 5", (PHONE,)),
+                    "INSERT INTO app_users VALUES (6, 'Leo', NULL, 'oOther', 0)",
+                    "INSERT INTO app_orders VALUES (201, 9, 'whose?')")
+        [shop_row] = preview_json(scenario, "shop_members")
+        assert shop_row["identity"]["record"]["text"] == (
+            f"existing person {shop_person} (matched by this record, phone, shop_user)")
+        app_rows = {r["key"]: r["identity"] for r in preview_json(scenario, "app_members")}
+        merge = app_rows["id=5"]["record"]
+        assert (merge["outcome"], merge["person"], merge["merged"]) == ("merge", survivor, [merged])
+        assert merge["text"].startswith(f"would merge persons {survivor} and {merged} (survivor {survivor})")
+        assert app_rows["id=6"]["record"]["text"] == "new person"
+        lookups = {r["key"]: r["identity"]["lookups"][0] for r in preview_json(scenario, "app_orders")}
+        assert (lookups["id=200"]["outcome"], lookups["id=200"]["person"]) == ("resolved", app_person)
+        assert lookups["id=201"]["outcome"] == "unresolved"
+
+        # the human form: outcomes, key kinds and hash prefixes, never the keys' values
+        shown = scenario.cli("preview", "--mapping", "app_members")
+        assert shown.returncode == 0, shown.stderr
+        lines = shown.stdout.splitlines()
+        assert any(line.startswith(f"  identity person -> person_id: would merge persons {survivor} and "
+                                   f"{merged} (survivor {survivor})") for line in lines), shown.stdout
+        identity_lines = [line for line in lines if line.startswith(("  identity", "    match keys"))]
+        assert len(identity_lines) == 4
+        assert PHONE not in "\n".join(identity_lines) and UNIONID not in "\n".join(identity_lines)
+        assert PHONE not in json.dumps(app_rows) and UNIONID not in json.dumps(app_rows)
+        # nothing was written: no merge, the persons as they were
+        assert scenario.target("SELECT count(*) FROM syncd.identity_merges") == [(0,)]
+        assert members(scenario) == found
+
+
+class TestReconcileUnified:
+    def test_unified_drift_is_reported_exactly_then_repaired(self, scenario: Scenario, shop: Source,
+                                                             app: Source) -> None:
+        shop.execute(("INSERT INTO users VALUES (1, '张伟', %s)", (PHONE,)),
+                     "INSERT INTO users VALUES (2, '李娜', '13900000002')",
+                     "INSERT INTO users VALUES (3, '王芳', '13900000003')")
+        app.execute(("INSERT INTO app_users VALUES (5, '橘子汽水', %s, %s, 1)", (PHONE, UNIONID)))
+        process = scenario.start(env=SALT)
+        eventually(lambda: len(members(scenario)) == 4 and len(persons(scenario)) == 3, 60)
+        good = persons(scenario)
+        person = {name: p for p, (name, _, _) in good.items()}
+        zhang, li, wang = person["张伟"], person["李娜"], person["王芳"]
+        assert good[zhang] == ("张伟", "138****5678", True)
+
+        # a policy column changed; 李娜's member row and unified row gone (the mapping pass brings the
+        # member back, which rebuilds its person); 王芳's unified row gone; a row of no person
+        scenario.target("UPDATE persons SET marketing_opt_out = false WHERE person_id = %s", (zhang,))
+        scenario.target("DELETE FROM members WHERE channel = 'shop' AND source_user_id = 2")
+        scenario.target("DELETE FROM persons WHERE person_id = ANY(%s)", ([li, wang],))
+        scenario.target("INSERT INTO persons VALUES (999, 'ghost', NULL, NULL)")
+
+        checked = scenario.cli("reconcile", "--json", "--chunk-rows", "1")  # one person per snapshot
+        assert checked.returncode == 1, checked.stderr
+        reports = {r["mapping"]: r for r in json.loads(checked.stdout)["mappings"]}
+        assert list(reports)[-1] == "identity:person"  # after the mapping passes
+        unified = reports["identity:person"]
+        assert (unified["status"], unified["mode"], unified["source"], unified["target_table"],
+                unified["key_columns"]) == ("drift", "unified", "app,shop", "public.persons", ["person_id"])
+        assert (unified["rows_compared"], unified["chunks"]) == (4, 4)  # the last, open range finds 999
+        assert unified["missing"] == {"count": 2, "keys": [[p] for p in sorted([li, wang])]}
+        assert unified["extra"] == {"count": 1, "keys": [[999]]}
+        assert unified["differ"] == {"count": 1, "rows": [{"key": [zhang], "columns": ["marketing_opt_out"]}]}
+        assert reports["shop_members"]["missing"] == {"count": 1, "keys": [["shop", 2]]}
+        others = {name: r["status"] for name, r in reports.items()
+                  if name not in {"shop_members", "identity:person"}}
+        assert set(others.values()) == {"in_sync"}
+        text = scenario.cli("reconcile").stdout
+        assert f"identity:person: differ (person_id): {zhang} (marketing_opt_out)" in text
+        assert "identity:person: extra in public.persons (person_id): 999" in text
+
+        repaired = scenario.cli("reconcile", "--repair", "--json")
+        assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+        reports = {r["mapping"]: r for r in json.loads(repaired.stdout)["mappings"]}
+        assert reports["shop_members"]["status"] == "repaired"
+        unified = reports["identity:person"]
+        # 李娜's row was rebuilt by the sink with her member row, before the unified pass ran
+        assert (unified["status"], unified["missing"]["keys"], unified["repaired"]) == (
+            "repaired", [[wang]], 3)
+        assert persons(scenario) == good
+
+        again = scenario.cli("reconcile", "--json")
+        assert again.returncode == 0, again.stdout
+        assert json.loads(again.stdout)["mappings"][-1]["status"] == "in_sync"
+        runs = scenario.target("SELECT status, missing, extra, differ, repaired FROM syncd.reconcile_runs "
+                               "WHERE mapping = 'identity:person' ORDER BY id")
+        assert runs == [("drift", 2, 1, 1, 0), ("drift", 2, 1, 1, 0), ("repaired", 1, 1, 1, 3),
+                        ("in_sync", 0, 0, 0, 0)]
+        assert scenario.stop(process) == 0
+
+
 class TestEdges:
     def test_a_rejected_row_leaves_no_identity_behind(self, scenario: Scenario, app: Source) -> None:
         """PostgreSQL refuses one member row of a batch: it is dead-lettered with its links and

@@ -233,3 +233,13 @@ class TestScenario:
         claim(store, "app", {("unionid", "u")})
         result = claim(store, "app", {("unionid", "u"), ("phone", "p")})
         assert result.merge is not None and result.merge.kinds == ("phone",)
+
+    def test_reach_names_the_persons_a_claim_would_join_and_changes_nothing(self) -> None:
+        store = LinkStore.counting()
+        claim(store, "shop", {("phone", "p")})
+        claim(store, "app", {("unionid", "u")})
+        links, records = dict(store.links), dict(store.records)
+        assert core.reach(store, "app", {("unionid", "u"), ("phone", "p"), ("app_user", "5")}) == {
+            1: {"phone"}, 2: {core.RECORD_KIND, "unionid"}}
+        assert core.reach(store, "new", {("app_user", "5")}) == {}
+        assert (store.links, store.records) == (links, records)

@@ -219,6 +219,7 @@ class TestHumanOutput:
         assert "  dead letter: column status: value '已退款' is not in the map" in text
         assert "[3] id=3: filtered out" in text
         assert "  filtered out by where: is_test: 0 (is_test is 1)" in text
+        assert "  " not in lines  # a mapped row has no reason line
         assert lines[-1].startswith("3 source rows: 1 mapped, 1 dead letter, 1 filtered out. "
                                     "Nothing was written.")
         assert "synced_at shows the current time" in lines[-1]
