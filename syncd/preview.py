@@ -185,15 +185,17 @@ def select_statement(table: str, key_columns: tuple[str, ...], where: str | None
     return query + f" LIMIT {int(limit)}"
 
 
-def read_source_rows(source: SourceConfig, table: str, where: str | None, limit: int) -> SourceRows:
-    """Up to `limit` rows in primary-key order, read inside a READ ONLY transaction.
+def read_source_rows(source: SourceConfig, table: str, where: str | None, limit: int,
+                     source_key: tuple[str, ...] = ()) -> SourceRows:
+    """Up to `limit` rows in row-key order (the mapping's `source_key`, else the primary key),
+    read inside a READ ONLY transaction.
 
     Values are normalised as the initial load normalises them (`syncd.source.values`): TIMESTAMP
     columns as UTC instants, zero dates as NULL, BIT as integers, and so on.
     """
     conn = checks.connect(source, source.database)
     try:
-        key = checks.primary_key(conn, source.database, table)
+        key = source_key or checks.primary_key(conn, source.database, table)
         with conn.cursor() as cur:
             cur.execute("SET SESSION time_zone = '+00:00'")
             cur.execute("SET SESSION TRANSACTION READ ONLY")
@@ -439,7 +441,7 @@ def preview(mapping_name: str, limit: int, where_sql: str | None, as_json: bool,
     try:
         mapping = compile_one(config, mapping_name)
         source = config.sources[mapping.spec.source]
-        read = read_source_rows(source, mapping.spec.table, where_sql, limit)
+        read = read_source_rows(source, mapping.spec.table, where_sql, limit, mapping.spec.source_key)
     except ConfigError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)

@@ -236,6 +236,12 @@ class TestSourceKey:
         assert requests[0][0] >= 3 and requests[0][1] is True
         assert scenario.stop(process) == 0
 
+    def test_preview_reads_and_names_rows_by_the_source_key(self, scenario: Scenario) -> None:
+        result = scenario.cli("preview", "--mapping", "shard_events", "--limit", "3", "--json")
+        assert result.returncode == 0, result.stderr
+        keys = [record["key"] for record in json.loads(result.stdout)]
+        assert keys == ["shard=1,seq=1", "shard=1,seq=2", "shard=1,seq=3"]
+
 
 class TestRefusals:
     def test_a_table_without_primary_key_and_source_key_is_refused(self, scenario: Scenario) -> None:
