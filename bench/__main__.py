@@ -37,6 +37,7 @@ For experiments, ``BENCH_SYNCD=/path/to/script.py`` runs that script instead of
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -581,10 +582,18 @@ def main() -> int:
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="record the drains' syncd with py-spy (collapsed stacks) into DIR")
     parser.add_argument("--keep", action="store_true", help="keep the servers' directory and logs")
+    parser.add_argument("--backlog", type=int, metavar="CHANGES",
+                        help="backlog size instead of the mode's (for quicker experiments)")
+    parser.add_argument("--ledger", type=int, metavar="ROWS",
+                        help="snapshot/reconcile table size instead of the mode's")
     parser.add_argument("--output", type=Path,
                         help="where to write the JSON (default bench/results/<date>.json)")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
+    if args.backlog:
+        sizes = dataclasses.replace(sizes, backlog_changes=args.backlog)
+    if args.ledger:
+        sizes = dataclasses.replace(sizes, ledger_rows=args.ledger)
     today = datetime.now(UTC).date().isoformat()
     output = args.output or RESULTS / (f"{today}-quick.json" if args.quick else f"{today}.json")
     tmp = Path(tempfile.mkdtemp(prefix="syncd-bench-"))

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 
 import structlog
 
@@ -45,6 +46,8 @@ from syncd.startup import SourcePlan
 log = structlog.get_logger("syncd.pipeline")
 
 _QUEUE_SIZE = 64
+_LINGER_S = 0.002
+"""How long a batch ready to commit waits for the next event before committing."""
 """Transactions (or parts of at most PART_ROWS changes) read ahead: bounds memory."""
 _REPAIR_POLL_SECONDS = 0.5
 
@@ -155,8 +158,11 @@ class Pipeline:
         batch = Batch()
         started = 0.0
         while not self.stop.is_set():
+            # A batch with whole transactions waits only a moment for more: under a backlog the
+            # next event comes within microseconds (the batch grows), on a quiet source it doesn't.
+            wait = _LINGER_S if batch.checkpoint is not None else self.batch_config.max_delay_s
             try:
-                item = events.get(timeout=self.batch_config.max_delay_s)
+                item = events.get(timeout=wait)
             except queue.Empty:
                 item = None
             if isinstance(item, BaseException):
@@ -171,7 +177,7 @@ class Pipeline:
                 if not len(batch) and batch.checkpoint is None:
                     started = time.monotonic()
                 self._take(batch, item)
-            if batch.checkpoint is not None and self._due(batch, started, events):
+            if batch.checkpoint is not None and (item is None or self._due(batch, started)):
                 self._flush(batch)
                 batch = Batch()
             if not len(batch) and batch.checkpoint is None:
@@ -225,8 +231,8 @@ class Pipeline:
                 if change.table == read.mapping.spec.table:
                     read.drop_changed(change)
 
-    def _due(self, batch: Batch, started: float, events: queue.Queue) -> bool:
-        return (events.empty() or len(batch) >= self.batch_config.max_rows
+    def _due(self, batch: Batch, started: float) -> bool:
+        return (len(batch) >= self.batch_config.max_rows
                 or time.monotonic() - started >= self.batch_config.max_delay_s)
 
     def _take(self, batch: Batch, event: SourceEvent) -> None:
@@ -350,7 +356,7 @@ class Pipeline:
                 mapped = map_change(mapping, change, ctx)
                 batch.dead_letters.extend(mapped.dead_letters)
                 if mapped.ops:
-                    origin = dead_letter(mapping, change, ctx, "")
+                    origin = partial(dead_letter, mapping, change, ctx, "")
                     batch.ops.extend(PlannedOp(op, origin) for op in mapped.ops)
 
     def _flush(self, batch: Batch) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timezone, tzinfo
 from typing import Any
 
 from syncd.errors import TransformError
@@ -168,6 +168,8 @@ def _compile_column(spec: ColumnSpec, ctx: transforms.TransformContext, aware: b
     convert = transforms.chain(steps) if steps else None
     lookup = _lookup(spec) if spec.value_map is not None else None
     localize = _localizer(ctx.source_timezone) if aware else None
+    if convert is None and lookup is None and localize is None:
+        return read  # a plain copy: one call per value on the hot path, not two
 
     def compute(row: Row) -> Any:
         value = read(row)
@@ -237,6 +239,9 @@ def _lookup(spec: ColumnSpec) -> Callable[[Any], Any]:
 
 
 def _localizer(tz: tzinfo) -> Callable[[datetime], datetime]:
+    if _fixed_offset(tz):  # no daylight-saving gaps: every wall time exists (the common, hot case)
+        return lambda value: value.replace(tzinfo=tz)
+
     def localize(value: datetime) -> datetime:
         aware = value.replace(tzinfo=tz)
         if aware.astimezone(UTC).astimezone(tz).replace(tzinfo=None) != value:
@@ -245,6 +250,14 @@ def _localizer(tz: tzinfo) -> Callable[[datetime], datetime]:
         return aware
 
     return localize
+
+
+def _fixed_offset(tz: tzinfo) -> bool:
+    return isinstance(tz, timezone) or getattr(tz, "key", None) in _UTC_NAMES
+
+
+_UTC_NAMES = {"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Zulu", "Etc/Zulu", "Universal", "Etc/Universal",
+              "GMT", "Etc/GMT", "Etc/GMT0", "Etc/GMT+0", "Etc/GMT-0", "Etc/Greenwich", "Greenwich"}
 
 
 def _short(value: Any) -> str:

