@@ -116,8 +116,8 @@ def _peak_rss_kb(pid: int) -> int:
 
 @dataclass
 class ProcessWatch:
-    """Samples one process (by pid) every `interval` s: peak RSS (VmHWM; its child processes'
-    peaks apart) and CPU time (children included).
+    """Samples one process (by pid) every `interval` s: peak RSS (VmHWM of the process plus the
+    peaks of its child processes, also reported apart) and CPU time (children included).
 
     ``others`` (label -> pid) are process trees whose CPU time over the same span is reported
     too (the database servers), so a figure says where the machine's CPU went.
@@ -166,10 +166,12 @@ class ProcessWatch:
         machine_busy = (busy1 - busy0) / TICKS
         others = {label: round(tree_cpu_seconds(pid) - self._others_start[label], 2)
                   for label, pid in self.others.items()}
-        children = {"peak_rss_mb_child_processes": round(sum(self.children_peak_kb.values()) / 1024, 1)} \
-            if self.children_peak_kb else {}
+        children_kb = sum(self.children_peak_kb.values())
+        children = {"peak_rss_mb_child_processes": round(children_kb / 1024, 1)} if children_kb else {}
         return {
-            "peak_rss_mb": round(self.peak_rss_kb / 1024, 1), **children,
+            # The whole tree: syncd's own peak plus each child's (its decoder processes).
+            "peak_rss_mb": round((self.peak_rss_kb + children_kb) / 1024, 1),
+            "peak_rss_mb_main_process": round(self.peak_rss_kb / 1024, 1), **children,
             "cpu_seconds": round(self.cpu_seconds, 2),
             "cpu_share_of_one_core": round(self.cpu_seconds / wall, 2) if wall else None,
             "machine_busy_share": round((busy1 - busy0) / max(1, total1 - total0), 2),

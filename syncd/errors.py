@@ -54,6 +54,10 @@ class SourceError(SyncdError):
         self.message = message
         super().__init__(f"source {source}: {message}")
 
+    def __reduce__(self) -> tuple:
+        # Pickled across the decoder process (syncd.source.decoder_process) with its own arguments.
+        return type(self), (self.source, self.message)
+
 
 class SourceUnavailable(SourceError):
     retriable = True
@@ -72,7 +76,11 @@ class StreamError(SourceError):
 
     def __init__(self, source: str, message: str, position: str) -> None:
         self.position = position
+        self.detail = message
         super().__init__(source, f"{message} (at {position})")
+
+    def __reduce__(self) -> tuple:
+        return type(self), (self.source, self.detail, self.position)
 
 
 class TransformError(SyncdError):

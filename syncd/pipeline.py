@@ -36,9 +36,11 @@ from syncd.repair import RepairRead, find_mapping, read_keys, repair_batch
 from syncd.schema_watch import MappingGate, decide
 from syncd.sink.postgres import Batch, PlannedOp, PostgresSink, RepairDone
 from syncd.sink.state import Checkpoint, RepairRequest, next_repair, read_checkpoint, read_pauses
+from syncd.source import decoder_process
 from syncd.source.binlog import BinlogReader, SourceEvent
 from syncd.source.checks import connect, table_columns
 from syncd.source.ddl import table_effects
+from syncd.source.decoder_process import DecoderProcess
 from syncd.source.gtid import GtidState
 from syncd.source.snapshot import SourceSnapshot
 from syncd.startup import SourcePlan
@@ -138,7 +140,9 @@ class Pipeline:
         self.known_columns = {table: cols for table in self.by_table
                               if (cols := self._live_columns(table)) is not None}
         start = self.gate.start(checkpoint.position)
-        reader = BinlogReader(self.source, start, set(self.by_table),
+        # Decoding on another core (decoder_process.py) unless SYNCD_DECODER_PROCESS=0.
+        reader_class = DecoderProcess if decoder_process.enabled() else BinlogReader
+        reader = reader_class(self.source, start, set(self.by_table),
                               GtidState.parse(checkpoint.position.gtid))
         events: queue.Queue = queue.Queue(maxsize=_QUEUE_SIZE)
         done = threading.Event()

@@ -44,6 +44,7 @@ def report_dict(report: MappingReport) -> dict[str, Any]:
         "rows_compared": report.rows_compared,
         "chunks": report.chunks,
         "chunks_unchanged": report.chunks_unchanged,
+        "chunks_pushed_down": report.chunks_pushed_down,
         "chunks_differing": report.chunks_differing,
         "missing": {"count": report.missing, "keys": _keys(report.missing_keys)},
         "extra": {"count": report.extra, "keys": _keys(report.extra_keys)},

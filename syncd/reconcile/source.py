@@ -21,6 +21,7 @@ from syncd.config import SourceConfig
 from syncd.errors import SourceUnavailable
 from syncd.mapping.plan import Mapping
 from syncd.model import Position, Row
+from syncd.reconcile.pushdown import source_sums_sql, sums_text
 from syncd.reconcile.verified import source_checksum_sql
 from syncd.source.checks import connect, table_columns
 from syncd.source.snapshot import row_key
@@ -170,6 +171,16 @@ class SourceReader:
         where, params = range_condition(key, lower, upper)
         found = self._execute(f"SELECT {source_checksum_sql(columns)} FROM {quote(table)}{where}", params)
         return ":".join(str(v) for v in found[0])
+
+    def pushed_sums(self, table: str, key: Sequence[str], row_hash: str,
+                    lower: Sequence[Any] | None, upper: Sequence[Any] | None) -> str:
+        """`count:sum:sum` of the pushed-down row hashes with keys in (lower, upper] (pushdown.py)."""
+        where, params = range_condition(key, lower, upper)
+        return sums_text(self._execute(source_sums_sql(row_hash, table, where), params)[0])
+
+    def key_bounds(self, table: str, column: str) -> tuple[Any, Any]:
+        found = self._execute(f"SELECT MIN({quote(column)}), MAX({quote(column)}) FROM {quote(table)}")
+        return found[0][0], found[0][1]
 
     def has_crc32c(self) -> bool:
         try:

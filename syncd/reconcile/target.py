@@ -14,6 +14,7 @@ from syncd.errors import SinkUnavailable
 from syncd.model import TargetTable
 from syncd.reconcile.compare import Canon, ColumnType, Key, Values, canonicalize_rows, stored_canon
 from syncd.reconcile.layout import Layout
+from syncd.reconcile.pushdown import sums_text, target_sums_sql
 
 
 def table_sql(table: TargetTable) -> sql.Composed:
@@ -106,6 +107,27 @@ class TargetReader:
             raise SinkUnavailable(f"target read failed: {exc}") from exc
         assert row is not None
         return f"{row[0]}:{row[1]}"
+
+    def pushed_sums(self, row_hash: sql.Composable, lower: Sequence[Any] | None,
+                    upper: Sequence[Any] | None) -> str:
+        """`count:sum:sum` of the pushed-down row hashes of the slice's rows in (lower, upper]."""
+        where, params = self._range(lower, upper)
+        query = target_sums_sql(row_hash, sql.SQL("FROM ") + table_sql(self.table) + where)
+        try:
+            row = self.conn.execute(query, params).fetchone()
+        except psycopg.OperationalError as exc:
+            raise SinkUnavailable(f"target read failed: {exc}") from exc
+        return sums_text(row)
+
+    def key_bounds(self) -> tuple[Any, Any]:
+        """The slice's lowest and highest copied key (one key column)."""
+        columns = self.layout.range_columns
+        assert columns is not None and len(columns) == 1
+        name = sql.Identifier(columns[0])
+        query = sql.SQL("SELECT min({}), max({}) FROM {}").format(name, name, table_sql(self.table))
+        row = self.conn.execute(query + self._where([]), self._slice_params).fetchone()
+        assert row is not None
+        return row[0], row[1]
 
     def range_with_checksum(self, lower: Sequence[Any] | None,
                             upper: Sequence[Any] | None) -> tuple[dict[Key, Values], str]:

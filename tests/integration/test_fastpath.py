@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import struct
+import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC
 from decimal import Decimal
@@ -24,10 +25,12 @@ from pymysqlreplication.event import MariadbGtidEvent, QueryEvent, XidEvent
 from pymysqlreplication.row_event import RowsEvent, TableMapEvent, UpdateRowsEvent
 
 from syncd.config import Secret, SourceConfig
+from syncd.errors import PositionLost, SyncdError
 from syncd.model import Heartbeat, Position
 from syncd.sandbox import MariaDBServer
 from syncd.source import fastpath
 from syncd.source.binlog import BinlogReader
+from syncd.source.decoder_process import DecoderProcess
 
 WIDE = """
 CREATE TABLE wide (
@@ -193,13 +196,17 @@ def test_the_fast_path_reads_every_event_and_value_as_the_library(
         assert mine == theirs
 
 
-def read_transactions(mariadb: MariaDBServer, database: str, start: Position, end: Position,
-                      monkeypatch: pytest.MonkeyPatch, decoder: str) -> list[Any]:
-    monkeypatch.setenv(fastpath.DECODER_ENV, decoder)
+def source_config(mariadb: MariaDBServer, database: str, monkeypatch: pytest.MonkeyPatch) -> SourceConfig:
     monkeypatch.setenv("FASTPATH_TEST_PASSWORD", mariadb.root_password)
-    source = SourceConfig("s", mariadb.host, mariadb.port, "root", Secret(env="FASTPATH_TEST_PASSWORD"),
-                          database, 7500 + os.getpid() % 1000, UTC)
-    reader = BinlogReader(source, start, {"wide", "side"})
+    return SourceConfig("s", mariadb.host, mariadb.port, "root", Secret(env="FASTPATH_TEST_PASSWORD"),
+                        database, 7500 + os.getpid() % 1000, UTC)
+
+
+def read_transactions(mariadb: MariaDBServer, database: str, start: Position, end: Position,
+                      monkeypatch: pytest.MonkeyPatch, decoder: str,
+                      reader_class: type[BinlogReader] | type[DecoderProcess] = BinlogReader) -> list[Any]:
+    monkeypatch.setenv(fastpath.DECODER_ENV, decoder)
+    reader = reader_class(source_config(mariadb, database, monkeypatch), start, {"wide", "side"})
     out: list[Any] = []
     try:
         for event in reader.events():
@@ -208,7 +215,8 @@ def read_transactions(mariadb: MariaDBServer, database: str, start: Position, en
             out.append(event)
             if getattr(event, "end", start) >= end:
                 break
-        assert (type(reader._stream).__name__ == "FastBinLogStreamReader") == (decoder == "fast")
+        if isinstance(reader, BinlogReader):
+            assert (type(reader._stream).__name__ == "FastBinLogStreamReader") == (decoder == "fast")
     finally:
         reader.close()
     return out
@@ -222,3 +230,43 @@ def test_syncd_reads_the_same_transactions_with_either_decoder(
     fast = read_transactions(mariadb, database, start, end, monkeypatch, "fast")
     assert sum(len(getattr(e, "changes", ())) for e in library) > 600
     assert fast == library
+
+
+def test_the_decoder_process_hands_over_exactly_the_same_events(
+        mariadb: MariaDBServer, binlog: tuple[str, Position, Position],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same events, same values, same types (repr tells True from 1, and Decimal('1.0') from 1.00)."""
+    database, start, end = binlog
+    inline = read_transactions(mariadb, database, start, end, monkeypatch, "fast")
+    handed = read_transactions(mariadb, database, start, end, monkeypatch, "fast", DecoderProcess)
+    assert [repr(e) for e in handed] == [repr(e) for e in inline]
+
+
+def test_an_error_in_the_decoder_process_is_raised_as_the_same_error(
+        mariadb: MariaDBServer, binlog: tuple[str, Position, Position],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    database, _, _ = binlog
+    gone = Position("mysql-bin.999999", 4)
+    raised = []
+    for reader_class in (BinlogReader, DecoderProcess):
+        reader = reader_class(source_config(mariadb, database, monkeypatch), gone, {"wide"})
+        with pytest.raises(SyncdError) as caught:
+            next(iter(reader.events()))
+        reader.close()
+        raised.append((type(caught.value), str(caught.value)))
+    assert raised[0] == raised[1] and raised[0][0] is PositionLost
+
+
+def test_closing_the_decoder_process_ends_a_blocked_read(
+        mariadb: MariaDBServer, binlog: tuple[str, Position, Position],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    database, _, end = binlog
+    reader = DecoderProcess(source_config(mariadb, database, monkeypatch), end, {"wide"})
+    events = reader.events()
+    first = next(events)  # blocks until the idle stream's first heartbeat
+    assert isinstance(first, Heartbeat)
+    child = reader._child
+    assert child is not None
+    threading.Timer(0.5, reader.close).start()
+    assert list(events) in ([], [Heartbeat("s", end)])  # the read waiting for more just ends
+    assert child.poll() is not None

@@ -1,0 +1,158 @@
+"""Checksums computed inside both servers: a key range in sync is confirmed without moving rows.
+
+Mapping every row in Python bounds a pass (PyMySQL decoding, transforms, canonical values). For
+a mapping that only *copies* columns (renames allowed), the value the target should hold is the
+source value itself, so both servers can hash the same canonical text of each row:
+
+* each value becomes text the same way on both sides (integers and decimals in their plain
+  form, text as UTF-8, dates as `YYYY-MM-DD`, DATETIME as `YYYY-MM-DD HH:MM:SS.ffffff` wall
+  time of the source time zone), prefixed by its length and `:` (NULL: `-`), so that no two
+  different rows give the same text;
+* MD5 of the row's text, its first 120 bits split into two 60-bit integers, summed over the
+  range with the row count.
+
+Equal sums: the range is in sync (a 1-in-2^120 chance per range of two different contents
+summing alike). Different sums, including a false alarm such as a target `numeric` with a
+different scale: the range is compared row by row through the mapping as usual, which decides.
+
+Only mappings where this is exact take part: aligned (one integer key column copied), no
+`where` filter, no identity or lookup columns, every compared column a plain copy whose source
+and target types are listed below; DATETIME only when the source time zone has a fixed offset
+(a named zone with daylight saving maps two instants to one wall time), and a target database
+in UTF8.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, timedelta, timezone, tzinfo
+
+from psycopg import sql
+
+from syncd.reconcile.compare import ColumnType
+from syncd.reconcile.layout import Layout, plain_copy
+
+_INTEGER = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint"}
+_TEXT = {"char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum"}
+_TARGET_NUMBER = {"smallint", "integer", "bigint", "numeric"}
+_TARGET_TEXT = {"text", "character varying"}
+_UTC_NAMES = {"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Zulu", "Etc/Zulu", "Universal", "Etc/Universal"}
+
+SPAN_CHUNKS = 4
+"""A pushed-down range spans this many chunks' worth of keys."""
+
+
+@dataclass(frozen=True)
+class Pushdown:
+    """The row-hash expressions of one mapping, one per server."""
+
+    source_hash: str
+    """MySQL expression over the source table's columns."""
+    target_hash: sql.Composable
+    """PostgreSQL expression over the target table's columns."""
+
+
+def plan_pushdown(layout: Layout, source_types: dict[str, str], target_types: dict[str, ColumnType],
+                  source_zone: tzinfo, target_encoding: str) -> Pushdown | None:
+    """The row hashes for this mapping, or None when its values cannot be compared in SQL exactly."""
+    mapping = layout.mapping
+    if (layout.range_columns is None or len(layout.range_columns) != 1 or mapping.in_scope is not None
+            or mapping.identity is not None or mapping.lookups or target_encoding.upper() != "UTF8"):
+        return None
+    copies = {c.target: plain_copy(c) for c in mapping.spec.columns}
+    pairs = [(layout.source_key[0], layout.range_columns[0])]
+    for column in layout.compared:
+        source = copies.get(column)
+        if source is None:
+            return None
+        pairs.append((source, column))
+    source_parts, target_parts = [], []
+    for source, target in pairs:
+        kind = target_types.get(target)
+        exprs = _column(source, source_types.get(source, "").lower(), target, kind, source_zone)
+        if exprs is None:
+            return None
+        source_parts.append(f"IFNULL(CONCAT(CHAR_LENGTH({exprs[0]}), ':', {exprs[0]}), '-')")
+        target_parts.append(sql.SQL("coalesce(length({0}) || ':' || {0}, '-')").format(exprs[1]))
+    return Pushdown(source_hash=f"MD5(CONCAT({', '.join(source_parts)}))",
+                    target_hash=sql.SQL("md5({})").format(sql.SQL(" || ").join(target_parts)))
+
+
+def _column(source: str, source_type: str, target: str, kind: ColumnType | None,
+            zone: tzinfo) -> tuple[str, sql.Composable] | None:
+    """(MySQL text, PostgreSQL text) of one copied column, or None when not comparable in SQL."""
+    if kind is None:
+        return None
+    if source_type == "datetime":
+        return _datetime(_quote(source), kind, sql.Identifier(target), zone)
+    rule = _RULES.get(source_type)
+    if rule is None or kind.data_type not in rule[1]:
+        return None
+    return rule[0].format(_quote(source)), sql.SQL(rule[2]).format(sql.Identifier(target))
+
+
+_NUMBER_RULE = ("CAST({} AS CHAR)", _TARGET_NUMBER, "{}::text")
+_TEXT_RULE = ("CONVERT({} USING utf8mb4)", _TARGET_TEXT, "{}::text")
+_RULES: dict[str, tuple[str, set[str], str]] = {
+    **dict.fromkeys(_INTEGER | {"decimal"}, _NUMBER_RULE),
+    **dict.fromkeys(_TEXT, _TEXT_RULE),
+    "date": ("DATE_FORMAT({}, '%Y-%m-%d')", {"date"}, "to_char({}, 'YYYY-MM-DD')"),
+}
+"""Source type -> (MySQL text of the value, target types it may be copied into, PostgreSQL text)."""
+
+
+def _datetime(quoted: str, kind: ColumnType, column: sql.Identifier,
+              zone: tzinfo) -> tuple[str, sql.Composable] | None:
+    mine = f"DATE_FORMAT({quoted}, '%Y-%m-%d %H:%i:%s.%f')"
+    shape = sql.SQL("'YYYY-MM-DD HH24:MI:SS.US'")
+    if kind.data_type == "timestamp without time zone":
+        return mine, sql.SQL("to_char({}, {})").format(column, shape)
+    if kind.data_type != "timestamp with time zone":
+        return None
+    offset = fixed_offset(zone)
+    if offset is None:
+        return None
+    wall = sql.SQL("({} AT TIME ZONE INTERVAL {})").format(column, sql.Literal(_interval(offset)))
+    return mine, sql.SQL("to_char({}, {})").format(wall, shape)
+
+
+def fixed_offset(zone: tzinfo) -> timedelta | None:
+    """The zone's one UTC offset, or None for a zone whose offset changes (daylight saving)."""
+    if zone is UTC or getattr(zone, "key", None) in _UTC_NAMES:
+        return timedelta(0)
+    if isinstance(zone, timezone):
+        return zone.utcoffset(None)
+    return None
+
+
+def _interval(offset: timedelta) -> str:
+    minutes = int(offset.total_seconds()) // 60
+    sign = "-" if minutes < 0 else "+"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def _quote(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def source_sums_sql(row_hash: str, table: str, where: str) -> str:
+    """MySQL: count and the two 60-bit sums of the row hashes of `table` rows matching `where`
+    (a query run with parameters: `%` of DATE_FORMAT doubled)."""
+    row_hash = row_hash.replace("%", "%%")
+    # CONV returns text: summed as such it would become a DOUBLE and lose the low digits.
+    return (f"SELECT COUNT(*), COALESCE(SUM(CAST(CONV(SUBSTRING(h, 1, 15), 16, 10) AS UNSIGNED)), 0), "
+            f"COALESCE(SUM(CAST(CONV(SUBSTRING(h, 16, 15), 16, 10) AS UNSIGNED)), 0) "
+            f"FROM (SELECT {row_hash} AS h FROM {_quote(table)}{where}) AS hashed")
+
+
+def target_sums_sql(row_hash: sql.Composable, rows: sql.Composable) -> sql.Composed:
+    """PostgreSQL: the same three numbers over `rows` (a FROM ... WHERE ... of the slice)."""
+    return (sql.SQL("SELECT count(*), coalesce(sum(('x' || substr(h, 1, 15))::bit(60)::bigint), 0), "
+                    "coalesce(sum(('x' || substr(h, 16, 15))::bit(60)::bigint), 0) FROM (SELECT ")
+            + row_hash + sql.SQL(" AS h ") + rows + sql.SQL(") AS hashed"))
+
+
+def sums_text(row: tuple | None) -> str:
+    """`count:sum1:sum2` with integer text, whatever numeric types the server returned."""
+    assert row is not None
+    return ":".join(str(int(v)) for v in row)

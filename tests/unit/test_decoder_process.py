@@ -1,0 +1,73 @@
+"""What crosses the decoder process's pipe comes back as the very same values and events (pure)."""
+
+from __future__ import annotations
+
+import marshal
+import pickle
+from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from syncd.errors import PositionLost, SourceUnavailable, StreamError
+from syncd.model import Heartbeat, Op, Position, RowChange, SchemaChange, SourceTransaction, TransactionPart
+from syncd.source.decoder_process import (
+    DecoderCrashed,
+    decode_event,
+    decode_value,
+    encode_event,
+    encode_value,
+)
+
+VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(2**64), max_value=2**64),
+    st.floats(allow_nan=False), st.text(), st.binary(),
+    st.decimals(allow_nan=False, allow_infinity=False),
+    st.datetimes(), st.datetimes(timezones=st.just(UTC)), st.dates(), st.timedeltas(),
+    st.datetimes(timezones=st.just(timezone(timedelta(hours=8)))),
+)
+
+
+def through_pipe(value: object) -> object:
+    return decode_value(marshal.loads(marshal.dumps(encode_value(value))))
+
+
+@given(VALUES)
+def test_every_value_comes_back_with_its_type_and_exact_value(value: object) -> None:
+    back = through_pipe(value)
+    assert type(back) is type(value)
+    assert repr(back) == repr(value)
+    if isinstance(value, datetime):
+        assert back.fold == value.fold and back.tzinfo == value.tzinfo
+
+
+def test_a_later_fold_survives() -> None:
+    ambiguous = datetime(2024, 11, 3, 1, 30, fold=1)
+    assert through_pipe(ambiguous).fold == 1
+
+
+def test_every_event_kind_comes_back_equal() -> None:
+    position = Position("mysql-bin.000003", 4711, "0-1-42")
+    change = RowChange("orders", Op.UPDATE, {"id": 1, "amount": Decimal("1.50"), "at": date(2024, 1, 1)},
+                       {"id": 1, "amount": Decimal("2.50"), "at": None}, 900, 3, ("id",), ("at",))
+    when = datetime(2024, 5, 1, 4, 30, tzinfo=UTC)
+    events = [
+        SourceTransaction("shop", [change, RowChange("orders", Op.DELETE, {"id": 2}, None)], position, when,
+                          follows_parts=True),
+        TransactionPart("shop", [RowChange("orders", Op.INSERT, None, {"id": 3, "raw": b"\\x00"})]),
+        SchemaChange("shop", "db", "ALTER TABLE orders ADD note TEXT", position, when),
+        Heartbeat("shop", position), Heartbeat("shop", None),
+    ]
+    back = [decode_event(marshal.loads(marshal.dumps(encode_event(e)))) for e in events]
+    assert back == events and [repr(e) for e in back] == [repr(e) for e in events]
+
+
+def test_source_errors_travel_with_their_class_and_context() -> None:
+    for error in (SourceUnavailable("shop", "connection lost (2013): gone"),
+                  PositionLost("shop", "purged"), StreamError("shop", "compressed event", "b.000001:4"),
+                  DecoderCrashed("shop", "binlog decoder exited (status -9)")):
+        back = pickle.loads(pickle.dumps(error))
+        assert type(back) is type(error) and str(back) == str(error)
+        assert back.retriable == error.retriable
+    assert DecoderCrashed("shop", "x").retriable
