@@ -53,8 +53,10 @@ from syncd.source.gtid import GtidState
 
 PROCESS_ENV = "SYNCD_DECODER_PROCESS"
 _FRAME = struct.Struct("<I")
-_QUEUE_EVENTS = 256
-_MAX_FRAME_EVENTS = 512
+_QUEUE_EVENTS = 16
+"""Events decoded ahead of the pipe (a large transaction's parts hold 1,000 changes each)."""
+_FRAME_CHANGES = 2000
+"""A frame closes once it holds this many row changes: memory stays bounded on both sides."""
 _OPS = {op.value: op for op in Op}
 
 
@@ -273,6 +275,7 @@ def _send(out: IO[bytes], items: queue.Queue) -> None:
     """Whatever has piled up goes as one frame; an error or crash ends the stream."""
     while True:
         batch: list[tuple] = []
+        changes = 0
         last = None
         item = items.get()
         while True:
@@ -280,7 +283,8 @@ def _send(out: IO[bytes], items: queue.Queue) -> None:
                 last = item
                 break
             batch.append(item[1])
-            if len(batch) >= _MAX_FRAME_EVENTS:
+            changes += len(item[1][2]) if item[1][0] in ("tx", "part") else 1
+            if changes >= _FRAME_CHANGES:
                 break
             try:
                 item = items.get_nowait()

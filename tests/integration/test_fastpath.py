@@ -269,4 +269,4 @@ def test_closing_the_decoder_process_ends_a_blocked_read(
     assert child is not None
     threading.Timer(0.5, reader.close).start()
     assert list(events) in ([], [Heartbeat("s", end)])  # the read waiting for more just ends
-    assert child.poll() is not None
+    assert child.wait(timeout=10) is not None

@@ -274,6 +274,12 @@ class TestFaults:
 
 
 def _peak_rss_mb(pid: int) -> float:
+    """Peak RSS of syncd and of its running child processes (the binlog decoders), summed."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return sum(_own_peak_rss_mb(p) for p in [pid, *map(int, children)])
+
+
+def _own_peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024

@@ -634,6 +634,8 @@ def test_status_while_running_and_after(make_scenario: Callable[..., Scenario], 
     scenario.target("INSERT INTO syncd.reconcile_runs (mapping, source, status, finished_at, "
                     "rows_compared, missing, repaired) VALUES ('shop_orders', 'shop', 'done', now(), "
                     "10, 1, 0), ('shop_orders', 'shop', 'drift', now(), 10, 2, 0)")
+    # The headroom is checked within a second of the first checkpoint.
+    eventually(lambda: source_status(scenario, "shop")["retention_headroom"] == "unlimited", 30)
     status = status_json(scenario)
     shop_status = next(s for s in status["sources"] if s["source"] == "shop")
     assert shop_status["state"] == "streaming"
