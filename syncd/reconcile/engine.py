@@ -528,11 +528,17 @@ class _Pass:
         key = self.layout.source_key
         try:
             with ThreadPoolExecutor(1, thread_name_prefix=f"reconcile-{self.mapping.name}") as pool:
-                for lower, upper in ranges:
+                # The source's sums of each range are asked for one range ahead: the faster
+                # server never waits for the slower one.
+                sums = [pool.submit(side.pushed_sums, self.table, key, pushdown.source_hash, lower, upper)
+                        for lower, upper in ranges[:2]]
+                for index, (lower, upper) in enumerate(ranges):
                     if self.options.stop is not None and self.options.stop.is_set():
                         raise Stopped("stopped")
-                    source = pool.submit(side.pushed_sums, self.table, key, pushdown.source_hash,
-                                         lower, upper)
+                    source = sums[index]
+                    if index + 2 < len(ranges):
+                        sums.append(pool.submit(side.pushed_sums, self.table, key, pushdown.source_hash,
+                                                *ranges[index + 2]))
                     target = self.target.pushed_sums(pushdown.target_hash, lower, upper)
                     if source.result() == target:
                         self.report.chunks += 1

@@ -5,9 +5,10 @@ a mapping that only *copies* columns (renames allowed), the value the target sho
 source value itself, so both servers can hash the same canonical text of each row:
 
 * each value becomes text the same way on both sides (integers and decimals in their plain
-  form, text as UTF-8, dates as `YYYY-MM-DD`, DATETIME as `YYYY-MM-DD HH:MM:SS.ffffff` wall
-  time of the source time zone), prefixed by its length and `:` (NULL: `-`), so that no two
-  different rows give the same text;
+  form, text as UTF-8, dates as `YYYY-MM-DD`, DATETIME as `YYYY-MM-DD HH:MM:SS[.ffffff]` wall
+  time of the source time zone, as PostgreSQL prints it), each followed by `|`; text values
+  (which may hold any character) prefixed by their length in bytes and `:`; NULL as `~` (text:
+  a bare `:`); so that no two different rows give the same text;
 * MD5 of the row's text, its first 120 bits split into two 60-bit integers, summed over the
   range with the row count.
 
@@ -69,13 +70,24 @@ def plan_pushdown(layout: Layout, source_types: dict[str, str], target_types: di
     source_parts, target_parts = [], []
     for source, target in pairs:
         kind = target_types.get(target)
-        exprs = _column(source, source_types.get(source, "").lower(), target, kind, source_zone)
+        exprs = _column(source, source_type_of(source, source_types), target, kind, source_zone)
         if exprs is None:
             return None
-        source_parts.append(f"IFNULL(CONCAT(CHAR_LENGTH({exprs[0]}), ':', {exprs[0]}), '-')")
-        target_parts.append(sql.SQL("coalesce(length({0}) || ':' || {0}, '-')").format(exprs[1]))
+        mine, theirs = exprs
+        if source_type_of(source, source_types) in _TEXT:
+            # Text may hold any character: `byte length:value|`, NULL as `:|`.
+            source_parts.append(f"IFNULL(LENGTH({mine}), ''), ':', IFNULL({mine}, ''), '|'")
+            target_parts.append(sql.SQL("octet_length({0}), ':', {0}, '|'").format(theirs))
+        else:
+            # Numbers and times never hold `|` or `~`: `value|`, NULL as `~|`.
+            source_parts.append(f"IFNULL({mine}, '~'), '|'")
+            target_parts.append(sql.SQL("coalesce({}, '~'), '|'").format(theirs))
     return Pushdown(source_hash=f"MD5(CONCAT({', '.join(source_parts)}))",
-                    target_hash=sql.SQL("md5({})").format(sql.SQL(" || ").join(target_parts)))
+                    target_hash=sql.SQL("md5(concat({}))").format(sql.SQL(", ").join(target_parts)))
+
+
+def source_type_of(column: str, source_types: dict[str, str]) -> str:
+    return source_types.get(column, "").lower()
 
 
 def _column(source: str, source_type: str, target: str, kind: ColumnType | None,
@@ -96,24 +108,24 @@ _TEXT_RULE = ("CONVERT({} USING utf8mb4)", _TARGET_TEXT, "{}::text")
 _RULES: dict[str, tuple[str, set[str], str]] = {
     **dict.fromkeys(_INTEGER | {"decimal"}, _NUMBER_RULE),
     **dict.fromkeys(_TEXT, _TEXT_RULE),
-    "date": ("DATE_FORMAT({}, '%Y-%m-%d')", {"date"}, "to_char({}, 'YYYY-MM-DD')"),
+    "date": ("CAST({} AS CHAR)", {"date"}, "{}::text"),
 }
 """Source type -> (MySQL text of the value, target types it may be copied into, PostgreSQL text)."""
 
 
 def _datetime(quoted: str, kind: ColumnType, column: sql.Identifier,
               zone: tzinfo) -> tuple[str, sql.Composable] | None:
-    mine = f"DATE_FORMAT({quoted}, '%Y-%m-%d %H:%i:%s.%f')"
-    shape = sql.SQL("'YYYY-MM-DD HH24:MI:SS.US'")
+    # PostgreSQL's text of a timestamp (ISO, as psycopg requires): microseconds without their
+    # trailing zeros, no fraction at all when zero; MariaDB's text made the same.
+    mine = f"TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM DATE_FORMAT({quoted}, '%Y-%m-%d %H:%i:%s.%f')))"
     if kind.data_type == "timestamp without time zone":
-        return mine, sql.SQL("to_char({}, {})").format(column, shape)
+        return mine, sql.SQL("{}::text").format(column)
     if kind.data_type != "timestamp with time zone":
         return None
     offset = fixed_offset(zone)
     if offset is None:
         return None
-    wall = sql.SQL("({} AT TIME ZONE INTERVAL {})").format(column, sql.Literal(_interval(offset)))
-    return mine, sql.SQL("to_char({}, {})").format(wall, shape)
+    return mine, sql.SQL("({} AT TIME ZONE INTERVAL {})::text").format(column, sql.Literal(_interval(offset)))
 
 
 def fixed_offset(zone: tzinfo) -> timedelta | None:

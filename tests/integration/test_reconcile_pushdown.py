@@ -64,7 +64,8 @@ ROWS = 3000
 def row(i: int) -> str:
     memo = "NULL" if i % 7 == 0 else ("''" if i % 11 == 0 else f"'备注 {i}: a|b~c'")
     return (f"({i}, '账户{i % 97}', {memo}, {i}.25, {i * 3}, '2024-02-{1 + i % 28:02d}', "
-            f"'2024-03-01 08:{i % 60:02d}:00.{i:06d}', '{'入账' if i % 2 else '出账'}')")
+            f"'2024-03-01 08:{i % 60:02d}:00.{0 if i % 5 == 0 else i * 10:06d}', "  # .000120, .000000
+            f"'{'入账' if i % 2 else '出账'}')")
 
 
 @pytest.fixture
