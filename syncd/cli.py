@@ -14,7 +14,7 @@ import click
 
 from syncd.config import DEFAULT_CONFIG, Config, load_config
 from syncd.errors import ConfigError, Problem, SyncdError
-from syncd.observability import configure_logging, register_secret
+from syncd.observability import configure_logging, register_secret, tune_gc
 
 EXIT_DRIFT_OR_PROBLEMS = 1
 EXIT_ERROR = 2
@@ -46,6 +46,7 @@ def _load(config_path: Path) -> Config:
 @click.version_option(package_name="syncd")
 def main() -> None:
     """syncd: stream MySQL/MariaDB binlogs into PostgreSQL through declarative mappings."""
+    tune_gc()
 
 
 @main.command()

@@ -17,6 +17,7 @@ and in ``password=...`` / ``'password': '...'`` text.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import re
@@ -227,3 +228,12 @@ def reset_logging() -> None:
     logging.captureWarnings(False)
     structlog.reset_defaults()
     _configured = False
+
+
+def tune_gc() -> None:
+    """Collect cyclic garbage less often: syncd allocates millions of short-lived rows and
+    operations that form no cycles, and CPython's default (a collection every 700 allocations,
+    each older-generation pass walking every live object) cost a third of a snapshot's time
+    here. What is alive now (modules, compiled mappings) is frozen out of the collections."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)

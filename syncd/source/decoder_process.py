@@ -48,6 +48,7 @@ from syncd.model import (
     SourceTransaction,
     TransactionPart,
 )
+from syncd.observability import tune_gc
 from syncd.source.binlog import BinlogReader, SourceEvent
 from syncd.source.gtid import GtidState
 
@@ -237,6 +238,7 @@ def _read_frame(stream: IO[bytes]) -> bytes | None:
 
 
 def main() -> None:
+    tune_gc()
     source, start, tables, gtids = pickle.load(sys.stdin.buffer)
     out = sys.stdout.buffer
     sys.stdout = sys.stderr  # the pipe carries frames only
