@@ -131,6 +131,19 @@ class Config:
     reconcile: ReconcileConfig = field(default_factory=ReconcileConfig)
 
 
+_UTC_NAMES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Zulu", "Etc/Zulu", "Universal", "Etc/Universal",
+                        "GMT", "Etc/GMT", "Etc/GMT0", "Etc/GMT+0", "Etc/GMT-0", "Etc/Greenwich", "Greenwich"})
+
+
+def fixed_offset(zone: tzinfo) -> timedelta | None:
+    """The zone's one UTC offset, or None for a zone whose offset changes (daylight saving)."""
+    if getattr(zone, "key", None) in _UTC_NAMES:
+        return timedelta(0)
+    if isinstance(zone, timezone):
+        return zone.utcoffset(None)
+    return None
+
+
 def parse_timezone(text: str) -> tzinfo:
     """'+08:00', '-05:30', 'UTC' or an IANA name such as 'Asia/Shanghai'."""
     match = re.fullmatch(r"([+-])(\d{2}):([0-5]\d)", text)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timezone, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
+from syncd.config import fixed_offset
 from syncd.errors import TransformError
 from syncd.identity.keys import KeyHasher, record_id
 from syncd.identity.space import compile_space
@@ -239,7 +240,7 @@ def _lookup(spec: ColumnSpec) -> Callable[[Any], Any]:
 
 
 def _localizer(tz: tzinfo) -> Callable[[datetime], datetime]:
-    if _fixed_offset(tz):  # no daylight-saving gaps: every wall time exists (the common, hot case)
+    if fixed_offset(tz) is not None:  # no daylight-saving gaps: every wall time exists (the common, hot case)
         return lambda value: value.replace(tzinfo=tz)
 
     def localize(value: datetime) -> datetime:
@@ -250,14 +251,6 @@ def _localizer(tz: tzinfo) -> Callable[[datetime], datetime]:
         return aware
 
     return localize
-
-
-def _fixed_offset(tz: tzinfo) -> bool:
-    return isinstance(tz, timezone) or getattr(tz, "key", None) in _UTC_NAMES
-
-
-_UTC_NAMES = {"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Zulu", "Etc/Zulu", "Universal", "Etc/Universal",
-              "GMT", "Etc/GMT", "Etc/GMT0", "Etc/GMT+0", "Etc/GMT-0", "Etc/Greenwich", "Greenwich"}
 
 
 def _short(value: Any) -> str:

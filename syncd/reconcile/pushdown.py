@@ -26,10 +26,11 @@ in UTF8.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, timedelta, timezone, tzinfo
+from datetime import timedelta, tzinfo
 
 from psycopg import sql
 
+from syncd.config import fixed_offset
 from syncd.reconcile.compare import ColumnType
 from syncd.reconcile.layout import Layout, plain_copy
 
@@ -37,7 +38,6 @@ _INTEGER = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint"}
 _TEXT = {"char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum"}
 _TARGET_NUMBER = {"smallint", "integer", "bigint", "numeric"}
 _TARGET_TEXT = {"text", "character varying"}
-_UTC_NAMES = {"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Zulu", "Etc/Zulu", "Universal", "Etc/Universal"}
 
 SPAN_CHUNKS = 4
 """A pushed-down range spans this many chunks' worth of keys."""
@@ -126,15 +126,6 @@ def _datetime(quoted: str, kind: ColumnType, column: sql.Identifier,
     if offset is None:
         return None
     return mine, sql.SQL("({} AT TIME ZONE INTERVAL {})::text").format(column, sql.Literal(_interval(offset)))
-
-
-def fixed_offset(zone: tzinfo) -> timedelta | None:
-    """The zone's one UTC offset, or None for a zone whose offset changes (daylight saving)."""
-    if zone is UTC or getattr(zone, "key", None) in _UTC_NAMES:
-        return timedelta(0)
-    if isinstance(zone, timezone):
-        return zone.utcoffset(None)
-    return None
 
 
 def _interval(offset: timedelta) -> str:
