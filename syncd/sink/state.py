@@ -227,8 +227,20 @@ def write_checkpoint(cur: psycopg.Cursor, schema: str, checkpoint: Checkpoint) -
                             checkpoint.last_event_time))
 
 
+REREAD_POSITIONS = ("repair@", "snapshot@")
+"""Dead letters of rows read again (repairs, retries, snapshots) rather than of binlog changes."""
+
+
 def insert_dead_letters(cur: psycopg.Cursor, schema: str, letters: list[DeadLetter]) -> None:
-    """Insert dead letters; replaying the same change again adds nothing."""
+    """Insert dead letters; replaying the same change again adds nothing.
+
+    A row read again (a retry, a repair, a snapshot) that still cannot be applied refreshes the
+    pending dead letter its key already has (reason, row image) instead of adding a second one.
+    """
+    if not letters:
+        return
+    letters = [d for d in letters
+               if not (d.position.startswith(REREAD_POSITIONS) and _refresh(cur, schema, d))]
     if not letters:
         return
     statement = sql.SQL(
@@ -241,6 +253,16 @@ def insert_dead_letters(cur: psycopg.Cursor, schema: str, letters: list[DeadLett
          row_image_json(d.row_image), d.reason)
         for d in letters
     ])
+
+
+def _refresh(cur: psycopg.Cursor, schema: str, letter: DeadLetter) -> bool:
+    """Update the key's pending dead letters with this newer failure; False when it has none."""
+    statement = sql.SQL(
+        "UPDATE {}.dead_letters SET reason = %s, row_image = %s WHERE source = %s AND mapping = %s "
+        "AND row_key = %s AND status = 'pending'").format(sql.Identifier(schema))
+    cur.execute(statement, (letter.reason, row_image_json(letter.row_image), letter.source, letter.mapping,
+                            letter.row_key))
+    return cur.rowcount > 0
 
 
 def pending_dead_letters(conn: psycopg.Connection, schema: str) -> dict[str, int]:

@@ -145,6 +145,8 @@ class TestRetryWithoutDaemon:
         assert f"still failing #{second_id}: column status: value '拒收' is not in the map" in result.stdout
         assert "retried 0 dead letters; 2 still failing (kept pending)" in result.stdout
         assert {row[0]: row[2] for row in letters(scenario)}[first_id] == "pending"
+        # the retry refreshed each key's dead letter (its row image now) and added none
+        assert [(row[0], row[5]) for row in letters(scenario)] == [(first_id, "12万"), (second_id, "100元")]
         assert target_rows(scenario) == {}
 
         shop.execute("UPDATE orders SET status = '已完成', amount_text = '7元' WHERE id = 1")
