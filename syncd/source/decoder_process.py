@@ -114,16 +114,25 @@ def decode_value(value: Any) -> Any:
 
 
 def _encode_row(row: Row | None) -> tuple | None:
+    """(names, values, indexes of the tagged values): the parent touches only those."""
     if row is None:
         return None
-    return tuple(row), tuple(encode_value(v) for v in row.values())
+    values = list(row.values())
+    tagged = [index for index, value in enumerate(values) if type(value) not in _NATIVE]
+    for index in tagged:
+        values[index] = encode_value(values[index])
+    return tuple(row), tuple(values), tuple(tagged)
 
 
 def _decode_row(data: tuple | None) -> Row | None:
     if data is None:
         return None
-    names, values = data
-    return {name: decode_value(v) for name, v in zip(names, values, strict=True)}
+    names, values, tagged = data
+    if tagged:
+        values = list(values)
+        for index in tagged:
+            values[index] = decode_value(values[index])
+    return dict(zip(names, values, strict=True))
 
 
 # --------------------------------------------------------------------------- events
