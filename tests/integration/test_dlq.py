@@ -5,30 +5,22 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from syncd.sandbox import MariaDBServer, PostgresServer
+from syncd.sandbox import PostgresServer
 from tests.helpers import eventually
 from tests.integration.scenario import (
     SHOP_ORDERS_MAPPING,
-    SHOP_ORDERS_SQL,
     TARGET_ORDERS_SQL,
     Scenario,
     Source,
 )
 
 FIXED_MAPPING = SHOP_ORDERS_MAPPING.replace("已取消: 4}", "已取消: 4, 已退款: 5}")
-
-
-@pytest.fixture
-def shop(mariadb: MariaDBServer, source_db: Callable[[MariaDBServer], str]) -> Source:
-    source = Source("shop", mariadb, source_db(mariadb))
-    source.execute(SHOP_ORDERS_SQL)
-    return source
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from syncd.sandbox import MariaDBServer, PostgresServer
 from tests.helpers import eventually
 from tests.integration.scenario import (
     SHOP_ORDERS_MAPPING,
-    SHOP_ORDERS_SQL,
     Scenario,
     Source,
 )
@@ -46,13 +45,6 @@ APP_ORDERS_MAPPING = """
 """
 
 STATUSES = ["待支付", "已支付", "已发货", "已完成", "已取消"]
-
-
-@pytest.fixture
-def shop(mariadb: MariaDBServer, source_db: Callable[[MariaDBServer], str]) -> Source:
-    source = Source("shop", mariadb, source_db(mariadb))
-    source.execute(SHOP_ORDERS_SQL)
-    return source
 
 
 @pytest.fixture

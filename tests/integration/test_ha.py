@@ -12,7 +12,7 @@ import pytest
 
 from syncd.sandbox import MariaDBServer, PostgresServer
 from tests.helpers import eventually
-from tests.integration.scenario import SHOP_ORDERS_MAPPING, SHOP_ORDERS_SQL, Scenario, Source
+from tests.integration.scenario import SHOP_ORDERS_MAPPING, Scenario, Source
 from tests.integration.test_service import (
     APP_MAPPING,
     APP_SQL,
@@ -26,13 +26,6 @@ from tests.integration.test_service import (
 )
 
 TAKEOVER_LIMIT_S = 15.0
-
-
-@pytest.fixture
-def shop(mariadb: MariaDBServer, source_db: Callable[[MariaDBServer], str]) -> Source:
-    source = Source("shop", mariadb, source_db(mariadb))
-    source.execute(SHOP_ORDERS_SQL)
-    return source
 
 
 @pytest.fixture

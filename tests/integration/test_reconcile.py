@@ -19,7 +19,7 @@ from syncd.reconcile import last_runs, reconcile
 from syncd.sandbox import MariaDBServer, PostgresServer, free_port
 from syncd.startup import build_plans
 from tests.helpers import eventually
-from tests.integration.scenario import SHOP_ORDERS_MAPPING, SHOP_ORDERS_SQL, Scenario, Source
+from tests.integration.scenario import SHOP_ORDERS_MAPPING, Scenario, Source
 
 STATUSES = ["待支付", "已支付", "已发货", "已完成", "已取消"]
 
@@ -90,13 +90,6 @@ def only(report: dict, name: str) -> dict:
 
 def wait_streaming(scenario: Scenario, sources: int = 2) -> None:
     eventually(lambda: scenario.cli("status", "--json").stdout.count('"streaming"') == sources, 60)
-
-
-@pytest.fixture
-def shop(mariadb: MariaDBServer, source_db: Callable[[MariaDBServer], str]) -> Source:
-    source = Source("shop", mariadb, source_db(mariadb))
-    source.execute(SHOP_ORDERS_SQL)
-    return source
 
 
 @pytest.fixture

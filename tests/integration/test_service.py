@@ -289,13 +289,6 @@ def lonely(sandbox_root: Path) -> Iterator[MariaDBServer]:
 
 
 @pytest.fixture
-def shop(mariadb: MariaDBServer, source_db: Callable[[MariaDBServer], str]) -> Source:
-    source = Source("shop", mariadb, source_db(mariadb))
-    source.execute(SHOP_ORDERS_SQL)
-    return source
-
-
-@pytest.fixture
 def app(mariadb2: MariaDBServer, source_db: Callable[[MariaDBServer], str]) -> Source:
     source = Source("app", mariadb2, source_db(mariadb2))
     source.execute(APP_SQL)

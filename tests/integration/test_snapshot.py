@@ -15,7 +15,7 @@ from syncd.reconcile import snapshot
 from syncd.sandbox import MariaDBServer, PostgresServer
 from syncd.startup import build_plans
 from tests.helpers import eventually
-from tests.integration.scenario import SHOP_ORDERS_SQL, Scenario, Source
+from tests.integration.scenario import Scenario, Source
 from tests.integration.test_reconcile import (
     APP_ORDERS_MAPPING,
     APP_ORDERS_SQL,
@@ -27,13 +27,6 @@ from tests.integration.test_reconcile import (
     wait_streaming,
     whole_slice,
 )
-
-
-@pytest.fixture
-def shop(mariadb: MariaDBServer, source_db: Callable[[MariaDBServer], str]) -> Source:
-    source = Source("shop", mariadb, source_db(mariadb))
-    source.execute(SHOP_ORDERS_SQL)
-    return source
 
 
 @pytest.fixture
