@@ -100,6 +100,14 @@ def mappings(*entries: str) -> str:
 
 
 @pytest.fixture
+def shop(mariadb: MariaDBServer, source_db: Callable[[MariaDBServer], str]) -> Source:
+    """This module's own shop table (its SHOP_ORDERS_SQL has the filter and fan-in columns)."""
+    source = Source("shop", mariadb, source_db(mariadb))
+    source.execute(SHOP_ORDERS_SQL)
+    return source
+
+
+@pytest.fixture
 def app(mariadb2: MariaDBServer, source_db: Callable[[MariaDBServer], str]) -> Source:
     source = Source("app", mariadb2, source_db(mariadb2))
     source.execute(APP_ORDERS_SQL)
