@@ -84,7 +84,11 @@ def reconcile(*, config_path: Path, source: str | None, mapping: str | None, rep
 @_source_option
 @_mapping_option
 @_chunk_option
-def snapshot(*, config_path: Path, source: str | None, mapping: str | None, chunk_rows: int) -> None:
+@click.option("--map-every-row", is_flag=True,
+              help="Map every row in Python, also where the source server could write plain copies as "
+                   "COPY text (for comparison or diagnosis).")
+def snapshot(*, config_path: Path, source: str | None, mapping: str | None, chunk_rows: int,
+             map_every_row: bool) -> None:
     """Copy the mapped tables again in primary-key chunks, resumable, safe while streaming.
 
     Without a running daemon (binlog purged, re-initialisation) the copy goes straight into the
@@ -95,4 +99,5 @@ def snapshot(*, config_path: Path, source: str | None, mapping: str | None, chun
     from syncd.reconcile.snapshot import run_snapshot  # noqa: PLC0415
 
     config, plans = _setup(config_path)
-    sys.exit(run_snapshot(config, plans, source=source, mapping=mapping, chunk_rows=chunk_rows))
+    sys.exit(run_snapshot(config, plans, source=source, mapping=mapping, chunk_rows=chunk_rows,
+                          map_every_row=map_every_row))

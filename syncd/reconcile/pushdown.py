@@ -90,45 +90,47 @@ def source_type_of(column: str, source_types: dict[str, str]) -> str:
     return source_types.get(column, "").lower()
 
 
+def value_kind(source_type: str, kind: ColumnType | None, zone: tzinfo) -> str | None:
+    """How a copied value of this MySQL type reaches this target column when both servers can
+    spell it alike: "integer", "decimal", "text", "date", "datetime" (into a timestamp) or
+    "datetime+" (into a timestamptz, from a source zone with a fixed offset); None otherwise."""
+    target = kind.data_type if kind is not None else None
+    if source_type in _INTEGER or source_type == "decimal":
+        return ("integer" if source_type in _INTEGER else "decimal") if target in _TARGET_NUMBER else None
+    if source_type in _TEXT:
+        return "text" if target in _TARGET_TEXT else None
+    if source_type == "date":
+        return "date" if target == "date" else None
+    if source_type == "datetime" and target == "timestamp without time zone":
+        return "datetime"
+    if source_type == "datetime" and target == "timestamp with time zone" and fixed_offset(zone) is not None:
+        return "datetime+"
+    return None
+
+
 def _column(source: str, source_type: str, target: str, kind: ColumnType | None,
             zone: tzinfo) -> tuple[str, sql.Composable] | None:
     """(MySQL text, PostgreSQL text) of one copied column, or None when not comparable in SQL."""
-    if kind is None:
+    value = value_kind(source_type, kind, zone)
+    mine, theirs = _quote(source), sql.Identifier(target)
+    if value is None:
         return None
-    if source_type == "datetime":
-        return _datetime(_quote(source), kind, sql.Identifier(target), zone)
-    rule = _RULES.get(source_type)
-    if rule is None or kind.data_type not in rule[1]:
-        return None
-    return rule[0].format(_quote(source)), sql.SQL(rule[2]).format(sql.Identifier(target))
-
-
-_NUMBER_RULE = ("CAST({} AS CHAR)", _TARGET_NUMBER, "{}::text")
-_TEXT_RULE = ("CONVERT({} USING utf8mb4)", _TARGET_TEXT, "{}::text")
-_RULES: dict[str, tuple[str, set[str], str]] = {
-    **dict.fromkeys(_INTEGER | {"decimal"}, _NUMBER_RULE),
-    **dict.fromkeys(_TEXT, _TEXT_RULE),
-    "date": ("CAST({} AS CHAR)", {"date"}, "{}::text"),
-}
-"""Source type -> (MySQL text of the value, target types it may be copied into, PostgreSQL text)."""
-
-
-def _datetime(quoted: str, kind: ColumnType, column: sql.Identifier,
-              zone: tzinfo) -> tuple[str, sql.Composable] | None:
+    if value == "text":
+        return f"CONVERT({mine} USING utf8mb4)", sql.SQL("{}::text").format(theirs)
+    if value in ("integer", "decimal", "date"):
+        return f"CAST({mine} AS CHAR)", sql.SQL("{}::text").format(theirs)
     # PostgreSQL's text of a timestamp (ISO, as psycopg requires): microseconds without their
     # trailing zeros, no fraction at all when zero; MariaDB's text made the same.
-    mine = f"TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM DATE_FORMAT({quoted}, '%Y-%m-%d %H:%i:%s.%f')))"
-    if kind.data_type == "timestamp without time zone":
-        return mine, sql.SQL("{}::text").format(column)
-    if kind.data_type != "timestamp with time zone":
-        return None
+    mine = f"TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM DATE_FORMAT({mine}, '%Y-%m-%d %H:%i:%s.%f')))"
+    if value == "datetime":
+        return mine, sql.SQL("{}::text").format(theirs)
     offset = fixed_offset(zone)
-    if offset is None:
-        return None
-    return mine, sql.SQL("({} AT TIME ZONE INTERVAL {})::text").format(column, sql.Literal(_interval(offset)))
+    assert offset is not None
+    zone_text = sql.Literal(offset_text(offset))
+    return mine, sql.SQL("({} AT TIME ZONE INTERVAL {})::text").format(theirs, zone_text)
 
 
-def _interval(offset: timedelta) -> str:
+def offset_text(offset: timedelta) -> str:
     minutes = int(offset.total_seconds()) // 60
     sign = "-" if minutes < 0 else "+"
     return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"

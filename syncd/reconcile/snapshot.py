@@ -27,7 +27,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,8 +46,10 @@ from syncd.ha import SourceLock
 from syncd.mapping.plan import ChangeContext, Mapping, dead_letter, map_change, remove_op
 from syncd.model import Op, Position, Row, RowChange
 from syncd.reconcile.compare import ChunkDiff, Key, json_value
+from syncd.reconcile.copytext import CopyText, plan_copy_text
 from syncd.reconcile.engine import REPAIR_BATCH, Options, SourceKey, scan_mapping
 from syncd.reconcile.source import SourceReader
+from syncd.reconcile.target import column_types, slice_has_rows
 from syncd.repair import repair
 from syncd.sink.postgres import Batch, PlannedOp, PostgresSink, connect
 from syncd.sink.state import Checkpoint, create_state_schema
@@ -94,6 +96,35 @@ class _TableProgress:
     last_key: list[Any] | None
     rows_copied: int
     done: bool
+
+
+@dataclass
+class _TableCopy:
+    """What copying one table's chunks needs."""
+
+    table: str
+    key: tuple[str, ...]
+    columns: list[str]
+    mappings: list[Mapping]
+    text: CopyText | None
+    """Set when the source server can write the rows as COPY text (syncd.reconcile.copytext)."""
+    ctx: ChangeContext
+    progress_key: str
+    position: str
+
+    def progress(self, last: tuple[Any, ...] | None, rows: int, done: bool) -> _TableProgress:
+        return _TableProgress(self.progress_key, self.position, list(last) if last is not None else None,
+                              rows, done)
+
+
+def _copy_text(sink: PostgresSink, mappings: list[Mapping], source_types: dict[str, str],
+               plan: SourcePlan) -> CopyText | None:
+    if len(mappings) != 1:
+        return None
+    target_types = column_types(sink.conn, mappings[0].table)
+    found = sink.conn.execute("SHOW server_encoding").fetchone()
+    return plan_copy_text(mappings[0], source_types, target_types, plan.source.timezone,
+                          str(found[0]) if found else "")
 
 
 class _ResumableSnapshot(SourceSnapshot):
@@ -163,8 +194,12 @@ def select_plans(plans: dict[str, SourcePlan], source: str | None,
 
 def snapshot(config: Config, plans: dict[str, SourcePlan], *, source: str | None = None,
              mapping: str | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS,
-             stop: threading.Event | None = None, progress: Progress | None = None) -> list[SnapshotResult]:
+             stop: threading.Event | None = None, progress: Progress | None = None,
+             map_every_row: bool = False) -> list[SnapshotResult]:
     """Copy (or, with a daemon running, repair) every chosen source's mapped tables.
+
+    `map_every_row` reads every row through the mapping in Python, also for mappings that only
+    copy values (which the source server otherwise writes as COPY text: syncd.reconcile.copytext).
 
     Returns one result per source; a result with `finished` False was stopped and resumes next
     time. Raises SnapshotError for unknown names, NoPrimaryKey for a table without a primary key
@@ -178,7 +213,7 @@ def snapshot(config: Config, plans: dict[str, SourcePlan], *, source: str | None
         if stop is not None and stop.is_set():
             break
         job = _Job(config, plans, plan, tables=tables, mapping=mapping, chunk_rows=chunk_rows, stop=stop,
-                   progress=progress)
+                   progress=progress, map_every_row=map_every_row)
         results.append(job.run())
     return results
 
@@ -204,8 +239,10 @@ class _Job:
 
     def __init__(self, config: Config, plans: dict[str, SourcePlan], plan: SourcePlan, *,
                  tables: dict[str, list[Mapping]], mapping: str | None, chunk_rows: int,
-                 stop: threading.Event | None, progress: Progress | None) -> None:
+                 stop: threading.Event | None, progress: Progress | None,
+                 map_every_row: bool = False) -> None:
         self.config = config
+        self.map_every_row = map_every_row
         self.plans = plans
         self.plan = plan
         self.name = plan.source.name
@@ -254,6 +291,7 @@ class _Job:
             with conn.cursor() as cur:
                 _clear_progress(cur, self.schema, self.name, self._keys())
             found = {}
+        fresh = self._empty_slices(conn, found)
         snap = _ResumableSnapshot(self.plan.source)
         point = snap.open()
         mine = [found[k] for k in self._keys() if k in found]
@@ -273,7 +311,7 @@ class _Job:
             snap.close()
             sink.close()
         try:
-            if not self._remove_extra_direct(conn, sink, result):
+            if not self._remove_extra_direct(conn, sink, result, skip=fresh):
                 return result
             self._finish_direct(sink, position, result)
         finally:
@@ -283,30 +321,65 @@ class _Job:
 
     def _copy_table(self, reader: SourceReader, sink: PostgresSink, table: str, mappings: list[Mapping], *,
                     position: str, state: _TableProgress | None, result: SnapshotResult) -> bool:
-        key = reader.row_key(table, mappings[0])  # fan-out mappings share one source_key (spec.py)
-        columns = list(reader.columns(table))
+        columns = reader.columns(table)
+        job = _TableCopy(
+            table=table,
+            key=reader.row_key(table, mappings[0]),  # fan-out mappings share one source_key (spec.py)
+            columns=list(columns),
+            mappings=mappings,
+            text=None if self.map_every_row else _copy_text(sink, mappings, columns, self.plan),
+            ctx=ChangeContext(self.name, f"snapshot@{position}", datetime.now(UTC)),
+            progress_key=_progress_key(table, self.partial),
+            position=position)
         estimate = max(reader.estimated_rows(table), state.rows_copied if state else 0)
         after = tuple(state.last_key) if state is not None and state.last_key is not None else None
         copied = state.rows_copied if state is not None else 0
         result.copied.setdefault(table, 0)
-        ctx = ChangeContext(self.name, f"snapshot@{position}", datetime.now(UTC))
+        self.log.info("snapshot_table", table=table, copy_text=job.text is not None, resume_after=after)
         while True:
             if self.stop.is_set():
                 return False
-            rows = reader.chunk(table, key, columns, after, self.chunk_rows)
-            last = len(rows) < self.chunk_rows
-            if rows:
-                after = tuple(rows[-1][k] for k in key)
-            batch = _map_rows(table, key, rows, mappings, ctx)
-            copied += len(rows)
-            state = _TableProgress(_progress_key(table, self.partial), position,
-                                   list(after) if after is not None else None, copied, last)
-            result.dead_letters += self._commit(sink, batch, state)
-            result.copied[table] += len(rows)
+            rows, after = self._copy_chunk(reader, sink, job, after, copied=copied, result=result)
+            copied += rows
+            result.copied[table] += rows
             if rows:
                 self._report(table, copied, max(estimate, copied))
-            if last:
+            if rows < self.chunk_rows:
                 return True
+
+    def _copy_chunk(self, reader: SourceReader, sink: PostgresSink, job: _TableCopy,
+                    after: tuple[Any, ...] | None, *, copied: int,
+                    result: SnapshotResult) -> tuple[int, tuple[Any, ...] | None]:
+        """Copy the rows after key `after` with their progress row; returns (rows, last key)."""
+        if job.text is not None:
+            lines, last = reader.copy_lines(job.table, job.key, job.text.line, after, self.chunk_rows)
+            last = last if last is not None else after
+            if self._commit_text(sink, job, lines, job.progress(last, copied + len(lines),
+                                                               len(lines) < self.chunk_rows)):
+                return len(lines), last
+        rows = reader.chunk(job.table, job.key, job.columns, after, self.chunk_rows)
+        last = tuple(rows[-1][k] for k in job.key) if rows else after
+        batch = _map_rows(job.table, job.key, rows, job.mappings, job.ctx)
+        result.dead_letters += self._commit(sink, batch, job.progress(last, copied + len(rows),
+                                                                      len(rows) < self.chunk_rows))
+        return len(rows), last
+
+    def _commit_text(self, sink: PostgresSink, job: _TableCopy, lines: list[bytes],
+                     state: _TableProgress) -> bool:
+        """The chunk as COPY text; False when PostgreSQL rejects a row (it goes through the mapping then)."""
+        assert job.text is not None
+        mapping = job.mappings[0]
+        try:
+            with sink.long_transaction() as tx:
+                if lines:
+                    sink.staging.write_text(tx.cur, mapping.table, mapping.key, job.text.columns,
+                                            b"".join(lines))
+                _save_progress(tx.cur, self.schema, self.name, state)
+        except psycopg.Error as exc:
+            self.log.info("copy_text_rejected", table=job.table, rows=len(lines),
+                          reason=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            return False
+        return True
 
     def _commit(self, sink: PostgresSink, batch: Batch, state: _TableProgress) -> int:
         with sink.long_transaction() as tx:
@@ -319,9 +392,25 @@ class _Job:
             self.progress(self.name, table, copied, total)
         self.log.info("snapshot_progress", table=table, rows=copied, estimated_total=total)
 
+    def _empty_slices(self, conn: psycopg.Connection, found: dict[str, _TableProgress]) -> set[str]:
+        """Mappings about to copy their table afresh into a slice that holds no row yet: every row
+        of the slice afterwards comes from this copy's snapshot, so none can be extra."""
+        empty = set()
+        for table, mappings in self.tables.items():
+            if _progress_key(table, self.partial) in found:
+                continue  # resumed: rows may have been there before the first attempt
+            for mapping in mappings:
+                try:
+                    if not slice_has_rows(conn, mapping.table, mapping.spec.slice_values()):
+                        empty.add(mapping.name)
+                except psycopg.errors.UndefinedTable:
+                    continue  # the copy itself reports the missing table
+        return empty
+
     def _remove_extra_direct(self, conn: psycopg.Connection, sink: PostgresSink,
-                             result: SnapshotResult) -> bool:
-        """Delete target rows of each slice that no source row (through the mapping) produces."""
+                             result: SnapshotResult, skip: set[str]) -> bool:
+        """Delete target rows of each slice that no source row (through the mapping) produces;
+        `skip`: mappings whose slice was empty before the copy."""
         ctx = ChangeContext(self.name, f"snapshot@{result.position}", datetime.now(UTC))
 
         def remove(diff: ChunkDiff, _source_of: dict[Key, SourceKey], mapping: Mapping) -> None:
@@ -332,13 +421,15 @@ class _Job:
             sink.commit(Batch(ops=ops))
             result.removed += len(diff.extra)
 
-        return self._extra_pass(conn, remove, streaming=False)
+        return self._extra_pass(conn, remove, streaming=False, skip=skip)
 
     def _extra_pass(self, conn: psycopg.Connection,
                     handle: Callable[[ChunkDiff, dict[Key, SourceKey], Mapping], None],
-                    streaming: bool) -> bool:
+                    streaming: bool, skip: Collection[str] = ()) -> bool:
         for mappings in self.tables.values():
             for mapping in mappings:
+                if mapping.name in skip:
+                    continue
                 options = Options(chunk_rows=max(self.chunk_rows, 10_000), stop=self.stop, keys_only=True,
                                   record=False, streaming=streaming,
                                   on_drift=lambda diff, known, m=mapping: handle(diff, known, m))
@@ -490,14 +581,14 @@ class _Bars:
 
 
 def run_snapshot(config: Config, plans: dict[str, SourcePlan], *, source: str | None,
-                 mapping: str | None, chunk_rows: int) -> int:
+                 mapping: str | None, chunk_rows: int, map_every_row: bool = False) -> int:
     """The `syncd snapshot` command: progress bar on a terminal, log events otherwise; exit code."""
     stop = threading.Event()
     bars = _Bars() if sys.stderr.isatty() else None
     try:
         with _stop_on_signals(stop):
             results = snapshot(config, plans, source=source, mapping=mapping, chunk_rows=chunk_rows,
-                               stop=stop, progress=bars)
+                               stop=stop, progress=bars, map_every_row=map_every_row)
     except (SyncdError, psycopg.Error, pymysql.err.Error) as exc:
         if bars is not None:
             bars.close()

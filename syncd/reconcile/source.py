@@ -130,15 +130,14 @@ class SourceReader:
     def chunk_tuples(self, table: str, key: Sequence[str], columns: Sequence[str],
                      after: Sequence[Any] | None, limit: int) -> tuple[list[str], list[tuple]]:
         """`chunk` as (column names, rows as tuples)."""
-        order = ", ".join(quote(k) for k in key)
-        query = f"SELECT {', '.join(quote(c) for c in columns)} FROM {quote(table)}"
-        params: list[Any] = []
-        if after is not None:
-            query += f" WHERE {after_condition(key)}"
-            params = after_params(key, after)
-        query += f" ORDER BY {order} LIMIT %s"
-        params.append(limit)
-        return self.fetch(query, params)
+        return self.fetch(*_chunk_query(table, key, ", ".join(quote(c) for c in columns), after, limit))
+
+    def copy_lines(self, table: str, key: Sequence[str], line: str, after: Sequence[Any] | None,
+                   limit: int) -> tuple[list[bytes], tuple[Any, ...] | None]:
+        """`chunk` as COPY text lines (`line`: syncd.reconcile.copytext), and the last row's key."""
+        select = f"{line.replace('%', '%%')}, {', '.join(quote(k) for k in key)}"
+        _names, rows = self.fetch(*_chunk_query(table, key, select, after, limit))
+        return [row[0] for row in rows], (tuple(rows[-1][1:]) if rows else None)
 
     def chunk_range(self, table: str, key: Sequence[str], columns: Sequence[str], *,
                     after: Sequence[Any] | None, upto: Sequence[Any] | None, limit: int,
@@ -247,6 +246,17 @@ class SourceReader:
         """The source's current binlog position (where its binlog ends right now)."""
         rows = self._execute("SHOW MASTER STATUS")
         return Position(str(rows[0][0]), int(rows[0][1])) if rows else None
+
+
+def _chunk_query(table: str, key: Sequence[str], select: str, after: Sequence[Any] | None,
+                 limit: int) -> tuple[str, list[Any]]:
+    """The next `limit` rows after key `after` (None: from the start), in key order."""
+    query = f"SELECT {select} FROM {quote(table)}"
+    params: list[Any] = []
+    if after is not None:
+        query += f" WHERE {after_condition(key)}"
+        params = after_params(key, after)
+    return f"{query} ORDER BY {', '.join(quote(k) for k in key)} LIMIT %s", [*params, limit]
 
 
 def _key(value: Sequence[Any] | None) -> tuple[Any, ...] | None:

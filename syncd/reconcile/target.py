@@ -29,6 +29,15 @@ def column_types(conn: psycopg.Connection, table: TargetTable) -> dict[str, Colu
     return {r[0]: ColumnType(r[0], r[1], r[2], r[3]) for r in rows}
 
 
+def slice_has_rows(conn: psycopg.Connection, table: TargetTable, slice_values: dict[str, Any]) -> bool:
+    """Whether the target table holds any row of this slice (soft-deleted ones included)."""
+    where = sql.SQL(" AND ").join([sql.SQL("{} = %s").format(sql.Identifier(k)) for k in slice_values]
+                                  or [sql.SQL("true")])
+    query = sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {})").format(table_sql(table), where)
+    row = conn.execute(query, list(slice_values.values())).fetchone()
+    return bool(row and row[0])
+
+
 def session_zone(conn: psycopg.Connection) -> tzinfo:
     """The zone PostgreSQL reads naive timestamps in on this connection (the sink's too)."""
     row = conn.execute("SHOW TimeZone").fetchone()

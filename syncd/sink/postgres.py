@@ -259,6 +259,14 @@ class Staging:
                 copier.write_row(row)
         cur.execute(apply)
 
+    def write_text(self, cur: psycopg.Cursor, table: TargetTable, key: tuple[str, ...],
+                   columns: tuple[str, ...], lines: bytes) -> None:
+        """Upsert rows given as COPY text lines (syncd.reconcile.copytext), `columns` in order."""
+        copy, apply = self._prepare(cur, (table, "upsert", columns, key))
+        with cur.copy(copy) as copier:
+            copier.write(lines)
+        cur.execute(apply)
+
     def _prepare(self, cur: psycopg.Cursor, shape: tuple) -> tuple[sql.Composed, sql.Composed]:
         ready = self._ready.get(shape)
         if ready is None:
