@@ -96,6 +96,14 @@ class _TableProgress:
     last_key: list[Any] | None
     rows_copied: int
     done: bool
+    key_columns: list[str] | None = None
+    """The row key `last_key` is a value of (None in progress rows of older versions)."""
+
+    def continues(self, key: tuple[str, ...]) -> bool:
+        """Whether a copy by row key `key` can go on from here (the key may have been changed)."""
+        if self.key_columns is not None:
+            return list(key) == self.key_columns
+        return self.last_key is None or len(self.last_key) == len(key)
 
 
 @dataclass
@@ -114,7 +122,7 @@ class _TableCopy:
 
     def progress(self, last: tuple[Any, ...] | None, rows: int, done: bool) -> _TableProgress:
         return _TableProgress(self.progress_key, self.position, list(last) if last is not None else None,
-                              rows, done)
+                              rows, done, list(self.key))
 
 
 def _copy_text(sink: PostgresSink, mappings: list[Mapping], source_types: dict[str, str],
@@ -140,23 +148,26 @@ def _progress_key(table: str, mapping: str | None) -> str:
 
 
 def read_progress(conn: psycopg.Connection, schema: str, source: str) -> dict[str, _TableProgress]:
-    query = sql.SQL("SELECT source_table, position, last_key, rows_copied, done FROM {}.snapshot_progress "
+    query = sql.SQL("SELECT source_table, position, last_key, rows_copied, done, key_columns "
+                    "FROM {}.snapshot_progress "
                     "WHERE source = %s").format(sql.Identifier(schema))
     return {row[0]: _TableProgress(*row) for row in conn.execute(query, (source,)).fetchall()}
 
 
 def _save_progress(cur: psycopg.Cursor, schema: str, source: str, progress: _TableProgress) -> None:
     statement = sql.SQL(
-        "INSERT INTO {}.snapshot_progress (source, source_table, position, last_key, rows_copied, done, "
-        "updated_at) VALUES (%s, %s, %s, %s, %s, %s, now()) ON CONFLICT (source, source_table) DO UPDATE "
-        "SET position = EXCLUDED.position, last_key = EXCLUDED.last_key, "
+        "INSERT INTO {}.snapshot_progress (source, source_table, position, last_key, key_columns, "
+        "rows_copied, done, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, now()) "
+        "ON CONFLICT (source, source_table) DO UPDATE SET position = EXCLUDED.position, "
+        "last_key = EXCLUDED.last_key, key_columns = EXCLUDED.key_columns, "
         "rows_copied = EXCLUDED.rows_copied, done = EXCLUDED.done, updated_at = now()"
     ).format(sql.Identifier(schema))
     last_key = None
     if progress.last_key is not None:
         last_key = json.dumps([json_value(v) for v in progress.last_key])
-    cur.execute(statement, (source, progress.table, progress.position, last_key, progress.rows_copied,
-                            progress.done))
+    key_columns = json.dumps(progress.key_columns) if progress.key_columns is not None else None
+    cur.execute(statement, (source, progress.table, progress.position, last_key, key_columns,
+                            progress.rows_copied, progress.done))
 
 
 def _clear_progress(cur: psycopg.Cursor, schema: str, source: str, tables: list[str] | None = None) -> None:
@@ -331,6 +342,7 @@ class _Job:
             ctx=ChangeContext(self.name, f"snapshot@{position}", datetime.now(UTC)),
             progress_key=_progress_key(table, self.partial),
             position=position)
+        state = self._continuable(state, job.key)
         estimate = max(reader.estimated_rows(table), state.rows_copied if state else 0)
         after = tuple(state.last_key) if state is not None and state.last_key is not None else None
         copied = state.rows_copied if state is not None else 0
@@ -380,6 +392,15 @@ class _Job:
                           reason=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             return False
         return True
+
+    def _continuable(self, state: _TableProgress | None, key: tuple[str, ...]) -> _TableProgress | None:
+        """The progress to go on from, or None (start the table over) when it was made by another
+        row key, e.g. after a mapping's `source_key` changed."""
+        if state is None or state.continues(key):
+            return state
+        self.log.warning("snapshot_key_changed", table=state.table, was=state.key_columns,
+                         now=list(key), rows_copied=state.rows_copied)
+        return None
 
     def _commit(self, sink: PostgresSink, batch: Batch, state: _TableProgress) -> int:
         with sink.long_transaction() as tx:
@@ -490,6 +511,7 @@ class _Job:
                       mappings: list[Mapping], *, state: _TableProgress | None,
                       result: SnapshotResult) -> bool:
         key = reader.row_key(table, mappings[0])  # fan-out mappings share one source_key (spec.py)
+        state = self._continuable(state, key)
         estimate = max(reader.estimated_rows(table), state.rows_copied if state else 0)
         after = tuple(state.last_key) if state is not None and state.last_key is not None else None
         copied = state.rows_copied if state is not None else 0
@@ -509,7 +531,7 @@ class _Job:
                 after = keys[-1]
             copied += len(rows)
             state = _TableProgress(_progress_key(table, self.partial), STREAM,
-                                   list(after) if after is not None else None, copied, last)
+                                   list(after) if after is not None else None, copied, last, list(key))
             with conn.cursor() as cur:
                 _save_progress(cur, self.schema, self.name, state)
             result.copied[table] += len(rows)

@@ -70,6 +70,7 @@ CREATE TABLE IF NOT EXISTS {schema}.snapshot_progress (
     source_table text NOT NULL,
     position    text NOT NULL,
     last_key    jsonb,
+    key_columns jsonb,
     rows_copied bigint NOT NULL DEFAULT 0,
     done        boolean NOT NULL DEFAULT false,
     updated_at  timestamptz NOT NULL DEFAULT now(),
@@ -116,6 +117,7 @@ CREATE TABLE IF NOT EXISTS {schema}.paused_mappings (
     paused_at   timestamptz NOT NULL DEFAULT now()
 );
 ALTER TABLE {schema}.repair_requests ADD COLUMN IF NOT EXISTS dead_letter_reasons jsonb;
+ALTER TABLE {schema}.snapshot_progress ADD COLUMN IF NOT EXISTS key_columns jsonb;
 CREATE INDEX IF NOT EXISTS repair_requests_pending ON {schema}.repair_requests (source, status, id);
 CREATE TABLE IF NOT EXISTS {schema}.identity_persons (
     space       text NOT NULL,

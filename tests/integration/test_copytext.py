@@ -126,7 +126,7 @@ def test_a_rejected_chunk_goes_through_the_mapping(scenario: Scenario) -> None:
     slow, slow_letters, _ = _snapshot(scenario, "--map-every-row")
     assert fast == slow
     assert len(fast) == 298
-    assert [r for r in fast if r[0] == 70][0][8] is None
+    assert next(r for r in fast if r[0] == 70)[8] is None
     assert fast_letters == slow_letters
     assert [k for k, _, _ in fast_letters] == ["id=140", "id=141"]
     rejected = [e for e in fast_events if e.get("event") == "copy_text_rejected"]

@@ -4,14 +4,17 @@ syncd copies, streams, reconciles, repairs and retries by it; without one it ref
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from syncd.reconcile import snapshot
 from syncd.sandbox import MariaDBServer, PostgresServer
 from tests.helpers import eventually
 from tests.integration.scenario import Scenario, Source
+from tests.integration.test_snapshot import api
 
 # No PRIMARY KEY. `seq` repeats (so it cannot name a row), `note` is unique but nullable.
 LEGACY_LOG_SQL = """
@@ -235,6 +238,31 @@ class TestSourceKey:
         requests = scenario.target("SELECT count(*), bool_and(status = 'done') FROM syncd.repair_requests")
         assert requests[0][0] >= 3 and requests[0][1] is True
         assert scenario.stop(process) == 0
+
+    def test_a_snapshot_resumed_after_the_source_key_changed_starts_the_table_over(
+            self, scenario: Scenario, shop: Source, monkeypatch: pytest.MonkeyPatch) -> None:
+        shop.execute("ALTER TABLE legacy_log ADD COLUMN n BIGINT NOT NULL AUTO_INCREMENT, "
+                     "ADD UNIQUE KEY uk_n (n)")
+        config, plans = api(scenario, monkeypatch)
+        stop = threading.Event()
+
+        def stop_after_two_chunks(source: str, table: str, copied: int, total: int) -> None:
+            if copied >= 14:
+                stop.set()
+
+        [first] = snapshot(config, plans, mapping="legacy_log", chunk_rows=7, stop=stop,
+                           progress=stop_after_two_chunks)
+        assert (first.finished, first.copied) == (False, {"legacy_log": 14})
+        assert scenario.target("SELECT last_key, key_columns FROM syncd.snapshot_progress") == \
+            [(["u-0014"], ["log_uuid"])]
+
+        write(scenario, mappings(source_key="[n]"))
+        result = scenario.cli("snapshot", "--mapping", "legacy_log", "--chunk-rows", "7")
+        assert result.returncode == 0, result.stderr
+        assert progress(result.stderr, "legacy_log") == [7, 14, 21, 25]
+        changed = [json.loads(line) for line in result.stderr.splitlines() if "snapshot_key_changed" in line]
+        assert [(e["was"], e["now"]) for e in changed] == [(["log_uuid"], ["n"])]
+        assert target_log(scenario) == expected_log(shop)
 
     def test_preview_reads_and_names_rows_by_the_source_key(self, scenario: Scenario) -> None:
         result = scenario.cli("preview", "--mapping", "shard_events", "--limit", "3", "--json")

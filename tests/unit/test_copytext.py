@@ -48,8 +48,9 @@ def test_a_plain_copy_mapping_becomes_one_line_per_row(tmp_path: Path) -> None:
     assert found.line.startswith("CAST(CONCAT(IFNULL(CAST(`id` AS CHAR), _utf8mb4 X'5C4E'), _utf8mb4 X'09', ")
     assert found.line.endswith(", _utf8mb4 X'0A') AS BINARY)")
     # backslash first: the escapes added afterwards are not escaped again
-    assert ("REPLACE(REPLACE(REPLACE(REPLACE(CONVERT(`memo` USING utf8mb4), _utf8mb4 X'5C', _utf8mb4 X'5C5C'), "
-            "_utf8mb4 X'09', _utf8mb4 X'5C74'), _utf8mb4 X'0A', _utf8mb4 X'5C6E'), "
+    assert ("REPLACE(REPLACE(REPLACE(REPLACE(CONVERT(`memo` USING utf8mb4), "
+            "_utf8mb4 X'5C', _utf8mb4 X'5C5C'), _utf8mb4 X'09', _utf8mb4 X'5C74'), "
+            "_utf8mb4 X'0A', _utf8mb4 X'5C6E'), "
             "_utf8mb4 X'0D', _utf8mb4 X'5C72')") in found.line
     assert "CONCAT(CAST(`booked_at` AS CHAR), '+08:00')" in found.line
 
@@ -76,7 +77,8 @@ def test_filters_and_written_columns_keep_the_mapping(tmp_path: Path, extra: str
 def test_a_decimal_only_into_numeric(tmp_path: Path) -> None:
     # As a parameter 1.5 rounds into an integer column; as COPY text it is refused.
     assert plan(tmp_path, target={**TARGET, "amount": "bigint"}) is None
-    assert plan(tmp_path, source={**SOURCE, "amount": "int"}, target={**TARGET, "amount": "bigint"}) is not None
+    integers = plan(tmp_path, source={**SOURCE, "amount": "int"}, target={**TARGET, "amount": "bigint"})
+    assert integers is not None
 
 
 def test_datetime_into_timestamptz_needs_a_fixed_offset_zone(tmp_path: Path) -> None:
