@@ -51,7 +51,7 @@ from syncd.reconcile.engine import REPAIR_BATCH, Options, SourceKey, scan_mappin
 from syncd.reconcile.source import SourceReader
 from syncd.reconcile.target import column_types, slice_has_rows
 from syncd.repair import repair
-from syncd.sink.postgres import Batch, PlannedOp, PostgresSink, connect
+from syncd.sink.postgres import Batch, PlannedOp, PostgresSink, connect, rejection_reason
 from syncd.sink.state import Checkpoint, create_state_schema
 from syncd.source.snapshot import SourceSnapshot
 from syncd.startup import SourcePlan
@@ -389,7 +389,7 @@ class _Job:
                 _save_progress(tx.cur, self.schema, self.name, state)
         except psycopg.Error as exc:
             self.log.info("copy_text_rejected", table=job.table, rows=len(lines),
-                          reason=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                          reason=rejection_reason(exc))
             return False
         return True
 
