@@ -26,12 +26,16 @@ SOURCE_SQL = """CREATE TABLE entries (
     big BIGINT UNSIGNED NULL,
     day DATE NULL,
     at DATETIME(6) NULL,
-    at0 DATETIME NULL
+    at0 DATETIME NULL,
+    legacy VARCHAR(20) CHARACTER SET latin1 NULL,
+    mid MEDIUMINT UNSIGNED NULL,
+    long_body LONGTEXT NULL
 ) CHARSET utf8mb4"""
 
 TARGET_SQL = """CREATE TABLE entries (
     source_id bigint PRIMARY KEY, code text, memo varchar(12), body text, kind text,
-    amount numeric(14,2), small smallint, big bigint, day date, at timestamptz, at0 timestamp)"""
+    amount numeric(14,2), small smallint, big bigint, day date, at timestamptz, at0 timestamp,
+    legacy character varying, mid integer, long_body text)"""
 
 MAPPING = """
 mappings:
@@ -52,6 +56,9 @@ mappings:
       day: day
       at: at
       at0: at0
+      legacy: legacy
+      mid: mid
+      long_body: long_body
 """
 
 TEXTS = ["", " ", "a\tb", "line\nnext", "cr\rlf\r\n", "back\\slash", "\\N", "\\.", "\\\\t", "trailing  ",
@@ -68,10 +75,12 @@ def _row(rng: random.Random, key: int) -> tuple:
             maybe(rng.randrange(-128, 128)), maybe(rng.randrange(0, 2**62)),
             maybe((start + timedelta(days=rng.randrange(-10**5, 10**5))).date()),
             maybe(start + timedelta(microseconds=rng.randrange(-10**15, 10**15))),
-            maybe(start.replace(microsecond=0) + timedelta(seconds=rng.randrange(-10**8, 10**8))))
+            maybe(start.replace(microsecond=0) + timedelta(seconds=rng.randrange(-10**8, 10**8))),
+            maybe(rng.choice(["café", "naïve\tß", "", "\\N", "£5"])), maybe(rng.randrange(0, 2**24)),
+            maybe(rng.choice(TEXTS) * rng.randrange(1, 200)))
 
 
-INSERT = "INSERT INTO entries VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+INSERT = f"INSERT INTO entries VALUES ({', '.join(['%s'] * 14)})"
 
 
 @pytest.fixture
