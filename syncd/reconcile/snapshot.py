@@ -5,11 +5,13 @@ Chunks follow the row key: the mappings' `source_key` when they name one, else t
 Two ways, chosen by who holds the source's lock (syncd.ha.SourceLock):
 
 * **No daemon holds it** (re-initialisation after the binlog was purged, or a planned re-copy):
-  this process takes the lock for the whole copy, opens one consistent snapshot, and copies
-  each table chunk by chunk through the mappings into the target. Every chunk commits together
-  with its progress row (`snapshot_progress`: last key copied, rows copied), so an interrupted
-  copy continues after its last committed chunk. The binlog position of the *first* snapshot is
-  kept across resumes: streaming from the earliest position converges, because every row event
+  this process takes the lock for the whole copy, takes the binlog position P of a consistent
+  snapshot, and copies each table chunk by chunk through the mappings into the target, each
+  chunk one short read of its own (no transaction stays open, so DDL on the source never waits
+  for the copy). Every chunk commits together with its progress row (`snapshot_progress`: row
+  key, last key copied, rows copied), so an interrupted copy continues after its last committed
+  chunk. The P of the *first* start is kept across chunks and resumes: every chunk is read at
+  or after it, and streaming from the earliest position converges, because every row event
   carries the full row and applies idempotently (syncd/source/snapshot.py). After the copy,
   target rows of each mapping's slice whose source row no longer exists are removed, and the
   source's checkpoint (position P, snapshot done) is written in the last transaction, which
@@ -40,7 +42,7 @@ import pymysql
 import structlog
 from psycopg import sql
 
-from syncd.config import Config
+from syncd.config import Config, SourceConfig
 from syncd.errors import SyncdError
 from syncd.ha import SourceLock
 from syncd.mapping.plan import ChangeContext, Mapping, dead_letter, map_change, remove_op
@@ -53,7 +55,7 @@ from syncd.reconcile.target import column_types, slice_has_rows
 from syncd.repair import repair
 from syncd.sink.postgres import Batch, PlannedOp, PostgresSink, connect, rejection_reason
 from syncd.sink.state import Checkpoint, create_state_schema
-from syncd.source.snapshot import SourceSnapshot
+from syncd.source.snapshot import SnapshotPoint, SourceSnapshot
 from syncd.startup import SourcePlan
 
 log = structlog.get_logger("syncd.snapshot")
@@ -135,12 +137,16 @@ def _copy_text(sink: PostgresSink, mappings: list[Mapping], source_types: dict[s
                           str(found[0]) if found else "")
 
 
-class _ResumableSnapshot(SourceSnapshot):
-    """A SourceSnapshot whose connection serves keyset reads from any key."""
-
-    def reader(self) -> SourceReader:
-        assert self._conn is not None, "open() first"
-        return SourceReader(self.source, self._conn)
+def _snapshot_point(source: SourceConfig) -> SnapshotPoint:
+    """The binlog position of a consistent snapshot, closed at once. Every later read sees at
+    least what it saw, so chunks are read by short reads of their own: a transaction held open
+    for the whole copy would hold metadata locks that make DDL on the source (and every query
+    queued behind that DDL) wait for the copy to end."""
+    snap = SourceSnapshot(source)
+    try:
+        return snap.open()
+    finally:
+        snap.close()
 
 
 def _progress_key(table: str, mapping: str | None) -> str:
@@ -303,23 +309,22 @@ class _Job:
                 _clear_progress(cur, self.schema, self.name, self._keys())
             found = {}
         fresh = self._empty_slices(conn, found)
-        snap = _ResumableSnapshot(self.plan.source)
-        point = snap.open()
+        point = _snapshot_point(self.plan.source)
         mine = [found[k] for k in self._keys() if k in found]
         position = mine[0].position if mine else str(point.position)
         result = SnapshotResult(self.name, "direct", position, resumed=bool(mine))
         self.log.info("snapshot_started", mode="direct", position=position, resumed=result.resumed,
                       snapshot_position=str(point.position), tables=sorted(self.tables))
         sink = PostgresSink(self.config.target, f"syncd:snapshot:{self.name}")
+        reader = SourceReader(self.plan.source)
         try:
-            reader = snap.reader()
             for table, mappings in self.tables.items():
                 state = found.get(_progress_key(table, self.partial))
                 if (state is None or not state.done) and not self._copy_table(
                         reader, sink, table, mappings, position=position, state=state, result=result):
                     return result
         finally:
-            snap.close()
+            reader.close()
             sink.close()
         try:
             if not self._remove_extra_direct(conn, sink, result, skip=fresh):

@@ -143,6 +143,27 @@ class TestDirect:
         assert code == 0
         assert scenario.stop(process) == 0
 
+    def test_ddl_on_the_source_does_not_wait_for_the_copy(
+            self, scenario: Scenario, shop: Source, app: Source, monkeypatch: pytest.MonkeyPatch) -> None:
+        """No transaction stays open across chunks: an ALTER between two chunks takes its metadata
+        lock at once (it would time out behind a copy-long snapshot), and streaming absorbs it."""
+        insert_rows(shop, 1, 600)
+        config, plans = api(scenario, monkeypatch)
+        altered: list[int] = []
+
+        def alter_once(source: str, table: str, copied: int, total: int) -> None:
+            if source == "shop" and not altered:
+                shop.execute("SET SESSION lock_wait_timeout = 3", "ALTER TABLE orders ADD COLUMN extra INT",
+                             "UPDATE orders SET status = '已完成', extra = 1 WHERE id = 50")
+                altered.append(copied)
+
+        [result] = snapshot(config, plans, source="shop", chunk_rows=100, progress=alter_once)
+        assert (result.finished, result.copied, altered) == (True, {"orders": 600}, [100])
+        process = scenario.start()
+        wait_streaming(scenario)
+        eventually(lambda: live_target(scenario) == expected_shop(shop), 60)
+        assert scenario.stop(process) == 0
+
 
 class TestThroughStream:
     def test_snapshot_while_streaming_loses_nothing(self, scenario: Scenario, shop: Source,
