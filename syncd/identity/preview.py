@@ -96,9 +96,13 @@ class IdentityPreview:
 # --------------------------------------------------------------------------- reading the links
 
 
-def _wanted(ops: Iterable[Upsert]) -> dict[str, tuple[set[core.Key], set[str]]]:
+Wanted = dict[str, tuple[set[core.Key], set[str]]]
+"""Per identity space: the keys and the records (`record_name`s) to read."""
+
+
+def _wanted(ops: Iterable[Upsert]) -> Wanted:
     """Per space: the keys and the records (`record_name`s) the operations name."""
-    wanted: dict[str, tuple[set[core.Key], set[str]]] = {}
+    wanted: Wanted = {}
     for op in ops:
         if op.identity is not None:
             keys, records = wanted.setdefault(op.identity.space.name, (set(), set()))
@@ -113,7 +117,12 @@ def _wanted(ops: Iterable[Upsert]) -> dict[str, tuple[set[core.Key], set[str]]]:
 
 def load_links(conn: psycopg.Connection, schema: str, ops: Sequence[Upsert]) -> StoredLinks:
     """The links and records these operations name, read in one read-only transaction."""
-    wanted = _wanted(ops)
+    return load_stores(conn, schema, _wanted(ops))
+
+
+def load_stores(conn: psycopg.Connection, schema: str, wanted: Wanted) -> StoredLinks:
+    """The stored links of these keys and the stored records, read in one read-only transaction
+    (also what `syncd reconcile` expects person-id columns to hold, syncd.reconcile.persons)."""
     with conn.transaction(), conn.cursor() as cur:
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         row = cur.execute("SELECT to_regclass(quote_ident(%s) || '.identity_links')", (schema,)).fetchone()

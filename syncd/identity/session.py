@@ -370,10 +370,19 @@ class IdentitySession:
             self.recompute(space, persons)
 
 
+_SURVIVOR = "coalesce(p.merged_into, l.person_id)"
+_PERSON = "LEFT JOIN {s}.identity_persons p ON p.space = l.space AND p.person_id = l.person_id"
+"""Joined to a link or contribution `l`: its person's survivor (a merge flattens `merged_into`)."""
+
+
 def load_store(cur: psycopg.Cursor, schema: str, space: str, keys: Iterable[core.Key],
                records: Iterable[str]) -> core.LinkStore:
     """A store holding the stored links of these keys and the stored state of these records
-    (`record_name`s); it numbers new persons after the space's largest id. Only reads."""
+    (`record_name`s); it numbers new persons after the space's largest id. Only reads.
+
+    A stored person that was merged away is loaded as its survivor. A merge re-points links and
+    contributions in its own transaction, so this only matters for state edited by hand; the
+    sink, `syncd preview` and `syncd reconcile` then still agree on the person."""
     def q(text: str) -> sql.Composed:
         return sql.SQL(text).format(s=sql.Identifier(schema))
 
@@ -385,16 +394,16 @@ def load_store(cur: psycopg.Cursor, schema: str, space: str, keys: Iterable[core
     if keys:
         kinds, hashes = zip(*keys, strict=True)
         found = cur.execute(q(
-            "SELECT kind, key_hash, person_id FROM {s}.identity_links WHERE space = %s AND "
-            "(kind, key_hash) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"),
+            f"SELECT l.kind, l.key_hash, {_SURVIVOR} FROM {{s}}.identity_links l {_PERSON} "
+            "WHERE l.space = %s AND (l.kind, l.key_hash) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"),
             (space, list(kinds), list(hashes))).fetchall()
         store.links = {(kind, value): person for kind, value, person in found}
     if records:
         mappings, names = zip(*(n.split(_SEP, 1) for n in records), strict=True)
         found = cur.execute(q(
-            "SELECT mapping, source_key, person_id, keys, deleted_at IS NULL "
-            "FROM {s}.identity_contributions WHERE space = %s AND "
-            "(mapping, source_key) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"),
+            f"SELECT l.mapping, l.source_key, {_SURVIVOR}, l.keys, l.deleted_at IS NULL "
+            f"FROM {{s}}.identity_contributions l {_PERSON} WHERE l.space = %s AND "
+            "(l.mapping, l.source_key) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"),
             (space, list(mappings), list(names))).fetchall()
         store.records = {
             record_name(m, r): core.RecordState(person, frozenset(_key_of(k) for k in held), alive)

@@ -31,6 +31,8 @@ from psycopg import sql
 from syncd.config import Config
 from syncd.errors import SyncdError, TransformError
 from syncd.ha import _LOCK_CLASS
+from syncd.identity.core import LinkStore
+from syncd.identity.preview import Wanted, load_stores
 from syncd.mapping.plan import Mapping, map_key
 from syncd.model import Position, Row
 from syncd.reconcile.compare import (
@@ -44,6 +46,7 @@ from syncd.reconcile.compare import (
     expected_canon,
 )
 from syncd.reconcile.layout import Layout, build_layout
+from syncd.reconcile.persons import PersonColumns
 from syncd.reconcile.pushdown import SPAN_CHUNKS, Pushdown, plan_pushdown
 from syncd.reconcile.rowmap import ChunkMapper
 from syncd.reconcile.runs import finish_run, start_run
@@ -299,9 +302,12 @@ class Expected:
 
 
 def map_chunk(layout: Layout, names: list[str], rows: list[tuple[Any, ...]], canons: list[Canon | None],
-              mapper: ChunkMapper) -> Expected:
-    """The target rows these source rows should produce (filter applied), keyed by target key."""
+              mapper: ChunkMapper, *, persons: PersonColumns | None = None) -> Expected:
+    """The target rows these source rows should produce (filter applied), keyed by target key;
+    `persons` gives the values of the layout's person-id columns (read from the identity state)."""
     mapped = mapper.map(names, rows, layout.source_key)
+    if persons is not None:
+        mapped = persons.fill(mapped, names)
     width = len(layout.target_key)
     out = Expected()
     canonical = canonicalize_rows(mapped.values, canons)
@@ -319,7 +325,7 @@ def map_chunk(layout: Layout, names: list[str], rows: list[tuple[Any, ...]], can
 
 
 def chunk_mapper(layout: Layout, keys_only: bool = False) -> ChunkMapper:
-    return ChunkMapper(layout.mapping, [*layout.target_key, *layout.compared], keys_only=keys_only)
+    return ChunkMapper(layout.mapping, [*layout.target_key, *layout.mapped], keys_only=keys_only)
 
 
 def _known_key(layout: Layout, row: Row, skey: SourceKey) -> Key | None:
@@ -386,13 +392,14 @@ class _Pass:
                                  "does not exist")
         self.layout = build_layout(self.mapping, key, source_types, target_types)
         if self.options.keys_only:
-            self.layout = replace(self.layout, compared=())
+            self.layout = replace(self.layout, compared=(), persons=())
         zone = session_zone(self.conn)
         names = [*self.layout.target_key, *self.layout.compared]
         self.canons = [expected_canon(target_types[n], zone) if n in target_types else None
                        for n in names]
         self.target = TargetReader(self.conn, self.layout, target_types)
         self.mapper = chunk_mapper(self.layout, self.options.keys_only)
+        self.persons = PersonColumns(self.mapping, self._read_persons) if self.layout.persons else None
         self.dead_letters = pending_dead_letter_keys(self.conn, self.schema, self.plan.source.name,
                                                      self.mapping.name)
         self.streaming = (self.options.streaming if self.options.streaming is not None
@@ -400,6 +407,13 @@ class _Pass:
         self.report.mode = self.layout.mode
         self.pushdown = self._pushdown(source_types, target_types)
         self.verified = None if self.pushdown else self._verified_chunks(source_types, target_types, zone)
+
+    def _read_persons(self, wanted: Wanted) -> dict[str, LinkStore]:
+        stored = load_stores(self.conn, self.schema, wanted)
+        log.debug("reconcile_persons_read", mapping=self.mapping.name, spaces=sorted(wanted),
+                  keys=sum(len(keys) for keys, _ in wanted.values()),
+                  records=sum(len(records) for _, records in wanted.values()), note=stored.note)
+        return stored.stores
 
     def _pushdown(self, source_types: dict[str, str], target_types: dict[str, ColumnType]) -> Pushdown | None:
         if not self.options.use_verified or self.options.keys_only:  # --full: map every row
@@ -564,7 +578,8 @@ class _Pass:
         return [((start,), (min(start + span, high),)) for start in range(low, high, span)]
 
     def _compare_range(self, chunk: RangeChunk) -> Entry:
-        expected = map_chunk(self.layout, chunk.names, chunk.rows, self.canons, self.mapper)
+        expected = map_chunk(self.layout, chunk.names, chunk.rows, self.canons, self.mapper,
+                             persons=self.persons)
         if chunk.checksum is not None:
             actual, target_checksum = self.target.range_with_checksum(chunk.lower, chunk.upper)
         else:
@@ -577,7 +592,8 @@ class _Pass:
         seen: set[Key] = set()
         for item in self._chunks([Entry(None, None, verified=False)]):
             assert isinstance(item, RangeChunk)
-            expected = map_chunk(self.layout, item.names, item.rows, self.canons, self.mapper)
+            expected = map_chunk(self.layout, item.names, item.rows, self.canons, self.mapper,
+                                 persons=self.persons)
             actual = self.target.by_keys(list(expected.rows))
             seen.update(expected.rows)
             seen.update(expected.ignore)
@@ -640,7 +656,7 @@ class _Pass:
             if self.streaming and position is not None:
                 wait_applied(self.conn, self.schema, self.plan.source.name, position,
                              self.options.confirm_wait_s)
-            fresh = map_chunk(self.layout, names, rows, self.canons, self.mapper)
+            fresh = map_chunk(self.layout, names, rows, self.canons, self.mapper, persons=self.persons)
             wanted = set(candidates)
             now_expected = {k: v for k, v in fresh.rows.items() if k in wanted}
             now_actual = self.target.by_keys(candidates)

@@ -18,6 +18,7 @@ from typing import Any
 from syncd.mapping.plan import Mapping
 from syncd.mapping.spec import ColumnSpec
 from syncd.reconcile.compare import ColumnType
+from syncd.reconcile.persons import person_columns
 
 _SOURCE_INTEGER = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint"}
 _TARGET_INTEGER = {"smallint", "integer", "bigint"}
@@ -43,12 +44,20 @@ class Layout:
     slice: dict[str, Any]
     """Constant key columns -> their constants: the mapping's slice of the target table."""
     compared: tuple[str, ...]
-    """Target columns whose values are compared (neither key, soft-delete nor commit time)."""
+    """Target columns whose values are compared: the mapped ones (neither key, soft-delete nor
+    commit time), then the `persons` columns."""
     range_columns: tuple[str, ...] | None
     """Target columns copying the source key, in source-key order, when ranges align."""
     source_key_in_target: tuple[str, ...] | None
     """Target columns holding a plain copy of each source key column (extra rows -> source key)."""
     soft_delete_column: str | None
+    persons: tuple[str, ...] = ()
+    """The last columns of `compared`: person ids the sink fills (identity.column, lookup columns)."""
+
+    @property
+    def mapped(self) -> tuple[str, ...]:
+        """The compared columns the mapping computes from the source row alone."""
+        return self.compared[:len(self.compared) - len(self.persons)]
 
     @property
     def aligned(self) -> bool:
@@ -81,8 +90,8 @@ def build_layout(mapping: Mapping, source_key: tuple[str, ...], source_types: di
     slice_values = spec.slice_values()
     copies = {c.target: src for c in spec.columns if (src := plain_copy(c)) is not None}
     skipped = {spec.soft_delete_column, spec.commit_time_column}
-    compared = tuple(c.target for c in mapping.columns
-                     if c.target not in spec.key and c.target not in skipped)
+    mapped = tuple(c.target for c in mapping.columns if c.target not in spec.key and c.target not in skipped)
+    persons = person_columns(mapping)
     wanted = [*source_key, *sorted(mapping.source_columns)]
     source_columns = tuple(dict.fromkeys(c for c in wanted if c in source_types))
     return Layout(
@@ -91,12 +100,13 @@ def build_layout(mapping: Mapping, source_key: tuple[str, ...], source_types: di
         source_columns=source_columns,
         target_key=spec.key,
         slice=slice_values,
-        compared=compared,
+        compared=(*mapped, *persons),
         range_columns=_range_columns(spec.key, slice_values=slice_values, copies=copies,
                                      source_key=source_key, source_types=source_types,
                                      target_types=target_types),
         source_key_in_target=_key_in_target(spec.key, copies, source_key),
         soft_delete_column=spec.soft_delete_column,
+        persons=persons,
     )
 
 

@@ -45,6 +45,8 @@ class MappedRows:
     source_keys: list[tuple[Any, ...]] = field(default_factory=list)
     values: list[tuple[Any, ...]] = field(default_factory=list)
     """Per row, the values of the requested target columns, in the requested order."""
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    """Per row, the source row itself (what identity keys are read from, syncd.reconcile.persons)."""
     failed: list[tuple[tuple[Any, ...], str, dict[str, Any]]] = field(default_factory=list)
     """Rows the mapping cannot map: source key, reason, and the row (for its key)."""
 
@@ -137,7 +139,7 @@ class ChunkMapper:
             keys = list(zip(*(data[i] for i in key_at), strict=True))
         values = list(zip(*chosen, strict=True))
         if not failed:
-            out.source_keys, out.values = keys, values
+            out.source_keys, out.values, out.rows = keys, values, list(rows)
             return out
         for i, row in enumerate(rows):
             if i in failed:
@@ -145,6 +147,7 @@ class ChunkMapper:
             else:
                 out.source_keys.append(keys[i])
                 out.values.append(values[i])
+                out.rows.append(row)
         return out
 
     def _failures(self, results: list[Sequence[Any]]) -> dict[int, str]:

@@ -17,6 +17,13 @@ definition, transform results on probe values, time zones, column types, server 
 the same, the chunk is still in sync: the source rows are the ones that mapped to exactly
 these target rows. Otherwise the range is compared row by row again. `--full` ignores the
 remembered chunks. Only aligned mappings (integer copied keys) use it.
+
+Person-id columns (identity.column, lookup columns) are compared columns like the others: a
+chunk is only remembered once they were compared, the target checksum covers them, and the
+fingerprint holds their types (chunks remembered by a pass that did not compare them are not
+used). Their expected values also depend on the identity state, which under unchanged source
+rows only changes by merges, and a merge re-points the target rows it concerns in the same
+transaction, which changes the target checksum.
 """
 
 from __future__ import annotations

@@ -388,6 +388,93 @@ class TestReconcileUnified:
         assert scenario.stop(process) == 0
 
 
+def reconcile_reports(scenario: Scenario, *args: str) -> tuple[int, dict[str, dict]]:
+    result = scenario.cli("reconcile", "--json", *args)
+    assert result.returncode in (0, 1), result.stdout + result.stderr
+    return result.returncode, {r["mapping"]: r for r in json.loads(result.stdout)["mappings"]}
+
+
+def set_person(scenario: Scenario, table: str, column: str, key: tuple[str, int], person: int | None) -> None:
+    name = "source_user_id" if table == "members" else "source_order_id"
+    scenario.target(f"UPDATE {table} SET {column} = %s WHERE channel = %s AND {name} = %s", (person, *key))
+
+
+class TestReconcilePersonColumns:
+    def test_wrong_person_ids_are_reported_then_repaired(self, scenario: Scenario, shop: Source,
+                                                         app: Source) -> None:
+        """members.person_id and orders.member_id are compared with the stored identity state."""
+        shop.execute(("INSERT INTO users VALUES (1, '张伟', %s)", (PHONE,)),
+                     "INSERT INTO users VALUES (2, '李娜', '13900000002')",
+                     "INSERT INTO orders VALUES (100, 1, 'first')",
+                     "INSERT INTO orders VALUES (101, 2, 'second')",
+                     "INSERT INTO orders VALUES (102, NULL, 'guest')")
+        app.execute(("INSERT INTO app_users VALUES (5, '橘子汽水', %s, %s, 0)", (PHONE, UNIONID)),
+                    "INSERT INTO app_orders VALUES (200, 5, 'app order')")
+        process = scenario.start(env=SALT)
+        eventually(lambda: len(members(scenario)) == 3 and len(orders(scenario)) == 4, 60)
+        good_members, good_orders = members(scenario), orders(scenario)
+        zhang, li = good_members[("shop", 1)][0], good_members[("shop", 2)][0]
+        assert good_members[("app", 5)][0] == zhang and good_orders[("shop", 102)] is None
+        code, reports = reconcile_reports(scenario)
+        assert code == 0 and {r["status"] for r in reports.values()} == {"in_sync"}
+
+        # someone else's person; a guest order (no user: NULL) given a person
+        set_person(scenario, "members", "person_id", ("shop", 1), li)
+        set_person(scenario, "orders", "member_id", ("shop", 101), zhang)
+        set_person(scenario, "orders", "member_id", ("shop", 102), zhang)
+        code, reports = reconcile_reports(scenario)
+        assert code == 1
+        assert reports["shop_members"]["differ"] == {
+            "count": 1, "rows": [{"key": ["shop", 1], "columns": ["person_id"]}]}
+        assert reports["shop_orders"]["differ"] == {"count": 2, "rows": [
+            {"key": ["shop", 101], "columns": ["member_id"]},
+            {"key": ["shop", 102], "columns": ["member_id"]}]}
+        assert {name: r["status"] for name, r in reports.items()} == {
+            "shop_members": "drift", "shop_orders": "drift", "app_members": "in_sync",
+            "app_orders": "in_sync", "identity:person": "in_sync"}
+        text = scenario.cli("reconcile", "--mapping", "shop_orders").stdout
+        assert ("shop_orders: differ (channel, source_order_id): shop,101 (member_id)  "
+                "shop,102 (member_id)") in text
+
+        code, reports = reconcile_reports(scenario, "--repair")
+        assert code == 0
+        assert {reports[m]["status"] for m in ("shop_members", "shop_orders")} == {"repaired"}
+        assert members(scenario) == good_members and orders(scenario) == good_orders
+        code, reports = reconcile_reports(scenario)
+        assert code == 0 and {r["status"] for r in reports.values()} == {"in_sync"}
+
+        # a range remembered as verified is compared again once a person column changes in it
+        code, reports = reconcile_reports(scenario, "--mapping", "shop_orders")
+        assert (code, reports["shop_orders"]["chunks_unchanged"]) == (0, 1)
+        set_person(scenario, "orders", "member_id", ("shop", 100), li)
+        code, reports = reconcile_reports(scenario, "--mapping", "shop_orders")
+        assert (code, reports["shop_orders"]["chunks_unchanged"]) == (1, 0)
+        assert reports["shop_orders"]["differ"]["rows"] == [{"key": ["shop", 100], "columns": ["member_id"]}]
+        assert scenario.stop(process) == 0
+
+    def test_a_stored_person_merged_away_counts_as_its_survivor(self, scenario: Scenario,
+                                                                shop: Source) -> None:
+        """Reconcile and the sink both follow identity_persons.merged_into (state edited by hand)."""
+        shop.execute(("INSERT INTO users VALUES (1, '张伟', %s)", (PHONE,)),
+                     "INSERT INTO orders VALUES (100, 1, 'first')")
+        process = scenario.start(env=SALT)
+        eventually(lambda: len(members(scenario)) == 1 and len(orders(scenario)) == 1, 60)
+        person = members(scenario)[("shop", 1)][0]
+        scenario.target("INSERT INTO syncd.identity_persons (space, person_id, merged_into, merged_at) "
+                        "VALUES ('person', 999, %s, now())", (person,))
+        for table in ("identity_links", "identity_contributions"):
+            scenario.target(f"UPDATE syncd.{table} SET person_id = 999 WHERE person_id = %s", (person,))
+        _, reports = reconcile_reports(scenario)
+        assert {reports[m]["status"] for m in ("shop_members", "shop_orders")} == {"in_sync"}
+
+        shop.execute("UPDATE users SET name = '张伟伟' WHERE id = 1",
+                     "INSERT INTO orders VALUES (101, 1, 'more')")
+        eventually(lambda: members(scenario)[("shop", 1)] == (person, "张伟伟")
+                   and orders(scenario).get(("shop", 101)) == person, 30)
+        assert scenario.target("SELECT count(*) FROM syncd.identity_merges") == [(0,)]
+        assert scenario.stop(process) == 0
+
+
 class TestEdges:
     def test_a_rejected_row_leaves_no_identity_behind(self, scenario: Scenario, app: Source) -> None:
         """PostgreSQL refuses one member row of a batch: it is dead-lettered with its links and
