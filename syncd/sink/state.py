@@ -237,12 +237,14 @@ def insert_dead_letters(cur: psycopg.Cursor, schema: str, letters: list[DeadLett
     """Insert dead letters; replaying the same change again adds nothing.
 
     A row read again (a retry, a repair, a snapshot) that still cannot be applied refreshes the
-    pending dead letter its key already has (reason, row image) instead of adding a second one.
+    pending dead letter its key already has (reason, row image) instead of adding a second one;
+    a change the stream cannot apply takes over the pending letter a copy left for its row.
     """
     if not letters:
         return
     letters = [d for d in letters
                if not (d.position.startswith(REREAD_POSITIONS) and _refresh(cur, schema, d))]
+    letters = _supersede_copied(cur, schema, letters)
     if not letters:
         return
     statement = sql.SQL(
@@ -255,6 +257,52 @@ def insert_dead_letters(cur: psycopg.Cursor, schema: str, letters: list[DeadLett
          row_image_json(d.row_image), d.reason)
         for d in letters
     ])
+
+
+def _supersede_copied(cur: psycopg.Cursor, schema: str, letters: list[DeadLetter]) -> list[DeadLetter]:
+    """A change the stream cannot apply takes over its row's pending dead letter from a copy.
+
+    A copy reads each chunk at or after its binlog position, and streaming replays from that
+    position: a row written meanwhile is read by the copy and replayed by the stream, and both
+    fail alike. The stream's letter (the change, at its position) replaces the copy's one, so a
+    row gets one letter, as if it had been streamed. Returns the letters still to insert."""
+    streamed = [d for d in letters if not d.position.startswith(REREAD_POSITIONS)]
+    if not streamed:
+        return letters
+    query = sql.SQL(
+        "SELECT DISTINCT source, mapping, row_key FROM {}.dead_letters WHERE status = 'pending' "
+        "AND binlog_position LIKE 'snapshot@%%' AND (source, mapping, row_key) IN "
+        "(SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))").format(sql.Identifier(schema))
+    params = ([d.source for d in streamed], [d.mapping for d in streamed], [d.row_key for d in streamed])
+    copied = {tuple(row) for row in cur.execute(query, params).fetchall()}
+    if not copied:
+        return letters
+    rest = []
+    for letter in letters:
+        key = (letter.source, letter.mapping, letter.row_key)
+        if (key in copied and not letter.position.startswith(REREAD_POSITIONS)
+                and _take_over(cur, schema, letter)):
+            copied.discard(key)  # the row's next failures are letters of their own
+            continue
+        rest.append(letter)
+    return rest
+
+
+def _take_over(cur: psycopg.Cursor, schema: str, letter: DeadLetter) -> bool:
+    """Turn the row's pending copy letter into this one; False when there is none (or this
+    change already has its letter: a replay)."""
+    statement = sql.SQL(
+        "UPDATE {0}.dead_letters SET binlog_position = %s, event_pos = %s, row_index = %s, reason = %s, "
+        "row_image = %s WHERE id = (SELECT id FROM {0}.dead_letters WHERE source = %s AND mapping = %s "
+        "AND row_key = %s AND status = 'pending' AND binlog_position LIKE 'snapshot@%%' ORDER BY id LIMIT 1) "
+        "AND NOT EXISTS (SELECT 1 FROM {0}.dead_letters WHERE source = %s AND mapping = %s "
+        "AND binlog_position = %s AND event_pos = %s AND row_index = %s AND row_key = %s)"
+    ).format(sql.Identifier(schema))
+    cur.execute(statement, (
+        letter.position, letter.event_pos, letter.row_index, letter.reason, row_image_json(letter.row_image),
+        letter.source, letter.mapping, letter.row_key,
+        letter.source, letter.mapping, letter.position, letter.event_pos, letter.row_index, letter.row_key))
+    return cur.rowcount > 0
 
 
 def _refresh(cur: psycopg.Cursor, schema: str, letter: DeadLetter) -> bool:
