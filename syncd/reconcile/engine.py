@@ -17,7 +17,7 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -150,11 +150,14 @@ class MappingReport:
 
 
 def select_mappings(plans: dict[str, SourcePlan], source: str | None = None,
-                    mapping: str | None = None) -> list[tuple[SourcePlan, Mapping]]:
-    """The (plan, mapping) pairs a run covers; ReconcileError names what does not exist."""
+                    mapping: str | None = None,
+                    sources: Collection[str] | None = None) -> list[tuple[SourcePlan, Mapping]]:
+    """The (plan, mapping) pairs a run covers (`sources`: only these sources' mappings);
+    ReconcileError names what does not exist."""
     if source is not None and source not in plans:
         raise ReconcileError(f"no source named {source!r}; configured: {sorted(plans)}")
-    chosen = [(plan, m) for name, plan in plans.items() if source in (None, name)
+    chosen = [(plan, m) for name, plan in plans.items()
+              if source in (None, name) and (sources is None or name in sources)
               for m in plan.mappings if mapping in (None, m.name)]
     if mapping is not None and not chosen:
         names = sorted(m.name for p in plans.values() for m in p.mappings)
@@ -167,9 +170,11 @@ def reconcile(config: Config, plans: dict[str, SourcePlan], *, source: str | Non
               mapping: str | None = None, repair: bool = False,
               chunk_rows: int = DEFAULT_CHUNK_ROWS, pause_s: float = 0.0,
               stop: threading.Event | None = None,
-              confirm_wait_s: float = CONFIRM_WAIT_S, full: bool = False) -> list[MappingReport]:
+              confirm_wait_s: float = CONFIRM_WAIT_S, full: bool = False,
+              sources: Collection[str] | None = None) -> list[MappingReport]:
     """Reconcile the chosen mappings one after another, then the unified rows of their identity
-    spaces (unified.py); one report each, recorded in reconcile_runs.
+    spaces (unified.py); one report each, recorded in reconcile_runs. `sources` narrows the run
+    to these sources' mappings (an identity space fed by several of them is checked once).
 
     Raises ReconcileError for unknown names and SinkUnavailable when the target cannot be
     reached; `full` compares every row even where remembered checksums say nothing changed
@@ -178,7 +183,7 @@ def reconcile(config: Config, plans: dict[str, SourcePlan], *, source: str | Non
     """
     if chunk_rows < 1:
         raise ReconcileError("chunk_rows must be at least 1")
-    selected = select_mappings(plans, source, mapping)
+    selected = select_mappings(plans, source, mapping, sources)
     conn = connect(config.target, "syncd:reconcile")
     try:
         create_state_schema(conn, config.target.state_schema)

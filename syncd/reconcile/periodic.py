@@ -40,19 +40,19 @@ class PeriodicReconcile:
         settings = self.config.reconcile
         assert settings.interval_s is not None
         while not self.stop.wait(settings.interval_s):
-            for name, plan in self.plans().items():
-                if self.stop.is_set():
-                    return
-                if plan.mappings and self.active(name):
-                    self._pass(name)
+            active = [name for name, plan in self.plans().items() if plan.mappings and self.active(name)]
+            if active:
+                self._pass(active)
 
-    def _pass(self, source: str) -> None:
+    def _pass(self, sources: list[str]) -> None:
+        """One run over every source this process streams, so that an identity space fed by
+        several of them is checked once per interval, not once per source."""
         settings = self.config.reconcile
         try:
-            reports = reconcile(self.config, self.plans(), source=source, repair=settings.repair,
+            reports = reconcile(self.config, self.plans(), sources=sources, repair=settings.repair,
                                 chunk_rows=settings.chunk_rows, pause_s=settings.pause_s, stop=self.stop)
         except SyncdError as exc:
-            log.error("reconcile_failed", source=source, error=str(exc))
+            log.error("reconcile_failed", sources=sources, error=str(exc))
             return
         for report in reports:
             self._record(report)

@@ -88,6 +88,13 @@ class TestScope:
         [only_shop] = spaces_in_scope(plans, select_mappings(plans, source="shop"))
         assert only_shop.sources == ("app", "shop")  # the unified rows hold the app's contributions too
 
+    def test_a_space_fed_by_the_sources_of_one_run_is_in_scope_once(
+            self, plans: dict[str, SourcePlan]) -> None:
+        selected = select_mappings(plans, sources=["shop", "app"])
+        assert {plan.source.name for plan, _ in selected} == {"shop", "app"}
+        assert [s.space.name for s in spaces_in_scope(plans, selected)] == ["person"]
+        assert {plan.source.name for plan, _ in select_mappings(plans, sources=["app"])} == {"app"}
+
     def test_lookups_alone_bring_no_space(self, plans: dict[str, SourcePlan]) -> None:
         assert spaces_in_scope(plans, select_mappings(plans, mapping="shop_orders")) == []
         assert spaces_in_scope(plans, select_mappings(plans, mapping="app_devices")) == []
