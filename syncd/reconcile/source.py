@@ -87,17 +87,13 @@ class RangeChunk:
 class SourceReader:
     """One connection to a source database, for chunked reads of its tables."""
 
-    def __init__(self, source: SourceConfig,
-                 conn: pymysql.connections.Connection | None = None) -> None:
+    def __init__(self, source: SourceConfig) -> None:
         self.source = source
-        self._own = conn is None
-        self.conn = conn if conn is not None else connect(source, source.database)
-        if self._own:
-            self._execute("SET SESSION time_zone = '+00:00'")
+        self.conn = connect(source, source.database)
+        self._execute("SET SESSION time_zone = '+00:00'")
 
     def close(self) -> None:
-        if self._own:
-            self.conn.close()
+        self.conn.close()
 
     def _execute(self, query: str, params: Sequence[Any] | None = None) -> list[tuple]:
         try:

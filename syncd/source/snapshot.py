@@ -1,7 +1,8 @@
-"""Consistent reads of source tables for the initial load, with the binlog position they match.
+"""Consistent snapshots of a source with the binlog position they match: where a copy starts
+(syncd/reconcile/snapshot.py), and the rows a repair window reads by key; and row keys.
 
 MariaDB (and Percona Server) report the binlog position of a consistent snapshot itself
-(`binlog_snapshot_file/position`), so the copy and the position agree exactly. On MySQL the
+(`binlog_snapshot_file/position`), so the snapshot and the position agree exactly. On MySQL the
 position is read just *before* the snapshot opens; streaming from there replays the few
 transactions the copy already holds, and because every row event carries the full row and is
 applied as an idempotent upsert/delete, the target converges to the same state.
@@ -9,7 +10,6 @@ applied as an idempotent upsert/delete, the target converges to the same state.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pymysql
@@ -64,7 +64,7 @@ def _quote(name: str) -> str:
 
 
 class SourceSnapshot:
-    """One REPEATABLE READ snapshot of a source database, read table by table in key order."""
+    """One REPEATABLE READ snapshot of a source database: its binlog position, and rows by key."""
 
     def __init__(self, source: SourceConfig) -> None:
         self.source = source
@@ -129,29 +129,6 @@ class SourceSnapshot:
             finally:
                 self._conn.close()
                 self._conn = None
-
-    def chunks(self, table: str, chunk_rows: int = 5000,
-               source_key: tuple[str, ...] = ()) -> Iterator[list[Row]]:
-        """All rows of a table in row-key order (`source_key`, else the primary key), `chunk_rows`
-        at a time."""
-        key = self.row_key(table, source_key)
-        order = ", ".join(_quote(k) for k in key)
-        base = f"SELECT * FROM {_quote(table)}"
-        last: tuple | None = None
-        while True:
-            if last is None:
-                query, params = f"{base} ORDER BY {order} LIMIT %s", (chunk_rows,)
-            else:
-                marks = ", ".join(["%s"] * len(key))
-                query = f"{base} WHERE ({order}) > ({marks}) ORDER BY {order} LIMIT %s"
-                params = (*last, chunk_rows)
-            rows = self._fetch(query, params)
-            if not rows:
-                return
-            yield rows
-            last = tuple(rows[-1][k] for k in key)
-            if len(rows) < chunk_rows:
-                return
 
     def _fetch(self, query: str, params: tuple) -> list[Row]:
         assert self._conn is not None
