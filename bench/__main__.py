@@ -321,15 +321,16 @@ class Bench:
         return dict(sorted(out.items(), key=lambda item: -item[1]))
 
     def _profiler(self, pid: int, name: str) -> subprocess.Popen[bytes]:
-        """py-spy sampling `pid` while a thread holds the GIL (collapsed stacks per thread: where
-        Python CPU goes) until it exits."""
+        """py-spy sampling `pid` and its decoder processes while a thread holds the GIL (collapsed
+        stacks per process and thread: where Python CPU goes) until it exits."""
         assert self.profile is not None
         self.profile.mkdir(parents=True, exist_ok=True)
         spy = shutil.which("py-spy", path=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
         if spy is None:
             raise RuntimeError("--profile needs py-spy: .venv/bin/pip install py-spy")
-        return subprocess.Popen([spy, "record", "--pid", str(pid), "--format", "raw", "--threads", "--gil",
-                                 "--nonblocking", "--rate", "200", "-o", str(self.profile / f"{name}.txt")],
+        return subprocess.Popen([spy, "record", "--pid", str(pid), "--subprocesses", "--format", "raw",
+                                 "--threads", "--gil", "--nonblocking", "--rate", "200",
+                                 "-o", str(self.profile / f"{name}.txt")],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def probe(self, dsn: str, process: subprocess.Popen[bytes]) -> None:

@@ -42,15 +42,14 @@ from syncd.source.checks import connect, table_columns
 from syncd.source.ddl import table_effects
 from syncd.source.decoder_process import DecoderProcess
 from syncd.source.gtid import GtidState
+from syncd.source.readahead import ReadAhead
 from syncd.source.snapshot import SourceSnapshot
 from syncd.startup import SourcePlan
 
 log = structlog.get_logger("syncd.pipeline")
 
-_QUEUE_SIZE = 64
 _LINGER_S = 0.002
 """How long a batch ready to commit waits for the next event before committing."""
-"""Transactions (or parts of at most PART_ROWS changes) read ahead: bounds memory."""
 _REPAIR_POLL_SECONDS = 0.5
 
 
@@ -144,21 +143,17 @@ class Pipeline:
         reader_class = DecoderProcess if decoder_process.enabled() else BinlogReader
         reader = reader_class(self.source, start, set(self.by_table),
                               GtidState.parse(checkpoint.position.gtid))
-        events: queue.Queue = queue.Queue(maxsize=_QUEUE_SIZE)
-        done = threading.Event()
-        thread = threading.Thread(target=_read_into, args=(reader.events(), events, done),
-                                  name=f"binlog-{self.source.name}", daemon=True)
-        thread.start()
+        events = ReadAhead(reader.runs(), f"binlog-{self.source.name}")
         self.progress.connected = True
         self.position = checkpoint.position
         self.log.info("streaming_started", position=str(start))
         try:
             self._apply_from(events)
         finally:
-            done.set()
+            events.close()
             reader.close()
 
-    def _apply_from(self, events: queue.Queue) -> None:
+    def _apply_from(self, events: ReadAhead) -> None:
         batch = Batch()
         started = 0.0
         while not self.stop.is_set():
@@ -166,7 +161,7 @@ class Pipeline:
             # next event comes within microseconds (the batch grows), on a quiet source it doesn't.
             wait = _LINGER_S if batch.checkpoint is not None else self.batch_config.max_delay_s
             try:
-                item = events.get(timeout=wait)
+                item = events.get(wait)
             except queue.Empty:
                 item = None
             if isinstance(item, BaseException):
@@ -188,7 +183,7 @@ class Pipeline:
                 self._serve_repairs()  # between batches: when idle, and under load too
         self._flush(batch)
 
-    def _apply_long(self, first: TransactionPart, events: queue.Queue) -> None:
+    def _apply_long(self, first: TransactionPart, events: ReadAhead) -> None:
         """A large source transaction: its parts go into one open target transaction.
 
         Stopping in the middle abandons it (rolled back, checkpoint unchanged), so the target
@@ -216,11 +211,11 @@ class Pipeline:
             rejected = target.finish(last)
         self._after_commit(last, rejected, time.monotonic() - began)
 
-    def _next(self, events: queue.Queue) -> object:
+    def _next(self, events: ReadAhead) -> object:
         """The next event, waiting as long as needed; a stop request abandons the wait."""
         while not self.stop.is_set():
             try:
-                item = events.get(timeout=0.5)
+                item = events.get(0.5)
             except queue.Empty:
                 continue
             if isinstance(item, BaseException):
@@ -400,22 +395,3 @@ def _just_after(position: Position | None) -> Position:
     return Position(position.file, position.pos + 1)
 
 
-def _read_into(events: Iterable[SourceEvent], out: queue.Queue, done: threading.Event) -> None:
-    """Reader thread: moves events into the queue; an error is handed over as an item."""
-    try:
-        for event in events:
-            if not _put(out, event, done):
-                return
-    except BaseException as exc:  # handed to the applying thread, which decides
-        _put(out, exc, done)
-
-
-def _put(out: queue.Queue, item: object, done: threading.Event) -> bool:
-    """Put unless the applying side has finished; False once it has."""
-    while not done.is_set():
-        try:
-            out.put(item, timeout=0.5)
-            return True
-        except queue.Full:
-            continue
-    return False

@@ -97,7 +97,7 @@ class Mapping:
         return self.spec.name
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # per-change record: not frozen (see syncd/model.py)
 class ChangeContext:
     """Where a change comes from: needed for soft deletes, commit-time columns and dead letters."""
 

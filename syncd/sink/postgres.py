@@ -43,7 +43,7 @@ _ROW_REJECTED = (psycopg.errors.DataError, psycopg.errors.IntegrityError,
                  psycopg.errors.InvalidTextRepresentation, psycopg.errors.ProgrammingError)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # per-change record: not frozen (see syncd/model.py)
 class PlannedOp:
     """A row operation and the dead letter it becomes if PostgreSQL rejects it.
 

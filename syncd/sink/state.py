@@ -172,7 +172,7 @@ CREATE INDEX IF NOT EXISTS identity_merges_survivor ON {schema}.identity_merges 
 """
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # per-change record: not frozen (see syncd/model.py)
 class Checkpoint:
     """How far one source has been applied to the target."""
 

@@ -138,6 +138,10 @@ class BinlogReader:
             raise SourceUnavailable(self.source.name, f"connection lost: {exc}") from exc
         raise SourceUnavailable(self.source.name, "the server ended the binlog stream")
 
+    def runs(self) -> Iterator[list[SourceEvent]]:
+        """The events one by one, in the shape a decoder process hands them over (see readahead)."""
+        return ([event] for event in self.events())
+
     def _handle(self, event: Any) -> Iterator[SourceEvent]:
         if isinstance(event, RowsEvent):
             yield from self._rows(event)

@@ -7,10 +7,10 @@ syncd.source.decoder_process`) and hands its events over a pipe, in order, as th
 * the child decodes, and a second thread of it sends whatever has piled up as one frame (a
   4-byte length, then `marshal` data), so a busy stream moves in large frames and a quiet one
   event by event;
-* values are sent as they are when `marshal` carries them exactly (int, float, str, bytes, None,
-  bool) and as tagged tuples otherwise (Decimal as its text, datetime, date and timedelta as
-  their fields); the parent rebuilds the same objects (`pickle` would cost as much as the
-  decoding saved);
+* rows are sent as dicts, their values as they are when `marshal` carries them exactly (int,
+  float, str, bytes, None, bool) and as tagged tuples otherwise (Decimal as its text, datetime,
+  date and timedelta as their fields); the parent rebuilds the same objects (`pickle` would
+  cost as much as the decoding saved);
 * a `SyncdError` in the child travels pickled and is raised again in the parent, where the
   runner retries or fails the source exactly as with an in-process reader; anything else ends
   the stream with `DecoderCrashed` and the child's traceback;
@@ -114,25 +114,24 @@ def decode_value(value: Any) -> Any:
 
 
 def _encode_row(row: Row | None) -> tuple | None:
-    """(names, values, indexes of the tagged values): the parent touches only those."""
+    """(the row, names of its tagged values): `marshal` carries a dict of native values as it is."""
     if row is None:
         return None
-    values = list(row.values())
-    tagged = [index for index, value in enumerate(values) if type(value) not in _NATIVE]
-    for index in tagged:
-        values[index] = encode_value(values[index])
-    return tuple(row), tuple(values), tuple(tagged)
+    tagged = tuple(name for name, value in row.items() if type(value) not in _NATIVE)
+    if tagged:
+        row = dict(row)
+        for name in tagged:
+            row[name] = encode_value(row[name])
+    return row, tagged
 
 
 def _decode_row(data: tuple | None) -> Row | None:
     if data is None:
         return None
-    names, values, tagged = data
-    if tagged:
-        values = list(values)
-        for index in tagged:
-            values[index] = decode_value(values[index])
-    return dict(zip(names, values, strict=True))
+    row, tagged = data
+    for name in tagged:
+        row[name] = decode_value(row[name])
+    return row
 
 
 # --------------------------------------------------------------------------- events
@@ -189,7 +188,7 @@ def decode_event(data: tuple) -> SourceEvent:
 
 
 class DecoderProcess:
-    """`BinlogReader`'s interface (`events()`, `close()`), decoding in a child process."""
+    """`BinlogReader`'s interface (`events()`, `runs()`, `close()`), decoding in a child process."""
 
     def __init__(self, source: SourceConfig, start: Position, tables: set[str],
                  gtid_state: GtidState | None = None) -> None:
@@ -201,6 +200,11 @@ class DecoderProcess:
         self._lock = threading.Lock()
 
     def events(self) -> Iterator[SourceEvent]:
+        for run in self.runs():
+            yield from run
+
+    def runs(self) -> Iterator[list[SourceEvent]]:
+        """The events as the child sends them: a frame's worth at a time."""
         with self._lock:
             child = self._child = subprocess.Popen(
                 [sys.executable, "-m", "syncd.source.decoder_process"], stdin=subprocess.PIPE,
@@ -212,7 +216,7 @@ class DecoderProcess:
             while (frame := _read_frame(child.stdout)) is not None:
                 kind, payload = marshal.loads(frame)
                 if kind == "events":
-                    yield from (decode_event(data) for data in payload)
+                    yield [decode_event(data) for data in payload]
                 elif kind == "error":
                     raise pickle.loads(payload)
                 else:
@@ -251,7 +255,7 @@ def main() -> None:
     source, start, tables, gtids = pickle.load(sys.stdin.buffer)
     out = sys.stdout.buffer
     sys.stdout = sys.stderr  # the pipe carries frames only
-    items: queue.Queue = queue.Queue(maxsize=_QUEUE_EVENTS)
+    items = _Outbox()
     reader = BinlogReader(source, start, set(tables), GtidState.parse(gtids or None))
     threading.Thread(target=_exit_with_parent, daemon=True).start()
     threading.Thread(target=_decode, args=(reader, items), daemon=True).start()
@@ -263,7 +267,38 @@ def _exit_with_parent() -> None:
     os._exit(0)
 
 
-def _decode(reader: BinlogReader, items: queue.Queue) -> None:
+class _Outbox:
+    """Decoded events on their way from the decoding thread to the sending thread.
+
+    `queue.Queue` costs a few microseconds per event in locks; a `SimpleQueue` does not, and
+    the decoding thread waits only when `_QUEUE_EVENTS` are held (bounded memory).
+    """
+
+    def __init__(self) -> None:
+        self.items: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self.room = threading.Event()
+        self.room.set()
+
+    def put(self, item: tuple[str, Any]) -> None:
+        self.items.put(item)
+        if self.items.qsize() >= _QUEUE_EVENTS:
+            self.room.clear()
+            if self.items.qsize() >= _QUEUE_EVENTS:  # the sender may have taken them meanwhile
+                self.room.wait()
+
+    def get(self) -> tuple[str, Any]:
+        return self.items.get()
+
+    def get_nowait(self) -> tuple[str, Any]:
+        return self.items.get_nowait()
+
+    def taken(self) -> None:
+        """Called by the sender after taking items: a waiting decoder goes on."""
+        if not self.room.is_set():
+            self.room.set()
+
+
+def _decode(reader: BinlogReader, items: _Outbox) -> None:
     try:
         for event in reader.events():
             items.put(("event", encode_event(event)))
@@ -282,7 +317,7 @@ def _error(exc: SyncdError) -> tuple[str, Any]:
     return ("error", data)
 
 
-def _send(out: IO[bytes], items: queue.Queue) -> None:
+def _send(out: IO[bytes], items: _Outbox) -> None:
     """Whatever has piled up goes as one frame; an error or crash ends the stream."""
     while True:
         batch: list[tuple] = []
@@ -301,6 +336,7 @@ def _send(out: IO[bytes], items: queue.Queue) -> None:
                 item = items.get_nowait()
             except queue.Empty:
                 break
+        items.taken()
         if batch:
             _write(out, ("events", batch))
         if last is not None:
