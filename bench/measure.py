@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 from pymysqlreplication import BinLogStreamReader
-from pymysqlreplication.row_event import RowsEvent
+from pymysqlreplication.row_event import RowsEvent, TableMapEvent
 
 from bench.workload import Server, connect
 from syncd.model import Position
@@ -267,7 +267,8 @@ def decode(server: Server, database: str, start: Position, end: Position, *, fas
         connection_settings={"host": server.host, "port": server.port, "user": "root",
                              "password": server.password},
         server_id=90 + int(fast), blocking=False, resume_stream=True, log_file=start.file, log_pos=start.pos,
-        only_schemas=[database], filter_non_implemented_events=False, freeze_schema=False,
+        only_schemas=[database], filter_non_implemented_events=False, ignored_events=[TableMapEvent],
+        freeze_schema=False,
         ignore_decode_errors=False, enable_logging=False,
     )
     rows = events = 0

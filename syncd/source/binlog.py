@@ -28,6 +28,7 @@ from pymysqlreplication.row_event import (
     DeleteRowsEvent,
     PartialUpdateRowsEvent,
     RowsEvent,
+    TableMapEvent,
     UpdateRowsEvent,
     WriteRowsEvent,
 )
@@ -113,6 +114,7 @@ class BinlogReader:
             slave_heartbeat=self.source.heartbeat_s,
             only_schemas=[self.source.database],
             filter_non_implemented_events=False,
+            ignored_events=[TableMapEvent],  # read for the rows events; not one of ours
             freeze_schema=False,
             ignore_decode_errors=False,
             enable_logging=False,

@@ -351,10 +351,11 @@ class FastBinLogStreamReader(BinLogStreamReader):
         event = None
         if cached is not None:
             attributes, table = cached
-            event = FastTableMapEvent.__new__(FastTableMapEvent)
-            self._base(event, header)
-            event.__dict__.update(attributes)
             self.table_map[table.table_id] = table
+            if TableMapEvent in self._allowed:  # a reader that ignores them gets no object
+                event = FastTableMapEvent.__new__(FastTableMapEvent)
+                self._base(event, header)
+                event.__dict__.update(attributes)
         return self._after_fast(header, event, TableMapEvent)
 
     def _parse_table_map(self, pkt: Any, key: bytes) -> Any:
