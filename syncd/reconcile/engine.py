@@ -404,7 +404,8 @@ class _Pass:
                        for n in names]
         self.target = TargetReader(self.conn, self.layout, target_types)
         self.mapper = chunk_mapper(self.layout, self.options.keys_only)
-        self.persons = PersonColumns(self.mapping, self._read_persons) if self.layout.persons else None
+        self.persons = (PersonColumns(self.mapping, self._read_persons)
+                        if self.layout.persons or self.mapping.identity is not None else None)
         self.dead_letters = pending_dead_letter_keys(self.conn, self.schema, self.plan.source.name,
                                                      self.mapping.name)
         self.streaming = (self.options.streaming if self.options.streaming is not None

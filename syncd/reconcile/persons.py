@@ -9,6 +9,9 @@ A mapping with an `identity:` block fills `identity.column` with its record's pe
 - lookup column: NULL when the row holds no key (the sink writes NULL), else the person linked
   to the key's hash (`identity_links`).
 
+A row with a match key (`identity.match`) or lookup key the sink cannot hash is unmappable, as
+the sink dead-letters it.
+
 The state is read per chunk, for all its rows at once, with `load_stores` of `syncd preview`:
 one READ ONLY snapshot, no advisory lock, persons merged away read as their survivor. A record
 without a contribution, or a key without a link, is one the sink would give a person that does
@@ -78,9 +81,15 @@ class PersonColumns:
         identity = mapping.identity
         self.space = identity.space.name if identity is not None and identity.column is not None else None
         """The identity space of the record's own person column; None when there is none."""
+        self.match = identity.keys if identity is not None else ()
+        """The record's match keys: one the sink cannot hash dead-letters the row."""
 
     def of_row(self, row: Row, key: tuple[Any, ...]) -> RowPersons:
-        """`row`: the source row; `key`: its target key values, as mapped (not canonical)."""
+        """`row`: the source row; `key`: its target key values, as mapped (not canonical).
+
+        Raises TransformError where the sink would: a match key or lookup key it cannot hash."""
+        for match in self.match:
+            match.hash(row)
         record = (record_name(self.mapping.name, record_id(self.mapping.key, key))
                   if self.space is not None else None)
         return RowPersons(record, tuple(lookup_key(lookup, row) for lookup in self.mapping.lookups))
@@ -111,7 +120,8 @@ class PersonColumns:
 
     def fill(self, mapped: MappedRows, names: Sequence[str]) -> MappedRows:
         """The mapped rows with their person columns appended (their values start with the target
-        key); a row whose lookup key cannot be hashed moves to `failed`, as the sink refuses it."""
+        key); a row whose match or lookup key cannot be hashed moves to `failed`, as the sink
+        refuses it."""
         out = MappedRows(failed=list(mapped.failed))
         width = len(self.mapping.key)
         kept: list[tuple[int, RowPersons]] = []

@@ -179,6 +179,19 @@ class TestExpectedPersons:
         assert out.unmappable == [((7,), letter.reason)]
         assert out.ignore == {("shop", 7)}
 
+    def test_a_match_key_the_sink_cannot_hash_makes_the_row_unmappable(self,
+                                                                       mappings: dict[str, Mapping]) -> None:
+        mapping = mappings["shop_members"]
+        layout = build_layout(mapping, ("id",), USER_SOURCE, MEMBER_TYPES)
+        bad = {"id": 7, "name": "x", "phone": 1.5}
+        change = RowChange(mapping.spec.table, Op.INSERT, None, bad, key_columns=("id",))
+        [letter] = map_change(mapping, change, ChangeContext("shop", "p", datetime.now(UTC))).dead_letters
+        store = core.LinkStore.counting()
+        out = expected(layout, [bad], PersonColumns(mapping, Reads(store)))
+        assert out.rows == {}
+        assert out.unmappable == [((7,), letter.reason)]
+        assert out.ignore == {("shop", 7)}
+
     def test_new_person_is_equal_to_no_stored_value(self) -> None:
         canon = expected_canon(ColumnType("person_id", "bigint"))
         assert canon(NEW_PERSON) is NEW_PERSON
