@@ -292,7 +292,9 @@ class Bench:
             "cpu_seconds": round(sum(r["cpu_seconds"] for r in per_process), 2),
             "machine_busy_share": per_process[0]["machine_busy_share"], "per_process": per_process}
         cpu = [r.get("cpu_seconds_by_process") or {} for r in per_process]
+        main_cpu = sum(r["cpu_seconds_main_process"] for r in per_process)
         per_change = {"syncd_cpu_us_per_change": round(resources["cpu_seconds"] / changes * 1e6, 1),
+                      "syncd_main_process_cpu_us_per_change": round(main_cpu / changes * 1e6, 1),
                       "postgresql_cpu_us_per_change": round(max(c.get("postgresql", 0.0) for c in cpu)
                                                             / changes * 1e6, 1)}
         return {"decoder": decoder, "processes": len(configs), "changes": changes,
@@ -508,8 +510,11 @@ def _fmt(value: Any, unit: str = "") -> str:
 
 
 def _cost(part: dict[str, Any]) -> str:
-    us = part.get("syncd_cpu_us_per_change")
-    return "" if us is None else f" ({us:.0f} us syncd CPU/change)"
+    us, main = part.get("syncd_cpu_us_per_change"), part.get("syncd_main_process_cpu_us_per_change")
+    if us is None:
+        return ""
+    split = f", main process {main:.0f}" if main is not None and main < us else ""
+    return f" ({us:.0f} us syncd CPU/change{split})"
 
 
 def table(results: dict[str, Any]) -> str:

@@ -117,7 +117,8 @@ def _peak_rss_kb(pid: int) -> int:
 @dataclass
 class ProcessWatch:
     """Samples one process (by pid) every `interval` s: peak RSS (VmHWM of the process plus the
-    peaks of its child processes, also reported apart) and CPU time (children included).
+    peaks of its child processes, also reported apart) and CPU time (children included, and the
+    process's own apart).
 
     ``others`` (label -> pid) are process trees whose CPU time over the same span is reported
     too (the database servers), so a figure says where the machine's CPU went.
@@ -129,6 +130,7 @@ class ProcessWatch:
     peak_rss_kb: int = 0
     children_peak_kb: dict[int, int] = field(default_factory=dict)
     cpu_seconds: float = 0.0
+    main_cpu_seconds: float = 0.0
     started: float = field(default_factory=time.monotonic)
     _machine_start: tuple[int, int] = field(default_factory=_busy_jiffies)
     _others_start: dict[str, float] = field(default_factory=dict)
@@ -148,6 +150,9 @@ class ProcessWatch:
         for child in members - {self.pid}:
             self.children_peak_kb[child] = max(self.children_peak_kb.get(child, 0), _peak_rss_kb(child))
         self.cpu_seconds = sum(ticks.get(pid, 0) for pid in members) / TICKS
+        own = _stat(str(self.pid))
+        if own is not None:  # utime + stime: without the decoder processes
+            self.main_cpu_seconds = (int(own[11]) + int(own[12])) / TICKS
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -173,6 +178,7 @@ class ProcessWatch:
             "peak_rss_mb": round((self.peak_rss_kb + children_kb) / 1024, 1),
             "peak_rss_mb_main_process": round(self.peak_rss_kb / 1024, 1), **children,
             "cpu_seconds": round(self.cpu_seconds, 2),
+            "cpu_seconds_main_process": round(self.main_cpu_seconds, 2),
             "cpu_share_of_one_core": round(self.cpu_seconds / wall, 2) if wall else None,
             "machine_busy_share": round((busy1 - busy0) / max(1, total1 - total0), 2),
             "cpu_seconds_by_process": {"syncd": round(self.cpu_seconds, 2), **others,
