@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what `make test`, `make demo` and `make bench` need on Debian 12, as root:
-# the MariaDB and PostgreSQL 15 server binaries (the packaged services are never used:
-# syncd.sandbox starts its own throwaway servers), then the project's virtualenv.
+# a C compiler and the Python headers (for the C row decoder), the MariaDB and PostgreSQL 15
+# server binaries (the packaged services are never used: syncd.sandbox starts its own
+# throwaway servers), then the project's virtualenv.
 # Idempotent: each step is skipped when its result is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,10 +34,19 @@ has_mariadbd() {
     command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ]
 }
 
+has_python_headers() {
+    python3 -c 'import os, sysconfig; raise SystemExit(not os.path.exists(
+        os.path.join(sysconfig.get_paths()["include"], "Python.h")))'
+}
+
 system_packages() {
     local wanted=()
     has_mariadbd || wanted+=(mariadb-server)
     [ -x /usr/lib/postgresql/15/bin/initdb ] || wanted+=(postgresql-15)
+    # The C row decoder (syncd/source/_rowimage.c) is built by pip; without a compiler syncd
+    # still works, decoding in Python.
+    command -v gcc >/dev/null 2>&1 || wanted+=(gcc)
+    has_python_headers || wanted+=(python3-dev)
     if [ "${#wanted[@]}" -gt 0 ]; then
         echo "install.sh: installing ${wanted[*]}"
         apt_install "${wanted[@]}"
@@ -53,7 +63,8 @@ virtualenv() {
             python3 -m venv "$VENV"
         fi
     fi
-    if [ -e "$STAMP" ] && [ "$STAMP" -nt setup.cfg ] && [ "$STAMP" -nt pyproject.toml ]; then
+    if [ -e "$STAMP" ] && [ "$STAMP" -nt setup.cfg ] && [ "$STAMP" -nt pyproject.toml ] \
+            && [ "$STAMP" -nt setup.py ] && [ "$STAMP" -nt syncd/source/_rowimage.c ]; then
         return 0
     fi
     "$VENV/bin/python" -m pip install --quiet --upgrade pip

@@ -103,7 +103,8 @@ def _first_line(exc: Exception) -> str:
 
 def _op_key(op: RowOp) -> tuple[TargetTable, tuple[Any, ...]]:
     if isinstance(op, Upsert):
-        return op.table, tuple(op.values[k] for k in op.key)
+        values = op.values
+        return op.table, tuple([values[k] for k in op.key])  # a list: a generator costs twice as much
     if isinstance(op, DeleteSlice):
         return op.table, ("<slice>", op.slice)
     return op.table, op.key_values

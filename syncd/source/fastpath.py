@@ -13,7 +13,11 @@ wrapper object built with seventeen arguments. This module keeps the library's s
    another definition, while equal bytes always mean the same definition.
 2. Row images are decoded by a function generated once per table definition (and null
    pattern): runs of fixed-width numbers in one `struct` call, each other value by an
-   expression chosen when the function is built, with no per-column type dispatch.
+   expression chosen when the function is built, with no per-column type dispatch. Tables
+   whose columns are all integers, floats, text, ENUM, DECIMAL, DATE or DATETIME are decoded
+   in C instead (`_rowimage.c`, built by setup.py when a compiler is there); an event the C
+   decoder finds anything unusual in (a value out of range, text that does not decode) is
+   decoded by the generated function, so errors and quirks stay the Python path's.
 3. Row, XID and MariaDB GTID events are built without the packet wrapper, and rows are
    decoded lazily, so rows of tables nobody reads cost nothing.
 
@@ -26,7 +30,8 @@ metadata (no column names), MySQL binary JSON and old-style temporal columns, pa
 updates, row images that are not FULL, v2 events with extra data, checksum verification.
 
 Use: ``install(BinLogStreamReader(...))`` before the first read. ``SYNCD_DECODER=library`` in
-the environment keeps the library's own decoding (for comparisons, or to rule this out).
+the environment keeps the library's own decoding (for comparisons, or to rule this out);
+``SYNCD_DECODER=python`` uses the fast path without the C decoder.
 """
 
 from __future__ import annotations
@@ -55,8 +60,13 @@ from pymysqlreplication.row_event import (
 )
 from pymysqlreplication.table import Table
 
+try:
+    from syncd.source import _rowimage
+except ImportError:  # not built (no C compiler when installed): the generated Python decodes
+    _rowimage = None
+
 DECODER_ENV = "SYNCD_DECODER"
-"""Environment variable: ``fast`` (default) or ``library``."""
+"""Environment variable: ``fast`` (default), ``python`` (no C decoder) or ``library``."""
 
 TABLE_CACHE_SIZE = 4096
 """Distinct TABLE_MAP bodies kept per stream; the cache starts over when it is full."""
@@ -76,9 +86,18 @@ _DELETE = (BINLOG.DELETE_ROWS_EVENT_V1, BINLOG.DELETE_ROWS_EVENT_V2)
 _V2 = frozenset((BINLOG.WRITE_ROWS_EVENT_V2, BINLOG.UPDATE_ROWS_EVENT_V2, BINLOG.DELETE_ROWS_EVENT_V2))
 
 
+def _decoder_setting() -> str:
+    return os.environ.get(DECODER_ENV, "fast").strip().lower()
+
+
 def enabled() -> bool:
     """Whether readers should use the fast path (``SYNCD_DECODER`` is not ``library``)."""
-    return os.environ.get(DECODER_ENV, "fast").strip().lower() != "library"
+    return _decoder_setting() != "library"
+
+
+def native_enabled() -> bool:
+    """Whether the C row decoder is built and wanted (``SYNCD_DECODER`` is ``fast``)."""
+    return _rowimage is not None and _decoder_setting() not in ("library", "python")
 
 
 def install(stream: BinLogStreamReader) -> BinLogStreamReader:
@@ -520,6 +539,10 @@ class RowDecoder:
         """Generated source by null pattern (None: the one that tests the bitmap); for reading."""
         self._functions: dict[int, ImageFunction] = {}
         self._general: ImageFunction | None = None
+        self.native = _native_decoder(columns, self.errors) if native_enabled() else None
+        """The C decoder of these images; None when a column type is not one it reads."""
+        self.handed_back = 0
+        """Events the C decoder left to the generated Python (something unusual in them)."""
 
     def image(self, data: bytes, pos: int) -> tuple[dict[str, Any], dict[str, str], int]:
         width = self.bitmap_bytes
@@ -529,6 +552,11 @@ class RowDecoder:
 
     def single_rows(self, data: bytes, pos: int, end: int, values_key: str,
                     sources_key: str) -> list[dict[str, Any]]:
+        if self.native is not None and (values_key, sources_key) == ("values", "none_sources"):
+            rows = self.native.rows(data, pos, end, False)
+            if rows is not None:
+                return rows
+            self.handed_back += 1
         rows = []
         image = self.image
         while pos < end:
@@ -537,6 +565,11 @@ class RowDecoder:
         return rows
 
     def update_rows(self, data: bytes, pos: int, end: int) -> list[dict[str, Any]]:
+        if self.native is not None:
+            rows = self.native.rows(data, pos, end, True)
+            if rows is not None:
+                return rows
+            self.handed_back += 1
         rows = []
         image = self.image
         while pos < end:
@@ -726,6 +759,50 @@ class _ImageCode:
                 lines.append(f"    sources[{name!r}] = {reason!r}")
         lines.append(f"return {{{values}}}, sources, p")
         return lines
+
+
+# Column kinds of the C decoder (the `enum kind` of _rowimage.c).
+_K_INT, _K_INT24, _K_YEAR, _K_FLOAT, _K_DOUBLE, _K_ENUM, _K_STR, _K_DECIMAL, _K_DATETIME2, _K_DATE = \
+    range(1, 11)
+
+NativeColumn = tuple[int, int, int, Any]
+"""(kind, a, b, object) of one column, as _rowimage.c's `column_from` reads them."""
+
+
+def _signed(column: Any) -> int:
+    return int(not column.unsigned)
+
+
+_NATIVE_KINDS: dict[int, Callable[[Any, str], NativeColumn]] = {
+    FIELD_TYPE.TINY: lambda c, _: (_K_INT, 1, _signed(c), None),
+    FIELD_TYPE.SHORT: lambda c, _: (_K_INT, 2, _signed(c), None),
+    FIELD_TYPE.LONG: lambda c, _: (_K_INT, 4, _signed(c), None),
+    FIELD_TYPE.LONGLONG: lambda c, _: (_K_INT, 8, _signed(c), None),
+    FIELD_TYPE.INT24: lambda c, _: (_K_INT24, 0, _signed(c), None),
+    FIELD_TYPE.YEAR: lambda c, _: (_K_YEAR, 0, 0, None),
+    FIELD_TYPE.FLOAT: lambda c, _: (_K_FLOAT, 0, 0, None),
+    FIELD_TYPE.DOUBLE: lambda c, _: (_K_DOUBLE, 0, 0, None),
+    FIELD_TYPE.ENUM: lambda c, _: (_K_ENUM, c.size, 0, list(c.enum_values)),
+    FIELD_TYPE.NEWDECIMAL: lambda c, _: (_K_DECIMAL, c.precision, c.decimals, None),
+    FIELD_TYPE.DATETIME2: lambda c, _: (_K_DATETIME2, c.fsp, 0, _NONE_REASONS[FIELD_TYPE.DATETIME2]),
+    FIELD_TYPE.DATE: lambda c, _: (_K_DATE, 0, 0, _NONE_REASONS[FIELD_TYPE.DATE]),
+    FIELD_TYPE.VARCHAR: lambda c, e: (_K_STR, 2 if c.max_length > 255 else 1, 0, _text_encoding(c, e)),
+    FIELD_TYPE.STRING: lambda c, e: (_K_STR, 2 if c.max_length > 255 else 1, 0, _text_encoding(c, e)),
+    FIELD_TYPE.BLOB: lambda c, e: (_K_STR, c.length_size, 0, _text_encoding(c, e)),
+}
+"""How the C decoder reads each column type it reads (the same rules as the generated code)."""
+
+
+def _native_decoder(columns: list[Any], errors: str) -> Any:
+    """The C decoder of a table's images, or None when one of its columns is not a kind it reads."""
+    assert _rowimage is not None
+    plan = []
+    for column in columns:
+        spec = _NATIVE_KINDS.get(column.type)
+        if spec is None:
+            return None
+        plan.append((column.name, *spec(column, errors)))
+    return _rowimage.Decoder(tuple(plan), NONE_SOURCE.NULL, errors)
 
 
 def _text_encoding(column: Any, errors: str) -> str | None:

@@ -4,8 +4,9 @@ One binlog with a wide table of every common type (extremes, NULLs, CJK and emoj
 gbk, zero dates, negative TIME, empty BINARY/SET, JSON, BIT), updates, deletes, multi-row
 events, a second table in the same transactions and ALTER TABLE (ADD and DROP COLUMN) between
 writes, is read twice: by the library's BinLogStreamReader and by the fast reader. Every event
-and every row dict must be equal, down to key order and value types. Then syncd's BinlogReader
-reads it with each decoder (SYNCD_DECODER) and must produce equal transactions.
+and every row dict must be equal, down to key order and value types. A narrow table of the
+types the C decoder reads goes through it (and, with SYNCD_DECODER=python, through the generated
+Python). Then syncd's BinlogReader reads it with each decoder and must produce equal transactions.
 """
 
 from __future__ import annotations
@@ -91,6 +92,33 @@ ZEROS = ("0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,"
 
 NULLS = ", ".join(["NULL"] * 50)
 
+NARROW = """
+CREATE TABLE narrow (
+    id INT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+    n_tiny TINYINT, n_usmall SMALLINT UNSIGNED, n_medium MEDIUMINT, n_uint INT UNSIGNED, n_big BIGINT,
+    n_ubig BIGINT UNSIGNED, n_dec DECIMAL(65,30), n_money DECIMAL(12,2), n_frac DECIMAL(5,5),
+    n_float FLOAT, n_double DOUBLE, n_date DATE, n_dt0 DATETIME, n_dt3 DATETIME(3), n_dt6 DATETIME(6),
+    n_year YEAR, n_char CHAR(10), n_varchar VARCHAR(300), n_text TEXT,
+    n_latin VARCHAR(40) CHARACTER SET latin1, n_gbk VARCHAR(40) CHARACTER SET gbk, n_binary BINARY(4),
+    n_varbinary VARBINARY(20), n_blob BLOB, n_enum ENUM('待支付','已支付','x')
+) CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci
+"""
+"""Only column types the C decoder reads: its rows go through it (the wide table's do not)."""
+
+NARROW_ROWS = (
+    "127, 65535, 8388607, 4294967295, 9223372036854775807, 18446744073709551615,"
+    " '99999999999999999999999999999999999.999999999999999999999999999999', 9999999999.99, 0.99999,"
+    " 3.4e38, 1.7976931348623157e308, '9999-12-31', '9999-12-31 23:59:59', '9999-12-31 23:59:59.999',"
+    " '9999-12-31 23:59:59.999999', 2155, '中文😀', REPEAT('中文😀', 60), REPEAT('订单', 500), 'café ÿ',"
+    " '中文汉字', x'0102', x'00ff00', x'deadbeef00', '已支付'",
+    "-128, 0, -8388608, 0, -9223372036854775808, 0, '-0.000000000000000000000000000001', -9999999999.99,"
+    " -0.5, -1.17549e-38, -2.2e-308, '1000-01-01', '1000-01-01 00:00:00', '1000-01-01 00:00:00.001',"
+    " '1000-01-01 00:00:00.000001', 1901, '', '', '', '', '', '', '', '', ''",
+    "0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, '0000-00-00', '0000-00-00 00:00:00', '2020-02-00 00:00:00.000',"
+    " '0000-00-00 00:00:00.000000', 0, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'x'",
+    ", ".join(["NULL"] * 25),
+)
+
 
 def plain(value: Any) -> Any:
     """Values compared exactly: floats by their bits, Decimals by their text, dicts in order."""
@@ -142,6 +170,10 @@ def write_everything(server: MariaDBServer, database: str) -> None:
                     " CHARACTER SET latin1")
         for values in (MAXIMA, MINIMA, ZEROS, NULLS):
             cur.execute(f"INSERT INTO wide ({COLUMNS}) VALUES ({values})")
+        cur.execute(NARROW)
+        cur.execute("INSERT INTO narrow VALUES " + ", ".join(f"(NULL, {row})" for row in NARROW_ROWS))
+        cur.execute("UPDATE narrow SET n_money = -n_money, n_varchar = CONCAT(n_varchar, '改') WHERE id < 3")
+        cur.execute("DELETE FROM narrow WHERE id = 2")
         conn.begin()
         cur.execute("UPDATE wide SET t_varchar = '改了', t_dt6 = '2024-02-29 12:00:00.000001' WHERE id <= 2")
         cur.execute("INSERT INTO side VALUES (1, 'crème', '2024-01-01 00:00:00.5')")
@@ -172,6 +204,10 @@ def library_then_fast(server: MariaDBServer, database: str, start: Position,
     if isinstance(stream, fastpath.FastBinLogStreamReader):
         assert stream.fast_stats["library_rows"] == 0, stream.fast_stats
         assert stream.fast_stats["table_map_hits"] > 0, stream.fast_stats
+        decoders = {cached[1].table: cached[1]._syncd_decoder for cached in stream._fast_tables.values()
+                    if cached is not None}
+        assert (decoders["narrow"].native is not None) == fastpath.native_enabled()
+        assert decoders["wide"].native is None and decoders["narrow"].handed_back == 0
     return events
 
 
@@ -184,8 +220,12 @@ def binlog(mariadb: MariaDBServer, source_db: Callable[[MariaDBServer], str]) ->
     yield database, start, master_status(mariadb)
 
 
+@pytest.mark.parametrize("decoder", ["fast", "python"])
 def test_the_fast_path_reads_every_event_and_value_as_the_library(
-        mariadb: MariaDBServer, binlog: tuple[str, Position, Position]) -> None:
+        mariadb: MariaDBServer, binlog: tuple[str, Position, Position], decoder: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`fast` decodes the narrow table in C; `python` (SYNCD_DECODER=python) never does."""
+    monkeypatch.setenv(fastpath.DECODER_ENV, decoder)
     database, start, _ = binlog
     library = library_then_fast(mariadb, database, start, BinLogStreamReader)
     fast = library_then_fast(mariadb, database, start, fastpath.FastBinLogStreamReader)
@@ -206,7 +246,7 @@ def read_transactions(mariadb: MariaDBServer, database: str, start: Position, en
                       monkeypatch: pytest.MonkeyPatch, decoder: str,
                       reader_class: type[BinlogReader] | type[DecoderProcess] = BinlogReader) -> list[Any]:
     monkeypatch.setenv(fastpath.DECODER_ENV, decoder)
-    reader = reader_class(source_config(mariadb, database, monkeypatch), start, {"wide", "side"})
+    reader = reader_class(source_config(mariadb, database, monkeypatch), start, {"wide", "side", "narrow"})
     out: list[Any] = []
     try:
         for event in reader.events():
@@ -216,7 +256,7 @@ def read_transactions(mariadb: MariaDBServer, database: str, start: Position, en
             if getattr(event, "end", start) >= end:
                 break
         if isinstance(reader, BinlogReader):
-            assert (type(reader._stream).__name__ == "FastBinLogStreamReader") == (decoder == "fast")
+            assert (type(reader._stream).__name__ == "FastBinLogStreamReader") == (decoder != "library")
     finally:
         reader.close()
     return out
@@ -228,8 +268,11 @@ def test_syncd_reads_the_same_transactions_with_either_decoder(
     database, start, end = binlog
     library = read_transactions(mariadb, database, start, end, monkeypatch, "library")
     fast = read_transactions(mariadb, database, start, end, monkeypatch, "fast")
+    python = read_transactions(mariadb, database, start, end, monkeypatch, "python")
     assert sum(len(getattr(e, "changes", ())) for e in library) > 600
     assert fast == library
+    assert python == library
+    assert [repr(e) for e in fast] == [repr(e) for e in library]
 
 
 def test_the_decoder_process_hands_over_exactly_the_same_events(
