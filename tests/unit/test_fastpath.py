@@ -566,9 +566,13 @@ def tables(draw: st.DrawFn) -> tuple[list[Col], list[list[Any]], str]:
     return cols, rows, draw(st.sampled_from(["write", "update", "delete"]))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(tables())
-def test_random_tables_and_rows_read_the_same(table: tuple[list[Col], list[list[Any]], str]) -> None:
+@pytest.mark.parametrize("decoder", ["fast", "python"])  # with and without the C decoder
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.function_scoped_fixture])
+@given(table=tables())
+def test_random_tables_and_rows_read_the_same(table: tuple[list[Col], list[list[Any]], str], decoder: str,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(fastpath.DECODER_ENV, decoder)
     cols, rows, kind = table
     if kind == "update" and len(rows) % 2:
         rows = rows + rows[:1]  # before and after images
