@@ -156,16 +156,14 @@ class FastWriteRowsEvent(_FastRows, WriteRowsEvent):
     """A WRITE_ROWS event decoded by the fast path; ``rows`` as the library gives them."""
 
     def _decode(self) -> list[dict[str, Any]]:
-        return self._fast_decoder.single_rows(self._fast_data, self._fast_start, self._fast_end, "values",
-                                              "none_sources")
+        return self._fast_decoder.single_rows(self._fast_data, self._fast_start, self._fast_end)
 
 
 class FastDeleteRowsEvent(_FastRows, DeleteRowsEvent):
     """A DELETE_ROWS event decoded by the fast path; ``rows`` as the library gives them."""
 
     def _decode(self) -> list[dict[str, Any]]:
-        return self._fast_decoder.single_rows(self._fast_data, self._fast_start, self._fast_end, "values",
-                                              "none_sources")
+        return self._fast_decoder.single_rows(self._fast_data, self._fast_start, self._fast_end)
 
 
 class FastUpdateRowsEvent(_FastRows, UpdateRowsEvent):
@@ -550,9 +548,9 @@ class RowDecoder:
         function = self._functions.get(nulls) or self._function(nulls)
         return function(data, pos + width, nulls)
 
-    def single_rows(self, data: bytes, pos: int, end: int, values_key: str,
-                    sources_key: str) -> list[dict[str, Any]]:
-        if self.native is not None and (values_key, sources_key) == ("values", "none_sources"):
+    def single_rows(self, data: bytes, pos: int, end: int) -> list[dict[str, Any]]:
+        """The rows of a write or delete event: each ``{"values": ..., "none_sources": ...}``."""
+        if self.native is not None:
             rows = self.native.rows(data, pos, end, False)
             if rows is not None:
                 return rows
@@ -561,7 +559,7 @@ class RowDecoder:
         image = self.image
         while pos < end:
             values, sources, pos = image(data, pos)
-            rows.append({values_key: values, sources_key: sources})
+            rows.append({"values": values, "none_sources": sources})
         return rows
 
     def update_rows(self, data: bytes, pos: int, end: int) -> list[dict[str, Any]]:

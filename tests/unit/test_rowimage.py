@@ -76,7 +76,7 @@ def python_rows(decoder: fastpath.RowDecoder, data: bytes, update: bool) -> Any:
     try:
         if update:
             return decoder.update_rows(data, 0, len(data))
-        return decoder.single_rows(data, 0, len(data), "values", "none_sources")
+        return decoder.single_rows(data, 0, len(data))
     except Exception as exc:
         return exc
 
