@@ -11,7 +11,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -200,7 +200,7 @@ class Pipeline:
                 for change in item.changes:
                     mappings = [m for m in self.by_table.get(change.table, [])
                                 if self.gate.applies(m.name, _just_after(self.position))]
-                    self._map_into(part, [change], mappings, ctx)
+                    self._map_into(part, change, mappings, ctx)
                 target.apply(part.ops, part.dead_letters)
                 self.progress.last_activity = time.monotonic()
                 item = self._next(events)
@@ -241,10 +241,12 @@ class Pipeline:
             self.position = event.end
         if isinstance(event, SourceTransaction):
             ctx = ChangeContext(self.source.name, str(event.end), event.commit_time)
+            gate, by_table, end = self.gate, self.by_table, event.end
             for change in event.changes:
-                mappings = [m for m in self.by_table.get(change.table, [])
-                            if self.gate.applies(m.name, event.end)]
-                self._map_into(batch, [change], mappings, ctx)
+                mappings = by_table.get(change.table, [])
+                if not gate.open:
+                    mappings = [m for m in mappings if gate.applies(m.name, end)]
+                self._map_into(batch, change, mappings, ctx)
             batch.transactions += 1
         elif isinstance(event, SchemaChange):
             self._schema_change(batch, event)
@@ -343,20 +345,20 @@ class Pipeline:
         self.log.info("repair_window_opened", request=request.id, mapping=request.mapping,
                       keys=len(request.keys), position=str(read.position))
 
-    def _map_into(self, batch: Batch, changes: Iterable[RowChange], mappings: list[Mapping],
-                  ctx: ChangeContext) -> None:
-        for change in changes:
-            batch.changes_by_table[change.table] += 1
-            if change.zero_dates and mappings:
-                self.log.warning("zero_date_read_as_null", table=change.table, columns=change.zero_dates,
-                                 row_key=source_key_text(change, mappings[0].spec.source_key),
-                                 position=ctx.position)
-            for mapping in mappings:
-                mapped = map_change(mapping, change, ctx)
+    def _map_into(self, batch: Batch, change: RowChange, mappings: list[Mapping], ctx: ChangeContext) -> None:
+        batch.changes_by_table[change.table] += 1
+        if change.zero_dates and mappings:
+            self.log.warning("zero_date_read_as_null", table=change.table, columns=change.zero_dates,
+                             row_key=source_key_text(change, mappings[0].spec.source_key),
+                             position=ctx.position)
+        for mapping in mappings:
+            mapped = map_change(mapping, change, ctx)
+            if mapped.dead_letters:
                 batch.dead_letters.extend(mapped.dead_letters)
-                if mapped.ops:
-                    origin = partial(dead_letter, mapping, change, ctx, "")
-                    batch.ops.extend(PlannedOp(op, origin) for op in mapped.ops)
+            if mapped.ops:
+                origin = partial(dead_letter, mapping, change, ctx, "")
+                for op in mapped.ops:
+                    batch.ops.append(PlannedOp(op, origin))
 
     def _flush(self, batch: Batch) -> None:
         if batch.checkpoint is None and not len(batch):

@@ -120,6 +120,11 @@ class MappingGate:
     def start(self, checkpoint: Position) -> Position:
         return min([checkpoint, *self.replay.values()])
 
+    @property
+    def open(self) -> bool:
+        """Every mapping is fed (none paused or replaying): the common case, tested once per event."""
+        return not self.paused and self.replay_until is None
+
     def applies(self, mapping: str, end: Position) -> bool:
         if mapping in self.paused:
             return False

@@ -397,7 +397,8 @@ class PostgresSink:
 
     def _apply_segment(self, cur: psycopg.Cursor, ops: list[PlannedOp]) -> None:
         # Deletes first: a unique value freed by a delete may be taken by an upsert.
-        ordered = sorted(ops, key=lambda p: not isinstance(p.op, Delete))
+        deletes = [p for p in ops if type(p.op) is Delete]
+        ordered = [*deletes, *(p for p in ops if type(p.op) is not Delete)] if deletes else ops
         # Statements are cached, so identity groups operations of the same shape.
         groups: dict[int, tuple[sql.Composed, RowOp, list[tuple[Any, ...]]]] = {}
         for planned in ordered:
