@@ -550,11 +550,9 @@ class RowDecoder:
 
     def single_rows(self, data: bytes, pos: int, end: int) -> list[dict[str, Any]]:
         """The rows of a write or delete event: each ``{"values": ..., "none_sources": ...}``."""
-        if self.native is not None:
-            rows = self.native.rows(data, pos, end, False)
-            if rows is not None:
-                return rows
-            self.handed_back += 1
+        native = self._native_rows(data, pos, end, False)
+        if native is not None:
+            return native
         rows = []
         image = self.image
         while pos < end:
@@ -563,11 +561,9 @@ class RowDecoder:
         return rows
 
     def update_rows(self, data: bytes, pos: int, end: int) -> list[dict[str, Any]]:
-        if self.native is not None:
-            rows = self.native.rows(data, pos, end, True)
-            if rows is not None:
-                return rows
-            self.handed_back += 1
+        native = self._native_rows(data, pos, end, True)
+        if native is not None:
+            return native
         rows = []
         image = self.image
         while pos < end:
@@ -575,6 +571,15 @@ class RowDecoder:
             after, after_sources, pos = image(data, pos)
             rows.append({"before_values": before, "before_none_sources": before_sources,
                          "after_values": after, "after_none_sources": after_sources})
+        return rows
+
+    def _native_rows(self, data: bytes, pos: int, end: int, update: bool) -> list[dict[str, Any]] | None:
+        """The C decoder's rows; None without one, or for an event it hands back to the Python."""
+        if self.native is None:
+            return None
+        rows = self.native.rows(data, pos, end, update)
+        if rows is None:
+            self.handed_back += 1
         return rows
 
     def _function(self, nulls: int) -> ImageFunction:
