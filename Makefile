@@ -24,3 +24,4 @@ bench: install
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build dist *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+	find syncd -name '*.so' -delete
