@@ -1,8 +1,9 @@
 """One source's pipeline: initial load if needed, then binlog -> mapping -> batch -> commit.
 
-The binlog is read on its own thread into a bounded queue. The applying thread takes whole
-source transactions from it and commits a batch as soon as the queue runs dry (low lag when
-quiet) or the batch is full (throughput under backlog). Each commit holds whole source
+The binlog is read on its own thread, ahead of the applying thread by a bounded number of row
+changes (syncd/source/readahead.py). The applying thread takes whole source transactions and
+commits a batch as soon as nothing more has been read (low lag when quiet) or the batch is
+full (throughput under backlog). Each commit holds whole source
 transactions and that source's checkpoint.
 """
 
