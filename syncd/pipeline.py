@@ -174,13 +174,13 @@ class Pipeline:
                 self._apply_long(item, events)
                 continue
             if item is not None:
-                if not len(batch) and batch.checkpoint is None:
+                if batch.checkpoint is None and not len(batch):  # cheap test first: once per transaction
                     started = time.monotonic()
                 self._take(batch, item)
             if batch.checkpoint is not None and (item is None or self._due(batch, started)):
                 self._flush(batch)
                 batch = Batch()
-            if not len(batch) and batch.checkpoint is None:
+            if batch.checkpoint is None and not len(batch):
                 self._serve_repairs()  # between batches: when idle, and under load too
         self._flush(batch)
 

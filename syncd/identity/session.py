@@ -67,7 +67,8 @@ def spaces_of(ops: Iterable[PlannedOp]) -> set[str]:
         if isinstance(op, Upsert):
             if op.identity is not None:
                 names.add(op.identity.space.name)
-            names.update(lookup.space.name for lookup in op.lookups)
+            if op.lookups:  # a generator per row costs more than the test
+                names.update(lookup.space.name for lookup in op.lookups)
         elif isinstance(op, Delete | SoftDelete) and op.identity is not None:
             names.add(op.identity.space.name)
     return names

@@ -7,7 +7,7 @@ TransformError inside, and comes out as a DeadLetter.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
@@ -36,6 +36,7 @@ from syncd.model import (
 )
 
 Compute = Callable[[Row], Any]
+_combine = datetime.combine
 
 
 class MissingSourceColumn(TransformError):
@@ -46,6 +47,8 @@ class MissingSourceColumn(TransformError):
 class ColumnPlan:
     target: str
     compute: Compute
+    copies: str | None = None
+    """The source column this one copies unchanged (no transform, value map or time zone)."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,12 @@ class Mapping:
     source_columns: frozenset[str]
     identity: IdentityPlan | None = None
     lookups: tuple[LookupPlan, ...] = ()
+    build_row: Callable[[Row], Row] = field(init=False, repr=False, compare=False)
+    build_key: Callable[[Row], tuple[Any, ...]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "build_row", _row_builder(self.columns))
+        object.__setattr__(self, "build_key", _key_builder(self.key_columns, self.key))
 
     @property
     def name(self) -> str:
@@ -109,10 +118,8 @@ class ChangeContext:
 def compile_mapping(spec: MappingSpec, ctx: transforms.TransformContext, default_schema: str,
                     aware_columns: set[str] | None = None) -> Mapping:
     """Build per-row functions. `aware_columns`: target columns of type timestamptz (None: all)."""
-    columns = tuple(
-        ColumnPlan(c.target, _compile_column(c, ctx, aware_columns is None or c.target in aware_columns))
-        for c in spec.columns
-    )
+    columns = tuple(_column_plan(c, ctx, aware_columns is None or c.target in aware_columns)
+                    for c in spec.columns)
     return Mapping(
         spec=spec,
         table=TargetTable(spec.target_schema or default_schema, spec.target),
@@ -158,6 +165,12 @@ def _compile_lookup(spec: MappingSpec, lookup: LookupSpec, ctx: transforms.Trans
     space, hasher = compile_space(lookup.space, lookup.identity, default_schema, ctx.secret, own)
     return LookupPlan(space, lookup.target, KeyPlan(lookup.kind, _compile_column(lookup.by, ctx, False),
                                                     hasher))
+
+
+def _column_plan(spec: ColumnSpec, ctx: transforms.TransformContext, aware: bool) -> ColumnPlan:
+    plain = (not spec.is_constant and len(spec.sources) == 1 and not spec.transforms
+             and spec.value_map is None and not aware)
+    return ColumnPlan(spec.target, _compile_column(spec, ctx, aware), spec.sources[0] if plain else None)
 
 
 def _compile_column(spec: ColumnSpec, ctx: transforms.TransformContext, aware: bool) -> Compute:
@@ -241,7 +254,8 @@ def _lookup(spec: ColumnSpec) -> Callable[[Any], Any]:
 
 def _localizer(tz: tzinfo) -> Callable[[datetime], datetime]:
     if fixed_offset(tz) is not None:  # no daylight-saving gaps: every wall time exists (the common, hot case)
-        return lambda value: value.replace(tzinfo=tz)
+        # `combine` gives what `value.replace(tzinfo=tz)` gives (fold too) in a sixth of the time
+        return lambda value: _combine(value, value.time(), tz)
 
     def localize(value: datetime) -> datetime:
         aware = value.replace(tzinfo=tz)
@@ -260,12 +274,53 @@ def _short(value: Any) -> str:
 
 def map_row(mapping: Mapping, row: Row) -> Row:
     """The full target row for a source row image (raises TransformError)."""
-    return {c.target: c.compute(row) for c in mapping.columns}
+    return mapping.build_row(row)
 
 
 def map_key(mapping: Mapping, row: Row) -> tuple[Any, ...]:
-    values = {c.target: c.compute(row) for c in mapping.key_columns}
-    return tuple(values[k] for k in mapping.key)
+    return mapping.build_key(row)
+
+
+def _row_builder(columns: tuple[ColumnPlan, ...]) -> Callable[[Row], Row]:
+    """The whole target row in one generated function: a dict display in which plain copies
+    read the row inline (a call per value less on the hot path).
+
+    A missing source column falls back to computing column by column, which raises the same
+    error, for the same column, as always."""
+    def by_column(row: Row) -> Row:
+        return {c.target: c.compute(row) for c in columns}
+
+    items = ", ".join(f"{c.target!r}: {_inline(c, i)}" for i, c in enumerate(columns))
+    return _generated(f"return {{{items}}}", columns, by_column)
+
+
+def _key_builder(key_columns: tuple[ColumnPlan, ...],
+                 key: tuple[str, ...]) -> Callable[[Row], tuple[Any, ...]]:
+    """The target key of a row image: key columns computed in their mapping order, then put in key order."""
+    def by_column(row: Row) -> tuple[Any, ...]:
+        values = {c.target: c.compute(row) for c in key_columns}
+        return tuple(values[k] for k in key)
+
+    if not set(key) <= {c.target for c in key_columns}:
+        return by_column  # an incomplete key raises KeyError there, as it always did
+    last = {c.target: i for i, c in enumerate(key_columns)}
+    lines = [f"v{i} = {_inline(c, i)}" for i, c in enumerate(key_columns)]
+    lines.append(f"return ({''.join(f'v{last[k]}, ' for k in key)})")
+    return _generated("; ".join(lines), key_columns, by_column)
+
+
+def _inline(column: ColumnPlan, index: int) -> str:
+    return f"row[{column.copies!r}]" if column.copies is not None else f"c{index}(row)"
+
+
+def _generated(body: str, columns: tuple[ColumnPlan, ...],
+               by_column: Callable[[Row], Any]) -> Callable[[Row], Any]:
+    source = (f"def build(row):\n    try:\n        {body}\n"
+              f"    except KeyError:\n        return by_column(row)\n")
+    namespace: dict[str, Any] = {f"c{i}": c.compute for i, c in enumerate(columns)}
+    namespace["by_column"] = by_column
+    exec(compile(source, "<syncd mapping>", "exec"), namespace)  # generated from reprs of names only
+    return namespace["build"]
 
 
 def in_scope(mapping: Mapping, row: Row | None) -> bool:

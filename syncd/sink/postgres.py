@@ -101,13 +101,15 @@ def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-def _op_key(op: RowOp) -> tuple[TargetTable, tuple[Any, ...]]:
+def _op_key(op: RowOp) -> tuple[Any, ...]:
+    """Schema, table name, then the key values: a flat tuple of builtins hashes fastest."""
+    table = op.table
     if isinstance(op, Upsert):
         values = op.values
-        return op.table, tuple([values[k] for k in op.key])  # a list: a generator costs twice as much
+        return (table.schema, table.name, *[values[k] for k in op.key])  # a list: a generator costs 2x
     if isinstance(op, DeleteSlice):
-        return op.table, ("<slice>", op.slice)
-    return op.table, op.key_values
+        return (table.schema, table.name, "<slice>", op.slice)
+    return (table.schema, table.name, *op.key_values)
 
 
 def reduce_ops(ops: Iterable[PlannedOp]) -> list[PlannedOp]:
@@ -127,12 +129,15 @@ def reduce_ops(ops: Iterable[PlannedOp]) -> list[PlannedOp]:
 
 
 def _reduce_run(ops: list[PlannedOp]) -> list[PlannedOp]:
-    last: dict[tuple[TargetTable, tuple[Any, ...]], PlannedOp] = {}
+    last: dict[tuple[Any, ...], PlannedOp] = {}
     for planned in ops:
         key = _op_key(planned.op)
-        previous = last.pop(key, None)
+        previous = last.setdefault(key, planned)
+        if previous is planned:  # the row's first operation here (the common case: one hash)
+            continue
+        del last[key]  # the row's operation moves to where its last change is
         kept = planned
-        if previous is not None and isinstance(planned.op, SoftDelete):
+        if isinstance(planned.op, SoftDelete):
             if isinstance(previous.op, Upsert):
                 # The row must exist, marked deleted, exactly as if both had been applied.
                 values = {**previous.op.values, planned.op.column: planned.op.at}
@@ -154,11 +159,13 @@ class Statements:
         self._cache: dict[tuple, sql.Composed] = {}
 
     def upsert(self, op: Upsert) -> sql.Composed:
-        columns = tuple(op.values)
-        cache_key = ("upsert", op.table, columns, op.key)
-        if cache_key not in self._cache:
-            self._cache[cache_key] = _upsert_sql(op.table, columns, op.key)
-        return self._cache[cache_key]
+        # Once per row: one lookup, keyed by builtins (a dataclass's hash is a Python call).
+        table, columns = op.table, tuple(op.values)
+        cache_key = ("upsert", table.schema, table.name, columns, op.key)
+        statement = self._cache.get(cache_key)
+        if statement is None:
+            statement = self._cache[cache_key] = _upsert_sql(table, columns, op.key)
+        return statement
 
     def delete(self, op: Delete) -> sql.Composed:
         cache_key = ("delete", op.table, op.key)

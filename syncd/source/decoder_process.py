@@ -7,10 +7,12 @@ syncd.source.decoder_process`) and hands its events over a pipe, in order, as th
 * the child decodes, and a second thread of it sends whatever has piled up as one frame (a
   4-byte length, then `marshal` data), so a busy stream moves in large frames and a quiet one
   event by event;
-* rows are sent as dicts, their values as they are when `marshal` carries them exactly (int,
-  float, str, bytes, None, bool) and as tagged tuples otherwise (Decimal as its text, datetime,
-  date and timedelta as their fields); the parent rebuilds the same objects (`pickle` would
-  cost as much as the decoding saved);
+* a row is sent as a tuple of its values after the number of its *shape* (its column names
+  and value types), announced once; both sides turn rows of a shape with a function generated
+  for it. Values `marshal` carries exactly (int, float, str, bytes, None, bool) cross as they
+  are, Decimal as its text, a naive datetime as ISO text, anything else tagged (datetime, date
+  and timedelta as their fields); the parent rebuilds the same objects (`pickle` would cost as
+  much as the decoding saved);
 * a `SyncdError` in the child travels pickled and is raised again in the parent, where the
   runner retries or fails the source exactly as with an in-process reader; anything else ends
   the stream with `DecoderCrashed` and the child's traceback;
@@ -80,6 +82,8 @@ def _datetime(value: datetime) -> tuple:
         return ("t", value.year, value.month, value.day, value.hour, value.minute, value.second,
                 value.microsecond, value.fold)
     if value.tzinfo is UTC:
+        if not value.fold:  # a transaction's commit time: text, parsed back in a quarter of the time
+            return ("U", value.isoformat())
         return ("u", value.year, value.month, value.day, value.hour, value.minute, value.second,
                 value.microsecond, value.fold)
     return ("p", pickle.dumps(value))
@@ -97,6 +101,7 @@ _DECODE: dict[str, Callable[[tuple], Any]] = {
     "d": lambda t: Decimal(t[1]),
     "i": lambda t: datetime.fromisoformat(t[1]),
     "t": lambda t: datetime(t[1], t[2], t[3], t[4], t[5], t[6], t[7], fold=t[8]),
+    "U": lambda t: datetime.fromisoformat(t[1]),
     "u": lambda t: datetime(t[1], t[2], t[3], t[4], t[5], t[6], t[7], tzinfo=UTC, fold=t[8]),
     "D": lambda t: date.fromordinal(t[1]),
     "T": lambda t: timedelta(t[1], t[2], t[3]),
@@ -116,25 +121,139 @@ def decode_value(value: Any) -> Any:
     return _DECODE[value[0]](value) if type(value) is tuple else value
 
 
-def _encode_row(row: Row | None) -> tuple | None:
-    """(the row, names of its tagged values): `marshal` carries a dict of native values as it is."""
-    if row is None:
-        return None
-    tagged = tuple(name for name, value in row.items() if type(value) not in _NATIVE)
-    if tagged:
-        row = dict(row)
-        for name in tagged:
-            row[name] = encode_value(row[name])
-    return row, tagged
+# --------------------------------------------------------------------------- rows by shape
+
+SHAPES_MAX = 4096
+"""Row shapes an encoder keeps; past this both sides start afresh at the next event (a reset item)."""
 
 
-def _decode_row(data: tuple | None) -> Row | None:
-    if data is None:
+def _kind(kind: type) -> str:
+    """How a value of this type crosses: as it is, Decimal as its text, datetime as ISO text when
+    naive (else tagged), anything else tagged (see encode_value)."""
+    if kind in _NATIVE:
+        return "n"
+    return {Decimal: "d", datetime: "t"}.get(kind, "x")
+
+
+def _row_encoder(shape: int, kinds: tuple[str, ...]) -> Callable[[Row], tuple]:
+    """`row -> (shape, value, ...)`, generated per shape: no per-value dispatch."""
+    names = [f"v{i}" for i in range(len(kinds))]
+    wrap = {"n": "{}", "d": "str({})",
+            "t": "({0}.isoformat() if {0}.tzinfo is None and not {0}.fold else tag({0}))",
+            "x": "enc({})"}
+    values = "".join(f"{wrap[k].format(n)}, " for n, k in zip(names, kinds, strict=True))
+    unpack = f"{', '.join(names)}, = row.values()\n    " if names else ""
+    return _compiled(f"def encode(row):\n    {unpack}return ({shape}, {values})\n", "encode",
+                     tag=_datetime, enc=encode_value)
+
+
+def _row_builder(names: tuple[str, ...], kinds: tuple[str, ...]) -> Callable[[tuple], Row]:
+    """`(shape, value, ...) -> row`, the inverse of `_row_encoder`, generated per shape."""
+    slots = [f"v{i}" for i in range(len(kinds))]
+    unwrap = {"n": "{}", "d": "dec({})", "t": "(iso({0}) if {0}.__class__ is str else dec_value({0}))",
+              "x": "dec_value({})"}
+    items = ", ".join(f"{name!r}: {unwrap[k].format(v)}"
+                      for name, v, k in zip(names, slots, kinds, strict=True))
+    unpack = "".join(f"{v}, " for v in slots)
+    return _compiled(f"def build(data):\n    _, {unpack}= data\n    return {{{items}}}\n", "build",
+                     dec=Decimal, iso=datetime.fromisoformat, dec_value=decode_value)
+
+
+def _compiled(source: str, name: str, **names: Any) -> Callable:
+    namespace = dict(names)
+    exec(compile(source, "<syncd decoder_process>", "exec"), namespace)  # generated from reprs and a table
+    return namespace[name]
+
+
+class EventEncoder:
+    """Child side: events -> marshal-able items. A row crosses as a tuple of its values after the
+    number of its shape (column names and value types); a new shape is announced once, before the
+    first row that has it, so the parent builds its rows with a function made for it."""
+
+    def __init__(self) -> None:
+        self._shapes: dict[tuple[tuple[str, ...], tuple[type, ...]], Callable[[Row], tuple]] = {}
+        self._announce: list[tuple] = []
+
+    def encode(self, event: SourceEvent) -> list[tuple]:
+        """The items for one event: new shapes first, the event last."""
+        if len(self._shapes) >= SHAPES_MAX:  # between events: no row refers to a shape forgotten
+            self._shapes.clear()
+            self._announce.append(("reset",))
+        item = self._event(event)
+        announced, self._announce = self._announce, []
+        announced.append(item)
+        return announced
+
+    def _event(self, event: SourceEvent) -> tuple:
+        if isinstance(event, SourceTransaction):
+            return ("tx", event.source, [self._change(c) for c in event.changes], _position(event.end),
+                    encode_value(event.commit_time), event.follows_parts)
+        if isinstance(event, TransactionPart):
+            return ("part", event.source, [self._change(c) for c in event.changes])
+        if isinstance(event, SchemaChange):
+            return ("ddl", event.source, event.schema, event.statement, _position(event.end),
+                    encode_value(event.commit_time))
+        return ("beat", event.source, _position(event.position))
+
+    def _change(self, change: RowChange) -> tuple:
+        before, after = change.before, change.after
+        return (change.table, change.op.value, None if before is None else self._row(before),
+                None if after is None else self._row(after), change.event_pos, change.row_index,
+                change.key_columns, change.zero_dates)
+
+    def _row(self, row: Row) -> tuple:
+        key = (tuple(row), tuple(map(type, row.values())))
+        encode = self._shapes.get(key)
+        if encode is None:
+            encode = self._new_shape(*key)
+        return encode(row)
+
+    def _new_shape(self, names: tuple[str, ...], types: tuple[type, ...]) -> Callable[[Row], tuple]:
+        shape = len(self._shapes)
+        kinds = tuple(_kind(t) for t in types)
+        encode = self._shapes[(names, types)] = _row_encoder(shape, kinds)
+        self._announce.append(("shape", shape, names, kinds))
+        return encode
+
+
+class EventDecoder:
+    """Parent side: items -> events (None for a shape announcement)."""
+
+    def __init__(self) -> None:
+        self._builders: list[Callable[[tuple], Row]] = []
+
+    def decode(self, data: tuple) -> SourceEvent | None:
+        kind = data[0]
+        if kind == "tx":
+            end = _unposition(data[3])
+            assert end is not None
+            return SourceTransaction(data[1], [self._change(c) for c in data[2]], end,
+                                     decode_value(data[4]), data[5])
+        if kind == "part":
+            return TransactionPart(data[1], [self._change(c) for c in data[2]])
+        if kind == "ddl":
+            end = _unposition(data[4])
+            assert end is not None
+            return SchemaChange(data[1], data[2], data[3], end, decode_value(data[5]))
+        if kind == "beat":
+            return Heartbeat(data[1], _unposition(data[2]))
+        if kind == "shape":
+            assert data[1] == len(self._builders), "row shapes out of step"
+            self._builders.append(_row_builder(data[2], data[3]))
+        else:
+            assert kind == "reset", kind
+            self._builders.clear()
         return None
-    row, tagged = data
-    for name in tagged:
-        row[name] = decode_value(row[name])
-    return row
+
+    def decode_all(self, items: list[tuple]) -> list[SourceEvent]:
+        return [event for data in items if (event := self.decode(data)) is not None]
+
+    def _change(self, data: tuple) -> RowChange:
+        table, op, before, after, event_pos, row_index, key, zeros = data
+        builders = self._builders
+        return RowChange(table, _OPS[op], None if before is None else builders[before[0]](before),
+                         None if after is None else builders[after[0]](after), event_pos, row_index,
+                         key, zeros)
 
 
 # --------------------------------------------------------------------------- events
@@ -146,45 +265,6 @@ def _position(position: Position | None) -> tuple | None:
 
 def _unposition(data: tuple | None) -> Position | None:
     return None if data is None else Position(*data)
-
-
-def _change(change: RowChange) -> tuple:
-    return (change.table, change.op.value, _encode_row(change.before), _encode_row(change.after),
-            change.event_pos, change.row_index, change.key_columns, change.zero_dates)
-
-
-def _unchange(data: tuple) -> RowChange:
-    table, op, before, after, event_pos, row_index, key, zeros = data
-    return RowChange(table, _OPS[op], _decode_row(before), _decode_row(after), event_pos, row_index,
-                     key, zeros)
-
-
-def encode_event(event: SourceEvent) -> tuple:
-    if isinstance(event, SourceTransaction):
-        return ("tx", event.source, [_change(c) for c in event.changes], _position(event.end),
-                encode_value(event.commit_time), event.follows_parts)
-    if isinstance(event, TransactionPart):
-        return ("part", event.source, [_change(c) for c in event.changes])
-    if isinstance(event, SchemaChange):
-        return ("ddl", event.source, event.schema, event.statement, _position(event.end),
-                encode_value(event.commit_time))
-    return ("beat", event.source, _position(event.position))
-
-
-def decode_event(data: tuple) -> SourceEvent:
-    kind = data[0]
-    if kind == "tx":
-        end = _unposition(data[3])
-        assert end is not None
-        return SourceTransaction(data[1], [_unchange(c) for c in data[2]], end, decode_value(data[4]),
-                                 data[5])
-    if kind == "part":
-        return TransactionPart(data[1], [_unchange(c) for c in data[2]])
-    if kind == "ddl":
-        end = _unposition(data[4])
-        assert end is not None
-        return SchemaChange(data[1], data[2], data[3], end, decode_value(data[5]))
-    return Heartbeat(data[1], _unposition(data[2]))
 
 
 # --------------------------------------------------------------------------- parent side
@@ -216,10 +296,11 @@ class DecoderProcess:
         try:
             child.stdin.write(pickle.dumps((self.source, self.start, sorted(self.tables), str(self.gtids))))
             child.stdin.flush()
+            decoder = EventDecoder()
             while (frame := _read_frame(child.stdout)) is not None:
                 kind, payload = marshal.loads(frame)
                 if kind == "events":
-                    yield [decode_event(data) for data in payload]
+                    yield decoder.decode_all(payload)
                 elif kind == "error":
                     raise pickle.loads(payload)
                 else:
@@ -302,9 +383,10 @@ class _Outbox:
 
 
 def _decode(reader: BinlogReader, items: _Outbox) -> None:
+    encoder = EventEncoder()
     try:
         for event in reader.events():
-            items.put(("event", encode_event(event)))
+            items.put(("event", encoder.encode(event)))
     except SyncdError as exc:
         items.put(_error(exc))
     except BaseException:  # handed to the parent, which ends the stream with it
@@ -331,8 +413,9 @@ def _send(out: IO[bytes], items: _Outbox) -> None:
             if item[0] != "event":
                 last = item
                 break
-            batch.append(item[1])
-            changes += len(item[1][2]) if item[1][0] in ("tx", "part") else 1
+            batch += item[1]
+            event = item[1][-1]
+            changes += len(event[2]) if event[0] in ("tx", "part") else 1
             if changes >= _FRAME_CHANGES:
                 break
             try:

@@ -12,11 +12,12 @@ from hypothesis import strategies as st
 
 from syncd.errors import PositionLost, SourceUnavailable, StreamError
 from syncd.model import Heartbeat, Op, Position, RowChange, SchemaChange, SourceTransaction, TransactionPart
+from syncd.source import decoder_process
 from syncd.source.decoder_process import (
     DecoderCrashed,
-    decode_event,
+    EventDecoder,
+    EventEncoder,
     decode_value,
-    encode_event,
     encode_value,
 )
 
@@ -59,8 +60,36 @@ def test_every_event_kind_comes_back_equal() -> None:
         SchemaChange("shop", "db", "ALTER TABLE orders ADD note TEXT", position, when),
         Heartbeat("shop", position), Heartbeat("shop", None),
     ]
-    back = [decode_event(marshal.loads(marshal.dumps(encode_event(e)))) for e in events]
+    assert_crosses(events)
+
+
+def assert_crosses(events: list, encoder: EventEncoder | None = None) -> None:
+    """Through one encoder/decoder pair, frame by frame as the pipe carries them."""
+    encoder, decoder = encoder or EventEncoder(), EventDecoder()
+    items = [item for event in events for item in encoder.encode(event)]
+    back = decoder.decode_all(marshal.loads(marshal.dumps(items)))
     assert back == events and [repr(e) for e in back] == [repr(e) for e in events]
+
+
+NAMES = st.sampled_from(["id", "amount", "at", "note", "raw", "状态"])
+ROWS = st.dictionaries(NAMES, VALUES, max_size=5)
+
+
+@given(st.lists(st.tuples(st.sampled_from(list(Op)), ROWS, ROWS), min_size=1, max_size=30))
+def test_rows_of_many_shapes_come_back_exactly(changes: list[tuple[Op, dict, dict]]) -> None:
+    """Column names, their order and value types vary row by row (a shape each, or a shape reused)."""
+    rows = [RowChange("t", op, None if op is Op.INSERT else before, None if op is Op.DELETE else after,
+                      i, 0, ("id",)) for i, (op, before, after) in enumerate(changes)]
+    when = datetime(2024, 1, 1, tzinfo=UTC)
+    assert_crosses([SourceTransaction("shop", rows, Position("b.000001", 4), when)])
+
+
+def test_past_the_shape_limit_both_sides_start_afresh(monkeypatch) -> None:
+    monkeypatch.setattr(decoder_process, "SHAPES_MAX", 3)
+    rows = [{"c": i} if i % 2 else {"c": str(i), f"n{i}": Decimal(i)} for i in range(12)]
+    events = [TransactionPart("shop", [RowChange("t", Op.INSERT, None, row) for row in rows]),
+              TransactionPart("shop", [RowChange("t", Op.INSERT, None, row) for row in reversed(rows)])]
+    assert_crosses(events)
 
 
 def test_source_errors_travel_with_their_class_and_context() -> None:
@@ -71,3 +100,4 @@ def test_source_errors_travel_with_their_class_and_context() -> None:
         assert type(back) is type(error) and str(back) == str(error)
         assert back.retriable == error.retriable
     assert DecoderCrashed("shop", "x").retriable
+
