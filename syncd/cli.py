@@ -60,9 +60,11 @@ def run(config_path: Path) -> None:
     78 configuration error.
     """
     from syncd.daemon import Daemon
+    from syncd.source import decoder_process
     from syncd.startup import build_plans
 
     config = _load(config_path)
+    decoder_process.prestart(len(config.sources))  # their start overlaps the checks below
     configure_logging(config.log.level, config.log.format)
     try:
         plans = build_plans(config)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -135,10 +135,17 @@ class Pipeline:
         finally:
             conn.close()
 
+    def _live_columns_of(self, tables: Iterable[str]) -> dict[str, dict[str, str]]:
+        conn = connect(self.source, self.source.database)  # one connection for all: a start is quicker
+        try:
+            return {table: columns for table in tables
+                    if (columns := table_columns(conn, self.source.database, table)) is not None}
+        finally:
+            conn.close()
+
     def stream(self, checkpoint: Checkpoint) -> None:
         self.gate = self._open_gate(checkpoint)
-        self.known_columns = {table: cols for table in self.by_table
-                              if (cols := self._live_columns(table)) is not None}
+        self.known_columns = self._live_columns_of(self.by_table)
         start = self.gate.start(checkpoint.position)
         # Decoding on another core (decoder_process.py) unless SYNCD_DECODER_PROCESS=0.
         reader_class = DecoderProcess if decoder_process.enabled() else BinlogReader

@@ -46,6 +46,7 @@ from syncd.model import (
     TransactionPart,
 )
 from syncd.source import fastpath  # issue 7: fast decoding path, used in _connect
+from syncd.source.connection import SourceConnection
 from syncd.source.gtid import GtidState
 from syncd.source.values import Convert, apply_converters, binlog_converter, time2_from_binary
 
@@ -118,6 +119,7 @@ class BinlogReader:
             freeze_schema=False,
             ignore_decode_errors=False,
             enable_logging=False,
+            pymysql_wrapper=SourceConnection,
         ))  # -- end of issue 7
 
     def close(self) -> None:

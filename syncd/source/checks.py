@@ -10,6 +10,7 @@ from pymysql.constants import FIELD_TYPE
 
 from syncd.config import SourceConfig
 from syncd.errors import SourceSettingsError, SourceUnavailable
+from syncd.source.connection import SourceConnection
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,8 @@ _CONVERSIONS = {**pymysql.converters.conversions, FIELD_TYPE.DATETIME: _datetime
 
 def connect(source: SourceConfig, database: str | None = None) -> pymysql.connections.Connection:
     try:
-        return pymysql.connect(database=database, autocommit=True, conv=_CONVERSIONS,
-                               **source.connection_kwargs())
+        return SourceConnection(database=database, autocommit=True, conv=_CONVERSIONS,
+                                **source.connection_kwargs())
     except pymysql.err.OperationalError as exc:
         raise SourceUnavailable(source.name, f"cannot connect to {source.host}:{source.port}: "
                                 f"{exc.args[-1]}") from exc

@@ -27,6 +27,7 @@ import pymysql
 
 from syncd.config import SourceConfig
 from syncd.errors import SourceUnavailable
+from syncd.source.connection import SourceConnection
 
 EXPIRY_VARIABLES = (
     "binlog_expire_logs_seconds",
@@ -273,7 +274,7 @@ def _connect(source: SourceConfig) -> pymysql.connections.Connection:
     kwargs = source.connection_kwargs()
     kwargs.update(autocommit=True, read_timeout=_IO_TIMEOUT, write_timeout=_IO_TIMEOUT)
     try:
-        return pymysql.connect(**kwargs)
+        return SourceConnection(**kwargs)
     except pymysql.err.OperationalError as exc:
         raise SourceUnavailable(source.name, f"cannot connect to {source.host}:{source.port}: "
                                 f"{exc.args[-1]}") from exc

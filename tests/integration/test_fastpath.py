@@ -29,7 +29,7 @@ from syncd.config import Secret, SourceConfig
 from syncd.errors import PositionLost, SyncdError
 from syncd.model import Heartbeat, Position
 from syncd.sandbox import MariaDBServer
-from syncd.source import fastpath
+from syncd.source import decoder_process, fastpath
 from syncd.source.binlog import BinlogReader
 from syncd.source.decoder_process import DecoderProcess
 
@@ -282,6 +282,18 @@ def test_the_decoder_process_hands_over_exactly_the_same_events(
     database, start, end = binlog
     inline = read_transactions(mariadb, database, start, end, monkeypatch, "fast")
     handed = read_transactions(mariadb, database, start, end, monkeypatch, "fast", DecoderProcess)
+    assert [repr(e) for e in handed] == [repr(e) for e in inline]
+
+
+def test_a_decoder_process_started_ahead_is_handed_the_source(
+        mariadb: MariaDBServer, binlog: tuple[str, Position, Position],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`syncd run` starts decoder processes before it reads the checkpoints; a stream takes one."""
+    database, start, end = binlog
+    inline = read_transactions(mariadb, database, start, end, monkeypatch, "fast")
+    decoder_process.prestart(1)
+    handed = read_transactions(mariadb, database, start, end, monkeypatch, "fast", DecoderProcess)
+    assert not decoder_process._spares
     assert [repr(e) for e in handed] == [repr(e) for e in inline]
 
 

@@ -101,3 +101,11 @@ def test_source_errors_travel_with_their_class_and_context() -> None:
         assert back.retriable == error.retriable
     assert DecoderCrashed("shop", "x").retriable
 
+
+
+def test_a_process_started_ahead_and_never_used_leaves_quietly() -> None:
+    decoder_process.prestart(1)
+    spare = decoder_process._take_spare()
+    assert spare is not None and spare.stdin is not None
+    spare.stdin.close()  # what the daemon's exit does to it
+    assert spare.wait(timeout=60) == 0
