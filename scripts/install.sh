@@ -2,7 +2,7 @@
 # Installs what `make test`, `make demo` and `make bench` need on Debian 12, as root:
 # a C compiler and the Python headers (for the C row decoder), the MariaDB and PostgreSQL 15
 # server binaries (the packaged services are never used: syncd.sandbox starts its own
-# throwaway servers), then the project's virtualenv.
+# throwaway servers), then the project's virtualenv and its compiled bytecode.
 # Idempotent: each step is skipped when its result is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -72,5 +72,13 @@ virtualenv() {
     touch "$STAMP"
 }
 
+# Bytecode compiled here, each time (only changed modules are): where Python may not write it
+# (PYTHONDONTWRITEBYTECODE, a read-only install, a service's sandbox) every start of syncd would
+# compile all its modules again, a fifth of a second of `syncd run`'s start-up here.
+bytecode() {
+    "$VENV/bin/python" -m compileall -q syncd >/dev/null
+}
+
 system_packages
 virtualenv
+bytecode
