@@ -48,7 +48,9 @@ class ColumnPlan:
     target: str
     compute: Compute
     copies: str | None = None
-    """The source column this one copies unchanged (no transform, value map or time zone)."""
+    """The source column this one copies (no transform or value map)..."""
+    then: Callable[[Any], Any] | None = None
+    """... and what is done to the copied value (a naive datetime read in the source time zone)."""
 
 
 @dataclass(frozen=True)
@@ -168,9 +170,12 @@ def _compile_lookup(spec: MappingSpec, lookup: LookupSpec, ctx: transforms.Trans
 
 
 def _column_plan(spec: ColumnSpec, ctx: transforms.TransformContext, aware: bool) -> ColumnPlan:
-    plain = (not spec.is_constant and len(spec.sources) == 1 and not spec.transforms
-             and spec.value_map is None and not aware)
-    return ColumnPlan(spec.target, _compile_column(spec, ctx, aware), spec.sources[0] if plain else None)
+    compute = _compile_column(spec, ctx, aware)
+    if spec.is_constant or len(spec.sources) != 1 or spec.transforms or spec.value_map is not None:
+        return ColumnPlan(spec.target, compute)
+    # A copy, perhaps read in the source time zone: the generated row function does it inline.
+    then = _localizer(ctx.source_timezone) if aware else None
+    return ColumnPlan(spec.target, compute, spec.sources[0], then)
 
 
 def _compile_column(spec: ColumnSpec, ctx: transforms.TransformContext, aware: bool) -> Compute:
@@ -194,7 +199,7 @@ def _compile_column(spec: ColumnSpec, ctx: transforms.TransformContext, aware: b
                 raise TransformError(exc.reason, spec.target) from exc
         if lookup is not None:
             value = lookup(value)
-        if localize is not None and isinstance(value, datetime) and value.tzinfo is None:
+        if localize is not None:
             value = localize(value)
         return value
 
@@ -252,12 +257,20 @@ def _lookup(spec: ColumnSpec) -> Callable[[Any], Any]:
     return lookup
 
 
-def _localizer(tz: tzinfo) -> Callable[[datetime], datetime]:
+def _localizer(tz: tzinfo) -> Callable[[Any], Any]:
+    """A naive datetime read in the source time zone; any other value as it is."""
     if fixed_offset(tz) is not None:  # no daylight-saving gaps: every wall time exists (the common, hot case)
-        # `combine` gives what `value.replace(tzinfo=tz)` gives (fold too) in a sixth of the time
-        return lambda value: _combine(value, value.time(), tz)
+        def fixed(value: Any) -> Any:
+            if isinstance(value, datetime) and value.tzinfo is None:
+                # what `value.replace(tzinfo=tz)` gives (fold too) in a sixth of the time
+                return _combine(value, value.time(), tz)
+            return value
 
-    def localize(value: datetime) -> datetime:
+        return fixed
+
+    def localize(value: Any) -> Any:
+        if not isinstance(value, datetime) or value.tzinfo is not None:
+            return value
         aware = value.replace(tzinfo=tz)
         if aware.astimezone(UTC).astimezone(tz).replace(tzinfo=None) != value:
             raise TransformError(f"{value} does not exist in the source time zone {tz} "
@@ -310,7 +323,9 @@ def _key_builder(key_columns: tuple[ColumnPlan, ...],
 
 
 def _inline(column: ColumnPlan, index: int) -> str:
-    return f"row[{column.copies!r}]" if column.copies is not None else f"c{index}(row)"
+    if column.copies is None:
+        return f"c{index}(row)"
+    return f"t{index}(row[{column.copies!r}])" if column.then is not None else f"row[{column.copies!r}]"
 
 
 def _generated(body: str, columns: tuple[ColumnPlan, ...],
@@ -318,6 +333,7 @@ def _generated(body: str, columns: tuple[ColumnPlan, ...],
     source = (f"def build(row):\n    try:\n        {body}\n"
               f"    except KeyError:\n        return by_column(row)\n")
     namespace: dict[str, Any] = {f"c{i}": c.compute for i, c in enumerate(columns)}
+    namespace.update({f"t{i}": c.then for i, c in enumerate(columns) if c.then is not None})
     namespace["by_column"] = by_column
     exec(compile(source, "<syncd mapping>", "exec"), namespace)  # generated from reprs of names only
     return namespace["build"]

@@ -235,10 +235,11 @@ class FastBinLogStreamReader(BinLogStreamReader):
                     logger.warning("A pymysql.OperationalError error occurred, Re-request the connection.")
                     continue
                 raise
-            if pkt.is_eof_packet():
+            data = pkt._data  # PyMySQL's is_eof_packet / is_ok_packet, without two calls per event
+            if data[0] == 0xFE and len(data) < 9:
                 self.close()
                 return None
-            if not pkt.is_ok_packet():
+            if data[0] != 0 or len(data) < 7:
                 continue
             event = self._dispatch(pkt)
             if event is not _SKIP:
