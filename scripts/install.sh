@@ -64,7 +64,8 @@ virtualenv() {
         fi
     fi
     if [ -e "$STAMP" ] && [ "$STAMP" -nt setup.cfg ] && [ "$STAMP" -nt pyproject.toml ] \
-            && [ "$STAMP" -nt setup.py ] && [ "$STAMP" -nt syncd/source/_rowimage.c ]; then
+            && [ "$STAMP" -nt setup.py ] && [ "$STAMP" -nt syncd/source/_rowimage.c ] \
+            && [ "$STAMP" -nt syncd/sink/_pgtext.c ]; then
         return 0
     fi
     "$VENV/bin/python" -m pip install --quiet --upgrade pip

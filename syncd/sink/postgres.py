@@ -19,10 +19,12 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.adapt import Dumper
 
 from syncd.config import TargetConfig
 from syncd.errors import SinkUnavailable
@@ -37,6 +39,11 @@ from syncd.sink.state import (
     write_checkpoint,
     write_pause,
 )
+
+try:  # the C part (syncd/sink/_pgtext.c); without it, psycopg formats datetimes itself
+    from syncd.sink._pgtext import timestamp_text
+except ImportError:
+    timestamp_text = None
 
 # Errors that mean "this row cannot be stored", as opposed to "the server is unreachable".
 _ROW_REJECTED = (psycopg.errors.DataError, psycopg.errors.IntegrityError,
@@ -262,7 +269,7 @@ class Staging:
 
     def write(self, cur: psycopg.Cursor, op: RowOp, rows: list[tuple[Any, ...]]) -> None:
         copy, apply = self._prepare(cur, _shape(op))
-        with cur.copy(copy) as copier:
+        with _copy_cursor(cur) as copying, copying.copy(copy) as copier:
             for row in rows:
                 copier.write_row(row)
         cur.execute(apply)
@@ -287,6 +294,25 @@ class Staging:
             copy = sql.SQL("COPY {} ({}) FROM STDIN").format(stage, names)
             ready = self._ready[shape] = (copy, _apply_staged(stage, table, kind, columns, key))
         return ready
+
+
+class TimestampText(Dumper):
+    """A datetime in COPY text, as psycopg writes it (`str(value)`), formatted in C.
+
+    psycopg's own dumper picks a naive or an aware variant for each value first: 1.8 µs per
+    value here, two thirds of formatting a row with two timestamps. Only for COPY, where the
+    server reads the text as the column's type: as a parameter the type sent (timestamp or
+    timestamptz) matters, and psycopg's dumpers stay."""
+
+    def dump(self, obj: datetime) -> bytes:
+        return timestamp_text(obj)
+
+
+def _copy_cursor(cur: psycopg.Cursor) -> psycopg.Cursor:
+    copying = cur.connection.cursor()
+    if timestamp_text is not None:
+        copying.adapters.register_dumper(datetime, TimestampText)
+    return copying
 
 
 def _apply_staged(stage: sql.Identifier, table: TargetTable, kind: str, columns: tuple[str, ...],
