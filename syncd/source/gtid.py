@@ -24,10 +24,15 @@ class GtidState:
     """uuid -> sorted, merged, inclusive intervals of transaction numbers."""
 
     def add(self, gtid: str) -> None:
+        domain, _, rest = gtid.partition("-")
+        server, _, seq = rest.partition("-")
+        if domain.isdecimal() and server.isdecimal() and seq.isdecimal():  # MariaDB: once per transaction
+            self.mariadb[int(domain)] = (int(server), int(seq))
+            return
         maria = _MARIADB_GTID.match(gtid)
         if maria:
-            domain, server, seq = (int(g) for g in maria.groups())
-            self.mariadb[domain] = (server, seq)
+            domain, server, seq = maria.groups()
+            self.mariadb[int(domain)] = (int(server), int(seq))
             return
         mysql = _MYSQL_GTID.match(gtid)
         if not mysql:

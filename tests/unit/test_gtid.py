@@ -123,7 +123,7 @@ class TestEmptyAndInvalid:
         assert str(state) == ""
 
     @pytest.mark.parametrize("gtid", ["", "0-1", "0-1-x", "a-b-c", f"{UUID}", f"{UUID}:x", "not-a-uuid:1",
-                                      f"{UUID}:1-3"])
+                                      f"{UUID}:1-3", "1-2-3-4", "-1-2", "1--2", "0-1-+5", "0-1- 5"])
     def test_add_refuses_non_gtids(self, gtid: str) -> None:
         """add takes one GTID; anything else is a ValueError naming it."""
         with pytest.raises(ValueError, match="not a GTID"):
