@@ -234,6 +234,9 @@ def tune_gc() -> None:
     """Collect cyclic garbage less often: syncd allocates millions of short-lived rows and
     operations that form no cycles, and CPython's default (a collection every 700 allocations,
     each older-generation pass walking every live object) cost a third of a snapshot's time
-    here. What is alive now (modules, compiled mappings) is frozen out of the collections."""
+    here. A young collection walks what is alive (a batch, the read-ahead), whatever the
+    threshold: one every 500,000 allocations instead of 50,000 made a drain 8% faster (bench,
+    three pairs of runs). What is alive now (modules, compiled mappings) is frozen out of the
+    collections."""
     gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
+    gc.set_threshold(500_000, 20, 100)
