@@ -65,6 +65,8 @@ def run(config_path: Path) -> None:
 
     config = _load(config_path)
     decoder_process.prestart(len(config.sources))  # their start overlaps the checks below
+    if not decoder_process.enabled():  # decoding here: collect as often as a decoder process does
+        tune_gc(young_every=decoder_process.YOUNG_COLLECTION_EVERY)
     configure_logging(config.log.level, config.log.format)
     try:
         plans = build_plans(config)

@@ -230,13 +230,14 @@ def reset_logging() -> None:
     _configured = False
 
 
-def tune_gc() -> None:
+def tune_gc(young_every: int = 500_000) -> None:
     """Collect cyclic garbage less often: syncd allocates millions of short-lived rows and
     operations that form no cycles, and CPython's default (a collection every 700 allocations,
     each older-generation pass walking every live object) cost a third of a snapshot's time
-    here. A young collection walks what is alive (a batch, the read-ahead), whatever the
+    here. A young collection walks what is alive (a batch, the read-ahead) whatever the
     threshold: one every 500,000 allocations instead of 50,000 made a drain 8% faster (bench,
-    three pairs of runs). What is alive now (modules, compiled mappings) is frozen out of the
+    three pairs of runs). `young_every`: allocations between two young collections (CPython's
+    default: 700). What is alive now (modules, compiled mappings) is frozen out of the
     collections."""
     gc.freeze()
-    gc.set_threshold(500_000, 20, 100)
+    gc.set_threshold(young_every, 20, 100)

@@ -61,6 +61,10 @@ _QUEUE_EVENTS = 16
 _FRAME_CHANGES = 2000
 """A frame closes once it holds this many row changes: memory stays bounded on both sides."""
 _OPS = {op.value: op for op in Op}
+YOUNG_COLLECTION_EVERY = 50_000
+"""Where binlogs are decoded, garbage is collected more often than in the rest of the daemon:
+the library's events (SYNCD_DECODER=library) form reference cycles, and collecting every
+500,000 allocations let their garbage take a decoder process from 135 to 357 MB."""
 
 
 def enabled() -> bool:
@@ -362,7 +366,7 @@ def _read_frame(stream: IO[bytes]) -> bytes | None:
 
 
 def main() -> None:
-    tune_gc()
+    tune_gc(young_every=YOUNG_COLLECTION_EVERY)
     try:
         source, start, tables, gtids = pickle.load(sys.stdin.buffer)
     except EOFError:  # started ahead and never handed a source: the daemon has exited
