@@ -334,9 +334,13 @@ def prestart(count: int) -> None:
     which mostly wait on the network, instead of delaying the first rows."""
     if not enabled():
         return
-    children = [_spawn() for _ in range(count)]
-    with _spares_lock:
-        _spares.extend(children)
+    for _ in range(count):
+        try:
+            child = _spawn()
+        except OSError:  # only a head start: a stream that finds no spare starts its own
+            return
+        with _spares_lock:
+            _spares.append(child)
 
 
 def _take_spare() -> subprocess.Popen[bytes] | None:
