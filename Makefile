@@ -1,10 +1,10 @@
 # Entry points for developers and CI (see .ci/run). Every target can be run again safely.
 VENV := .venv
 PY := $(VENV)/bin/python
-LINT_DIRS := $(wildcard syncd tests demo bench)
+LINT_DIRS := $(wildcard syncd devtools tests demo bench)
 PYTEST_ARGS ?=
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test lint demo bench dist clean
 
 install:
 	bash scripts/install.sh
@@ -20,6 +20,10 @@ demo: install
 
 bench: install
 	$(PY) -m bench
+
+# The sdist and the wheel built from it, in dist/: what docs/operations.md installs on a host.
+dist: install
+	$(PY) -m build --outdir dist .
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build dist *.egg-info

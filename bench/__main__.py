@@ -62,8 +62,8 @@ import yaml
 
 from bench import measure, workload
 from bench.workload import DATABASE, SOURCES, Server
+from devtools.sandbox import MariaDBServer, PostgresServer
 from syncd.model import Position
-from syncd.sandbox import MariaDBServer, PostgresServer
 from syncd.source import fastpath
 
 REPO = Path(__file__).resolve().parent.parent

@@ -41,7 +41,7 @@ import yaml
 from psycopg.rows import dict_row
 
 from demo import data
-from syncd.sandbox import MariaDBServer, PostgresServer, SandboxError
+from devtools.sandbox import MariaDBServer, PostgresServer, SandboxError
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_DIR = REPO / "demo"

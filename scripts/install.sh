@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what `make test`, `make demo` and `make bench` need on Debian 12, as root:
 # a C compiler and the Python headers (for the C row decoder), the MariaDB and PostgreSQL 15
-# server binaries (the packaged services are never used: syncd.sandbox starts its own
+# server binaries (the packaged services are never used: devtools.sandbox starts its own
 # throwaway servers), then the project's virtualenv and its compiled bytecode.
 # Idempotent: each step is skipped when its result is already there.
 set -euo pipefail

@@ -42,8 +42,31 @@ def _load(config_path: Path) -> Config:
     return config
 
 
+def _native_parts() -> str:
+    """Which optional C parts this installation runs (built by pip when a compiler was there)."""
+    from syncd.sink import postgres
+    from syncd.source import fastpath
+
+    def state(built: bool, used: bool) -> str:
+        return "in use" if used else ("built, turned off by SYNCD_DECODER" if built else "not built")
+
+    row = state(fastpath._rowimage is not None, fastpath.native_enabled())
+    text = state(postgres.timestamp_text is not None, postgres.timestamp_text is not None)
+    return f"C parts: row decoder {row}; COPY text of datetimes {text}"
+
+
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from importlib.metadata import version
+
+    click.echo(f"syncd, version {version('syncd')}\n{_native_parts()}")
+    ctx.exit()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="syncd")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Show the version and which C parts are in use, and exit.")
 def main() -> None:
     """syncd: stream MySQL/MariaDB binlogs into PostgreSQL through declarative mappings."""
     tune_gc()

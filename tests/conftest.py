@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
-from syncd.sandbox import MariaDBServer, PostgresServer
+from devtools.sandbox import MariaDBServer, PostgresServer
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"
 

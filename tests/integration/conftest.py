@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from syncd.sandbox import MariaDBServer
+from devtools.sandbox import MariaDBServer
 from tests.integration.scenario import SHOP_ORDERS_SQL, Source
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 import pymysql
 
-from syncd.sandbox import MariaDBServer, PostgresServer
+from devtools.sandbox import MariaDBServer, PostgresServer
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -108,6 +108,9 @@ class Scenario:
     processes: list[subprocess.Popen] = field(default_factory=list)
     target_port: int | None = None
     """Connect syncd to PostgreSQL through this port (a test proxy) instead of the server's own."""
+    program: tuple[str, ...] = (sys.executable, "-m", "syncd")
+    """How to start syncd: this checkout by default, or an installed copy's `syncd`."""
+    cwd: Path = REPO
 
     @classmethod
     def create(cls, tmp: Path, postgres: PostgresServer, target_db: str,
@@ -163,15 +166,15 @@ retry_max_seconds: 2
         return env
 
     def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "syncd", *args, "--config", str(self.config_path)],
+        return subprocess.run([*self.program, *args, "--config", str(self.config_path)],
                               capture_output=True, text=True, env=self.env(), timeout=timeout, check=False,
-                              cwd=REPO)
+                              cwd=self.cwd)
 
     def start(self, log_name: str = "syncd.log", env: dict[str, str] | None = None) -> subprocess.Popen:
         log = (self.tmp / log_name).open("ab")
         process = subprocess.Popen(
-            [sys.executable, "-m", "syncd", "run", "--config", str(self.config_path)],
-            stdout=log, stderr=subprocess.STDOUT, env={**self.env(), **(env or {})}, cwd=REPO,
+            [*self.program, "run", "--config", str(self.config_path)],
+            stdout=log, stderr=subprocess.STDOUT, env={**self.env(), **(env or {})}, cwd=self.cwd,
         )
         self.processes.append(process)
         return process

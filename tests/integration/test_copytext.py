@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.sandbox import MariaDBServer, PostgresServer
+from devtools.sandbox import MariaDBServer, PostgresServer
 from tests.integration.scenario import Scenario, Source
 
 SOURCE_SQL = """CREATE TABLE entries (

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.sandbox import PostgresServer
+from devtools.sandbox import PostgresServer
 from tests.helpers import eventually
 from tests.integration.scenario import (
     SHOP_ORDERS_MAPPING,

@@ -25,10 +25,10 @@ from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.event import MariadbGtidEvent, QueryEvent, XidEvent
 from pymysqlreplication.row_event import RowsEvent, TableMapEvent, UpdateRowsEvent
 
+from devtools.sandbox import MariaDBServer
 from syncd.config import Secret, SourceConfig
 from syncd.errors import PositionLost, SyncdError
 from syncd.model import Heartbeat, Position
-from syncd.sandbox import MariaDBServer
 from syncd.source import decoder_process, fastpath
 from syncd.source.binlog import BinlogReader
 from syncd.source.decoder_process import DecoderProcess

@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from syncd.sandbox import MariaDBServer, PostgresServer
+from devtools.sandbox import MariaDBServer, PostgresServer
 from tests.helpers import eventually
 from tests.integration.proxy import Proxy
 from tests.integration.scenario import SHOP_ORDERS_MAPPING, SHOP_ORDERS_SQL, Scenario, Source

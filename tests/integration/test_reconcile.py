@@ -14,9 +14,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from devtools.sandbox import MariaDBServer, PostgresServer, free_port
 from syncd.config import load_config
 from syncd.reconcile import last_runs, reconcile
-from syncd.sandbox import MariaDBServer, PostgresServer, free_port
 from syncd.startup import build_plans
 from tests.helpers import eventually
 from tests.integration.scenario import SHOP_ORDERS_MAPPING, Scenario, Source

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from devtools.sandbox import MariaDBServer, PostgresServer
 from syncd.config import load_config
 from syncd.repair import repair
-from syncd.sandbox import MariaDBServer, PostgresServer
 from syncd.startup import build_plans
 from tests.helpers import eventually
 from tests.integration.scenario import SHOP_ORDERS_MAPPING, SHOP_ORDERS_SQL, Scenario, Source

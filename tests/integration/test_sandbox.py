@@ -11,8 +11,8 @@ import psycopg
 import pymysql
 import pytest
 
-from syncd import sandbox
-from syncd.sandbox import MariaDBServer, PostgresServer, SandboxError
+from devtools import sandbox
+from devtools.sandbox import MariaDBServer, PostgresServer, SandboxError
 
 
 def _variables(server: MariaDBServer, *names: str) -> dict[str, str]:

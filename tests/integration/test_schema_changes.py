@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.sandbox import MariaDBServer, PostgresServer
+from devtools.sandbox import MariaDBServer, PostgresServer
 from tests.helpers import eventually
 from tests.integration.scenario import (
     SHOP_ORDERS_MAPPING,

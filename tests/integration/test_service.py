@@ -27,7 +27,7 @@ import pytest
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.row_event import WriteRowsEvent
 
-from syncd.sandbox import MariaDBServer, PostgresServer, free_port
+from devtools.sandbox import MariaDBServer, PostgresServer, free_port
 from tests.helpers import eventually
 from tests.integration.scenario import SHOP_ORDERS_MAPPING, SHOP_ORDERS_SQL, Scenario, Source
 

@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from devtools.sandbox import PostgresServer
 from syncd.model import TargetTable, Upsert
-from syncd.sandbox import PostgresServer
 from syncd.sink import postgres as sink
 
 ZONES = [None, UTC, timezone(timedelta(hours=8)), timezone(-timedelta(hours=3, minutes=30, seconds=5)),

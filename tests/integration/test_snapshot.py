@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from devtools.sandbox import MariaDBServer, PostgresServer
 from syncd.config import load_config
 from syncd.reconcile import snapshot
-from syncd.sandbox import MariaDBServer, PostgresServer
 from syncd.startup import build_plans
 from tests.helpers import eventually
 from tests.integration.scenario import Scenario, Source

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from devtools.sandbox import MariaDBServer, PostgresServer
 from syncd.reconcile import snapshot
-from syncd.sandbox import MariaDBServer, PostgresServer
 from tests.helpers import eventually
 from tests.integration.scenario import Scenario, Source
 from tests.integration.test_snapshot import api
