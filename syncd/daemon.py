@@ -31,7 +31,7 @@ from syncd.notify import Notifier, Watchdog, watchdog_interval
 from syncd.reconcile.periodic import PeriodicReconcile
 from syncd.runner import SourceRunner, phase_text
 from syncd.sink.postgres import connect
-from syncd.sink.state import create_state_schema
+from syncd.sink.state import create_state_schema, trim_letters
 from syncd.startup import SourcePlan, build_plans, check_source_tables
 
 log = structlog.get_logger("syncd.daemon")
@@ -125,8 +125,13 @@ class Daemon:
         try:
             create_state_schema(conn, self.config.target.state_schema)
             create_health_table(conn, self.config.target.state_schema)
+            kept = {m.name: m.kept for plan in self.plans.values() for m in plan.mappings}
+            trimmed = trim_letters(conn, self.config.target.state_schema, kept)
         finally:
             conn.close()
+        if trimmed:
+            log.info("dead_letters_trimmed", letters=trimmed,
+                     detail="older dead letters now keep only what their mapping reads, as it publishes it")
 
     def _serve_metrics(self) -> Server | None:
         if not self.config.metrics_listen:

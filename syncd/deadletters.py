@@ -11,6 +11,7 @@ which has already made it right.
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -22,6 +23,7 @@ import click
 
 from syncd.config import Config, SourceConfig
 from syncd.errors import ConfigError, SyncdError
+from syncd.model import Outcome
 from syncd.observability import configure_logging, scrub
 from syncd.preview import config_option, cut, display_width, json_value, load_config_or_exit, one_line, pad
 
@@ -52,6 +54,9 @@ class StoredDeadLetter:
     status: str
     resolved_at: datetime | None
     row_image: dict[str, Any]
+    row_image_kept: bool = True
+    """False for a letter written before letters kept only what their mapping reads: its image
+    may hold columns in clear that must not be shown (`trim_stored` trims it)."""
 
 
 # --------------------------------------------------------------------------- selecting
@@ -97,7 +102,7 @@ def where_clause(selector: Selector, status: str | None = "pending") -> tuple[st
 
 
 _COLUMNS = ("id, created_at, source, source_table, mapping, row_key, binlog_position, reason, status, "
-            "resolved_at, row_image")
+            "resolved_at, row_image, row_image_kept")
 
 
 def fetch(conn: Any, schema: str, selector: Selector,
@@ -187,8 +192,8 @@ class GroupOutcome:
     mapping: str
     letters: int = 0
     keys: int = 0
-    applied: int = 0
-    skipped: int = 0
+    counts: Counter[Outcome] = field(default_factory=Counter)
+    """Source rows by what the repair did with them."""
     retried: list[int] = field(default_factory=list)
     failing: dict[int, str] = field(default_factory=dict)
     """Dead letter id -> why it is still pending."""
@@ -196,37 +201,29 @@ class GroupOutcome:
 
 
 RepairFn = Callable[[list[tuple[Any, ...]]], Any]
-"""keys -> a RepairResult (applied, skipped, dead_letters): `repair` bound to one mapping."""
+"""keys -> a RepairResult (per-key outcomes): `repair` bound to one mapping."""
 
 
 def retry_keys(keys: dict[tuple[Any, ...], list[StoredDeadLetter]], repair_keys: RepairFn,
                outcome: GroupOutcome) -> None:
-    """Repair all keys at once; if some still fail, find out which by repairing them one by one.
-
-    Repairs are idempotent (each makes the target row equal to the mapping of the current source
-    row), so trying a key a second time changes nothing that the first try got right.
-    """
-    key_list = list(keys)
-    result = repair_keys(key_list)
-    outcome.applied, outcome.skipped = result.applied, result.skipped
-    if not result.dead_letters:
-        outcome.retried += [letter.id for key in key_list for letter in keys[key]]
-        return
-    if len(key_list) == 1:
-        _still_failing(keys[key_list[0]], result.dead_letters, outcome)
-        return
-    for key in key_list:
-        single = repair_keys([key])
-        if single.dead_letters:
-            _still_failing(keys[key], single.dead_letters, outcome)
+    """Repair all keys at once; each key's outcome decides its letters: retried once the target
+    holds what the source says, still pending (with the new reason) while it is dead-lettered."""
+    result = repair_keys(list(keys))
+    for key, letters in keys.items():
+        found = result.outcome_for(key)
+        if found is None:
+            _still_failing(letters, "the repair reported nothing for this row", outcome)
+            continue
+        outcome.counts[found.outcome] += 1
+        if found.outcome.settled:
+            outcome.retried += [letter.id for letter in letters]
         else:
-            outcome.retried += [letter.id for letter in keys[key]]
+            _still_failing(letters, found.reason, outcome)
 
 
-def _still_failing(letters: list[StoredDeadLetter], reasons: list[str], outcome: GroupOutcome) -> None:
-    reason = "; ".join(dict.fromkeys(r for r in reasons if r)) or "the mapping still fails"
+def _still_failing(letters: list[StoredDeadLetter], reason: str, outcome: GroupOutcome) -> None:
     for letter in letters:
-        outcome.failing[letter.id] = reason
+        outcome.failing[letter.id] = reason or "the mapping still fails"
 
 
 def group_by_mapping(letters: Iterable[StoredDeadLetter]) -> dict[str, list[StoredDeadLetter]]:
@@ -307,8 +304,11 @@ def _find(plans: dict[str, Any], name: str) -> tuple[Any, Any]:
 def outcome_lines(outcome: GroupOutcome) -> list[str]:
     head = f"{outcome.mapping}: {_count(outcome.letters, 'dead letter')}"
     if outcome.keys:
-        head += (f" ({_count(outcome.keys, 'source row')}: {outcome.applied} applied, "
-                 f"{outcome.skipped} already changed by the stream)")
+        counts = outcome.counts
+        head += (f" ({_count(outcome.keys, 'source row')}: {counts[Outcome.APPLIED]} applied, "
+                 f"{counts[Outcome.SOURCE_GONE]} removed (source row gone), "
+                 f"{counts[Outcome.NEWER_IN_STREAM]} already changed by the stream, "
+                 f"{counts[Outcome.DEAD_LETTERED]} dead-lettered again)")
     lines = [head]
     if outcome.retried:
         lines.append(f"  retried: {', '.join(f'#{i}' for i in sorted(outcome.retried))}")
@@ -341,7 +341,7 @@ def letter_json(letter: StoredDeadLetter) -> dict[str, Any]:
         "reason": letter.reason,
         "status": letter.status,
         "resolved_at": letter.resolved_at.isoformat() if letter.resolved_at else None,
-        "row_image": json_value(letter.row_image),
+        "row_image": json_value(letter.row_image) if letter.row_image_kept else None,
     }
 
 
@@ -366,6 +366,22 @@ def table_lines(headers: tuple[str, ...], rows: list[list[str]]) -> list[str]:
 
 
 # --------------------------------------------------------------------------- commands
+
+
+def trim_stored(conn: Any, config: Config, plans: dict[str, Any] | None = None) -> None:
+    """Trim dead letters written before letters kept only what their mapping reads. The mapping
+    files are compiled here without the servers when no plans are given; when they do not
+    compile, older letters stay as they are and are listed without their row image."""
+    from syncd.sink.state import trim_letters  # noqa: PLC0415
+    from syncd.startup import compile_all, load_specs  # noqa: PLC0415
+
+    if plans is None:
+        try:
+            plans = compile_all(config, load_specs(config), None)
+        except SyncdError:
+            return
+    kept = {m.name: m.kept for plan in plans.values() for m in plan.mappings}
+    trim_letters(conn, config.target.state_schema, kept)
 
 
 def _connect(config: Config) -> Any:
@@ -403,6 +419,7 @@ def list_command(mapping_name: str | None, status: str, as_json: bool, config_pa
     config = load_config_or_exit(config_path)
     conn = _connect(config)
     try:
+        trim_stored(conn, config)
         letters = fetch(conn, config.target.state_schema, Selector(mapping=mapping_name),
                         None if status == "all" else status)
     except Exception as exc:  # psycopg errors, e.g. the state schema does not exist yet
@@ -493,6 +510,7 @@ def retry(letter_id: int | None, mapping_name: str | None, every: bool, config_p
         click.echo(scrub(f"syncd: {exc}"), err=True)
         sys.exit(EXIT_ERROR)
     try:
+        trim_stored(conn, config, plans)
         outcomes = [_retry_group(conn, config, plans, name, group)
                     for name, group in group_by_mapping(letters).items()]
     finally:

@@ -236,6 +236,42 @@ class DeadLetter:
     row_index: int = 0
 
 
+REPAIR_AT = "repair@"
+"""Position prefix of changes read again by key (repairs, retries, live snapshots): `repair@file:pos`."""
+SNAPSHOT_AT = "snapshot@"
+"""Position prefix of rows read by a copy (initial load, `syncd snapshot`): `snapshot@file:pos`."""
+
+
+class Outcome(enum.Enum):
+    """What applying one source row by its key did (a repair, a retry, a live snapshot chunk)."""
+
+    APPLIED = "applied"
+    """The target row now equals the mapping of the source row."""
+    SOURCE_GONE = "source_gone"
+    """The source row is gone (or outside the mapping's filter): the target row was removed."""
+    NEWER_IN_STREAM = "newer_in_stream"
+    """The binlog changed the key after the read: the stream applies that newer change itself."""
+    DEAD_LETTERED = "dead_lettered"
+    """The row cannot be mapped, or PostgreSQL refused it: it is (still) a pending dead letter."""
+
+    @property
+    def settled(self) -> bool:
+        """Whether the target now holds what the source says (a pending dead letter can go)."""
+        return self is not Outcome.DEAD_LETTERED
+
+
+@dataclass(frozen=True, slots=True)
+class KeyOutcome:
+    """The outcome for one source key, named as dead letters name rows (`id=42`)."""
+
+    key: tuple[Any, ...]
+    """The source key values as requested."""
+    row_key: str
+    outcome: Outcome
+    reason: str = ""
+    """Why it was dead-lettered (empty otherwise)."""
+
+
 @dataclass(frozen=True, slots=True)
 class MappedChange:
     """What one source row change becomes in the target."""

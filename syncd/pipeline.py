@@ -12,6 +12,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from syncd.mapping.plan import ChangeContext, Mapping, dead_letter, map_change, 
 from syncd.model import (
     DeadLetter,
     Heartbeat,
+    Outcome,
     Position,
     RowChange,
     SchemaChange,
@@ -314,13 +316,12 @@ class Pipeline:
         assert self.window is not None
         request, read = self.window
         self.window = None
-        repaired, applied, reasons = repair_batch(read, self.source.name, datetime.now(UTC))
+        repaired = repair_batch(read, self.source.name, datetime.now(UTC), request.id)
         batch.ops.extend(repaired.ops)
         batch.dead_letters.extend(repaired.dead_letters)
-        batch.repairs.append(RepairDone(request.id, applied, read.skipped, reasons=tuple(reasons)))
-        self.log.info("repair_applied", request=request.id, mapping=request.mapping,
-                      requested_by=request.requested_by, applied=applied, skipped=read.skipped,
-                      dead_letters=len(reasons), position=str(read.position))
+        batch.repairs.extend(repaired.repairs)
+        self.log.info("repair_window_closed", request=request.id, mapping=request.mapping,
+                      requested_by=request.requested_by, position=str(read.position))
 
     def _serve_repairs(self) -> None:
         """Between batches, take the next queued repair: read its keys, open the window."""
@@ -345,7 +346,7 @@ class Pipeline:
             snapshot.open()
             read = read_keys(snapshot, mapping, request.keys)
         except SyncdError as exc:
-            self._commit(Batch(repairs=[RepairDone(request.id, 0, 0, str(exc))]))
+            self._commit(Batch(repairs=[RepairDone(request.id, request.mapping, error=str(exc))]))
             return
         finally:
             snapshot.close()
@@ -388,11 +389,23 @@ class Pipeline:
         for letter in batch.dead_letters + rejected:
             self.log.warning("dead_letter", table=letter.source_table, mapping=letter.mapping,
                              row_key=letter.row_key, position=letter.position, reason=letter.reason)
+        for done in batch.repairs:
+            self._log_repair(done)
         if self.on_batch is not None:
             self.on_batch(self.source.name, batch, seconds, rejected)
         if batch.checkpoint is not None:
             self.log.debug("batch_committed", rows=len(batch.ops), transactions=batch.transactions,
                            position=str(batch.checkpoint.position), seconds=round(seconds, 4))
+
+
+    def _log_repair(self, done: RepairDone) -> None:
+        """One event per repair, its counts from the per-key outcomes the sink settled."""
+        counts = Counter(o.outcome for o in done.outcomes)
+        refused = [o.row_key for o in done.outcomes if o.outcome is Outcome.DEAD_LETTERED]
+        self.log.info("repair_applied", request=done.request_id, mapping=done.mapping, error=done.error,
+                      applied=counts[Outcome.APPLIED], source_gone=counts[Outcome.SOURCE_GONE],
+                      newer_in_stream=counts[Outcome.NEWER_IN_STREAM], dead_lettered=len(refused),
+                      dead_lettered_keys=refused[:20])
 
 
 class _Abandoned(Exception):

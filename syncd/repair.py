@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from syncd.config import Config
@@ -28,9 +29,10 @@ from syncd.mapping.plan import (
     map_change,
     map_key,
     remove_op,
+    row_key_text,
 )
-from syncd.model import MappedChange, Op, Position, Row, RowChange
-from syncd.sink.postgres import Batch, PlannedOp, PostgresSink, connect
+from syncd.model import REPAIR_AT, KeyOutcome, MappedChange, Op, Outcome, Position, Row, RowChange
+from syncd.sink.postgres import Batch, PlannedOp, PostgresSink, RepairDone, connect
 from syncd.sink.state import read_repair, request_repair
 from syncd.source.snapshot import SourceSnapshot
 from syncd.startup import SourcePlan
@@ -42,15 +44,38 @@ class RepairError(SyncdError):
 
 @dataclass(frozen=True)
 class RepairResult:
+    """What a repair did, key by key (see `syncd.model.Outcome`)."""
+
     request_id: int | None
-    applied: int
-    """Keys whose target row was written or removed."""
-    skipped: int
-    """Keys the stream changed meanwhile: already made right by the stream itself."""
-    dead_letters: list[str]
-    """Reasons for keys whose current source row still cannot be mapped (dead-lettered again)."""
+    outcomes: tuple[KeyOutcome, ...]
     via: str
     """"stream" (the running daemon applied it) or "direct" (no daemon held the source)."""
+
+    def count(self, *outcomes: Outcome) -> int:
+        return sum(o.outcome in outcomes for o in self.outcomes)
+
+    @property
+    def applied(self) -> int:
+        """Keys whose target row was written, or removed because the source row is gone."""
+        return self.count(Outcome.APPLIED, Outcome.SOURCE_GONE)
+
+    @property
+    def skipped(self) -> int:
+        """Keys the stream changed meanwhile: its newer change is applied by the stream itself."""
+        return self.count(Outcome.NEWER_IN_STREAM)
+
+    @property
+    def dead_lettered(self) -> list[KeyOutcome]:
+        """Keys whose current source row still cannot be applied: pending dead letters."""
+        return [o for o in self.outcomes if o.outcome is Outcome.DEAD_LETTERED]
+
+    def outcome_for(self, key: tuple[Any, ...]) -> KeyOutcome | None:
+        """The outcome of a requested key (keys from JSON and from a SELECT match by their text)."""
+        return self._by_key.get(normal_key(key))
+
+    @cached_property
+    def _by_key(self) -> dict[tuple[str, ...], KeyOutcome]:
+        return {normal_key(o.key): o for o in self.outcomes}
 
 
 def find_mapping(plans: dict[str, SourcePlan], name: str) -> tuple[SourcePlan, Mapping]:
@@ -70,12 +95,12 @@ def repair(config: Config, plans: dict[str, SourcePlan], mapping_name: str,
         try:
             sink = PostgresSink(config.target, f"syncd:repair:{plan.source.name}")
             try:
-                applied, skipped, letters = apply_repair_direct(plan, mapping, keys, sink)
+                outcomes = apply_repair_direct(plan, mapping, keys, sink)
             finally:
                 sink.close()
         finally:
             lock.release()
-        return RepairResult(None, applied, skipped, letters, "direct")
+        return RepairResult(None, outcomes, "direct")
     return _through_stream(config, plan, mapping, keys, requested_by=requested_by, timeout=timeout)
 
 
@@ -92,8 +117,7 @@ def _through_stream(config: Config, plan: SourcePlan, mapping: Mapping, keys: li
             if request is not None and request.status != "pending":
                 if request.status == "failed":
                     raise RepairError(f"repair {request_id} failed: {request.error}")
-                reasons = list(request.dead_letter_reasons or [])
-                return RepairResult(request_id, request.applied, request.skipped, reasons, "stream")
+                return RepairResult(request_id, tuple(request.key_outcomes()), "stream")
             time.sleep(0.2)
     finally:
         conn.close()
@@ -119,8 +143,8 @@ class RepairRead:
     position: Position
     rows: dict[tuple[str, ...], tuple[tuple[Any, ...], Row | None]]
     """normalised key -> (key as requested, source row or None)."""
-    skipped: int = 0
-    dirty: set[tuple[str, ...]] = field(default_factory=set)
+    newer: list[tuple[Any, ...]] = field(default_factory=list)
+    """Keys (as requested) the binlog changed after the read: left to the stream."""
 
     def drop_changed(self, change: RowChange) -> None:
         """DBLog's rule: a key the binlog changes after the read is the stream's to apply."""
@@ -128,10 +152,9 @@ class RepairRead:
             if image is None:
                 continue
             key = normal_key(tuple(image.get(k) for k in self.key_columns))
-            if key in self.rows:
-                del self.rows[key]
-                self.dirty.add(key)
-                self.skipped += 1
+            found = self.rows.pop(key, None)
+            if found is not None:
+                self.newer.append(found[0])
 
 
 def read_keys(snapshot: SourceSnapshot, mapping: Mapping,
@@ -147,21 +170,27 @@ def read_keys(snapshot: SourceSnapshot, mapping: Mapping,
     return RepairRead(mapping, key_columns, snapshot.read_point(), rows)
 
 
-def repair_batch(read: RepairRead, source: str, commit_time: datetime) -> tuple[Batch, int, list[str]]:
-    """The target operations that make each read key's target row match its source row."""
+def repair_batch(read: RepairRead, source: str, commit_time: datetime,
+                 request_id: int | None = None) -> Batch:
+    """The target operations that make each read key's target row match its source row, and the
+    repair's planned outcome per key (settled by the sink when it commits the batch)."""
     batch = Batch()
-    ctx = ChangeContext(source, f"repair@{read.position}", commit_time)
-    applied, reasons = 0, []
+    ctx = ChangeContext(source, f"{REPAIR_AT}{read.position}", commit_time)
+    planned = [KeyOutcome(key, row_key_text(read.key_columns, key), Outcome.NEWER_IN_STREAM)
+               for key in read.newer]
     for original, row in read.rows.values():
         mapped, change = _mapped(read, original, row, ctx)
+        origin = dead_letter(read.mapping, change, ctx, "")
         if mapped.dead_letters:
             batch.dead_letters.extend(mapped.dead_letters)
-            reasons.extend(d.reason for d in mapped.dead_letters)
+            reason = "; ".join(d.reason for d in mapped.dead_letters)
+            planned.append(KeyOutcome(original, origin.row_key, Outcome.DEAD_LETTERED, reason))
             continue
-        origin = dead_letter(read.mapping, change, ctx, "")
         batch.ops.extend(PlannedOp(op, origin) for op in mapped.ops)
-        applied += 1
-    return batch, applied, reasons
+        gone = row is None or not in_scope(read.mapping, row)
+        planned.append(KeyOutcome(original, origin.row_key, Outcome.SOURCE_GONE if gone else Outcome.APPLIED))
+    batch.repairs.append(RepairDone(request_id, read.mapping.name, tuple(planned)))
+    return batch
 
 
 def _mapped(read: RepairRead, original: tuple[Any, ...], row: Row | None,
@@ -180,7 +209,7 @@ def _mapped(read: RepairRead, original: tuple[Any, ...], row: Row | None,
 
 
 def apply_repair_direct(plan: SourcePlan, mapping: Mapping, keys: list[tuple[Any, ...]],
-                        sink: PostgresSink) -> tuple[int, int, list[str]]:
+                        sink: PostgresSink) -> tuple[KeyOutcome, ...]:
     """No daemon holds the source: read the keys now and write the result through the sink."""
     snapshot = SourceSnapshot(plan.source)
     snapshot.open()
@@ -188,7 +217,6 @@ def apply_repair_direct(plan: SourcePlan, mapping: Mapping, keys: list[tuple[Any
         read = read_keys(snapshot, mapping, keys)
     finally:
         snapshot.close()
-    batch, applied, reasons = repair_batch(read, plan.source.name, datetime.now(UTC))
-    rejected = sink.commit(batch)
-    reasons += [letter.reason for letter in rejected]
-    return applied - len(rejected), 0, reasons
+    batch = repair_batch(read, plan.source.name, datetime.now(UTC))
+    sink.commit(batch)
+    return batch.repairs[0].outcomes

@@ -85,6 +85,40 @@ class LookupPlan:
     key: KeyPlan
 
 
+WITHHELD = "(withheld)"
+"""What a dead letter keeps of a private column whose published form cannot be computed."""
+
+
+@dataclass(frozen=True)
+class LetterColumns:
+    """What a dead letter keeps of a row image: no more than a DBA needs to understand and retry it.
+
+    Columns the mapping publishes in clear somewhere (a copy, a value map, a parsed amount, a
+    filter, the source key) are kept as the source holds them; a column it reads only through a
+    private transform (`mask_phone`, `mask`, `hash`) or as an identity match key is kept only as
+    the mapping publishes it (masked, hashed); columns the mapping does not read are not kept."""
+
+    clear: frozenset[str]
+    published: dict[str, Compute]
+    """Private column -> how the mapping publishes it, computed from the whole row image."""
+
+    def image(self, row: Row, key_columns: tuple[str, ...] = ()) -> Row:
+        kept: Row = {}
+        for name, value in row.items():
+            if name in self.clear or name in key_columns:
+                kept[name] = value
+            elif name in self.published:
+                kept[name] = _published(self.published[name], row)
+        return kept
+
+
+def _published(compute: Compute, row: Row) -> Any:
+    try:
+        return compute(row)
+    except TransformError:
+        return WITHHELD
+
+
 @dataclass(frozen=True)
 class Mapping:
     spec: MappingSpec
@@ -96,6 +130,8 @@ class Mapping:
     source_columns: frozenset[str]
     identity: IdentityPlan | None = None
     lookups: tuple[LookupPlan, ...] = ()
+    kept: LetterColumns = field(default_factory=lambda: LetterColumns(frozenset(), {}))
+    """What a dead letter of this mapping keeps of a row image."""
     build_row: Callable[[Row], Row] = field(init=False, repr=False, compare=False)
     build_key: Callable[[Row], tuple[Any, ...]] = field(init=False, repr=False, compare=False)
 
@@ -122,6 +158,8 @@ def compile_mapping(spec: MappingSpec, ctx: transforms.TransformContext, default
     """Build per-row functions. `aware_columns`: target columns of type timestamptz (None: all)."""
     columns = tuple(_column_plan(c, ctx, aware_columns is None or c.target in aware_columns)
                     for c in spec.columns)
+    identity = _compile_identity(spec, ctx, default_schema)
+    lookups = tuple(_compile_lookup(spec, lookup, ctx, default_schema) for lookup in spec.lookups)
     return Mapping(
         spec=spec,
         table=TargetTable(spec.target_schema or default_schema, spec.target),
@@ -133,9 +171,33 @@ def compile_mapping(spec: MappingSpec, ctx: transforms.TransformContext, default
             [s for c in spec.columns for s in c.sources] + [c.column for c in spec.conditions]
             + [s for c in identity_sources(spec) for s in c.sources] + list(spec.source_key)
         ),
-        identity=_compile_identity(spec, ctx, default_schema),
-        lookups=tuple(_compile_lookup(spec, lookup, ctx, default_schema) for lookup in spec.lookups),
+        identity=identity,
+        lookups=lookups,
+        kept=_letter_columns(spec, columns, identity, lookups),
     )
+
+
+def _is_private(spec: ColumnSpec) -> bool:
+    return any(transforms.TRANSFORMS[step.name].private for step in spec.transforms)
+
+
+def _letter_columns(spec: MappingSpec, columns: tuple[ColumnPlan, ...], identity: IdentityPlan | None,
+                    lookups: tuple[LookupPlan, ...]) -> LetterColumns:
+    clear = {s for c in spec.columns if not _is_private(c) for s in c.sources}
+    clear |= {c.column for c in spec.conditions} | set(spec.source_key)
+    hidden: list[tuple[ColumnSpec, Compute]] = [
+        (c, plan.compute) for c, plan in zip(spec.columns, columns, strict=True) if _is_private(c)]
+    if identity is not None and spec.identity is not None:
+        hidden += [(key_spec, key.hash) for (_, key_spec), key in
+                   zip(spec.identity.match, identity.keys, strict=True)]
+    hidden += [(lookup_spec.by, lookup.key.hash) for lookup_spec, lookup in
+               zip(spec.lookups, lookups, strict=True)]
+    published: dict[str, Compute] = {}
+    for column, compute in hidden:
+        for name in column.sources:
+            if name not in clear:
+                published.setdefault(name, compute)
+    return LetterColumns(frozenset(clear), published)
 
 
 def identity_sources(spec: MappingSpec) -> list[ColumnSpec]:
@@ -423,15 +485,23 @@ def remove_op(mapping: Mapping, key_values: tuple[Any, ...], ctx: ChangeContext)
     return Delete(mapping.table, mapping.key, key_values, identity=release)
 
 
+def row_key_text(names: tuple[str, ...], values: tuple[Any, ...] | list[Any]) -> str:
+    """`id=42` style text naming a source row by its key: the one form in which dead letters,
+    repairs and reconcile name rows (they find each other's rows by it)."""
+    return ",".join(f"{name}={value!r}" for name, value in zip(names, values, strict=True))
+
+
 def source_key_text(change: RowChange, source_key: tuple[str, ...] = ()) -> str:
-    """`id=42` style text naming the source row: by the mapping's `source_key` when it names one,
-    else by the primary key the change carries (none for a table without one)."""
+    """The row key text of a change: by the mapping's `source_key` when it names one, else by
+    the primary key the change carries (none for a table without one)."""
     row = change.after if change.after is not None else change.before or {}
     names = source_key or change.key_columns or tuple(row)[:1]
-    return ",".join(f"{name}={row.get(name)!r}" for name in names)
+    return row_key_text(names, [row.get(name) for name in names])
 
 
 def dead_letter(mapping: Mapping, change: RowChange, ctx: ChangeContext, reason: str) -> DeadLetter:
+    """The dead letter of a change: its key, position and reason, and of its row image only what
+    the mapping reads, as the mapping publishes it (`LetterColumns`)."""
     image = change.after if change.after is not None else change.before or {}
     return DeadLetter(
         source=ctx.source,
@@ -439,7 +509,7 @@ def dead_letter(mapping: Mapping, change: RowChange, ctx: ChangeContext, reason:
         mapping=mapping.name,
         row_key=source_key_text(change, mapping.spec.source_key),
         position=ctx.position,
-        row_image=dict(image),
+        row_image=mapping.kept.image(image, change.key_columns),
         reason=reason,
         event_pos=change.event_pos,
         row_index=change.row_index,

@@ -58,6 +58,9 @@ class TransformDef:
     """"any", "text", "int", "decimal", "bool", "date", "datetime", "bytes" or "json"."""
     multi_input: bool
     """True when the transform takes the tuple of several source columns (`from: [a, b]`)."""
+    private: bool = False
+    """True when it hides its input (masks, hashes): a column read only through such transforms is
+    never kept in clear outside the source (dead letters keep what the mapping publishes)."""
 
 
 class TransformArgsError(ValueError):
@@ -88,7 +91,7 @@ _BUILDERS: dict[str, Builder] = {}
 
 
 def _transform(name: str, summary: str, output: str, *params: _Param,
-               multi_input: bool = False) -> Callable[[Builder], Builder]:
+               multi_input: bool = False, private: bool = False) -> Callable[[Builder], Builder]:
     """Register a builder: (checked arguments, context) -> the per-value function."""
 
     def register(build: Builder) -> Builder:
@@ -99,6 +102,7 @@ def _transform(name: str, summary: str, output: str, *params: _Param,
             required=tuple(p.name for p in params if p.default is _REQUIRED),
             output=output,
             multi_input=multi_input,
+            private=private,
         )
         _PARAMS[name] = params
         _BUILDERS[name] = build
@@ -107,11 +111,11 @@ def _transform(name: str, summary: str, output: str, *params: _Param,
     return register
 
 
-def _simple(name: str, summary: str, output: str) -> Callable[[Transform], Transform]:
+def _simple(name: str, summary: str, output: str, private: bool = False) -> Callable[[Transform], Transform]:
     """Register an argument-less transform from its per-value function (None passes through)."""
 
     def register(func: Transform) -> Transform:
-        _transform(name, summary, output)(lambda _args, _ctx: _nullsafe(func))
+        _transform(name, summary, output, private=private)(lambda _args, _ctx: _nullsafe(func))
         return func
 
     return register
@@ -456,12 +460,12 @@ def _mask_other_number(text: str) -> str:
 
 
 _simple("mask_phone", "China mobile -> 138****5678; other numbers keep 2 first and 2 last digits",
-        "text")(_mask_phone)
+        "text", private=True)(_mask_phone)
 
 
 @_transform("mask", "keep the first/last N characters, replace the rest with a mask character",
             "text", _Param("keep_first", _whole_between(0, 1000), 0),
-            _Param("keep_last", _whole_between(0, 1000), 0), _Param("char", _one_char, "*"))
+            _Param("keep_last", _whole_between(0, 1000), 0), _Param("char", _one_char, "*"), private=True)
 def _build_mask(args: dict[str, Any], _ctx: TransformContext) -> Transform:
     first, last, char = args["keep_first"], args["keep_last"], args["char"]
 
@@ -479,7 +483,7 @@ def _build_mask(args: dict[str, Any], _ctx: TransformContext) -> Transform:
 
 @_transform("hash", "salted SHA-256 hex of the value (a stable pseudonym for joining)", "text",
             _Param("salt_env", _name, _UNSET), _Param("salt_file", _name, _UNSET),
-            _Param("length", _whole_between(8, 64), 64))
+            _Param("length", _whole_between(8, 64), 64), private=True)
 def _build_hash(args: dict[str, Any], ctx: TransformContext) -> Transform:
     salted = hashlib.sha256(_salt(args, ctx).encode("utf-8"))
     length = args["length"]

@@ -33,7 +33,7 @@ from syncd.errors import SyncdError, TransformError
 from syncd.ha import _LOCK_CLASS
 from syncd.identity.core import LinkStore
 from syncd.identity.preview import Wanted, load_stores
-from syncd.mapping.plan import Mapping, map_key
+from syncd.mapping.plan import Mapping, map_key, row_key_text
 from syncd.model import Position, Row
 from syncd.reconcile.compare import (
     Canon,
@@ -53,7 +53,7 @@ from syncd.reconcile.runs import finish_run, start_run
 from syncd.reconcile.source import RangeChunk, SourceReader
 from syncd.reconcile.target import TargetReader, column_types, session_zone
 from syncd.reconcile.verified import Entry, VerifiedChunks, ensure_table, fingerprint, target_supports
-from syncd.repair import repair
+from syncd.repair import RepairResult, repair
 from syncd.sink.postgres import connect
 from syncd.sink.state import create_state_schema, read_checkpoint
 from syncd.startup import SourcePlan
@@ -110,6 +110,11 @@ class MappingReport:
     explained_by_dead_letters: int = 0
     """Missing, differing, extra or unmappable rows for which a pending dead letter exists."""
     repaired: int = 0
+    """Differing keys a repair made right (or left to a newer change of the stream)."""
+    dead_lettered: int = 0
+    """Differing keys a repair could not apply: their rows are pending dead letters (again)."""
+    dead_lettered_rows: list[tuple[str, str]] = field(default_factory=list)
+    """(source key text like `id=42`, reason)."""
     unrepairable: int = 0
     """Differences repair cannot address (extra rows whose source key is unknown)."""
     missing_keys: list[Key] = field(default_factory=list)
@@ -142,7 +147,7 @@ class MappingReport:
         elif self.drift == 0:
             self.status = "in_sync"
         elif (self.repair and not self.repair_errors and self.unrepairable == 0
-              and self.unmappable_unexplained == 0
+              and self.unmappable_unexplained == 0 and self.dead_lettered == 0
               and self.repaired >= self.missing + self.extra + self.differ):
             self.status = "repaired"
         else:
@@ -259,11 +264,6 @@ def scan_mapping(config: Config, plans: dict[str, SourcePlan], plan: SourcePlan,
                seconds=round(report.seconds, 3), rows_per_second=round(report.rows_per_second),
                error=report.error)
     return report
-
-
-def source_key_text(names: tuple[str, ...], key: SourceKey) -> str:
-    """`id=42`: how dead letters name a source row (see syncd.mapping.plan.source_key_text)."""
-    return ",".join(f"{name}={value!r}" for name, value in zip(names, key, strict=True))
 
 
 def pending_dead_letter_keys(conn: psycopg.Connection, schema: str, source: str, mapping: str) -> set[str]:
@@ -628,7 +628,7 @@ class _Pass:
         report.rows_compared += len(rows)
         for source_key, reason in expected.unmappable:
             report.unmappable += 1
-            text = source_key_text(self.layout.source_key, source_key)
+            text = row_key_text(self.layout.source_key, source_key)
             if text in self.dead_letters:
                 report.explained_by_dead_letters += 1
             else:
@@ -684,7 +684,7 @@ class _Pass:
         for key in diff.all_keys():
             source_key = source_of.get(key)
             if source_key is not None and \
-                    source_key_text(self.layout.source_key, source_key) in self.dead_letters:
+                    row_key_text(self.layout.source_key, source_key) in self.dead_letters:
                 report.explained_by_dead_letters += 1
         bound = log.bind(mapping=self.mapping.name)
         bound.debug("reconcile_drift", missing=len(diff.missing), extra=len(diff.extra),
@@ -714,9 +714,18 @@ class _Pass:
             except SyncdError as exc:
                 self.report.repair_errors.append(str(exc))
                 continue
-            self.report.repaired += result.applied + result.skipped
-            room = SAMPLE_KEYS - len(self.report.repaired_keys_sample)
-            if room > 0:
-                self.report.repaired_keys_sample.extend(part[:room])
-            if result.dead_letters:
-                self.report.repair_errors.extend(result.dead_letters[:5])
+            self._count_repaired(result)
+
+    def _count_repaired(self, result: RepairResult) -> None:
+        """Only keys whose target row now holds what the source says count as repaired; the
+        others are pending dead letters again, named in the report."""
+        report = self.report
+        report.repaired += result.applied + result.skipped
+        room = SAMPLE_KEYS - len(report.repaired_keys_sample)
+        if room > 0:
+            settled = [o.key for o in result.outcomes if o.outcome.settled]
+            report.repaired_keys_sample.extend(settled[:room])
+        for refused in result.dead_lettered:
+            report.dead_lettered += 1
+            if len(report.dead_lettered_rows) < REPORT_KEYS:
+                report.dead_lettered_rows.append((refused.row_key, refused.reason))

@@ -54,6 +54,8 @@ def report_dict(report: MappingReport) -> dict[str, Any]:
                        "rows": [{"row_key": t, "reason": r} for t, r in report.unmappable_rows]},
         "explained_by_dead_letters": report.explained_by_dead_letters,
         "repaired": report.repaired,
+        "dead_lettered": {"count": report.dead_lettered,
+                          "rows": [{"row_key": t, "reason": r} for t, r in report.dead_lettered_rows]},
         "unrepairable": report.unrepairable,
         "repaired_keys_sample": _keys(report.repaired_keys_sample),
         "repair_errors": report.repair_errors,
@@ -114,6 +116,8 @@ def _details(report: MappingReport) -> list[str]:
     if report.unrepairable:
         lines.append(f"{name}: {report.unrepairable} extra rows cannot be repaired: the target key "
                      "does not hold a copy of the source key")
+    for text, reason in report.dead_lettered_rows[:LISTED]:
+        lines.append(f"{name}: dead-lettered again {text}: {reason}")
     for error in report.repair_errors[:LISTED]:
         lines.append(f"{name}: repair: {error}")
     return lines

@@ -46,7 +46,7 @@ from syncd.config import Config, SourceConfig
 from syncd.errors import SyncdError
 from syncd.ha import SourceLock
 from syncd.mapping.plan import ChangeContext, Mapping, dead_letter, map_change, remove_op
-from syncd.model import Op, Position, Row, RowChange
+from syncd.model import SNAPSHOT_AT, Op, Position, Row, RowChange
 from syncd.reconcile.compare import ChunkDiff, Key, json_value
 from syncd.reconcile.copytext import CopyText, plan_copy_text
 from syncd.reconcile.engine import REPAIR_BATCH, Options, SourceKey, scan_mapping
@@ -344,7 +344,7 @@ class _Job:
             columns=list(columns),
             mappings=mappings,
             text=None if self.map_every_row else _copy_text(sink, mappings, columns, self.plan),
-            ctx=ChangeContext(self.name, f"snapshot@{position}", datetime.now(UTC)),
+            ctx=ChangeContext(self.name, f"{SNAPSHOT_AT}{position}", datetime.now(UTC)),
             progress_key=_progress_key(table, self.partial),
             position=position)
         state = self._continuable(state, job.key)
@@ -437,7 +437,7 @@ class _Job:
                              result: SnapshotResult, skip: set[str]) -> bool:
         """Delete target rows of each slice that no source row (through the mapping) produces;
         `skip`: mappings whose slice was empty before the copy."""
-        ctx = ChangeContext(self.name, f"snapshot@{result.position}", datetime.now(UTC))
+        ctx = ChangeContext(self.name, f"{SNAPSHOT_AT}{result.position}", datetime.now(UTC))
 
         def remove(diff: ChunkDiff, _source_of: dict[Key, SourceKey], mapping: Mapping) -> None:
             if not diff.extra:
@@ -531,7 +531,7 @@ class _Job:
                 for start in range(0, len(keys), REPAIR_BATCH):
                     done = repair(self.config, self.plans, mapping.name, keys[start:start + REPAIR_BATCH],
                                   requested_by="snapshot")
-                    result.dead_letters += len(done.dead_letters)
+                    result.dead_letters += len(done.dead_lettered)
             if keys:
                 after = keys[-1]
             copied += len(rows)

@@ -29,7 +29,18 @@ from psycopg.adapt import Dumper
 from syncd.config import TargetConfig
 from syncd.errors import SinkUnavailable
 from syncd.identity.session import IdentitySession, spaces_of
-from syncd.model import DeadLetter, Delete, DeleteSlice, RowOp, SoftDelete, TargetTable, Upsert
+from syncd.model import (
+    REPAIR_AT,
+    DeadLetter,
+    Delete,
+    DeleteSlice,
+    KeyOutcome,
+    Outcome,
+    RowOp,
+    SoftDelete,
+    TargetTable,
+    Upsert,
+)
 from syncd.sink.state import (
     Checkpoint,
     Pause,
@@ -67,15 +78,43 @@ class PlannedOp:
         return cause if isinstance(cause, DeadLetter) else cause()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RepairDone:
-    """A repair request finished by this batch (marked done in the same transaction)."""
+    """A repair applied by this batch, with what happened to each of its keys.
 
-    request_id: int
-    applied: int
-    skipped: int
+    The outcomes are planned when the repair is mapped (applied, source row gone, newer in the
+    stream, dead-lettered by the mapping) and settled by the sink, which alone knows which rows
+    PostgreSQL refused and which operations a newer stream change in the same batch replaced.
+    A queued request (`request_id`) is marked done in the same transaction; a direct repair
+    (None) reads its outcomes back from here."""
+
+    request_id: int | None
+    mapping: str
+    planned: tuple[KeyOutcome, ...] = ()
     error: str | None = None
-    reasons: tuple[str, ...] = ()
+    outcomes: tuple[KeyOutcome, ...] = ()
+
+    def settle(self, kept: set[tuple[str, str]], refused: dict[tuple[str, str], str]) -> None:
+        """`kept`: (mapping, row key) of repair rows written; `refused`: those PostgreSQL refused."""
+        self.outcomes = tuple(_settled(o, self.mapping, kept, refused) for o in self.planned)
+
+
+def _settled(planned: KeyOutcome, mapping: str, kept: set[tuple[str, str]],
+             refused: dict[tuple[str, str], str]) -> KeyOutcome:
+    if not planned.outcome.settled or planned.outcome is Outcome.NEWER_IN_STREAM:
+        return planned
+    row = (mapping, planned.row_key)
+    if row in refused:
+        return dataclasses.replace(planned, outcome=Outcome.DEAD_LETTERED, reason=refused[row])
+    if row not in kept:  # a stream change later in the batch replaced the repair's operation
+        return dataclasses.replace(planned, outcome=Outcome.NEWER_IN_STREAM)
+    return planned
+
+
+def _repair_rows(ops: Iterable[PlannedOp]) -> set[tuple[str, str]]:
+    """(mapping, row key) of the repair operations among these (their causes are built already)."""
+    return {(cause.mapping, cause.row_key) for planned in ops
+            if isinstance(cause := planned.cause, DeadLetter) and cause.position.startswith(REPAIR_AT)}
 
 
 @dataclass
@@ -407,11 +446,20 @@ class PostgresSink:
             write_pause(cur, schema, pause)
         for mapping in batch.resumed:
             clear_pause(cur, schema, mapping)
+        if batch.repairs:
+            self._settle_repairs(batch, rejected)
         for done in batch.repairs:
-            finish_repair(cur, schema, done.request_id, applied=done.applied, skipped=done.skipped,
-                          error=done.error, reasons=list(done.reasons))
+            if done.request_id is not None:
+                finish_repair(cur, schema, done.request_id, done.outcomes, error=done.error)
         if batch.checkpoint is not None:
             write_checkpoint(cur, schema, batch.checkpoint)
+
+    @staticmethod
+    def _settle_repairs(batch: Batch, rejected: list[DeadLetter]) -> None:
+        kept = _repair_rows(reduce_ops(batch.ops))
+        refused = {(d.mapping, d.row_key): d.reason for d in rejected if d.position.startswith(REPAIR_AT)}
+        for done in batch.repairs:
+            done.settle(kept, refused)
 
     def _apply_grouped(self, cur: psycopg.Cursor, ops: list[PlannedOp]) -> None:
         identity = IdentitySession(cur, self.target.state_schema)

@@ -4,6 +4,7 @@ links (`syncd.identity`)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -12,7 +13,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from syncd.model import DeadLetter, Position
+from syncd.mapping.plan import LetterColumns
+from syncd.model import REPAIR_AT, SNAPSHOT_AT, DeadLetter, KeyOutcome, Outcome, Position
 
 SCHEMA_VERSION = 1
 
@@ -117,6 +119,9 @@ CREATE TABLE IF NOT EXISTS {schema}.paused_mappings (
     paused_at   timestamptz NOT NULL DEFAULT now()
 );
 ALTER TABLE {schema}.repair_requests ADD COLUMN IF NOT EXISTS dead_letter_reasons jsonb;
+ALTER TABLE {schema}.repair_requests ADD COLUMN IF NOT EXISTS outcomes jsonb;
+ALTER TABLE {schema}.dead_letters ADD COLUMN IF NOT EXISTS row_image_kept boolean NOT NULL DEFAULT false;
+ALTER TABLE {schema}.dead_letters ALTER COLUMN row_image_kept SET DEFAULT true;
 ALTER TABLE {schema}.snapshot_progress ADD COLUMN IF NOT EXISTS key_columns jsonb;
 CREATE INDEX IF NOT EXISTS repair_requests_pending ON {schema}.repair_requests (source, status, id);
 CREATE TABLE IF NOT EXISTS {schema}.identity_persons (
@@ -229,7 +234,7 @@ def write_checkpoint(cur: psycopg.Cursor, schema: str, checkpoint: Checkpoint) -
                             checkpoint.last_event_time))
 
 
-REREAD_POSITIONS = ("repair@", "snapshot@")
+REREAD_POSITIONS = (REPAIR_AT, SNAPSHOT_AT)
 """Dead letters of rows read again (repairs, retries, snapshots) rather than of binlog changes."""
 
 
@@ -293,7 +298,8 @@ def _take_over(cur: psycopg.Cursor, schema: str, letter: DeadLetter) -> bool:
     change already has its letter: a replay)."""
     statement = sql.SQL(
         "UPDATE {0}.dead_letters SET binlog_position = %s, event_pos = %s, row_index = %s, reason = %s, "
-        "row_image = %s WHERE id = (SELECT id FROM {0}.dead_letters WHERE source = %s AND mapping = %s "
+        "row_image = %s, row_image_kept = true "
+        "WHERE id = (SELECT id FROM {0}.dead_letters WHERE source = %s AND mapping = %s "
         "AND row_key = %s AND status = 'pending' AND binlog_position LIKE 'snapshot@%%' ORDER BY id LIMIT 1) "
         "AND NOT EXISTS (SELECT 1 FROM {0}.dead_letters WHERE source = %s AND mapping = %s "
         "AND binlog_position = %s AND event_pos = %s AND row_index = %s AND row_key = %s)"
@@ -308,11 +314,40 @@ def _take_over(cur: psycopg.Cursor, schema: str, letter: DeadLetter) -> bool:
 def _refresh(cur: psycopg.Cursor, schema: str, letter: DeadLetter) -> bool:
     """Update the key's pending dead letters with this newer failure; False when it has none."""
     statement = sql.SQL(
-        "UPDATE {}.dead_letters SET reason = %s, row_image = %s WHERE source = %s AND mapping = %s "
+        "UPDATE {}.dead_letters SET reason = %s, row_image = %s, row_image_kept = true "
+        "WHERE source = %s AND mapping = %s "
         "AND row_key = %s AND status = 'pending'").format(sql.Identifier(schema))
     cur.execute(statement, (letter.reason, row_image_json(letter.row_image), letter.source, letter.mapping,
                             letter.row_key))
     return cur.rowcount > 0
+
+
+def letters_to_trim(conn: psycopg.Connection, schema: str) -> list[tuple[int, str, str, dict[str, Any]]]:
+    """(id, mapping, row key, row image) of dead letters written before they kept only what their
+    mapping reads (`row_image_kept` false: they may hold unmapped or masked columns in clear)."""
+    query = sql.SQL("SELECT id, mapping, row_key, row_image FROM {}.dead_letters "
+                    "WHERE NOT row_image_kept ORDER BY id").format(sql.Identifier(schema))
+    return [tuple(row) for row in conn.execute(query).fetchall()]
+
+
+def trim_letters(conn: psycopg.Connection, schema: str, kept: Mapping[str, LetterColumns]) -> int:
+    """Keep of older dead letters only what their mapping reads, as it publishes it (the same as
+    new letters keep); a letter whose mapping is gone keeps nothing. Returns how many changed."""
+    trimmed = [(letter_id, _trimmed(kept.get(mapping), row_key, image))
+               for letter_id, mapping, row_key, image in letters_to_trim(conn, schema)]
+    if trimmed:
+        statement = sql.SQL("UPDATE {}.dead_letters SET row_image = %s, row_image_kept = true WHERE id = %s"
+                            ).format(sql.Identifier(schema))
+        with conn.transaction(), conn.cursor() as cur:
+            cur.executemany(statement, [(row_image_json(image), letter_id) for letter_id, image in trimmed])
+    return len(trimmed)
+
+
+def _trimmed(kept: LetterColumns | None, row_key: str, image: dict[str, Any]) -> dict[str, Any]:
+    if kept is None:
+        return {}
+    key_columns = tuple(c for c in image if row_key.startswith(f"{c}=") or f",{c}=" in row_key)
+    return kept.image(image, key_columns)
 
 
 def pending_dead_letters(conn: psycopg.Connection, schema: str) -> dict[str, int]:
@@ -368,7 +403,13 @@ class RepairRequest:
     skipped: int = 0
     error: str | None = None
     dead_letter_reasons: list[str] | None = None
-    """Why keys whose current source row still cannot be mapped were dead-lettered again."""
+    """Why keys whose current source row still cannot be applied were dead-lettered again."""
+    outcomes: list[dict[str, Any]] | None = None
+    """Per key (done requests): {"key": [...], "row_key": "id=42", "outcome": ..., "reason": ...}."""
+
+    def key_outcomes(self) -> list[KeyOutcome]:
+        return [KeyOutcome(tuple(o["key"]), o["row_key"], Outcome(o["outcome"]), o.get("reason", ""))
+                for o in self.outcomes or []]
 
 
 def request_repair(conn: psycopg.Connection, schema: str, source: str, mapping: str, *,
@@ -384,7 +425,7 @@ def request_repair(conn: psycopg.Connection, schema: str, source: str, mapping: 
 
 def read_repair(conn: psycopg.Connection, schema: str, request_id: int) -> RepairRequest | None:
     query = sql.SQL("SELECT id, source, mapping, keys, requested_by, status, applied, skipped, error, "
-                    "dead_letter_reasons FROM {}.repair_requests WHERE id = %s"
+                    "dead_letter_reasons, outcomes FROM {}.repair_requests WHERE id = %s"
                     ).format(sql.Identifier(schema))
     row = conn.execute(query, (request_id,)).fetchone()
     return RepairRequest(*row) if row else None
@@ -398,14 +439,22 @@ def next_repair(conn: psycopg.Connection, schema: str, source: str) -> RepairReq
     return RepairRequest(*row) if row else None
 
 
-def finish_repair(cur: psycopg.Cursor, schema: str, request_id: int, *, applied: int, skipped: int,
-                  error: str | None = None, reasons: list[str] | None = None) -> None:
-    """Mark a request done (or failed); runs inside the transaction that applied it."""
+def finish_repair(cur: psycopg.Cursor, schema: str, request_id: int, outcomes: tuple[KeyOutcome, ...],
+                  error: str | None = None) -> None:
+    """Mark a request done (or failed) with each key's outcome; runs inside the transaction that
+    applied it. `applied` counts keys whose target row now matches the source (source row gone
+    included), `skipped` those left to the stream's newer change."""
     statement = sql.SQL("UPDATE {}.repair_requests SET status = %s, applied = %s, skipped = %s, "
-                        "error = %s, dead_letter_reasons = %s, done_at = now() WHERE id = %s"
+                        "error = %s, dead_letter_reasons = %s, outcomes = %s, done_at = now() WHERE id = %s"
                         ).format(sql.Identifier(schema))
+    applied = sum(o.outcome in (Outcome.APPLIED, Outcome.SOURCE_GONE) for o in outcomes)
+    skipped = sum(o.outcome is Outcome.NEWER_IN_STREAM for o in outcomes)
+    reasons = [o.reason for o in outcomes if o.outcome is Outcome.DEAD_LETTERED]
+    listed = [{"key": list(o.key), "row_key": o.row_key, "outcome": o.outcome.value, "reason": o.reason}
+              for o in outcomes]
     cur.execute(statement, ("failed" if error else "done", applied, skipped, error,
-                            json.dumps(reasons or [], ensure_ascii=False), request_id))
+                            json.dumps(reasons, ensure_ascii=False),
+                            json.dumps(listed, default=_json_value, ensure_ascii=False), request_id))
 
 
 @dataclass(frozen=True)

@@ -111,6 +111,8 @@ class Scenario:
     program: tuple[str, ...] = (sys.executable, "-m", "syncd")
     """How to start syncd: this checkout by default, or an installed copy's `syncd`."""
     cwd: Path = REPO
+    extra_env: dict[str, str] = field(default_factory=dict)
+    """More environment for syncd (e.g. a `hash` transform's salt)."""
 
     @classmethod
     def create(cls, tmp: Path, postgres: PostgresServer, target_db: str,
@@ -163,7 +165,7 @@ retry_max_seconds: 2
         env["PGPASSWORD"] = self.postgres.superuser_password
         for name, source in self.sources.items():
             env[f"{name.upper()}_DB_PASSWORD"] = source.password
-        return env
+        return {**env, **self.extra_env}
 
     def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         return subprocess.run([*self.program, *args, "--config", str(self.config_path)],

@@ -208,3 +208,150 @@ class TestSelectorsAndErrors:
         result = scenario.cli("dlq", "list")
         assert result.returncode == 2
         assert "cannot use syncd.dead_letters" in result.stderr
+
+
+CHECKED = "ALTER TABLE orders ADD CONSTRAINT amount_below_1000 CHECK (amount < 1000)"
+
+
+def refused_rows(scenario: Scenario, shop: Source) -> dict[int, int]:
+    """Two rows PostgreSQL refuses: one breaks a CHECK constraint, one holds NUL in text.
+    Returns source id -> its pending dead letter's id."""
+    scenario.target(CHECKED)
+    shop.execute(insert(1, "已支付", "5000元"),
+                 ("INSERT INTO orders (id, order_no, status, amount_text) VALUES (2, %s, '已支付', '9元')",
+                  ("A\x00B",)))
+    eventually(lambda: pending(scenario) == 2, 30)
+    by_key = {row[1]: row[0] for row in letters(scenario)}
+    return {1: by_key["id=1"], 2: by_key["id=2"]}
+
+
+def reasons(scenario: Scenario) -> dict[str, str]:
+    return {row[1]: row[4] for row in letters(scenario) if row[2] == "pending"}
+
+
+def assert_still_refused(scenario: Scenario, ids: dict[int, int]) -> None:
+    """`dlq retry` and `reconcile --repair` both leave the refused rows pending and exit 1."""
+    retried = scenario.cli("dlq", "retry", "--all")
+    assert retried.returncode == 1, retried.stdout + retried.stderr
+    assert "0 applied" in retried.stdout and "2 dead-lettered again" in retried.stdout, retried.stdout
+    assert f"still failing #{ids[1]}: PostgreSQL rejected the row" in retried.stdout
+    assert "amount_below_1000" in retried.stdout
+    assert f"still failing #{ids[2]}:" in retried.stdout and "NUL" in retried.stdout
+    assert "retried 0 dead letters; 2 still failing (kept pending)" in retried.stdout
+    assert pending(scenario) == 2 and target_rows(scenario) == {}
+    assert "amount_below_1000" in reasons(scenario)["id=1"] and "NUL" in reasons(scenario)["id=2"]
+
+    repaired = scenario.cli("reconcile", "--repair", "--json", "--mapping", "shop_orders")
+    assert repaired.returncode == 1, repaired.stdout + repaired.stderr
+    report = json.loads(repaired.stdout)["mappings"][0]
+    assert report["status"] == "drift" and report["repaired"] == 0
+    assert sorted(x["row_key"] for x in report["dead_lettered"]["rows"]) == ["id=1", "id=2"]
+    text = scenario.cli("reconcile", "--repair", "--mapping", "shop_orders")
+    assert text.returncode == 1
+    assert "shop_orders: dead-lettered again id=1: PostgreSQL rejected the row" in text.stdout
+    assert pending(scenario) == 2 and target_rows(scenario) == {}
+    runs = scenario.target("SELECT repaired, status FROM syncd.reconcile_runs ORDER BY id")
+    assert runs[-1] == (0, "drift")
+
+
+def assert_applied_once_fixed(scenario: Scenario, shop: Source, ids: dict[int, int]) -> None:
+    scenario.target("ALTER TABLE orders DROP CONSTRAINT amount_below_1000")
+    shop.execute("UPDATE orders SET order_no = 'AB' WHERE id = 2")
+    eventually(lambda: 2 in target_rows(scenario) or pending(scenario) == 2, 30)
+    retried = scenario.cli("dlq", "retry", "--all")
+    assert retried.returncode == 0, retried.stdout + retried.stderr
+    assert pending(scenario) == 0
+    assert target_rows(scenario) == {1: (1, Decimal("5000.00"), False), 2: (1, Decimal("9.00"), False)}
+    assert {row[0]: row[2] for row in letters(scenario)} == {ids[1]: "retried", ids[2]: "retried"}
+
+
+class TestRowsPostgresRefuses:
+    def test_retry_and_repair_through_the_stream_keep_refused_rows_pending(self, scenario: Scenario,
+                                                                           shop: Source) -> None:
+        """With a daemon streaming, a repair goes through its stream: rows PostgreSQL refuses
+        again are reported per key as dead-lettered, never as applied or repaired."""
+        process = start_streaming(scenario)
+        ids = refused_rows(scenario, shop)
+        assert_still_refused(scenario, ids)
+        assert '"dead_lettered": 2' in scenario.log_text() or '"dead_letters": 2' in scenario.log_text()
+        assert_applied_once_fixed(scenario, shop, ids)
+        assert scenario.stop(process) == 0
+
+    def test_retry_and_repair_without_a_daemon_keep_refused_rows_pending(self, scenario: Scenario,
+                                                                         shop: Source) -> None:
+        process = start_streaming(scenario)
+        ids = refused_rows(scenario, shop)
+        assert scenario.stop(process) == 0
+        assert_still_refused(scenario, ids)
+        scenario.target("ALTER TABLE orders DROP CONSTRAINT amount_below_1000")
+        shop.execute("UPDATE orders SET order_no = 'AB' WHERE id = 2")
+        retried = scenario.cli("dlq", "retry", "--all")
+        assert retried.returncode == 0, retried.stdout + retried.stderr
+        assert pending(scenario) == 0
+        assert target_rows(scenario) == {1: (1, Decimal("5000.00"), False), 2: (1, Decimal("9.00"), False)}
+
+
+SECRET_SQL = """
+CREATE TABLE members (
+    id BIGINT PRIMARY KEY,
+    phone VARCHAR(20),
+    email VARCHAR(64),
+    password_hash VARCHAR(64),
+    level VARCHAR(8)
+) CHARACTER SET utf8mb4
+"""
+
+SECRET_TARGET_SQL = """
+CREATE TABLE members (
+    source_member_id bigint PRIMARY KEY,
+    phone text,
+    email_hash text,
+    level smallint
+)
+"""
+
+SECRET_MAPPING = """
+mappings:
+  - name: shop_members
+    source: shop
+    table: members
+    target: members
+    key: [source_member_id]
+    columns:
+      source_member_id: id
+      phone: {from: phone, transform: mask_phone}
+      email_hash: {from: email, transform: {hash: {salt_env: MEMBER_SALT}}}
+      level: {from: level, map: {普通: 0, 银卡: 1, 金卡: 2}}
+"""
+
+
+class TestWhatADeadLetterKeeps:
+    def test_no_clear_masked_value_and_no_unmapped_column(self, tmp_path: Path, postgres: PostgresServer,
+                                                          target_db: str, shop: Source) -> None:
+        """A dead letter keeps the source key, the position, the reason and the columns the mapping
+        reads as it publishes them: the phone masked, the email hashed, the password hash (not
+        mapped) not at all; `dlq list --json` prints nothing more."""
+        shop.execute(SECRET_SQL)
+        scenario = Scenario.create(tmp_path, postgres, target_db, {"shop": shop},
+                                   target_sql=SECRET_TARGET_SQL)
+        scenario.write_config(SECRET_MAPPING)
+        scenario.extra_env["MEMBER_SALT"] = "pepper"
+        try:
+            process = scenario.start()
+            eventually(lambda: '"streaming"' in scenario.cli("status", "--json").stdout, 90)
+            shop.execute("INSERT INTO members VALUES (7, '13812345678', 'li@example.cn', "
+                         "'$2b$12$secretsecretsecret', '钻石')")
+            eventually(lambda: pending(scenario) == 1, 30)
+            assert scenario.stop(process) == 0
+            stored = scenario.target("SELECT row_image::text, row_key, reason FROM syncd.dead_letters")[0]
+            listed = scenario.cli("dlq", "list", "--json").stdout
+            for text in (stored[0], listed, scenario.log_text()):
+                assert "13812345678" not in text and "li@example.cn" not in text
+                assert "secretsecret" not in text and "password_hash" not in text
+            image = json.loads(listed)[0]["row_image"]
+            assert image["id"] == 7 and image["phone"] == "138****5678" and image["level"] == "钻石"
+            assert len(image["email"]) == 64 and set(image["email"]) <= set("0123456789abcdef")
+            assert set(image) == {"id", "phone", "email", "level"}
+            assert stored[1] == "id=7" and "'钻石' is not in the map" in stored[2]
+        finally:
+            scenario.close()

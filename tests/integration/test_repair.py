@@ -64,6 +64,7 @@ class TestRepair:
                         requested_by="test")
         assert result.via == "direct"
         assert result.applied == 3
+        assert [o.outcome.value for o in result.outcomes] == ["applied", "applied", "source_gone"]
         assert shop_rows(scenario) == {**EXPECTED, 77: (0, None, True)}
 
     def test_through_the_running_stream(self, scenario: Scenario) -> None:
@@ -91,7 +92,8 @@ class TestRepair:
         result = repair(config, build_plans(config), "shop_orders", [(5,)], requested_by="test",
                         timeout=60)
         assert result.applied == 0
-        assert result.dead_letters and "'已退款' is not in the map" in result.dead_letters[0]
+        (refused,) = result.dead_lettered
+        assert refused.row_key == "id=5" and "'已退款' is not in the map" in refused.reason
         scenario.stop(process)
 
     def test_periodic_reconcile_in_run_repairs_drift(self, scenario: Scenario) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -30,7 +30,9 @@ from syncd.deadletters import (
     table_lines,
     where_clause,
 )
+from syncd.model import KeyOutcome, Outcome
 from syncd.preview import display_width
+from syncd.repair import RepairResult
 from syncd.sink.state import row_image_json
 
 CREATED = datetime(2024, 5, 1, 4, 0, 1, tzinfo=UTC)
@@ -127,55 +129,65 @@ class TestSourceKeys:
         assert outcome.failing == {4: "the row image has no value for primary key column 'id'"}
 
 
-@dataclass
-class FakeResult:
-    applied: int
-    skipped: int
-    dead_letters: list[str]
-
-
 class FakeRepair:
-    """Repairs keys; keys in `failing` are dead-lettered again with their reason."""
+    """Repairs keys; keys in `failing` are dead-lettered again with their reason, keys in
+    `newer` were changed by the stream meanwhile, keys in `gone` have no source row any more."""
 
-    def __init__(self, failing: dict[tuple[Any, ...], str] | None = None, skipped: int = 0) -> None:
+    def __init__(self, failing: dict[tuple[Any, ...], str] | None = None,
+                 newer: tuple[tuple[Any, ...], ...] = (), gone: tuple[tuple[Any, ...], ...] = ()) -> None:
         self.failing = failing or {}
-        self.skipped = skipped
+        self.newer, self.gone = newer, gone
         self.calls: list[list[tuple[Any, ...]]] = []
 
-    def __call__(self, keys: list[tuple[Any, ...]]) -> FakeResult:
+    def __call__(self, keys: list[tuple[Any, ...]]) -> RepairResult:
         self.calls.append(list(keys))
-        reasons = [self.failing[k] for k in keys if k in self.failing]
-        return FakeResult(len(keys) - len(reasons) - self.skipped, self.skipped, reasons)
+        return RepairResult(None, tuple(self._outcome(k) for k in keys), "direct")
+
+    def _outcome(self, key: tuple[Any, ...]) -> KeyOutcome:
+        text = f"id={key[0]!r}"
+        if key in self.failing:
+            return KeyOutcome(key, text, Outcome.DEAD_LETTERED, self.failing[key])
+        if key in self.newer:
+            return KeyOutcome(key, text, Outcome.NEWER_IN_STREAM)
+        return KeyOutcome(key, text, Outcome.SOURCE_GONE if key in self.gone else Outcome.APPLIED)
 
 
 class TestRetryKeys:
     def test_all_keys_repaired_in_one_call(self) -> None:
         keys = {(7,): [letter(1, {"id": 7}), letter(3, {"id": 7})], (8,): [letter(2, {"id": 8})]}
-        repair = FakeRepair(skipped=1)
+        repair = FakeRepair(newer=((8,),))
         outcome = GroupOutcome("shop_orders")
         retry_keys(keys, repair, outcome)
         assert repair.calls == [[(7,), (8,)]]
         assert sorted(outcome.retried) == [1, 2, 3] and outcome.failing == {}
-        assert (outcome.applied, outcome.skipped) == (1, 1)
+        assert outcome.counts == {Outcome.APPLIED: 1, Outcome.NEWER_IN_STREAM: 1}
 
-    def test_still_failing_keys_are_found_one_by_one(self) -> None:
+    def test_each_key_is_decided_by_its_own_outcome_in_one_call(self) -> None:
         keys = {(7,): [letter(1, {"id": 7})], (8,): [letter(2, {"id": 8}), letter(4, {"id": 8})],
                 (9,): [letter(3, {"id": 9})]}
-        repair = FakeRepair({(8,): "column status: value '拒收' is not in the map"})
+        repair = FakeRepair({(8,): "column status: value '拒收' is not in the map"}, gone=((9,),))
         outcome = GroupOutcome("shop_orders")
         retry_keys(keys, repair, outcome)
-        assert repair.calls == [[(7,), (8,), (9,)], [(7,)], [(8,)], [(9,)]]
+        assert repair.calls == [[(7,), (8,), (9,)]]
         assert sorted(outcome.retried) == [1, 3]
         assert outcome.failing == {2: "column status: value '拒收' is not in the map",
                                    4: "column status: value '拒收' is not in the map"}
+        assert outcome.counts[Outcome.DEAD_LETTERED] == 1 and outcome.counts[Outcome.SOURCE_GONE] == 1
 
-    def test_a_single_failing_key_needs_no_second_call(self) -> None:
-        keys = {(7,): [letter(1, {"id": 7})]}
-        repair = FakeRepair({(7,): "still bad"})
+    def test_keys_from_json_match_outcomes_by_their_text(self) -> None:
+        """A key read back from a row image (JSON) matches the repair's key of the same text."""
+        keys = {(Decimal("1.50"),): [letter(1, {"id": "1.50"})]}
         outcome = GroupOutcome("shop_orders")
-        retry_keys(keys, repair, outcome)
-        assert repair.calls == [[(7,)]]
-        assert outcome.failing == {1: "still bad"} and outcome.retried == []
+        retry_keys(keys, lambda ks: RepairResult(None, (KeyOutcome(("1.50",), "id='1.50'",
+                                                                   Outcome.DEAD_LETTERED, "refused"),),
+                                                 "stream"), outcome)
+        assert outcome.failing == {1: "refused"}
+
+    def test_a_key_the_repair_does_not_report_stays_pending(self) -> None:
+        keys = {(7,): [letter(1, {"id": 7})]}
+        outcome = GroupOutcome("shop_orders")
+        retry_keys(keys, lambda ks: RepairResult(None, (), "stream"), outcome)
+        assert outcome.retried == [] and outcome.failing == {1: "the repair reported nothing for this row"}
 
     def test_a_mapping_that_is_gone_keeps_its_letters_pending(self) -> None:
         letters = [letter(1, {"id": 7}, mapping="old_mapping")]
@@ -190,10 +202,12 @@ class TestRetryKeys:
 
 class TestOutput:
     def test_outcome_lines(self) -> None:
-        outcome = GroupOutcome("shop_orders", letters=3, keys=2, applied=1, skipped=0, retried=[3, 1],
+        outcome = GroupOutcome("shop_orders", letters=3, keys=2, retried=[3, 1],
+                               counts=Counter({Outcome.APPLIED: 1, Outcome.DEAD_LETTERED: 1}),
                                failing={2: "column status: value '拒收' is not in the map\nmore"})
         assert outcome_lines(outcome) == [
-            "shop_orders: 3 dead letters (2 source rows: 1 applied, 0 already changed by the stream)",
+            "shop_orders: 3 dead letters (2 source rows: 1 applied, 0 removed (source row gone), "
+            "0 already changed by the stream, 1 dead-lettered again)",
             "  retried: #1, #3",
             "  still failing #2: column status: value '拒收' is not in the map\\nmore",
         ]

@@ -276,6 +276,21 @@ class TestMapChange:
         assert op == Upsert(TargetTable("public", "members"), ("channel", "source_user_id"), values)
 
 
+class TestDeadLetters:
+    def test_identity_match_keys_are_kept_only_hashed(self, tmp_path: Path) -> None:
+        """A match key the mapping does not publish in clear (phone, unionid) is kept in a dead
+        letter only as its hash, never in clear."""
+        mapping = compiled(tmp_path)["app_members"]
+        image = {"id": 5, "nickname": "小李", "marketing_opt_out": "maybe", "phone": "13800001111",
+                 "unionid": "oU7x9", "token": "secret"}
+        change = RowChange("app_users", Op.INSERT, None, image, key_columns=("id",))
+        (letter,) = map_change(mapping, change, CTX).dead_letters
+        kept = letter.row_image
+        assert kept["id"] == 5 and kept["nickname"] == "小李" and kept["marketing_opt_out"] == "maybe"
+        assert "13800001111" not in str(kept) and "oU7x9" not in str(kept) and "token" not in kept
+        assert kept["phone"] and kept["unionid"]
+
+
 class TestReduce:
     def test_an_upsert_then_a_soft_delete_links_but_does_not_contribute(self, tmp_path: Path) -> None:
         mapping = compiled(tmp_path)["app_orders"]

@@ -19,6 +19,7 @@ from syncd.mapping.plan import (
     map_change,
     map_key,
     map_row,
+    row_key_text,
     source_key_text,
 )
 from syncd.mapping.spec import parse_document
@@ -186,7 +187,8 @@ class TestDeadLetters:
         assert result.ops == []
         assert result.dead_letters == [DeadLetter(
             source="shop", source_table="orders", mapping="shop_orders", row_key="id=5",
-            position="mysql-bin.000003:4567", row_image=row(status="退款中"),
+            position="mysql-bin.000003:4567",
+            row_image={k: v for k, v in row(status="退款中").items() if k != "phone"},  # phone: not mapped
             reason="column status: value '退款中' is not in the map", event_pos=9876, row_index=2,
         )]
 
@@ -202,7 +204,7 @@ class TestDeadLetters:
         del image["amount_text"]
         (letter,) = map_change(orders(), insert(image), CTX).dead_letters
         assert letter.reason == "column amount_text: source column 'amount_text' is not in the row"
-        assert letter.row_image == image
+        assert letter.row_image == {k: v for k, v in image.items() if k != "phone"}
 
     def test_missing_source_column_is_its_own_error(self) -> None:
         """Reading a row without a mapped column raises MissingSourceColumn."""
@@ -229,7 +231,7 @@ class TestDeadLetters:
         del image["id"]
         change = RowChange("orders", Op.DELETE, image, None, key_columns=("id",))
         (letter,) = map_change(orders(), change, CTX).dead_letters
-        assert letter.row_image == image
+        assert letter.row_image == {k: v for k, v in image.items() if k != "phone"}
         assert letter.row_key == "id=None"
 
     def test_source_key_text(self) -> None:
@@ -463,3 +465,75 @@ def test_the_generated_row_and_key_functions_are_the_column_by_column_ones(image
             return tuple(values[k] for k in m.key)
 
         assert repr(outcome(m.build_key, image)) == repr(outcome(key_by_column, image))
+
+
+PRIVATE_MAPPING = """\
+mappings:
+  - name: shop_members
+    source: shop
+    table: members
+    target: members
+    key: [member_id]
+    where:
+      is_test: 0
+    columns:
+      member_id: id
+      phone: {from: phone, transform: mask_phone}
+      email: {from: email, transform: {hash: {salt_env: SALT}}}
+      card: {from: card_no, transform: {mask: {keep_last: 4}}}
+      card_tail: {from: card_no, transform: {mask: {keep_first: 2}}}
+      nickname: nickname
+      level: {from: level, map: {普通: 0, 金卡: 1}}
+"""
+
+MEMBER = {"id": 9, "phone": "13812345678", "email": "li@example.cn", "card_no": "6222020012345678",
+          "nickname": "小李", "level": "钻石", "mobile": "13900001111", "password_hash": "$2b$12$abc",
+          "is_test": 0}
+
+
+class TestWhatADeadLetterKeeps:
+    def letter(self, image: dict[str, Any] = MEMBER) -> DeadLetter:
+        mapping = compile_yaml(PRIVATE_MAPPING)
+        change = RowChange("members", Op.INSERT, None, dict(image), key_columns=("id",))
+        (letter,) = map_change(mapping, change, CTX).dead_letters
+        return letter
+
+    def test_columns_read_through_private_transforms_are_kept_as_published(self) -> None:
+        image = self.letter().row_image
+        assert image["phone"] == "138****5678"
+        assert image["card_no"] == "************5678"   # the first private use publishes it
+        assert len(image["email"]) == 64 and "li@example.cn" not in str(image)
+
+    def test_unmapped_columns_are_dropped(self) -> None:
+        image = self.letter().row_image
+        assert "password_hash" not in image and "mobile" not in image
+
+    def test_clear_columns_key_and_filter_stay_as_the_source_holds_them(self) -> None:
+        image = self.letter().row_image
+        assert (image["id"], image["nickname"], image["level"], image["is_test"]) == (9, "小李", "钻石", 0)
+        assert set(image) == {"id", "phone", "email", "card_no", "nickname", "level", "is_test"}
+
+    def test_a_private_value_that_cannot_be_published_is_withheld(self) -> None:
+        image = self.letter({**MEMBER, "phone": 13.5}).row_image
+        assert image["phone"] == "(withheld)"
+
+    def test_a_column_published_in_clear_somewhere_is_kept_in_clear(self) -> None:
+        text = PRIVATE_MAPPING.replace("      nickname: nickname", "      nickname: nickname\n"
+                                       "      raw_phone: phone")
+        mapping = compile_yaml(text)
+        change = RowChange("members", Op.INSERT, None, dict(MEMBER), key_columns=("id",))
+        (letter,) = map_change(mapping, change, CTX).dead_letters
+        assert letter.row_image["phone"] == "13812345678"
+
+
+class TestRowKeyText:
+    @given(st.lists(st.one_of(st.integers(), st.text(max_size=8), st.decimals(allow_nan=False),
+                              st.binary(max_size=4), st.none()), min_size=1, max_size=3))
+    def test_the_key_a_dead_letter_names_is_the_key_reconcile_looks_up(self, values: list[Any]) -> None:
+        """The stream names a dead-lettered row from its change; reconcile and repairs name it from
+        the key values they read: one formatter, so both find the same letter."""
+        names = tuple(f"k{i}" for i in range(len(values)))
+        change = RowChange("t", Op.UPDATE, None, {**dict(zip(names, values, strict=True)), "other": 1},
+                           key_columns=names)
+        assert source_key_text(change) == row_key_text(names, values)
+        assert source_key_text(change, names[:1]) == row_key_text(names[:1], values[:1])
