@@ -12,34 +12,56 @@ from typing import Any, NoReturn
 
 import click
 
-from syncd.config import DEFAULT_CONFIG, Config, load_config
+from syncd.config import DEFAULT_CONFIG, Config, load_config, secrets_of
 from syncd.errors import ConfigError, Problem, SyncdError
-from syncd.observability import configure_logging, register_secret, tune_gc
+from syncd.observability import (
+    SAFE_SECRET_LENGTH,
+    configure_logging,
+    get_logger,
+    register_secret,
+    short_secret,
+    tune_gc,
+)
 
 EXIT_DRIFT_OR_PROBLEMS = 1
 EXIT_ERROR = 2
 EXIT_CONFIG = 78
 
 config_option = click.option(
-    "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+    "--config", "config_path", type=click.Path(path_type=Path, readable=False),
     default=lambda: os.environ.get("SYNCD_CONFIG", DEFAULT_CONFIG), show_default="$SYNCD_CONFIG or "
     + DEFAULT_CONFIG, help="Path of config.yaml.")
 
 
 def _load(config_path: Path) -> Config:
+    """config.yaml, with every secret it names readable (exit 78 naming the variable or file
+    otherwise); the secrets are registered so that no log line ever shows them."""
     try:
         config = load_config(config_path)
     except ConfigError as exc:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_CONFIG)
-    for secret in [config.target.password, *(s.password for s in config.sources.values())]:
-        try:
-            register_secret(secret.read())
-        except OSError as exc:
-            click.echo(f"{config_path}: cannot read {secret.describe()}: {exc.strerror}", err=True)
-            sys.exit(EXIT_CONFIG)
+    problems = [p for secret in secrets_of(config) if (p := secret.problem()) is not None]
+    if problems:
+        click.echo(str(ConfigError(problems)), err=True)
+        sys.exit(EXIT_CONFIG)
+    for secret in secrets_of(config):
+        register_secret(secret.read())
     register_secret(os.environ.get("PGPASSWORD"))
     return config
+
+
+def _warn_about_secrets(config: Config) -> None:
+    """Log, once at start, what is unsafe about the secrets but does not stop syncd."""
+    log = get_logger()
+    for secret in secrets_of(config):
+        warning = secret.warning()
+        if warning:
+            log.warning("secret_file_readable", detail=warning)
+        if short_secret(secret.read()):
+            log.warning("secret_too_short", owner=secret.owner, secret=secret.describe(),
+                        detail=f"shorter than {SAFE_SECRET_LENGTH} characters: logs hide it only where it "
+                               "stands as a whole word; use a longer password")
 
 
 def _native_parts() -> str:
@@ -91,6 +113,7 @@ def run(config_path: Path) -> None:
     if not decoder_process.enabled():  # decoding here: collect as often as a decoder process does
         tune_gc(young_every=decoder_process.YOUNG_COLLECTION_EVERY)
     configure_logging(config.log.level, config.log.format)
+    _warn_about_secrets(config)
     try:
         plans = build_plans(config)
     except ConfigError as exc:
@@ -127,11 +150,22 @@ def validate(config_path: Path, live: bool) -> None:
     except ConfigError as exc:
         problems += exc.problems
     if live:
+        problems += _secret_problems(config)
         problems += _live_problems(config, specs)
     if problems:
         _print_problems(problems)
     files = len({s.where.file for s in specs})
     click.echo(f"ok: {len(specs)} mappings in {files} files" + (" (checked live)" if live else ""))
+
+
+def _secret_problems(config: Config) -> list[Problem]:
+    """Secrets that cannot be read (problems), and those unsafe but usable (printed warnings)."""
+    problems = [p for secret in secrets_of(config) if (p := secret.problem()) is not None]
+    for secret in secrets_of(config):
+        warning = None if secret.problem() else secret.warning()
+        if warning:
+            click.echo(f"warning: {warning}")
+    return problems
 
 
 def _print_problems(problems: list[Problem]) -> NoReturn:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from datetime import UTC, timedelta, timezone, tzinfo
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from syncd.errors import Problem
 from syncd.yamlfile import Checker, Where, YamlList, YamlMap, load_file
 
 DEFAULT_CONFIG = "/etc/syncd/config.yaml"
@@ -22,6 +24,10 @@ class Secret:
 
     env: str | None = None
     file: str | None = None
+    where: Where | None = field(default=None, compare=False)
+    """Where config.yaml names it (password_env / password_file)."""
+    owner: str = field(default="", compare=False)
+    """Whose password it is: `target`, `sources.shop`."""
 
     def read(self) -> str | None:
         if self.env:
@@ -32,6 +38,30 @@ class Secret:
 
     def describe(self) -> str:
         return f"env {self.env}" if self.env else f"file {self.file}" if self.file else "none"
+
+    def problem(self) -> Problem | None:
+        """Why this secret cannot be read, naming the variable or file and the fix (None: fine)."""
+        where = self.where or Where("config", 1, 1)
+        if self.env and self.env not in os.environ:
+            return where.problem(f"{self.owner}.password_env: the environment variable {self.env} is not "
+                                 "set (under systemd, put it in the EnvironmentFile, /etc/syncd/syncd.env)")
+        if self.file:
+            try:
+                self.read()
+            except OSError as exc:
+                return where.problem(f"{self.owner}.password_file: cannot read {self.file}: {exc.strerror}")
+            except UnicodeDecodeError:
+                return where.problem(f"{self.owner}.password_file: {self.file} is not UTF-8 text")
+        return None
+
+    def warning(self) -> str | None:
+        """Something unsafe about this secret that does not stop syncd (None: nothing)."""
+        if self.file:
+            mode = Path(self.file).stat().st_mode
+            if mode & stat.S_IROTH:
+                return (f"{self.owner}.password_file {self.file} is readable by every user of this host "
+                        f"(mode {stat.S_IMODE(mode):04o}): chmod 0600, or 0640 with the syncd group")
+        return None
 
 
 @dataclass(frozen=True)
@@ -214,7 +244,12 @@ def _secret(node: YamlMap, what: str, check: Checker) -> Secret:
     file = check.text(node, "password_file", what)
     if env and file:
         check.add(node.at_key("password_file"), f"{what}: give password_env or password_file, not both")
-    return Secret(env=env, file=file)
+    key = "password_env" if env else "password_file"
+    return Secret(env=env, file=file, where=node.at_value(key), owner=what)
+
+
+def secrets_of(config: Config) -> list[Secret]:
+    return [config.target.password, *(s.password for s in config.sources.values())]
 
 
 def _target(data: object, where: Where, check: Checker) -> TargetConfig | None:

@@ -12,7 +12,11 @@ Under systemd stderr goes to the journal, where JSON lines keep every field.
 Secrets are never written: values given to `register_secret` are replaced by ``***``
 anywhere in an event (fields, nested containers, exception text, library messages), and
 so are passwords in URLs (``postgresql://user:pw@host`` -> ``postgresql://user:***@host``)
-and in ``password=...`` / ``'password': '...'`` text.
+and in ``password=...`` / ``'password': '...'`` text. A secret of `SAFE_SECRET_LENGTH`
+characters or more is replaced wherever it occurs; a shorter one only where it stands as a
+whole token (not inside a word), so that a password such as ``x`` does not turn every "x" of
+every line into ``***`` — which would make logs unreadable and show what the password is.
+`short_secret` tells which secrets are too short to hide safely (syncd warns at start).
 """
 
 from __future__ import annotations
@@ -71,11 +75,30 @@ def _variants(secret: str) -> Iterable[str]:
     yield json.dumps(secret, ensure_ascii=False)[1:-1]
 
 
+SAFE_SECRET_LENGTH = 8
+"""Secrets at least this long are hidden wherever they occur; shorter ones as whole tokens only."""
+
+
+def short_secret(value: str | None) -> bool:
+    """Whether a secret is too short to hide safely in logs (only where it stands alone)."""
+    return bool(value) and len(value) < SAFE_SECRET_LENGTH
+
+
+def _pattern(variant: str) -> str:
+    """A variant of a secret as a regex: anywhere when long, else not inside a word."""
+    escaped = re.escape(variant)
+    if len(variant) >= SAFE_SECRET_LENGTH:
+        return escaped
+    head = r"(?<!\w)" if re.match(r"\w", variant[0]) else ""
+    tail = r"(?!\w)" if re.match(r"\w", variant[-1]) else ""
+    return head + escaped + tail
+
+
 def register_secret(value: str | None) -> None:
     """Never log ``value``: it is replaced by ``***`` in every later log event.
 
-    Empty values are ignored. Short values are still honoured (safety first), so a
-    password like ``syncd`` also hides the word ``syncd`` in logs.
+    Empty values are ignored. A value shorter than `SAFE_SECRET_LENGTH` is replaced only where
+    it stands as a whole token, so a password like ``x`` hides ``x`` but not ``copy_text``.
     """
     global _secrets_re  # noqa: PLW0603 (one process-wide registry, rebuilt on change)
     if not value:
@@ -86,7 +109,7 @@ def register_secret(value: str | None) -> None:
         if len(_secrets) == before:
             return
         alternatives = sorted(_secrets, key=len, reverse=True)  # longest first
-        _secrets_re = re.compile("|".join(re.escape(s) for s in alternatives))
+        _secrets_re = re.compile("|".join(_pattern(s) for s in alternatives))
 
 
 def clear_secrets() -> None:

@@ -53,7 +53,7 @@ class PreviewError(SyncdError):
 def config_option(func: Any) -> Any:
     """`--config`, as the other commands take it (defined here: syncd.cli imports this module)."""
     return click.option(
-        "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+        "--config", "config_path", type=click.Path(path_type=Path, readable=False),
         default=lambda: os.environ.get("SYNCD_CONFIG", DEFAULT_CONFIG),
         show_default="$SYNCD_CONFIG or " + DEFAULT_CONFIG, help="Path of config.yaml.")(func)
 

@@ -118,11 +118,26 @@ def load_text(text: str, file_name: str) -> Any:
 
 
 def load_file(path: Path) -> Any:
+    """Parse a YAML file; a file that cannot be read or is not UTF-8 raises ConfigError too."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise ConfigError([Problem(str(path), 1, 1, f"cannot read: {exc.strerror}")]) from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([_not_utf8(str(path), data, exc)]) from exc
     return load_text(text, str(path))
+
+
+def _not_utf8(file: str, data: bytes, exc: UnicodeDecodeError) -> Problem:
+    """Where the first byte that is not UTF-8 stands, and how to fix the file."""
+    before = data[:exc.start]
+    line = before.count(b"\n") + 1
+    column = len(before[before.rfind(b"\n") + 1:].decode("utf-8", "replace")) + 1
+    bad = data[exc.start:exc.start + 2].hex(" ")
+    return Problem(file, line, column, f"the file is not UTF-8 (bytes {bad}); save it as UTF-8 "
+                   "(e.g. `iconv -f GBK -t UTF-8 old.yaml > new.yaml`)")
 
 
 def closest(name: str, choices: list[str] | set[str]) -> str:

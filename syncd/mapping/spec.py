@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from syncd.errors import ConfigError
+from syncd.errors import ConfigError, Problem
 from syncd.mapping import transforms
 from syncd.yamlfile import Checker, Where, YamlList, YamlMap, closest, load_file
 
@@ -147,14 +147,20 @@ class MappingSpec:
         return {c.target: c.constant for c in self.columns if c.target in self.key and c.is_constant}
 
 
-def mapping_files(paths: Iterable[Path]) -> list[Path]:
-    """The mapping files named by config: files as given, directories' *.yaml/*.yml sorted."""
+def mapping_files(paths: Iterable[Path], check: Checker) -> list[Path]:
+    """The mapping files named by config: files as given, directories' *.yaml/*.yml sorted.
+
+    A directory that cannot be listed is a problem (in `check`), never skipped silently."""
     files: list[Path] = []
     for path in paths:
-        if path.is_dir():
-            files.extend(sorted(p for p in path.iterdir() if p.suffix in {".yaml", ".yml"}))
-        elif path.exists():
-            files.append(path)
+        try:
+            if path.is_dir():
+                files.extend(sorted(p for p in path.iterdir() if p.suffix in {".yaml", ".yml"}))
+            elif path.exists():
+                files.append(path)
+        except OSError as exc:
+            reason = f"cannot read the mapping directory: {exc.strerror}"
+            check.problems.append(Problem(str(path), 1, 1, reason))
     return files
 
 
@@ -167,7 +173,7 @@ def load_mappings(paths: Iterable[Path], source_names: set[str] | None = None,
     check = Checker()
     specs: list[MappingSpec] = []
     identities: list[IdentityDef] = []
-    for file in mapping_files(paths):
+    for file in mapping_files(paths, check):
         try:
             data = load_file(file)
         except ConfigError as exc:

@@ -17,7 +17,7 @@ from syncd.reconcile.engine import DEFAULT_CHUNK_ROWS
 from syncd.reconcile.report import EXIT_ERROR
 
 _config_option = click.option(
-    "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+    "--config", "config_path", type=click.Path(path_type=Path, readable=False),
     default=lambda: os.environ.get("SYNCD_CONFIG", DEFAULT_CONFIG),
     show_default="$SYNCD_CONFIG or " + DEFAULT_CONFIG, help="Path of config.yaml.")
 _source_option = click.option("--source", help="Only the mappings of this source.")

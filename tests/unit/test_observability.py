@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from syncd import observability
-from syncd.observability import configure_logging, get_logger, register_secret, scrub
+from syncd.observability import configure_logging, get_logger, register_secret, scrub, short_secret
 
 SECRET = "Tr0ub4dor&3@x/y"
 
@@ -121,13 +121,33 @@ def test_short_and_empty_secrets() -> None:
     register_secret(None)
     assert scrub("nothing to hide") == "nothing to hide"
     register_secret("ab")
-    assert scrub("cab") == "c***"
+    assert scrub("cab") == "cab"
+    assert scrub("password is ab.") == "password is ***."
+    assert scrub("user:ab@db") == "user:***@db"
+
+
+def test_a_one_letter_password_leaves_logs_readable() -> None:
+    """A short secret is hidden where it stands alone, never inside words, so logs stay
+    readable and the redactions do not spell out what the password is."""
+    register_secret("x")
+    assert scrub("copy_text exported 5 rows") == "copy_text exported 5 rows"
+    assert scrub("connect as syncd with 'x' failed") == "connect as syncd with '***' failed"
+    assert short_secret("x") and short_secret("1234567") and not short_secret("12345678")
+    assert not short_secret("") and not short_secret(None)
+
+
+def test_a_long_secret_is_hidden_even_inside_other_text() -> None:
+    register_secret("Tr0ub4dorSecret")
+    assert scrub("xTr0ub4dorSecretx") == "x***x"
 
 
 def test_longest_secret_wins() -> None:
     register_secret("abc")
     register_secret("abcdef")
-    assert scrub("xabcdefx") == "x***x"
+    assert scrub("x abcdef x") == "x *** x"
+    register_secret("abcdefghij")
+    register_secret("abcdefghijkl")
+    assert scrub("xabcdefghijklx") == "x***x"
 
 
 @pytest.mark.parametrize(

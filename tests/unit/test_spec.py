@@ -16,7 +16,7 @@ from syncd.mapping.spec import (
     load_mappings,
     mapping_files,
 )
-from syncd.yamlfile import Where
+from syncd.yamlfile import Checker, Where
 
 ISSUE_MAPPING = """\
 mappings:
@@ -534,8 +534,37 @@ class TestFiles:
         for name in ("b.yaml", "a.yml", "c.yaml", "notes.txt", "d.yaml.bak"):
             write(directory, name, "mappings: []\n")
         single = write(tmp_path, "single.yaml", "mappings: []\n")
-        found = mapping_files([single, directory, tmp_path / "missing"])
+        check = Checker()
+        found = mapping_files([single, directory, tmp_path / "missing"], check)
         assert found == [single, directory / "a.yml", directory / "b.yaml", directory / "c.yaml"]
+        assert check.problems == []
+
+    def test_a_directory_that_cannot_be_read_is_a_problem(self, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+        """A mapping directory the service user cannot list is reported, never skipped (the
+        listing is refused here by the test: the suite runs as root, who may list anything)."""
+        directory = tmp_path / "mappings"
+        directory.mkdir()
+
+        def refused(_self: Path) -> list[Path]:
+            raise PermissionError(13, "Permission denied")
+
+        monkeypatch.setattr(Path, "iterdir", refused)
+        with pytest.raises(ConfigError) as caught:
+            load_mappings([directory], {"shop"})
+        (problem,) = caught.value.problems
+        assert problem.file == str(directory)
+        assert problem.message == "cannot read the mapping directory: Permission denied"
+
+    def test_a_file_that_is_not_utf8_names_its_first_bad_byte(self, tmp_path: Path) -> None:
+        """A mapping file saved in GBK is a problem at file:line:col naming the fix."""
+        path = tmp_path / "m.yaml"
+        path.write_bytes("mappings:\n  - name: 订单\n".encode("gbk"))
+        with pytest.raises(ConfigError) as caught:
+            load_mappings([path], {"shop"})
+        (problem,) = caught.value.problems
+        assert (problem.line, problem.column) == (2, 11)
+        assert "not UTF-8 (bytes b6 a9); save it as UTF-8" in problem.message
 
     def test_mappings_come_out_in_file_order(self, tmp_path: Path) -> None:
         """load_mappings reads a directory's files in sorted order."""
