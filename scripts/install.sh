@@ -2,7 +2,9 @@
 # Installs what `make test`, `make demo` and `make bench` need on Debian 12, as root:
 # a C compiler and the Python headers (for the C row decoder), the MariaDB and PostgreSQL 15
 # server binaries (the packaged services are never used: devtools.sandbox starts its own
-# throwaway servers), then the project's virtualenv and its compiled bytecode.
+# throwaway servers), Prometheus for its promtool (checks and unit-tests the alert rules in
+# monitoring/; the packaged Prometheus service is never started or used), then the project's
+# virtualenv and its compiled bytecode.
 # Idempotent: each step is skipped when its result is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,6 +45,7 @@ system_packages() {
     local wanted=()
     has_mariadbd || wanted+=(mariadb-server)
     [ -x /usr/lib/postgresql/15/bin/initdb ] || wanted+=(postgresql-15)
+    command -v promtool >/dev/null 2>&1 || wanted+=(prometheus)
     # The C row decoder (syncd/source/_rowimage.c) is built by pip; without a compiler syncd
     # still works, decoding in Python.
     command -v gcc >/dev/null 2>&1 || wanted+=(gcc)
@@ -50,6 +53,11 @@ system_packages() {
     if [ "${#wanted[@]}" -gt 0 ]; then
         echo "install.sh: installing ${wanted[*]}"
         apt_install "${wanted[@]}"
+    fi
+    if [[ " ${wanted[*]} " == *" prometheus "* ]]; then
+        # Only promtool is wanted; the package enables its service, which must not start at
+        # the next boot either.
+        systemctl disable --quiet prometheus.service
     fi
 }
 

@@ -20,10 +20,16 @@ Exposed metrics (label names in braces)::
     syncd_source_up{source}                         1 while connected to the source, else 0
     syncd_source_active{source}                     1 while this process holds the source's
                                                     lock (0: standby, another process has it)
+    syncd_mapping_paused{source,mapping}            1 from a source schema change that paused
+                                                    the mapping until it has caught up after
+                                                    the fix, then 0
+    syncd_mapping_paused_since_seconds{source,mapping}  Unix time it was paused at (paused only)
 
 Retention headroom is +Inf when the server never purges binlogs by itself and NaN while unknown.
 In a high-availability pair only the active process has ``source_up`` 1: alert on
-``max by (source) (syncd_source_up) == 0`` across both.
+``max by (source) (syncd_source_up) == 0`` across both. Dead letters pending and paused mappings
+come from the state schema, so every process of the pair reports the same values.
+The alert rules and the Grafana dashboard built on these metrics are in ``monitoring/``.
 
 The HTTP server answers ``GET /metrics`` (Prometheus text format) and ``GET /healthz``
 (JSON; 200 when every source is connected and progressing, or on standby because another
@@ -35,6 +41,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -122,6 +129,17 @@ class Metrics:
             "1 while this process holds the source's lock, 0 on standby.",
             ["source"], registry=r,
         )
+        self.mapping_paused = Gauge(
+            "syncd_mapping_paused",
+            "1 while a source schema change keeps the mapping paused (until it caught up), else 0.",
+            ["source", "mapping"], registry=r,
+        )
+        self.mapping_paused_since = Gauge(
+            "syncd_mapping_paused_since_seconds",
+            "Unix time the mapping was paused at (only while paused).",
+            ["source", "mapping"], registry=r,
+        )
+        self._paused: set[tuple[str, str]] = set()
 
     # -- pipeline ---------------------------------------------------------------------
 
@@ -173,6 +191,17 @@ class Metrics:
     def set_source_active(self, source: str, active: bool) -> None:
         """Whether this process holds ``source``'s lock (False: standby)."""
         self.source_active.labels(source=source).set(1 if active else 0)
+
+    def set_paused_mappings(self, paused: Mapping[tuple[str, str], datetime]) -> None:
+        """Every mapping now paused, (source, mapping) -> when it was paused. A mapping paused
+        before and no longer listed has resumed: it reads 0 and loses its since."""
+        for source, mapping in self._paused - paused.keys():
+            self.mapping_paused.labels(source=source, mapping=mapping).set(0)
+            self.mapping_paused_since.remove(source, mapping)
+        for (source, mapping), since in paused.items():
+            self.mapping_paused.labels(source=source, mapping=mapping).set(1)
+            self.mapping_paused_since.labels(source=source, mapping=mapping).set(since.timestamp())
+        self._paused = set(paused)
 
     # -- reconcile --------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""Reads syncd's state tables periodically for the metrics: dead letters pending, checkpoint age."""
+"""Reads syncd's state tables periodically for the metrics: dead letters pending, paused mappings,
+checkpoint age. Read from the state schema, they are the same on every host of an HA pair."""
 
 from __future__ import annotations
 
@@ -9,18 +10,19 @@ import structlog
 from syncd.config import Config
 from syncd.metrics import Metrics
 from syncd.sink.postgres import connect
-from syncd.sink.state import Checkpoint, pending_dead_letters, read_checkpoint
+from syncd.sink.state import Checkpoint, paused_mappings, pending_dead_letters, read_checkpoint
 
 log = structlog.get_logger("syncd.monitor")
 
 
 STATE_POLL_S = 10.0
-"""How often dead letters pending and checkpoints are read from the state schema."""
+"""How often dead letters pending, paused mappings and checkpoints are read from the state schema."""
 
 
 class StateMonitor:
     """Reads the state schema every STATE_POLL_S on its own thread and connection: dead letters
-    pending (metric) and checkpoints (checkpoint age; lets a failed source notice a snapshot)."""
+    pending and paused mappings (metrics) and checkpoints (checkpoint age; lets a failed source
+    notice a snapshot)."""
 
     def __init__(self, config: Config, metrics: Metrics) -> None:
         self.config = config
@@ -65,6 +67,9 @@ class StateMonitor:
     def _poll(self, conn) -> None:
         schema = self.config.target.state_schema
         pending = pending_dead_letters(conn, schema)
+        paused = paused_mappings(conn, schema)
+        self.metrics.set_paused_mappings({key: since for key, since in paused.items()
+                                          if key[0] in self.config.sources})
         for name in self.config.sources:
             self.metrics.set_dead_letters_pending(name, pending.get(name, 0))
             checkpoint = read_checkpoint(conn, schema, name)

@@ -147,6 +147,9 @@ class Pipeline:
 
     def stream(self, checkpoint: Checkpoint) -> None:
         self.gate = self._open_gate(checkpoint)
+        caught_up = self.gate.take_resumed(None)
+        if caught_up:  # resumed with nothing to replay: not paused any more, even if no event comes
+            self.sink.commit(Batch(resumed=caught_up))
         self.known_columns = self._live_columns_of(self.by_table)
         start = self.gate.start(checkpoint.position)
         # Decoding on another core (decoder_process.py) unless SYNCD_DECODER_PROCESS=0.

@@ -34,7 +34,15 @@ class PeriodicReconcile:
 
     def start(self) -> None:
         if self.config.reconcile.interval_s:
+            self._declare_drift()
             self.thread.start()
+
+    def _declare_drift(self) -> None:
+        """Every mapping's drift series at 0 before the first run: a series that is born with
+        its first drift already counted would be invisible to `increase()` in alert rules."""
+        for plan in self.plans().values():
+            for mapping in plan.mappings:
+                self.metrics.record_drift(mapping.name)
 
     def _run(self) -> None:
         settings = self.config.reconcile

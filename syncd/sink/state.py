@@ -474,6 +474,13 @@ def read_pauses(conn: psycopg.Connection, schema: str, source: str) -> list[Paus
     return [Pause(m, s, Position(f, p), st, r) for m, s, f, p, st, r in conn.execute(query, (source,))]
 
 
+def paused_mappings(conn: psycopg.Connection, schema: str) -> dict[tuple[str, str], datetime]:
+    """Every paused mapping of every source: (source, mapping) -> when it was paused."""
+    query = sql.SQL("SELECT source, mapping, paused_at FROM {}.paused_mappings").format(
+        sql.Identifier(schema))
+    return {(source, mapping): paused_at for source, mapping, paused_at in conn.execute(query)}
+
+
 def write_pause(cur: psycopg.Cursor, schema: str, pause: Pause) -> None:
     statement = sql.SQL(
         "INSERT INTO {}.paused_mappings (mapping, source, binlog_file, binlog_pos, statement, reason) "

@@ -8,6 +8,7 @@ import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -28,6 +29,8 @@ EXPECTED_METRICS = [
     "syncd_binlog_retention_headroom_seconds",
     "syncd_source_up",
     "syncd_source_active",
+    "syncd_mapping_paused",
+    "syncd_mapping_paused_since_seconds",
 ]
 
 
@@ -43,6 +46,7 @@ def fill(m: Metrics) -> None:
     m.set_binlog_retention_headroom("shop", 86400)
     m.set_source_up("shop", True)
     m.set_source_active("shop", True)
+    m.set_paused_mappings({("shop", "shop_orders"): datetime(2026, 11, 22, 8, 0, tzinfo=UTC)})
 
 
 def test_every_metric_is_recorded_under_its_name() -> None:
@@ -70,6 +74,10 @@ def test_every_metric_is_recorded_under_its_name() -> None:
     assert v("syncd_binlog_retention_headroom_seconds", shop) == 86400
     assert v("syncd_source_up", shop) == 1
     assert v("syncd_source_active", shop) == 1
+    paused = {"source": "shop", "mapping": "shop_orders"}
+    assert v("syncd_mapping_paused", paused) == 1
+    assert v("syncd_mapping_paused_since_seconds", paused) == datetime(
+        2026, 11, 22, 8, 0, tzinfo=UTC).timestamp()
 
     text = generate_latest(m.registry).decode()
     for name in EXPECTED_METRICS:
@@ -88,6 +96,25 @@ def test_source_down_lag_and_batch_without_lag() -> None:
     assert v("syncd_source_up", {"source": "shop"}) == 0
     assert v("syncd_replication_lag_seconds", {"source": "shop"}) == 0
     assert v("syncd_apply_batch_size_sum", {"source": "shop"}) == 0
+
+
+def test_paused_mappings_read_0_once_resumed() -> None:
+    m = Metrics()
+    v = m.registry.get_sample_value
+    since = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
+    orders, customers = {"source": "shop", "mapping": "orders"}, {"source": "shop", "mapping": "customers"}
+    m.set_paused_mappings({})
+    assert v("syncd_mapping_paused", orders) is None  # never paused: no series
+    m.set_paused_mappings({("shop", "orders"): since, ("shop", "customers"): since})
+    assert v("syncd_mapping_paused", orders) == v("syncd_mapping_paused", customers) == 1
+    m.set_paused_mappings({("shop", "customers"): since})
+    assert v("syncd_mapping_paused", orders) == 0
+    assert v("syncd_mapping_paused_since_seconds", orders) is None
+    assert v("syncd_mapping_paused_since_seconds", customers) == since.timestamp()
+    m.set_paused_mappings({("shop", "orders"): since + timedelta(hours=1)})  # paused again
+    assert v("syncd_mapping_paused", orders) == 1
+    assert v("syncd_mapping_paused_since_seconds", orders) == (since + timedelta(hours=1)).timestamp()
+    assert v("syncd_mapping_paused", customers) == 0
 
 
 def test_instances_have_their_own_registries() -> None:
