@@ -218,13 +218,57 @@ def _parse(data: object, path: Path, check: Checker) -> Config | None:
         mapping_paths=mapping_paths,
         batch=_batch(top, check),
         log=_log(top, check),
-        metrics_listen=check.text(metrics, "listen", "metrics") if metrics else None,
-        shutdown_timeout_s=check.number(top, "shutdown_timeout", "config", 30.0),
-        retry_max_s=check.number(top, "retry_max_seconds", "config", 30.0),
+        metrics_listen=_listen(metrics, check) if metrics else None,
+        shutdown_timeout_s=check.number(top, "shutdown_timeout", "config", 30.0, low=1, high=3600),
+        retry_max_s=check.number(top, "retry_max_seconds", "config", 30.0, low=1, high=3600),
         alerts=_alerts(top, check),
         ddl=_ddl(top, check),
         reconcile=_reconcile(top, check),
     )
+
+
+DEFAULT_LISTEN_HOST = "127.0.0.1"
+"""Host used when a listen address gives only a port (``:9187``): loopback, not all
+interfaces, so metrics are never exposed to the network by accident."""
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``host:port`` -> (host, port).
+
+    Accepted: ``127.0.0.1:9187``, ``0.0.0.0:9187``, ``localhost:9187``, ``[::1]:9187``,
+    ``:9187`` and ``9187``. A missing host means 127.0.0.1 (loopback only, the safe
+    default); write ``0.0.0.0:9187`` or ``[::]:9187`` to listen on every interface.
+    Raises ValueError with a message naming the problem.
+    """
+    text = value.strip()
+    if not text:
+        raise ValueError("listen address is empty; expected host:port, e.g. 127.0.0.1:9187")
+    if text.startswith("["):
+        host, sep, port_text = text[1:].partition("]:")
+        if not sep or not host:
+            raise ValueError(f"listen address {value!r}: expected [ipv6]:port, e.g. [::1]:9187")
+    elif text.count(":") > 1:
+        raise ValueError(f"listen address {value!r}: put an IPv6 address in brackets, e.g. [::1]:9187")
+    elif ":" in text:
+        host, _, port_text = text.partition(":")
+    else:
+        host, port_text = "", text
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"listen address {value!r}: expected host:port with a port between 1 and 65535, "
+                         "e.g. 127.0.0.1:9187")
+    return host or DEFAULT_LISTEN_HOST, int(port_text)
+
+
+def _listen(node: YamlMap, check: Checker) -> str | None:
+    text = check.text(node, "listen", "metrics")
+    if text is None:
+        return None
+    try:
+        parse_listen(text)
+    except ValueError as exc:
+        check.add(node.at_value("listen"), f"metrics.listen: {exc}")
+        return None
+    return text
 
 
 def _section(top: YamlMap, key: str, allowed: set[str], check: Checker) -> YamlMap | None:
@@ -324,15 +368,16 @@ def _source(name: str, data: object, where: Where, check: Checker) -> SourceConf
     return SourceConfig(
         name=name,
         host=check.text(node, "host", what) or "",
-        port=check.integer(node, "port", what, 3306) or 3306,
+        port=check.integer(node, "port", what, 3306, low=1, high=65535) or 3306,
         user=check.text(node, "user", what) or "",
         password=_secret(node, what, check),
         database=check.text(node, "database", what) or "",
         server_id=server_id,
         timezone=tz,
         ssl_ca=check.text(node, "ssl_ca", what),
-        connect_timeout_s=check.integer(node, "connect_timeout", what, 10) or 10,
-        heartbeat_s=check.integer(node, "heartbeat", what, 5) or 5,
+        connect_timeout_s=check.integer(node, "connect_timeout", what, 10, low=1, high=300) or 10,
+        # The stream's read timeout is 120 s: a heartbeat at most every 59 s keeps it alive.
+        heartbeat_s=check.integer(node, "heartbeat", what, 5, low=1, high=59) or 5,
     )
 
 
@@ -358,8 +403,8 @@ def _batch(top: YamlMap, check: Checker) -> BatchConfig:
     node = _section(top, "batch", {"max_rows", "max_delay_ms"}, check)
     if node is None:
         return BatchConfig()
-    max_rows = check.integer(node, "max_rows", "batch", 5000) or 5000
-    delay_ms = check.integer(node, "max_delay_ms", "batch", 200)
+    max_rows = check.integer(node, "max_rows", "batch", 5000, low=1, high=1_000_000) or 5000
+    delay_ms = check.integer(node, "max_delay_ms", "batch", 200, low=0, high=60_000)
     return BatchConfig(max_rows=max_rows, max_delay_s=(delay_ms if delay_ms is not None else 200) / 1000)
 
 
@@ -429,6 +474,6 @@ def _reconcile(top: YamlMap, check: Checker) -> ReconcileConfig:
     return ReconcileConfig(
         interval_s=interval or None,
         repair=check.boolean(node, "repair", "reconcile", False),
-        chunk_rows=check.integer(node, "chunk_rows", "reconcile", 10000) or 10000,
-        pause_s=(check.integer(node, "pause_ms", "reconcile", 0) or 0) / 1000,
+        chunk_rows=check.integer(node, "chunk_rows", "reconcile", 10000, low=1, high=1_000_000) or 10000,
+        pause_s=(check.integer(node, "pause_ms", "reconcile", 0, low=0, high=60_000) or 0) / 1000,
     )

@@ -22,10 +22,10 @@ from types import FrameType
 
 import structlog
 
-from syncd.config import Config
+from syncd.config import Config, parse_listen
 from syncd.errors import ConfigError, SyncdError
 from syncd.ha import create_health_table
-from syncd.metrics import Health, Metrics, Server, parse_listen, serve
+from syncd.metrics import Health, Metrics, Server, serve
 from syncd.monitor import StateMonitor
 from syncd.notify import Notifier, Watchdog, watchdog_interval
 from syncd.reconcile.periodic import PeriodicReconcile
@@ -258,6 +258,10 @@ class Daemon:
             self._check_sources(plans)
         except SyncdError as exc:
             log.error("reload_rejected", errors=str(exc), action="kept the mappings in use")
+            self.notifier.ready(status=self._status_line())
+            return
+        except Exception:  # a bug, not a mistake in the files: keep streaming with the old set
+            log.exception("reload_failed", action="kept the mappings in use")
             self.notifier.ready(status=self._status_line())
             return
         changed = []

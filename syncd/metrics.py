@@ -57,10 +57,6 @@ from prometheus_client import (
     generate_latest,
 )
 
-DEFAULT_HOST = "127.0.0.1"
-"""Host used when a listen address gives only a port (``:9187``): loopback, not all
-interfaces, so metrics are never exposed to the network by accident."""
-
 DRIFT_KINDS = ("missing", "extra", "differ")
 
 _BATCH_SIZE_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000)
@@ -354,31 +350,3 @@ def serve(metrics: Metrics, health: Health, host: str, port: int) -> Server:
     ``Server.port``) from a daemon thread. Raises OSError if the address cannot be bound."""
     server_class = _HTTPServer6 if ":" in host else _HTTPServer
     return Server(server_class((host, port), metrics, health))
-
-
-def parse_listen(value: str) -> tuple[str, int]:
-    """``host:port`` -> (host, port).
-
-    Accepted: ``127.0.0.1:9187``, ``0.0.0.0:9187``, ``localhost:9187``, ``[::1]:9187``,
-    ``:9187`` and ``9187``. A missing host means 127.0.0.1 (loopback only, the safe
-    default); write ``0.0.0.0:9187`` or ``[::]:9187`` to listen on every interface.
-    Raises ValueError with a message naming the problem.
-    """
-    text = value.strip()
-    if not text:
-        raise ValueError("listen address is empty; expected host:port, e.g. 127.0.0.1:9187")
-    if text.startswith("["):
-        host, sep, port_text = text[1:].partition("]:")
-        if not sep or not host:
-            raise ValueError(f"listen address {value!r}: expected [ipv6]:port, e.g. [::1]:9187")
-    elif text.count(":") > 1:
-        raise ValueError(
-            f"listen address {value!r}: put an IPv6 address in brackets, e.g. [::1]:9187"
-        )
-    elif ":" in text:
-        host, _, port_text = text.partition(":")
-    else:
-        host, port_text = "", text
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValueError(f"listen address {value!r}: port must be a number 0-65535")
-    return host or DEFAULT_HOST, int(port_text)

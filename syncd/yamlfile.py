@@ -178,19 +178,29 @@ class Checker:
         self.add(node.at_value(key), f"{what}.{key} must be text, got {_kind(value)}")
         return default
 
-    def integer(self, node: YamlMap, key: str, what: str, default: int | None = None) -> int | None:
+    def integer(self, node: YamlMap, key: str, what: str, default: int | None = None, *,
+                low: int | None = None, high: int | None = None) -> int | None:
+        """An integer, within [low, high] when given (else the problem names the range)."""
         value = node.get(key, default)
-        if value is None or (isinstance(value, int) and not isinstance(value, bool)):
-            return value
-        self.add(node.at_value(key), f"{what}.{key} must be an integer, got {_kind(value)}")
-        return default
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            self.add(node.at_value(key), f"{what}.{key} must be an integer, got {_kind(value)}")
+            return default
+        if value is not None and not _within(value, low, high):
+            self.add(node.at_value(key), f"{what}.{key} must be {_range(low, high)}, got {value}")
+            return default
+        return value
 
-    def number(self, node: YamlMap, key: str, what: str, default: float) -> float:
+    def number(self, node: YamlMap, key: str, what: str, default: float, *,
+               low: float | None = None, high: float | None = None) -> float:
+        """A number, within [low, high] when given (else the problem names the range)."""
         value = node.get(key, default)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        self.add(node.at_value(key), f"{what}.{key} must be a number, got {_kind(value)}")
-        return default
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            self.add(node.at_value(key), f"{what}.{key} must be a number, got {_kind(value)}")
+            return default
+        if not _within(value, low, high):
+            self.add(node.at_value(key), f"{what}.{key} must be {_range(low, high)}, got {value}")
+            return default
+        return float(value)
 
     def boolean(self, node: YamlMap, key: str, what: str, default: bool) -> bool:
         value = node.get(key, default)
@@ -202,6 +212,16 @@ class Checker:
     def raise_if_any(self) -> None:
         if self.problems:
             raise ConfigError(self.problems)
+
+
+def _within(value: float, low: float | None, high: float | None) -> bool:
+    return (low is None or value >= low) and (high is None or value <= high)
+
+
+def _range(low: float | None, high: float | None) -> str:
+    if low is not None and high is not None:
+        return f"between {low} and {high}"
+    return f"at least {low}" if low is not None else f"at most {high}"
 
 
 def _kind(value: Any) -> str:

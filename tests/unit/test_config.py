@@ -8,7 +8,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from syncd.config import BatchConfig, LogConfig, Secret, SourceConfig, load_config, parse_timezone
+from syncd.config import (
+    BatchConfig,
+    LogConfig,
+    Secret,
+    SourceConfig,
+    load_config,
+    parse_listen,
+    parse_timezone,
+)
 from syncd.errors import ConfigError, Problem
 
 ISSUE_EXAMPLE = """\
@@ -229,6 +237,37 @@ log: {level: loud, format: xml}
             (5, 28): "log.format must be auto, json or console",
         }
 
+    def test_values_that_cannot_work_are_refused_with_their_range(self, tmp_path: Path) -> None:
+        """Ports, sizes, delays and timeouts outside what can work are refused (zeros too, never
+        replaced by a default), each at its value, all at once."""
+        text = """\
+target: {dsn: "postgresql://h/u"}
+sources:
+  shop: {host: h, user: u, database: d, server_id: 1, port: 99999, heartbeat: 0}
+  app: {host: h, user: u, database: d, server_id: 2, port: 0, connect_timeout: -1}
+mappings: [mappings/]
+batch: {max_rows: -5, max_delay_ms: -1}
+metrics: {listen: not-an-address}
+shutdown_timeout: -3
+retry_max_seconds: 0
+reconcile: {chunk_rows: 0, pause_ms: -10}
+"""
+        found = {p.message for p in problems_of(tmp_path, text)}
+        assert found == {
+            "sources.shop.port must be between 1 and 65535, got 99999",
+            "sources.shop.heartbeat must be between 1 and 59, got 0",
+            "sources.app.port must be between 1 and 65535, got 0",
+            "sources.app.connect_timeout must be between 1 and 300, got -1",
+            "batch.max_rows must be between 1 and 1000000, got -5",
+            "batch.max_delay_ms must be between 0 and 60000, got -1",
+            "metrics.listen: listen address 'not-an-address': expected host:port with a port between 1 "
+            "and 65535, e.g. 127.0.0.1:9187",
+            "config.shutdown_timeout must be between 1 and 3600, got -3",
+            "config.retry_max_seconds must be between 1 and 3600, got 0",
+            "reconcile.chunk_rows must be between 1 and 1000000, got 0",
+            "reconcile.pause_ms must be between 0 and 60000, got -10",
+        }
+
     def test_no_sources(self, tmp_path: Path) -> None:
         """An empty sources mapping is refused."""
         text = 'target: {dsn: "postgresql://h/u"}\nsources: {}\nmappings: [mappings/]\n'
@@ -321,3 +360,41 @@ class TestSecret:
         first["charset"] = "utf8"
         assert source.connection_kwargs()["charset"] == "utf8mb4"
         assert source.connection_kwargs()["ssl"] == {"ca": "/ca.pem"}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("127.0.0.1:9187", ("127.0.0.1", 9187)),
+        ("0.0.0.0:9187", ("0.0.0.0", 9187)),
+        ("localhost:9187", ("localhost", 9187)),
+        (":9187", ("127.0.0.1", 9187)),
+        ("9187", ("127.0.0.1", 9187)),
+        (" 10.0.0.5:80 ", ("10.0.0.5", 80)),
+        ("[::1]:9187", ("::1", 9187)),
+        ("[::]:65535", ("::", 65535)),
+    ],
+)
+def test_parse_listen(value: str, expected: tuple[str, int]) -> None:
+    assert parse_listen(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("", "empty"),
+        ("127.0.0.1", "port"),
+        ("127.0.0.1:", "port"),
+        ("127.0.0.1:http", "port"),
+        ("127.0.0.1:70000", "port"),
+        ("127.0.0.1:-1", "port"),
+        ("127.0.0.1:0", "between 1 and 65535"),
+        ("not-an-address", "port"),
+        ("::1:9187", "brackets"),
+        ("[::1]9187", r"\[ipv6\]:port"),
+        ("[]:9187", r"\[ipv6\]:port"),
+    ],
+)
+def test_parse_listen_rejects(value: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_listen(value)

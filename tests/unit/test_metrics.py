@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from syncd.metrics import Health, Metrics, Server, parse_listen, serve
+from syncd.metrics import Health, Metrics, Server, serve
 
 EXPECTED_METRICS = [
     "syncd_changes_read_total",
@@ -265,39 +265,3 @@ def test_serves_on_ipv6() -> None:
             assert resp.status == 200
     finally:
         server.close()
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        ("127.0.0.1:9187", ("127.0.0.1", 9187)),
-        ("0.0.0.0:9187", ("0.0.0.0", 9187)),
-        ("localhost:9187", ("localhost", 9187)),
-        (":9187", ("127.0.0.1", 9187)),
-        ("9187", ("127.0.0.1", 9187)),
-        (" 10.0.0.5:80 ", ("10.0.0.5", 80)),
-        ("[::1]:9187", ("::1", 9187)),
-        ("[::]:0", ("::", 0)),
-    ],
-)
-def test_parse_listen(value: str, expected: tuple[str, int]) -> None:
-    assert parse_listen(value) == expected
-
-
-@pytest.mark.parametrize(
-    ("value", "message"),
-    [
-        ("", "empty"),
-        ("127.0.0.1", "port"),
-        ("127.0.0.1:", "port"),
-        ("127.0.0.1:http", "port"),
-        ("127.0.0.1:70000", "port"),
-        ("127.0.0.1:-1", "port"),
-        ("::1:9187", "brackets"),
-        ("[::1]9187", r"\[ipv6\]:port"),
-        ("[]:9187", r"\[ipv6\]:port"),
-    ],
-)
-def test_parse_listen_rejects(value: str, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        parse_listen(value)
