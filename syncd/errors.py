@@ -8,6 +8,7 @@
     │   ├── PositionLost        the binlog the checkpoint needs was purged (re-snapshot)
     │   └── StreamError         the stream holds something syncd refuses to guess about
     ├── TransformError          one value could not be converted (becomes a dead letter)
+    │   └── UndecodableText     text bytes the source server itself cannot convert (charsets.py)
     ├── SinkError
     │   ├── SinkUnavailable     PostgreSQL connection lost (retriable)
     │   └── TargetSchemaError   target table/column/key missing or unusable
@@ -90,6 +91,25 @@ class TransformError(SyncdError):
         self.reason = reason
         self.column = column
         super().__init__(f"column {column}: {reason}" if column else reason)
+
+
+class UndecodableText(TransformError):
+    """Bytes of a text value that the source server itself cannot convert to Unicode (its
+    CONVERT gives `?`): syncd never guesses a character, the change becomes a dead letter.
+
+    `hex_bytes`: the bytes that cannot be converted, at byte `offset` of the value."""
+
+    def __init__(self, charset: str, hex_bytes: str, offset: int = 0, column: str | None = None) -> None:
+        self.charset = charset
+        self.hex_bytes = hex_bytes
+        self.offset = offset
+        where = f" at byte {offset}" if offset else ""
+        super().__init__(f"{charset} bytes X'{hex_bytes.upper()}'{where} cannot be converted to text (the "
+                         "source server cannot convert them either): fix the value at the source, or "
+                         "declare the column binary and map it into bytea; then `syncd dlq retry`", column)
+
+    def __reduce__(self) -> tuple:
+        return type(self), (self.charset, self.hex_bytes, self.offset, self.column)
 
 
 class SinkError(SyncdError):
