@@ -21,11 +21,13 @@ is what the binlog's TABLE_MAP gives per column.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from syncd.errors import UndecodableText
+from syncd.model import Undecodable
 
 UNDEFINED = "\ufffe"
 """A byte that a single-byte table leaves undefined (codecs.charmap_decode refuses it)."""
@@ -193,10 +195,8 @@ def _overridden(name: str, codec: str, overrides: dict[bytes, str | None]) -> Ch
     """
     suspects = set()
     for code in overrides:
-        try:
+        with contextlib.suppress(UnicodeDecodeError):
             suspects.update(code.decode(codec))
-        except UnicodeDecodeError:
-            pass
     pattern = re.compile("[" + "".join(map(re.escape, sorted(suspects))) + "]") if suspects else None
     longest = max(map(len, overrides))
     plain = not any(char.isascii() for char in suspects)  # an ASCII text then holds no suspect
@@ -330,3 +330,16 @@ def charset_of_collation(collation: str) -> str:
 def decode(charset: str, data: bytes) -> str:
     """The server's text of `data` in `charset` (raises UndecodableText)."""
     return lookup(charset).decode(data)
+
+
+def text_or_marker(charset: Charset, column: str, data: bytes) -> str | bytes | Undecodable:
+    """The server's text of a column value, or the `Undecodable` marker that stands for it."""
+    try:
+        return charset.decode(data)
+    except UndecodableText as exc:
+        return marker(column, charset.name, data, exc)
+
+
+def marker(column: str, charset: str, data: bytes, error: UndecodableText) -> Undecodable:
+    return Undecodable(column, charset, data.hex(), str(UndecodableText(
+        error.charset, error.hex_bytes, error.offset, column)))
