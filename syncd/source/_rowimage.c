@@ -156,7 +156,7 @@ static PyObject *read_value(Decoder *self, const Column *c, const unsigned char 
         Py_ssize_t n = (Py_ssize_t)read_le(p, c->a);
         if (*pos + c->a + n > end) { *odd = 1; return NULL; }
         *pos += c->a + n;
-        if (c->encoding == NULL) {
+        if (c->obj == NULL) {  /* binary */
             if (n == 0)
                 return PyUnicode_FromStringAndSize("", 0);
             return PyBytes_FromStringAndSize((const char *)p + c->a, n);

@@ -68,7 +68,10 @@ def _read_string_exact(event: RowsEvent, size: int, column: Any) -> Any:
     """The library decodes text with Python's codecs (which differ from the server's) and fails
     on bytes the server cannot convert; read the server's text, or an `Undecodable` marker."""
     data = event.packet.read_length_coded_pascal_string(size)
-    return charsets.text_or_marker(fastpath.column_charset(column), column.name, data)
+    charset = fastpath.column_charset(column)
+    if charset.binary:
+        return data or ""  # the library's value of an empty binary string
+    return charsets.text_or_marker(charset, column.name, data)
 
 
 RowsEvent._RowsEvent__read_string = _read_string_exact  # type: ignore[attr-defined]
