@@ -327,8 +327,8 @@ def _change(event: RowsEvent, row: dict, index: int, key: tuple[str, ...],
     assert isinstance(event, UpdateRowsEvent)
     before, _, bad_before = _values(row["before_values"], row.get("before_none_sources"), converters)
     after, zeros, bad = _values(row["after_values"], row.get("after_none_sources"), converters)
-    return RowChange(event.table, Op.UPDATE, before, after, pos, index, key, zeros,
-                     bad + bad_before if bad_before else bad)
+    bad += tuple(name for name in bad_before if name not in bad)
+    return RowChange(event.table, Op.UPDATE, before, after, pos, index, key, zeros, bad)
 
 
 def _values(values: dict, none_sources: dict | None,
