@@ -53,6 +53,11 @@ class Undecodable:
         return f"<{self.charset} X'{self.hex.upper()}': not text>"
 
 
+def undecodable_columns(row: Row) -> tuple[str, ...]:
+    """The columns of a row image holding an `Undecodable` (for row images read by a SELECT)."""
+    return tuple(name for name, value in row.items() if type(value) is Undecodable)
+
+
 @dataclass(slots=True)  # per-change record: not frozen (see the module docstring)
 class RowChange:
     """One row changed in a source table (one row of a binlog rows event)."""

@@ -343,3 +343,20 @@ def text_or_marker(charset: Charset, column: str, data: bytes) -> str | bytes | 
 def marker(column: str, charset: str, data: bytes, error: UndecodableText) -> Undecodable:
     return Undecodable(column, charset, data.hex(), str(UndecodableText(
         error.charset, error.hex_bytes, error.offset, column)))
+
+
+SELECT_EXACT = frozenset(("utf8mb4", "latin1"))
+"""Charsets whose every stored value a SELECT (in utf8mb4) converts exactly as `decode`: latin1
+holds no byte the server cannot convert. (A utf8mb4 column holding a surrogate code point, which
+a non-strict server stores, makes PyMySQL fail to decode the row: such a table is read raw.)"""
+
+
+def converts_over_select(charset: str) -> bool:
+    """Whether a SELECT's own conversion to utf8mb4 gives exactly this module's text, always."""
+    return charset.lower() in SELECT_EXACT
+
+
+def select_raw(column: str) -> str:
+    """The SELECT expression of a text column read as its bytes, under its own name."""
+    quoted = "`" + column.replace("`", "``") + "`"
+    return f"CAST({quoted} AS BINARY) AS {quoted}"
