@@ -15,7 +15,7 @@ see syncd/source/values.py), so the mapping sees the same row images it sees whe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,6 +126,20 @@ class SourceReader:
                                         raw_text_columns(self.conn, self.source.database, table).items()}
         return found
 
+    def _read(self, table: str, columns: Sequence[str],
+              query: Callable[[str], tuple[str, list[Any]]]) -> tuple[list[str], list[tuple]]:
+        """`fetch` of `query(select list)`; a value PyMySQL cannot decode (a utf8mb4 column holding
+        a surrogate, which the server converts to no UTF-8) has the table read raw from then on."""
+        try:
+            return self.fetch(*query(self.select_list(table, columns)), self.raw_columns(table))
+        except UnicodeDecodeError:  # the rest of that result is still on the wire: start afresh
+            self.conn.close()
+            self.conn = connect(self.source, self.source.database)
+            self._execute("SET SESSION time_zone = '+00:00'")
+            self._raw[table] = {name: charsets.lookup(charset) for name, charset in
+                                raw_text_columns(self.conn, self.source.database, table, every=True).items()}
+            return self.fetch(*query(self.select_list(table, columns)), self.raw_columns(table))
+
     def select_list(self, table: str, columns: Sequence[str]) -> str:
         raw = self.raw_columns(table)
         return ", ".join(charsets.select_raw(c) if c in raw else quote(c) for c in columns)
@@ -144,8 +158,7 @@ class SourceReader:
     def chunk_tuples(self, table: str, key: Sequence[str], columns: Sequence[str],
                      after: Sequence[Any] | None, limit: int) -> tuple[list[str], list[tuple]]:
         """`chunk` as (column names, rows as tuples)."""
-        query, params = _chunk_query(table, key, self.select_list(table, columns), after, limit)
-        return self.fetch(query, params, self.raw_columns(table))
+        return self._read(table, columns, lambda select: _chunk_query(table, key, select, after, limit))
 
     def copy_lines(self, table: str, key: Sequence[str], line: str, after: Sequence[Any] | None,
                    limit: int) -> tuple[list[bytes], tuple[Any, ...] | None]:
@@ -165,12 +178,11 @@ class SourceReader:
         """
         where, params = range_condition(key, after, upto)
         order = ", ".join(quote(k) for k in key)
-        select = self.select_list(table, columns)
-        query = f"SELECT {select} FROM {quote(table)}{where} ORDER BY {order} LIMIT %s"
         if checksum:
             self._execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
         try:
-            names, rows = self.fetch(query, [*params, limit], self.raw_columns(table))
+            names, rows = self._read(table, columns, lambda select: (
+                f"SELECT {select} FROM {quote(table)}{where} ORDER BY {order} LIMIT %s", [*params, limit]))
             full = len(rows) == limit
             upper = tuple(rows[-1][names.index(k)] for k in key) if full else _key(upto)
             total = self.checksum(table, key, columns, after, upper) if checksum else None
@@ -214,10 +226,9 @@ class SourceReader:
         for start in range(0, len(keys), 500):
             part = keys[start:start + 500]
             row_marks = "(" + ", ".join(["%s"] * len(key)) + ")"
-            query = (f"SELECT {self.select_list(table, columns)} FROM {quote(table)} "
-                     f"WHERE ({', '.join(quote(k) for k in key)}) IN "
-                     f"({', '.join([row_marks] * len(part))})")
-            names, found = self.fetch(query, [v for k in part for v in k], self.raw_columns(table))
+            where = f"WHERE ({', '.join(quote(k) for k in key)}) IN ({', '.join([row_marks] * len(part))})"
+            names, found = self._read(table, columns, lambda select, where=where, part=part: (
+                f"SELECT {select} FROM {quote(table)} {where}", [v for k in part for v in k]))
             rows.extend(found)
         return names, rows
 

@@ -141,11 +141,12 @@ class SourceSnapshot:
                 self._conn = None
 
     def _select_list(self, table: str) -> tuple[str, dict[str, charsets.Charset]]:
-        """`*`, or every column with the text of legacy charsets read as bytes (as
-        syncd.reconcile.source reads them), and those columns' charsets."""
+        """Every column, text read as bytes and decoded as the binlog reader decodes it (a few rows
+        by key: a utf8mb4 column holding a surrogate, which PyMySQL cannot decode, reads too),
+        and the text columns' charsets."""
         assert self._conn is not None
-        raw = {name: charsets.lookup(charset)
-               for name, charset in raw_text_columns(self._conn, self.source.database, table).items()}
+        raw = {name: charsets.lookup(charset) for name, charset in
+               raw_text_columns(self._conn, self.source.database, table, every=True).items()}
         if not raw:
             return "*", raw
         names = table_columns(self._conn, self.source.database, table) or {}
