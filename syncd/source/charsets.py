@@ -341,8 +341,9 @@ def text_or_marker(charset: Charset, column: str, data: bytes) -> str | bytes | 
 
 
 def marker(column: str, charset: str, data: bytes, error: UndecodableText) -> Undecodable:
+    shown = data[:64].hex() + ("..." if len(data) > 64 else "")
     return Undecodable(column, charset, data.hex(), str(UndecodableText(
-        error.charset, error.hex_bytes, error.offset, column)))
+        error.charset, error.hex_bytes, error.offset, column, shown)))
 
 
 SELECT_EXACT = frozenset(("utf8mb4", "latin1"))

@@ -214,7 +214,7 @@ def test_every_decoder_reads_text_as_the_server_converts_it(
                 undecodable += 1
                 assert isinstance(value, Undecodable), (charset, stored.hex(), value)
                 assert (value.column, value.charset, value.hex) == ("v", charset, stored.hex())
-                assert value.reason.startswith(f"column v: {charset} bytes X'")
+                assert value.reason.startswith(f"column v: {charset} value X'{stored.hex().upper()}': ")
                 assert change.undecodable == ("v",)
             else:
                 assert value == text, (charset, stored.hex())
