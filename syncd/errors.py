@@ -8,6 +8,7 @@
     │   ├── PositionLost        the binlog the checkpoint needs was purged (re-snapshot)
     │   └── StreamError         the stream holds something syncd refuses to guess about
     ├── TransformError          one value could not be converted (becomes a dead letter)
+    │   └── UndecodableText     text bytes the source server itself cannot convert (charsets.py)
     ├── SinkError
     │   ├── SinkUnavailable     PostgreSQL connection lost (retriable)
     │   └── TargetSchemaError   target table/column/key missing or unusable
@@ -90,6 +91,29 @@ class TransformError(SyncdError):
         self.reason = reason
         self.column = column
         super().__init__(f"column {column}: {reason}" if column else reason)
+
+
+class UndecodableText(TransformError):
+    """Bytes of a text value that the source server itself cannot convert to Unicode (its
+    CONVERT gives `?`): syncd never guesses a character, the change becomes a dead letter.
+
+    `hex_bytes`: the bytes that cannot be converted, at byte `offset` of the value; `value_hex`:
+    the whole value (its first 64 bytes), when known."""
+
+    def __init__(self, charset: str, hex_bytes: str, offset: int = 0, column: str | None = None,
+                 value_hex: str | None = None) -> None:
+        self.charset = charset
+        self.hex_bytes = hex_bytes
+        self.offset = offset
+        self.value_hex = value_hex
+        value = f"{charset} value X'{value_hex.upper()}': " if value_hex is not None else ""
+        super().__init__(f"{value}{charset} bytes X'{hex_bytes.upper()}' at byte {offset} cannot be "
+                         "converted to text (the source server cannot convert them either): fix the "
+                         "value at the source, or declare the column binary and map it into bytea; "
+                         "then `syncd dlq retry`", column)
+
+    def __reduce__(self) -> tuple:
+        return type(self), (self.charset, self.hex_bytes, self.offset, self.column, self.value_hex)
 
 
 class SinkError(SyncdError):

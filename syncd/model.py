@@ -36,6 +36,28 @@ class Op(enum.Enum):
     DELETE = "delete"
 
 
+@dataclass(frozen=True, slots=True)
+class Undecodable:
+    """The value of a text column whose bytes the source server itself cannot convert to text
+    (syncd/source/charsets.py). Not a str, so it cannot reach PostgreSQL as text: a mapping that
+    reads it dead-letters the change with `reason`."""
+
+    column: str
+    charset: str
+    hex: str
+    """The whole value's bytes, in hex."""
+    reason: str
+    """What cannot be converted, and what to do (UndecodableText's message)."""
+
+    def __str__(self) -> str:
+        return f"<{self.charset} X'{self.hex.upper()}': not text>"
+
+
+def undecodable_columns(row: Row) -> tuple[str, ...]:
+    """The columns of a row image holding an `Undecodable` (for row images read by a SELECT)."""
+    return tuple(name for name, value in row.items() if type(value) is Undecodable)
+
+
 @dataclass(slots=True)  # per-change record: not frozen (see the module docstring)
 class RowChange:
     """One row changed in a source table (one row of a binlog rows event)."""
@@ -52,6 +74,8 @@ class RowChange:
     """The source table's primary key columns, when known."""
     zero_dates: tuple[str, ...] = ()
     """Columns whose zero or partial-zero date ('0000-00-00', '2024-00-15') was read as NULL."""
+    undecodable: tuple[str, ...] = ()
+    """Columns of either image holding an `Undecodable` value instead of text."""
 
 
 @dataclass(slots=True)  # per-change record: not frozen (see the module docstring)

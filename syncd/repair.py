@@ -31,7 +31,17 @@ from syncd.mapping.plan import (
     remove_op,
     row_key_text,
 )
-from syncd.model import REPAIR_AT, KeyOutcome, MappedChange, Op, Outcome, Position, Row, RowChange
+from syncd.model import (
+    REPAIR_AT,
+    KeyOutcome,
+    MappedChange,
+    Op,
+    Outcome,
+    Position,
+    Row,
+    RowChange,
+    undecodable_columns,
+)
 from syncd.sink.postgres import Batch, PlannedOp, PostgresSink, RepairDone, connect
 from syncd.sink.state import read_repair, request_repair
 from syncd.source.snapshot import SourceSnapshot
@@ -198,7 +208,8 @@ def _mapped(read: RepairRead, original: tuple[Any, ...], row: Row | None,
     """A present, in-scope row is upserted; a missing or filtered-out one is removed by key."""
     mapping, columns = read.mapping, read.key_columns
     if row is not None and in_scope(mapping, row):
-        change = RowChange(mapping.spec.table, Op.INSERT, None, row, key_columns=columns)
+        change = RowChange(mapping.spec.table, Op.INSERT, None, row, key_columns=columns,
+                           undecodable=undecodable_columns(row))
         return map_change(mapping, change, ctx), change
     image = row if row is not None else dict(zip(columns, original, strict=True))
     change = RowChange(mapping.spec.table, Op.DELETE, image, None, key_columns=columns)

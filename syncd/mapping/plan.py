@@ -32,6 +32,7 @@ from syncd.model import (
     RowOp,
     SoftDelete,
     TargetTable,
+    Undecodable,
     Upsert,
 )
 
@@ -408,9 +409,24 @@ def in_scope(mapping: Mapping, row: Row | None) -> bool:
 def map_change(mapping: Mapping, change: RowChange, ctx: ChangeContext) -> MappedChange:
     """Target row operations for one source row change; a failure becomes a dead letter."""
     try:
+        if change.undecodable:
+            _check_decodable(mapping, change)
         return MappedChange(_ops(mapping, change, ctx), [])
     except TransformError as exc:
         return MappedChange([], [dead_letter(mapping, change, ctx, str(exc))])
+
+
+def _check_decodable(mapping: Mapping, change: RowChange) -> None:
+    """Raises for a column holding text the source server cannot convert, when the mapping reads
+    it: any column of the new image, and the key and `where` columns of the old one (so an
+    UPDATE that fixes the bytes at the source applies)."""
+    old_image = {c.column for c in mapping.spec.conditions} | {
+        s for c in mapping.spec.columns if c.target in mapping.key for s in c.sources}
+    for image, read in ((change.after, mapping.source_columns), (change.before, old_image)):
+        for column in change.undecodable:
+            value = image.get(column) if image is not None else None
+            if isinstance(value, Undecodable) and column in read:
+                raise TransformError(value.reason)
 
 
 def _ops(mapping: Mapping, change: RowChange, ctx: ChangeContext) -> list[RowOp]:

@@ -50,9 +50,12 @@ class CopyText:
 
 
 def plan_copy_text(mapping: Mapping, source_types: dict[str, str], target_types: dict[str, ColumnType],
-                   source_zone: tzinfo, target_encoding: str) -> CopyText | None:
+                   source_zone: tzinfo, target_encoding: str, *,
+                   raw: frozenset[str] = frozenset()) -> CopyText | None:
     """The COPY line of this mapping's rows, or None when the mapping does more than copy values
-    whose text both servers read alike."""
+    whose text both servers read alike, or copies a column of `raw` (text in a charset whose
+    bytes the server may fail to convert: it would write `?` where the mapping path
+    dead-letters the row, syncd/reconcile/source.py)."""
     spec = mapping.spec
     if (mapping.in_scope is not None or mapping.identity is not None or mapping.lookups
             or spec.soft_delete_column or spec.commit_time_column or target_encoding.upper() != "UTF8"):
@@ -60,7 +63,7 @@ def plan_copy_text(mapping: Mapping, source_types: dict[str, str], target_types:
     fields, columns = [], []
     for column in spec.columns:
         source = plain_copy(column)
-        if source is None or source not in source_types:
+        if source is None or source not in source_types or source in raw:
             return None
         field = _field(source, source_type_of(source, source_types), target_types.get(column.target),
                        source_zone)

@@ -26,9 +26,12 @@ from typing import Any
 from syncd.errors import TransformError
 from syncd.mapping.plan import ColumnPlan, Mapping
 from syncd.mapping.spec import ColumnSpec
+from syncd.model import Undecodable
 
 _MEMO_TYPES = frozenset({str, int, Decimal, bytes, date, datetime, time, timedelta})
 """Types whose equal values are identical (not float: 0.0 == -0.0; not bool: True == 1)."""
+_CHECKED = frozenset({datetime, Undecodable})
+"""Values a plain copy still computes: naive datetimes (a source time zone), undecodable text."""
 _MEMO_LIMIT = 200_000
 _MEMO_TRIAL = 20_000
 
@@ -66,6 +69,9 @@ class _Column:
         """Set once a value of this column failed (remembered failures come back from the memo)."""
 
     def one(self, value: Any) -> Any:
+        if type(value) is Undecodable:  # text the source server cannot convert: a dead letter
+            self.may_fail = True
+            return _Failed(value.reason)
         try:
             return self.compute({self.source: value})
         except TransformError as exc:
@@ -75,7 +81,7 @@ class _Column:
     def over(self, values: Sequence[Any]) -> list[Any]:
         """This column's results for one source column's values."""
         if self.plain:
-            return [self.one(v) if type(v) is datetime else v for v in values]
+            return [self.one(v) if type(v) in _CHECKED else v for v in values]
         memo = self.memo
         if memo is None:
             return [self.one(v) for v in values]

@@ -128,13 +128,13 @@ class _TableCopy:
 
 
 def _copy_text(sink: PostgresSink, mappings: list[Mapping], source_types: dict[str, str],
-               plan: SourcePlan) -> CopyText | None:
+               plan: SourcePlan, raw: frozenset[str]) -> CopyText | None:
     if len(mappings) != 1:
         return None
     target_types = column_types(sink.conn, mappings[0].table)
     found = sink.conn.execute("SHOW server_encoding").fetchone()
     return plan_copy_text(mappings[0], source_types, target_types, plan.source.timezone,
-                          str(found[0]) if found else "")
+                          str(found[0]) if found else "", raw=raw)
 
 
 def _snapshot_point(source: SourceConfig) -> SnapshotPoint:
@@ -343,7 +343,8 @@ class _Job:
             key=reader.row_key(table, mappings[0]),  # fan-out mappings share one source_key (spec.py)
             columns=list(columns),
             mappings=mappings,
-            text=None if self.map_every_row else _copy_text(sink, mappings, columns, self.plan),
+            text=None if self.map_every_row else _copy_text(sink, mappings, columns, self.plan,
+                                                            frozenset(reader.raw_columns(table))),
             ctx=ChangeContext(self.name, f"{SNAPSHOT_AT}{position}", datetime.now(UTC)),
             progress_key=_progress_key(table, self.partial),
             position=position)

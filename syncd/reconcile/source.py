@@ -4,14 +4,18 @@ The row key is the mapping's `source_key` when it names one, else the table's pr
 (syncd.source.snapshot.row_key).
 
 Every read is a single SELECT in autocommit mode, which InnoDB serves from its own consistent
-snapshot without taking row locks. Values come out exactly as the initial load and the
+snapshot without taking row locks. Text columns of charsets whose conversion by the server could
+lose bytes (it writes `?` for what it cannot convert) are read as bytes and decoded by
+syncd/source/charsets.py, as the binlog reader decodes them: a value the server cannot convert
+is an `Undecodable` marker, and the row a dead letter, never a silent `?`. Tables of utf8mb4
+and latin1 text are read as before. Values come out exactly as the initial load and the
 binlog reader produce them (session time zone +00:00, TIMESTAMP aware UTC, zero dates None,
 see syncd/source/values.py), so the mapping sees the same row images it sees when streaming.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +27,8 @@ from syncd.mapping.plan import Mapping
 from syncd.model import Position, Row
 from syncd.reconcile.pushdown import source_sums_sql, sums_text
 from syncd.reconcile.verified import source_checksum_sql
-from syncd.source.checks import connect, table_columns
+from syncd.source import charsets
+from syncd.source.checks import connect, raw_text_columns, table_columns
 from syncd.source.snapshot import row_key
 from syncd.source.values import ZERO_DATE, Convert, select_converter
 
@@ -90,6 +95,7 @@ class SourceReader:
     def __init__(self, source: SourceConfig) -> None:
         self.source = source
         self.conn = connect(source, source.database)
+        self._raw: dict[str, dict[str, charsets.Charset]] = {}
         self._execute("SET SESSION time_zone = '+00:00'")
 
     def close(self) -> None:
@@ -112,6 +118,32 @@ class SourceReader:
         """Column name -> MySQL data type, in table order ({} when the table does not exist)."""
         return table_columns(self.conn, self.source.database, table) or {}
 
+    def raw_columns(self, table: str) -> dict[str, charsets.Charset]:
+        """The text columns of `table` read as bytes (see the module docstring), by name."""
+        found = self._raw.get(table)
+        if found is None:
+            found = self._raw[table] = {name: charsets.lookup(charset) for name, charset in
+                                        raw_text_columns(self.conn, self.source.database, table).items()}
+        return found
+
+    def _read(self, table: str, columns: Sequence[str],
+              query: Callable[[str], tuple[str, list[Any]]]) -> tuple[list[str], list[tuple]]:
+        """`fetch` of `query(select list)`; a value PyMySQL cannot decode (a utf8mb4 column holding
+        a surrogate, which the server converts to no UTF-8) has the table read raw from then on."""
+        try:
+            return self.fetch(*query(self.select_list(table, columns)), self.raw_columns(table))
+        except UnicodeDecodeError:  # the rest of that result is still on the wire: start afresh
+            self.conn.close()
+            self.conn = connect(self.source, self.source.database)
+            self._execute("SET SESSION time_zone = '+00:00'")
+            self._raw[table] = {name: charsets.lookup(charset) for name, charset in
+                                raw_text_columns(self.conn, self.source.database, table, every=True).items()}
+            return self.fetch(*query(self.select_list(table, columns)), self.raw_columns(table))
+
+    def select_list(self, table: str, columns: Sequence[str]) -> str:
+        raw = self.raw_columns(table)
+        return ", ".join(charsets.select_raw(c) if c in raw else quote(c) for c in columns)
+
     def estimated_rows(self, table: str) -> int:
         rows = self._execute("SELECT TABLE_ROWS FROM information_schema.TABLES "
                              "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
@@ -126,7 +158,7 @@ class SourceReader:
     def chunk_tuples(self, table: str, key: Sequence[str], columns: Sequence[str],
                      after: Sequence[Any] | None, limit: int) -> tuple[list[str], list[tuple]]:
         """`chunk` as (column names, rows as tuples)."""
-        return self.fetch(*_chunk_query(table, key, ", ".join(quote(c) for c in columns), after, limit))
+        return self._read(table, columns, lambda select: _chunk_query(table, key, select, after, limit))
 
     def copy_lines(self, table: str, key: Sequence[str], line: str, after: Sequence[Any] | None,
                    limit: int) -> tuple[list[bytes], tuple[Any, ...] | None]:
@@ -146,12 +178,11 @@ class SourceReader:
         """
         where, params = range_condition(key, after, upto)
         order = ", ".join(quote(k) for k in key)
-        query = (f"SELECT {', '.join(quote(c) for c in columns)} FROM {quote(table)}{where} "
-                 f"ORDER BY {order} LIMIT %s")
         if checksum:
             self._execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
         try:
-            names, rows = self.fetch(query, [*params, limit])
+            names, rows = self._read(table, columns, lambda select: (
+                f"SELECT {select} FROM {quote(table)}{where} ORDER BY {order} LIMIT %s", [*params, limit]))
             full = len(rows) == limit
             upper = tuple(rows[-1][names.index(k)] for k in key) if full else _key(upto)
             total = self.checksum(table, key, columns, after, upper) if checksum else None
@@ -195,10 +226,9 @@ class SourceReader:
         for start in range(0, len(keys), 500):
             part = keys[start:start + 500]
             row_marks = "(" + ", ".join(["%s"] * len(key)) + ")"
-            query = (f"SELECT {', '.join(quote(c) for c in columns)} FROM {quote(table)} "
-                     f"WHERE ({', '.join(quote(k) for k in key)}) IN "
-                     f"({', '.join([row_marks] * len(part))})")
-            names, found = self.fetch(query, [v for k in part for v in k])
+            where = f"WHERE ({', '.join(quote(k) for k in key)}) IN ({', '.join([row_marks] * len(part))})"
+            names, found = self._read(table, columns, lambda select, where=where, part=part: (
+                f"SELECT {select} FROM {quote(table)} {where}", [v for k in part for v in k]))
             rows.extend(found)
         return names, rows
 
@@ -223,14 +253,18 @@ class SourceReader:
     def select(self, query: str, params: Sequence[Any]) -> list[Row]:
         return _dicts(*self.fetch(query, params))
 
-    def fetch(self, query: str, params: Sequence[Any]) -> tuple[list[str], list[tuple]]:
-        """Rows as tuples, values normalised like the binlog's (syncd/source/values.py)."""
+    def fetch(self, query: str, params: Sequence[Any],
+              raw: dict[str, charsets.Charset] | None = None) -> tuple[list[str], list[tuple]]:
+        """Rows as tuples, values normalised like the binlog's (syncd/source/values.py); the
+        columns of `raw` (read as bytes) decoded as the binlog reader decodes them."""
         try:
             with self.conn.cursor() as cur:
                 cur.execute(query, params)
                 names = [d[0] for d in cur.description]
                 converters = [(i, f) for i, d in enumerate(cur.description)
                               if (f := select_converter(d[1])) is not None]
+                raw = raw or {}
+                converters += [(i, _text(raw[name], name)) for i, name in enumerate(names) if name in raw]
                 rows = list(cur.fetchall())
         except pymysql.err.OperationalError as exc:
             raise SourceUnavailable(self.source.name, f"read failed: {exc.args[-1]}") from exc
@@ -253,6 +287,10 @@ def _chunk_query(table: str, key: Sequence[str], select: str, after: Sequence[An
         query += f" WHERE {after_condition(key)}"
         params = after_params(key, after)
     return f"{query} ORDER BY {', '.join(quote(k) for k in key)} LIMIT %s", [*params, limit]
+
+
+def _text(charset: charsets.Charset, column: str) -> Convert:
+    return lambda data: charsets.text_or_marker(charset, column, data)
 
 
 def _key(value: Sequence[Any] | None) -> tuple[Any, ...] | None:

@@ -6,6 +6,12 @@
  * library's), or None when anything is out of the ordinary: a value that does not fit its type,
  * a short buffer, text that does not decode. The caller then decodes that event in Python, so
  * every unusual case keeps the Python path's behaviour, errors included.
+ *
+ * Text is decoded only in the charsets whose decoding here is exactly the source server's
+ * (syncd/source/charsets.py): with a Python codec that agrees with the server (utf8mb4,
+ * utf16, gbk, ...), the same refusing characters past U+FFFF (utf8mb3, ucs2), or a table of
+ * 256 characters (every single-byte charset, latin1 included). Bytes that do not decode
+ * exactly hand the event back; tables with columns in other charsets are not decoded here.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -14,13 +20,16 @@
 
 enum kind { K_INT = 1, K_INT24, K_YEAR, K_FLOAT, K_DOUBLE, K_ENUM, K_STR, K_DECIMAL, K_DATETIME2, K_DATE };
 
+/* How a K_STR column's text decodes (fastpath.py's _CODEC, _CODEC_BMP, _TABLE). */
+enum text { T_CODEC = 0, T_CODEC_BMP, T_TABLE };
+
 typedef struct {
     int kind;
     int a;           /* K_INT, K_ENUM: width; K_STR: length bytes; K_DECIMAL: precision; K_DATETIME2: fsp */
-    int b;           /* K_INT, K_INT24: signed; K_DECIMAL: scale */
+    int b;           /* K_INT, K_INT24: signed; K_DECIMAL: scale; K_STR: how text decodes (enum text) */
     int width;       /* bytes of a fixed-width value (0: variable) */
     PyObject *name;  /* column name */
-    PyObject *obj;   /* K_ENUM: labels; K_STR: encoding (NULL: binary); K_DATE, K_DATETIME2: reason */
+    PyObject *obj;   /* K_ENUM: labels; K_STR: codec or table (NULL: binary); K_DATE, K_DATETIME2: reason */
     const char *encoding;
 } Column;
 
@@ -147,12 +156,16 @@ static PyObject *read_value(Decoder *self, const Column *c, const unsigned char 
         Py_ssize_t n = (Py_ssize_t)read_le(p, c->a);
         if (*pos + c->a + n > end) { *odd = 1; return NULL; }
         *pos += c->a + n;
-        if (c->encoding == NULL) {
+        if (c->obj == NULL) {  /* binary */
             if (n == 0)
                 return PyUnicode_FromStringAndSize("", 0);
             return PyBytes_FromStringAndSize((const char *)p + c->a, n);
         }
-        PyObject *text = PyUnicode_Decode((const char *)p + c->a, n, c->encoding, self->errors);
+        PyObject *text = c->b == T_TABLE
+            ? PyUnicode_DecodeCharmap((const char *)p + c->a, n, c->obj, self->errors)
+            : PyUnicode_Decode((const char *)p + c->a, n, c->encoding, self->errors);
+        if (text != NULL && c->b == T_CODEC_BMP && PyUnicode_MAX_CHAR_VALUE(text) > 0xFFFF)
+            Py_CLEAR(text);
         if (text == NULL) {
             PyErr_Clear();
             *odd = 1;
@@ -314,7 +327,7 @@ static int column_from(Column *c, PyObject *spec) {
     case K_DATE: c->width = 3; break;
     case K_STR:
         c->width = 0;
-        if (c->obj != NULL && (c->encoding = PyUnicode_AsUTF8(c->obj)) == NULL)
+        if (c->obj != NULL && c->b != T_TABLE && (c->encoding = PyUnicode_AsUTF8(c->obj)) == NULL)
             return -1;
         break;
     default:
@@ -323,7 +336,9 @@ static int column_from(Column *c, PyObject *spec) {
     }
     int bad = (c->kind == K_INT && c->a != 1 && c->a != 2 && c->a != 4 && c->a != 8)
         || (c->kind == K_ENUM && ((c->a != 1 && c->a != 2) || c->obj == NULL || !PyList_Check(c->obj)))
-        || (c->kind == K_STR && (c->a < 1 || c->a > 4))
+        || (c->kind == K_STR && (c->a < 1 || c->a > 4 || c->b < T_CODEC || c->b > T_TABLE))
+        || (c->kind == K_STR && c->b == T_TABLE && (c->obj == NULL || !PyUnicode_Check(c->obj)
+                                                    || PyUnicode_GET_LENGTH(c->obj) != 256))
         || (c->kind == K_DECIMAL && (c->b < 0 || c->a < c->b || c->a > 65 || c->b > 30))
         || (c->kind == K_DATETIME2 && (c->a < 0 || c->a > 6));
     if (bad) {

@@ -34,7 +34,7 @@ from pymysqlreplication.row_event import (
 )
 
 from syncd.config import SourceConfig
-from syncd.errors import PositionLost, SourceUnavailable, StreamError
+from syncd.errors import PositionLost, SourceUnavailable, StreamError, UndecodableText
 from syncd.model import (
     Heartbeat,
     Op,
@@ -44,8 +44,9 @@ from syncd.model import (
     SchemaChange,
     SourceTransaction,
     TransactionPart,
+    Undecodable,
 )
-from syncd.source import fastpath  # issue 7: fast decoding path, used in _connect
+from syncd.source import charsets, fastpath
 from syncd.source.connection import SourceConnection
 from syncd.source.gtid import GtidState
 from syncd.source.values import Convert, apply_converters, binlog_converter, time2_from_binary
@@ -61,6 +62,55 @@ def _read_time2_exact(event: RowsEvent, column: Any) -> Any:
 
 
 RowsEvent._RowsEvent__read_time2 = _read_time2_exact  # type: ignore[attr-defined]
+
+
+def _read_string_exact(event: RowsEvent, size: int, column: Any) -> Any:
+    """The library decodes text with Python's codecs (which differ from the server's) and fails
+    on bytes the server cannot convert; read the server's text, or an `Undecodable` marker."""
+    data = event.packet.read_length_coded_pascal_string(size)
+    charset = fastpath.column_charset(column)
+    if charset.binary:
+        return data or ""  # the library's value of an empty binary string
+    return charsets.text_or_marker(charset, column.name, data)
+
+
+RowsEvent._RowsEvent__read_string = _read_string_exact  # type: ignore[attr-defined]
+
+
+def _read_labels(event: TableMapEvent, length: int) -> list[list[bytes]]:
+    """ENUM and SET labels as their bytes: the library decodes them as UTF-8 (a latin1 `é` label
+    became ''); they are decoded in their column's charset once the columns are known."""
+    labels = []
+    packet = event.packet
+    end = packet.read_bytes + length
+    while packet.read_bytes < end:
+        count = packet.read_length_coded_binary()
+        labels.append([packet.read_variable_length_string() for _ in range(count)])
+    return labels
+
+
+def _sync_column_info(event: TableMapEvent) -> None:
+    _library_sync_column_info(event)
+    for column in event.columns:
+        for attribute in ("enum_values", "set_values"):
+            labels = getattr(column, attribute, None)
+            if labels:
+                charset = fastpath.column_charset(column)
+                setattr(column, attribute, [_label(charset, column.name, label) for label in labels])
+
+
+def _label(charset: charsets.Charset, column: str, label: Any) -> Any:
+    if not isinstance(label, bytes):
+        return label
+    try:
+        return charset.decode(label)
+    except UndecodableText as exc:
+        return charsets.marker(column, charset.name, label, exc)
+
+
+_library_sync_column_info = TableMapEvent._sync_column_info
+TableMapEvent._read_type_values = _read_labels  # type: ignore[method-assign]
+TableMapEvent._sync_column_info = _sync_column_info  # type: ignore[method-assign]
 
 SourceEvent = SourceTransaction | TransactionPart | SchemaChange | Heartbeat
 
@@ -104,7 +154,7 @@ class BinlogReader:
     def _connect(self) -> BinLogStreamReader:
         settings = self.source.connection_kwargs()
         settings["read_timeout"] = max(30, self.source.heartbeat_s * 4)
-        # -- issue 7: the fast decoding path (same events and values; SYNCD_DECODER=library: off)
+        # The fast decoding path (same events and values; SYNCD_DECODER=library: off).
         return fastpath.install(BinLogStreamReader(
             connection_settings=settings,
             server_id=self.source.server_id,
@@ -120,7 +170,7 @@ class BinlogReader:
             ignore_decode_errors=False,
             enable_logging=False,
             pymysql_wrapper=SourceConnection,
-        ))  # -- end of issue 7
+        ))
 
     def close(self) -> None:
         if self._stream is not None:
@@ -230,6 +280,7 @@ class BinlogReader:
         for index, row in enumerate(event.rows):
             if not checked:
                 self._check_full_image(event, row)
+                _mark_undecodable(row)
             tx.changes.append(_change(event, row, index, key, converters))
         if len(tx.changes) >= PART_ROWS and not tx.xa:
             yield TransactionPart(self.source.name, tx.changes)
@@ -254,32 +305,47 @@ class BinlogReader:
                                   "globally and for every session", str(self.position()))
 
 
+def _mark_undecodable(row: dict) -> None:
+    """The library's rows hold `Undecodable` markers unannounced: record them as the fast path
+    does (in none_sources, with the reason UNDECODABLE)."""
+    for values_key, sources_key in (("values", "none_sources"), ("before_values", "before_none_sources"),
+                                    ("after_values", "after_none_sources")):
+        for name, value in (row.get(values_key) or {}).items():
+            if isinstance(value, Undecodable):
+                row.setdefault(sources_key, {})[name] = fastpath.UNDECODABLE
+
+
 def _change(event: RowsEvent, row: dict, index: int, key: tuple[str, ...],
             converters: list[tuple[str, Convert]]) -> RowChange:
     pos = event.packet.log_pos
     if isinstance(event, WriteRowsEvent):
-        after, zeros = _values(row["values"], row.get("none_sources"), converters)
-        return RowChange(event.table, Op.INSERT, None, after, pos, index, key, zeros)
+        after, zeros, bad = _values(row["values"], row.get("none_sources"), converters)
+        return RowChange(event.table, Op.INSERT, None, after, pos, index, key, zeros, bad)
     if isinstance(event, DeleteRowsEvent):
-        before, zeros = _values(row["values"], row.get("none_sources"), converters)
-        return RowChange(event.table, Op.DELETE, before, None, pos, index, key, zeros)
+        before, zeros, bad = _values(row["values"], row.get("none_sources"), converters)
+        return RowChange(event.table, Op.DELETE, before, None, pos, index, key, zeros, bad)
     assert isinstance(event, UpdateRowsEvent)
-    before, _ = _values(row["before_values"], row.get("before_none_sources"), converters)
-    after, zeros = _values(row["after_values"], row.get("after_none_sources"), converters)
-    return RowChange(event.table, Op.UPDATE, before, after, pos, index, key, zeros)
+    before, _, bad_before = _values(row["before_values"], row.get("before_none_sources"), converters)
+    after, zeros, bad = _values(row["after_values"], row.get("after_none_sources"), converters)
+    bad += tuple(name for name in bad_before if name not in bad)
+    return RowChange(event.table, Op.UPDATE, before, after, pos, index, key, zeros, bad)
 
 
 def _values(values: dict, none_sources: dict | None,
-            converters: list[tuple[str, Convert]]) -> tuple[Row, tuple[str, ...]]:
-    """Library values -> syncd values (see syncd.source.values); zero dates become None."""
+            converters: list[tuple[str, Convert]]) -> tuple[Row, tuple[str, ...], tuple[str, ...]]:
+    """Library values -> syncd values (see syncd.source.values): the row, the columns whose
+    zero date became None, and the columns holding an `Undecodable` marker."""
     row = dict(values)
     zeros = apply_converters(row, converters)
+    bad: tuple[str, ...] = ()
     for name, why in (none_sources or {}).items():
         if why in _ZERO_DATE_SOURCES:
             zeros += (name,)
         elif why == "empty set":
             row[name] = ""
-    return row, zeros
+        elif why == fastpath.UNDECODABLE:
+            bad += (name,)
+    return row, zeros, bad
 
 
 def _key_columns(event: RowsEvent) -> tuple[str, ...]:

@@ -10,6 +10,7 @@ from pymysql.constants import FIELD_TYPE
 
 from syncd.config import SourceConfig
 from syncd.errors import SourceSettingsError, SourceUnavailable
+from syncd.source.charsets import converts_over_select
 from syncd.source.connection import SourceConnection
 
 
@@ -152,6 +153,20 @@ def table_columns(conn: pymysql.connections.Connection, database: str,
                     (database, table))
         rows = cur.fetchall()
     return {str(name): str(kind) for name, kind in rows} or None
+
+
+def raw_text_columns(conn: pymysql.connections.Connection, database: str, table: str,
+                     every: bool = False) -> dict[str, str]:
+    """Column name -> charset of the text columns a SELECT must read as bytes: the server
+    converts the others to utf8mb4 exactly (syncd/source/charsets.py: `converts_over_select`);
+    with `every`, all of them (a utf8mb4 column holding a surrogate the server stored)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT COLUMN_NAME, CHARACTER_SET_NAME FROM information_schema.COLUMNS "
+                    "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND CHARACTER_SET_NAME IS NOT NULL "
+                    "AND DATA_TYPE NOT IN ('enum', 'set')", (database, table))
+        rows = cur.fetchall()
+    return {str(name): str(charset) for name, charset in rows
+            if every or not converts_over_select(str(charset))}
 
 
 def primary_key(conn: pymysql.connections.Connection, database: str, table: str) -> tuple[str, ...]:

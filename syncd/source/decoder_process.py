@@ -11,7 +11,8 @@ syncd.source.decoder_process`) and hands its events over a pipe, in order, as th
   and value types), announced once; both sides turn rows of a shape with a function generated
   for it. Values `marshal` carries exactly (int, float, str, bytes, None, bool) cross as they
   are, Decimal as its text, a naive datetime as ISO text, anything else tagged (datetime, date
-  and timedelta as their fields); the parent rebuilds the same objects (`pickle` would cost as
+  and timedelta as their fields, an `Undecodable` text marker as its own); the parent rebuilds
+  the same objects (`pickle` would cost as
   much as the decoding saved);
 * a `SyncdError` in the child travels pickled and is raised again in the parent, where the
   runner retries or fails the source exactly as with an in-process reader; anything else ends
@@ -49,6 +50,7 @@ from syncd.model import (
     SchemaChange,
     SourceTransaction,
     TransactionPart,
+    Undecodable,
 )
 from syncd.observability import tune_gc
 from syncd.source.binlog import BinlogReader, SourceEvent
@@ -98,6 +100,7 @@ _ENCODE: dict[type, Callable[[Any], tuple]] = {
     datetime: _datetime,
     date: lambda v: ("D", v.toordinal()),
     timedelta: lambda v: ("T", v.days, v.seconds, v.microseconds),
+    Undecodable: lambda v: ("B", v.column, v.charset, v.hex, v.reason),
 }
 _NATIVE = frozenset({int, float, str, bytes, bool, type(None)})
 
@@ -110,6 +113,7 @@ _DECODE: dict[str, Callable[[tuple], Any]] = {
     "D": lambda t: date.fromordinal(t[1]),
     "T": lambda t: timedelta(t[1], t[2], t[3]),
     "p": lambda t: pickle.loads(t[1]),
+    "B": lambda t: Undecodable(t[1], t[2], t[3], t[4]),
 }
 
 
@@ -203,7 +207,7 @@ class EventEncoder:
         before, after = change.before, change.after
         return (change.table, change.op.value, None if before is None else self._row(before),
                 None if after is None else self._row(after), change.event_pos, change.row_index,
-                change.key_columns, change.zero_dates)
+                change.key_columns, change.zero_dates, change.undecodable)
 
     def _row(self, row: Row) -> tuple:
         key = (tuple(row), tuple(map(type, row.values())))
@@ -253,11 +257,11 @@ class EventDecoder:
         return [event for data in items if (event := self.decode(data)) is not None]
 
     def _change(self, data: tuple) -> RowChange:
-        table, op, before, after, event_pos, row_index, key, zeros = data
+        table, op, before, after, event_pos, row_index, key, zeros, undecodable = data
         builders = self._builders
         return RowChange(table, _OPS[op], None if before is None else builders[before[0]](before),
                          None if after is None else builders[after[0]](after), event_pos, row_index,
-                         key, zeros)
+                         key, zeros, undecodable)
 
 
 # --------------------------------------------------------------------------- events

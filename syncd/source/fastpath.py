@@ -17,7 +17,11 @@ wrapper object built with seventeen arguments. This module keeps the library's s
    whose columns are all integers, floats, text, ENUM, DECIMAL, DATE or DATETIME are decoded
    in C instead (`_rowimage.c`, built by setup.py when a compiler is there); an event the C
    decoder finds anything unusual in (a value out of range, text that does not decode) is
-   decoded by the generated function, so errors and quirks stay the Python path's.
+   decoded by the generated function, so errors and quirks stay the Python path's. Text is
+   decoded as the source server converts it (syncd/source/charsets.py); a value the server
+   cannot convert either is read as an `Undecodable` marker, its column recorded in the image's
+   none_sources with the reason `UNDECODABLE`, by a careful variant of the generated function
+   that an image is decoded again with (so the common case pays nothing for it).
 3. Row, XID and MariaDB GTID events are built without the packet wrapper, and rows are
    decoded lazily, so rows of tables nobody reads cost nothing.
 
@@ -60,6 +64,10 @@ from pymysqlreplication.row_event import (
 )
 from pymysqlreplication.table import Table
 
+from syncd.errors import UndecodableText
+from syncd.model import Undecodable
+from syncd.source import charsets
+
 try:
     from syncd.source import _rowimage
 except ImportError:  # not built (no C compiler when installed): the generated Python decodes
@@ -70,6 +78,9 @@ DECODER_ENV = "SYNCD_DECODER"
 
 TABLE_CACHE_SIZE = 4096
 """Distinct TABLE_MAP bodies kept per stream; the cache starts over when it is full."""
+
+UNDECODABLE = "undecodable text"
+"""The none_sources reason of a column read as an `Undecodable` marker (its value is not None)."""
 
 PATTERN_LIMIT = 64
 """Null patterns that get their own generated function per table; further ones share one."""
@@ -103,9 +114,11 @@ def native_enabled() -> bool:
 def install(stream: BinLogStreamReader) -> BinLogStreamReader:
     """Switches a reader that has not read yet to the fast path; returns it.
 
-    Leaves it as it is when ``SYNCD_DECODER=library`` or when it verifies checksums.
+    Leaves it as it is when ``SYNCD_DECODER=library``, when it verifies checksums, or when it
+    ignores decode errors (text is never decoded loosely here).
     """
-    if not enabled() or stream._BinLogStreamReader__verify_checksum:
+    if (not enabled() or stream._BinLogStreamReader__verify_checksum
+            or stream._BinLogStreamReader__ignore_decode_errors):
         return stream
     stream.__class__ = FastBinLogStreamReader
     assert isinstance(stream, FastBinLogStreamReader)
@@ -389,7 +402,7 @@ class FastBinLogStreamReader(BinLogStreamReader):
             # Shared from now on: safe because the library changes a Table only to fill in
             # column names it lacks. Rows of a table without a decoder go to the library.
             table = event.get_table()
-            table._syncd_decoder = build_decoder(table, self._decode_errors)
+            table._syncd_decoder = build_decoder(table)
             table._syncd_wanted = self._wanted(table)
             attributes = {k: v for k, v in event.__dict__.items() if k not in _PER_EVENT}
             self._fast_tables[key] = (attributes, table)
@@ -501,7 +514,7 @@ NULL, VALUE, CHECK = "null", "value", "check"
 """How a generated function treats a column: always NULL, never NULL, or test the null bitmap."""
 
 
-def build_decoder(table: Table, ignore_decode_errors: bool = False) -> RowDecoder | None:
+def build_decoder(table: Table) -> RowDecoder | None:
     """A decoder for the table's row images, or None when the library must decode them."""
     columns = table.columns
     names = [column.name for column in columns]
@@ -516,7 +529,7 @@ def build_decoder(table: Table, ignore_decode_errors: bool = False) -> RowDecode
             return None
         if column.type == FIELD_TYPE.SET and (not column.set_values or column.size not in (1, 2, 3, 4, 8)):
             return None
-    return RowDecoder(columns, ignore_decode_errors)
+    return RowDecoder(columns)
 
 
 class RowDecoder:
@@ -525,20 +538,21 @@ class RowDecoder:
     ``image(data, pos)`` reads one image (null bitmap, then values) and returns
     ``(values, none_sources, next_pos)``. The function for an image is generated the first
     time its null pattern is seen (`PATTERN_LIMIT` patterns; past that, one function tests the
-    null bitmap per nullable column).
+    null bitmap per nullable column). An event holding text the source server cannot convert
+    is decoded again by a careful function, which reads such a value as an `Undecodable`.
     """
 
-    def __init__(self, columns: list[Any], ignore_decode_errors: bool = False) -> None:
+    def __init__(self, columns: list[Any]) -> None:
         self.columns = columns
         self.count = len(columns)
         self.bitmap_bytes = (self.count + 7) // 8
         self.full_bitmap = (1 << self.count) - 1
-        self.errors = "ignore" if ignore_decode_errors else "strict"
         self.sources: dict[int | None, str] = {}
         """Generated source by null pattern (None: the one that tests the bitmap); for reading."""
         self._functions: dict[int, ImageFunction] = {}
         self._general: ImageFunction | None = None
-        self.native = _native_decoder(columns, self.errors) if native_enabled() else None
+        self._careful: ImageFunction | None = None
+        self.native = _native_decoder(columns) if native_enabled() else None
         """The C decoder of these images; None when a column type is not one it reads."""
         self.handed_back = 0
         """Events the C decoder left to the generated Python (something unusual in them)."""
@@ -554,8 +568,14 @@ class RowDecoder:
         native = self._native_rows(data, pos, end, False)
         if native is not None:
             return native
+        try:
+            return self._single(self.image, data, pos, end)
+        except (UnicodeDecodeError, UndecodableText):
+            return self._single(self.careful_image, data, pos, end)
+
+    @staticmethod
+    def _single(image: Callable, data: bytes, pos: int, end: int) -> list[dict[str, Any]]:
         rows = []
-        image = self.image
         while pos < end:
             values, sources, pos = image(data, pos)
             rows.append({"values": values, "none_sources": sources})
@@ -565,8 +585,14 @@ class RowDecoder:
         native = self._native_rows(data, pos, end, True)
         if native is not None:
             return native
+        try:
+            return self._updates(self.image, data, pos, end)
+        except (UnicodeDecodeError, UndecodableText):
+            return self._updates(self.careful_image, data, pos, end)
+
+    @staticmethod
+    def _updates(image: Callable, data: bytes, pos: int, end: int) -> list[dict[str, Any]]:
         rows = []
-        image = self.image
         while pos < end:
             before, before_sources, pos = image(data, pos)
             after, after_sources, pos = image(data, pos)
@@ -583,6 +609,14 @@ class RowDecoder:
             self.handed_back += 1
         return rows
 
+    def careful_image(self, data: bytes, pos: int) -> tuple[dict[str, Any], dict[str, str], int]:
+        """`image` for an event holding text the server cannot convert: markers, no error."""
+        if self._careful is None:
+            self._careful = self._generate([CHECK] * self.count, -1, careful=True)
+        width = self.bitmap_bytes
+        nulls = int.from_bytes(data[pos:pos + width], "little") & self.full_bitmap
+        return self._careful(data, pos + width, nulls)
+
     def _function(self, nulls: int) -> ImageFunction:
         if len(self._functions) < PATTERN_LIMIT:
             modes = [NULL if nulls >> i & 1 else VALUE for i in range(self.count)]
@@ -592,8 +626,8 @@ class RowDecoder:
             self._general = self._generate([CHECK] * self.count, None)
         return self._general
 
-    def _generate(self, modes: list[str], key: int | None) -> ImageFunction:
-        source, namespace = _ImageCode(self.columns, modes, self.errors).build()
+    def _generate(self, modes: list[str], key: int | None, careful: bool = False) -> ImageFunction:
+        source, namespace = _ImageCode(self.columns, modes, careful).build()
         self.sources[key] = source
         exec(compile(source, f"<syncd fastpath {self.columns[0].name}...>", "exec"), namespace)
         return namespace["image"]
@@ -607,10 +641,11 @@ class _ImageCode:
     a binlog becomes code.
     """
 
-    def __init__(self, columns: list[Any], modes: list[str], errors: str) -> None:
+    def __init__(self, columns: list[Any], modes: list[str], careful: bool = False) -> None:
         self.columns = columns
         self.modes = modes
-        self.errors = errors
+        self.careful = careful
+        """Text the server cannot convert reads as an `Undecodable` (else it raises)."""
         self.lines: list[str] = []
         self.namespace: dict[str, Any] = {"datetime": datetime, "Decimal": Decimal}
         self.offset = 0  # bytes between `p` and the next value, known when generating
@@ -726,12 +761,20 @@ class _ImageCode:
         if kind == FIELD_TYPE.GEOMETRY:
             self.lines.append(f"{target} = {raw}")
         else:
-            encoding = _text_encoding(column, self.errors)
-            if encoding is None:  # no Python codec (binary): bytes, but '' when empty, as the library
-                self.lines.append(f"{target} = {raw} or ''")
-            else:
-                self.lines.append(f"{target} = {raw}.decode({encoding!r}, {self.errors!r})")
+            self.lines.append(f"{target} = {self._text(index, column, raw)}")
         self.lines.append(f"{indent}p += {size} + n")
+
+    def _text(self, index: int, column: Any, raw: str) -> str:
+        """The expression of a text value: the server's text of its bytes (see charsets.py)."""
+        charset = column_charset(column)
+        if charset.binary:  # bytes, but '' when empty, as the library
+            return f"{raw} or ''"
+        if self.careful:
+            marked = self._bind(f"text{index}", charsets.text_or_marker)
+            return f"{marked}({self._bind(f'charset{index}', charset)}, {column.name!r}, {raw})"
+        if charset.codec is not None and not charset.bmp_only:  # utf8mb4 and the like: inline
+            return f"{raw}.decode({charset.codec!r})"
+        return f"{self._bind(f'decode{index}', charset.decode)}({raw})"
 
     def _result(self) -> list[str]:
         names = [column.name for column in self.columns]
@@ -740,7 +783,7 @@ class _ImageCode:
         lines = []
         dynamic = any(mode != NULL and column.type in _NONE_REASONS
                       for column, mode in zip(self.columns, self.modes, strict=True))
-        dynamic = dynamic or CHECK in self.modes
+        dynamic = dynamic or CHECK in self.modes or self.careful
         if not dynamic:
             static = ", ".join(f"{names[i]!r}: {NONE_SOURCE.NULL!r}"
                                for i, mode in enumerate(self.modes) if mode == NULL)
@@ -761,6 +804,10 @@ class _ImageCode:
             elif reason is not None:
                 lines.append(f"if v{i} is None:")
                 lines.append(f"    sources[{name!r}] = {reason!r}")
+            if self.careful and mode != NULL and column.type in _TEXT_TYPES:
+                self.namespace["Undecodable"] = Undecodable
+                lines.append(f"if v{i}.__class__ is Undecodable:")
+                lines.append(f"    sources[{name!r}] = {UNDECODABLE!r}")
         lines.append(f"return {{{values}}}, sources, p")
         return lines
 
@@ -777,50 +824,64 @@ def _signed(column: Any) -> int:
     return int(not column.unsigned)
 
 
-_NATIVE_KINDS: dict[int, Callable[[Any, str], NativeColumn]] = {
-    FIELD_TYPE.TINY: lambda c, _: (_K_INT, 1, _signed(c), None),
-    FIELD_TYPE.SHORT: lambda c, _: (_K_INT, 2, _signed(c), None),
-    FIELD_TYPE.LONG: lambda c, _: (_K_INT, 4, _signed(c), None),
-    FIELD_TYPE.LONGLONG: lambda c, _: (_K_INT, 8, _signed(c), None),
-    FIELD_TYPE.INT24: lambda c, _: (_K_INT24, 0, _signed(c), None),
-    FIELD_TYPE.YEAR: lambda c, _: (_K_YEAR, 0, 0, None),
-    FIELD_TYPE.FLOAT: lambda c, _: (_K_FLOAT, 0, 0, None),
-    FIELD_TYPE.DOUBLE: lambda c, _: (_K_DOUBLE, 0, 0, None),
-    FIELD_TYPE.ENUM: lambda c, _: (_K_ENUM, c.size, 0, list(c.enum_values)),
-    FIELD_TYPE.NEWDECIMAL: lambda c, _: (_K_DECIMAL, c.precision, c.decimals, None),
-    FIELD_TYPE.DATETIME2: lambda c, _: (_K_DATETIME2, c.fsp, 0, _NONE_REASONS[FIELD_TYPE.DATETIME2]),
-    FIELD_TYPE.DATE: lambda c, _: (_K_DATE, 0, 0, _NONE_REASONS[FIELD_TYPE.DATE]),
-    FIELD_TYPE.VARCHAR: lambda c, e: (_K_STR, 2 if c.max_length > 255 else 1, 0, _text_encoding(c, e)),
-    FIELD_TYPE.STRING: lambda c, e: (_K_STR, 2 if c.max_length > 255 else 1, 0, _text_encoding(c, e)),
-    FIELD_TYPE.BLOB: lambda c, e: (_K_STR, c.length_size, 0, _text_encoding(c, e)),
+_NATIVE_KINDS: dict[int, Callable[[Any], NativeColumn | None]] = {
+    FIELD_TYPE.TINY: lambda c: (_K_INT, 1, _signed(c), None),
+    FIELD_TYPE.SHORT: lambda c: (_K_INT, 2, _signed(c), None),
+    FIELD_TYPE.LONG: lambda c: (_K_INT, 4, _signed(c), None),
+    FIELD_TYPE.LONGLONG: lambda c: (_K_INT, 8, _signed(c), None),
+    FIELD_TYPE.INT24: lambda c: (_K_INT24, 0, _signed(c), None),
+    FIELD_TYPE.YEAR: lambda c: (_K_YEAR, 0, 0, None),
+    FIELD_TYPE.FLOAT: lambda c: (_K_FLOAT, 0, 0, None),
+    FIELD_TYPE.DOUBLE: lambda c: (_K_DOUBLE, 0, 0, None),
+    FIELD_TYPE.ENUM: lambda c: (_K_ENUM, c.size, 0, list(c.enum_values)),
+    FIELD_TYPE.NEWDECIMAL: lambda c: (_K_DECIMAL, c.precision, c.decimals, None),
+    FIELD_TYPE.DATETIME2: lambda c: (_K_DATETIME2, c.fsp, 0, _NONE_REASONS[FIELD_TYPE.DATETIME2]),
+    FIELD_TYPE.DATE: lambda c: (_K_DATE, 0, 0, _NONE_REASONS[FIELD_TYPE.DATE]),
+    FIELD_TYPE.VARCHAR: lambda c: _native_text(c, 2 if c.max_length > 255 else 1),
+    FIELD_TYPE.STRING: lambda c: _native_text(c, 2 if c.max_length > 255 else 1),
+    FIELD_TYPE.BLOB: lambda c: _native_text(c, c.length_size),
 }
 """How the C decoder reads each column type it reads (the same rules as the generated code)."""
 
 
-def _native_decoder(columns: list[Any], errors: str) -> Any:
+# How the C decoder decodes text (the `b` of a K_STR column): with the Python codec named by its
+# object, the same refusing characters past U+FFFF, or with its object as a 256-character table.
+_CODEC, _CODEC_BMP, _TABLE = 0, 1, 2
+
+
+def _native_text(column: Any, length_bytes: int) -> NativeColumn | None:
+    """A text column the C decoder decodes exactly as the server (None: the Python does)."""
+    charset = column_charset(column)
+    if charset.binary:
+        return (_K_STR, length_bytes, _CODEC, None)
+    if charset.table is not None:
+        return (_K_STR, length_bytes, _TABLE, charset.table)
+    if charset.codec is not None:
+        return (_K_STR, length_bytes, _CODEC_BMP if charset.bmp_only else _CODEC, charset.codec)
+    return None
+
+
+def _native_decoder(columns: list[Any]) -> Any:
     """The C decoder of a table's images, or None when one of its columns is not a kind it reads."""
     assert _rowimage is not None
     plan = []
     for column in columns:
         spec = _NATIVE_KINDS.get(column.type)
-        if spec is None:
+        found = spec(column) if spec is not None else None
+        if found is None:
             return None
-        plan.append((column.name, *spec(column, errors)))
-    return _rowimage.Decoder(tuple(plan), NONE_SOURCE.NULL, errors)
+        plan.append((column.name, *found))
+    return _rowimage.Decoder(tuple(plan), NONE_SOURCE.NULL, "strict")
 
 
-def _text_encoding(column: Any, errors: str) -> str | None:
-    """The codec the library decodes this column with; None when it keeps the bytes."""
-    if column.character_set_name is None:
-        return "utf-8"
-    encoding = RowsEvent.charset_to_encoding(column.character_set_name)
-    try:
-        b"\x00".decode(encoding, errors)
-    except LookupError:
-        return None
-    except UnicodeError:
-        pass
-    return encoding
+def column_charset(column: Any) -> charsets.Charset:
+    """The charset of a library column, from its collation (TABLE_MAP metadata).
+
+    Without one (a server without full row metadata, or a collation id the library does not
+    know) the library decodes UTF-8, and so does syncd: utf8mb4.
+    """
+    collation = getattr(column, "collation_name", None)
+    return charsets.lookup(charsets.charset_of_collation(collation) if collation else "utf8mb4")
 
 
 def _fraction_bytes(fsp: int) -> int:

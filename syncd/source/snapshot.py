@@ -11,13 +11,22 @@ applied as an idempotent upsert/delete, the target converges to the same state.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import pymysql
 
 from syncd.config import SourceConfig
 from syncd.errors import SourceError, SourceUnavailable
 from syncd.model import Position, Row
-from syncd.source.checks import connect, primary_key, source_key_problem, table_columns, unique_indexes
+from syncd.source import charsets
+from syncd.source.checks import (
+    connect,
+    primary_key,
+    raw_text_columns,
+    source_key_problem,
+    table_columns,
+    unique_indexes,
+)
 from syncd.source.values import apply_converters, select_converter
 
 
@@ -114,11 +123,12 @@ class SourceSnapshot:
         """The rows with these key values (see `row_key`) that exist in the snapshot, by key."""
         found: dict[tuple, Row] = {}
         columns = ", ".join(_quote(k) for k in key)
+        select, raw = self._select_list(table)
         for start in range(0, len(keys), 1000):
             part = keys[start:start + 1000]
             marks = ", ".join(["(" + ", ".join(["%s"] * len(key)) + ")"] * len(part))
-            query = f"SELECT * FROM {_quote(table)} WHERE ({columns}) IN ({marks})"
-            for row in self._fetch(query, tuple(v for k in part for v in k)):
+            query = f"SELECT {select} FROM {_quote(table)} WHERE ({columns}) IN ({marks})"
+            for row in self._fetch(query, tuple(v for k in part for v in k), raw):
                 found[tuple(row[k] for k in key)] = row
         return found
 
@@ -130,7 +140,19 @@ class SourceSnapshot:
                 self._conn.close()
                 self._conn = None
 
-    def _fetch(self, query: str, params: tuple) -> list[Row]:
+    def _select_list(self, table: str) -> tuple[str, dict[str, charsets.Charset]]:
+        """Every column, text read as bytes and decoded as the binlog reader decodes it (a few rows
+        by key: a utf8mb4 column holding a surrogate, which PyMySQL cannot decode, reads too),
+        and the text columns' charsets."""
+        assert self._conn is not None
+        raw = {name: charsets.lookup(charset) for name, charset in
+               raw_text_columns(self._conn, self.source.database, table, every=True).items()}
+        if not raw:
+            return "*", raw
+        names = table_columns(self._conn, self.source.database, table) or {}
+        return ", ".join(charsets.select_raw(n) if n in raw else _quote(n) for n in names), raw
+
+    def _fetch(self, query: str, params: tuple, raw: dict[str, charsets.Charset]) -> list[Row]:
         assert self._conn is not None
         try:
             with self._conn.cursor() as cur:
@@ -138,6 +160,8 @@ class SourceSnapshot:
                 names = [d[0] for d in cur.description]
                 converters = [(d[0], f) for d in cur.description
                               if (f := select_converter(d[1])) is not None]
+                converters += [(name, partial(charsets.text_or_marker, charset, name))
+                               for name, charset in raw.items()]
                 rows = [dict(zip(names, values, strict=True)) for values in cur.fetchall()]
         except pymysql.err.OperationalError as exc:
             raise SourceUnavailable(self.source.name, f"snapshot read failed: {exc.args[-1]}") from exc
