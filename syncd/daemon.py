@@ -38,7 +38,9 @@ log = structlog.get_logger("syncd.daemon")
 
 
 EXIT_OK = 0
-EXIT_FAILED = 1
+EXIT_FAILED = 2
+"""Could not start (the metrics address cannot be bound): the exit code of every command that
+cannot do its job (docs/operations.md, exit codes)."""
 
 READY_EXTEND_S = 30.0
 """While sources are still starting (e.g. a long initial copy), ask systemd for this much more
