@@ -287,8 +287,8 @@ def trim_stored(conn: Any, config: Config, plans: dict[str, Any] | None = None) 
     """Trim dead letters written before letters kept only what their mapping reads. The mapping
     files are compiled here without the servers when no plans are given; when they do not
     compile, older letters stay as they are and are listed without their row image."""
+    from syncd.mapping.load import compile_all, load_specs  # noqa: PLC0415
     from syncd.sink.state import trim_letters  # noqa: PLC0415
-    from syncd.startup import compile_all, load_specs  # noqa: PLC0415
 
     if plans is None:
         try:

@@ -19,8 +19,8 @@ from typing import Any
 
 import pymysql
 
-from syncd.config import Config, SourceConfig
-from syncd.errors import ConfigError, SyncdError, TransformError
+from syncd.config import SourceConfig
+from syncd.errors import SyncdError, TransformError
 from syncd.identity import preview as identity_preview
 from syncd.identity.preview import IdentityPreview, StoredLinks
 from syncd.mapping.filters import build_filter
@@ -29,7 +29,6 @@ from syncd.mapping.spec import Condition, MappingSpec
 from syncd.model import Op, Row, RowChange, Upsert, json_value, one_line
 from syncd.source import checks
 from syncd.source.values import apply_converters, select_converter
-from syncd.yamlfile import closest
 
 MAPPED = "mapped"
 FILTERED = "filtered"
@@ -193,36 +192,6 @@ def read_source_rows(source: SourceConfig, table: str, where: str | None, limit:
 # --------------------------------------------------------------------------- loading one mapping
 
 
-def find_spec(specs: list[MappingSpec], name: str) -> MappingSpec:
-    for spec in specs:
-        if spec.name == name:
-            return spec
-    names = {s.name for s in specs}
-    raise PreviewError(f"no mapping named {name!r}{closest(name, names)}; mappings: "
-                       f"{', '.join(sorted(names)) or 'none'}")
-
-
-def compile_one(config: Config, name: str) -> Mapping:
-    """Load every mapping file (static checks), then check and compile just mapping `name`
-    against its live target table and source table. ConfigError lists its problems."""
-    from syncd.sink.postgres import connect  # noqa: PLC0415
-    from syncd.sink.target import check_mapping, describe_tables  # noqa: PLC0415
-    from syncd.startup import check_source_tables, compile_all, load_specs, target_table  # noqa: PLC0415
-
-    specs = load_specs(config)
-    spec = find_spec(specs, name)
-    table = target_table(spec, config)
-    conn = connect(config.target, "syncd:preview")
-    try:
-        infos = describe_tables(conn, [table])
-    finally:
-        conn.close()
-    problems = check_mapping(spec, table, infos[table])
-    problems += check_source_tables(config.sources[spec.source], [spec])
-    if problems:
-        raise ConfigError(problems)
-    plans = compile_all(config, [spec], infos)
-    return plans[spec.source].mappings[0]
 
 
 def show_value(value: Any) -> str:

@@ -103,7 +103,7 @@ def retry(letter_id: int | None, mapping_name: str | None, every: bool, config_p
     Exit status: 0 all retried (or nothing to retry), 1 some still fail, 2 error,
     78 config.yaml or a mapping file is wrong.
     """
-    from syncd.startup import build_plans
+    from syncd.service.startup import build_plans
 
     selector = selector_from_options(letter_id, mapping_name, every)
     config = load(config_path)

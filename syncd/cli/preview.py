@@ -19,7 +19,6 @@ from syncd.preview import (
     FILTERED,
     MAPPED,
     PreviewRecord,
-    compile_one,
     preview_rows,
     read_source_rows,
     show_value,
@@ -52,6 +51,8 @@ def preview(mapping_name: str, limit: int, where_sql: str | None, as_json: bool,
     Exit status: 0 shown, 2 error (unknown mapping, a server cannot be reached, the source
     refused --where), 78 config.yaml or the mapping has problems (printed as file:line:col).
     """
+    from syncd.service.startup import compile_one
+
     config = load(config_path)
     with exits_on_errors():
         mapping = compile_one(config, mapping_name)

@@ -31,7 +31,7 @@ _chunk_option = click.option("--chunk-rows", type=click.IntRange(min=1), default
 
 def _setup(config_path: Path) -> tuple[Config, dict[str, Any]]:
     """config.yaml and the mappings, checked against the target (exit 78 on problems)."""
-    from syncd.startup import build_plans
+    from syncd.service.startup import build_plans
 
     config = load(config_path)
     configure_logging(config.log.level, config.log.format)

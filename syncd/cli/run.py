@@ -34,9 +34,9 @@ def run(config_path: Path) -> None:
     Exit status: 0 stopped cleanly, 2 could not start (target unreachable, metrics port taken),
     78 configuration error.
     """
-    from syncd.daemon import Daemon
+    from syncd.service.daemon import Daemon
+    from syncd.service.startup import build_plans
     from syncd.source import decoder_process
-    from syncd.startup import build_plans
 
     config = load(config_path)
     decoder_process.prestart(len(config.sources))  # their start overlaps the checks below
@@ -63,7 +63,7 @@ def validate(config_path: Path, live: bool) -> None:
     target tables, columns, keys and value types. Every problem is reported, not the first.
     Exit status: 0 all good, 1 problems found.
     """
-    from syncd.startup import compile_all, load_specs
+    from syncd.mapping.load import compile_all, load_specs
 
     try:
         config = load_config(config_path)
@@ -103,8 +103,8 @@ def _print_problems(problems: list[Problem]) -> NoReturn:
 def _live_problems(config: Config, specs: list) -> list[Problem]:
     """Target and source checks, each server's problems collected even when another fails."""
     from syncd.sink.postgres import connect
-    from syncd.source.checks import check_source
-    from syncd.startup import check_source_tables, check_target
+    from syncd.sink.target import check_target
+    from syncd.source.checks import check_source, check_source_tables
 
     here = Problem(str(config.path), 1, 1, "")
     problems: list[Problem] = []

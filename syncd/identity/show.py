@@ -31,7 +31,7 @@ class Space:
 
 def load_spaces(config: Config) -> dict[str, Space]:
     """Every identity space of the mapping files, compiled (raises ConfigError on problems)."""
-    from syncd.startup import load_specs, read_secret  # noqa: PLC0415 (keeps --help fast)
+    from syncd.mapping.load import load_specs, read_secret  # noqa: PLC0415 (keeps --help fast)
 
     specs: list[MappingSpec] = load_specs(config)
     kinds: dict[str, dict[str, None]] = {}

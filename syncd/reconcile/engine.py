@@ -33,6 +33,7 @@ from syncd.errors import SyncdError, TransformError
 from syncd.ha import _LOCK_CLASS
 from syncd.identity.core import LinkStore
 from syncd.identity.preview import Wanted, load_stores
+from syncd.mapping.load import SourcePlan
 from syncd.mapping.plan import Mapping, map_key, row_key_text
 from syncd.model import Position, Row
 from syncd.reconcile.compare import (
@@ -56,7 +57,6 @@ from syncd.reconcile.verified import Entry, VerifiedChunks, ensure_table, finger
 from syncd.repair import RepairResult, repair
 from syncd.sink.postgres import connect
 from syncd.sink.state import create_state_schema, read_checkpoint
-from syncd.startup import SourcePlan
 
 log = structlog.get_logger("syncd.reconcile")
 

@@ -40,6 +40,7 @@ from psycopg import sql
 from syncd.config import DEFAULT_CHUNK_ROWS, Config, SourceConfig
 from syncd.errors import SyncdError
 from syncd.ha import SourceLock
+from syncd.mapping.load import SourcePlan
 from syncd.mapping.plan import ChangeContext, Mapping, dead_letter, map_change, remove_op
 from syncd.model import SNAPSHOT_AT, Op, Position, Row, RowChange
 from syncd.reconcile.compare import ChunkDiff, Key, json_value
@@ -51,7 +52,6 @@ from syncd.repair import repair
 from syncd.sink.postgres import Batch, PlannedOp, PostgresSink, connect, rejection_reason
 from syncd.sink.state import Checkpoint, create_state_schema
 from syncd.source.snapshot import SnapshotPoint, SourceSnapshot
-from syncd.startup import SourcePlan
 
 log = structlog.get_logger("syncd.snapshot")
 

@@ -25,16 +25,18 @@ import structlog
 from syncd.config import Config, parse_listen
 from syncd.errors import ConfigError, SyncdError
 from syncd.ha import create_health_table
-from syncd.metrics import Health, Metrics, Server, serve
-from syncd.monitor import StateMonitor
-from syncd.notify import Notifier, Watchdog, watchdog_interval
-from syncd.reconcile.periodic import PeriodicReconcile
-from syncd.runner import SourceRunner, phase_text
+from syncd.mapping.load import SourcePlan
+from syncd.service.metrics import Health, Metrics, Server, serve
+from syncd.service.monitor import StateMonitor
+from syncd.service.notify import Notifier, Watchdog, watchdog_interval
+from syncd.service.periodic import PeriodicReconcile
+from syncd.service.runner import SourceRunner, phase_text
+from syncd.service.startup import build_plans
 from syncd.sink.postgres import connect
 from syncd.sink.state import create_state_schema, trim_letters
-from syncd.startup import SourcePlan, build_plans, check_source_tables
+from syncd.source.checks import check_source_tables
 
-log = structlog.get_logger("syncd.daemon")
+log = structlog.get_logger("syncd.service.daemon")
 
 
 EXIT_OK = 0
