@@ -23,6 +23,7 @@ with ``require_secure_transport=ON`` every plain connection gets 3159 (HY000).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import struct
@@ -78,12 +79,18 @@ class AuthState:
     cache: dict[str, bytes] = field(default_factory=dict)
     """user -> SHA256(SHA256(password)) of accounts that passed full authentication."""
     require_secure_transport: bool = False
-    rsa_key: rsa.RSAPrivateKey = field(
-        default_factory=lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    rsa_key: rsa.RSAPrivateKey = field(default_factory=lambda: _rsa_key())
 
     def public_key_pem(self) -> bytes:
         return self.rsa_key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+@functools.cache
+def _rsa_key() -> rsa.RSAPrivateKey:
+    """The RSA key pair (2048 bits, like MySQL's caching_sha2_password_*_key.pem), made once per
+    test process: generating one takes a noticeable fraction of a second."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
 def new_nonce() -> bytes:

@@ -414,12 +414,16 @@ class MySQLDouble:
         return self.binlog.ddl(sql, self.settings(), **options)
 
     def connection_kwargs(self, *, user: str | None = None, password: str | None = None,
-                          tls: bool = False, **extra: Any) -> dict[str, Any]:
-        """PyMySQL connect() arguments for this double."""
+                          tls: bool | None = None, **extra: Any) -> dict[str, Any]:
+        """PyMySQL connect() arguments for this double. ``tls``: True verifies the server with the
+        double's CA, False forces plain TCP, None leaves PyMySQL's default -- TLS whenever the
+        server offers it, unverified (so a default login never takes the RSA path)."""
         kwargs: dict[str, Any] = {"host": self.host, "port": self.port, "user": user or self.user,
                                   "password": self.password if password is None else password}
         if tls:
             kwargs["ssl"] = {"ca": str(self.ca_path)}
+        elif tls is False:
+            kwargs["ssl_disabled"] = True
         return {**kwargs, **extra}
 
     def connect(self, **extra: Any) -> pymysql.connections.Connection:
