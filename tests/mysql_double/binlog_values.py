@@ -390,8 +390,9 @@ def _decimal(col: Col, value: decimal.Decimal | str | int) -> bytes:
     """decimal2bin: 9 digits per 4 bytes, big-endian, negative values inverted, sign bit flipped."""
     number = decimal.Decimal(value)
     negative = number.is_signed() and number != 0
-    digits = format(abs(number).quantize(decimal.Decimal(1).scaleb(-col.scale),
-                                         rounding=decimal.ROUND_HALF_UP), "f")
+    exponent = decimal.Decimal(1).scaleb(-col.scale)
+    digits = format(number.copy_abs().quantize(exponent, rounding=decimal.ROUND_HALF_UP,
+                                         context=decimal.Context(prec=100)), "f")
     whole, _, frac = digits.partition(".")
     intg = col.precision - col.scale
     whole = whole.lstrip("0").rjust(intg, "0")

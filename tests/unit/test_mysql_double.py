@@ -274,3 +274,266 @@ def test_deprecate_eof_is_honoured_when_the_client_asks(double: MySQLDouble) -> 
         count, _column, eof, row = packets(classic)
         assert eof[0] == 0xFE and len(eof) == 5 and row == b"\x058.4.3"
         assert classic._read_packet()._data[0] == 0xFE
+
+
+# -- the binlog, read by pymysqlreplication ----------------------------------------------------
+
+EVERY_TYPE = Table("shop", "every_type", (
+    Col("id", "int", primary=True, nullable=False),
+    Col("t", "tinyint"), Col("tu", "tinyint", unsigned=True), Col("s", "smallint"),
+    Col("m", "mediumint"), Col("mu", "mediumint", unsigned=True), Col("b", "bigint"),
+    Col("bu", "bigint", unsigned=True), Col("dec", "decimal", precision=30, scale=10),
+    Col("money", "decimal", precision=10, scale=2), Col("f", "float"), Col("d", "double"),
+    Col("day", "date"), Col("dt", "datetime", fsp=6), Col("dt0", "datetime"), Col("ts", "timestamp", fsp=3),
+    Col("tm", "time", fsp=2), Col("tm0", "time"), Col("y", "year"),
+    Col("c", "char", length=10), Col("cbig", "char", length=100), Col("vc", "varchar", length=40),
+    Col("vbig", "varchar", length=500), Col("latin", "varchar", length=20, charset="latin1"),
+    Col("zh", "varchar", length=20, charset="gbk"), Col("old", "varchar", length=20, charset="utf8mb3"),
+    Col("tt", "tinytext"), Col("tx", "text"), Col("mt", "mediumtext"), Col("lt", "longtext"),
+    Col("tb", "tinyblob"), Col("bl", "blob"), Col("mb", "mediumblob"), Col("lb", "longblob"),
+    Col("bin", "binary", length=8), Col("vb", "varbinary", length=16),
+    Col("e", "enum", values=("small", "medium", "large")), Col("st", "set", values=("a", "b", "c", "d")),
+    Col("bit1", "bit", length=1), Col("bit12", "bit", length=12), Col("bit64", "bit", length=64),
+    Col("j", "json"), Col("pt", "point"),
+))
+
+FIRST_ROW = {
+    "id": 1, "t": -128, "tu": 255, "s": -32768, "m": -8388608, "mu": 16777215, "b": -(2 ** 63),
+    "bu": 2 ** 64 - 1, "dec": decimal.Decimal("-12345678901234567890.0123456789"),
+    "money": decimal.Decimal("99999999.99"), "f": 0.5, "d": -1.25e300,
+    "day": datetime.date(1000, 1, 1), "dt": datetime.datetime(9999, 12, 31, 23, 59, 59, 999999),
+    "dt0": datetime.datetime(2024, 2, 29, 12, 0, 1),
+    "ts": datetime.datetime(2038, 1, 19, 3, 14, 7, 123000, tzinfo=datetime.UTC),
+    "tm": datetime.timedelta(hours=838, minutes=59, seconds=58, microseconds=990000),
+    "tm0": datetime.timedelta(hours=-12, minutes=-30), "y": 2155, "c": "abc", "cbig": "长" * 100,
+    "vc": "订单 ✓ 😀", "vbig": "x" * 500, "latin": "café crème", "zh": "待支付", "old": "ascii+é",
+    "tt": "tiny", "tx": "文本" * 1000, "mt": "m" * 70000, "lt": "l" * 100, "tb": b"\x00\xff",
+    "bl": bytes(range(256)), "mb": b"\x01" * 70000, "lb": b"", "bin": b"\x01\x02\x00\x03",
+    "vb": b"\x00\x00", "e": "large", "st": "a,d", "bit1": 1, "bit12": 0xABC, "bit64": 2 ** 64 - 1,
+    "j": {"k": [1, -2, 70000, 2 ** 40, 1.5, "s", True, False, None, {"nested": []}], "": "empty key"},
+    "pt": b"\x00\x00\x00\x00" + struct.pack("<BIdd", 1, 1, 1.5, -2.5),
+}
+SECOND_ROW = {"id": 2, "e": "", "st": "", "j": [1, "two", {"three": 3}], "tm": datetime.timedelta(0),
+              "dec": decimal.Decimal("0"), "money": decimal.Decimal("-0.01"), "y": 0}
+
+
+def _expected_library_value(col: Col, value: object) -> object:
+    """What pymysqlreplication 1.0.17 returns for a stored value (its documented quirks)."""
+    if value is None:
+        return None
+    if value == b"" or col.kind == "binary" and not value.rstrip(b"\x00"):
+        return ""  # an empty binary value reads as ''
+    if col.kind == "set":
+        return set(value.split(",")) if value else None  # an empty SET reads as None ("empty set")
+    if col.kind == "bit":
+        return format(value, f"0{col.length}b")
+    if col.kind == "timestamp":
+        return value.replace(tzinfo=None)  # naive UTC
+    if col.kind == "binary":
+        return value.rstrip(b"\x00")  # BINARY(n) comes back without its padding
+    if col.kind == "year" and value == 0:
+        return 1900  # YEAR 0000 reads as 1900
+    if col.kind == "float":
+        return struct.unpack("<f", struct.pack("<f", value))[0]
+    if col.kind == "json":
+        return _bytes_json(value)
+    return value
+
+
+def _bytes_json(value: object) -> object:
+    """The library returns JSON strings and keys as bytes."""
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, dict):
+        return {k.encode(): _bytes_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_bytes_json(v) for v in value]
+    return value
+
+
+def _net_length(data: bytes, pos: int) -> tuple[int, int]:
+    """net_field_length: 1, 3, 4 or 9 bytes (mysql-server mysys/pack.cc)."""
+    first = data[pos]
+    if first < 251:
+        return first, pos + 1
+    size = {0xFC: 2, 0xFD: 3, 0xFE: 8}[first]
+    return int.from_bytes(data[pos + 1:pos + 1 + size], "little"), pos + 1 + size
+
+
+def _dump_request(double: MySQLDouble, command: int, payload: bytes, setup: tuple[str, ...]) -> list[bytes]:
+    """Send a binlog dump request by hand; the events received (without the OK byte) until EOF."""
+    with double.connect() as conn:
+        for statement in setup:
+            _query(conn, statement)
+        conn._execute_command(command, payload)
+        events = []
+        while not (packet := conn._read_packet()).is_eof_packet():
+            events.append(packet._data[1:])
+        return events
+
+
+def _raw_dump(double: MySQLDouble, name: str, position: int, flags: int = 1, server_id: int = 77,
+              setup: tuple[str, ...] = ("SET @source_binlog_checksum = 'CRC32'",)) -> list[bytes]:
+    return _dump_request(double, 0x12, struct.pack("<IHI", position, flags, server_id) + name.encode(), setup)
+
+
+def _reader(double: MySQLDouble, **options: object) -> BinLogStreamReader:
+    settings = {"server_id": 99, "blocking": False, "resume_stream": True, "log_file": "binlog.000001",
+                "log_pos": 4, "filter_non_implemented_events": False, **options}
+    return BinLogStreamReader(connection_settings=double.connection_kwargs(), **settings)
+
+
+def _events(double: MySQLDouble, **options: object) -> list:
+    stream = _reader(double, **options)
+    try:
+        return list(stream)
+    finally:
+        stream.close()
+
+
+def test_rows_of_every_common_type_come_back_from_the_library(double: MySQLDouble) -> None:
+    second = {c.name: SECOND_ROW.get(c.name) for c in EVERY_TYPE.columns}
+    double.transaction([Insert(EVERY_TYPE, [FIRST_ROW, second])])
+    double.transaction([Update(EVERY_TYPE, [(FIRST_ROW, {**FIRST_ROW, "vc": "changed"})])])
+    double.transaction([Delete(EVERY_TYPE, [second])])
+    rows = [e for e in _events(double) if isinstance(e, WriteRowsEvent | UpdateRowsEvent | DeleteRowsEvent)]
+    stored = [r["values"] for e in rows[:-2] for r in e.rows]
+    assert [r["id"] for r in stored] == [1, 2]
+    for row, expected in zip(stored, (FIRST_ROW, second), strict=True):
+        for col in EVERY_TYPE.columns:
+            assert row[col.name] == _expected_library_value(col, expected.get(col.name)), col.name
+    update = rows[-2].rows[0]
+    assert update["before_values"]["vc"] == FIRST_ROW["vc"] and update["after_values"]["vc"] == "changed"
+    assert rows[-1].rows[0]["values"]["id"] == 2 and rows[-1].rows[0]["values"]["e"] == ""
+
+
+def test_full_metadata_carries_names_keys_labels_charsets_and_visibility(double: MySQLDouble) -> None:
+    table = Table("shop", "people", (
+        Col("tenant", "int", primary=True, nullable=False, unsigned=True),
+        Col("name", "varchar", length=50, primary=True, prefix=10, charset="latin1"),
+        Col("kind", "enum", values=("a", "b")), Col("tags", "set", values=("x", "y")),
+        Col("area", "polygon"), Col("hidden", "int", visible=False), Col("note", "text"),
+    ))
+    double.transaction([Insert(table, [{"tenant": 1, "name": "n"}])])
+    table_map = next(e for e in _events(double) if isinstance(e, TableMapEvent))
+    meta = table_map.optional_metadata
+    assert meta.column_name_list == ["tenant", "name", "kind", "tags", "area", "hidden", "note"]
+    assert meta.unsigned_column_list == [True, False, False, False, False, False, False]
+    assert meta.primary_keys_with_prefix == {0: 0, 1: 10}
+    assert meta.set_enum_str_value_list == [["a", "b"]] and meta.set_str_value_list == [["x", "y"]]
+    assert meta.geometry_type_list == [3]
+    assert meta.visibility_list == [True, True, True, True, True, False, True]
+    assert meta.charset_collation_list == [8, 255]  # name latin1, note utf8mb4_0900_ai_ci
+    assert not any(c.is_primary for c in table_map.columns)  # the library reads SIMPLE_PRIMARY_KEY only
+    double.transaction([Insert(ORDERS, [{"id": 1}])])
+    orders_map = [e for e in _events(double) if isinstance(e, TableMapEvent)][-1]
+    assert orders_map.optional_metadata.simple_primary_key_list == [0]
+    assert [c.name for c in orders_map.columns if c.is_primary] == ["id"]
+
+
+def test_minimal_metadata_has_no_names_and_the_library_says_so(double: MySQLDouble) -> None:
+    double.set_global("binlog_row_metadata", "MINIMAL")
+    double.transaction([Insert(ORDERS, [{"id": 7, "note": "n", "amount": decimal.Decimal("1.50")}])])
+    events = _events(double)
+    table_map = next(e for e in events if isinstance(e, TableMapEvent))
+    assert table_map.optional_metadata.column_name_list == []
+    assert table_map.optional_metadata.unsigned_column_list == [False, False, False]
+    write = next(e for e in events if isinstance(e, WriteRowsEvent))
+    assert write.rows[0]["values"] == {"UNKNOWN_COL0": 7, "UNKNOWN_COL1": "n",
+                                       "UNKNOWN_COL2": decimal.Decimal("1.50")}
+
+
+def test_transaction_shape_gtids_and_ddl(double: MySQLDouble) -> None:
+    double.transaction([Insert(ORDERS, [{"id": 1}])])
+    double.transaction([Insert(ORDERS, [{"id": 2}])], gtid=f"{UUID_B}:40")
+    double.ddl("ALTER TABLE orders ADD c INT", schema="shop")
+    kinds = [type(e).__name__ for e in _events(double)]
+    assert kinds == ["RotateEvent", "FormatDescriptionEvent", "PreviousGtidsEvent",
+                     "GtidEvent", "QueryEvent", "TableMapEvent", "WriteRowsEvent", "XidEvent",
+                     "GtidEvent", "QueryEvent", "TableMapEvent", "WriteRowsEvent", "XidEvent",
+                     "GtidEvent", "QueryEvent"]
+    events = _events(double)
+    gtids = [e.gtid for e in events if isinstance(e, GtidEvent)]
+    assert gtids == [f"{UUID_A}:1", f"{UUID_B}:40", f"{UUID_A}:2"]
+    ddl = events[-1]
+    assert isinstance(ddl, QueryEvent) and ddl.query == "ALTER TABLE orders ADD c INT" and ddl.schema == b"shop"
+    assert double.global_value("gtid_executed") == f"{UUID_A}:1-2,\n{UUID_B}:40"
+    first_gtid = next(e for e in events if isinstance(e, GtidEvent))
+    assert (first_gtid.last_committed, first_gtid.sequence_number) == (0, 1)
+    raw = _raw_dump(double, "binlog.000001", 4)
+    gtid_body = raw[3][19:-4]
+    timestamps = 14 if gtid_body[42 + 6] & 0x80 else 7
+    length, _ = _net_length(gtid_body, 42 + timestamps)
+    assert length == sum(len(e) for e in raw[3:8])  # GTID, BEGIN, TABLE_MAP, WRITE_ROWS, XID
+
+
+def test_gtid_mode_off_writes_anonymous_gtids(double: MySQLDouble) -> None:
+    double.set_global("gtid_mode", "OFF")
+    double.transaction([Insert(ORDERS, [{"id": 1}])])
+    events = _events(double)
+    assert [e.event_type for e in events if isinstance(e, NotImplementedEvent)] == [34]
+    assert double.global_value("gtid_executed") == ""
+
+
+def test_auto_position_skips_what_the_replica_has(double: MySQLDouble) -> None:
+    double.transaction([Insert(ORDERS, [{"id": 1}])])
+    double.transaction([Insert(ORDERS, [{"id": 2}])], gtid=f"{UUID_B}:1")
+    double.binlog.rotate()
+    double.transaction([Insert(ORDERS, [{"id": 3}])])
+    events = _events(double, auto_position=f"{UUID_A}:1,{UUID_B}:1", log_file=None, log_pos=None)
+    assert [r["values"]["id"] for e in events if isinstance(e, WriteRowsEvent) for r in e.rows] == [3]
+    assert [e for e in events if isinstance(e, RotateEvent)][0].next_binlog == "binlog.000002"
+    events = _events(double, auto_position=f"{UUID_A}:1", log_file=None, log_pos=None)
+    assert [r["values"]["id"] for e in events if isinstance(e, WriteRowsEvent) for r in e.rows] == [2, 3]
+    assert any(isinstance(e, HeartbeatLogEvent) for e in events)  # the position past the skipped one
+
+
+def test_rotation_restart_and_checksum_none(double: MySQLDouble) -> None:
+    double.transaction([Insert(ORDERS, [{"id": 1}])])
+    double.restart()  # STOP event, then binlog.000002
+    events = _events(double)
+    assert [e.next_binlog for e in events if isinstance(e, RotateEvent)] == ["binlog.000001", "binlog.000002"]
+    assert [type(e).__name__ for e in events].count("StopEvent") == 1
+    double.set_global("binlog_checksum", "NONE")  # rotates to binlog.000003, written without CRC32
+    double.transaction([Insert(ORDERS, [{"id": 2, "note": "no checksum"}])])
+    assert [f.name for f in double.binlog.files] == ["binlog.000001", "binlog.000002", "binlog.000003"]
+    events = _events(double, log_file="binlog.000003")
+    assert [r["values"] for e in events if isinstance(e, WriteRowsEvent) for r in e.rows] == [
+        {"id": 2, "note": "no checksum", "amount": None}]
+    # The library asks SHOW GLOBAL VARIABLES whether to declare checksum support, so after the
+    # switch it no longer does, and the older CRC32 files are refused, as MySQL refuses them.
+    with pytest.raises(pymysql.err.OperationalError) as caught:
+        _events(double)
+    assert caught.value.args == (1236, "Replica can not handle replication events with the checksum that "
+                                       "source is configured to log; the first event 'binlog.000001' at 4, "
+                                       "the last event read from './binlog.000001' at 127, the last byte "
+                                       "read from './binlog.000001' at 127.")
+
+
+def test_blocking_dump_waits_and_sends_heartbeats(double: MySQLDouble) -> None:
+    stream = _reader(double, blocking=True, slave_heartbeat=0.2)
+    try:
+        seen = [stream.fetchone() for _ in range(3)]  # rotate, format description, previous gtids
+        beat = stream.fetchone()
+        assert isinstance(beat, HeartbeatLogEvent) and beat.ident == "binlog.000001"
+        assert beat.packet.log_pos == double.binlog.current.size
+        threading.Timer(0.3, lambda: double.transaction([Insert(ORDERS, [{"id": 5}])])).start()
+        while not isinstance(event := stream.fetchone(), WriteRowsEvent):
+            assert isinstance(event, HeartbeatLogEvent | GtidEvent | QueryEvent | TableMapEvent)
+        assert event.rows[0]["values"]["id"] == 5 and len(seen) == 3
+    finally:
+        stream.close()
+
+
+def test_a_cut_dump_connection_is_seen_by_the_reader(double: MySQLDouble, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(binlogstream, "MYSQL_EXPECTED_ERROR_CODES", [])
+    stream = _reader(double, blocking=True)
+    try:
+        for _ in range(3):
+            stream.fetchone()
+        threading.Timer(0.2, double.cut_dump_connections).start()
+        with pytest.raises(pymysql.err.OperationalError) as caught:
+            stream.fetchone()
+        assert caught.value.args[0] == 2013
+    finally:
+        stream.close()
