@@ -537,3 +537,262 @@ def test_a_cut_dump_connection_is_seen_by_the_reader(double: MySQLDouble, monkey
         assert caught.value.args[0] == 2013
     finally:
         stream.close()
+
+
+# -- what the library cannot read: parsed here ---------------------------------------------------
+
+
+def _split(data: bytes, checksum: bool) -> list[bytes]:
+    """Events back to back (each one's size is in its header)."""
+    events, pos = [], 0
+    while pos < len(data):
+        size = int.from_bytes(data[pos + 9:pos + 13], "little")
+        events.append(data[pos:pos + size])
+        pos += size
+    assert pos == len(data)
+    return events
+
+
+def _payload(body: bytes) -> tuple[dict[int, int], bytes]:
+    """TRANSACTION_PAYLOAD_EVENT data: TLV fields (type, length, value as net_field_length)
+    until the end mark 0, then the payload."""
+    fields, pos = {}, 0
+    while True:
+        kind, pos = _net_length(body, pos)
+        if kind == 0:
+            return fields, body[pos:]
+        length, pos = _net_length(body, pos)
+        value, end = _net_length(body, pos)
+        assert end - pos == length
+        fields[kind], pos = value, end
+
+
+def _inner_form(event: bytes) -> bytes:
+    """A file event as a compressed payload holds it: no checksum, log_pos 0."""
+    data = bytearray(event[:-4])
+    data[9:13] = len(data).to_bytes(4, "little")
+    data[13:17] = b"\0\0\0\0"
+    return bytes(data)
+
+
+def test_a_compressed_transaction_holds_the_same_events_as_an_uncompressed_one(double: MySQLDouble) -> None:
+    rows = [{"id": i, "note": f"note {i}", "amount": decimal.Decimal(i) / 4} for i in range(50)]
+    twin = MySQLDouble(server_uuid=UUID_A)
+    try:
+        twin.transaction([Insert(ORDERS, rows), Update(ORDERS, [(rows[0], {**rows[0], "note": "x"})])],
+                         compressed=False, timestamp=1_700_000_000)
+        plain = _split(bytes(twin.binlog.current.data[158:]), checksum=True)
+    finally:
+        twin.close()
+    double.transaction([Insert(ORDERS, rows), Update(ORDERS, [(rows[0], {**rows[0], "note": "x"})])],
+                       compressed=True, timestamp=1_700_000_000)
+    double.transaction([Delete(ORDERS, [rows[1]])])  # and the stream goes on after it
+    events = _raw_dump(double, "binlog.000001", 4)
+    gtid, payload_event = events[3], events[4]
+    assert payload_event[4] == 40 and int.from_bytes(payload_event[13:17], "little") == 158 + len(gtid) + len(
+        payload_event)
+    assert zlib.crc32(payload_event[:-4]) == int.from_bytes(payload_event[-4:], "little")
+    fields, compressed = _payload(payload_event[19:-4])
+    assert fields[2] == 0 and fields[1] == len(compressed)  # ZSTD, payload size
+    inner = zstandard.ZstdDecompressor().decompressobj().decompress(compressed)
+    assert fields[3] == len(inner)  # uncompressed size
+    assert _split(inner, checksum=False) == [_inner_form(e) for e in plain[1:]]
+    trx_length_at = 42 + (14 if gtid[19 + 48] & 0x80 else 7)
+    assert _net_length(gtid[19:-4], trx_length_at)[0] == len(gtid) + len(payload_event)
+    library = _events(double)
+    assert [e.event_type for e in library if isinstance(e, NotImplementedEvent)] == [40]
+    assert [r["values"]["id"] for e in library if isinstance(e, DeleteRowsEvent) for r in e.rows] == [1]
+
+
+def test_a_large_compressed_transaction(double: MySQLDouble) -> None:
+    table = Table("shop", "big", (Col("id", "int", primary=True, nullable=False), Col("body", "text")))
+    rows = [{"id": i, "body": f"{i:08d}" * 40} for i in range(20000)]  # 320 bytes each: 6.6 MB
+    double.transaction([Insert(table, rows)], compressed=True)
+    payload_event = _raw_dump(double, "binlog.000001", 4)[4]
+    fields, compressed = _payload(payload_event[19:-4])
+    inner = b"".join(zstandard.ZstdDecompressor().read_to_iter(compressed))
+    assert fields[3] == len(inner) > 6_000_000 > len(compressed)
+    rows_events = [e for e in _split(inner, checksum=False) if e[4] == 30]
+    assert len(rows_events) > 700 and all(len(e) <= 8192 + 19 + 400 for e in rows_events)
+    assert rows_events[-1][19 + 6] == 1 and rows_events[0][19 + 6] == 0  # STMT_END_F on the last only
+
+
+def _varlen(data: bytes, pos: int) -> tuple[int, int]:
+    """The serialization library's variable-length unsigned integer (readme.md)."""
+    size = 1
+    while size < 9 and data[pos] >> (size - 1) & 1:
+        size += 1
+    raw = int.from_bytes(data[pos:pos + size], "little")
+    return (raw >> size if size < 9 else raw >> 8), pos + size
+
+
+def _signed(raw: int) -> int:
+    return -(raw >> 1) - 1 if raw & 1 else raw >> 1
+
+
+def _tagged_gtid(body: bytes) -> dict[str, object]:
+    """GTID_TAGGED_LOG_EVENT: version, message size, last non-ignorable field id, then fields
+    (id, value) in Gtid_event::define_fields order."""
+    version, pos = _varlen(body, 0)
+    size, pos = _varlen(body, pos)
+    _last, pos = _varlen(body, pos)
+    assert version == 0 and size == len(body)
+    names = ["flags", "uuid", "gno", "tag", "last_committed", "sequence_number", "immediate_ts",
+             "original_ts", "transaction_length", "immediate_version", "original_version", "ticket"]
+    found: dict[str, object] = {}
+    while pos < len(body):
+        field_id, pos = _varlen(body, pos)
+        name = names[field_id]
+        if name == "uuid":
+            raw = []
+            for _ in range(16):
+                byte, pos = _varlen(body, pos)
+                raw.append(byte)
+            found[name] = str(uuidlib.UUID(bytes=bytes(raw)))
+        elif name == "tag":
+            length, pos = _varlen(body, pos)
+            found[name], pos = body[pos:pos + length].decode(), pos + length
+        else:
+            value, pos = _varlen(body, pos)
+            found[name] = _signed(value) if name in ("gno", "last_committed", "sequence_number") else value
+    return found
+
+
+def test_a_tagged_gtid_event(double: MySQLDouble) -> None:
+    double.transaction([Insert(ORDERS, [{"id": 1}])])
+    double.transaction([Insert(ORDERS, [{"id": 2}])], gtid=f"{UUID_A}:Batch_7:300", timestamp=1_700_000_000)
+    events = _raw_dump(double, "binlog.000001", 4)
+    tagged = events[8]
+    assert tagged[4] == 42 and tagged[19:].startswith(b"\x00")
+    fields = _tagged_gtid(tagged[19:-4])
+    assert fields["uuid"] == UUID_A and fields["tag"] == "batch_7" and fields["gno"] == 300
+    assert (fields["last_committed"], fields["sequence_number"]) == (1, 2)
+    assert fields["immediate_ts"] == 1_700_000_000_000_000 and "original_ts" not in fields
+    assert fields["immediate_version"] == 80403 and fields["flags"] == 0
+    assert fields["transaction_length"] == sum(len(e) for e in events[8:13])
+    assert double.global_value("gtid_executed") == f"{UUID_A}:1:batch_7:300"
+    library = _events(double)
+    assert [e.event_type for e in library if isinstance(e, NotImplementedEvent)] == [42]
+    assert [r["values"]["id"] for e in library if isinstance(e, WriteRowsEvent) for r in e.rows] == [1, 2]
+
+
+def _gtid_dump(double: MySQLDouble, encoded_set: bytes, flags: int = 1) -> list[bytes]:
+    """COM_BINLOG_DUMP_GTID (rpl_source.cc com_binlog_dump_gtid): flags, server id, name size,
+    name, position (8 bytes), data size, encoded GTID set."""
+    payload = struct.pack("<HII", flags, 78, 0) + struct.pack("<QI", 4, len(encoded_set)) + encoded_set
+    return _dump_request(double, 0x1E, payload, ("SET @source_binlog_checksum = 'CRC32'",))
+
+
+def _tagged_set(items: list[tuple[str, str, int, int]]) -> bytes:
+    """A GTID set in the tagged format (rpl_gtid_set.cc encode_nsids_format, Tsid encoding)."""
+    out = struct.pack("<Q", 1 << 56 | len(items) << 8 | 1)
+    for uuid, tag, start, end in items:
+        out += uuidlib.UUID(uuid).bytes + bytes((len(tag) << 1,)) + tag.encode()
+        out += struct.pack("<Qqq", 1, start, end + 1)
+    return out
+
+
+def test_auto_position_with_tagged_gtids_and_several_uuids(double: MySQLDouble) -> None:
+    double.transaction([Insert(ORDERS, [{"id": 1}])])
+    double.transaction([Insert(ORDERS, [{"id": 2}])], gtid=f"{UUID_A}:t1:1")
+    double.transaction([Insert(ORDERS, [{"id": 3}])], gtid=f"{UUID_B}:1")
+    double.transaction([Insert(ORDERS, [{"id": 4}])], gtid=f"{UUID_A}:t1:2")
+    have = _tagged_set([(UUID_A, "", 1, 1), (UUID_A, "t1", 1, 1), (UUID_B, "", 1, 1)])
+    events = _gtid_dump(double, have)
+    kinds = [e[4] for e in events]
+    assert kinds[:3] == [4, 15, 35] and kinds.count(27) == 1  # one heartbeat past the skipped three
+    assert kinds[3:] == [27, 42, 2, 19, 30, 16]
+
+
+def test_heartbeat_v2_when_the_replica_asks_for_it(double: MySQLDouble) -> None:
+    double.transaction([Insert(ORDERS, [{"id": 1}])])
+    events = _gtid_dump(double, GtidSetBytes.of(UUID_A, 1, 1), flags=1 | 2)
+    beat = next(e for e in events if e[4] == 41)
+    fields, pos, body = {}, 0, beat[19:-4]
+    while (kind := body[pos]) != 0:
+        length, pos = _net_length(body, pos + 1)
+        fields[kind], pos = body[pos:pos + length], pos + length
+    assert fields[1] == b"binlog.000001"
+    assert _net_length(fields[2], 0)[0] == double.binlog.current.size
+
+
+class GtidSetBytes:
+    @staticmethod
+    def of(uuid: str, start: int, end: int) -> bytes:
+        """An untagged GTID set of one interval, as the binlog library encodes it."""
+        return struct.pack("<Q", 1) + uuidlib.UUID(uuid).bytes + struct.pack("<Qqq", 1, start, end + 1)
+
+
+# -- the dump refuses as MySQL refuses -------------------------------------------------------------
+
+
+def _dump_error(call: object) -> tuple[int, str]:
+    with pytest.raises(pymysql.err.OperationalError) as caught:
+        call()  # type: ignore[operator]
+    return caught.value.args[0], caught.value.args[1]
+
+
+def test_dump_errors(double: MySQLDouble) -> None:
+    double.transaction([Insert(ORDERS, [{"id": 1}])])
+    end = double.binlog.current.size
+    assert _dump_error(lambda: _raw_dump(double, "binlog.000009", 4)) == (
+        1236, "Could not find first log file name in binary log index file")
+    assert _dump_error(lambda: _raw_dump(double, "binlog.000001", end + 10)) == (
+        1236, "Client requested source to start replication from position > file size")
+    code, message = _dump_error(lambda: _raw_dump(double, "binlog.000001", 160))
+    assert code == 1236 and message.endswith(
+        "; the first event 'binlog.000001' at 160, the last event read from './binlog.000001' at 127, "
+        "the last byte read from './binlog.000001' at 127.")
+    assert message.rsplit("; the first event", 1)[0] in ("bogus data in log event",
+                                     "binlog truncated in the middle of event; consider out of disk space on source",
+                                     "log event entry exceeded max_allowed_packet; Increase max_allowed_packet "
+                                     "on source")
+    assert _dump_error(lambda: _raw_dump(double, "binlog.000001", 4, setup=()))[1].startswith(
+        "Replica can not handle replication events with the checksum that source is configured to log")
+
+
+def test_purged_gtids_are_refused(double: MySQLDouble) -> None:
+    double.transaction([Insert(ORDERS, [{"id": 1}])])
+    double.binlog.rotate()
+    double.binlog.purge_to("binlog.000002")
+    assert _dump_error(lambda: _gtid_dump(double, struct.pack("<Q", 0))) == (
+        1236, "Cannot replicate because the source purged required binary logs. Replicate the missing "
+              "transactions from elsewhere, or provision a new replica from backup. Consider increasing "
+              "the source's binary log expiration period. The GTID set sent by the replica is '', and "
+              f"the missing transactions are '{UUID_A}:1'")
+    assert [e[4] for e in _gtid_dump(double, GtidSetBytes.of(UUID_A, 1, 1))] == [4, 15, 35]
+    double.set_global("gtid_mode", "OFF")
+    assert _dump_error(lambda: _gtid_dump(double, struct.pack("<Q", 0)))[1] == (
+        "The replication sender thread cannot start in AUTO_POSITION mode: this server has GTID_MODE = OFF "
+        "instead of ON.")
+
+
+def test_a_second_dump_of_the_same_replica_ends_the_first(double: MySQLDouble,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(binlogstream, "MYSQL_EXPECTED_ERROR_CODES", [])
+    first = _reader(double, blocking=True, server_id=5)
+    second = _reader(double, blocking=True, server_id=5)
+    try:
+        for _ in range(3):
+            first.fetchone()
+        for _ in range(3):
+            second.fetchone()
+        with pytest.raises(pymysql.err.OperationalError) as caught:
+            first.fetchone()
+        assert caught.value.args[0] == 1236
+        assert caught.value.args[1].startswith(
+            "A replica with the same server_uuid/server_id as this replica has connected to the source")
+    finally:
+        first.close()
+        second.close()
+
+
+def test_hundreds_of_thousands_of_events_in_seconds(double: MySQLDouble) -> None:
+    started = time.monotonic()
+    for i in range(40_000):
+        double.transaction([Insert(ORDERS, [{"id": i, "note": "n"}])])
+    appended = time.monotonic()
+    count = len(_raw_dump(double, "binlog.000001", 4))
+    served = time.monotonic()
+    assert count == 3 + 5 * 40_000
+    assert appended - started < 30 and served - appended < 15
