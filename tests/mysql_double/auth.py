@@ -79,7 +79,7 @@ class AuthState:
     cache: dict[str, bytes] = field(default_factory=dict)
     """user -> SHA256(SHA256(password)) of accounts that passed full authentication."""
     require_secure_transport: bool = False
-    rsa_key: rsa.RSAPrivateKey = field(default_factory=lambda: _rsa_key())
+    rsa_key: rsa.RSAPrivateKey = field(default_factory=lambda: _rsa_key())  # noqa: PLW0108 - defined below
 
     def public_key_pem(self) -> bytes:
         return self.rsa_key.public_key().public_bytes(

@@ -286,9 +286,10 @@ class Binlog:
         table, kind = change.table, _ROWS_TYPES[type(change)]
         images = [_images(table, row, type(change)) for row in change.rows]
         count = len(table.columns)
-        bitmaps = bv.lenenc_int(count) + bv.null_bitmap([True] * count) * (2 if kind == ev.UPDATE_ROWS_EVENT else 1)
+        images_per_row = 2 if kind == ev.UPDATE_ROWS_EVENT else 1
+        bitmaps = bv.lenenc_int(count) + bv.null_bitmap([True] * count) * images_per_row
         chunks = _chunks(images, ROWS_EVENT_MAX_SIZE)
-        parts = tuple(partition) * (2 if kind == ev.UPDATE_ROWS_EVENT else 1) if partition else None
+        parts = tuple(partition) * images_per_row if partition else None
         events = []
         for i, chunk in enumerate(chunks):
             flags = ev.ROWS_FLAG_STMT_END if i == len(chunks) - 1 else 0
@@ -382,7 +383,7 @@ def _chunks(images: list[bytes], limit: int) -> list[list[bytes]]:
 
 def _version_number(version: str) -> int:
     major, minor, patch = (int("".join(ch for ch in p if ch.isdigit()) or 0)
-                           for p in (version.split(".") + ["0", "0"])[:3])
+                           for p in [*version.split("."), "0", "0"][:3])
     return major * 10000 + minor * 100 + patch
 
 

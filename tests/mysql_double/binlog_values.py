@@ -17,7 +17,7 @@ import decimal
 import json as jsonlib
 import struct
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from tests.mysql_double.wire import lenenc_int, lenenc_str
@@ -81,7 +81,7 @@ class Col:
 
     @property
     def binary(self) -> bool:
-        return self.kind in ("binary", "varbinary") or self.kind in _BLOBS and "blob" in self.kind
+        return self.kind in ("binary", "varbinary") or (self.kind in _BLOBS and "blob" in self.kind)
 
     @property
     def collation(self) -> int:
@@ -151,28 +151,27 @@ def _enum_set_pack_length(col: Col) -> int:
     return (len(col.values) + 7) // 8 if len(col.values) <= 32 else 8
 
 
-def column_metadata(col: Col) -> bytes:
-    kind = column_type(col)
-    if kind in (T_FLOAT, T_DOUBLE):
-        return bytes((4 if kind == T_FLOAT else 8,))
-    if kind == T_NEWDECIMAL:
-        return bytes((col.precision, col.scale))
-    if kind in (T_TIMESTAMP2, T_DATETIME2, T_TIME2):
-        return bytes((col.fsp,))
-    if kind == T_VARCHAR:
-        return struct.pack("<H", col.max_bytes)
-    if kind == T_BIT:
-        return bytes((col.length % 8, col.length // 8))
-    if kind == T_BLOB:
-        return bytes((_BLOBS[col.kind],))
-    if kind in (T_JSON, T_GEOMETRY):
-        return b"\x04"
-    if kind == T_STRING and col.kind in ("enum", "set"):
+def _string_metadata(col: Col) -> bytes:
+    if col.kind in ("enum", "set"):
         return bytes((real_type(col), _enum_set_pack_length(col)))
-    if kind == T_STRING:
-        size = col.max_bytes
-        return bytes((T_STRING ^ ((size & 0x300) >> 4), size & 0xFF))
-    return b""
+    size = col.max_bytes  # CHAR: the high bits of a length above 255 hide in the type byte
+    return bytes((T_STRING ^ ((size & 0x300) >> 4), size & 0xFF))
+
+
+_METADATA: dict[int, Callable[[Col], bytes]] = {
+    T_FLOAT: lambda c: b"\x04", T_DOUBLE: lambda c: b"\x08",
+    T_NEWDECIMAL: lambda c: bytes((c.precision, c.scale)),
+    T_TIMESTAMP2: lambda c: bytes((c.fsp,)), T_DATETIME2: lambda c: bytes((c.fsp,)),
+    T_TIME2: lambda c: bytes((c.fsp,)), T_VARCHAR: lambda c: struct.pack("<H", c.max_bytes),
+    T_BIT: lambda c: bytes((c.length % 8, c.length // 8)), T_BLOB: lambda c: bytes((_BLOBS[c.kind],)),
+    T_JSON: lambda c: b"\x04", T_GEOMETRY: lambda c: b"\x04", T_STRING: _string_metadata,
+}
+
+
+def column_metadata(col: Col) -> bytes:
+    """The column's bytes in the TABLE_MAP metadata block (none for integers and dates)."""
+    metadata = _METADATA.get(column_type(col))
+    return metadata(col) if metadata else b""
 
 
 def _bits(flags: Sequence[bool]) -> bytes:
@@ -398,7 +397,8 @@ def _decimal(col: Col, value: decimal.Decimal | str | int) -> bytes:
     whole = whole.lstrip("0").rjust(intg, "0")
     if len(whole) > intg:
         raise ValueError(f"out of range for DECIMAL({col.precision},{col.scale})")
-    out = bytearray(_decimal_part(whole, leading=True) + _decimal_part(frac.ljust(col.scale, "0"), leading=False))
+    fraction = frac.ljust(col.scale, "0")
+    out = bytearray(_decimal_part(whole, leading=True) + _decimal_part(fraction, leading=False))
     if negative:
         out = bytearray(b ^ 0xFF for b in out)
     out[0] ^= 0x80

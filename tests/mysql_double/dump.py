@@ -44,6 +44,8 @@ USE_HEARTBEAT_EVENT_V2 = 1 << 1
 MAX_EVENT_SIZE = 1 << 30
 """The dump thread reads with max_allowed_packet at its maximum, 1 GiB."""
 FLUSH_AT = 256 * 1024
+TRUNCATED = "binlog truncated in the middle of event; consider out of disk space on source"
+TOO_LARGE = "log event entry exceeded max_allowed_packet; Increase max_allowed_packet on source"
 
 
 class DumpError(Exception):
@@ -214,14 +216,14 @@ class BinlogSender:
     def _event_size(self, binlog_file: BinlogFile, offset: int, end: int) -> int:
         """The size in the event's header, checked as the server's reader checks it."""
         if offset + 19 > binlog_file.size:
-            raise self._fatal("binlog truncated in the middle of event; consider out of disk space on source")
+            raise self._fatal(TRUNCATED)
         size = int.from_bytes(binlog_file.data[offset + 9:offset + 13], "little")
         if size < 19:
             raise self._fatal("bogus data in log event")
         if size > MAX_EVENT_SIZE:
-            raise self._fatal("log event entry exceeded max_allowed_packet; Increase max_allowed_packet on source")
+            raise self._fatal(TOO_LARGE)
         if offset + size > max(end, binlog_file.size):
-            raise self._fatal("binlog truncated in the middle of event; consider out of disk space on source")
+            raise self._fatal(TRUNCATED)
         return size
 
     def _skips(self, event: bytes, kind: int, skipping: bool, binlog_file: BinlogFile, offset: int) -> bool:

@@ -146,10 +146,7 @@ class GtidSet:
     def encode(self) -> bytes:
         items = list(self._sorted())
         tagged = any(tag for (_, tag), _r in items)
-        if tagged:
-            count = TAGGED_FORMAT << 56 | len(items) << 8 | TAGGED_FORMAT
-        else:
-            count = len(items)
+        count = TAGGED_FORMAT << 56 | len(items) << 8 | TAGGED_FORMAT if tagged else len(items)
         out = bytearray(struct.pack("<Q", count))
         for (uuid, tag), ranges in items:
             out += uuidlib.UUID(uuid).bytes

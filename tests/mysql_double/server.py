@@ -398,12 +398,13 @@ class MySQLDouble:
 
     def settings(self, compressed: bool | None = None, full_metadata: bool | None = None) -> Settings:
         """Binlog settings from the global variables, overridable per transaction."""
-        return Settings(
-            gtid_mode=self.variables["gtid_mode"] == "ON",
-            full_metadata=self.variables["binlog_row_metadata"] == "FULL" if full_metadata is None else full_metadata,
-            compressed=self.variables["binlog_transaction_compression"] == "ON" if compressed is None else compressed,
-            compression_level=int(self.variables["binlog_transaction_compression_level_zstd"]),
-        )
+        variables = self.variables
+        if full_metadata is None:
+            full_metadata = variables["binlog_row_metadata"] == "FULL"
+        if compressed is None:
+            compressed = variables["binlog_transaction_compression"] == "ON"
+        return Settings(variables["gtid_mode"] == "ON", full_metadata, compressed,
+                        int(variables["binlog_transaction_compression_level_zstd"]))
 
     def transaction(self, changes: Sequence[Change], *, compressed: bool | None = None,
                     full_metadata: bool | None = None, **options: Any) -> Appended:

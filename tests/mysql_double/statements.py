@@ -143,8 +143,8 @@ def _item_value(session: Session, expression: str) -> int | str | None:
 
 # -- SHOW VARIABLES / STATUS ---------------------------------------------------------------------------
 
-_SHOW_VARIABLES = re.compile(r"^\s*SHOW\s+(?:(GLOBAL|SESSION|LOCAL)\s+)?VARIABLES(?:\s+(LIKE|WHERE)\s+(.*))?$",
-                             _FLAGS)
+_SHOW_VARIABLES = re.compile(
+    r"^\s*SHOW\s+(?:(GLOBAL|SESSION|LOCAL)\s+)?VARIABLES(?:\s+(LIKE|WHERE)\s+(.*))?$", _FLAGS)
 _WHERE_NAME = re.compile(r"^\s*Variable_name\s*(=|LIKE|IN)\s*(.*)$", _FLAGS)
 _QUOTED = re.compile(r"'((?:[^'\\]|\\.|'')*)'", re.DOTALL)
 
@@ -209,8 +209,8 @@ def _show_binary_logs(session: Session, _match: re.Match[str]) -> None:
     binlog = session.double.binlog
     with binlog.changed:
         rows = [(f.name, f.size, "No") for f in binlog.files]
-    session.rows([ColumnDef("Log_name"), ColumnDef("File_size", wire.TYPE_LONGLONG, 20, wire.BINARY_COLLATION),
-                  ColumnDef("Encrypted")], rows)
+    size = ColumnDef("File_size", wire.TYPE_LONGLONG, 20, wire.BINARY_COLLATION)
+    session.rows([ColumnDef("Log_name"), size, ColumnDef("Encrypted")], rows)
 
 
 def _show_replicas(session: Session, _match: re.Match[str]) -> None:
@@ -243,7 +243,7 @@ def _show_binlog_events(session: Session, match: re.Match[str]) -> None:
                   ColumnDef("Info")], rows)
 
 
-def _event_row(binlog_file, offset: int) -> tuple:  # noqa: ANN001 - a BinlogFile
+def _event_row(binlog_file, offset: int) -> tuple:
     data = binlog_file.data
     kind = data[offset + 4]
     server_id = int.from_bytes(data[offset + 5:offset + 9], "little")
@@ -286,7 +286,8 @@ def _flush(session: Session, match: re.Match[str]) -> None:
 # -- SET ---------------------------------------------------------------------------------------------
 
 _SET = re.compile(r"^\s*SET\s+(.*)$", _FLAGS)
-_SET_NAMES = re.compile(r"^\s*(NAMES|CHARACTER\s+SET|CHARSET)\s+'?(\w+)'?(?:\s+COLLATE\s+'?(\w+)'?)?\s*$", _FLAGS)
+_SET_NAMES = re.compile(
+    r"^\s*(NAMES|CHARACTER\s+SET|CHARSET)\s+'?(\w+)'?(?:\s+COLLATE\s+'?(\w+)'?)?\s*$", _FLAGS)
 _SET_TRANSACTION = re.compile(r"^\s*(?:(?:GLOBAL|SESSION|LOCAL)\s+)?TRANSACTION\b", _FLAGS)
 _ASSIGNMENT = re.compile(
     r"^\s*(?:(@@)(?:(global|session|local|persist)\.)?|(@)|(GLOBAL|SESSION|LOCAL|PERSIST)\s+)?"

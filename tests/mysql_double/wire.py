@@ -10,6 +10,7 @@ definitions and the rows, with it the rows end in an OK packet whose header is 0
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import struct
@@ -167,10 +168,8 @@ class PacketIO:
         self.flush()
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.sock.close()
-        except OSError:
-            pass
 
 
 def ok_packet(status: int, affected_rows: int = 0, insert_id: int = 0, warnings: int = 0,
