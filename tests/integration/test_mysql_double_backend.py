@@ -57,6 +57,9 @@ def test_data_statements_are_forwarded_and_server_ones_answered(backed: tuple[My
         with pytest.raises(pymysql.err.ProgrammingError) as caught:
             _rows(conn, "SELECT * FROM missing_table")
         assert caught.value.args[0] == 1146
+        with pytest.raises(pymysql.err.OperationalError) as caught:  # MariaDB has it, MySQL does not
+            _rows(conn, "SELECT CRC32C('')")
+        assert caught.value.args == (1305, f"FUNCTION {database}.CRC32C does not exist")
     assert any(sql == "SELECT COUNT(*) FROM orders" for _, sql in double.queries)
 
 

@@ -21,6 +21,9 @@ Refused with error 1064 (42000) as MySQL 8.4 refuses them -- the statements 8.4 
   STATUS, SHOW SLAVE HOSTS, START SLAVE, STOP SLAVE, RESET SLAVE, CHANGE MASTER TO, RESET
   MASTER, PURGE MASTER LOGS. The message names the text from the first word the parser
   rejects: "... near 'MASTER STATUS' at line 1".
+Forwarded statements are MariaDB's to answer, so the MySQL dialect is not checked, except
+  for MariaDB-only functions syncd is known to call: CRC32C() (MariaDB 10.8+; MySQL 8.4 has
+  none) fails with MySQL's 1305 "FUNCTION db.CRC32C does not exist".
 Anything else (writes, DDL, a data statement without a backing database) fails loudly with
   error 1235 naming the statement: the double never returns an empty answer it made up.
 """
@@ -29,15 +32,19 @@ from __future__ import annotations
 
 import datetime
 import re
+import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from tests.mysql_double import binlog_events as ev
 from tests.mysql_double import variables as sysvars
 from tests.mysql_double import wire
 from tests.mysql_double.binlog_events import EVENT_NAMES
+from tests.mysql_double.gtid import GtidSet
 from tests.mysql_double.wire import ColumnDef
 
 if TYPE_CHECKING:
+    from tests.mysql_double.binlog import BinlogFile
     from tests.mysql_double.server import Session
 
 Handler = Callable[["Session", re.Match[str]], None]
@@ -66,6 +73,15 @@ FORWARDED_SESSION_VARIABLES = {
 }
 
 
+MARIADB_ONLY_FUNCTION = re.compile(r"\b(CRC32C)\s*\(", re.IGNORECASE)
+
+
+def _no_such_function(database: str | None, name: str) -> tuple[int, str, str]:
+    if database is None:
+        return 1046, "3D000", "No database selected"
+    return 1305, "42000", f"FUNCTION {database}.{name} does not exist"
+
+
 def syntax_error(near: str) -> tuple[int, str, str]:
     return (1064, "42000", "You have an error in your SQL syntax; check the manual that corresponds "
             f"to your MySQL server version for the right syntax to use near '{near[:80]}' at line 1")
@@ -89,6 +105,10 @@ def execute(session: Session, sql: str) -> None:
             handler(session, match)
             return
     if FORWARDED.match(statement):
+        missing = MARIADB_ONLY_FUNCTION.search(statement)
+        if missing:
+            session.error(*_no_such_function(session.database, missing.group(1)))
+            return
         _forward(session, statement)
         return
     session.error(*not_supported(statement, "the syncd MySQL test double neither answers nor forwards "
@@ -243,14 +263,44 @@ def _show_binlog_events(session: Session, match: re.Match[str]) -> None:
                   ColumnDef("Info")], rows)
 
 
-def _event_row(binlog_file, offset: int) -> tuple:
+def _event_row(binlog_file: BinlogFile, offset: int) -> tuple:
     data = binlog_file.data
     kind = data[offset + 4]
-    server_id = int.from_bytes(data[offset + 5:offset + 9], "little")
-    end = int.from_bytes(data[offset + 13:offset + 17], "little")
-    gtid = binlog_file.transactions.get(offset, "")
-    info = f"SET @@SESSION.GTID_NEXT= '{gtid or 'ANONYMOUS'}'" if offset in binlog_file.transactions else ""
-    return binlog_file.name, offset, EVENT_NAMES.get(kind, f"Unknown({kind})"), server_id, end, info
+    server_id, size, end = struct.unpack_from("<III", data, offset + 5)
+    body = bytes(data[offset + 19:offset + size - (4 if binlog_file.checksum else 0)])
+    return (binlog_file.name, offset, EVENT_NAMES.get(kind, f"Unknown({kind})"), server_id, end,
+            _event_info(binlog_file, offset, kind, body))
+
+
+def _query_info(body: bytes) -> str:
+    db_length, status_length = body[8], struct.unpack_from("<H", body, 11)[0]
+    return body[13 + status_length + db_length + 1:].decode("utf-8", "replace")
+
+
+def _table_map_info(body: bytes) -> str:
+    schema_end = 8 + 1 + body[8]
+    name = body[schema_end + 2:schema_end + 2 + body[schema_end + 1]].decode()
+    return f"table_id: {int.from_bytes(body[:6], 'little')} ({body[9:schema_end].decode()}.{name})"
+
+
+_INFO: dict[int, Callable[[bytes], str]] = {
+    ev.QUERY_EVENT: _query_info,
+    ev.XID_EVENT: lambda body: f"COMMIT /* xid={struct.unpack_from('<Q', body)[0]} */",
+    ev.ROTATE_EVENT: lambda body: f"{body[8:].decode()};pos={struct.unpack_from('<Q', body)[0]}",
+    ev.FORMAT_DESCRIPTION_EVENT:
+        lambda body: f"Server ver: {body[2:52].rstrip(bytes(1)).decode()}, Binlog ver: 4",
+    ev.PREVIOUS_GTIDS_LOG_EVENT: lambda body: GtidSet.decode(body).text(),
+    ev.TABLE_MAP_EVENT: _table_map_info,
+}
+
+
+def _event_info(binlog_file: BinlogFile, offset: int, kind: int, body: bytes) -> str:
+    """SHOW BINLOG EVENTS' Info column for the common events (empty for the others)."""
+    if offset in binlog_file.transactions:
+        gtid = binlog_file.transactions[offset]
+        return f"SET @@SESSION.GTID_NEXT= '{gtid or 'ANONYMOUS'}'"
+    info = _INFO.get(kind)
+    return info(body) if info else ""
 
 
 def _reset_binary_logs(session: Session, _match: re.Match[str]) -> None:

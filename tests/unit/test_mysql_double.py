@@ -199,6 +199,9 @@ def test_the_replacements_work(double: MySQLDouble) -> None:
         assert [(e[1], e[2], e[4]) for e in events] == [(4, "Format_desc", 127), (127, "Previous_gtids", 158),
                                                         (158, "Gtid", events[2][4])]
         assert events[2][5] == f"SET @@SESSION.GTID_NEXT= '{UUID_A}:1'"
+        assert events[0][5] == "Server ver: 8.4.3, Binlog ver: 4"
+        infos = [e[5] for e in _query(conn, "SHOW BINLOG EVENTS FROM 158")]
+        assert infos[1:] == ["BEGIN", "table_id: 100 (shop.orders)", "", "COMMIT /* xid=1 */"]
         _query(conn, "FLUSH BINARY LOGS")
         assert [r[0] for r in _query(conn, "SHOW BINARY LOGS")] == ["binlog.000001", "binlog.000002"]
         _query(conn, "PURGE BINARY LOGS TO 'binlog.000002'")
