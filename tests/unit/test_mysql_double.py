@@ -803,3 +803,13 @@ def test_hundreds_of_thousands_of_events_in_seconds(double: MySQLDouble) -> None
     served = time.monotonic()
     assert count == 3 + 5 * 40_000
     assert appended - started < 30 and served - appended < 15
+
+
+def test_rows_events_with_partition_extra_row_info(double: MySQLDouble) -> None:
+    """The v2 extra-row-info block with partition information (rows_event.h, extra_row_info)."""
+    row = {"id": 1, "note": "p", "amount": None}
+    double.transaction([Insert(ORDERS, [row]), Update(ORDERS, [(row, {**row, "note": "q"})])], partition=(3,))
+    write, update = [e for e in _events(double) if isinstance(e, WriteRowsEvent | UpdateRowsEvent)]
+    assert (write.extra_data_type, write.partition_id) == (1, 3)
+    assert (update.partition_id, update.source_partition_id) == (3, 3)
+    assert update.rows[0]["after_values"]["note"] == "q"
