@@ -397,6 +397,11 @@ def _evaluate(session: Session, expression: str) -> int | str | None:
     return _unquote(text)
 
 
+def _use(session: Session, match: re.Match[str]) -> None:
+    _forward_or_ok(session, match.group(0))
+    session.database = match.group(1)
+
+
 def _forward_or_ok(session: Session, statement: str) -> None:
     if not session.forward(statement):
         session.ok()
@@ -433,4 +438,5 @@ HANDLERS: list[tuple[re.Pattern[str], Handler]] = [
     (_PURGE, _purge),
     (re.compile(r"^\s*FLUSH\s+((?:BINARY\s+)?LOGS|PRIVILEGES)\s*$", _FLAGS), _flush),
     (_SET, _set),
+    (re.compile(r"^\s*USE\s+`?([^`\s]+)`?\s*$", _FLAGS), _use),
 ]

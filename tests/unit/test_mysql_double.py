@@ -263,6 +263,8 @@ def test_what_the_double_neither_knows_nor_forwards_fails_loudly(double: MySQLDo
         assert conn.ping() is None
         conn.select_db("shop")
         assert _query(conn, "SELECT DATABASE()") == [("shop",)]
+        _query(conn, "USE `other`")
+        assert _query(conn, "SELECT DATABASE()") == [("other",)]
 
 
 def test_deprecate_eof_is_honoured_when_the_client_asks(double: MySQLDouble) -> None:
