@@ -18,14 +18,10 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from syncd.config import Config, SourceConfig
-from syncd.errors import SyncdError
+from syncd.errors import DeadLetterError, NoPrimaryKey, SyncdError
 from syncd.model import Outcome
 
 REQUESTED_BY = "dlq"
-
-
-class DeadLetterError(SyncdError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -267,7 +263,7 @@ def retry_mapping(config: Config, plans: dict[str, Any], name: str,
 def _row_key(conn: Any, source: SourceConfig, mapping: Any) -> tuple[str, ...]:
     """The mapping's source_key, else the primary key; () when the table has neither, so each
     dead letter fails alone with the reason (key_from_image)."""
-    from syncd.source.snapshot import NoPrimaryKey, row_key  # noqa: PLC0415
+    from syncd.source.snapshot import row_key  # noqa: PLC0415
 
     try:
         return row_key(conn, source, mapping.spec.table, mapping.spec.source_key, mapping.name)

@@ -20,7 +20,7 @@ from typing import Any
 import pymysql
 
 from syncd.config import SourceConfig
-from syncd.errors import SyncdError, TransformError
+from syncd.errors import PreviewError, TransformError
 from syncd.identity import preview as identity_preview
 from syncd.identity.preview import IdentityPreview, StoredLinks
 from syncd.mapping.filters import build_filter
@@ -33,10 +33,6 @@ from syncd.source.values import apply_converters, select_converter
 MAPPED = "mapped"
 FILTERED = "filtered"
 DEAD_LETTER = "dead_letter"
-
-
-class PreviewError(SyncdError):
-    """Preview cannot run: unknown mapping, unreachable server, a --where the source refuses."""
 
 
 # --------------------------------------------------------------------------- mapping rows
@@ -190,8 +186,6 @@ def read_source_rows(source: SourceConfig, table: str, where: str | None, limit:
 
 
 # --------------------------------------------------------------------------- loading one mapping
-
-
 
 
 def show_value(value: Any) -> str:

@@ -11,10 +11,10 @@ import psycopg
 from psycopg import sql
 
 from syncd.config import Config
-from syncd.errors import ConfigError, SyncdError
+from syncd.errors import ConfigError, IdentityArgsError, SyncdError
 from syncd.identity.keys import KeyHasher, decode_values
 from syncd.identity.session import IdentitySession, recompute_unified
-from syncd.identity.space import IdentityArgsError, compile_space
+from syncd.identity.space import compile_space
 from syncd.mapping.spec import IdentityDef, MappingSpec
 from syncd.model import IdentitySpace
 
@@ -46,7 +46,7 @@ def load_spaces(config: Config) -> dict[str, Space]:
         try:
             compiled, hasher = compile_space(definition, name, config.target.schema, read_secret)
         except IdentityArgsError as exc:
-            raise ConfigError([exc.where.problem(str(exc))]) from exc
+            raise ConfigError([exc.problem("")]) from exc
         spaces[name] = Space(definition, compiled, hasher, tuple(kinds.get(name, {})))
     return spaces
 

@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from syncd.config import Config, SourceConfig
-from syncd.errors import ConfigError, Problem
-from syncd.identity.space import IdentityArgsError
-from syncd.mapping.plan import Mapping, compile_mapping, identity_sources
+from syncd.errors import ConfigError, Problem, TransformArgsError
+from syncd.mapping.plan import Mapping, compile_mapping
 from syncd.mapping.spec import MappingSpec, load_mappings
-from syncd.mapping.transforms import TransformArgsError, TransformContext
+from syncd.mapping.transforms import TransformContext
 from syncd.model import TargetTable
 
 if TYPE_CHECKING:
@@ -72,23 +71,13 @@ def compile_all(config: Config, specs: list[MappingSpec],
         try:
             mapping = compile_mapping(spec, transform_context(config.sources[spec.source]),
                                       config.target.schema, aware)
-        except IdentityArgsError as exc:
-            problem = exc.where.problem(f"mapping {spec.name!r}: {exc}")
+        except TransformArgsError as exc:  # identity salts too: one problem per declaration
+            prefix = f"mapping {spec.name!r}: "
+            problem = exc.problem(prefix) or spec.where.problem(f"{prefix}{exc}")
             if problem not in problems:
                 problems.append(problem)
-            continue
-        except TransformArgsError as exc:
-            problems.append(_transform_problem(spec, exc))
             continue
         plans[spec.source].mappings.append(mapping)
     if problems:
         raise ConfigError(problems)
     return plans
-
-
-def _transform_problem(spec: MappingSpec, exc: TransformArgsError) -> Problem:
-    for column in [*spec.columns, *identity_sources(spec)]:
-        for step in column.transforms:
-            if f"'{step.name}'" in str(exc):
-                return step.where.problem(f"mapping {spec.name!r}: column {column.target!r}: {exc}")
-    return spec.where.problem(f"mapping {spec.name!r}: {exc}")

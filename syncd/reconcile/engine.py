@@ -29,7 +29,7 @@ import structlog
 from psycopg import sql
 
 from syncd.config import DEFAULT_CHUNK_ROWS, Config
-from syncd.errors import SyncdError, TransformError
+from syncd.errors import ReconcileError, Stopped, SyncdError, TransformError
 from syncd.ha import _LOCK_CLASS
 from syncd.identity.core import LinkStore
 from syncd.identity.preview import Wanted, load_stores
@@ -69,14 +69,6 @@ CONFIRM_WAIT_S = 10.0
 """How long a re-check waits for the running daemon to apply the source up to its read."""
 
 SourceKey = tuple[Any, ...]
-
-
-class ReconcileError(SyncdError):
-    """Bad arguments (unknown mapping or source) or a mapping that cannot be reconciled."""
-
-
-class Stopped(SyncdError):
-    """The stop event was set during the pass."""
 
 
 @dataclass

@@ -38,7 +38,7 @@ import structlog
 from psycopg import sql
 
 from syncd.config import DEFAULT_CHUNK_ROWS, Config, SourceConfig
-from syncd.errors import SyncdError
+from syncd.errors import SnapshotError
 from syncd.ha import SourceLock
 from syncd.mapping.load import SourcePlan
 from syncd.mapping.plan import ChangeContext, Mapping, dead_letter, map_change, remove_op
@@ -60,10 +60,6 @@ STREAM = "stream"
 
 Progress = Callable[[str, str, int, int], None]
 """progress(source, table, rows copied so far, estimated rows of the table)."""
-
-
-class SnapshotError(SyncdError):
-    pass
 
 
 @dataclass
