@@ -26,18 +26,15 @@ from syncd.reconcile.verified import source_checksum_sql
 from syncd.source.checks import connect, table_columns
 from syncd.source.snapshot import row_key
 from syncd.source.values import ZERO_DATE, Convert, select_converter
-
-
-def quote(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
+from syncd.sqlnames import my_name
 
 
 def after_condition(key: Sequence[str]) -> str:
     """`(a, b) > (%s, %s)` spelled so that MariaDB uses the key's index as a range."""
     parts = []
     for index, column in enumerate(key):
-        equal = [f"{quote(k)} = %s" for k in key[:index]]
-        parts.append("(" + " AND ".join([*equal, f"{quote(column)} > %s"]) + ")")
+        equal = [f"{my_name(k)} = %s" for k in key[:index]]
+        parts.append("(" + " AND ".join([*equal, f"{my_name(column)} > %s"]) + ")")
     return " OR ".join(parts)
 
 
@@ -52,8 +49,8 @@ def upto_condition(key: Sequence[str]) -> str:
     """`(a, b) <= (%s, %s)`, spelled as ranges like `after_condition`."""
     parts = []
     for index, column in enumerate(key):
-        equal = [f"{quote(k)} = %s" for k in key[:index]]
-        last = f"{quote(column)} {'<=' if index == len(key) - 1 else '<'} %s"
+        equal = [f"{my_name(k)} = %s" for k in key[:index]]
+        last = f"{my_name(column)} {'<=' if index == len(key) - 1 else '<'} %s"
         parts.append("(" + " AND ".join([*equal, last]) + ")")
     return " OR ".join(parts)
 
@@ -96,6 +93,8 @@ class SourceReader:
         self.conn.close()
 
     def _execute(self, query: str, params: Sequence[Any] | None = None) -> list[tuple]:
+        """`query` is a PyMySQL format string when `params` is given (as it is for every query
+        naming tables or columns: `sqlnames.my_name`), plain text otherwise."""
         try:
             with self.conn.cursor() as cur:
                 cur.execute(query, params)
@@ -126,12 +125,12 @@ class SourceReader:
     def chunk_tuples(self, table: str, key: Sequence[str], columns: Sequence[str],
                      after: Sequence[Any] | None, limit: int) -> tuple[list[str], list[tuple]]:
         """`chunk` as (column names, rows as tuples)."""
-        return self.fetch(*_chunk_query(table, key, ", ".join(quote(c) for c in columns), after, limit))
+        return self.fetch(*_chunk_query(table, key, ", ".join(my_name(c) for c in columns), after, limit))
 
     def copy_lines(self, table: str, key: Sequence[str], line: str, after: Sequence[Any] | None,
                    limit: int) -> tuple[list[bytes], tuple[Any, ...] | None]:
         """`chunk` as COPY text lines (`line`: syncd.reconcile.copytext), and the last row's key."""
-        select = f"{line.replace('%', '%%')}, {', '.join(quote(k) for k in key)}"
+        select = f"{line}, {', '.join(my_name(k) for k in key)}"
         _names, rows = self.fetch(*_chunk_query(table, key, select, after, limit))
         return [row[0] for row in rows], (tuple(rows[-1][1:]) if rows else None)
 
@@ -145,8 +144,8 @@ class SourceReader:
         checksum of (after, upper] taken in the same consistent snapshot as the rows.
         """
         where, params = range_condition(key, after, upto)
-        order = ", ".join(quote(k) for k in key)
-        query = (f"SELECT {', '.join(quote(c) for c in columns)} FROM {quote(table)}{where} "
+        order = ", ".join(my_name(k) for k in key)
+        query = (f"SELECT {', '.join(my_name(c) for c in columns)} FROM {my_name(table)}{where} "
                  f"ORDER BY {order} LIMIT %s")
         if checksum:
             self._execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
@@ -164,7 +163,7 @@ class SourceReader:
                  lower: Sequence[Any] | None, upper: Sequence[Any] | None) -> str:
         """`count:crc32 sum:crc32c sum` of the rows with keys in (lower, upper]."""
         where, params = range_condition(key, lower, upper)
-        found = self._execute(f"SELECT {source_checksum_sql(columns)} FROM {quote(table)}{where}", params)
+        found = self._execute(f"SELECT {source_checksum_sql(columns)} FROM {my_name(table)}{where}", params)
         return ":".join(str(v) for v in found[0])
 
     def pushed_sums(self, table: str, key: Sequence[str], row_hash: str,
@@ -174,7 +173,8 @@ class SourceReader:
         return sums_text(self._execute(source_sums_sql(row_hash, table, where), params)[0])
 
     def key_bounds(self, table: str, column: str) -> tuple[Any, Any]:
-        found = self._execute(f"SELECT MIN({quote(column)}), MAX({quote(column)}) FROM {quote(table)}")
+        name = my_name(column)
+        found = self._execute(f"SELECT MIN({name}), MAX({name}) FROM {my_name(table)}", ())
         return found[0][0], found[0][1]
 
     def has_crc32c(self) -> bool:
@@ -195,8 +195,8 @@ class SourceReader:
         for start in range(0, len(keys), 500):
             part = keys[start:start + 500]
             row_marks = "(" + ", ".join(["%s"] * len(key)) + ")"
-            query = (f"SELECT {', '.join(quote(c) for c in columns)} FROM {quote(table)} "
-                     f"WHERE ({', '.join(quote(k) for k in key)}) IN "
+            query = (f"SELECT {', '.join(my_name(c) for c in columns)} FROM {my_name(table)} "
+                     f"WHERE ({', '.join(my_name(k) for k in key)}) IN "
                      f"({', '.join([row_marks] * len(part))})")
             names, found = self.fetch(query, [v for k in part for v in k])
             rows.extend(found)
@@ -247,12 +247,12 @@ class SourceReader:
 def _chunk_query(table: str, key: Sequence[str], select: str, after: Sequence[Any] | None,
                  limit: int) -> tuple[str, list[Any]]:
     """The next `limit` rows after key `after` (None: from the start), in key order."""
-    query = f"SELECT {select} FROM {quote(table)}"
+    query = f"SELECT {select} FROM {my_name(table)}"
     params: list[Any] = []
     if after is not None:
         query += f" WHERE {after_condition(key)}"
         params = after_params(key, after)
-    return f"{query} ORDER BY {', '.join(quote(k) for k in key)} LIMIT %s", [*params, limit]
+    return f"{query} ORDER BY {', '.join(my_name(k) for k in key)} LIMIT %s", [*params, limit]
 
 
 def _key(value: Sequence[Any] | None) -> tuple[Any, ...] | None:

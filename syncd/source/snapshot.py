@@ -19,6 +19,7 @@ from syncd.errors import SourceError, SourceUnavailable
 from syncd.model import Position, Row
 from syncd.source.checks import connect, primary_key, source_key_problem, table_columns, unique_indexes
 from syncd.source.values import apply_converters, select_converter
+from syncd.sqlnames import my_name
 
 
 @dataclass(frozen=True)
@@ -57,10 +58,6 @@ def row_key(conn: pymysql.connections.Connection, source: SourceConfig, table: s
                            "syncd copies and compares rows by key, so add one (ALTER TABLE ... ADD "
                            "PRIMARY KEY) or name a unique key with `source_key:` in the mapping")
     return key
-
-
-def _quote(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
 
 
 class SourceSnapshot:
@@ -113,11 +110,11 @@ class SourceSnapshot:
     def rows_by_key(self, table: str, key: tuple[str, ...], keys: list[tuple]) -> dict[tuple, Row]:
         """The rows with these key values (see `row_key`) that exist in the snapshot, by key."""
         found: dict[tuple, Row] = {}
-        columns = ", ".join(_quote(k) for k in key)
+        columns = ", ".join(my_name(k) for k in key)
         for start in range(0, len(keys), 1000):
             part = keys[start:start + 1000]
             marks = ", ".join(["(" + ", ".join(["%s"] * len(key)) + ")"] * len(part))
-            query = f"SELECT * FROM {_quote(table)} WHERE ({columns}) IN ({marks})"
+            query = f"SELECT * FROM {my_name(table)} WHERE ({columns}) IN ({marks})"
             for row in self._fetch(query, tuple(v for k in part for v in k)):
                 found[tuple(row[k] for k in key)] = row
         return found
