@@ -29,6 +29,7 @@ from syncd.mapping.spec import Condition, MappingSpec
 from syncd.model import Op, Row, RowChange, Upsert, json_value, one_line
 from syncd.source import checks
 from syncd.source.values import apply_converters, select_converter
+from syncd.sqlnames import my_name
 
 MAPPED = "mapped"
 FILTERED = "filtered"
@@ -141,17 +142,14 @@ def with_identity(records: list[PreviewRecord], stored: StoredLinks) -> list[Pre
 # --------------------------------------------------------------------------- reading the source
 
 
-def _quote(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
-
-
 def select_statement(table: str, key_columns: tuple[str, ...], where: str | None, limit: int) -> str:
-    """The SELECT preview runs. `where` is the operator's SQL, used as written (read-only)."""
-    query = f"SELECT * FROM {_quote(table)}"
+    """The SELECT preview runs, as a PyMySQL format string (run with no parameters, it reads `%%`
+    as `%`). `where` is the operator's SQL, used as written (read-only)."""
+    query = f"SELECT * FROM {my_name(table)}"
     if where and where.strip():
-        query += f" WHERE ({where})"
+        query += f" WHERE ({where.replace('%', '%%')})"
     if key_columns:
-        query += " ORDER BY " + ", ".join(_quote(k) for k in key_columns)
+        query += " ORDER BY " + ", ".join(my_name(k) for k in key_columns)
     return query + f" LIMIT {int(limit)}"
 
 
@@ -170,8 +168,7 @@ def read_source_rows(source: SourceConfig, table: str, where: str | None, limit:
             cur.execute("SET SESSION time_zone = '+00:00'")
             cur.execute("SET SESSION TRANSACTION READ ONLY")
             cur.execute("START TRANSACTION READ ONLY")
-            # Executed without parameters, so a '%' in the operator's condition stays as typed.
-            cur.execute(select_statement(table, key, where, limit))
+            cur.execute(select_statement(table, key, where, limit), ())
             names = [d[0] for d in cur.description]
             converters = [(d[0], f) for d in cur.description if (f := select_converter(d[1])) is not None]
             rows = [dict(zip(names, values, strict=True)) for values in cur.fetchall()]

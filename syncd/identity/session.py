@@ -31,6 +31,7 @@ import psycopg
 import structlog
 from psycopg import sql
 
+from syncd import sqlnames
 from syncd.identity import core
 from syncd.identity.keys import decode_values, encode_values, record_id
 from syncd.identity.policies import Contribution, unify
@@ -289,11 +290,11 @@ class IdentitySession:
         repointed = 0
         for table, column in space.references:
             self.cur.execute(sql.SQL("UPDATE {} SET {} = %(survivor)s WHERE {} = ANY(%(merged)s)").format(
-                _table(table), sql.Identifier(column), sql.Identifier(column)), params)
+                _table(table), sqlnames.pg_name(column), sqlnames.pg_name(column)), params)
             repointed += max(self.cur.rowcount, 0)
         if space.unified is not None:
             self.cur.execute(sql.SQL("DELETE FROM {} WHERE {} = ANY(%(merged)s)").format(
-                _table(space.unified.table), sql.Identifier(space.unified.key)), params)
+                _table(space.unified.table), sqlnames.pg_name(space.unified.key)), params)
         claim = merge.cause
         assert isinstance(claim, IdentityClaim)  # only claims merge
         mapping, _, record = merge.record.partition(_SEP)
@@ -412,8 +413,8 @@ def load_store(cur: psycopg.Cursor, schema: str, space: str, keys: Iterable[core
     return store
 
 
-def _table(table: TargetTable) -> sql.Composed:
-    return sql.SQL("{}.{}").format(sql.Identifier(table.schema), sql.Identifier(table.name))
+def _table(table: TargetTable) -> sql.Composable:
+    return sqlnames.pg_name(table.schema, table.name)
 
 
 def read_contributions(cur: psycopg.Cursor, schema: str, space: str,
@@ -457,7 +458,7 @@ def recompute_unified(cur: psycopg.Cursor, schema: str, space: IdentitySpace,
     if unified is None:
         return 0, 0
     expected = expected_unified(cur, schema, space, persons)
-    table, key = _table(unified.table), sql.Identifier(unified.key)
+    table, key = _table(unified.table), sqlnames.pg_name(unified.key)
     if persons is None:
         removed = cur.execute(sql.SQL("DELETE FROM {} WHERE NOT ({} = ANY(%s))").format(table, key),
                               (list(expected),))
@@ -467,12 +468,8 @@ def recompute_unified(cur: psycopg.Cursor, schema: str, space: IdentitySpace,
     count = max(removed.rowcount, 0)
     if expected:
         columns = [c for c, _, _ in unified.policies]
-        conflict = (sql.SQL("DO UPDATE SET {}").format(sql.SQL(", ").join(
-            sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in columns))
-            if columns else sql.SQL("DO NOTHING"))
-        statement = sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) {}").format(
-            table, sql.SQL(", ").join(sql.Identifier(c) for c in [unified.key, *columns]),
-            sql.SQL(", ").join(sql.Placeholder() * (len(columns) + 1)), key, conflict)
+        values = sql.SQL("VALUES ({})").format(sql.SQL(", ").join(sql.Placeholder() * (len(columns) + 1)))
+        statement = sqlnames.upsert(table, [unified.key, *columns], [unified.key], values)
         cur.executemany(statement, [(person, *(row[c] for c in columns))
                                     for person, row in sorted(expected.items())])
     return len(expected), count

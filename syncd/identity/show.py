@@ -17,6 +17,7 @@ from syncd.identity.session import IdentitySession, recompute_unified
 from syncd.identity.space import compile_space
 from syncd.mapping.spec import IdentityDef, MappingSpec
 from syncd.model import IdentitySpace
+from syncd.sqlnames import pg_name
 
 
 @dataclass(frozen=True)
@@ -143,10 +144,9 @@ def _unified_row(conn: psycopg.Connection, space: Space, person: int) -> dict[st
     if unified is None:
         return None
     columns = [c for c, _, _ in unified.policies]
-    query = sql.SQL("SELECT {} FROM {}.{} WHERE {} = %s").format(
-        sql.SQL(", ").join(sql.Identifier(c) for c in [unified.key, *columns]),
-        sql.Identifier(unified.table.schema), sql.Identifier(unified.table.name),
-        sql.Identifier(unified.key))
+    query = sql.SQL("SELECT {} FROM {} WHERE {} = %s").format(
+        sql.SQL(", ").join(pg_name(c) for c in [unified.key, *columns]),
+        pg_name(unified.table.schema, unified.table.name), pg_name(unified.key))
     row = conn.execute(query, (person,)).fetchone()
     return None if row is None else {c: _plain(v) for c, v in zip([unified.key, *columns], row, strict=True)}
 

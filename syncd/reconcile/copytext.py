@@ -29,7 +29,7 @@ from syncd.mapping.plan import Mapping
 from syncd.reconcile.compare import ColumnType
 from syncd.reconcile.layout import plain_copy
 from syncd.reconcile.pushdown import offset_text, source_type_of, value_kind
-from syncd.reconcile.source import quote
+from syncd.sqlnames import my_name
 
 # Hex literals with an introducer: the same bytes whatever the session's sql_mode (a backslash
 # in a quoted literal is an escape unless NO_BACKSLASH_ESCAPES).
@@ -77,7 +77,7 @@ def plan_copy_text(mapping: Mapping, source_types: dict[str, str], target_types:
 
 def _field(source: str, source_type: str, kind: ColumnType | None, zone: tzinfo) -> str | None:
     value = value_kind(source_type, kind, zone)
-    quoted = quote(source)
+    quoted = my_name(source)
     if value is None or (value == "decimal" and kind is not None and kind.data_type != "numeric"):
         return None  # a DECIMAL into an integer column rounds as a parameter but fails as text
     if value == "text":

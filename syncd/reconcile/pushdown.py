@@ -33,12 +33,14 @@ from psycopg import sql
 from syncd.config import fixed_offset
 from syncd.reconcile.compare import ColumnType
 from syncd.reconcile.layout import Layout, plain_copy
+from syncd.sqlnames import HASH, HASHED, my_name, pg_name
 
 _INTEGER = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint"}
 _TEXT = {"char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum"}
 _TARGET_NUMBER = {"smallint", "integer", "bigint", "numeric"}
 _TARGET_TEXT = {"text", "character varying"}
 
+_MAX_ARGS = 100  # PostgreSQL's FUNC_MAX_ARGS
 SPAN_CHUNKS = 4
 """A pushed-down range spans this many chunks' worth of keys."""
 
@@ -48,7 +50,7 @@ class Pushdown:
     """The row-hash expressions of one mapping, one per server."""
 
     source_hash: str
-    """MySQL expression over the source table's columns."""
+    """MySQL expression over the source table's columns, as PyMySQL formats it (`%` doubled)."""
     target_hash: sql.Composable
     """PostgreSQL expression over the target table's columns."""
 
@@ -67,7 +69,8 @@ def plan_pushdown(layout: Layout, source_types: dict[str, str], target_types: di
         if source is None:
             return None
         pairs.append((source, column))
-    source_parts, target_parts = [], []
+    source_parts: list[str] = []
+    target_parts: list[sql.Composable] = []
     for source, target in pairs:
         kind = target_types.get(target)
         exprs = _column(source, source_type_of(source, source_types), target, kind, source_zone)
@@ -77,13 +80,23 @@ def plan_pushdown(layout: Layout, source_types: dict[str, str], target_types: di
         if source_type_of(source, source_types) in _TEXT:
             # Text may hold any character: `byte length:value|`, NULL as `:|`.
             source_parts.append(f"IFNULL(LENGTH({mine}), ''), ':', IFNULL({mine}, ''), '|'")
-            target_parts.append(sql.SQL("octet_length({0}), ':', {0}, '|'").format(theirs))
+            target_parts += [sql.SQL("octet_length({})").format(theirs), sql.Literal(":"), theirs,
+                             sql.Literal("|")]
         else:
             # Numbers and times never hold `|` or `~`: `value|`, NULL as `~|`.
             source_parts.append(f"IFNULL({mine}, '~'), '|'")
-            target_parts.append(sql.SQL("coalesce({}, '~'), '|'").format(theirs))
+            target_parts += [sql.SQL("coalesce({}, '~')").format(theirs), sql.Literal("|")]
     return Pushdown(source_hash=f"MD5(CONCAT({', '.join(source_parts)}))",
-                    target_hash=sql.SQL("md5(concat({}))").format(sql.SQL(", ").join(target_parts)))
+                    target_hash=sql.SQL("md5({})").format(_concat(target_parts)))
+
+
+def _concat(parts: list[sql.Composable]) -> sql.Composable:
+    """`concat(parts)`, nested where needed: a PostgreSQL call takes at most 100 arguments
+    (FUNC_MAX_ARGS), a wide table's row text more."""
+    while len(parts) > _MAX_ARGS:
+        parts = [sql.SQL("concat({})").format(sql.SQL(", ").join(parts[i:i + _MAX_ARGS]))
+                 for i in range(0, len(parts), _MAX_ARGS)]
+    return sql.SQL("concat({})").format(sql.SQL(", ").join(parts))
 
 
 def source_type_of(column: str, source_types: dict[str, str]) -> str:
@@ -112,7 +125,7 @@ def _column(source: str, source_type: str, target: str, kind: ColumnType | None,
             zone: tzinfo) -> tuple[str, sql.Composable] | None:
     """(MySQL text, PostgreSQL text) of one copied column, or None when not comparable in SQL."""
     value = value_kind(source_type, kind, zone)
-    mine, theirs = _quote(source), sql.Identifier(target)
+    mine, theirs = my_name(source), pg_name(target)
     if value is None:
         return None
     if value == "text":
@@ -120,8 +133,10 @@ def _column(source: str, source_type: str, target: str, kind: ColumnType | None,
     if value in ("integer", "decimal", "date"):
         return f"CAST({mine} AS CHAR)", sql.SQL("{}::text").format(theirs)
     # PostgreSQL's text of a timestamp (ISO, as psycopg requires): microseconds without their
-    # trailing zeros, no fraction at all when zero; MariaDB's text made the same.
-    mine = f"TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM DATE_FORMAT({mine}, '%Y-%m-%d %H:%i:%s.%f')))"
+    # trailing zeros, no fraction at all when zero; MariaDB's text made the same (`%` doubled:
+    # the expression is part of a PyMySQL format string).
+    text = "'%%Y-%%m-%%d %%H:%%i:%%s.%%f'"
+    mine = f"TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM DATE_FORMAT({mine}, {text})))"
     if value == "datetime":
         return mine, sql.SQL("{}::text").format(theirs)
     offset = fixed_offset(zone)
@@ -136,25 +151,22 @@ def offset_text(offset: timedelta) -> str:
     return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
-def _quote(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
-
-
 def source_sums_sql(row_hash: str, table: str, where: str) -> str:
     """MySQL: count and the two 60-bit sums of the row hashes of `table` rows matching `where`
-    (a query run with parameters: `%` of DATE_FORMAT doubled)."""
-    row_hash = row_hash.replace("%", "%%")
+    (a PyMySQL format string, like `row_hash`: run with parameters)."""
+    value = f"{my_name(HASHED)}.{my_name(HASH)}"
     # CONV returns text: summed as such it would become a DOUBLE and lose the low digits.
-    return (f"SELECT COUNT(*), COALESCE(SUM(CAST(CONV(SUBSTRING(h, 1, 15), 16, 10) AS UNSIGNED)), 0), "
-            f"COALESCE(SUM(CAST(CONV(SUBSTRING(h, 16, 15), 16, 10) AS UNSIGNED)), 0) "
-            f"FROM (SELECT {row_hash} AS h FROM {_quote(table)}{where}) AS hashed")
+    return (f"SELECT COUNT(*), COALESCE(SUM(CAST(CONV(SUBSTRING({value}, 1, 15), 16, 10) AS UNSIGNED)), 0), "
+            f"COALESCE(SUM(CAST(CONV(SUBSTRING({value}, 16, 15), 16, 10) AS UNSIGNED)), 0) "
+            f"FROM (SELECT {row_hash} AS {my_name(HASH)} FROM {my_name(table)}{where}) AS {my_name(HASHED)}")
 
 
 def target_sums_sql(row_hash: sql.Composable, rows: sql.Composable) -> sql.Composed:
     """PostgreSQL: the same three numbers over `rows` (a FROM ... WHERE ... of the slice)."""
-    return (sql.SQL("SELECT count(*), coalesce(sum(('x' || substr(h, 1, 15))::bit(60)::bigint), 0), "
-                    "coalesce(sum(('x' || substr(h, 16, 15))::bit(60)::bigint), 0) FROM (SELECT ")
-            + row_hash + sql.SQL(" AS h ") + rows + sql.SQL(") AS hashed"))
+    return sql.SQL("SELECT count(*), coalesce(sum(('x' || substr({value}, 1, 15))::bit(60)::bigint), 0), "
+                   "coalesce(sum(('x' || substr({value}, 16, 15))::bit(60)::bigint), 0) "
+                   "FROM (SELECT {row_hash} AS {hash} {rows}) AS {hashed}").format(
+        value=pg_name(HASHED, HASH), row_hash=row_hash, hash=pg_name(HASH), rows=rows, hashed=pg_name(HASHED))
 
 
 def sums_text(row: tuple | None) -> str:

@@ -31,18 +31,15 @@ from syncd.source import charsets
 from syncd.source.checks import connect, raw_text_columns, table_columns
 from syncd.source.snapshot import row_key
 from syncd.source.values import ZERO_DATE, Convert, select_converter
-
-
-def quote(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
+from syncd.sqlnames import my_name
 
 
 def after_condition(key: Sequence[str]) -> str:
     """`(a, b) > (%s, %s)` spelled so that MariaDB uses the key's index as a range."""
     parts = []
     for index, column in enumerate(key):
-        equal = [f"{quote(k)} = %s" for k in key[:index]]
-        parts.append("(" + " AND ".join([*equal, f"{quote(column)} > %s"]) + ")")
+        equal = [f"{my_name(k)} = %s" for k in key[:index]]
+        parts.append("(" + " AND ".join([*equal, f"{my_name(column)} > %s"]) + ")")
     return " OR ".join(parts)
 
 
@@ -57,8 +54,8 @@ def upto_condition(key: Sequence[str]) -> str:
     """`(a, b) <= (%s, %s)`, spelled as ranges like `after_condition`."""
     parts = []
     for index, column in enumerate(key):
-        equal = [f"{quote(k)} = %s" for k in key[:index]]
-        last = f"{quote(column)} {'<=' if index == len(key) - 1 else '<'} %s"
+        equal = [f"{my_name(k)} = %s" for k in key[:index]]
+        last = f"{my_name(column)} {'<=' if index == len(key) - 1 else '<'} %s"
         parts.append("(" + " AND ".join([*equal, last]) + ")")
     return " OR ".join(parts)
 
@@ -102,6 +99,8 @@ class SourceReader:
         self.conn.close()
 
     def _execute(self, query: str, params: Sequence[Any] | None = None) -> list[tuple]:
+        """`query` is a PyMySQL format string when `params` is given (as it is for every query
+        naming tables or columns: `sqlnames.my_name`), plain text otherwise."""
         try:
             with self.conn.cursor() as cur:
                 cur.execute(query, params)
@@ -142,7 +141,7 @@ class SourceReader:
 
     def select_list(self, table: str, columns: Sequence[str]) -> str:
         raw = self.raw_columns(table)
-        return ", ".join(charsets.select_raw(c) if c in raw else quote(c) for c in columns)
+        return ", ".join(charsets.select_raw(c) if c in raw else my_name(c) for c in columns)
 
     def estimated_rows(self, table: str) -> int:
         rows = self._execute("SELECT TABLE_ROWS FROM information_schema.TABLES "
@@ -163,7 +162,7 @@ class SourceReader:
     def copy_lines(self, table: str, key: Sequence[str], line: str, after: Sequence[Any] | None,
                    limit: int) -> tuple[list[bytes], tuple[Any, ...] | None]:
         """`chunk` as COPY text lines (`line`: syncd.reconcile.copytext), and the last row's key."""
-        select = f"{line.replace('%', '%%')}, {', '.join(quote(k) for k in key)}"
+        select = f"{line}, {', '.join(my_name(k) for k in key)}"
         _names, rows = self.fetch(*_chunk_query(table, key, select, after, limit))
         return [row[0] for row in rows], (tuple(rows[-1][1:]) if rows else None)
 
@@ -177,12 +176,12 @@ class SourceReader:
         checksum of (after, upper] taken in the same consistent snapshot as the rows.
         """
         where, params = range_condition(key, after, upto)
-        order = ", ".join(quote(k) for k in key)
+        order = ", ".join(my_name(k) for k in key)
         if checksum:
             self._execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
         try:
             names, rows = self._read(table, columns, lambda select: (
-                f"SELECT {select} FROM {quote(table)}{where} ORDER BY {order} LIMIT %s", [*params, limit]))
+                f"SELECT {select} FROM {my_name(table)}{where} ORDER BY {order} LIMIT %s", [*params, limit]))
             full = len(rows) == limit
             upper = tuple(rows[-1][names.index(k)] for k in key) if full else _key(upto)
             total = self.checksum(table, key, columns, after, upper) if checksum else None
@@ -195,7 +194,7 @@ class SourceReader:
                  lower: Sequence[Any] | None, upper: Sequence[Any] | None) -> str:
         """`count:crc32 sum:crc32c sum` of the rows with keys in (lower, upper]."""
         where, params = range_condition(key, lower, upper)
-        found = self._execute(f"SELECT {source_checksum_sql(columns)} FROM {quote(table)}{where}", params)
+        found = self._execute(f"SELECT {source_checksum_sql(columns)} FROM {my_name(table)}{where}", params)
         return ":".join(str(v) for v in found[0])
 
     def pushed_sums(self, table: str, key: Sequence[str], row_hash: str,
@@ -205,7 +204,8 @@ class SourceReader:
         return sums_text(self._execute(source_sums_sql(row_hash, table, where), params)[0])
 
     def key_bounds(self, table: str, column: str) -> tuple[Any, Any]:
-        found = self._execute(f"SELECT MIN({quote(column)}), MAX({quote(column)}) FROM {quote(table)}")
+        name = my_name(column)
+        found = self._execute(f"SELECT MIN({name}), MAX({name}) FROM {my_name(table)}", ())
         return found[0][0], found[0][1]
 
     def has_crc32c(self) -> bool:
@@ -226,9 +226,9 @@ class SourceReader:
         for start in range(0, len(keys), 500):
             part = keys[start:start + 500]
             row_marks = "(" + ", ".join(["%s"] * len(key)) + ")"
-            where = f"WHERE ({', '.join(quote(k) for k in key)}) IN ({', '.join([row_marks] * len(part))})"
+            where = f"WHERE ({', '.join(my_name(k) for k in key)}) IN ({', '.join([row_marks] * len(part))})"
             names, found = self._read(table, columns, lambda select, where=where, part=part: (
-                f"SELECT {select} FROM {quote(table)} {where}", [v for k in part for v in k]))
+                f"SELECT {select} FROM {my_name(table)} {where}", [v for k in part for v in k]))
             rows.extend(found)
         return names, rows
 
@@ -281,12 +281,12 @@ class SourceReader:
 def _chunk_query(table: str, key: Sequence[str], select: str, after: Sequence[Any] | None,
                  limit: int) -> tuple[str, list[Any]]:
     """The next `limit` rows after key `after` (None: from the start), in key order."""
-    query = f"SELECT {select} FROM {quote(table)}"
+    query = f"SELECT {select} FROM {my_name(table)}"
     params: list[Any] = []
     if after is not None:
         query += f" WHERE {after_condition(key)}"
         params = after_params(key, after)
-    return f"{query} ORDER BY {', '.join(quote(k) for k in key)} LIMIT %s", [*params, limit]
+    return f"{query} ORDER BY {', '.join(my_name(k) for k in key)} LIMIT %s", [*params, limit]
 
 
 def _text(charset: charsets.Charset, column: str) -> Convert:

@@ -15,10 +15,11 @@ from syncd.model import TargetTable
 from syncd.reconcile.compare import Canon, ColumnType, Key, Values, canonicalize_rows, stored_canon
 from syncd.reconcile.layout import Layout
 from syncd.reconcile.pushdown import sums_text, target_sums_sql
+from syncd.sqlnames import ROW, pg_name
 
 
-def table_sql(table: TargetTable) -> sql.Composed:
-    return sql.SQL("{}.{}").format(sql.Identifier(table.schema), sql.Identifier(table.name))
+def table_sql(table: TargetTable) -> sql.Composable:
+    return pg_name(table.schema, table.name)
 
 
 def column_types(conn: psycopg.Connection, table: TargetTable) -> dict[str, ColumnType]:
@@ -31,7 +32,7 @@ def column_types(conn: psycopg.Connection, table: TargetTable) -> dict[str, Colu
 
 def slice_has_rows(conn: psycopg.Connection, table: TargetTable, slice_values: dict[str, Any]) -> bool:
     """Whether the target table holds any row of this slice (soft-deleted ones included)."""
-    where = sql.SQL(" AND ").join([sql.SQL("{} = %s").format(sql.Identifier(k)) for k in slice_values]
+    where = sql.SQL(" AND ").join([sql.SQL("{} = %s").format(pg_name(k)) for k in slice_values]
                                   or [sql.SQL("true")])
     query = sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {})").format(table_sql(table), where)
     row = conn.execute(query, list(slice_values.values())).fetchone()
@@ -62,11 +63,11 @@ class TargetReader:
             stored_canon(types[n]) if n in types else None for n in names]
         soft = layout.soft_delete_column
         self._select = sql.SQL("SELECT {} FROM {}").format(
-            sql.SQL(", ").join(sql.Identifier(n) for n in names), table_sql(self.table))
+            sql.SQL(", ").join(pg_name(n) for n in names), table_sql(self.table))
         # The slice, live rows only: a soft-deleted row counts as absent.
-        self._slice = [sql.SQL("{} = %s").format(sql.Identifier(k)) for k in layout.slice]
+        self._slice = [sql.SQL("{} = %s").format(pg_name(k)) for k in layout.slice]
         if soft:
-            self._slice.append(sql.SQL("{} IS NULL").format(sql.Identifier(soft)))
+            self._slice.append(sql.SQL("{} IS NULL").format(pg_name(soft)))
         self._slice_params = list(layout.slice.values())
         self._keys = len(layout.target_key)
         self.spec = spec
@@ -88,7 +89,7 @@ class TargetReader:
                upper: Sequence[Any] | None) -> tuple[sql.Composable, list[Any]]:
         columns = self.layout.range_columns
         assert columns is not None
-        row = sql.SQL("({})").format(sql.SQL(", ").join(sql.Identifier(c) for c in columns))
+        row = sql.SQL("({})").format(sql.SQL(", ").join(pg_name(c) for c in columns))
         marks = sql.SQL("({})").format(sql.SQL(", ").join(sql.Placeholder() * len(columns)))
         extra: list[sql.Composable] = []
         params = list(self._slice_params)
@@ -108,8 +109,9 @@ class TargetReader:
     def checksum(self, lower: Sequence[Any] | None, upper: Sequence[Any] | None) -> str:
         """`count:sum of hash_record_extended` over the same rows `range` returns."""
         where, params = self._range(lower, upper)
-        query = (sql.SQL("SELECT count(*), coalesce(sum(hash_record_extended(t, 0)), 0) FROM (")
-                 + self._select + where + sql.SQL(") t"))
+        # `syncd_row.*`, not a bare `syncd_row`: a bare name would mean a column of that name.
+        query = (sql.SQL("SELECT count(*), coalesce(sum(hash_record_extended({}.*, 0)), 0) FROM (").format(
+                 pg_name(ROW)) + self._select + where + sql.SQL(") AS {}").format(pg_name(ROW)))
         try:
             row = self.conn.execute(query, params).fetchone()
         except psycopg.OperationalError as exc:
@@ -132,7 +134,7 @@ class TargetReader:
         """The slice's lowest and highest copied key (one key column)."""
         columns = self.layout.range_columns
         assert columns is not None and len(columns) == 1
-        name = sql.Identifier(columns[0])
+        name = pg_name(columns[0])
         query = sql.SQL("SELECT min({}), max({}) FROM {}").format(name, name, table_sql(self.table))
         row = self.conn.execute(query + self._where([]), self._slice_params).fetchone()
         assert row is not None
@@ -149,7 +151,7 @@ class TargetReader:
         """The slice's rows with these target keys."""
         found: dict[Key, Values] = {}
         names = self.layout.target_key
-        row = sql.SQL("({})").format(sql.SQL(", ").join(sql.Identifier(c) for c in names))
+        row = sql.SQL("({})").format(sql.SQL(", ").join(pg_name(c) for c in names))
         one = sql.SQL("({})").format(sql.SQL(", ").join(sql.Placeholder() * len(names)))
         for start in range(0, len(keys), 1000):
             part = keys[start:start + 1000]
@@ -162,7 +164,7 @@ class TargetReader:
         """Every live key of the slice, with the extra columns that name its source key."""
         extra = self.layout.extra_columns
         names = [*self.layout.target_key, *extra]
-        selected = [sql.Identifier(n) for n in names]
+        selected = [pg_name(n) for n in names]
         query = sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(selected),
                                                     table_sql(self.table)) + self._where([])
         key_canons = self.canons[:self._keys]

@@ -55,6 +55,7 @@ from syncd.reconcile.compare import (
 from syncd.reconcile.engine import REPORT_KEYS, SAMPLE_KEYS, MappingReport
 from syncd.reconcile.runs import finish_run, start_run
 from syncd.reconcile.target import column_types, session_zone, table_sql
+from syncd.sqlnames import pg_name
 
 log = structlog.get_logger("syncd.reconcile")
 
@@ -186,7 +187,7 @@ class _SpacePass:
         self.expect: list[Canon | None] = [expected_canon(types[n], zone) for n in names]
         self.stored: list[Canon | None] = [stored_canon(types[n]) for n in names]
         self.select = sql.SQL("SELECT {} FROM {}").format(
-            sql.SQL(", ").join(sql.Identifier(n) for n in names), table_sql(table))
+            sql.SQL(", ").join(pg_name(n) for n in names), table_sql(table))
 
     def _chunks(self) -> Iterator[Chunk]:
         after: int | None = None
@@ -201,7 +202,7 @@ class _SpacePass:
 
     def _read(self, after: int | None) -> Chunk:
         """The persons after `after` with live contributions (chunk_rows of them), in one snapshot."""
-        key = sql.Identifier(self.unified.key)
+        key = pg_name(self.unified.key)
         with self.conn.transaction(), self.conn.cursor() as cur:
             cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             lower = sql.SQL("") if after is None else sql.SQL("AND person_id > %(after)s")

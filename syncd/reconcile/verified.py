@@ -41,6 +41,7 @@ from psycopg import sql
 
 from syncd.reconcile.compare import ColumnType
 from syncd.reconcile.layout import Layout
+from syncd.sqlnames import my_name
 
 CACHE_VERSION = 1
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
@@ -141,7 +142,7 @@ def fingerprint(layout: Layout, *, source_timezone: object, session_zone: object
 
 def source_checksum_sql(columns: Sequence[str]) -> str:
     """MariaDB: count and two 32-bit CRC sums of each row's text (NULLs told apart from '')."""
-    quoted = [f"`{c.replace('`', '``')}`" for c in columns]
+    quoted = [my_name(c) for c in columns]
     text = (f"CONCAT_WS(0x1f, {', '.join(quoted)}, "
             f"CONCAT({', '.join(f'ISNULL({q})' for q in quoted)}))")
     return f"COUNT(*), COALESCE(SUM(CRC32({text})), 0), COALESCE(SUM(CRC32C({text})), 0)"

@@ -26,6 +26,7 @@ import psycopg
 from psycopg import sql
 from psycopg.adapt import Dumper
 
+from syncd import sqlnames
 from syncd.config import TargetConfig
 from syncd.errors import SinkUnavailable
 from syncd.identity.session import IdentitySession, spaces_of
@@ -50,6 +51,7 @@ from syncd.sink.state import (
     write_checkpoint,
     write_pause,
 )
+from syncd.sqlnames import pg_name
 
 try:  # the C part (syncd/sink/_pgtext.c); without it, psycopg formats datetimes itself
     from syncd.sink._pgtext import timestamp_text
@@ -224,7 +226,7 @@ class Statements:
         cache_key = ("soft", op.table, op.key, op.column)
         if cache_key not in self._cache:
             self._cache[cache_key] = sql.SQL("UPDATE {} SET {} = %s WHERE {}").format(
-                _table(op.table), sql.Identifier(op.column), _key_match(op.key))
+                _table(op.table), pg_name(op.column), _key_match(op.key))
         return self._cache[cache_key]
 
     def delete_slice(self, op: DeleteSlice) -> sql.Composed:
@@ -234,7 +236,7 @@ class Statements:
             match = _key_match(columns) if columns else sql.SQL("true")
             if op.soft_column:
                 statement = sql.SQL("UPDATE {} SET {} = %s WHERE {} AND {} IS NULL").format(
-                    _table(op.table), sql.Identifier(op.soft_column), match, sql.Identifier(op.soft_column))
+                    _table(op.table), pg_name(op.soft_column), match, pg_name(op.soft_column))
             else:
                 statement = sql.SQL("DELETE FROM {} WHERE {}").format(_table(op.table), match)
             self._cache[cache_key] = statement
@@ -251,28 +253,17 @@ class Statements:
         return self.soft_delete(op), (op.at, *op.key_values)
 
 
-def _table(table: TargetTable) -> sql.Composed:
-    return sql.SQL("{}.{}").format(sql.Identifier(table.schema), sql.Identifier(table.name))
+def _table(table: TargetTable) -> sql.Composable:
+    return pg_name(table.schema, table.name)
 
 
 def _key_match(key: tuple[str, ...]) -> sql.Composed:
-    return sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(k)) for k in key)
+    return sql.SQL(" AND ").join(sql.SQL("{} = %s").format(pg_name(k)) for k in key)
 
 
 def _upsert_sql(table: TargetTable, columns: tuple[str, ...], key: tuple[str, ...]) -> sql.Composed:
-    updates = [c for c in columns if c not in key]
-    conflict = (
-        sql.SQL("DO UPDATE SET {}").format(sql.SQL(", ").join(
-            sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in updates))
-        if updates else sql.SQL("DO NOTHING")
-    )
-    return sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) {}").format(
-        _table(table),
-        sql.SQL(", ").join(sql.Identifier(c) for c in columns),
-        sql.SQL(", ").join(sql.Placeholder() * len(columns)),
-        sql.SQL(", ").join(sql.Identifier(k) for k in key),
-        conflict,
-    )
+    values = sql.SQL("VALUES ({})").format(sql.SQL(", ").join(sql.Placeholder() * len(columns)))
+    return sqlnames.upsert(_table(table), columns, key, values)
 
 
 STAGE_MIN_ROWS = 64
@@ -325,9 +316,8 @@ class Staging:
         ready = self._ready.get(shape)
         if ready is None:
             table, kind, columns, key = shape
-            digest = hashlib.sha1(repr(shape).encode()).hexdigest()[:20]
-            stage = sql.Identifier(f"syncd_stage_{digest}")
-            names = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+            stage = sqlnames.stage_table(hashlib.sha1(repr(shape).encode()).hexdigest()[:20])
+            names = sqlnames.names(columns)
             cur.execute(sql.SQL("CREATE TEMPORARY TABLE IF NOT EXISTS {} ON COMMIT DELETE ROWS AS "
                                 "SELECT {} FROM {} WITH NO DATA").format(stage, names, _table(table)))
             copy = sql.SQL("COPY {} ({}) FROM STDIN").format(stage, names)
@@ -354,23 +344,21 @@ def _copy_cursor(cur: psycopg.Cursor) -> psycopg.Cursor:
     return copying
 
 
-def _apply_staged(stage: sql.Identifier, table: TargetTable, kind: str, columns: tuple[str, ...],
+def _apply_staged(stage: sql.Composed, table: TargetTable, kind: str, columns: tuple[str, ...],
                   key: tuple[str, ...]) -> sql.Composed:
-    names = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
-    staged = sql.SQL("WITH staged AS (DELETE FROM {} RETURNING {}) ").format(stage, names)
-    match = sql.SQL(" AND ").join(sql.SQL("t.{0} = staged.{0}").format(sql.Identifier(k)) for k in key)
+    """The statement applying a staged group: the target aliased, every column qualified (sqlnames)."""
+    staged, target = pg_name(sqlnames.STAGED), pg_name(sqlnames.TARGET)
+    take = sql.SQL("WITH {} AS (DELETE FROM {} RETURNING {}) ").format(staged, stage, sqlnames.names(columns))
     if kind == "upsert":
-        updates = [c for c in columns if c not in key]
-        conflict = (
-            sql.SQL("DO UPDATE SET {}").format(sql.SQL(", ").join(
-                sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in updates))
-            if updates else sql.SQL("DO NOTHING"))
-        return staged + sql.SQL("INSERT INTO {} ({}) SELECT {} FROM staged ON CONFLICT ({}) {}").format(
-            _table(table), names, names, sql.SQL(", ").join(sql.Identifier(k) for k in key), conflict)
+        rows = sql.SQL("SELECT {} FROM {}").format(sqlnames.names(columns, sqlnames.STAGED), staged)
+        return take + sqlnames.upsert(_table(table), columns, key, rows)
+    match = sqlnames.matching(key, sqlnames.TARGET, sqlnames.STAGED)
     if kind == "soft":
-        return staged + sql.SQL("UPDATE {} AS t SET {} = staged.{} FROM staged WHERE {}").format(
-            _table(table), sql.Identifier(columns[0]), sql.Identifier(columns[0]), match)
-    return staged + sql.SQL("DELETE FROM {} AS t USING staged WHERE {}").format(_table(table), match)
+        return take + sql.SQL("UPDATE {} AS {} SET {} = {} FROM {} WHERE {}").format(
+            _table(table), target, pg_name(columns[0]), pg_name(sqlnames.STAGED, columns[0]),
+            staged, match)
+    return take + sql.SQL("DELETE FROM {} AS {} USING {} WHERE {}").format(
+        _table(table), target, staged, match)
 
 
 class PostgresSink:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from syncd.errors import UndecodableText
 from syncd.model import Undecodable
+from syncd.sqlnames import my_name
 
 UNDEFINED = "\ufffe"
 """A byte that a single-byte table leaves undefined (codecs.charmap_decode refuses it)."""
@@ -359,5 +360,5 @@ def converts_over_select(charset: str) -> bool:
 
 def select_raw(column: str) -> str:
     """The SELECT expression of a text column read as its bytes, under its own name."""
-    quoted = "`" + column.replace("`", "``") + "`"
+    quoted = my_name(column)
     return f"CAST({quoted} AS BINARY) AS {quoted}"

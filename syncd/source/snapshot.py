@@ -28,6 +28,7 @@ from syncd.source.checks import (
     unique_indexes,
 )
 from syncd.source.values import apply_converters, select_converter
+from syncd.sqlnames import my_name
 
 
 @dataclass(frozen=True)
@@ -58,10 +59,6 @@ def row_key(conn: pymysql.connections.Connection, source: SourceConfig, table: s
                            "syncd copies and compares rows by key, so add one (ALTER TABLE ... ADD "
                            "PRIMARY KEY) or name a unique key with `source_key:` in the mapping")
     return key
-
-
-def _quote(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
 
 
 class SourceSnapshot:
@@ -114,12 +111,12 @@ class SourceSnapshot:
     def rows_by_key(self, table: str, key: tuple[str, ...], keys: list[tuple]) -> dict[tuple, Row]:
         """The rows with these key values (see `row_key`) that exist in the snapshot, by key."""
         found: dict[tuple, Row] = {}
-        columns = ", ".join(_quote(k) for k in key)
+        columns = ", ".join(my_name(k) for k in key)
         select, raw = self._select_list(table)
         for start in range(0, len(keys), 1000):
             part = keys[start:start + 1000]
             marks = ", ".join(["(" + ", ".join(["%s"] * len(key)) + ")"] * len(part))
-            query = f"SELECT {select} FROM {_quote(table)} WHERE ({columns}) IN ({marks})"
+            query = f"SELECT {select} FROM {my_name(table)} WHERE ({columns}) IN ({marks})"
             for row in self._fetch(query, tuple(v for k in part for v in k), raw):
                 found[tuple(row[k] for k in key)] = row
         return found
@@ -142,7 +139,7 @@ class SourceSnapshot:
         if not raw:
             return "*", raw
         names = table_columns(self._conn, self.source.database, table) or {}
-        return ", ".join(charsets.select_raw(n) if n in raw else _quote(n) for n in names), raw
+        return ", ".join(charsets.select_raw(n) if n in raw else my_name(n) for n in names), raw
 
     def _fetch(self, query: str, params: tuple, raw: dict[str, charsets.Charset]) -> list[Row]:
         assert self._conn is not None

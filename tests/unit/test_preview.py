@@ -241,8 +241,10 @@ class TestSelect:
             "SELECT * FROM `orders` WHERE (status = '退款中' OR id = 1) ORDER BY `id` LIMIT 20")
 
     def test_percent_signs_stay_as_typed_and_names_are_quoted(self) -> None:
-        assert select_statement("we`ird", ("a", "b"), "name LIKE '张%'", 5) == (
-            "SELECT * FROM `we``ird` WHERE (name LIKE '张%') ORDER BY `a`, `b` LIMIT 5")
+        """The statement is a PyMySQL format string: formatted, every `%` is as typed."""
+        statement = select_statement("we`ird%", ("a", "50%s"), "name LIKE '张%'", 5)
+        assert statement % () == (
+            "SELECT * FROM `we``ird%` WHERE (name LIKE '张%') ORDER BY `a`, `50%s` LIMIT 5")
 
     def test_no_where_no_key(self) -> None:
         assert select_statement("t", (), None, 1) == "SELECT * FROM `t` LIMIT 1"

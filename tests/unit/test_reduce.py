@@ -162,19 +162,20 @@ class TestReduceOpsProperties:
 
 class TestStatements:
     def test_upsert_updates_non_key_columns(self) -> None:
-        """An upsert inserts every column and, on key conflict, sets the non-key ones from EXCLUDED."""
+        """An upsert inserts every column and, on key conflict, sets the non-key ones from EXCLUDED
+        (the table aliased, so that EXCLUDED means the proposed row even in a table named so)."""
         text = Statements().upsert(upsert(1, 5, SOFT)).as_string(None)
         assert text == (
-            'INSERT INTO "public"."members" ("channel", "id", "v", "deleted_at") VALUES (%s, %s, %s, %s) '
-            'ON CONFLICT ("channel", "id") DO UPDATE SET "v" = EXCLUDED."v", '
-            '"deleted_at" = EXCLUDED."deleted_at"'
+            'INSERT INTO "public"."members" AS "syncd_target" ("channel", "id", "v", "deleted_at") '
+            'VALUES (%s, %s, %s, %s) ON CONFLICT ("channel", "id") DO UPDATE SET "v" = "excluded"."v", '
+            '"deleted_at" = "excluded"."deleted_at"'
         )
 
     def test_upsert_of_only_key_columns_does_nothing_on_conflict(self) -> None:
         """With only key columns there is nothing to update: ON CONFLICT DO NOTHING."""
         op = Upsert(HARD, KEY, {"channel": "shop", "id": 1})
         assert Statements().upsert(op).as_string(None) == (
-            'INSERT INTO "public"."orders" ("channel", "id") VALUES (%s, %s) '
+            'INSERT INTO "public"."orders" AS "syncd_target" ("channel", "id") VALUES (%s, %s) '
             'ON CONFLICT ("channel", "id") DO NOTHING'
         )
 
@@ -189,11 +190,13 @@ class TestStatements:
             'UPDATE "public"."members" SET "deleted_at" = %s WHERE "channel" = %s AND "id" = %s')
 
     def test_identifiers_are_quoted(self) -> None:
-        """Odd schema, table and column names (quotes, CJK) are quoted identifiers."""
-        op = Upsert(TargetTable("Sales", 'order "x"'), ("id",), {"id": 1, "名称": "a"})
+        """Odd schema, table and column names (quotes, CJK, a `%` spelled as a Unicode escape so
+        that psycopg never reads it as a placeholder) are quoted identifiers."""
+        op = Upsert(TargetTable("Sales", 'order "x"'), ("id",), {"id": 1, "名称": "a", "rate%": 2})
         assert Statements().upsert(op).as_string(None) == (
-            'INSERT INTO "Sales"."order ""x""" ("id", "名称") VALUES (%s, %s) '
-            'ON CONFLICT ("id") DO UPDATE SET "名称" = EXCLUDED."名称"'
+            'INSERT INTO "Sales"."order ""x""" AS "syncd_target" ("id", "名称", U&"rate\\0025") '
+            'VALUES (%s, %s, %s) ON CONFLICT ("id") DO UPDATE SET "名称" = "excluded"."名称", '
+            'U&"rate\\0025" = "excluded".U&"rate\\0025"'
         )
 
     def test_statements_are_cached_per_shape(self) -> None:
