@@ -35,7 +35,8 @@ def show(key: str, *, kind: str | None, by_person: bool, space_name: str | None,
 
     Exit status: 0 found, 1 no such key or person, 2 error, 78 config.yaml is wrong.
     """
-    from syncd.identity.show import choose, load_spaces, reports_for
+    from syncd.mapping.load import choose, load_spaces
+    from syncd.sink.persons import reports_for
     from syncd.sink.postgres import connect
 
     config = load(config_path)
@@ -74,7 +75,8 @@ def recompute(space_name: str | None, config_path: Path) -> None:
     Runs in one transaction per identity space, holding the space's lock (the running syncd
     waits for it). Exit status: 0 done, 2 error, 78 config.yaml is wrong.
     """
-    from syncd.identity.show import choose, load_spaces, recompute_space
+    from syncd.mapping.load import choose, load_spaces
+    from syncd.sink.persons import recompute_space
     from syncd.sink.postgres import connect
 
     config = load(config_path)

@@ -1,9 +1,10 @@
-"""Identity unification: one person id across sources (docs/identity.md).
+"""Identity unification, pure: one person id across sources (docs/identity.md).
 
-- `keys`: match keys -> deterministic (salted) hashes; record ids; the JSON form of contributions.
-- `core`: the pure resolution model (link store, claim / lookup / release, merges by union).
+- `keys`: match keys -> deterministic (salted) hashes; record ids and names; the JSON of contributions.
+- `core`: the resolution model (link store, claim / lookup / release, merges by union).
 - `policies`: the unified row of a person from its contributions (latest, prefer, any_true, ...).
-- `session`: the same model against PostgreSQL, inside the sink's transaction.
-- `show`: `syncd identity show`.
-- `preview`: how `syncd preview`'s rows would resolve, against the stored links (read-only).
+- `preview`: how given rows would resolve against given stored links.
+
+The same model against PostgreSQL, inside the sink's transaction, is syncd/sink/identity.py;
+the persons read back for the commands are syncd/sink/persons.py.
 """

@@ -23,7 +23,7 @@ pair and every looked-up key ever seen. Hence:
 - person ids do depend on the order (a new id is the next number); the survivor of a merge is
   the smallest id among the merged persons, i.e. the oldest.
 
-The PostgreSQL side (`syncd.identity.session`) loads the part of the store that a batch needs,
+The PostgreSQL side (`syncd.sink.identity`) loads the part of the store that a batch needs,
 runs these same functions, and writes back what the journal says changed.
 """
 

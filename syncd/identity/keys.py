@@ -21,6 +21,20 @@ from decimal import Decimal
 from typing import Any
 
 from syncd.errors import TransformError
+from syncd.model import IdentitySpace
+
+KNOWN: dict[str, IdentitySpace] = {}
+"""Every space compiled in this process, by name (the latest compile wins, e.g. after a reload).
+The sink needs a space's unified table when a source TRUNCATE removes contributions without any
+operation of the batch naming the space."""
+
+RECORD_SEP = "\x1f"
+"""Between a record's mapping and its target key in the pure model's record names."""
+
+
+def record_name(mapping: str, record: str) -> str:
+    """A record in the pure model: its mapping and its target key."""
+    return f"{mapping}{RECORD_SEP}{record}"
 
 
 def key_text(value: Any) -> str | None:

@@ -1,8 +1,8 @@
 """What identity resolution would make of the rows `syncd preview` shows, writing nothing.
 
 The links and records that the previewed rows name are read from the target's state tables in
-one read-only transaction (`read_links`; plain SELECTs, no advisory lock, so a running syncd is
-never held up). Each row is then resolved on its own against them, as if it were the next
+one read-only transaction (syncd/sink/persons.py `read_links`; plain SELECTs, no advisory lock,
+so a running syncd is never held up). Each row is then resolved on its own against them, as if it were the next
 change applied, with the pipeline's own pure model (`core.reach`, `core.claim`, `core.lookup`)
 on a small store holding just that row's links: "existing person 1 (matched by phone)", "new
 person", "would merge persons 1 and 2 (survivor 1)"; a lookup resolves to a person or is
@@ -16,18 +16,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
-import structlog
-
-from syncd.config import TargetConfig
-from syncd.errors import SinkUnavailable
 from syncd.identity import core
-from syncd.identity.session import load_store, record_name
+from syncd.identity.keys import record_name
 from syncd.model import IdentityClaim, IdentityLookup, Upsert
-from syncd.observability import scrub
-from syncd.sink.postgres import connect
-
-log = structlog.get_logger("syncd.identity")
 
 EXISTING = "existing"
 NEW = "new"
@@ -100,7 +91,7 @@ Wanted = dict[str, tuple[set[core.Key], set[str]]]
 """Per identity space: the keys and the records (`record_name`s) to read."""
 
 
-def _wanted(ops: Iterable[Upsert]) -> Wanted:
+def wanted_by(ops: Iterable[Upsert]) -> Wanted:
     """Per space: the keys and the records (`record_name`s) the operations name."""
     wanted: Wanted = {}
     for op in ops:
@@ -115,39 +106,6 @@ def _wanted(ops: Iterable[Upsert]) -> Wanted:
     return wanted
 
 
-def load_links(conn: psycopg.Connection, schema: str, ops: Sequence[Upsert]) -> StoredLinks:
-    """The links and records these operations name, read in one read-only transaction."""
-    return load_stores(conn, schema, _wanted(ops))
-
-
-def load_stores(conn: psycopg.Connection, schema: str, wanted: Wanted) -> StoredLinks:
-    """The stored links of these keys and the stored records, read in one read-only transaction
-    (also what `syncd reconcile` expects person-id columns to hold, syncd.reconcile.persons)."""
-    with conn.transaction(), conn.cursor() as cur:
-        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        row = cur.execute("SELECT to_regclass(quote_ident(%s) || '.identity_links')", (schema,)).fetchone()
-        if row is None or row[0] is None:
-            return StoredLinks({}, note=f"no links yet (the state schema {schema!r} has no identity tables)")
-        return StoredLinks({space: load_store(cur, schema, space, keys, records)
-                            for space, (keys, records) in sorted(wanted.items())})
-
-
-def read_links(target: TargetConfig, ops: Sequence[Upsert]) -> StoredLinks:
-    """`load_links` on a connection of its own; a target that cannot be read gives unknown outcomes."""
-    try:
-        conn = connect(target, "syncd:preview")
-    except SinkUnavailable as exc:
-        return StoredLinks({}, readable=False, note=scrub(f"target not reachable: {exc}"))
-    try:
-        return load_links(conn, target.state_schema, ops)
-    except psycopg.Error as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        log.warning("identity_preview_unreadable", error=reason)
-        return StoredLinks({}, readable=False, note=scrub(f"cannot read the identity tables: {reason}"))
-    finally:
-        conn.close()
-
-
 # --------------------------------------------------------------------------- resolving one row
 
 
@@ -156,7 +114,7 @@ def resolve(stored: StoredLinks, op: Upsert) -> IdentityPreview:
     if not stored.readable:
         return _unknown(op, stored.note)
     stores = {space: _row_store(stored.stores.get(space), keys, records)
-              for space, (keys, records) in _wanted([op]).items()}
+              for space, (keys, records) in wanted_by([op]).items()}
     record = _claim(stores[op.identity.space.name], op.identity) if op.identity is not None else None
     # Lookups after the claim, on the same stores, in the order the sink runs them.
     lookups = tuple(_lookup(stores[lookup.space.name], lookup) for lookup in op.lookups)

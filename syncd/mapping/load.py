@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from syncd.config import Config, SourceConfig
-from syncd.errors import ConfigError, Problem, TransformArgsError
+from syncd.errors import ConfigError, IdentityArgsError, Problem, SyncdError, TransformArgsError
+from syncd.mapping.identity import Space, compile_space
 from syncd.mapping.plan import Mapping, compile_mapping
-from syncd.mapping.spec import MappingSpec, load_mappings
+from syncd.mapping.spec import IdentityDef, MappingSpec, load_mappings
 from syncd.mapping.transforms import TransformContext
 from syncd.model import TargetTable
 
@@ -81,3 +82,35 @@ def compile_all(config: Config, specs: list[MappingSpec],
     if problems:
         raise ConfigError(problems)
     return plans
+
+
+def load_spaces(config: Config) -> dict[str, Space]:
+    """Every identity space of the mapping files, compiled (raises ConfigError on problems)."""
+    specs: list[MappingSpec] = load_specs(config)
+    kinds: dict[str, dict[str, None]] = {}
+    definitions: dict[str, IdentityDef] = {}
+    for spec in specs:
+        if spec.identity is not None and spec.identity.space is not None:
+            definitions[spec.identity.name] = spec.identity.space
+            for kind, _ in spec.identity.match:
+                kinds.setdefault(spec.identity.name, {})[kind] = None
+    spaces = {}
+    for name, definition in definitions.items():
+        try:
+            compiled, hasher = compile_space(definition, name, config.target.schema, read_secret)
+        except IdentityArgsError as exc:
+            raise ConfigError([exc.problem("")]) from exc
+        spaces[name] = Space(definition, compiled, hasher, tuple(kinds.get(name, {})))
+    return spaces
+
+
+def choose(spaces: dict[str, Space], name: str | None) -> Space:
+    """The space named, or the only one."""
+    if name is not None:
+        if name not in spaces:
+            raise SyncdError(f"unknown identity {name!r}; the mapping files declare {sorted(spaces)}")
+        return spaces[name]
+    if len(spaces) != 1:
+        raise SyncdError("the mapping files declare no identity" if not spaces else
+                         f"several identities ({', '.join(sorted(spaces))}): choose one with --identity")
+    return next(iter(spaces.values()))

@@ -14,9 +14,9 @@ from typing import Any
 from syncd.config import fixed_offset
 from syncd.errors import MissingSourceColumn, TransformArgsError, TransformError
 from syncd.identity.keys import KeyHasher, record_id
-from syncd.identity.space import compile_space
 from syncd.mapping import transforms
 from syncd.mapping.filters import RowTest, build_filter
+from syncd.mapping.identity import compile_space
 from syncd.mapping.spec import NO_VALUE, ColumnSpec, LookupSpec, MappingSpec, TransformStep
 from syncd.model import (
     DeadLetter,

@@ -32,7 +32,7 @@ from syncd.config import DEFAULT_CHUNK_ROWS, Config
 from syncd.errors import ReconcileError, Stopped, SyncdError, TransformError
 from syncd.ha import _LOCK_CLASS
 from syncd.identity.core import LinkStore
-from syncd.identity.preview import Wanted, load_stores
+from syncd.identity.preview import Wanted
 from syncd.mapping.load import SourcePlan
 from syncd.mapping.plan import Mapping, map_key, row_key_text
 from syncd.model import Position, Row
@@ -55,6 +55,7 @@ from syncd.reconcile.source import RangeChunk, SourceReader
 from syncd.reconcile.target import TargetReader, column_types, session_zone
 from syncd.reconcile.verified import Entry, VerifiedChunks, ensure_table, fingerprint, target_supports
 from syncd.repair import RepairResult, repair
+from syncd.sink.persons import load_stores
 from syncd.sink.postgres import connect
 from syncd.sink.state import create_state_schema, read_checkpoint
 

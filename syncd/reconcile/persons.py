@@ -2,7 +2,7 @@
 
 A mapping with an `identity:` block fills `identity.column` with its record's person, and each
 `lookup:` column with the person its key belongs to; the sink resolves both as it writes the row
-(syncd.identity.session). Reconcile compares these columns like the mapped ones, expecting:
+(syncd.sink.identity). Reconcile compares these columns like the mapped ones, expecting:
 
 - identity column: the person of the record's stored contribution (`identity_contributions` by
   mapping and record id, deleted or not: the sink gives a record seen again the same person);
@@ -27,9 +27,8 @@ from typing import Any
 
 from syncd.errors import TransformError
 from syncd.identity import core
-from syncd.identity.keys import record_id
+from syncd.identity.keys import record_id, record_name
 from syncd.identity.preview import Wanted
-from syncd.identity.session import record_name
 from syncd.mapping.plan import LookupPlan, Mapping
 from syncd.model import Row
 from syncd.reconcile.rowmap import MappedRows

@@ -5,7 +5,7 @@ sink, whose identity session rewrites the repaired records' contributions and th
 unified rows in the same transaction. Then, for every identity space that a selected mapping's
 `identity:` block belongs to and that has a unified table, the unified rows are compared with
 what the merge policies make of the stored live contributions of all the space's mappings,
-whatever their source (`syncd.identity.session.expected_unified`):
+whatever their source (`syncd.sink.identity.expected_unified`):
 
 - missing: a person with live contributions has no unified row;
 - extra: a unified row of no person with a live contribution (merged away, all records deleted,
@@ -38,7 +38,6 @@ from psycopg import sql
 
 from syncd.config import Config
 from syncd.errors import ReconcileError, Stopped, SyncdError
-from syncd.identity.session import IdentitySession, expected_unified, recompute_unified
 from syncd.mapping.load import SourcePlan
 from syncd.mapping.plan import Mapping
 from syncd.model import IdentitySpace, UnifiedTable
@@ -55,6 +54,7 @@ from syncd.reconcile.compare import (
 from syncd.reconcile.engine import REPORT_KEYS, SAMPLE_KEYS, MappingReport
 from syncd.reconcile.runs import finish_run, start_run
 from syncd.reconcile.target import column_types, session_zone, table_sql
+from syncd.sink.identity import IdentitySession, expected_unified, recompute_unified
 from syncd.sqlnames import pg_name
 
 log = structlog.get_logger("syncd.reconcile")

@@ -7,7 +7,7 @@ savepoints: the rejected operations become dead letters naming PostgreSQL's reas
 applied, and the checkpoint still moves in the same transaction.
 
 Operations of mappings with an `identity:` block or `lookup:` columns are resolved to person ids
-first, in the same transaction (`syncd.identity.session`), and the unified rows of the persons
+first, in the same transaction (`syncd.sink.identity`), and the unified rows of the persons
 they touch are rebuilt after the rows are written.
 """
 
@@ -29,7 +29,6 @@ from psycopg.adapt import Dumper
 from syncd import sqlnames
 from syncd.config import TargetConfig
 from syncd.errors import SinkUnavailable
-from syncd.identity.session import IdentitySession, spaces_of
 from syncd.model import (
     REPAIR_AT,
     DeadLetter,
@@ -42,6 +41,7 @@ from syncd.model import (
     TargetTable,
     Upsert,
 )
+from syncd.sink.identity import IdentitySession, spaces_of
 from syncd.sink.state import (
     Checkpoint,
     Pause,

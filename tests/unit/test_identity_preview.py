@@ -10,6 +10,7 @@ import pytest
 
 from syncd.cli.preview import records_json_text, render_records
 from syncd.identity import core
+from syncd.identity.keys import record_name
 from syncd.identity.preview import (
     EXISTING,
     MERGE,
@@ -23,7 +24,6 @@ from syncd.identity.preview import (
     render,
     resolve,
 )
-from syncd.identity.session import record_name
 from syncd.mapping.plan import Mapping, compile_mapping
 from syncd.mapping.spec import load_mappings
 from syncd.mapping.transforms import TransformContext

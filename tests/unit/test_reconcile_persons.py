@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from syncd.identity import core
+from syncd.identity.keys import record_name
 from syncd.identity.preview import Wanted
-from syncd.identity.session import record_name
 from syncd.mapping.plan import ChangeContext, Mapping, compile_mapping, map_change
 from syncd.mapping.spec import load_mappings
 from syncd.mapping.transforms import TransformContext

@@ -33,9 +33,8 @@ from psycopg import sql
 
 from syncd import sqlnames
 from syncd.identity import core
-from syncd.identity.keys import decode_values, encode_values, record_id
+from syncd.identity.keys import KNOWN, RECORD_SEP, decode_values, encode_values, record_id, record_name
 from syncd.identity.policies import Contribution, unify
-from syncd.identity.space import KNOWN
 from syncd.model import (
     DeadLetter,
     Delete,
@@ -57,7 +56,6 @@ log = structlog.get_logger("syncd.identity")
 LOCK_CLASS = 0x5349
 """First key of identity advisory locks ("SI"); syncd's source locks use 0x5359."""
 
-_SEP = "\x1f"
 
 
 def spaces_of(ops: Iterable[PlannedOp]) -> set[str]:
@@ -73,11 +71,6 @@ def spaces_of(ops: Iterable[PlannedOp]) -> set[str]:
         elif isinstance(op, Delete | SoftDelete) and op.identity is not None:
             names.add(op.identity.space.name)
     return names
-
-
-def record_name(mapping: str, record: str) -> str:
-    """A record in the pure model: its mapping and its target key."""
-    return f"{mapping}{_SEP}{record}"
 
 
 def _key_text(key: core.Key) -> str:
@@ -297,7 +290,7 @@ class IdentitySession:
                 _table(space.unified.table), sqlnames.pg_name(space.unified.key)), params)
         claim = merge.cause
         assert isinstance(claim, IdentityClaim)  # only claims merge
-        mapping, _, record = merge.record.partition(_SEP)
+        mapping, _, record = merge.record.partition(RECORD_SEP)
         self.cur.execute(self._sql(
             "INSERT INTO {s}.identity_merges (space, survivor, merged, mapping, source, source_key, "
             "key_kinds, position, commit_time) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"),
@@ -401,7 +394,7 @@ def load_store(cur: psycopg.Cursor, schema: str, space: str, keys: Iterable[core
             (space, list(kinds), list(hashes))).fetchall()
         store.links = {(kind, value): person for kind, value, person in found}
     if records:
-        mappings, names = zip(*(n.split(_SEP, 1) for n in records), strict=True)
+        mappings, names = zip(*(n.split(RECORD_SEP, 1) for n in records), strict=True)
         found = cur.execute(q(
             f"SELECT l.mapping, l.source_key, {_SURVIVOR}, l.keys, l.deleted_at IS NULL "
             f"FROM {{s}}.identity_contributions l {_PERSON} WHERE l.space = %s AND "

@@ -1,70 +1,62 @@
-"""Persons read back from the identity tables (`syncd identity show`), and unified rows rebuilt
-from the stored contributions (`syncd identity recompute`)."""
+"""Persons read back from the identity tables: the links and records `syncd preview` resolves
+rows against (read-only), what `syncd identity show` prints of a person, and the unified rows
+`syncd identity recompute` rebuilds from the stored contributions."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import psycopg
+import structlog
 from psycopg import sql
 
-from syncd.config import Config
-from syncd.errors import ConfigError, IdentityArgsError, SyncdError
-from syncd.identity.keys import KeyHasher, decode_values
-from syncd.identity.session import IdentitySession, recompute_unified
-from syncd.identity.space import compile_space
-from syncd.mapping.spec import IdentityDef, MappingSpec
-from syncd.model import IdentitySpace
+from syncd.config import TargetConfig
+from syncd.errors import SinkUnavailable
+from syncd.identity.keys import decode_values
+from syncd.identity.preview import StoredLinks, Wanted, wanted_by
+from syncd.mapping.identity import Space
+from syncd.model import Upsert
+from syncd.observability import scrub
+from syncd.sink.identity import IdentitySession, load_store, recompute_unified
+from syncd.sink.postgres import connect
 from syncd.sqlnames import pg_name
 
-
-@dataclass(frozen=True)
-class Space:
-    """An identity space as the commands need it."""
-
-    definition: IdentityDef
-    compiled: IdentitySpace
-    hasher: KeyHasher
-    kinds: tuple[str, ...]
+log = structlog.get_logger("syncd.identity")
 
 
-def load_spaces(config: Config) -> dict[str, Space]:
-    """Every identity space of the mapping files, compiled (raises ConfigError on problems)."""
-    from syncd.mapping.load import load_specs, read_secret  # noqa: PLC0415 (keeps --help fast)
-
-    specs: list[MappingSpec] = load_specs(config)
-    kinds: dict[str, dict[str, None]] = {}
-    definitions: dict[str, IdentityDef] = {}
-    for spec in specs:
-        if spec.identity is not None and spec.identity.space is not None:
-            definitions[spec.identity.name] = spec.identity.space
-            for kind, _ in spec.identity.match:
-                kinds.setdefault(spec.identity.name, {})[kind] = None
-    spaces = {}
-    for name, definition in definitions.items():
-        try:
-            compiled, hasher = compile_space(definition, name, config.target.schema, read_secret)
-        except IdentityArgsError as exc:
-            raise ConfigError([exc.problem("")]) from exc
-        spaces[name] = Space(definition, compiled, hasher, tuple(kinds.get(name, {})))
-    return spaces
+def load_links(conn: psycopg.Connection, schema: str, ops: Sequence[Upsert]) -> StoredLinks:
+    """The links and records these operations name, read in one read-only transaction."""
+    return load_stores(conn, schema, wanted_by(ops))
 
 
-def choose(spaces: dict[str, Space], name: str | None) -> Space:
-    """The space named, or the only one."""
-    if name is not None:
-        if name not in spaces:
-            raise SyncdError(f"unknown identity {name!r}; the mapping files declare {sorted(spaces)}")
-        return spaces[name]
-    if len(spaces) != 1:
-        raise SyncdError("the mapping files declare no identity" if not spaces else
-                         f"several identities ({', '.join(sorted(spaces))}): choose one with --identity")
-    return next(iter(spaces.values()))
+def load_stores(conn: psycopg.Connection, schema: str, wanted: Wanted) -> StoredLinks:
+    """The stored links of these keys and the stored records, read in one read-only transaction
+    (also what `syncd reconcile` expects person-id columns to hold, syncd.reconcile.persons)."""
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        row = cur.execute("SELECT to_regclass(quote_ident(%s) || '.identity_links')", (schema,)).fetchone()
+        if row is None or row[0] is None:
+            return StoredLinks({}, note=f"no links yet (the state schema {schema!r} has no identity tables)")
+        return StoredLinks({space: load_store(cur, schema, space, keys, records)
+                            for space, (keys, records) in sorted(wanted.items())})
 
 
-# --------------------------------------------------------------------------- reading a person
+def read_links(target: TargetConfig, ops: Sequence[Upsert]) -> StoredLinks:
+    """`load_links` on a connection of its own; a target that cannot be read gives unknown outcomes."""
+    try:
+        conn = connect(target, "syncd:preview")
+    except SinkUnavailable as exc:
+        return StoredLinks({}, readable=False, note=scrub(f"target not reachable: {exc}"))
+    try:
+        return load_links(conn, target.state_schema, ops)
+    except psycopg.Error as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        log.warning("identity_preview_unreadable", error=reason)
+        return StoredLinks({}, readable=False, note=scrub(f"cannot read the identity tables: {reason}"))
+    finally:
+        conn.close()
 
 
 def find_persons(conn: psycopg.Connection, schema: str, space: Space, key: str,

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from syncd.errors import IdentityArgsError, TransformArgsError
-from syncd.identity.keys import KeyHasher
+from syncd.identity.keys import KNOWN, KeyHasher
 from syncd.mapping.spec import IdentityDef
 from syncd.model import IdentitySpace, TargetTable, UnifiedTable
-
-KNOWN: dict[str, IdentitySpace] = {}
-"""Every space compiled in this process, by name (the latest compile wins, e.g. after a reload).
-The sink needs a space's unified table when a source TRUNCATE removes contributions without any
-operation of the batch naming the space."""
 
 
 def compile_space(definition: IdentityDef | None, name: str, default_schema: str,
@@ -60,3 +56,13 @@ def _salt(definition: IdentityDef | None, secret: Callable[[str, str], str]) -> 
         raise IdentityArgsError(f"{what}: salt: the {'environment variable' if kind == 'env' else 'file'} "
                                 f"{source} is empty", definition.where.problem(""))
     return salt.encode()
+
+
+@dataclass(frozen=True)
+class Space:
+    """An identity space as the commands need it."""
+
+    definition: IdentityDef
+    compiled: IdentitySpace
+    hasher: KeyHasher
+    kinds: tuple[str, ...]
