@@ -1,12 +1,13 @@
 """What identity resolution would make of the rows `syncd preview` shows, writing nothing.
 
-The links and records that the previewed rows name are read from the target's state tables in
-one read-only transaction (syncd/sink/persons.py `read_links`; plain SELECTs, no advisory lock,
-so a running syncd is never held up). Each row is then resolved on its own against them, as if it were the next
-change applied, with the pipeline's own pure model (`core.reach`, `core.claim`, `core.lookup`)
-on a small store holding just that row's links: "existing person 1 (matched by phone)", "new
-person", "would merge persons 1 and 2 (survivor 1)"; a lookup resolves to a person or is
-unresolved. Match keys are shown as what syncd stores, hashes, never as values.
+The links and records that the previewed rows name are read from the target's state tables
+in one read-only transaction (syncd/sink/persons.py `read_links`; plain SELECTs, no advisory
+lock, so a running syncd is never held up). Each row is then resolved on its own against them,
+as if it were the next change applied, with the pipeline's own pure model (`core.reach`,
+`core.claim`, `core.lookup`) on a small store holding just that row's links: "existing person 1
+(matched by phone)", "new person", "would merge persons 1 and 2 (survivor 1)"; a lookup
+resolves to a person or is unresolved. Match keys are shown as what syncd stores, hashes,
+never as values.
 """
 
 from __future__ import annotations
