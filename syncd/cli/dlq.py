@@ -13,23 +13,13 @@ import click
 from syncd.cli.options import EXIT_ERROR, EXIT_FOUND, EXIT_OK, config_option, exits_on_errors, fail, load
 from syncd.cli.render import cut, dump_json, json_value, one_line, table_lines
 from syncd.config import Config
-from syncd.deadletters import (
-    GroupOutcome,
-    Selector,
-    StoredDeadLetter,
-    fetch,
-    group_by_mapping,
-    resolve,
-    retry_mapping,
-    status_of,
-    trim_stored,
-)
 from syncd.errors import SyncdError
 from syncd.model import Outcome
 from syncd.observability import configure_logging, scrub
+from syncd.reconcile.dead_letters import GroupOutcome, group_by_mapping, retry_mapping, trim_stored
+from syncd.sink.dead_letters import STATUSES, Selector, StoredDeadLetter, fetch, resolve, status_of
 
 LIST_HEADERS = ("id", "created_at", "source", "mapping", "row_key", "position", "reason")
-STATUSES = ("pending", "retried", "discarded")
 
 
 @click.group()

@@ -13,18 +13,18 @@ from syncd.cli.options import config_option, exits_on_errors, load
 from syncd.cli.render import cut, display_width, one_line, pad
 from syncd.identity import preview as identity_preview
 from syncd.mapping.plan import Mapping
-from syncd.model import Row, json_value
-from syncd.preview import (
+from syncd.mapping.preview import (
     DEAD_LETTER,
     FILTERED,
     MAPPED,
     PreviewRecord,
     preview_rows,
-    read_source_rows,
     show_value,
     uses_identity,
     with_identity,
 )
+from syncd.model import Row, json_value
+from syncd.source.snapshot import read_source_rows
 
 
 @click.command()

@@ -6,7 +6,7 @@ consistent read per chunk), every row goes through the *current* mapping (`map_r
 the same key range: first the whole chunk at once, then row by row only where it differs.
 Differences are re-checked against a fresh read of both sides (after the running daemon has
 applied everything up to that read) before they are reported or repaired, so rows changing
-while the pass runs are not taken for drift. Repairs go through `syncd.repair.repair`, which
+while the pass runs are not taken for drift. Repairs go through `syncd.reconcile.repair.repair`, which
 re-reads each key from the source and applies it in stream order when a daemon holds the
 source. docs/reconcile.md describes the algorithm, the report and the limits.
 """
@@ -49,12 +49,12 @@ from syncd.reconcile.compare import (
 from syncd.reconcile.layout import Layout, build_layout
 from syncd.reconcile.persons import PersonColumns
 from syncd.reconcile.pushdown import SPAN_CHUNKS, Pushdown, plan_pushdown
+from syncd.reconcile.repair import RepairResult, repair
 from syncd.reconcile.rowmap import ChunkMapper
 from syncd.reconcile.runs import finish_run, start_run
 from syncd.reconcile.source import RangeChunk, SourceReader
 from syncd.reconcile.target import TargetReader, column_types, session_zone
 from syncd.reconcile.verified import Entry, VerifiedChunks, ensure_table, fingerprint, target_supports
-from syncd.repair import RepairResult, repair
 from syncd.sink.persons import load_stores
 from syncd.sink.postgres import connect
 from syncd.sink.state import create_state_schema, read_checkpoint

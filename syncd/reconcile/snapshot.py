@@ -17,7 +17,7 @@ Two ways, chosen by who holds the source's lock (syncd.ha.SourceLock):
   source's checkpoint (position P, snapshot done) is written in the last transaction, which
   also clears the progress rows. A copy restricted to one mapping (`--mapping`) never moves the
   checkpoint: the stream replays from its own checkpoint over the copied rows and converges.
-* **A daemon holds it**: every chunk of keys becomes a repair request (syncd.repair) that the
+* **A daemon holds it**: every chunk of keys becomes a repair request (syncd.reconcile.repair) that the
   daemon applies in stream order, so nothing the stream applies is overwritten by an older
   image. Progress is recorded after each chunk the daemon confirms.
 """
@@ -46,9 +46,9 @@ from syncd.model import SNAPSHOT_AT, Op, Position, Row, RowChange
 from syncd.reconcile.compare import ChunkDiff, Key, json_value
 from syncd.reconcile.copytext import CopyText, plan_copy_text
 from syncd.reconcile.engine import REPAIR_BATCH, Options, SourceKey, scan_mapping
+from syncd.reconcile.repair import repair
 from syncd.reconcile.source import SourceReader
 from syncd.reconcile.target import column_types, slice_has_rows
-from syncd.repair import repair
 from syncd.sink.postgres import Batch, PlannedOp, PostgresSink, connect, rejection_reason
 from syncd.sink.state import Checkpoint, create_state_schema
 from syncd.source.snapshot import SnapshotPoint, SourceSnapshot

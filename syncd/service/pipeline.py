@@ -35,8 +35,8 @@ from syncd.model import (
     SourceTransaction,
     TransactionPart,
 )
+from syncd.reconcile.repair import RepairRead, find_mapping, read_keys, repair_batch
 from syncd.reconcile.snapshot import initial_copy
-from syncd.repair import RepairRead, find_mapping, read_keys, repair_batch
 from syncd.service.schema_policy import MappingGate, decide
 from syncd.sink.postgres import Batch, PlannedOp, PostgresSink, RepairDone
 from syncd.sink.state import Checkpoint, RepairRequest, next_repair, read_checkpoint, read_pauses

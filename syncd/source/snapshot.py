@@ -16,7 +16,8 @@ from functools import partial
 import pymysql
 
 from syncd.config import SourceConfig
-from syncd.errors import NoPrimaryKey, SourceUnavailable, UnusableSourceKey
+from syncd.errors import NoPrimaryKey, PreviewError, SourceUnavailable, UnusableSourceKey
+from syncd.mapping.preview import SourceRows
 from syncd.model import Position, Row
 from syncd.source import charsets
 from syncd.source.checks import (
@@ -156,3 +157,43 @@ class SourceSnapshot:
             raise SourceUnavailable(self.source.name, f"snapshot read failed: {exc.args[-1]}") from exc
         self.zero_dates = [apply_converters(row, converters) for row in rows]
         return rows
+
+
+def select_statement(table: str, key_columns: tuple[str, ...], where: str | None, limit: int) -> str:
+    """The SELECT preview runs, as a PyMySQL format string (run with no parameters, it reads `%%`
+    as `%`). `where` is the operator's SQL, used as written (read-only)."""
+    query = f"SELECT * FROM {my_name(table)}"
+    if where and where.strip():
+        query += f" WHERE ({where.replace('%', '%%')})"
+    if key_columns:
+        query += " ORDER BY " + ", ".join(my_name(k) for k in key_columns)
+    return query + f" LIMIT {int(limit)}"
+
+
+def read_source_rows(source: SourceConfig, table: str, where: str | None, limit: int,
+                     source_key: tuple[str, ...] = ()) -> SourceRows:
+    """Up to `limit` rows in row-key order (the mapping's `source_key`, else the primary key),
+    read inside a READ ONLY transaction.
+
+    Values are normalised as the initial load normalises them (`syncd.source.values`): TIMESTAMP
+    columns as UTC instants, zero dates as NULL, BIT as integers, and so on.
+    """
+    conn = connect(source, source.database)
+    try:
+        key = source_key or primary_key(conn, source.database, table)
+        with conn.cursor() as cur:
+            cur.execute("SET SESSION time_zone = '+00:00'")
+            cur.execute("SET SESSION TRANSACTION READ ONLY")
+            cur.execute("START TRANSACTION READ ONLY")
+            cur.execute(select_statement(table, key, where, limit), ())
+            names = [d[0] for d in cur.description]
+            converters = [(d[0], f) for d in cur.description if (f := select_converter(d[1])) is not None]
+            rows = [dict(zip(names, values, strict=True)) for values in cur.fetchall()]
+        conn.rollback()
+    except pymysql.err.MySQLError as exc:
+        message = exc.args[-1] if exc.args else str(exc)
+        raise PreviewError(f"source {source.name} refused the query on {source.database}.{table}: "
+                           f"{message}") from exc
+    finally:
+        conn.close()
+    return SourceRows(key, rows, [apply_converters(row, converters) for row in rows])

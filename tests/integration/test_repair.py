@@ -10,7 +10,7 @@ import pytest
 
 from devtools.sandbox import MariaDBServer, PostgresServer
 from syncd.config import load_config
-from syncd.repair import repair
+from syncd.reconcile.repair import repair
 from syncd.service.startup import build_plans
 from tests.helpers import eventually
 from tests.integration.scenario import SHOP_ORDERS_MAPPING, SHOP_ORDERS_SQL, Scenario, Source

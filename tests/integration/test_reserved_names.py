@@ -19,7 +19,7 @@ import pytest
 from psycopg import sql
 
 from devtools.sandbox import MariaDBServer, PostgresServer
-from syncd.preview import json_value
+from syncd.mapping.preview import json_value
 from syncd.sqlnames import RESERVED_PREFIX, reserved_names
 from tests.helpers import eventually
 from tests.integration.scenario import Scenario, Source

@@ -15,21 +15,19 @@ from hypothesis import strategies as st
 
 from syncd.cli.dlq import letter_cells, letter_json, outcome_lines, selector_from_options
 from syncd.cli.render import display_width, table_lines
-from syncd.deadletters import (
+from syncd.model import KeyOutcome, Outcome
+from syncd.reconcile.dead_letters import (
     DeadLetterError,
     GroupOutcome,
-    Selector,
-    StoredDeadLetter,
     group_by_mapping,
     key_from_image,
     key_value,
     keys_of,
     retry_keys,
     retry_mapping,
-    where_clause,
 )
-from syncd.model import KeyOutcome, Outcome
-from syncd.repair import RepairResult
+from syncd.reconcile.repair import RepairResult
+from syncd.sink.dead_letters import Selector, StoredDeadLetter, where_clause
 from syncd.sink.state import row_image_json
 
 CREATED = datetime(2024, 5, 1, 4, 0, 1, tzinfo=UTC)

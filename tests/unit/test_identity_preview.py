@@ -25,10 +25,10 @@ from syncd.identity.preview import (
     resolve,
 )
 from syncd.mapping.plan import Mapping, compile_mapping
+from syncd.mapping.preview import SourceRows, preview_rows, with_identity
 from syncd.mapping.spec import load_mappings
 from syncd.mapping.transforms import TransformContext
 from syncd.model import Upsert
-from syncd.preview import SourceRows, preview_rows, with_identity
 
 NOW = datetime(2024, 5, 1, 4, 0, 0, tzinfo=UTC)
 PHONE = "13812345678"

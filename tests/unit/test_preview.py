@@ -14,10 +14,7 @@ import pytest
 from syncd.cli.preview import records_json_text, render_records
 from syncd.cli.render import cut, display_width, pad
 from syncd.mapping.plan import Mapping, compile_mapping
-from syncd.mapping.spec import load_mappings
-from syncd.mapping.transforms import TransformContext
-from syncd.model import json_value
-from syncd.preview import (
+from syncd.mapping.preview import (
     DEAD_LETTER,
     FILTERED,
     MAPPED,
@@ -25,9 +22,12 @@ from syncd.preview import (
     condition_text,
     filter_reason,
     preview_rows,
-    select_statement,
     show_value,
 )
+from syncd.mapping.spec import load_mappings
+from syncd.mapping.transforms import TransformContext
+from syncd.model import json_value
+from syncd.source.snapshot import select_statement
 
 NOW = datetime(2024, 5, 1, 4, 0, 0, tzinfo=UTC)
 

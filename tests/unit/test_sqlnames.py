@@ -26,7 +26,6 @@ from syncd.mapping.plan import Mapping, compile_mapping
 from syncd.mapping.spec import load_mappings
 from syncd.mapping.transforms import TransformContext
 from syncd.model import Delete, DeleteSlice, SoftDelete, TargetTable, Upsert
-from syncd.preview import select_statement
 from syncd.reconcile.compare import ColumnType
 from syncd.reconcile.copytext import plan_copy_text
 from syncd.reconcile.layout import Layout, build_layout
@@ -34,7 +33,7 @@ from syncd.reconcile.pushdown import Pushdown, plan_pushdown
 from syncd.reconcile.source import SourceReader
 from syncd.reconcile.target import TargetReader, slice_has_rows
 from syncd.sink.postgres import Staging, Statements, _apply_staged
-from syncd.source.snapshot import SourceSnapshot
+from syncd.source.snapshot import SourceSnapshot, select_statement
 
 MAPPING = """
 mappings:

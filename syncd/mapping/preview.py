@@ -1,12 +1,12 @@
-"""What one mapping makes of live source rows, writing nothing (`syncd preview`).
+"""What one mapping makes of given source rows, writing nothing (`syncd preview`), pure.
 
-Rows are read from the source in one READ ONLY transaction (the operator's `--where` is raw
-SQL, so the server itself refuses anything but reading), mapped exactly as the pipeline maps
-an INSERT of that row (`map_change`), and shown beside the target row they would produce, or
-with the reason they are filtered out or would become a dead letter. For a mapping with an
-`identity:` block or `lookup:` columns, each mapped row also shows how its person would resolve
-against the links stored now (`syncd.identity.preview`, read in a read-only transaction).
-Nothing is written to the source or the target.
+The rows are read from the source in one READ ONLY transaction (syncd/source/snapshot.py
+`read_source_rows`: the operator's `--where` is raw SQL, so the server itself refuses anything
+but reading), mapped here exactly as the pipeline maps an INSERT of that row (`map_change`),
+and shown beside the target row they would produce, or with the reason they are filtered out
+or would become a dead letter. For a mapping with an `identity:` block or `lookup:` columns,
+each mapped row also shows how its person would resolve against the links stored now
+(`syncd.identity.preview`, the links read by syncd/sink/persons.py).
 """
 
 from __future__ import annotations
@@ -17,19 +17,13 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-import pymysql
-
-from syncd.config import SourceConfig
-from syncd.errors import PreviewError, TransformError
+from syncd.errors import TransformError
 from syncd.identity import preview as identity_preview
 from syncd.identity.preview import IdentityPreview, StoredLinks
 from syncd.mapping.filters import build_filter
 from syncd.mapping.plan import ChangeContext, Mapping, map_change, source_key_text
 from syncd.mapping.spec import Condition, MappingSpec
 from syncd.model import Op, Row, RowChange, Upsert, json_value, one_line
-from syncd.source import checks
-from syncd.source.values import apply_converters, select_converter
-from syncd.sqlnames import my_name
 
 MAPPED = "mapped"
 FILTERED = "filtered"
@@ -140,49 +134,6 @@ def with_identity(records: list[PreviewRecord], stored: StoredLinks) -> list[Pre
 
 
 # --------------------------------------------------------------------------- reading the source
-
-
-def select_statement(table: str, key_columns: tuple[str, ...], where: str | None, limit: int) -> str:
-    """The SELECT preview runs, as a PyMySQL format string (run with no parameters, it reads `%%`
-    as `%`). `where` is the operator's SQL, used as written (read-only)."""
-    query = f"SELECT * FROM {my_name(table)}"
-    if where and where.strip():
-        query += f" WHERE ({where.replace('%', '%%')})"
-    if key_columns:
-        query += " ORDER BY " + ", ".join(my_name(k) for k in key_columns)
-    return query + f" LIMIT {int(limit)}"
-
-
-def read_source_rows(source: SourceConfig, table: str, where: str | None, limit: int,
-                     source_key: tuple[str, ...] = ()) -> SourceRows:
-    """Up to `limit` rows in row-key order (the mapping's `source_key`, else the primary key),
-    read inside a READ ONLY transaction.
-
-    Values are normalised as the initial load normalises them (`syncd.source.values`): TIMESTAMP
-    columns as UTC instants, zero dates as NULL, BIT as integers, and so on.
-    """
-    conn = checks.connect(source, source.database)
-    try:
-        key = source_key or checks.primary_key(conn, source.database, table)
-        with conn.cursor() as cur:
-            cur.execute("SET SESSION time_zone = '+00:00'")
-            cur.execute("SET SESSION TRANSACTION READ ONLY")
-            cur.execute("START TRANSACTION READ ONLY")
-            cur.execute(select_statement(table, key, where, limit), ())
-            names = [d[0] for d in cur.description]
-            converters = [(d[0], f) for d in cur.description if (f := select_converter(d[1])) is not None]
-            rows = [dict(zip(names, values, strict=True)) for values in cur.fetchall()]
-        conn.rollback()
-    except pymysql.err.MySQLError as exc:
-        message = exc.args[-1] if exc.args else str(exc)
-        raise PreviewError(f"source {source.name} refused the query on {source.database}.{table}: "
-                           f"{message}") from exc
-    finally:
-        conn.close()
-    return SourceRows(key, rows, [apply_converters(row, converters) for row in rows])
-
-
-# --------------------------------------------------------------------------- loading one mapping
 
 
 def show_value(value: Any) -> str:

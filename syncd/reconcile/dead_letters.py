@@ -1,8 +1,8 @@
-"""Dead letters read back, retried and set aside (`state_schema.dead_letters`; `syncd dlq`).
+"""Dead letters retried from the current source rows (`syncd dlq retry`).
 
 Retrying never replays the stored row image. For each selected dead letter the source row's
 key (the mapping's `source_key`, else the primary key) is taken from its image, and
-`syncd.repair.repair` makes the target row equal to the mapping of the row as the source holds
+`syncd.reconcile.repair.repair` makes the target row equal to the mapping of the row as the source holds
 it *now* (re-read by key): the newest image wins, a row deleted since then is removed (or
 soft-deleted) from the target, and a key the stream changed meanwhile is left to the stream,
 which has already made it right.
@@ -20,97 +20,9 @@ from typing import Any
 from syncd.config import Config, SourceConfig
 from syncd.errors import DeadLetterError, NoPrimaryKey, SyncdError
 from syncd.model import Outcome
+from syncd.sink.dead_letters import StoredDeadLetter
 
 REQUESTED_BY = "dlq"
-
-
-@dataclass(frozen=True)
-class StoredDeadLetter:
-    """One row of `state_schema.dead_letters`."""
-
-    id: int
-    created_at: datetime
-    source: str
-    source_table: str
-    mapping: str
-    row_key: str
-    position: str
-    reason: str
-    status: str
-    resolved_at: datetime | None
-    row_image: dict[str, Any]
-    row_image_kept: bool = True
-    """False for a letter written before letters kept only what their mapping reads: its image
-    may hold columns in clear that must not be shown (`trim_stored` trims it)."""
-
-
-# --------------------------------------------------------------------------- selecting
-
-
-@dataclass(frozen=True)
-class Selector:
-    """Which dead letters a command acts on: exactly one of an id, a mapping, or all."""
-
-    id: int | None = None
-    mapping: str | None = None
-    all: bool = False
-
-    def describe(self) -> str:
-        if self.id is not None:
-            return f"dead letter {self.id}"
-        if self.mapping is not None:
-            return f"pending dead letters of mapping {self.mapping!r}"
-        return "pending dead letters"
-
-
-def where_clause(selector: Selector, status: str | None = "pending") -> tuple[str, list[Any]]:
-    """SQL condition (without WHERE) and its parameters for a selector and a status (None: any)."""
-    parts: list[str] = []
-    params: list[Any] = []
-    if status is not None:
-        parts.append("status = %s")
-        params.append(status)
-    if selector.id is not None:
-        parts.append("id = %s")
-        params.append(selector.id)
-    if selector.mapping is not None:
-        parts.append("mapping = %s")
-        params.append(selector.mapping)
-    return (" AND ".join(parts) or "true"), params
-
-
-_COLUMNS = ("id, created_at, source, source_table, mapping, row_key, binlog_position, reason, status, "
-            "resolved_at, row_image, row_image_kept")
-
-
-def fetch(conn: Any, schema: str, selector: Selector,
-          status: str | None = "pending") -> list[StoredDeadLetter]:
-    from psycopg import sql  # noqa: PLC0415 (keeps `syncd --help` fast)
-
-    condition, params = where_clause(selector, status)
-    query = sql.SQL("SELECT " + _COLUMNS + " FROM {}.dead_letters WHERE " + condition + " ORDER BY id"
-                    ).format(sql.Identifier(schema))
-    return [StoredDeadLetter(*row) for row in conn.execute(query, params).fetchall()]
-
-
-def status_of(conn: Any, schema: str, letter_id: int) -> str | None:
-    from psycopg import sql  # noqa: PLC0415
-
-    query = sql.SQL("SELECT status FROM {}.dead_letters WHERE id = %s").format(sql.Identifier(schema))
-    row = conn.execute(query, (letter_id,)).fetchone()
-    return row[0] if row else None
-
-
-def resolve(conn: Any, schema: str, ids: Iterable[int], status: str) -> int:
-    """Mark pending dead letters retried or discarded; returns how many changed."""
-    from psycopg import sql  # noqa: PLC0415
-
-    id_list = sorted(set(ids))
-    if not id_list:
-        return 0
-    statement = sql.SQL("UPDATE {}.dead_letters SET status = %s, resolved_at = now() "
-                        "WHERE id = ANY(%s) AND status = 'pending'").format(sql.Identifier(schema))
-    return conn.execute(statement, (status, id_list)).rowcount
 
 
 # --------------------------------------------------------------------------- source keys
@@ -227,7 +139,7 @@ def keys_of(letters: list[StoredDeadLetter], key_columns: tuple[str, ...], colum
 
 def retry_mapping(config: Config, plans: dict[str, Any], name: str,
                   letters: list[StoredDeadLetter]) -> GroupOutcome:
-    """Retry one mapping's dead letters through `syncd.repair.repair`."""
+    """Retry one mapping's dead letters through `syncd.reconcile.repair.repair`."""
     from syncd.source import checks  # noqa: PLC0415
 
     outcome = GroupOutcome(name, letters=len(letters))
@@ -254,7 +166,7 @@ def retry_mapping(config: Config, plans: dict[str, Any], name: str,
     keys = keys_of(letters, key_columns, column_types, outcome)
     outcome.keys = len(keys)
     if keys:
-        from syncd.repair import repair  # noqa: PLC0415
+        from syncd.reconcile.repair import repair  # noqa: PLC0415
 
         retry_keys(keys, lambda k: repair(config, plans, name, k, requested_by=REQUESTED_BY), outcome)
     return outcome

@@ -1,0 +1,97 @@
+"""The dead letters table (`state_schema.dead_letters`) read back and resolved: what `syncd dlq`
+lists, which letters a selector picks, letters marked retried or discarded. Letters are written
+with the batch that dead-letters them (syncd/sink/state.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg import sql
+
+STATUSES = ("pending", "retried", "discarded")
+
+
+@dataclass(frozen=True)
+class StoredDeadLetter:
+    """One row of `state_schema.dead_letters`."""
+
+    id: int
+    created_at: datetime
+    source: str
+    source_table: str
+    mapping: str
+    row_key: str
+    position: str
+    reason: str
+    status: str
+    resolved_at: datetime | None
+    row_image: dict[str, Any]
+    row_image_kept: bool = True
+    """False for a letter written before letters kept only what their mapping reads: its image
+    may hold columns in clear that must not be shown (`trim_stored` trims it)."""
+
+
+# --------------------------------------------------------------------------- selecting
+
+
+@dataclass(frozen=True)
+class Selector:
+    """Which dead letters a command acts on: exactly one of an id, a mapping, or all."""
+
+    id: int | None = None
+    mapping: str | None = None
+    all: bool = False
+
+    def describe(self) -> str:
+        if self.id is not None:
+            return f"dead letter {self.id}"
+        if self.mapping is not None:
+            return f"pending dead letters of mapping {self.mapping!r}"
+        return "pending dead letters"
+
+
+def where_clause(selector: Selector, status: str | None = "pending") -> tuple[str, list[Any]]:
+    """SQL condition (without WHERE) and its parameters for a selector and a status (None: any)."""
+    parts: list[str] = []
+    params: list[Any] = []
+    if status is not None:
+        parts.append("status = %s")
+        params.append(status)
+    if selector.id is not None:
+        parts.append("id = %s")
+        params.append(selector.id)
+    if selector.mapping is not None:
+        parts.append("mapping = %s")
+        params.append(selector.mapping)
+    return (" AND ".join(parts) or "true"), params
+
+
+_COLUMNS = ("id, created_at, source, source_table, mapping, row_key, binlog_position, reason, status, "
+            "resolved_at, row_image, row_image_kept")
+
+
+def fetch(conn: Any, schema: str, selector: Selector,
+          status: str | None = "pending") -> list[StoredDeadLetter]:
+    condition, params = where_clause(selector, status)
+    query = sql.SQL("SELECT " + _COLUMNS + " FROM {}.dead_letters WHERE " + condition + " ORDER BY id"
+                    ).format(sql.Identifier(schema))
+    return [StoredDeadLetter(*row) for row in conn.execute(query, params).fetchall()]
+
+
+def status_of(conn: Any, schema: str, letter_id: int) -> str | None:
+    query = sql.SQL("SELECT status FROM {}.dead_letters WHERE id = %s").format(sql.Identifier(schema))
+    row = conn.execute(query, (letter_id,)).fetchone()
+    return row[0] if row else None
+
+
+def resolve(conn: Any, schema: str, ids: Iterable[int], status: str) -> int:
+    """Mark pending dead letters retried or discarded; returns how many changed."""
+    id_list = sorted(set(ids))
+    if not id_list:
+        return 0
+    statement = sql.SQL("UPDATE {}.dead_letters SET status = %s, resolved_at = now() "
+                        "WHERE id = ANY(%s) AND status = 'pending'").format(sql.Identifier(schema))
+    return conn.execute(statement, (status, id_list)).rowcount
