@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 import click
 
 from syncd.config import DEFAULT_CONFIG, Config, load_config, secrets_of
-from syncd.errors import ConfigError, Problem, SyncdError
+from syncd.errors import ConfigError, Problem, SyncdError, TargetTlsError
 from syncd.observability import (
     SAFE_SECRET_LENGTH,
     configure_logging,
@@ -102,7 +102,7 @@ def run(config_path: Path) -> None:
     SIGTERM/SIGINT stop cleanly (a second one exits at once, losing nothing);
     SIGHUP re-reads the mapping files and switches only if they are valid.
     Exit status: 0 stopped cleanly, 1 could not start (target unreachable, metrics port taken),
-    78 configuration error.
+    78 configuration error (TLS to the target failing included).
     """
     from syncd.daemon import Daemon
     from syncd.source import decoder_process
@@ -118,6 +118,9 @@ def run(config_path: Path) -> None:
         plans = build_plans(config)
     except ConfigError as exc:
         click.echo(str(exc), err=True)
+        sys.exit(EXIT_CONFIG)
+    except TargetTlsError as exc:  # a setting to fix, as above: systemd does not restart on 78
+        click.echo(f"syncd: {exc}", err=True)
         sys.exit(EXIT_CONFIG)
     except SyncdError as exc:
         click.echo(f"syncd: {exc}", err=True)

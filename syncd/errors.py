@@ -5,13 +5,15 @@
     ├── SourceError
     │   ├── SourceUnavailable   connection lost or refused (retriable)
     │   ├── SourceSettingsError a server variable syncd needs is wrong (names variable and fix)
+    │   │   └── SourceTlsError  TLS to the source failed: certificate, host name, no TLS offered
     │   ├── PositionLost        the binlog the checkpoint needs was purged (re-snapshot)
     │   └── StreamError         the stream holds something syncd refuses to guess about
     ├── TransformError          one value could not be converted (becomes a dead letter)
     │   └── UndecodableText     text bytes the source server itself cannot convert (charsets.py)
     ├── SinkError
     │   ├── SinkUnavailable     PostgreSQL connection lost (retriable)
-    │   └── TargetSchemaError   target table/column/key missing or unusable
+    │   ├── TargetSchemaError   target table/column/key missing or unusable
+    │   └── TargetTlsError      TLS to the target failed: certificate, host name, no TLS offered
     └── StateError              syncd's own state schema is missing or inconsistent
 
 Driver exceptions (pymysql, psycopg) are translated once, where the driver is called.
@@ -66,6 +68,13 @@ class SourceUnavailable(SourceError):
 
 class SourceSettingsError(SourceError):
     """A server setting is wrong; message says which variable and how to fix it."""
+
+
+class SourceTlsError(SourceSettingsError):
+    """The source's TLS settings and its server do not agree (a CA that did not sign the
+    server's certificate, a name the certificate does not carry, a server without TLS where
+    TLS is required). Not retried: waiting does not change a certificate; the message names
+    the setting to fix (syncd/source/connection.py)."""
 
 
 class PositionLost(SourceError):
@@ -126,6 +135,11 @@ class SinkUnavailable(SinkError):
 
 class TargetSchemaError(SinkError):
     pass
+
+
+class TargetTlsError(SinkError):
+    """TLS to the target failed for a reason waiting does not cure (see SourceTlsError); the
+    message names the parameter of `target.dsn` to fix (syncd/sink/postgres.py)."""
 
 
 class StateError(SyncdError):
