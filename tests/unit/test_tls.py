@@ -4,6 +4,7 @@ messages). The same paths against real servers: tests/integration/test_tls.py.""
 
 from __future__ import annotations
 
+import pickle
 import socket
 import ssl
 from datetime import UTC
@@ -234,6 +235,11 @@ class TestSourceFailures:
         assert "set sources.shop.ssl_server_name to it" in name
         plain = str(connect_error(SHOP, TlsFailure("no_tls", "the server does not offer TLS")))
         assert "(the server does not offer TLS): sources.shop.ssl_mode is verify-full" in plain
+
+    def test_the_error_crosses_the_decoder_process_pipe(self) -> None:
+        error = connect_error(SHOP, TlsFailure("no_tls", "the server does not offer TLS"))
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is SourceTlsError and str(copy) == str(error)
 
     def test_a_missing_file_at_connection_time(self, tmp_path: Path) -> None:
         with pytest.raises(TlsFailure) as caught:
