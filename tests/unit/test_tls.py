@@ -279,3 +279,23 @@ class TestTargetFailures:
     ])
     def test_other_failures_are_not_tls(self, libpq: str) -> None:
         assert target_tls_error(TARGET, psycopg.OperationalError(PREFIX + libpq)) is None
+
+
+def test_the_tls_lines_of_the_example_config_load(tmp_path: Path, ca: ThrowawayCA) -> None:
+    """config.example.yaml's commented TLS settings, uncommented, are a valid config."""
+    client = ca.issue("client", (), client=True)
+    files = {"/etc/syncd/tls/shop-ca.pem": ca.ca_path, "/etc/syncd/tls/pg-ca.pem": ca.ca_path,
+             "/etc/syncd/tls/syncd.crt": client.cert, "/etc/syncd/tls/syncd.key": client.key}
+    example = (Path(__file__).parents[2] / "config.example.yaml").read_text(encoding="utf-8")
+    lines = [line.replace("# ", "", 1) if line.startswith(("    # ssl_", "  # dsn: ")) else line
+             for line in example.splitlines() if not line.startswith("  dsn: ")]  # the TLS one instead
+    text = "\n".join(lines)
+    for shown, made in files.items():
+        text = text.replace(shown, str(made))
+    (tmp_path / "mappings").mkdir()
+    assert load(tmp_path, text) == []
+    path = tmp_path / "config.yaml"
+    tls = load_config(path).sources["shop"].tls
+    assert tls == SourceTls("verify-full", str(ca.ca_path), str(client.cert), str(client.key),
+                            "db1.example.com")
+    assert "sslmode=verify-full" in load_config(path).target.dsn
