@@ -18,9 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from psycopg import conninfo
-from psycopg.errors import ProgrammingError
-
 MODES = ("disable", "prefer", "require", "verify-ca", "verify-full")
 """A source's `ssl_mode`, weakest first."""
 TARGET_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -132,9 +129,13 @@ def _file_problem(path: str, exc: OSError) -> str:
 
 def target_settings(dsn: str) -> dict[str, str]:
     """The DSN's parameters (key=value or URI), as libpq reads them; ValueError if it cannot."""
+    # Imported here: the decoder processes import this module (through syncd.config) and would
+    # carry psycopg (about 9 MB each) for nothing.
+    import psycopg  # noqa: PLC0415
+
     try:
-        return {k: str(v) for k, v in conninfo.conninfo_to_dict(dsn).items()}
-    except ProgrammingError as exc:
+        return {k: str(v) for k, v in psycopg.conninfo.conninfo_to_dict(dsn).items()}
+    except psycopg.ProgrammingError as exc:
         raise ValueError(str(exc).strip()) from exc
 
 
