@@ -41,7 +41,7 @@ def tls_error(target: TargetConfig, exc: psycopg.OperationalError) -> TargetTlsE
     for line in str(exc).splitlines():
         for kind, pattern in _CAUSES:
             if pattern.search(line):
-                return TargetTlsError(f"target: TLS failed ({_reason(line)}): {_fix(target, kind)}")
+                return TargetTlsError(f"TLS to the target failed ({_reason(line)}): {_fix(target, kind)}")
     return None
 
 

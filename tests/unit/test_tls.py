@@ -269,8 +269,8 @@ class TestTargetFailures:
     def test_libpq_tls_failures(self, libpq: str, fix: str) -> None:
         error = target_tls_error(TARGET, psycopg.OperationalError(PREFIX + libpq))
         assert isinstance(error, TargetTlsError) and not error.retriable
-        assert str(error).startswith(f"target: TLS failed (connection to server at \"10.0.0.6\", port 5432 "
-                                     f"failed: {libpq}): {fix}")
+        assert str(error).startswith('TLS to the target failed (connection to server at "10.0.0.6", '
+                                     f"port 5432 failed: {libpq}): {fix}")
 
     @pytest.mark.parametrize("libpq", [
         "SSL SYSCALL error: EOF detected", "SSL error: unexpected eof while reading",
