@@ -17,6 +17,9 @@ from syncd.tls import SourceTls
 from syncd.yamlfile import Checker, Where, YamlList, YamlMap, load_file
 
 DEFAULT_CONFIG = "/etc/syncd/config.yaml"
+DEFAULT_CHUNK_ROWS = 10_000
+"""Source rows per chunk of a reconcile pass or a snapshot (one consistent read each): the one
+default of `syncd reconcile`, `syncd snapshot` and `reconcile.chunk_rows`."""
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -142,7 +145,7 @@ class ReconcileConfig:
 
     interval_s: float | None = None
     repair: bool = False
-    chunk_rows: int = 10000
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
     pause_s: float = 0.0
 
 
@@ -545,6 +548,7 @@ def _reconcile(top: YamlMap, check: Checker) -> ReconcileConfig:
     return ReconcileConfig(
         interval_s=interval or None,
         repair=check.boolean(node, "repair", "reconcile", False),
-        chunk_rows=check.integer(node, "chunk_rows", "reconcile", 10000, low=1, high=1_000_000) or 10000,
+        chunk_rows=check.integer(node, "chunk_rows", "reconcile", DEFAULT_CHUNK_ROWS, low=1,
+                                 high=1_000_000) or DEFAULT_CHUNK_ROWS,
         pause_s=(check.integer(node, "pause_ms", "reconcile", 0, low=0, high=60_000) or 0) / 1000,
     )

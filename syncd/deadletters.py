@@ -1,4 +1,4 @@
-"""`syncd dlq`: list, retry and discard dead letters (`state_schema.dead_letters`).
+"""Dead letters read back, retried and set aside (`state_schema.dead_letters`; `syncd dlq`).
 
 Retrying never replays the stored row image. For each selected dead letter the source row's
 key (the mapping's `source_key`, else the primary key) is taken from its image, and
@@ -10,33 +10,18 @@ which has already made it right.
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
 from typing import Any
 
-import click
-
 from syncd.config import Config, SourceConfig
-from syncd.errors import ConfigError, SyncdError
+from syncd.errors import DeadLetterError, NoPrimaryKey, SyncdError
 from syncd.model import Outcome
-from syncd.observability import configure_logging, scrub
-from syncd.preview import config_option, cut, display_width, json_value, load_config_or_exit, one_line, pad
 
-EXIT_OK = 0
-EXIT_STILL_FAILING = 1
-EXIT_ERROR = 2
-
-STATUSES = ("pending", "retried", "discarded")
 REQUESTED_BY = "dlq"
-
-
-class DeadLetterError(SyncdError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -69,13 +54,6 @@ class Selector:
     id: int | None = None
     mapping: str | None = None
     all: bool = False
-
-    @classmethod
-    def from_options(cls, letter_id: int | None, mapping: str | None, every: bool) -> Selector:
-        given = sum([letter_id is not None, mapping is not None, every])
-        if given != 1:
-            raise click.UsageError("give exactly one of --id N, --mapping NAME or --all")
-        return cls(letter_id, mapping, every)
 
     def describe(self) -> str:
         if self.id is not None:
@@ -285,7 +263,7 @@ def retry_mapping(config: Config, plans: dict[str, Any], name: str,
 def _row_key(conn: Any, source: SourceConfig, mapping: Any) -> tuple[str, ...]:
     """The mapping's source_key, else the primary key; () when the table has neither, so each
     dead letter fails alone with the reason (key_from_image)."""
-    from syncd.source.snapshot import NoPrimaryKey, row_key  # noqa: PLC0415
+    from syncd.source.snapshot import row_key  # noqa: PLC0415
 
     try:
         return row_key(conn, source, mapping.spec.table, mapping.spec.source_key, mapping.name)
@@ -301,79 +279,12 @@ def _find(plans: dict[str, Any], name: str) -> tuple[Any, Any]:
     return None, None
 
 
-def outcome_lines(outcome: GroupOutcome) -> list[str]:
-    head = f"{outcome.mapping}: {_count(outcome.letters, 'dead letter')}"
-    if outcome.keys:
-        counts = outcome.counts
-        head += (f" ({_count(outcome.keys, 'source row')}: {counts[Outcome.APPLIED]} applied, "
-                 f"{counts[Outcome.SOURCE_GONE]} removed (source row gone), "
-                 f"{counts[Outcome.NEWER_IN_STREAM]} already changed by the stream, "
-                 f"{counts[Outcome.DEAD_LETTERED]} dead-lettered again)")
-    lines = [head]
-    if outcome.retried:
-        lines.append(f"  retried: {', '.join(f'#{i}' for i in sorted(outcome.retried))}")
-    for letter_id, reason in sorted(outcome.failing.items()):
-        lines.append(f"  still failing #{letter_id}: {one_line(reason)}")
-    if outcome.error:
-        lines.append(f"  error: {one_line(outcome.error)} (these dead letters stay pending)")
-    return lines
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'' if number == 1 else 's'}"
-
-
-# --------------------------------------------------------------------------- tables
-
-
-LIST_HEADERS = ("id", "created_at", "source", "mapping", "row_key", "position", "reason")
-
-
-def letter_json(letter: StoredDeadLetter) -> dict[str, Any]:
-    return {
-        "id": letter.id,
-        "created_at": letter.created_at.isoformat(),
-        "source": letter.source,
-        "source_table": letter.source_table,
-        "mapping": letter.mapping,
-        "row_key": letter.row_key,
-        "position": letter.position,
-        "reason": letter.reason,
-        "status": letter.status,
-        "resolved_at": letter.resolved_at.isoformat() if letter.resolved_at else None,
-        "row_image": json_value(letter.row_image) if letter.row_image_kept else None,
-    }
-
-
-def _when(value: datetime) -> str:
-    return value.astimezone().isoformat(sep=" ", timespec="seconds")
-
-
-def letter_cells(letter: StoredDeadLetter, with_status: bool) -> list[str]:
-    cells = [str(letter.id), _when(letter.created_at), letter.source, letter.mapping,
-             cut(one_line(letter.row_key), 40), letter.position, one_line(letter.reason)]
-    return [*cells, letter.status] if with_status else cells
-
-
-def table_lines(headers: tuple[str, ...], rows: list[list[str]]) -> list[str]:
-    """A plain text table whose columns line up with CJK text too."""
-    widths = [max([display_width(h), *(display_width(r[i]) for r in rows)]) for i, h in enumerate(headers)]
-
-    def line(cells: Iterable[str]) -> str:
-        return "  ".join(pad(c, w) for c, w in zip(cells, widths, strict=True)).rstrip()
-
-    return [line(headers), *(line(r) for r in rows)]
-
-
-# --------------------------------------------------------------------------- commands
-
-
 def trim_stored(conn: Any, config: Config, plans: dict[str, Any] | None = None) -> None:
     """Trim dead letters written before letters kept only what their mapping reads. The mapping
     files are compiled here without the servers when no plans are given; when they do not
     compile, older letters stay as they are and are listed without their row image."""
+    from syncd.mapping.load import compile_all, load_specs  # noqa: PLC0415
     from syncd.sink.state import trim_letters  # noqa: PLC0415
-    from syncd.startup import compile_all, load_specs  # noqa: PLC0415
 
     if plans is None:
         try:
@@ -382,184 +293,3 @@ def trim_stored(conn: Any, config: Config, plans: dict[str, Any] | None = None) 
             return
     kept = {m.name: m.kept for plan in plans.values() for m in plan.mappings}
     trim_letters(conn, config.target.state_schema, kept)
-
-
-def _connect(config: Config) -> Any:
-    from syncd.sink.postgres import connect  # noqa: PLC0415
-
-    try:
-        return connect(config.target, "syncd:dlq")
-    except SyncdError as exc:
-        click.echo(scrub(f"syncd: {exc}"), err=True)
-        sys.exit(EXIT_ERROR)
-
-
-def _state_error(config: Config, exc: Exception) -> None:
-    click.echo(scrub(f"syncd: cannot use {config.target.state_schema}.dead_letters: "
-                     f"{one_line(str(exc).strip())}"), err=True)
-    sys.exit(EXIT_ERROR)
-
-
-@click.group()
-def dlq() -> None:
-    """Dead letters: row changes a mapping could not apply. List them, retry them after fixing
-    the mapping, or discard them."""
-
-
-@dlq.command("list")
-@click.option("--mapping", "mapping_name", metavar="NAME", help="Only this mapping's dead letters.")
-@click.option("--status", type=click.Choice([*STATUSES, "all"]), default="pending", show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (with the row images) for scripts.")
-@config_option
-def list_command(mapping_name: str | None, status: str, as_json: bool, config_path: Path) -> None:
-    """Show dead letters: id, created_at, source, mapping, row_key, position, reason.
-
-    Exit status: 0 shown (also when there are none), 2 error, 78 config.yaml is wrong.
-    """
-    config = load_config_or_exit(config_path)
-    conn = _connect(config)
-    try:
-        trim_stored(conn, config)
-        letters = fetch(conn, config.target.state_schema, Selector(mapping=mapping_name),
-                        None if status == "all" else status)
-    except Exception as exc:  # psycopg errors, e.g. the state schema does not exist yet
-        _state_error(config, exc)
-    finally:
-        conn.close()
-    if as_json:
-        import json  # noqa: PLC0415
-
-        click.echo(json.dumps([letter_json(x) for x in letters], ensure_ascii=False, indent=2))
-        return
-    if not letters:
-        click.echo(f"no {'' if status == 'all' else status + ' '}dead letters"
-                   + (f" for mapping {mapping_name!r}" if mapping_name else ""))
-        return
-    with_status = status == "all"
-    headers = (*LIST_HEADERS, "status") if with_status else LIST_HEADERS
-    for line in table_lines(headers, [letter_cells(x, with_status) for x in letters]):
-        click.echo(line)
-    click.echo(f"{_count(len(letters), (status + ' ' if not with_status else '') + 'dead letter')}")
-
-
-def _selector_options(func: Any) -> Any:
-    func = click.option("--all", "every", is_flag=True, help="Every pending dead letter.")(func)
-    func = click.option("--mapping", "mapping_name", metavar="NAME",
-                        help="The pending dead letters of this mapping.")(func)
-    return click.option("--id", "letter_id", type=int, metavar="N",
-                        help="The dead letter with this id.")(func)
-
-
-def _selected(conn: Any, config: Config, selector: Selector) -> list[StoredDeadLetter]:
-    """The pending dead letters selected; exits for an unknown id (2) or a resolved one (0)."""
-    schema = config.target.state_schema
-    try:
-        letters = fetch(conn, schema, selector)
-        state = status_of(conn, schema, selector.id) if selector.id is not None and not letters else None
-    except Exception as exc:
-        conn.close()
-        _state_error(config, exc)
-    if selector.id is not None and not letters:
-        conn.close()
-        if state is None:
-            click.echo(f"syncd: there is no dead letter {selector.id}", err=True)
-            sys.exit(EXIT_ERROR)
-        click.echo(f"dead letter {selector.id} is {state}, not pending: nothing to do")
-        sys.exit(EXIT_OK)
-    return letters
-
-
-@dlq.command()
-@_selector_options
-@config_option
-def retry(letter_id: int | None, mapping_name: str | None, every: bool, config_path: Path) -> None:
-    """Re-apply dead letters with the current mappings, from the CURRENT source rows.
-
-    Fix the mapping first and reload the daemon (SIGHUP). For each selected pending dead letter
-    the source row is re-read by its key (the mapping's source_key, else the primary key) and
-    its target row is made equal to what the mapping makes of it now; an older image never
-    overwrites a newer one, and a row deleted at the source since then is removed (or
-    soft-deleted) in the target. Dead letters whose rows now map are marked retried; the others
-    stay pending and their new reason is printed.
-
-    Exit status: 0 all retried (or nothing to retry), 1 some still fail, 2 error,
-    78 config.yaml is wrong.
-    """
-    from syncd.startup import build_plans  # noqa: PLC0415
-
-    selector = Selector.from_options(letter_id, mapping_name, every)
-    config = load_config_or_exit(config_path)
-    configure_logging(config.log.level, config.log.format)  # to stderr; stdout is the report
-    conn = _connect(config)
-    letters = _selected(conn, config, selector)
-    if not letters:
-        conn.close()
-        click.echo(f"no {selector.describe()}: nothing to retry")
-        return
-    try:
-        plans = build_plans(config)
-    except ConfigError as exc:
-        conn.close()
-        click.echo("syncd: the mapping files have problems; fix them (see `syncd validate --live`) "
-                   "before retrying:", err=True)
-        for problem in exc.problems:
-            click.echo(str(problem), err=True)
-        sys.exit(EXIT_ERROR)
-    except SyncdError as exc:
-        conn.close()
-        click.echo(scrub(f"syncd: {exc}"), err=True)
-        sys.exit(EXIT_ERROR)
-    try:
-        trim_stored(conn, config, plans)
-        outcomes = [_retry_group(conn, config, plans, name, group)
-                    for name, group in group_by_mapping(letters).items()]
-    finally:
-        conn.close()
-    sys.exit(_report(outcomes))
-
-
-def _retry_group(conn: Any, config: Config, plans: dict[str, Any], name: str,
-                 letters: list[StoredDeadLetter]) -> GroupOutcome:
-    try:
-        outcome = retry_mapping(config, plans, name, letters)
-    except SyncdError as exc:
-        outcome = GroupOutcome(name, letters=len(letters), error=scrub(str(exc)))
-    except Exception as exc:  # a driver error the repair did not translate: report, go on
-        outcome = GroupOutcome(name, letters=len(letters), error=scrub(f"{type(exc).__name__}: {exc}"))
-    if outcome.retried:
-        resolve(conn, config.target.state_schema, outcome.retried, "retried")
-    for line in outcome_lines(outcome):
-        click.echo(line)
-    return outcome
-
-
-def _report(outcomes: list[GroupOutcome]) -> int:
-    retried = sum(len(o.retried) for o in outcomes)
-    failing = sum(len(o.failing) for o in outcomes)
-    errors = [o for o in outcomes if o.error]
-    errored = sum(o.letters for o in errors)
-    click.echo(f"retried {_count(retried, 'dead letter')}; {failing} still failing (kept pending)"
-               + (f"; {errored} not tried because of errors" if errors else ""))
-    if errors:
-        return EXIT_ERROR
-    return EXIT_STILL_FAILING if failing else EXIT_OK
-
-
-@dlq.command()
-@_selector_options
-@config_option
-def discard(letter_id: int | None, mapping_name: str | None, every: bool, config_path: Path) -> None:
-    """Mark dead letters discarded: nobody will retry them. The target is not changed.
-
-    Exit status: 0 done (also when nothing was pending), 2 error, 78 config.yaml is wrong.
-    """
-    selector = Selector.from_options(letter_id, mapping_name, every)
-    config = load_config_or_exit(config_path)
-    conn = _connect(config)
-    try:
-        letters = _selected(conn, config, selector)
-        changed = resolve(conn, config.target.state_schema, [x.id for x in letters], "discarded")
-    finally:
-        conn.close()
-    click.echo(f"discarded {_count(changed, 'dead letter')}" if changed
-               else f"no {selector.describe()}: nothing to discard")

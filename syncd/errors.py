@@ -2,21 +2,35 @@
 
     SyncdError                  base; carries context as attributes, renders it in str()
     ├── ConfigError             config or mapping file is wrong; lists every problem (file:line:col)
+    ├── TransformArgsError      a transform or identity salt in a mapping cannot be built
+    │   └── IdentityArgsError   ... an identity space's salt (where: its declaration)
     ├── SourceError
     │   ├── SourceUnavailable   connection lost or refused (retriable)
+    │   │   └── DecoderCrashed  the decoder process died (retried from the checkpoint)
     │   ├── SourceSettingsError a server variable syncd needs is wrong (names variable and fix)
     │   │   └── SourceTlsError  TLS to the source failed: certificate, host name, no TLS offered
     │   ├── PositionLost        the binlog the checkpoint needs was purged (re-snapshot)
-    │   └── StreamError         the stream holds something syncd refuses to guess about
+    │   ├── StreamError         the stream holds something syncd refuses to guess about
+    │   ├── NoPrimaryKey        a table has no primary key and the mapping names no source_key
+    │   └── UnusableSourceKey   a mapping's source_key is not a unique NOT NULL key
     ├── TransformError          one value could not be converted (becomes a dead letter)
+    │   ├── MissingSourceColumn a mapped column is absent from the row (dropped or renamed)
     │   └── UndecodableText     text bytes the source server itself cannot convert (charsets.py)
     ├── SinkError
     │   ├── SinkUnavailable     PostgreSQL connection lost (retriable)
     │   ├── TargetSchemaError   target table/column/key missing or unusable
     │   └── TargetTlsError      TLS to the target failed: certificate, host name, no TLS offered
-    └── StateError              syncd's own state schema is missing or inconsistent
+    ├── StateError              syncd's own state schema is missing or inconsistent
+    ├── ReconcileError          unknown mapping or source, or a mapping that cannot be reconciled
+    │   └── Stopped             a pass was stopped before the end of its table
+    ├── SnapshotError           a copy cannot run (e.g. a table without a usable key)
+    ├── RepairError             a repair failed, or the daemon did not apply it in time
+    ├── DeadLetterError         a dead letter cannot be read back (its key) or retried
+    └── PreviewError            preview cannot run: a --where the source refuses
 
-Driver exceptions (pymysql, psycopg) are translated once, where the driver is called.
+Driver exceptions (pymysql, psycopg) are translated once, where the driver is called. The command
+line turns every class into one line and an exit code: ConfigError and TransformArgsError 78,
+the others 2 (syncd/cli/options.py).
 """
 
 from __future__ import annotations
@@ -51,6 +65,35 @@ class ConfigError(SyncdError):
         super().__init__("\n".join(str(p) for p in problems))
 
 
+class TransformArgsError(SyncdError, ValueError):
+    """A transform name or argument in a mapping is wrong; the message says what is accepted.
+
+    `place` is where the mapping file names it and `context` what it is part of (`column
+    'amount'`), once the compiler knows them (`at`)."""
+
+    place: Problem | None = None
+    context: str = ""
+
+    def at(self, place: Problem, context: str) -> TransformArgsError:
+        self.place, self.context = place, context
+        return self
+
+    def problem(self, prefix: str) -> Problem | None:
+        """This error as a problem at its place (None while the place is unknown)."""
+        if self.place is None:
+            return None
+        context = f"{self.context}: " if self.context else ""
+        return Problem(self.place.file, self.place.line, self.place.column, f"{prefix}{context}{self}")
+
+
+class IdentityArgsError(TransformArgsError):
+    """An identity space cannot be compiled (its salt cannot be read); its place is its declaration."""
+
+    def __init__(self, message: str, place: Problem) -> None:
+        super().__init__(message)
+        self.place = place
+
+
 class SourceError(SyncdError):
     def __init__(self, source: str, message: str) -> None:
         self.source = source
@@ -81,6 +124,19 @@ class PositionLost(SourceError):
     """The checkpoint's binlog is gone from the server; only a new snapshot helps."""
 
 
+class DecoderCrashed(SourceUnavailable):
+    """The decoder process died or failed unexpectedly (its traceback is in the message); the
+    runner retries from the checkpoint, as after a lost connection."""
+
+
+class NoPrimaryKey(SourceError):
+    """A table without a primary key (and no `source_key`) cannot be copied or matched row by row."""
+
+
+class UnusableSourceKey(SourceError):
+    """A mapping's `source_key` is not (or no longer) a unique NOT NULL key of its table."""
+
+
 class StreamError(SourceError):
     """The binlog holds something syncd will not guess about (MINIMAL image, compressed event...)."""
 
@@ -100,6 +156,10 @@ class TransformError(SyncdError):
         self.reason = reason
         self.column = column
         super().__init__(f"column {column}: {reason}" if column else reason)
+
+
+class MissingSourceColumn(TransformError):
+    """A mapped source column is absent from the row image (dropped or renamed at the source)."""
 
 
 class UndecodableText(TransformError):
@@ -144,3 +204,28 @@ class TargetTlsError(SinkError):
 
 class StateError(SyncdError):
     pass
+
+
+class ReconcileError(SyncdError):
+    """Bad arguments (unknown mapping or source) or a mapping that cannot be reconciled."""
+
+
+class Stopped(ReconcileError):
+    """The stop event was set during a pass."""
+
+
+class SnapshotError(SyncdError):
+    """A copy cannot run: a table without a usable key, a source that cannot be read."""
+
+
+class RepairError(SyncdError):
+    """A repair failed, or the running daemon did not apply it in time (it stays queued)."""
+
+
+class DeadLetterError(SyncdError):
+    """A dead letter cannot be retried: its row key cannot be read back from its image."""
+
+
+class PreviewError(SyncdError):
+    """Preview cannot run: the source refused the --where condition."""
+

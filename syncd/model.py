@@ -10,8 +10,9 @@ streaming path. Nothing changes them once built.
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 Row = dict[str, Any]
@@ -302,3 +303,40 @@ class MappedChange:
 
     ops: list[RowOp]
     dead_letters: list[DeadLetter]
+
+
+def json_value(value: Any) -> Any:
+    """The one JSON form of a row value (dead letter images, command output, reports): exact
+    decimals as text, dates and times in ISO 8601, TIME as seconds, bytes as `\\x` hex, sets
+    sorted, NaN and infinities as text."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, dict):
+        return {str(k): json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_value(v) for v in value]
+    if isinstance(value, set | frozenset):
+        return sorted((json_value(v) for v in value), key=str)
+    return _json_scalar(value)
+
+
+def _json_scalar(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "\\x" + bytes(value).hex()
+    return str(value)  # Decimal (exact text) and anything else
+
+
+_CONTROL = {ord(c): f"\\x{ord(c):02x}" for c in map(chr, range(32))} | {
+    ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t", 0x7F: "\\x7f"}
+
+
+def one_line(text: str) -> str:
+    """Control characters (newlines, tabs, NUL) written as escapes, so a value stays on its line."""
+    return text.translate(_CONTROL)
+

@@ -19,8 +19,9 @@ from functools import cached_property
 from typing import Any
 
 from syncd.config import Config
-from syncd.errors import SyncdError, TransformError
+from syncd.errors import RepairError, TransformError
 from syncd.ha import SourceLock
+from syncd.mapping.load import SourcePlan
 from syncd.mapping.plan import (
     ChangeContext,
     Mapping,
@@ -45,11 +46,6 @@ from syncd.model import (
 from syncd.sink.postgres import Batch, PlannedOp, PostgresSink, RepairDone, connect
 from syncd.sink.state import read_repair, request_repair
 from syncd.source.snapshot import SourceSnapshot
-from syncd.startup import SourcePlan
-
-
-class RepairError(SyncdError):
-    pass
 
 
 @dataclass(frozen=True)

@@ -1,44 +1,22 @@
-"""`syncd identity show` and `syncd identity recompute`: look at persons, rebuild unified rows."""
+"""Persons read back from the identity tables (`syncd identity show`), and unified rows rebuilt
+from the stored contributions (`syncd identity recompute`)."""
 
 from __future__ import annotations
 
-import json
-import os
-import sys
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-import click
 import psycopg
 from psycopg import sql
 
-from syncd.config import DEFAULT_CONFIG, Config
-from syncd.errors import ConfigError, SyncdError
+from syncd.config import Config
+from syncd.errors import ConfigError, IdentityArgsError, SyncdError
 from syncd.identity.keys import KeyHasher, decode_values
 from syncd.identity.session import IdentitySession, recompute_unified
-from syncd.identity.space import IdentityArgsError, compile_space
+from syncd.identity.space import compile_space
 from syncd.mapping.spec import IdentityDef, MappingSpec
 from syncd.model import IdentitySpace
-
-EXIT_NOT_FOUND = 1
-EXIT_ERROR = 2
-EXIT_CONFIG = 78
-
-
-def config_option(func: Any) -> Any:
-    """`--config`, as the other commands take it (defined here: syncd.cli imports this module)."""
-    return click.option(
-        "--config", "config_path", type=click.Path(path_type=Path, readable=False),
-        default=lambda: os.environ.get("SYNCD_CONFIG", DEFAULT_CONFIG),
-        show_default="$SYNCD_CONFIG or " + DEFAULT_CONFIG, help="Path of config.yaml.")(func)
-
-
-def _load_config(config_path: Path) -> Config:
-    from syncd.cli import _load  # noqa: PLC0415 (syncd.cli imports this module at its end)
-
-    return _load(config_path)
 
 
 @dataclass(frozen=True)
@@ -53,7 +31,7 @@ class Space:
 
 def load_spaces(config: Config) -> dict[str, Space]:
     """Every identity space of the mapping files, compiled (raises ConfigError on problems)."""
-    from syncd.startup import load_specs, read_secret  # noqa: PLC0415 (keeps --help fast)
+    from syncd.mapping.load import load_specs, read_secret  # noqa: PLC0415 (keeps --help fast)
 
     specs: list[MappingSpec] = load_specs(config)
     kinds: dict[str, dict[str, None]] = {}
@@ -68,12 +46,13 @@ def load_spaces(config: Config) -> dict[str, Space]:
         try:
             compiled, hasher = compile_space(definition, name, config.target.schema, read_secret)
         except IdentityArgsError as exc:
-            raise ConfigError([exc.where.problem(str(exc))]) from exc
+            raise ConfigError([exc.problem("")]) from exc
         spaces[name] = Space(definition, compiled, hasher, tuple(kinds.get(name, {})))
     return spaces
 
 
-def _choose(spaces: dict[str, Space], name: str | None) -> Space:
+def choose(spaces: dict[str, Space], name: str | None) -> Space:
+    """The space named, or the only one."""
     if name is not None:
         if name not in spaces:
             raise SyncdError(f"unknown identity {name!r}; the mapping files declare {sorted(spaces)}")
@@ -172,101 +151,7 @@ def _unified_row(conn: psycopg.Connection, space: Space, person: int) -> dict[st
     return None if row is None else {c: _plain(v) for c, v in zip([unified.key, *columns], row, strict=True)}
 
 
-def render(report: dict[str, Any]) -> list[str]:
-    """The human form of `person_report`."""
-    lines = [f"person {report['person']} (identity {report['identity']}), created {report['created_at']}"]
-    if "merged_into" in report:
-        lines.append(f"  merged into person {report['merged_into']} at {report['merged_at']}")
-        return lines + (["", *render(report["live"])] if report.get("live") else [])
-    if report["absorbed"]:
-        lines.append(f"  absorbed persons: {', '.join(str(p) for p in report['absorbed'])}")
-    lines.append("  links (match keys are stored hashed; kinds only):")
-    for link in report["links"] or [{"kind": "(none)", "linked_by": "", "source_key": "", "linked_at": ""}]:
-        lines.append(f"    {link['kind']:<12} first linked by {link['linked_by']} {link['source_key']} "
-                     f"at {link['linked_at']}".rstrip())
-    lines.append("  source records:")
-    for record in report["records"] or [{"mapping": "(none)"}]:
-        if record["mapping"] == "(none)":
-            lines.append("    (none)")
-            continue
-        lines.append(f"    {record['mapping']} {record['source_key']}  {record['status']}  "
-                     f"keys: {', '.join(record['kinds']) or '-'}  changed {record['commit_time']}")
-        if record["values"]:
-            lines.append("      contributes: " + ", ".join(f"{k}={v!r}" for k, v in record["values"].items()))
-    if report["unified"] is not None:
-        lines.append("  unified row: " + ", ".join(f"{k}={v!r}" for k, v in report["unified"].items()))
-    lines.append("  merges:" if report["merges"] else "  merges: none")
-    for merge in report["merges"]:
-        lines.append(f"    {merge['merged_at']}: person(s) {', '.join(str(m) for m in merge['merged'])} "
-                     f"merged into {merge['survivor']}: {merge['mapping']} {merge['source_key']} "
-                     f"linked by {', '.join(merge['kinds'])} at {merge['position']}")
-    return lines
-
-
-# --------------------------------------------------------------------------- commands
-
-
-@click.group("identity")
-def identity() -> None:
-    """Unified persons: see who is who (docs/identity.md)."""
-
-
-@identity.command("show")
-@click.argument("key")
-@click.option("--kind", help="The match key kind KEY is (phone, unionid, ...); default: every kind.")
-@click.option("--person", "by_person", is_flag=True, help="KEY is a person id.")
-@click.option("--identity", "space_name", help="The identity space (needed when there are several).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-@config_option
-def show(key: str, *, kind: str | None, by_person: bool, space_name: str | None, as_json: bool,
-         config_path: Path) -> None:
-    """Print the person a match key (or, with --person, a person id) belongs to: its links (kinds
-    and the source records that brought them, never the key values), its source records and
-    their contributions, its unified row and its merge history.
-
-    KEY is written as the mappings normalise it (e.g. the bare 11 digits of a phone number).
-
-    Exit status: 0 found, 1 no such key or person, 2 error, 78 config.yaml is wrong.
-    """
-    from syncd.observability import scrub  # noqa: PLC0415
-    from syncd.sink.postgres import connect  # noqa: PLC0415
-
-    config = _load_config(config_path)
-    try:
-        space = _choose(load_spaces(config), space_name)
-        if kind is not None and kind not in space.kinds:
-            raise SyncdError(f"identity {space.compiled.name!r} has no match key kind {kind!r}; "
-                             f"kinds: {', '.join(space.kinds)}")
-        conn = connect(config.target, "syncd:identity")
-    except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(str(problem), err=True)
-        sys.exit(EXIT_CONFIG)
-    except SyncdError as exc:
-        click.echo(scrub(f"syncd: {exc}"), err=True)
-        sys.exit(EXIT_ERROR)
-    try:
-        reports = _reports(conn, config.target.state_schema, space, key, kind=kind, by_person=by_person)
-    except (psycopg.Error, ValueError) as exc:
-        click.echo(scrub(f"syncd: cannot read the identity tables: {exc}"), err=True)
-        sys.exit(EXIT_ERROR)
-    finally:
-        conn.close()
-    if as_json:
-        click.echo(json.dumps(reports if len(reports) != 1 else reports[0], indent=2, ensure_ascii=False,
-                              default=str))
-    else:
-        for index, report in enumerate(reports):
-            click.echo(("\n" if index else "") + "\n".join(render(report)))
-    if not reports:
-        if not as_json:
-            click.echo(f"no person has {'id' if by_person else kind or 'any key'} {key!r}"
-                       if by_person or kind else f"no person has the key {key!r} under any kind "
-                       f"({', '.join(space.kinds)})", err=True)
-        sys.exit(EXIT_NOT_FOUND)
-
-
-def _reports(conn: psycopg.Connection, schema: str, space: Space, key: str, *, kind: str | None,
+def reports_for(conn: psycopg.Connection, schema: str, space: Space, key: str, *, kind: str | None,
              by_person: bool) -> list[dict[str, Any]]:
     if by_person:
         persons = [(int(key), "person")]
@@ -281,41 +166,9 @@ def _reports(conn: psycopg.Connection, schema: str, space: Space, key: str, *, k
     return reports
 
 
-@identity.command("recompute")
-@click.option("--identity", "space_name", help="The identity space (default: every one).")
-@config_option
-def recompute(space_name: str | None, config_path: Path) -> None:
-    """Rebuild every unified row from the stored contributions, e.g. after changing a policy.
-
-    Runs in one transaction per identity space, holding the space's lock (the running syncd
-    waits for it). Exit status: 0 done, 2 error, 78 config.yaml is wrong.
-    """
-    from syncd.observability import scrub  # noqa: PLC0415
-    from syncd.sink.postgres import connect  # noqa: PLC0415
-
-    config = _load_config(config_path)
-    try:
-        spaces = load_spaces(config)
-        chosen = [_choose(spaces, space_name)] if space_name else list(spaces.values())
-        conn = connect(config.target, "syncd:identity")
-    except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(str(problem), err=True)
-        sys.exit(EXIT_CONFIG)
-    except SyncdError as exc:
-        click.echo(scrub(f"syncd: {exc}"), err=True)
-        sys.exit(EXIT_ERROR)
-    try:
-        for space in chosen:
-            with conn.transaction(), conn.cursor() as cur:
-                IdentitySession(cur, config.target.state_schema).lock([space.compiled.name])
-                written, removed = recompute_unified(cur, config.target.state_schema, space.compiled)
-            table = space.compiled.unified.table if space.compiled.unified else None
-            click.echo(f"identity {space.compiled.name}: " + (
-                f"{written} unified rows written, {removed} removed ({table})" if table
-                else "no unified table"))
-    except psycopg.Error as exc:
-        click.echo(scrub(f"syncd: recompute failed: {exc}"), err=True)
-        sys.exit(EXIT_ERROR)
-    finally:
-        conn.close()
+def recompute_space(conn: psycopg.Connection, schema: str, space: Space) -> tuple[int, int]:
+    """Rebuild a space's unified rows from the stored contributions, in one transaction holding
+    the space's lock; (rows written, rows removed)."""
+    with conn.transaction(), conn.cursor() as cur:
+        IdentitySession(cur, schema).lock([space.compiled.name])
+        return recompute_unified(cur, schema, space.compiled)

@@ -4,24 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from syncd.errors import IdentityArgsError, TransformArgsError
 from syncd.identity.keys import KeyHasher
 from syncd.mapping.spec import IdentityDef
-from syncd.mapping.transforms import TransformArgsError
 from syncd.model import IdentitySpace, TargetTable, UnifiedTable
-from syncd.yamlfile import Where
 
 KNOWN: dict[str, IdentitySpace] = {}
 """Every space compiled in this process, by name (the latest compile wins, e.g. after a reload).
 The sink needs a space's unified table when a source TRUNCATE removes contributions without any
 operation of the batch naming the space."""
-
-
-class IdentityArgsError(TransformArgsError):
-    """An identity space cannot be compiled (its salt cannot be read); `where` is its declaration."""
-
-    def __init__(self, message: str, where: Where) -> None:
-        super().__init__(message)
-        self.where = where
 
 
 def compile_space(definition: IdentityDef | None, name: str, default_schema: str,
@@ -64,8 +55,8 @@ def _salt(definition: IdentityDef | None, secret: Callable[[str, str], str]) -> 
     try:
         salt = secret(kind, source)
     except TransformArgsError as exc:
-        raise IdentityArgsError(f"{what}: salt: {exc}", definition.where) from exc
+        raise IdentityArgsError(f"{what}: salt: {exc}", definition.where.problem("")) from exc
     if not salt:
         raise IdentityArgsError(f"{what}: salt: the {'environment variable' if kind == 'env' else 'file'} "
-                                f"{source} is empty", definition.where)
+                                f"{source} is empty", definition.where.problem(""))
     return salt.encode()

@@ -12,12 +12,12 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from syncd.config import fixed_offset
-from syncd.errors import TransformError
+from syncd.errors import MissingSourceColumn, TransformArgsError, TransformError
 from syncd.identity.keys import KeyHasher, record_id
 from syncd.identity.space import compile_space
 from syncd.mapping import transforms
 from syncd.mapping.filters import RowTest, build_filter
-from syncd.mapping.spec import NO_VALUE, ColumnSpec, LookupSpec, MappingSpec
+from syncd.mapping.spec import NO_VALUE, ColumnSpec, LookupSpec, MappingSpec, TransformStep
 from syncd.model import (
     DeadLetter,
     Delete,
@@ -38,10 +38,6 @@ from syncd.model import (
 
 Compute = Callable[[Row], Any]
 _combine = datetime.combine
-
-
-class MissingSourceColumn(TransformError):
-    """A mapped source column is absent from the row image (dropped or renamed at the source)."""
 
 
 @dataclass(frozen=True)
@@ -246,7 +242,7 @@ def _compile_column(spec: ColumnSpec, ctx: transforms.TransformContext, aware: b
         constant = spec.constant
         return lambda row: constant
     read = _reader(spec.sources)
-    steps = [transforms.build_transform(s.name, s.args, ctx) for s in spec.transforms]
+    steps = [_built(step, spec, ctx) for step in spec.transforms]
     convert = transforms.chain(steps) if steps else None
     lookup = _lookup(spec) if spec.value_map is not None else None
     localize = _localizer(ctx.source_timezone) if aware else None
@@ -267,6 +263,14 @@ def _compile_column(spec: ColumnSpec, ctx: transforms.TransformContext, aware: b
         return value
 
     return compute
+
+
+def _built(step: TransformStep, spec: ColumnSpec, ctx: transforms.TransformContext) -> transforms.Transform:
+    """One transform step; an argument error names the step's place in the mapping file."""
+    try:
+        return transforms.build_transform(step.name, step.args, ctx)
+    except TransformArgsError as exc:
+        raise exc.at(step.where.problem(""), f"column {spec.target!r}") from None
 
 
 def _reader(sources: tuple[str, ...]) -> Compute:

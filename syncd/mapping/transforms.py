@@ -30,7 +30,7 @@ from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from syncd.errors import TransformError
+from syncd.errors import TransformArgsError, TransformError
 
 Transform = Callable[[Any], Any]
 
@@ -61,10 +61,6 @@ class TransformDef:
     private: bool = False
     """True when it hides its input (masks, hashes): a column read only through such transforms is
     never kept in clear outside the source (dead letters keep what the mapping publishes)."""
-
-
-class TransformArgsError(ValueError):
-    """A transform name or argument in a mapping is wrong; the message says what is accepted."""
 
 
 TRANSFORMS: dict[str, TransformDef] = {}

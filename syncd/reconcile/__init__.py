@@ -5,9 +5,10 @@
     last_runs(conn, state_schema) -> list[RunRecord]         syncd/reconcile/runs.py
 """
 
-from syncd.reconcile.engine import MappingReport, ReconcileError, reconcile
+from syncd.errors import ReconcileError, SnapshotError
+from syncd.reconcile.engine import MappingReport, reconcile
 from syncd.reconcile.runs import RunRecord, last_runs
-from syncd.reconcile.snapshot import SnapshotError, SnapshotResult, snapshot
+from syncd.reconcile.snapshot import SnapshotResult, snapshot
 
 __all__ = ["MappingReport", "ReconcileError", "RunRecord", "SnapshotError", "SnapshotResult", "last_runs",
            "reconcile", "snapshot"]

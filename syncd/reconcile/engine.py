@@ -28,11 +28,12 @@ import pymysql
 import structlog
 from psycopg import sql
 
-from syncd.config import Config
-from syncd.errors import SyncdError, TransformError
+from syncd.config import DEFAULT_CHUNK_ROWS, Config
+from syncd.errors import ReconcileError, Stopped, SyncdError, TransformError
 from syncd.ha import _LOCK_CLASS
 from syncd.identity.core import LinkStore
 from syncd.identity.preview import Wanted, load_stores
+from syncd.mapping.load import SourcePlan
 from syncd.mapping.plan import Mapping, map_key, row_key_text
 from syncd.model import Position, Row
 from syncd.reconcile.compare import (
@@ -56,11 +57,9 @@ from syncd.reconcile.verified import Entry, VerifiedChunks, ensure_table, finger
 from syncd.repair import RepairResult, repair
 from syncd.sink.postgres import connect
 from syncd.sink.state import create_state_schema, read_checkpoint
-from syncd.startup import SourcePlan
 
 log = structlog.get_logger("syncd.reconcile")
 
-DEFAULT_CHUNK_ROWS = 10_000
 REPAIR_BATCH = 1_000
 REPORT_KEYS = 1_000
 """Keys listed per kind of difference in a report (the counts are always exact)."""
@@ -70,14 +69,6 @@ CONFIRM_WAIT_S = 10.0
 """How long a re-check waits for the running daemon to apply the source up to its read."""
 
 SourceKey = tuple[Any, ...]
-
-
-class ReconcileError(SyncdError):
-    """Bad arguments (unknown mapping or source) or a mapping that cannot be reconciled."""
-
-
-class Stopped(SyncdError):
-    """The stop event was set during the pass."""
 
 
 @dataclass
@@ -176,7 +167,8 @@ def reconcile(config: Config, plans: dict[str, SourcePlan], *, source: str | Non
               chunk_rows: int = DEFAULT_CHUNK_ROWS, pause_s: float = 0.0,
               stop: threading.Event | None = None,
               confirm_wait_s: float = CONFIRM_WAIT_S, full: bool = False,
-              sources: Collection[str] | None = None) -> list[MappingReport]:
+              sources: Collection[str] | None = None,
+              progress: ProgressFn | None = None) -> list[MappingReport]:
     """Reconcile the chosen mappings one after another, then the unified rows of their identity
     spaces (unified.py); one report each, recorded in reconcile_runs. `sources` narrows the run
     to these sources' mappings (an identity space fed by several of them is checked once).
@@ -197,7 +189,7 @@ def reconcile(config: Config, plans: dict[str, SourcePlan], *, source: str | Non
             if stop is not None and stop.is_set():
                 break
             options = Options(repair=repair, chunk_rows=chunk_rows, pause_s=pause_s, stop=stop,
-                              confirm_wait_s=confirm_wait_s, use_verified=not full)
+                              confirm_wait_s=confirm_wait_s, use_verified=not full, progress=progress)
             reports.append(scan_mapping(config, plans, plan, chosen, conn=conn, options=options))
         # Then the unified rows of the identity spaces in scope, from the (repaired) contributions.
         from syncd.reconcile.unified import reconcile_identities  # noqa: PLC0415 (it imports this module)
@@ -210,6 +202,8 @@ def reconcile(config: Config, plans: dict[str, SourcePlan], *, source: str | Non
 
 
 DriftHandler = Callable[[ChunkDiff, dict[Key, SourceKey]], None]
+ProgressFn = Callable[[str, int, int, int], None]
+"""progress(mapping, rows compared so far, chunks so far, estimated rows of the source table)."""
 
 
 @dataclass(frozen=True)
@@ -231,6 +225,8 @@ class Options:
     """Whether a daemon streams the source (None: look at its lock)."""
     use_verified: bool = True
     """Skip ranges unchanged since a pass found them in sync (verified.py); False: compare all."""
+    progress: ProgressFn | None = None
+    """Called after every chunk compared."""
 
 
 def scan_mapping(config: Config, plans: dict[str, SourcePlan], plan: SourcePlan, mapping: Mapping, *,
@@ -411,8 +407,17 @@ class _Pass:
         self.streaming = (self.options.streaming if self.options.streaming is not None
                           else daemon_streams(self.conn, self.schema, self.plan.source.name))
         self.report.mode = self.layout.mode
+        self.estimate = self.reader.estimated_rows(self.table) if self.options.progress is not None else 0
         self.pushdown = self._pushdown(source_types, target_types)
         self.verified = None if self.pushdown else self._verified_chunks(source_types, target_types, zone)
+
+    def _chunk_done(self, rows: int) -> None:
+        """One more chunk compared (however: in sync by checksums, unchanged, or row by row)."""
+        self.report.chunks += 1
+        self.report.rows_compared += rows
+        if self.options.progress is not None:
+            self.options.progress(self.mapping.name, self.report.rows_compared, self.report.chunks,
+                                  self.estimate)
 
     def _read_persons(self, wanted: Wanted) -> dict[str, LinkStore]:
         stored = load_stores(self.conn, self.schema, wanted)
@@ -527,9 +532,8 @@ class _Pass:
             entry, source_checksum = item
             if source_checksum == entry.source_sum and \
                     self.target.checksum(entry.lo, entry.hi) == entry.target_sum:
-                self.report.chunks += 1
                 self.report.chunks_unchanged += 1
-                self.report.rows_compared += entry.rows
+                self._chunk_done(entry.rows)
                 walked.append(entry)
                 continue
             for chunk in self._walk(self.reader, entry.lo, entry.hi):
@@ -561,9 +565,8 @@ class _Pass:
                                                 *ranges[index + 2]))
                     target = self.target.pushed_sums(pushdown.target_hash, lower, upper)
                     if source.result() == target:
-                        self.report.chunks += 1
                         self.report.chunks_pushed_down += 1
-                        self.report.rows_compared += int(target.split(":")[0])
+                        self._chunk_done(int(target.split(":")[0]))
                     else:
                         log.debug("pushdown_range_differs", mapping=self.mapping.name, lower=lower[0],
                                   upper=upper[0], source=source.result(), target=target)
@@ -624,8 +627,7 @@ class _Pass:
     def _check(self, rows: list[tuple], expected: Expected, actual: dict[Key, Values]) -> bool:
         """Count, compare, re-check, record and handle one chunk; True when it was clean."""
         report = self.report
-        report.chunks += 1
-        report.rows_compared += len(rows)
+        self._chunk_done(len(rows))
         for source_key, reason in expected.unmappable:
             report.unmappable += 1
             text = row_key_text(self.layout.source_key, source_key)

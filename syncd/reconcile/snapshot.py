@@ -25,26 +25,22 @@ Two ways, chosen by who holds the source's lock (syncd.ha.SourceLock):
 from __future__ import annotations
 
 import json
-import signal
-import sys
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-import click
 import psycopg
-import pymysql
 import structlog
 from psycopg import sql
 
-from syncd.config import Config, SourceConfig
-from syncd.errors import SyncdError
+from syncd.config import DEFAULT_CHUNK_ROWS, Config, SourceConfig
+from syncd.errors import SnapshotError
 from syncd.ha import SourceLock
+from syncd.mapping.load import SourcePlan
 from syncd.mapping.plan import ChangeContext, Mapping, dead_letter, map_change, remove_op
 from syncd.model import SNAPSHOT_AT, Op, Position, Row, RowChange
 from syncd.reconcile.compare import ChunkDiff, Key, json_value
@@ -56,21 +52,14 @@ from syncd.repair import repair
 from syncd.sink.postgres import Batch, PlannedOp, PostgresSink, connect, rejection_reason
 from syncd.sink.state import Checkpoint, create_state_schema
 from syncd.source.snapshot import SnapshotPoint, SourceSnapshot
-from syncd.startup import SourcePlan
 
 log = structlog.get_logger("syncd.snapshot")
 
-DEFAULT_CHUNK_ROWS = 5_000
 STREAM = "stream"
 """`snapshot_progress.position` of a copy made through the running daemon's stream."""
-EXIT_DONE, EXIT_INTERRUPTED, EXIT_ERROR = 0, 1, 2
 
 Progress = Callable[[str, str, int, int], None]
 """progress(source, table, rows copied so far, estimated rows of the table)."""
-
-
-class SnapshotError(SyncdError):
-    pass
 
 
 @dataclass
@@ -559,76 +548,3 @@ def _map_rows(table: str, key: tuple[str, ...], rows: list[Row], mappings: list[
                 origin = partial(dead_letter, mapping, change, ctx, "")
                 batch.ops.extend(PlannedOp(op, origin) for op in mapped.ops)
     return batch
-
-
-# --------------------------------------------------------------------------- command line
-
-
-@contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGINT/SIGTERM finish the chunk being written, then stop (it resumes next time)."""
-    previous = {}
-
-    def handler(_signum: int, _frame: object) -> None:
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        previous[sig] = signal.signal(sig, handler)
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-class _Bars:
-    """A click progress bar per table on a terminal."""
-
-    def __init__(self) -> None:
-        self.bar: Any = None
-        self.table: tuple[str, str] | None = None
-        self.shown = 0
-
-    def __call__(self, source: str, table: str, copied: int, total: int) -> None:
-        if self.table != (source, table):
-            self.close()
-            self.table = (source, table)
-            self.bar = click.progressbar(length=max(total, 1), label=f"{source}.{table}", file=sys.stderr,
-                                         show_pos=True)
-            self.bar.__enter__()
-            self.shown = 0
-        if self.bar.length is not None and copied > self.bar.length:
-            self.bar.length = copied
-        self.bar.update(copied - self.shown)
-        self.shown = copied
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(None, None, None)
-            self.bar = None
-
-
-def run_snapshot(config: Config, plans: dict[str, SourcePlan], *, source: str | None,
-                 mapping: str | None, chunk_rows: int, map_every_row: bool = False) -> int:
-    """The `syncd snapshot` command: progress bar on a terminal, log events otherwise; exit code."""
-    stop = threading.Event()
-    bars = _Bars() if sys.stderr.isatty() else None
-    try:
-        with _stop_on_signals(stop):
-            results = snapshot(config, plans, source=source, mapping=mapping, chunk_rows=chunk_rows,
-                               stop=stop, progress=bars, map_every_row=map_every_row)
-    except (SyncdError, psycopg.Error, pymysql.err.Error) as exc:
-        if bars is not None:
-            bars.close()
-        click.echo(f"syncd: {exc}", err=True)
-        return EXIT_ERROR
-    if bars is not None:
-        bars.close()
-    for result in results:
-        state = "done" if result.finished else "interrupted (run again to continue)"
-        copied = ", ".join(f"{t} {n}" for t, n in result.copied.items()) or "nothing"
-        click.echo(f"{result.source}: {state}; {result.mode}; copied {copied}; removed "
-                   f"{result.removed}; dead letters {result.dead_letters}"
-                   + (f"; checkpoint {result.position}" if result.checkpoint_written else ""))
-    finished = all(r.finished for r in results) and not stop.is_set()
-    return EXIT_DONE if finished else EXIT_INTERRUPTED

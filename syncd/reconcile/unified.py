@@ -37,8 +37,9 @@ import structlog
 from psycopg import sql
 
 from syncd.config import Config
-from syncd.errors import SyncdError
+from syncd.errors import ReconcileError, Stopped, SyncdError
 from syncd.identity.session import IdentitySession, expected_unified, recompute_unified
+from syncd.mapping.load import SourcePlan
 from syncd.mapping.plan import Mapping
 from syncd.model import IdentitySpace, UnifiedTable
 from syncd.reconcile.compare import (
@@ -51,10 +52,9 @@ from syncd.reconcile.compare import (
     expected_canon,
     stored_canon,
 )
-from syncd.reconcile.engine import REPORT_KEYS, SAMPLE_KEYS, MappingReport, ReconcileError, Stopped
+from syncd.reconcile.engine import REPORT_KEYS, SAMPLE_KEYS, MappingReport
 from syncd.reconcile.runs import finish_run, start_run
 from syncd.reconcile.target import column_types, session_zone, table_sql
-from syncd.startup import SourcePlan
 
 log = structlog.get_logger("syncd.reconcile")
 

@@ -10,9 +10,12 @@ import psycopg
 import sqlalchemy
 from sqlalchemy import types
 
+from syncd.config import Config
 from syncd.errors import Problem
-from syncd.mapping.spec import NO_VALUE, ColumnSpec, MappingSpec
+from syncd.mapping.load import target_table
+from syncd.mapping.spec import NO_VALUE, ColumnSpec, MappingSpec, UnifiedSpec
 from syncd.model import TargetTable
+from syncd.yamlfile import Where
 
 
 @dataclass(frozen=True)
@@ -122,3 +125,67 @@ def value_fits(value: object, column_type: types.TypeEngine) -> bool:
     if isinstance(column_type, types.Numeric):
         return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
     return True
+
+
+def check_target(conn: psycopg.Connection, config: Config,
+                 specs: list[MappingSpec]) -> tuple[dict[TargetTable, TargetTableInfo | None], list[Problem]]:
+    tables = {target_table(s, config) for s in specs} | set(_unified_tables(config, specs))
+    infos = describe_tables(conn, tables)
+    problems = []
+    for spec in specs:
+        table = target_table(spec, config)
+        problems += check_mapping(spec, table, infos[table])
+        problems += _identity_columns(spec, table, infos[table])
+    for where, name, table, unified in _unified_tables(config, specs).values():
+        problems += _unified_problems(where, name, table, unified, infos.get(table))
+    return infos, problems
+
+
+def _unified_tables(config: Config, specs: list[MappingSpec]) -> dict[TargetTable, tuple]:
+    found: dict[TargetTable, tuple] = {}
+    for spec in specs:
+        space = spec.identity.space if spec.identity is not None else None
+        if space is not None and space.unified is not None:
+            table = TargetTable(space.unified.target_schema or config.target.schema, space.unified.table)
+            found.setdefault(table, (space.unified.where, space.name, table, space.unified))
+    return found
+
+
+def _identity_columns(spec: MappingSpec, table: TargetTable, info: TargetTableInfo | None) -> list[Problem]:
+    """The identity column and lookup columns exist in the target table and hold integers."""
+    if info is None:
+        return []
+    wanted = [(lk.target, lk.where) for lk in spec.lookups]
+    if spec.identity is not None and spec.identity.column:
+        wanted.append((spec.identity.column, spec.identity.where))
+    problems = []
+    for column, where in wanted:
+        found = info.columns.get(column)
+        if found is None:
+            problems.append(where.problem(f"mapping {spec.name!r}: target table {table} has no column "
+                                          f"{column!r} for person ids"))
+        elif not _holds_ids(found.type):
+            problems.append(where.problem(f"mapping {spec.name!r}: column {column!r} of {table} is "
+                                          f"{found.type}; person ids need an integer column (bigint)"))
+    return problems
+
+
+def _holds_ids(column_type: object) -> bool:
+    return isinstance(column_type, types.Integer) and not isinstance(column_type, types.SmallInteger)
+
+
+def _unified_problems(where: Where, name: str, table: TargetTable, unified: UnifiedSpec,
+                      info: TargetTableInfo | None) -> list[Problem]:
+    what = f"identity {name!r}: unified table {table}"
+    if info is None:
+        return [where.problem(f"{what} does not exist")]
+    problems = []
+    for column in [unified.key, *(p.column for p in unified.policies)]:
+        if column not in info.columns:
+            problems.append(where.problem(f"{what} has no column {column!r}"))
+    if unified.key in info.columns and not _holds_ids(info.columns[unified.key].type):
+        problems.append(where.problem(f"{what}: key column {unified.key!r} is "
+                                      f"{info.columns[unified.key].type}; person ids need bigint"))
+    if frozenset([unified.key]) not in info.unique_keys:
+        problems.append(where.problem(f"{what}: {unified.key!r} must be its primary key or unique"))
+    return problems

@@ -9,7 +9,9 @@ import pymysql
 from pymysql.constants import FIELD_TYPE
 
 from syncd.config import SourceConfig
-from syncd.errors import SourceSettingsError
+from syncd.errors import Problem, SourceSettingsError
+from syncd.mapping.plan import identity_sources
+from syncd.mapping.spec import MappingSpec
 from syncd.source.charsets import converts_over_select
 from syncd.source.connection import SourceConnection, connect_error
 
@@ -223,3 +225,63 @@ def source_key_problem(key: tuple[str, ...], columns: dict[str, str],
         return (f"column {index.nullable[0]!r} of unique key {index.name} allows NULL, and rows "
                 "with NULL there are not unique; make it NOT NULL or name another key")
     return None
+
+
+def check_source_tables(source: SourceConfig, specs: list[MappingSpec]) -> list[Problem]:
+    """Every mapped table and source column exists on the live source."""
+    problems: list[Problem] = []
+    conn = connect(source)
+    try:
+        for spec in (s for s in specs if s.source == source.name):
+            columns = table_columns(conn, source.database, spec.table)
+            if columns is None:
+                problems.append(spec.where.problem(
+                    f"mapping {spec.name!r}: table {source.database}.{spec.table} does not exist on "
+                    f"source {source.name}"))
+                continue
+            problems += _missing_columns(spec, source, columns)
+            problems += _row_key_problems(spec, source, columns, conn)
+    finally:
+        conn.close()
+    return problems
+
+
+def _row_key_problems(spec: MappingSpec, source: SourceConfig, columns: dict[str, str],
+                      conn: pymysql.connections.Connection) -> list[Problem]:
+    """Copies, reconciles and repairs name rows by `source_key`, else by the primary key."""
+    table = f"{source.database}.{spec.table}"
+    if spec.source_key:
+        problem = source_key_problem(spec.source_key, columns,
+                                            unique_indexes(conn, source.database, spec.table))
+        if problem is None:
+            return []
+        where = spec.source_key_where or spec.where
+        return [where.problem(f"mapping {spec.name!r}: source_key [{', '.join(spec.source_key)}] "
+                              f"cannot name the rows of {table} on source {source.name}: {problem}")]
+    if primary_key(conn, source.database, spec.table):
+        return []
+    return [spec.where.problem(f"mapping {spec.name!r}: table {table} on source {source.name} has no "
+                               "primary key; name a unique key of NOT NULL columns with `source_key:` "
+                               "in the mapping, or add a primary key")]
+
+
+def _missing_columns(spec: MappingSpec, source: SourceConfig, columns: dict[str, str]) -> list[Problem]:
+    problems = []
+    for column in spec.columns:
+        for name in column.sources:
+            if name not in columns:
+                problems.append(column.where.problem(
+                    f"mapping {spec.name!r}: column {column.target!r} reads {name!r}, which "
+                    f"{source.database}.{spec.table} on source {source.name} does not have"))
+    for expression in identity_sources(spec):
+        for name in expression.sources:
+            if name not in columns:
+                problems.append(expression.where.problem(
+                    f"mapping {spec.name!r}: {expression.target} reads {name!r}, which "
+                    f"{source.database}.{spec.table} on source {source.name} does not have"))
+    for condition in spec.conditions:
+        if condition.column not in columns:
+            problems.append(condition.where.problem(
+                f"mapping {spec.name!r}: where.{condition.column}: no such column in "
+                f"{source.database}.{spec.table}"))
+    return problems

@@ -40,7 +40,7 @@ from decimal import Decimal
 from typing import IO, Any
 
 from syncd.config import SourceConfig
-from syncd.errors import SourceUnavailable, SyncdError
+from syncd.errors import DecoderCrashed, SyncdError
 from syncd.model import (
     Heartbeat,
     Op,
@@ -71,11 +71,6 @@ the library's events (SYNCD_DECODER=library) form reference cycles, and collecti
 
 def enabled() -> bool:
     return os.environ.get(PROCESS_ENV, "1") != "0"
-
-
-class DecoderCrashed(SourceUnavailable):
-    """The decoder process died or failed unexpectedly (its traceback is in the message); the
-    runner retries from the checkpoint, as after a lost connection."""
 
 
 # --------------------------------------------------------------------------- values

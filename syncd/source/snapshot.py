@@ -16,7 +16,7 @@ from functools import partial
 import pymysql
 
 from syncd.config import SourceConfig
-from syncd.errors import SourceError, SourceUnavailable
+from syncd.errors import NoPrimaryKey, SourceUnavailable, UnusableSourceKey
 from syncd.model import Position, Row
 from syncd.source import charsets
 from syncd.source.checks import (
@@ -35,14 +35,6 @@ class SnapshotPoint:
     position: Position
     exact: bool
     """True when the server reported the snapshot's own binlog position."""
-
-
-class NoPrimaryKey(SourceError):
-    """A table without a primary key (and no `source_key`) cannot be copied or matched row by row."""
-
-
-class UnusableSourceKey(SourceError):
-    """A mapping's `source_key` is not (or no longer) a unique NOT NULL key of its table."""
 
 
 def row_key(conn: pymysql.connections.Connection, source: SourceConfig, table: str,

@@ -478,7 +478,7 @@ class TestPreview:
         assert "no mapping named 'shop_order' (did you mean 'shop_orders'?)" in result.stderr
         previewed.write_config(mappings(shop_mapping(extra_columns="\n      ghost: order_no")))
         result = previewed.cli("preview", "--mapping", "shop_orders")
-        assert result.returncode == 1
+        assert result.returncode == 78
         assert re.search(r"mappings\.yaml:\d+:\d+: mapping 'shop_orders': target table public.orders has "
                          r"no column 'ghost'", result.stderr)
 

@@ -17,7 +17,7 @@ import pytest
 from devtools.sandbox import MariaDBServer, PostgresServer, free_port
 from syncd.config import load_config
 from syncd.reconcile import last_runs, reconcile
-from syncd.startup import build_plans
+from syncd.service.startup import build_plans
 from tests.helpers import eventually
 from tests.integration.scenario import SHOP_ORDERS_MAPPING, Scenario, Source
 

@@ -11,7 +11,7 @@ import pytest
 from devtools.sandbox import MariaDBServer, PostgresServer
 from syncd.config import load_config
 from syncd.repair import repair
-from syncd.startup import build_plans
+from syncd.service.startup import build_plans
 from tests.helpers import eventually
 from tests.integration.scenario import SHOP_ORDERS_MAPPING, SHOP_ORDERS_SQL, Scenario, Source
 

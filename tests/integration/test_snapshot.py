@@ -13,7 +13,7 @@ import pytest
 from devtools.sandbox import MariaDBServer, PostgresServer
 from syncd.config import load_config
 from syncd.reconcile import snapshot
-from syncd.startup import build_plans
+from syncd.service.startup import build_plans
 from tests.helpers import eventually
 from tests.integration.scenario import Scenario, Source
 from tests.integration.test_reconcile import (

@@ -13,6 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from syncd.cli.dlq import letter_cells, letter_json, outcome_lines, selector_from_options
+from syncd.cli.render import display_width, table_lines
 from syncd.deadletters import (
     DeadLetterError,
     GroupOutcome,
@@ -22,16 +24,11 @@ from syncd.deadletters import (
     key_from_image,
     key_value,
     keys_of,
-    letter_cells,
-    letter_json,
-    outcome_lines,
     retry_keys,
     retry_mapping,
-    table_lines,
     where_clause,
 )
 from syncd.model import KeyOutcome, Outcome
-from syncd.preview import display_width
 from syncd.repair import RepairResult
 from syncd.sink.state import row_image_json
 
@@ -56,10 +53,10 @@ class TestSelector:
     def test_exactly_one_selector_is_required(self, letter_id: int | None, mapping: str | None,
                                               every: bool) -> None:
         with pytest.raises(click.UsageError, match="exactly one of --id N, --mapping NAME or --all"):
-            Selector.from_options(letter_id, mapping, every)
+            selector_from_options(letter_id, mapping, every)
 
     def test_id_zero_counts_as_given(self) -> None:
-        assert Selector.from_options(0, None, False).id == 0
+        assert selector_from_options(0, None, False).id == 0
 
     def test_where_clauses(self) -> None:
         assert where_clause(Selector(id=7)) == ("status = %s AND id = %s", ["pending", 7])

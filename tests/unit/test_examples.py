@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from syncd.config import load_config
-from syncd.startup import compile_all, load_specs
+from syncd.mapping.load import compile_all, load_specs
 
 REPO = Path(__file__).resolve().parents[2]
 

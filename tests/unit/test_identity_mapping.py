@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from syncd.errors import ConfigError
+from syncd.errors import ConfigError, TransformArgsError
 from syncd.mapping.plan import ChangeContext, compile_mapping, map_change
 from syncd.mapping.spec import MappingSpec, load_mappings
-from syncd.mapping.transforms import TransformArgsError, TransformContext
+from syncd.mapping.transforms import TransformContext
 from syncd.model import Delete, Op, RowChange, SoftDelete, TargetTable, Upsert
 from syncd.sink.postgres import PlannedOp, reduce_ops
 
@@ -235,7 +235,7 @@ class TestMapChange:
         with pytest.raises(TransformArgsError) as caught:
             compile_mapping(spec, ctx, "public")
         assert "identity 'person': salt: environment variable NOPE is not set" in str(caught.value)
-        assert caught.value.where.line == 2  # type: ignore[attr-defined]
+        assert caught.value.place is not None and caught.value.place.line == 2
 
     def test_lookups_hash_the_source_key_and_null_stays_null(self, tmp_path: Path) -> None:
         mapping = compiled(tmp_path)["app_orders"]

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from syncd.cli.preview import records_json_text, render_records
 from syncd.identity import core
 from syncd.identity.preview import (
     EXISTING,
@@ -27,7 +28,7 @@ from syncd.mapping.plan import Mapping, compile_mapping
 from syncd.mapping.spec import load_mappings
 from syncd.mapping.transforms import TransformContext
 from syncd.model import Upsert
-from syncd.preview import SourceRows, preview_rows, records_json_text, render_records, with_identity
+from syncd.preview import SourceRows, preview_rows, with_identity
 
 NOW = datetime(2024, 5, 1, 4, 0, 0, tzinfo=UTC)
 PHONE = "13812345678"

@@ -8,13 +8,13 @@ from datetime import UTC
 import pytest
 
 from syncd.config import Secret, SourceConfig
+from syncd.mapping.load import SourcePlan
 from syncd.mapping.plan import compile_mapping
 from syncd.mapping.spec import load_mappings
 from syncd.mapping.transforms import TransformContext
 from syncd.model import TargetTable
 from syncd.reconcile.engine import select_mappings
 from syncd.reconcile.unified import refused_person, spaces_in_scope
-from syncd.startup import SourcePlan
 
 IDENTITIES = """\
 identities:

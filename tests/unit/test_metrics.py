@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from syncd.metrics import Health, Metrics, Server, serve
+from syncd.service.metrics import Health, Metrics, Server, serve
 
 EXPECTED_METRICS = [
     "syncd_changes_read_total",

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from prometheus_client import generate_latest
 
-from syncd.metrics import Metrics
+from syncd.service.metrics import Metrics
 from tests.monitoring import (
     DASHBOARD,
     OPERATIONS,

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from syncd import notify
-from syncd.notify import Notifier, Watchdog, watchdog_interval
+from syncd.service import notify
+from syncd.service.notify import Notifier, Watchdog, watchdog_interval
 
 
 class Listener:

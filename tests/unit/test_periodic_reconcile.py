@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from syncd.metrics import Metrics
-from syncd.reconcile import periodic
-from syncd.reconcile.periodic import PeriodicReconcile
+from syncd.service import periodic
+from syncd.service.metrics import Metrics
+from syncd.service.periodic import PeriodicReconcile
 
 PLANS = {name: SimpleNamespace(mappings=[SimpleNamespace(name=f"{name}_m") for _ in range(count)])
          for name, count in (("shop", 1), ("app", 1), ("standby", 1), ("empty", 0))}

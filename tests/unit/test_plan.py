@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from syncd.errors import MissingSourceColumn
 from syncd.mapping.plan import (
     ChangeContext,
     Mapping,
-    MissingSourceColumn,
     compile_mapping,
     map_change,
     map_key,

@@ -11,23 +11,20 @@ from pathlib import Path
 
 import pytest
 
+from syncd.cli.preview import records_json_text, render_records
+from syncd.cli.render import cut, display_width, pad
 from syncd.mapping.plan import Mapping, compile_mapping
 from syncd.mapping.spec import load_mappings
 from syncd.mapping.transforms import TransformContext
+from syncd.model import json_value
 from syncd.preview import (
     DEAD_LETTER,
     FILTERED,
     MAPPED,
     SourceRows,
     condition_text,
-    cut,
-    display_width,
     filter_reason,
-    json_value,
-    pad,
     preview_rows,
-    records_json_text,
-    render_records,
     select_statement,
     show_value,
 )

@@ -30,16 +30,17 @@ import tenacity
 from syncd.config import Config
 from syncd.errors import ConfigError, PositionLost, SyncdError
 from syncd.ha import SourceLock
-from syncd.metrics import Metrics
+from syncd.mapping.load import SourcePlan
 from syncd.model import DeadLetter, Position
-from syncd.monitor import StateMonitor
-from syncd.pipeline import Pipeline
+from syncd.service.metrics import Metrics
+from syncd.service.monitor import StateMonitor
+from syncd.service.pipeline import Pipeline
 from syncd.sink.postgres import Batch, connect
 from syncd.sink.state import Checkpoint, read_checkpoint
 from syncd.source import checks, retention
-from syncd.startup import SourcePlan, check_source_tables
+from syncd.source.checks import check_source_tables
 
-log = structlog.get_logger("syncd.runner")
+log = structlog.get_logger("syncd.service.runner")
 
 _CONNECTION_ERRORS = (psycopg.OperationalError, pymysql.err.OperationalError, ConnectionError,
                       TimeoutError)

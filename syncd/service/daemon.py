@@ -25,20 +25,24 @@ import structlog
 from syncd.config import Config, parse_listen
 from syncd.errors import ConfigError, SyncdError
 from syncd.ha import create_health_table
-from syncd.metrics import Health, Metrics, Server, serve
-from syncd.monitor import StateMonitor
-from syncd.notify import Notifier, Watchdog, watchdog_interval
-from syncd.reconcile.periodic import PeriodicReconcile
-from syncd.runner import SourceRunner, phase_text
+from syncd.mapping.load import SourcePlan
+from syncd.service.metrics import Health, Metrics, Server, serve
+from syncd.service.monitor import StateMonitor
+from syncd.service.notify import Notifier, Watchdog, watchdog_interval
+from syncd.service.periodic import PeriodicReconcile
+from syncd.service.runner import SourceRunner, phase_text
+from syncd.service.startup import build_plans
 from syncd.sink.postgres import connect
 from syncd.sink.state import create_state_schema, trim_letters
-from syncd.startup import SourcePlan, build_plans, check_source_tables
+from syncd.source.checks import check_source_tables
 
-log = structlog.get_logger("syncd.daemon")
+log = structlog.get_logger("syncd.service.daemon")
 
 
 EXIT_OK = 0
-EXIT_FAILED = 1
+EXIT_FAILED = 2
+"""Could not start (the metrics address cannot be bound): the exit code of every command that
+cannot do its job (docs/operations.md, exit codes)."""
 
 READY_EXTEND_S = 30.0
 """While sources are still starting (e.g. a long initial copy), ask systemd for this much more

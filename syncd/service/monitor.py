@@ -8,11 +8,11 @@ import threading
 import structlog
 
 from syncd.config import Config
-from syncd.metrics import Metrics
+from syncd.service.metrics import Metrics
 from syncd.sink.postgres import connect
 from syncd.sink.state import Checkpoint, paused_mappings, pending_dead_letters, read_checkpoint
 
-log = structlog.get_logger("syncd.monitor")
+log = structlog.get_logger("syncd.service.monitor")
 
 
 STATE_POLL_S = 10.0

@@ -23,6 +23,7 @@ import structlog
 from syncd.config import Config
 from syncd.errors import SinkError, SyncdError
 from syncd.ha import writer_application_name
+from syncd.mapping.load import SourcePlan
 from syncd.mapping.plan import ChangeContext, Mapping, dead_letter, map_change, source_key_text
 from syncd.model import (
     DeadLetter,
@@ -36,7 +37,7 @@ from syncd.model import (
 )
 from syncd.reconcile.snapshot import initial_copy
 from syncd.repair import RepairRead, find_mapping, read_keys, repair_batch
-from syncd.schema_watch import MappingGate, decide
+from syncd.service.schema_policy import MappingGate, decide
 from syncd.sink.postgres import Batch, PlannedOp, PostgresSink, RepairDone
 from syncd.sink.state import Checkpoint, RepairRequest, next_repair, read_checkpoint, read_pauses
 from syncd.source import decoder_process
@@ -47,9 +48,8 @@ from syncd.source.decoder_process import DecoderProcess
 from syncd.source.gtid import GtidState
 from syncd.source.readahead import ReadAhead
 from syncd.source.snapshot import SourceSnapshot
-from syncd.startup import SourcePlan
 
-log = structlog.get_logger("syncd.pipeline")
+log = structlog.get_logger("syncd.service.pipeline")
 
 _LINGER_S = 0.002
 """How long a batch ready to commit waits for the next event before committing."""

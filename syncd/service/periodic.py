@@ -13,9 +13,9 @@ import structlog
 
 from syncd.config import Config
 from syncd.errors import SyncdError
-from syncd.metrics import Metrics
+from syncd.mapping.load import SourcePlan
 from syncd.reconcile.engine import MappingReport, reconcile
-from syncd.startup import SourcePlan
+from syncd.service.metrics import Metrics
 
 log = structlog.get_logger("syncd.reconcile")
 

@@ -1,0 +1,86 @@
+"""What every command shares: the one `--config` option, loading config.yaml, and the one mapping
+from error classes to exit codes (docs/operations.md, "Exit codes").
+
+    0   done: in sync, all good, nothing left
+    1   done, and something is left for you: drift, problems found, dead letters still failing,
+        a copy interrupted, nothing found
+    2   could not do it: bad command-line usage, a server or the state schema unreachable
+    78  config.yaml, a secret it names or a mapping file is wrong (file:line:col)
+
+A command never lets a Python traceback reach the terminal for a mistake in files, values or
+servers: `exits_on_errors` turns syncd's errors into one line and their exit code.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from syncd.config import DEFAULT_CONFIG, Config, load_config, secrets_of
+from syncd.errors import ConfigError, SyncdError
+from syncd.observability import SAFE_SECRET_LENGTH, get_logger, register_secret, scrub, short_secret
+
+EXIT_OK = 0
+EXIT_FOUND = 1
+EXIT_ERROR = 2
+EXIT_CONFIG = 78
+
+
+def config_option(func: Any) -> Any:
+    """`--config PATH`, defaulting to $SYNCD_CONFIG, then /etc/syncd/config.yaml. The file is read
+    by syncd itself, so that a missing or unreadable one is a configuration error (78)."""
+    return click.option(
+        "--config", "config_path", type=click.Path(path_type=Path, readable=False),
+        default=lambda: os.environ.get("SYNCD_CONFIG", DEFAULT_CONFIG),
+        show_default="$SYNCD_CONFIG or " + DEFAULT_CONFIG, help="Path of config.yaml.")(func)
+
+
+def fail(exc: SyncdError) -> NoReturn:
+    """Print an error the way every command does, and exit with its class's code."""
+    if isinstance(exc, ConfigError):
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_CONFIG)
+    click.echo(scrub(f"syncd: {exc}"), err=True)
+    sys.exit(EXIT_ERROR)
+
+
+@contextmanager
+def exits_on_errors() -> Iterator[None]:
+    """Inside: a ConfigError exits 78 with its problems, any other SyncdError exits 2."""
+    try:
+        yield
+    except SyncdError as exc:
+        fail(exc)
+
+
+def load(config_path: Path) -> Config:
+    """config.yaml, with every secret it names readable (exit 78 naming the variable or file
+    otherwise); the secrets are registered so that no log line ever shows them."""
+    with exits_on_errors():
+        config = load_config(config_path)
+        problems = [p for secret in secrets_of(config) if (p := secret.problem()) is not None]
+        if problems:
+            raise ConfigError(problems)
+    for secret in secrets_of(config):
+        register_secret(secret.read())
+    register_secret(os.environ.get("PGPASSWORD"))
+    return config
+
+
+def warn_about_secrets(config: Config) -> None:
+    """Log, once at start, what is unsafe about the secrets but does not stop syncd."""
+    log = get_logger()
+    for secret in secrets_of(config):
+        warning = secret.warning()
+        if warning:
+            log.warning("secret_file_readable", detail=warning)
+        if short_secret(secret.read()):
+            log.warning("secret_too_short", owner=secret.owner, secret=secret.describe(),
+                        detail=f"shorter than {SAFE_SECRET_LENGTH} characters: logs hide it only where it "
+                               "stands as a whole word; use a longer password")

@@ -1,0 +1,91 @@
+"""What `syncd status` reports, read from the state schema only (so it works whether syncd runs
+or not, from any host that reaches the target): per source its checkpoint, lag, binlog
+headroom, dead letters, owner and state; per mapping its last reconcile run. No printing here."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from syncd.config import Config
+from syncd.ha import read_health, read_owners
+from syncd.reconcile.runs import last_runs
+from syncd.sink.state import pending_dead_letters, read_checkpoint
+from syncd.source.retention import format_duration
+
+OWNER_FRESH_S = 15.0
+"""An owner is alive while its heartbeat is younger than this."""
+
+
+def status_report(conn: Any, config: Config) -> dict[str, Any]:
+    """Everything `syncd status` shows, as JSON-ready data."""
+    schema = config.target.state_schema
+    now = conn.execute("SELECT now()").fetchone()[0]
+    pending = pending_dead_letters(conn, schema)
+    health = read_health(conn, schema)
+    owners = read_owners(conn, schema)
+    reconciles = [run.as_dict() for run in last_runs(conn, schema)]
+    rows = [source_row(name, read_checkpoint(conn, schema, name), pending.get(name, 0),
+                       health=health.get(name), owner=owners.get(name), now=now)
+            for name in config.sources]
+    for row in rows:
+        row["last_reconcile"] = [r for r in reconciles if r["source"] == row["source"]]
+    return {"checked_at": now.isoformat(), "sources": rows, "reconcile": reconciles}
+
+
+def source_row(name: str, checkpoint: Any, pending: int, *, health: Any = None, owner: Any = None,
+               now: datetime | None = None) -> dict[str, Any]:
+    now = now or datetime.now(UTC)
+    row: dict[str, Any] = {
+        "source": name, "state": None, "position": None, "gtid": None, "last_event_time": None,
+        "lag_seconds": None, "checkpoint_age_seconds": None, "dead_letters_pending": pending,
+    }
+    if checkpoint is not None:
+        age = (now - checkpoint.updated_at).total_seconds() if checkpoint.updated_at else None
+        row.update({
+            "position": str(checkpoint.position),
+            "gtid": checkpoint.position.gtid,
+            "last_event_time": checkpoint.last_event_time.isoformat() if checkpoint.last_event_time else None,
+            "lag_seconds": checkpoint.lag_seconds,
+            "checkpoint_age_seconds": round(age, 1) if age is not None else None,
+        })
+    alive = owner is not None and (now - owner.heartbeat_at).total_seconds() < OWNER_FRESH_S
+    row["owner"] = None if owner is None else {
+        "host": owner.host, "pid": owner.pid, "since": owner.since.isoformat(),
+        "heartbeat_at": owner.heartbeat_at.isoformat(),
+        "heartbeat_age_seconds": round((now - owner.heartbeat_at).total_seconds(), 1),
+        "alive": alive,
+    }
+    # An error recorded before the checkpoint last moved is history (e.g. fixed by a snapshot).
+    current = health is not None and (checkpoint is None or checkpoint.updated_at is None
+                                      or health.updated_at >= checkpoint.updated_at)
+    row["error"] = health.error if current and health.error else None
+    row["state"] = source_state(checkpoint, health if current else None, alive)
+    row.update(_headroom(health))
+    return row
+
+
+def _headroom(health: Any) -> dict[str, Any]:
+    found: dict[str, Any] = {"retention_headroom_seconds": None, "retention_headroom": None,
+                             "retention_detail": None, "retention_checked_at": None}
+    if health is None or health.headroom_kind is None:
+        return found
+    kind = health.headroom_kind
+    return {
+        "retention_headroom_seconds": health.headroom_seconds,
+        "retention_headroom": format_duration(health.headroom_seconds) if kind == "limited" else kind,
+        "retention_detail": health.headroom_detail,
+        "retention_checked_at": health.headroom_at.isoformat() if health.headroom_at else None,
+    }
+
+
+def source_state(checkpoint: Any, health: Any, owner_alive: bool) -> str:
+    if health is not None and health.state == "failed":
+        return "failed"
+    if checkpoint is None:
+        return "no checkpoint (initial load not done)"
+    if not owner_alive:
+        return "stopped"
+    if health is not None and health.state == "retrying":
+        return "retrying"
+    return "streaming" if checkpoint.snapshot_done else "initial load in progress"
