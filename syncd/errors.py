@@ -29,8 +29,8 @@
     └── PreviewError            preview cannot run: a --where the source refuses
 
 Driver exceptions (pymysql, psycopg) are translated once, where the driver is called. The command
-line turns every class into one line and an exit code: ConfigError and TransformArgsError 78,
-the others 2 (syncd/cli/options.py).
+line turns every class into one line and an exit code: ConfigError, TransformArgsError,
+SourceTlsError and TargetTlsError 78, the others 2 (syncd/cli/options.py).
 """
 
 from __future__ import annotations
