@@ -327,7 +327,7 @@ def _target(data: object, where: Where, check: Checker) -> TargetConfig | None:
 def _target_tls(dsn: str, where: Where, check: Checker) -> None:
     """The DSN as libpq reads it, and its TLS parameters (sslmode, sslrootcert, sslcert, sslkey)."""
     try:
-        settings = tls.target_settings(dsn)
+        settings = tls.dsn_parameters(dsn)
     except ValueError as exc:
         check.add(where, f"target.dsn cannot be read as a libpq connection string: {exc}")
         return

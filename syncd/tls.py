@@ -13,10 +13,12 @@ is read, so a wrong path is a `file:line:col` problem, not a failure at the firs
 
 from __future__ import annotations
 
+import re
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 MODES = ("disable", "prefer", "require", "verify-ca", "verify-full")
 """A source's `ssl_mode`, weakest first."""
@@ -127,16 +129,32 @@ def _file_problem(path: str, exc: OSError) -> str:
     return f"cannot read {path}: {exc.strerror or exc}"
 
 
-def target_settings(dsn: str) -> dict[str, str]:
-    """The DSN's parameters (key=value or URI), as libpq reads them; ValueError if it cannot."""
-    # Imported here: the decoder processes import this module (through syncd.config) and would
-    # carry psycopg (about 9 MB each) for nothing.
-    import psycopg  # noqa: PLC0415
+_KEYWORD_VALUE = re.compile(r"\s*([A-Za-z_]\w*)\s*=\s*"  # a keyword, then a value quoted or not:
+                            r"(?:'((?:[^'\\]|\\.)*)'|((?:[^\s'\\]|\\.)(?:[^\s\\]|\\.)*|))\s*")
 
-    try:
-        return {k: str(v) for k, v in psycopg.conninfo.conninfo_to_dict(dsn).items()}
-    except psycopg.ProgrammingError as exc:
-        raise ValueError(str(exc).strip()) from exc
+
+def dsn_parameters(dsn: str) -> dict[str, str]:
+    """The parameters of a libpq connection string, a URI or key=value pairs (libpq's syntax,
+    "Connection Strings" in the PostgreSQL manual). Read here rather than by psycopg: the
+    PostgreSQL driver stays in syncd/sink/, and the decoder processes, which import this module
+    through syncd.config, do without it. ValueError when it is neither form."""
+    if re.match(r"postgres(ql)?://", dsn):
+        url = urlsplit(dsn)
+        pairs = (pair.partition("=") for pair in url.query.split("&") if pair)
+        parameters = {unquote(key): unquote(value) for key, _, value in pairs}  # "+" stays "+", as in libpq
+        host = urlsplit("//" + url.netloc.rpartition("@")[2].split(",")[0]).hostname  # the first one
+        if host and "host" not in parameters:
+            parameters["host"] = unquote(host)
+        return parameters
+    parameters, position = {}, 0
+    while position < len(dsn.rstrip()):
+        match = _KEYWORD_VALUE.match(dsn, position)
+        if match is None:
+            raise ValueError(f"cannot read {dsn[position:]!r} as key=value")
+        quoted, plain = match.group(2), match.group(3)
+        parameters[match.group(1)] = re.sub(r"\\(.)", r"\1", quoted if quoted is not None else plain)
+        position = match.end()
+    return parameters
 
 
 def target_problems(settings: dict[str, str]) -> list[str]:

@@ -17,7 +17,7 @@ import psycopg
 
 from syncd.config import TargetConfig
 from syncd.errors import TargetTlsError
-from syncd.tls import target_settings
+from syncd.tls import dsn_parameters
 
 _CAUSES = [
     ("verify", re.compile(r"certificate verify failed")),
@@ -51,7 +51,7 @@ def _reason(line: str) -> str:
 
 def _fix(target: TargetConfig, kind: str) -> str:
     try:
-        settings = target_settings(target.dsn)
+        settings = dsn_parameters(target.dsn)
     except ValueError:
         settings = {}
     mode, root = settings.get("sslmode", "prefer"), settings.get("sslrootcert")

@@ -9,17 +9,29 @@ import socket
 import ssl
 from datetime import UTC
 from pathlib import Path
+from urllib.parse import quote
 
 import psycopg
 import pymysql
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from psycopg import conninfo
 
 from devtools.certs import ThrowawayCA
 from syncd.config import Secret, SourceConfig, TargetConfig, load_config
 from syncd.errors import ConfigError, SourceTlsError, SourceUnavailable, TargetTlsError
 from syncd.sink.tls import tls_error as target_tls_error
 from syncd.source.connection import SourceConnection, TlsFailure, connect_error
-from syncd.tls import SourceTls, ca_problem, cert_problem, client_context, mode_problem, target_problems
+from syncd.tls import (
+    SourceTls,
+    ca_problem,
+    cert_problem,
+    client_context,
+    dsn_parameters,
+    mode_problem,
+    target_problems,
+)
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +141,29 @@ class TestTargetSettings:
         problems = load(tmp_path, config_text(dsn="host=pg sslmode"))
         assert len(problems) == 1 and problems[0].startswith(
             "2:8: target.dsn cannot be read as a libpq connection string: ")
+
+
+_KEYWORDS = ("host", "dbname", "user", "sslmode", "sslrootcert", "sslcert", "sslkey", "application_name",
+             "options")
+_VALUES = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12)
+
+
+class TestDsnParameters:
+    """syncd reads the DSN itself (no PostgreSQL driver outside syncd/sink/): as libpq does."""
+
+    @given(st.dictionaries(st.sampled_from(_KEYWORDS), _VALUES, max_size=5))
+    def test_key_value_strings(self, parameters: dict[str, str]) -> None:
+        dsn = conninfo.make_conninfo("", **parameters)
+        assert dsn_parameters(dsn) == conninfo.conninfo_to_dict(dsn)
+
+    @given(st.dictionaries(st.sampled_from(_KEYWORDS[3:]), _VALUES, max_size=4))
+    def test_uris(self, parameters: dict[str, str]) -> None:
+        # libpq refuses "=" in a value, and "&" separates the parameters
+        query = "&".join(f"{key}={value}" for key, value in parameters.items() if not set("&=") & set(value))
+        dsn = f"postgresql://syncd@pg1.example.com:5432/unified?{quote(query, safe='=&')}"
+        libpq = conninfo.conninfo_to_dict(dsn)
+        assert dsn_parameters(dsn) == {"host": "pg1.example.com", **{k: libpq[k] for k in libpq
+                                                                     if k not in ("user", "port", "dbname")}}
 
 
 class TestFiles:
