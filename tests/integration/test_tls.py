@@ -207,8 +207,11 @@ class TestRefused:
                 "certificate") in output
 
         run = scenario.start()
-        assert run.wait(60) == 78
+        assert run.wait(60) == 78  # a setting to fix: systemd does not restart it
         assert "syncd: TLS to the target failed (" in problems_in(scenario.log_text())
+        status = scenario.cli("status")
+        assert status.returncode == 78
+        assert "syncd: TLS to the target failed (" in problems(status)
 
         configure(scenario, dsn=verified_dsn(scenario, pki))
         process = scenario.start("run2.log")
