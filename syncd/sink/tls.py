@@ -6,7 +6,8 @@ failures as text only; the ones below do not pass by waiting (a CA that did not 
 server's certificate, a host name the certificate does not carry, a server without TLS where
 the DSN requires it), so they become a TargetTlsError naming the parameter to fix. A handshake
 cut short ("SSL SYSCALL error", "unexpected eof") is a lost connection like any other and stays
-retriable.
+retriable; so is "no pg_hba.conf entry ..., no encryption", which does not tell whether a
+`hostssl` line would have let syncd in.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ _CAUSES = [
                          r"|private key file .* (has group or world access|is not a regular file)")),
     ("client", re.compile(r"connection requires a valid client certificate|certificate authentication "
                           r"failed|alert certificate required|alert unknown ca|alert bad certificate")),
-    ("needs_tls", re.compile(r"no pg_hba\.conf entry for .*, no encryption")),
     ("handshake", re.compile(r"unsupported protocol|wrong version number|alert protocol version"
                              r"|alert handshake failure|no protocols available")),
 ]
@@ -66,8 +66,6 @@ def _fix(target: TargetConfig, kind: str) -> str:
         "files": "sslrootcert, sslcert and sslkey in target.dsn must name files syncd's user can read "
                  "(a key: mode 0600)",
         "client": "the server wants a client certificate it trusts: sslcert and sslkey in target.dsn",
-        "needs_tls": "the server takes this user only over TLS (hostssl in pg_hba.conf): set "
-                     "sslmode=verify-full and sslrootcert in target.dsn",
     }
     return fixes.get(kind, "the TLS versions the server allows (ssl_min_protocol_version) and "
                      "libpq's must meet")

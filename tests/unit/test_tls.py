@@ -296,8 +296,6 @@ class TestTargetFailures:
          "the server's certificate is not made out to 'pg.example.com' (host= in target.dsn)"),
         ("server does not support SSL, but SSL was required",
          "target.dsn says sslmode=verify-full, so syncd will not talk to it in plain text"),
-        ('FATAL:  no pg_hba.conf entry for host "10.0.0.9", user "syncd", database "u", no encryption',
-         "the server takes this user only over TLS (hostssl in pg_hba.conf)"),
         ("FATAL:  connection requires a valid client certificate",
          "the server wants a client certificate it trusts: sslcert and sslkey in target.dsn"),
     ])
@@ -314,6 +312,12 @@ class TestTargetFailures:
     ])
     def test_other_failures_are_not_tls(self, libpq: str) -> None:
         assert target_tls_error(TARGET, psycopg.OperationalError(PREFIX + libpq)) is None
+
+    def test_a_pg_hba_conf_refusal_is_not_known_to_be_tls(self) -> None:
+        """Without TLS it says `no encryption`, whether or not a hostssl line would let syncd in."""
+        refused = f'{PREFIX}FATAL:  no pg_hba.conf entry for host "10.0.0.9", user "syncd", database "u", '
+        for how in ("no encryption", "SSL encryption"):
+            assert target_tls_error(TARGET, psycopg.OperationalError(refused + how)) is None
 
 
 def test_the_tls_lines_of_the_example_config_load(tmp_path: Path, ca: ThrowawayCA) -> None:
