@@ -10,6 +10,9 @@ machine's packaged services or their configuration files::
 
 Servers run in their own session (process group), so a Ctrl-C in the terminal does not reach
 them; servers still running when the Python process exits are stopped by an ``atexit`` hook.
+Either server serves TLS when given ``tls`` (a CA, a server certificate and its key; see
+devtools/certs.py for a throwaway CA).
+
 When run as root, mariadbd runs as root (``--user=root``) and PostgreSQL, which refuses root,
 runs as the ``postgres`` OS user: every parent directory of a PostgreSQL ``base_dir`` must then
 be traversable by that user (a ``tempfile.mkdtemp`` directory is 0700: chmod it 0755).
@@ -34,6 +37,8 @@ from urllib.parse import quote
 import psycopg
 import pymysql
 from psycopg import sql
+
+from devtools.certs import TlsFiles
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 60.0
@@ -278,14 +283,18 @@ class MariaDBServer(_Server):
     ``settings`` are extra ``[mysqld]`` lines of the generated my.cnf and override the
     defaults; ``-`` and ``_`` are the same in keys, and a value of ``""`` writes a bare flag.
     Root can log in over TCP with ``root_password``. The sandbox's own account statements
-    are kept out of the binlog.
+    are kept out of the binlog. With ``tls`` the server offers TLS with that certificate and
+    checks client certificates against its CA (`REQUIRE X509` users); ``settings`` may add
+    ``require_secure_transport: "ON"`` to refuse every TCP connection without TLS.
     """
 
     _LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 
-    def __init__(self, base_dir: Path, server_id: int = 1, settings: dict[str, str] | None = None) -> None:
+    def __init__(self, base_dir: Path, server_id: int = 1, settings: dict[str, str] | None = None,
+                 tls: TlsFiles | None = None) -> None:
         super().__init__(base_dir)
         self.server_id = server_id
+        self.tls = tls
         self.settings = {_option_key(k): v for k, v in (settings or {}).items()}
         self.datadir = self.base_dir / "data"
         self.binlog_dir = self.base_dir / "binlog"
@@ -314,6 +323,8 @@ class MariaDBServer(_Server):
             "autocommit": True,
             "charset": "utf8mb4",
         }
+        if self.tls is not None:  # the sandbox's own sessions: encrypted, the CA checked, not the name
+            options["ssl"] = {"ca": str(self.tls.ca), "check_hostname": False}
         options.update(kw)
         return pymysql.connect(**options)
 
@@ -352,6 +363,9 @@ class MariaDBServer(_Server):
             "gtid_strict_mode": "OFF",
             "performance_schema": "OFF",
         }
+        if self.tls is not None:
+            defaults |= {"ssl_ca": str(self.tls.ca), "ssl_cert": str(self.tls.cert),
+                         "ssl_key": str(self.tls.key)}
         return defaults | self.settings
 
     def _initialize_if_needed(self) -> None:
@@ -433,14 +447,22 @@ class PostgresServer(_Server):
     It runs with ``synchronous_commit=off``: like a real crash with that setting, ``kill()`` may
     lose the last fraction of a second of commits (never half a transaction); pass
     ``{"synchronous_commit": "on"}`` where a test needs every commit to survive a kill.
+
+    With ``tls`` it runs with ``ssl = on``, that certificate, and its CA for client
+    certificates. ``hba`` replaces the TCP lines of pg_hba.conf (first match wins), e.g.
+    ``["hostssl all all 127.0.0.1/32 scram-sha-256"]`` to refuse connections without TLS; the
+    sandbox's own login over the unix socket is kept.
     """
 
     superuser = "postgres"
     stop_signal = signal.SIGINT  # "fast" shutdown: rolls back open transactions, then exits
 
-    def __init__(self, base_dir: Path, settings: dict[str, str] | None = None) -> None:
+    def __init__(self, base_dir: Path, settings: dict[str, str] | None = None,
+                 tls: TlsFiles | None = None, hba: list[str] | None = None) -> None:
         super().__init__(base_dir)
         self.settings = dict(settings or {})
+        self.tls = tls
+        self.hba = hba
         self.datadir = self.base_dir / "data"
         self.socket_dir = self.base_dir / "run"
         self._password_file = self.base_dir / "superuser_password"
@@ -494,6 +516,7 @@ class PostgresServer(_Server):
     def _initialize_if_needed(self) -> None:
         self.socket_dir.mkdir(exist_ok=True)
         self._own(self.socket_dir)
+        self._write_tls_files()
         if (self.datadir / "PG_VERSION").exists():
             return
         shutil.rmtree(self.datadir, ignore_errors=True)  # left over by a failed initdb
@@ -515,6 +538,24 @@ class PostgresServer(_Server):
             raise SandboxError(f"{argv[0]} not found: run `make install`")
         _run_logged(argv, self.base_dir / "initdb.log", user=self._os_user())
 
+    @property
+    def _tls_dir(self) -> Path:
+        return self.base_dir / "tls"
+
+    def _write_tls_files(self) -> None:
+        """Copies the certificate and key where the server's OS user owns them (PostgreSQL
+        refuses a key that others may read), and writes the pg_hba.conf of ``hba``."""
+        if self.tls is not None:
+            self._tls_dir.mkdir(exist_ok=True)
+            files = {"ca.crt": self.tls.ca, "server.crt": self.tls.cert, "server.key": self.tls.key}
+            for name, source in files.items():
+                target = self._tls_dir / name
+                shutil.copyfile(source, target)
+                target.chmod(0o600)
+                self._own(target)
+        if self.hba is not None:
+            (self.base_dir / "pg_hba.conf").write_text("\n".join(["local all all trust", *self.hba]) + "\n")
+
     def _check_reachable(self) -> None:
         """Fails clearly when the OS user that runs PostgreSQL cannot write the data dir."""
         probe = subprocess.run(["test", "-w", str(self.datadir)], check=False, **_identity(self._os_user()))
@@ -532,7 +573,14 @@ class PostgresServer(_Server):
             "max_connections": "100",
             "synchronous_commit": "off",
             "logging_collector": "off",
-        } | self.settings
+        }
+        if self.tls is not None:
+            options |= {"ssl": "on", "ssl_ca_file": str(self._tls_dir / "ca.crt"),
+                        "ssl_cert_file": str(self._tls_dir / "server.crt"),
+                        "ssl_key_file": str(self._tls_dir / "server.key")}
+        if self.hba is not None:
+            options["hba_file"] = str(self.base_dir / "pg_hba.conf")
+        options |= self.settings
         argv = [str(PG_BIN / "postgres"), "-D", str(self.datadir)]
         for name, value in options.items():
             argv += ["-c", f"{name}={value}"]

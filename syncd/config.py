@@ -11,7 +11,9 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from syncd import tls
 from syncd.errors import Problem
+from syncd.tls import SourceTls
 from syncd.yamlfile import Checker, Where, YamlList, YamlMap, load_file
 
 DEFAULT_CONFIG = "/etc/syncd/config.yaml"
@@ -85,13 +87,14 @@ class SourceConfig:
     database: str
     server_id: int
     timezone: tzinfo
-    ssl_ca: str | None = None
+    tls: SourceTls = field(default_factory=SourceTls)
     connect_timeout_s: int = 10
     heartbeat_s: int = 5
 
     def connection_kwargs(self) -> dict:
-        """PyMySQL connect() arguments; built fresh each time (the binlog library mutates them)."""
-        kwargs: dict = {
+        """`SourceConnection` arguments (PyMySQL's, and `tls`: only that class connects to a
+        source); built fresh each time (the binlog library mutates them)."""
+        return {
             "host": self.host,
             "port": self.port,
             "user": self.user,
@@ -101,10 +104,8 @@ class SourceConfig:
             # Without these a read from a hung server blocks forever (connect_timeout alone doesn't).
             "read_timeout": 120,
             "write_timeout": 120,
+            "tls": self.tls,
         }
-        if self.ssl_ca:
-            kwargs["ssl"] = {"ca": self.ssl_ca}
-        return kwargs
 
 
 @dataclass(frozen=True)
@@ -211,7 +212,8 @@ def _parse(data: object, path: Path, check: Checker) -> Config | None:
     check.require(top, ["target", "sources", "mappings"], "the config file")
     # A missing section is reported once, by require, not again as "must be a mapping".
     target = _target(top["target"], top.at_value("target"), check) if "target" in top else None
-    sources = _sources(top["sources"], top.at_value("sources"), check) if "sources" in top else {}
+    sources = (_sources(top["sources"], top.at_value("sources"), path.parent, check)
+               if "sources" in top else {})
     mapping_paths = _mapping_paths(top.get("mappings"), top, path.parent, check)
     metrics = _section(top, "metrics", {"listen"}, check)
     return Config(
@@ -311,6 +313,8 @@ def _target(data: object, where: Where, check: Checker) -> TargetConfig | None:
     if dsn and _dsn_has_password(dsn):
         check.add(node.at_value("dsn"), "target.dsn must not contain a password; "
                   "use PGPASSWORD, password_env or password_file")
+    if dsn:
+        _target_tls(dsn, node.at_value("dsn"), check)
     schema = check.text(node, "schema", "target", "public") or "public"
     state_schema = check.text(node, "state_schema", "target", "syncd") or "syncd"
     for key, value in (("schema", schema), ("state_schema", state_schema)):
@@ -318,6 +322,17 @@ def _target(data: object, where: Where, check: Checker) -> TargetConfig | None:
             check.add(node.at_value(key), f"target.{key} {value!r} is not a plain identifier")
     return TargetConfig(dsn=dsn, password=_secret(node, "target", check), schema=schema,
                         state_schema=state_schema)
+
+
+def _target_tls(dsn: str, where: Where, check: Checker) -> None:
+    """The DSN as libpq reads it, and its TLS parameters (sslmode, sslrootcert, sslcert, sslkey)."""
+    try:
+        settings = tls.dsn_parameters(dsn)
+    except ValueError as exc:
+        check.add(where, f"target.dsn cannot be read as a libpq connection string: {exc}")
+        return
+    for problem in tls.target_problems(settings):
+        check.add(where, f"target.dsn: {problem}")
 
 
 def _dsn_has_password(dsn: str) -> bool:
@@ -328,18 +343,19 @@ def _dsn_has_password(dsn: str) -> bool:
     return re.search(r"(^|\s)password\s*=", dsn) is not None
 
 
+_TLS_KEYS = {"ssl_mode", "ssl_ca", "ssl_cert", "ssl_key", "ssl_server_name"}
 _SOURCE_KEYS = {"host", "port", "user", "password_env", "password_file", "database", "server_id",
-                "timezone", "ssl_ca", "connect_timeout", "heartbeat"}
+                "timezone", "connect_timeout", "heartbeat"} | _TLS_KEYS
 
 
-def _sources(data: object, where: Where, check: Checker) -> dict[str, SourceConfig]:
+def _sources(data: object, where: Where, base: Path, check: Checker) -> dict[str, SourceConfig]:
     node = check.mapping(data, where, "sources")
     if node is None:
         return {}
     sources = {}
     server_ids: dict[int, str] = {}
     for name, value in node.items():
-        source = _source(str(name), value, node.at_value(name), check)
+        source = _source(str(name), value, node.at_value(name), base, check)
         if source is None:
             continue
         if source.server_id and source.server_id in server_ids:  # 0: missing or invalid, reported
@@ -352,7 +368,7 @@ def _sources(data: object, where: Where, check: Checker) -> dict[str, SourceConf
     return sources
 
 
-def _source(name: str, data: object, where: Where, check: Checker) -> SourceConfig | None:
+def _source(name: str, data: object, where: Where, base: Path, check: Checker) -> SourceConfig | None:
     what = f"sources.{name}"
     node = check.mapping(data, where, what)
     if node is None:
@@ -377,11 +393,66 @@ def _source(name: str, data: object, where: Where, check: Checker) -> SourceConf
         database=check.text(node, "database", what) or "",
         server_id=server_id,
         timezone=tz,
-        ssl_ca=check.text(node, "ssl_ca", what),
+        tls=_source_tls(node, what, base, check),
         connect_timeout_s=check.integer(node, "connect_timeout", what, 10, low=1, high=300) or 10,
         # The stream's read timeout is 120 s: a heartbeat at most every 59 s keeps it alive.
         heartbeat_s=check.integer(node, "heartbeat", what, 5, low=1, high=59) or 5,
     )
+
+
+def _source_tls(node: YamlMap, what: str, base: Path, check: Checker) -> SourceTls:
+    """A source's `ssl_*` keys; a contradiction among them is a problem, never a guess."""
+    ca, cert, key = (_tls_file(node, k, what, base, check) for k in ("ssl_ca", "ssl_cert", "ssl_key"))
+    mode = check.text(node, "ssl_mode", what) or ("verify-full" if ca else "prefer")
+    if problem := tls.mode_problem(mode):
+        check.add(node.at_value("ssl_mode"), f"{what}.ssl_mode {problem}")
+        return SourceTls()
+    settings = SourceTls(mode, ca, cert, key, check.text(node, "ssl_server_name", what))
+    contradictions = _tls_contradictions(settings)
+    for at, message in contradictions:
+        check.add(node.at_value(at) if at in node else node.where, f"{what}.{message}")
+    if not contradictions:
+        _tls_file_problems(settings, node, what, check)
+    return settings
+
+
+def _tls_file(node: YamlMap, key: str, what: str, base: Path, check: Checker) -> str | None:
+    """A TLS file's path, relative ones taken from the config file's directory."""
+    text = check.text(node, key, what)
+    return str(Path(text) if Path(text).is_absolute() else base / text) if text else None
+
+
+def _tls_contradictions(settings: SourceTls) -> list[tuple[str, str]]:
+    """(key to point at, message) for each pair of TLS settings that cannot both hold."""
+    mode = settings.mode
+    found = []
+    if settings.verifies and not settings.ca:
+        found.append(("ssl_mode", f"ssl_mode {mode} needs ssl_ca: the CA certificate (PEM) that "
+                      "signed the server's certificate"))
+    if settings.ca and not settings.verifies:
+        found.append(("ssl_ca", f"ssl_ca is used only by ssl_mode verify-ca or verify-full: with "
+                      f"{mode} the server's certificate would not be checked"))
+    for key, value in (("ssl_cert", settings.cert), ("ssl_key", settings.key)):
+        if value and not settings.required:
+            found.append((key, f"{key}: a client certificate needs ssl_mode require, verify-ca or "
+                          f"verify-full (ssl_mode is {mode})"))
+    if settings.key and not settings.cert:
+        found.append(("ssl_key", "ssl_key needs ssl_cert (the certificate the key belongs to)"))
+    if settings.server_name and mode != "verify-full":
+        found.append(("ssl_server_name", f"ssl_server_name is checked only by ssl_mode verify-full "
+                      f"(ssl_mode is {mode})"))
+    return found
+
+
+def _tls_file_problems(settings: SourceTls, node: YamlMap, what: str, check: Checker) -> None:
+    if settings.ca and (problem := tls.ca_problem(settings.ca)):
+        check.add(node.at_value("ssl_ca"), f"{what}.ssl_ca: {problem}")
+    files = [(k, path) for k, path in (("ssl_cert", settings.cert), ("ssl_key", settings.key)) if path]
+    unreadable = [(k, problem) for k, path in files if (problem := tls.file_problem(path))]
+    for key, problem in unreadable:
+        check.add(node.at_value(key), f"{what}.{key}: {problem}")
+    if settings.cert and not unreadable and (problem := tls.cert_problem(settings.cert, settings.key)):
+        check.add(node.at_value("ssl_cert"), f"{what}.ssl_cert: {problem}")
 
 
 def _mapping_paths(data: object, top: YamlMap, base: Path, check: Checker) -> list[Path]:

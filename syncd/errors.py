@@ -8,6 +8,7 @@
     │   ├── SourceUnavailable   connection lost or refused (retriable)
     │   │   └── DecoderCrashed  the decoder process died (retried from the checkpoint)
     │   ├── SourceSettingsError a server variable syncd needs is wrong (names variable and fix)
+    │   │   └── SourceTlsError  TLS to the source failed: certificate, host name, no TLS offered
     │   ├── PositionLost        the binlog the checkpoint needs was purged (re-snapshot)
     │   ├── StreamError         the stream holds something syncd refuses to guess about
     │   ├── NoPrimaryKey        a table has no primary key and the mapping names no source_key
@@ -17,7 +18,8 @@
     │   └── UndecodableText     text bytes the source server itself cannot convert (charsets.py)
     ├── SinkError
     │   ├── SinkUnavailable     PostgreSQL connection lost (retriable)
-    │   └── TargetSchemaError   target table/column/key missing or unusable
+    │   ├── TargetSchemaError   target table/column/key missing or unusable
+    │   └── TargetTlsError      TLS to the target failed: certificate, host name, no TLS offered
     ├── StateError              syncd's own state schema is missing or inconsistent
     ├── ReconcileError          unknown mapping or source, or a mapping that cannot be reconciled
     │   └── Stopped             a pass was stopped before the end of its table
@@ -27,8 +29,8 @@
     └── PreviewError            preview cannot run: a --where the source refuses
 
 Driver exceptions (pymysql, psycopg) are translated once, where the driver is called. The command
-line turns every class into one line and an exit code: ConfigError and TransformArgsError 78,
-the others 2 (syncd/cli/options.py).
+line turns every class into one line and an exit code: ConfigError, TransformArgsError,
+SourceTlsError and TargetTlsError 78, the others 2 (syncd/cli/options.py).
 """
 
 from __future__ import annotations
@@ -111,6 +113,13 @@ class SourceSettingsError(SourceError):
     """A server setting is wrong; message says which variable and how to fix it."""
 
 
+class SourceTlsError(SourceSettingsError):
+    """The source's TLS settings and its server do not agree (a CA that did not sign the
+    server's certificate, a name the certificate does not carry, a server without TLS where
+    TLS is required). Not retried: waiting does not change a certificate; the message names
+    the setting to fix (syncd/source/connection.py)."""
+
+
 class PositionLost(SourceError):
     """The checkpoint's binlog is gone from the server; only a new snapshot helps."""
 
@@ -186,6 +195,11 @@ class SinkUnavailable(SinkError):
 
 class TargetSchemaError(SinkError):
     pass
+
+
+class TargetTlsError(SinkError):
+    """TLS to the target failed for a reason waiting does not cure (see SourceTlsError); the
+    message names the parameter of `target.dsn` to fix (syncd/sink/postgres.py)."""
 
 
 class StateError(SyncdError):

@@ -38,6 +38,7 @@ from psycopg import sql
 from syncd.config import TargetConfig
 from syncd.errors import SinkUnavailable
 from syncd.observability import scrub
+from syncd.sink.postgres import connect
 from syncd.source.retention import Headroom
 
 _LOCK_CLASS = 0x5359  # "SY": keeps syncd's locks apart from other advisory lock users
@@ -147,15 +148,8 @@ class SourceLock:
     # -- connection -----------------------------------------------------------------------
 
     def _connect(self) -> psycopg.Connection:
-        try:
-            conn = psycopg.connect(
-                self.target.dsn, password=self.target.password.read(), autocommit=True,
-                application_name=f"syncd:lock:{self.source}", connect_timeout=10,
-                keepalives=1, keepalives_idle=4, keepalives_interval=2, keepalives_count=3,
-                tcp_user_timeout=10000,
-            )
-        except psycopg.OperationalError as exc:
-            raise SinkUnavailable(f"cannot connect to the target: {_first_line(exc)}") from exc
+        conn = connect(self.target, f"syncd:lock:{self.source}", keepalives=1, keepalives_idle=4,
+                       keepalives_interval=2, keepalives_count=3, tcp_user_timeout=10000)
         for statement in _SESSION_SETTINGS:
             try:
                 conn.execute(statement)

@@ -5,7 +5,8 @@ from error classes to exit codes (docs/operations.md, "Exit codes").
     1   done, and something is left for you: drift, problems found, dead letters still failing,
         a copy interrupted, nothing found
     2   could not do it: bad command-line usage, a server or the state schema unreachable
-    78  config.yaml, a secret it names or a mapping file is wrong (file:line:col)
+    78  config.yaml, a secret it names or a mapping file is wrong (file:line:col), or a TLS
+        setting the server does not meet (a CA, a host name, TLS required): not a passing outage
 
 A command never lets a Python traceback reach the terminal for a mistake in files, values or
 servers: `exits_on_errors` turns syncd's errors into one line and their exit code.
@@ -23,7 +24,7 @@ from typing import Any, NoReturn
 import click
 
 from syncd.config import DEFAULT_CONFIG, Config, load_config, secrets_of
-from syncd.errors import ConfigError, SyncdError
+from syncd.errors import ConfigError, SourceTlsError, SyncdError, TargetTlsError
 from syncd.observability import SAFE_SECRET_LENGTH, get_logger, register_secret, scrub, short_secret
 
 EXIT_OK = 0
@@ -47,12 +48,13 @@ def fail(exc: SyncdError) -> NoReturn:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_CONFIG)
     click.echo(scrub(f"syncd: {exc}"), err=True)
-    sys.exit(EXIT_ERROR)
+    sys.exit(EXIT_CONFIG if isinstance(exc, SourceTlsError | TargetTlsError) else EXIT_ERROR)
 
 
 @contextmanager
 def exits_on_errors() -> Iterator[None]:
-    """Inside: a ConfigError exits 78 with its problems, any other SyncdError exits 2."""
+    """Inside: a ConfigError exits 78 with its problems, a TLS failure 78 with its message, any
+    other SyncdError exits 2."""
     try:
         yield
     except SyncdError as exc:

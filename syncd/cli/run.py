@@ -32,7 +32,7 @@ def run(config_path: Path) -> None:
     SIGTERM/SIGINT stop cleanly (a second one exits at once, losing nothing);
     SIGHUP re-reads the mapping files and switches only if they are valid.
     Exit status: 0 stopped cleanly, 2 could not start (target unreachable, metrics port taken),
-    78 configuration error.
+    78 configuration error (TLS to the target failing included).
     """
     from syncd.service.daemon import Daemon
     from syncd.service.startup import build_plans

@@ -51,6 +51,7 @@ from syncd.sink.state import (
     write_checkpoint,
     write_pause,
 )
+from syncd.sink.tls import tls_error
 from syncd.sqlnames import pg_name
 
 try:  # the C part (syncd/sink/_pgtext.c); without it, psycopg formats datetimes itself
@@ -137,12 +138,15 @@ class Batch:
                 + len(self.resumed))
 
 
-def connect(target: TargetConfig, application_name: str = "syncd") -> psycopg.Connection:
+def connect(target: TargetConfig, application_name: str = "syncd", **options: Any) -> psycopg.Connection:
+    """Every connection syncd opens to the target: `target.dsn` (with its TLS parameters), plus
+    `options` (more libpq parameters, e.g. the lock's keepalives)."""
     try:
         return psycopg.connect(target.dsn, password=target.password.read(), autocommit=True,
-                               application_name=application_name, connect_timeout=10)
+                               application_name=application_name, connect_timeout=10, **options)
     except psycopg.OperationalError as exc:
-        raise SinkUnavailable(f"cannot connect to the target: {_first_line(exc)}") from exc
+        raise (tls_error(target, exc) or
+               SinkUnavailable(f"cannot connect to the target: {_first_line(exc)}")) from exc
 
 
 def _first_line(exc: Exception) -> str:

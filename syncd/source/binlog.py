@@ -47,7 +47,7 @@ from syncd.model import (
     Undecodable,
 )
 from syncd.source import charsets, fastpath
-from syncd.source.connection import SourceConnection
+from syncd.source.connection import SourceConnection, TlsFailure, tls_error
 from syncd.source.gtid import GtidState
 from syncd.source.values import Convert, apply_converters, binlog_converter, time2_from_binary
 
@@ -186,6 +186,8 @@ class BinlogReader:
         try:
             for event in self._stream:
                 yield from self._handle(event)
+        except TlsFailure as exc:  # the stream's or the control connection's
+            raise tls_error(self.source, exc) from exc
         except pymysql.err.OperationalError as exc:
             raise _translate(self.source.name, exc) from exc
         except (ConnectionError, OSError) as exc:

@@ -9,11 +9,11 @@ import pymysql
 from pymysql.constants import FIELD_TYPE
 
 from syncd.config import SourceConfig
-from syncd.errors import Problem, SourceSettingsError, SourceUnavailable
+from syncd.errors import Problem, SourceSettingsError
 from syncd.mapping.plan import identity_sources
 from syncd.mapping.spec import MappingSpec
 from syncd.source.charsets import converts_over_select
-from syncd.source.connection import SourceConnection
+from syncd.source.connection import SourceConnection, connect_error
 
 
 @dataclass(frozen=True)
@@ -72,8 +72,7 @@ def connect(source: SourceConfig, database: str | None = None) -> pymysql.connec
         return SourceConnection(database=database, autocommit=True, conv=_CONVERSIONS,
                                 **source.connection_kwargs())
     except pymysql.err.OperationalError as exc:
-        raise SourceUnavailable(source.name, f"cannot connect to {source.host}:{source.port}: "
-                                f"{exc.args[-1]}") from exc
+        raise connect_error(source, exc) from exc
 
 
 def server_info(conn: pymysql.connections.Connection) -> ServerInfo:

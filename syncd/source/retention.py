@@ -27,7 +27,7 @@ import pymysql
 
 from syncd.config import SourceConfig
 from syncd.errors import SourceUnavailable
-from syncd.source.connection import SourceConnection
+from syncd.source.connection import SourceConnection, connect_error
 
 EXPIRY_VARIABLES = (
     "binlog_expire_logs_seconds",
@@ -276,8 +276,7 @@ def _connect(source: SourceConfig) -> pymysql.connections.Connection:
     try:
         return SourceConnection(**kwargs)
     except pymysql.err.OperationalError as exc:
-        raise SourceUnavailable(source.name, f"cannot connect to {source.host}:{source.port}: "
-                                f"{exc.args[-1]}") from exc
+        raise connect_error(source, exc) from exc
 
 
 def list_binlogs(conn: pymysql.connections.Connection) -> list[BinlogFile]:

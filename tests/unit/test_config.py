@@ -18,6 +18,7 @@ from syncd.config import (
     parse_timezone,
 )
 from syncd.errors import ConfigError, Problem
+from syncd.tls import SourceTls
 
 ISSUE_EXAMPLE = """\
 target:
@@ -347,7 +348,7 @@ class TestSecret:
         shop = config.sources["shop"].connection_kwargs()
         assert shop == {"host": "127.0.0.1", "port": 3306, "user": "syncd", "password": "from-env",
                         "charset": "utf8mb4", "connect_timeout": 10, "read_timeout": 120,
-                        "write_timeout": 120}
+                        "write_timeout": 120, "tls": SourceTls()}
         app = config.sources["app"]
         assert app.password == Secret(file="app.pw")
         monkeypatch.delenv("SHOP_DB_PASSWORD")
@@ -355,11 +356,12 @@ class TestSecret:
 
     def test_connection_kwargs_are_fresh_each_time(self) -> None:
         """Each call returns a new dict (the binlog library mutates what it is given)."""
-        source = SourceConfig("s", "h", 1, "u", Secret(), "d", 1, UTC, ssl_ca="/ca.pem")
+        tls = SourceTls("verify-full", ca="/ca.pem")
+        source = SourceConfig("s", "h", 1, "u", Secret(), "d", 1, UTC, tls=tls)
         first = source.connection_kwargs()
         first["charset"] = "utf8"
         assert source.connection_kwargs()["charset"] == "utf8mb4"
-        assert source.connection_kwargs()["ssl"] == {"ca": "/ca.pem"}
+        assert source.connection_kwargs()["tls"] == tls
 
 
 @pytest.mark.parametrize(
