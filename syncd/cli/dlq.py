@@ -164,7 +164,7 @@ def discard(letter_id: int | None, mapping_name: str | None, every: bool, config
 
 
 def _connect(config: Config) -> Any:
-    from syncd.sink.postgres import connect
+    from syncd.sink.connection import connect
 
     with exits_on_errors():
         return connect(config.target, "syncd:dlq")

@@ -36,8 +36,8 @@ def show(key: str, *, kind: str | None, by_person: bool, space_name: str | None,
     Exit status: 0 found, 1 no such key or person, 2 error, 78 config.yaml is wrong.
     """
     from syncd.mapping.load import choose, load_spaces
+    from syncd.sink.connection import connect
     from syncd.sink.persons import reports_for
-    from syncd.sink.postgres import connect
 
     config = load(config_path)
     with exits_on_errors():
@@ -76,8 +76,8 @@ def recompute(space_name: str | None, config_path: Path) -> None:
     waits for it). Exit status: 0 done, 2 error, 78 config.yaml is wrong.
     """
     from syncd.mapping.load import choose, load_spaces
+    from syncd.sink.connection import connect
     from syncd.sink.persons import recompute_space
-    from syncd.sink.postgres import connect
 
     config = load(config_path)
     with exits_on_errors():

@@ -102,7 +102,7 @@ def _print_problems(problems: list[Problem]) -> NoReturn:
 
 def _live_problems(config: Config, specs: list) -> list[Problem]:
     """Target and source checks, each server's problems collected even when another fails."""
-    from syncd.sink.postgres import connect
+    from syncd.sink.connection import connect
     from syncd.sink.target import check_target
     from syncd.source.checks import check_source, check_source_tables
 
@@ -137,7 +137,7 @@ def status(config_path: Path, as_json: bool) -> None:
     younger than 15 s. Exit status: 0, or 2 if the target or its state schema cannot be read.
     """
     from syncd.service.status import status_report
-    from syncd.sink.postgres import connect
+    from syncd.sink.connection import connect
 
     config = load(config_path)
     with exits_on_errors():

@@ -30,7 +30,6 @@ from psycopg import sql
 
 from syncd.config import DEFAULT_CHUNK_ROWS, Config
 from syncd.errors import ReconcileError, Stopped, SyncdError, TransformError
-from syncd.ha import _LOCK_CLASS
 from syncd.identity.core import LinkStore
 from syncd.identity.preview import Wanted
 from syncd.mapping.load import SourcePlan
@@ -55,8 +54,9 @@ from syncd.reconcile.runs import finish_run, start_run
 from syncd.reconcile.source import RangeChunk, SourceReader
 from syncd.reconcile.target import TargetReader, column_types, session_zone
 from syncd.reconcile.verified import Entry, VerifiedChunks, ensure_table, fingerprint, target_supports
+from syncd.sink.connection import connect
+from syncd.sink.lock import daemon_streams
 from syncd.sink.persons import load_stores
-from syncd.sink.postgres import connect
 from syncd.sink.state import create_state_schema, read_checkpoint
 
 log = structlog.get_logger("syncd.reconcile")
@@ -267,16 +267,6 @@ def pending_dead_letter_keys(conn: psycopg.Connection, schema: str, source: str,
     query = sql.SQL("SELECT DISTINCT row_key FROM {}.dead_letters WHERE status = 'pending' "
                     "AND source = %s AND mapping = %s").format(sql.Identifier(schema))
     return {row[0] for row in conn.execute(query, (source, mapping)).fetchall()}
-
-
-def daemon_streams(conn: psycopg.Connection, schema: str, source: str) -> bool:
-    """Whether some process holds the source's lock (syncd.ha.SourceLock), without taking it."""
-    row = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
-        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-        "AND classid = %s::int4::oid AND objid = hashtext(%s)::oid AND objsubid = 2)",
-        (_LOCK_CLASS, f"{schema}:{source}")).fetchone()
-    return bool(row and row[0])
 
 
 def wait_applied(conn: psycopg.Connection, schema: str, source: str, position: Position,

@@ -20,7 +20,6 @@ from typing import Any
 
 from syncd.config import Config
 from syncd.errors import RepairError, TransformError
-from syncd.ha import SourceLock
 from syncd.mapping.load import SourcePlan
 from syncd.mapping.plan import (
     ChangeContext,
@@ -43,7 +42,9 @@ from syncd.model import (
     RowChange,
     undecodable_columns,
 )
-from syncd.sink.postgres import Batch, PlannedOp, PostgresSink, RepairDone, connect
+from syncd.sink.connection import connect
+from syncd.sink.lock import SourceLock
+from syncd.sink.postgres import Batch, PlannedOp, PostgresSink, RepairDone
 from syncd.sink.state import read_repair, request_repair
 from syncd.source.snapshot import SourceSnapshot
 

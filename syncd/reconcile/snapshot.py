@@ -2,7 +2,7 @@
 
 Chunks follow the row key: the mappings' `source_key` when they name one, else the primary key.
 
-Two ways, chosen by who holds the source's lock (syncd.ha.SourceLock):
+Two ways, chosen by who holds the source's lock (syncd.sink.lock.SourceLock):
 
 * **No daemon holds it** (re-initialisation after the binlog was purged, or a planned re-copy):
   this process takes the lock for the whole copy, takes the binlog position P of a consistent
@@ -39,7 +39,6 @@ from psycopg import sql
 
 from syncd.config import DEFAULT_CHUNK_ROWS, Config, SourceConfig
 from syncd.errors import SnapshotError
-from syncd.ha import SourceLock
 from syncd.mapping.load import SourcePlan
 from syncd.mapping.plan import ChangeContext, Mapping, dead_letter, map_change, remove_op
 from syncd.model import SNAPSHOT_AT, Op, Position, Row, RowChange
@@ -49,7 +48,9 @@ from syncd.reconcile.engine import REPAIR_BATCH, Options, SourceKey, scan_mappin
 from syncd.reconcile.repair import repair
 from syncd.reconcile.source import SourceReader
 from syncd.reconcile.target import column_types, slice_has_rows
-from syncd.sink.postgres import Batch, PlannedOp, PostgresSink, connect, rejection_reason
+from syncd.sink.connection import connect
+from syncd.sink.lock import SourceLock
+from syncd.sink.postgres import Batch, PlannedOp, PostgresSink, rejection_reason
 from syncd.sink.state import Checkpoint, create_state_schema
 from syncd.source.snapshot import SnapshotPoint, SourceSnapshot
 

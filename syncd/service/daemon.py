@@ -24,7 +24,6 @@ import structlog
 
 from syncd.config import Config, parse_listen
 from syncd.errors import ConfigError, SyncdError
-from syncd.ha import create_health_table
 from syncd.mapping.load import SourcePlan
 from syncd.service.metrics import Health, Metrics, Server, serve
 from syncd.service.monitor import StateMonitor
@@ -32,7 +31,8 @@ from syncd.service.notify import Notifier, Watchdog, watchdog_interval
 from syncd.service.periodic import PeriodicReconcile
 from syncd.service.runner import SourceRunner, phase_text
 from syncd.service.startup import build_plans
-from syncd.sink.postgres import connect
+from syncd.sink.connection import connect
+from syncd.sink.lock import create_health_table
 from syncd.sink.state import create_state_schema, trim_letters
 from syncd.source.checks import check_source_tables
 

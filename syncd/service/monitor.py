@@ -9,7 +9,7 @@ import structlog
 
 from syncd.config import Config
 from syncd.service.metrics import Metrics
-from syncd.sink.postgres import connect
+from syncd.sink.connection import connect
 from syncd.sink.state import Checkpoint, paused_mappings, pending_dead_letters, read_checkpoint
 
 log = structlog.get_logger("syncd.service.monitor")

@@ -22,7 +22,6 @@ import structlog
 
 from syncd.config import Config
 from syncd.errors import SinkError, SyncdError
-from syncd.ha import writer_application_name
 from syncd.mapping.load import SourcePlan
 from syncd.mapping.plan import ChangeContext, Mapping, dead_letter, map_change, source_key_text
 from syncd.model import (
@@ -38,6 +37,7 @@ from syncd.model import (
 from syncd.reconcile.repair import RepairRead, find_mapping, read_keys, repair_batch
 from syncd.reconcile.snapshot import initial_copy
 from syncd.service.schema_policy import MappingGate, decide
+from syncd.sink.lock import writer_application_name
 from syncd.sink.postgres import Batch, PlannedOp, PostgresSink, RepairDone
 from syncd.sink.state import Checkpoint, RepairRequest, next_repair, read_checkpoint, read_pauses
 from syncd.source import decoder_process

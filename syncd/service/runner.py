@@ -29,13 +29,14 @@ import tenacity
 
 from syncd.config import Config
 from syncd.errors import ConfigError, PositionLost, SyncdError
-from syncd.ha import SourceLock
 from syncd.mapping.load import SourcePlan
 from syncd.model import DeadLetter, Position
 from syncd.service.metrics import Metrics
 from syncd.service.monitor import StateMonitor
 from syncd.service.pipeline import Pipeline
-from syncd.sink.postgres import Batch, connect
+from syncd.sink.connection import connect
+from syncd.sink.lock import SourceLock
+from syncd.sink.postgres import Batch
 from syncd.sink.state import Checkpoint, read_checkpoint
 from syncd.source import checks, retention
 from syncd.source.checks import check_source_tables

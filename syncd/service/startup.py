@@ -9,7 +9,7 @@ from syncd.errors import ConfigError, SyncdError
 from syncd.mapping.load import SourcePlan, compile_all, load_specs, target_table
 from syncd.mapping.plan import Mapping
 from syncd.mapping.spec import MappingSpec
-from syncd.sink.postgres import connect
+from syncd.sink.connection import connect
 from syncd.sink.target import check_mapping, check_target, describe_tables
 from syncd.source.checks import check_source_tables
 from syncd.yamlfile import closest

@@ -19,8 +19,8 @@ from syncd.identity.preview import StoredLinks, Wanted, wanted_by
 from syncd.mapping.identity import Space
 from syncd.model import Upsert
 from syncd.observability import scrub
+from syncd.sink.connection import connect
 from syncd.sink.identity import IdentitySession, load_store, recompute_unified
-from syncd.sink.postgres import connect
 from syncd.sqlnames import pg_name
 
 log = structlog.get_logger("syncd.identity")

@@ -41,6 +41,7 @@ from syncd.model import (
     TargetTable,
     Upsert,
 )
+from syncd.sink.connection import connect, first_line
 from syncd.sink.identity import IdentitySession, spaces_of
 from syncd.sink.state import (
     Checkpoint,
@@ -51,7 +52,6 @@ from syncd.sink.state import (
     write_checkpoint,
     write_pause,
 )
-from syncd.sink.tls import tls_error
 from syncd.sqlnames import pg_name
 
 try:  # the C part (syncd/sink/_pgtext.c); without it, psycopg formats datetimes itself
@@ -136,21 +136,6 @@ class Batch:
     def __len__(self) -> int:
         return (len(self.ops) + len(self.dead_letters) + len(self.repairs) + len(self.pauses)
                 + len(self.resumed))
-
-
-def connect(target: TargetConfig, application_name: str = "syncd", **options: Any) -> psycopg.Connection:
-    """Every connection syncd opens to the target: `target.dsn` (with its TLS parameters), plus
-    `options` (more libpq parameters, e.g. the lock's keepalives)."""
-    try:
-        return psycopg.connect(target.dsn, password=target.password.read(), autocommit=True,
-                               application_name=application_name, connect_timeout=10, **options)
-    except psycopg.OperationalError as exc:
-        raise (tls_error(target, exc) or
-               SinkUnavailable(f"cannot connect to the target: {_first_line(exc)}")) from exc
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _op_key(op: RowOp) -> tuple[Any, ...]:
@@ -400,7 +385,7 @@ class PostgresSink:
                 return rejected
         except psycopg.OperationalError as exc:
             self.close()
-            raise SinkUnavailable(f"target write failed: {_first_line(exc)}") from exc
+            raise SinkUnavailable(f"target write failed: {first_line(exc)}") from exc
 
     @contextmanager
     def long_transaction(self) -> Iterator[LongTransaction]:
@@ -414,7 +399,7 @@ class PostgresSink:
             if not isinstance(exc, psycopg.OperationalError):
                 raise
             self.close()
-            raise SinkUnavailable(f"target write failed: {_first_line(exc)}") from exc
+            raise SinkUnavailable(f"target write failed: {first_line(exc)}") from exc
 
     def _write(self, ops: list[PlannedOp], batch: Batch, rejected: list[DeadLetter],
                one_by_one: bool = False) -> None:
@@ -512,7 +497,7 @@ class PostgresSink:
 
 def rejection_reason(exc: psycopg.Error) -> str:
     diag = exc.diag
-    parts = [f"PostgreSQL rejected the row: {diag.message_primary or _first_line(exc)}"]
+    parts = [f"PostgreSQL rejected the row: {diag.message_primary or first_line(exc)}"]
     if diag.constraint_name:
         parts.append(f"constraint {diag.constraint_name}")
     if diag.column_name:

@@ -38,7 +38,7 @@ from psycopg import sql
 from syncd.config import TargetConfig
 from syncd.errors import SinkUnavailable
 from syncd.observability import scrub
-from syncd.sink.postgres import connect
+from syncd.sink.connection import connect, first_line
 from syncd.source.retention import Headroom
 
 _LOCK_CLASS = 0x5359  # "SY": keeps syncd's locks apart from other advisory lock users
@@ -127,6 +127,21 @@ class Owner:
         return f"{self.host} pid {self.pid}"
 
 
+def lock_key(schema: str, source: str) -> str:
+    """The text a source's advisory lock is keyed by (hashed by `hashtext`), with `_LOCK_CLASS`."""
+    return f"{schema}:{source}"
+
+
+def daemon_streams(conn: psycopg.Connection, schema: str, source: str) -> bool:
+    """Whether some process holds the source's lock (`SourceLock`), without taking it."""
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+        "AND classid = %s::int4::oid AND objid = hashtext(%s)::oid AND objsubid = 2)",
+        (_LOCK_CLASS, lock_key(schema, source))).fetchone()
+    return bool(row and row[0])
+
+
 class SourceLock:
     """An advisory lock on (state_schema, source), held for as long as its connection lives.
 
@@ -142,7 +157,7 @@ class SourceLock:
         self.fenced = 0
         """Stale writer connections terminated by the last successful `try_acquire`."""
         self._conn: psycopg.Connection | None = None
-        self._key = f"{target.state_schema}:{source}"
+        self._key = lock_key(target.state_schema, source)
         self._schema = sql.Identifier(target.state_schema)
 
     # -- connection -----------------------------------------------------------------------
@@ -178,7 +193,7 @@ class SourceLock:
             self.fenced = self._fence()
         except psycopg.Error as exc:
             self._close()
-            raise SinkUnavailable(f"source lock for {self.source}: {_first_line(exc)}") from exc
+            raise SinkUnavailable(f"source lock for {self.source}: {first_line(exc)}") from exc
         return True
 
     def _record_owner(self) -> None:
@@ -293,8 +308,3 @@ class SourceLock:
             except psycopg.Error:
                 pass
         self._close()
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,48 @@
+"""Every connection syncd opens to the target, and the one place psycopg's errors become syncd's.
+
+A connection is made from `target.dsn` (with its TLS parameters, syncd/sink/tls.py) in
+autocommit mode. Code outside syncd/sink/ never sees a psycopg exception: the sink's public
+functions run their statements inside `translated`, which turns a lost or refused connection
+into SinkUnavailable (retried by the daemon) and anything else the server refuses into
+SinkError naming what was being done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+
+from syncd.config import TargetConfig
+from syncd.errors import SinkError, SinkUnavailable
+from syncd.sink.tls import tls_error
+
+
+def connect(target: TargetConfig, application_name: str = "syncd", **options: Any) -> psycopg.Connection:
+    """Every connection syncd opens to the target: `target.dsn` (with its TLS parameters), plus
+    `options` (more libpq parameters, e.g. the lock's keepalives)."""
+    try:
+        return psycopg.connect(target.dsn, password=target.password.read(), autocommit=True,
+                               application_name=application_name, connect_timeout=10, **options)
+    except psycopg.OperationalError as exc:
+        raise (tls_error(target, exc) or
+               SinkUnavailable(f"cannot connect to the target: {first_line(exc)}")) from exc
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of a driver error's text (libpq adds context lines), or its class name."""
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+@contextmanager
+def translated(doing: str) -> Iterator[None]:
+    """Inside: psycopg's errors leave as SinkUnavailable (the connection is gone: retry) or
+    SinkError (the server refused the statement), prefixed by `doing` ("reading dead letters")."""
+    try:
+        yield
+    except psycopg.OperationalError as exc:
+        raise SinkUnavailable(f"{doing}: {first_line(exc)}") from exc
+    except psycopg.Error as exc:
+        raise SinkError(f"{doing}: {first_line(exc)}") from exc
