@@ -259,6 +259,37 @@ class DeadLetter:
     reason: str
     event_pos: int = 0
     row_index: int = 0
+    refused_person: tuple[str, int] | None = None
+    """(identity space, person) when PostgreSQL refused that person's unified row: reconcile
+    finds the persons whose unified rows are explained by pending dead letters by it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnType:
+    """A target column's type, as information_schema.columns describes it."""
+
+    name: str
+    data_type: str
+    """information_schema data_type: 'integer', 'numeric', 'timestamp with time zone', ..."""
+    numeric_scale: int | None = None
+    char_length: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SliceShape:
+    """What a mapping owns of a target table, as reconcile reads it: the rows of `slice` (constant
+    key values), live ones only when `soft_delete_column` is set, keyed by `key`."""
+
+    table: TargetTable
+    key: tuple[str, ...]
+    compared: tuple[str, ...]
+    """The columns compared, after the key, in this order."""
+    slice: tuple[tuple[str, Any], ...]
+    soft_delete_column: str | None
+    range_columns: tuple[str, ...] | None
+    """The target columns holding the source key (key ranges are read by them), when they exist."""
+    extra_columns: tuple[str, ...] = ()
+    """More columns read with every key (they name its source key)."""
 
 
 REPAIR_AT = "repair@"

@@ -29,10 +29,6 @@ any other.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from psycopg import sql
-
 RESERVED_PREFIX = "syncd_"
 
 TARGET = "syncd_target"
@@ -49,15 +45,14 @@ STAGE_PREFIX = "syncd_stage_"
 """PostgreSQL: temporary staging tables, one per statement shape (prefix of a digest)."""
 
 
-def pg_name(*parts: str) -> sql.Composable:
-    """A PostgreSQL identifier (`name`, `schema.table`, `alias.column`), quoted.
+def pg_ident(*parts: str) -> str:
+    """A PostgreSQL identifier (`name`, `schema.table`, `alias.column`) as quoted SQL text.
 
     A part holding `%` is written as a Unicode-escaped identifier (`U&"rate\\0025"`, PostgreSQL
     docs 4.1.1), so that no `%` reaches psycopg, which parses `%` in any statement executed with
-    parameters and would refuse `"rate%"` as a bad placeholder."""
-    if not any("%" in part for part in parts):
-        return sql.Identifier(*parts)
-    return sql.SQL(".").join(sql.SQL(_escaped(p)) if "%" in p else sql.Identifier(p) for p in parts)
+    parameters and would refuse `"rate%"` as a bad placeholder. The sink wraps this text for
+    psycopg's composition (syncd/sink/statements.py `pg_name`)."""
+    return ".".join(_escaped(p) if "%" in p else '"' + p.replace('"', '""') + '"' for p in parts)
 
 
 def _escaped(name: str) -> str:
@@ -76,30 +71,7 @@ def reserved_names() -> tuple[str, ...]:
     return (TARGET, STAGED, ROW, HASH, HASHED, STAGE_PREFIX)
 
 
-def stage_table(digest: str) -> sql.Composed:
-    """The temporary staging table of one statement shape, schema-qualified (rule 4)."""
-    return pg_name("pg_temp", STAGE_PREFIX + digest)
-
-
-def names(columns: Sequence[str], qualifier: str | None = None) -> sql.Composed:
-    """`"a", "b"` or, with a qualifier, `q."a", q."b"`."""
-    parts = (qualifier,) if qualifier is not None else ()
-    return sql.SQL(", ").join(pg_name(*parts, c) for c in columns)
-
-
-def matching(columns: Sequence[str], left: str, right: str) -> sql.Composed:
-    """`left."k" = right."k" AND ...`: both sides qualified (rule 2)."""
-    return sql.SQL(" AND ").join(
-        sql.SQL("{} = {}").format(pg_name(left, c), pg_name(right, c)) for c in columns)
-
-
-def upsert(table: sql.Composable, columns: Sequence[str], key: Sequence[str],
-           rows: sql.Composable) -> sql.Composed:
-    """`INSERT INTO table AS syncd_target (columns) <rows> ON CONFLICT (key) DO UPDATE SET ...`:
-    the row wins over the stored one in every column but the key (rule 3)."""
-    updates = [c for c in columns if c not in key]
-    conflict = (sql.SQL("DO UPDATE SET {}").format(sql.SQL(", ").join(
-        sql.SQL("{} = {}").format(pg_name(c), pg_name("excluded", c)) for c in updates))
-        if updates else sql.SQL("DO NOTHING"))
-    return sql.SQL("INSERT INTO {} AS {} ({}) {} ON CONFLICT ({}) {}").format(
-        table, pg_name(TARGET), names(columns), rows, names(key), conflict)
+def sums_text(row: tuple | None) -> str:
+    """`count:sum1:sum2` with integer text, whatever numeric types the server returned."""
+    assert row is not None
+    return ":".join(str(int(v)) for v in row)

@@ -77,7 +77,7 @@ def recompute(space_name: str | None, config_path: Path) -> None:
     """
     from syncd.mapping.load import choose, load_spaces
     from syncd.sink.connection import connect
-    from syncd.sink.persons import recompute_space
+    from syncd.sink.persons import recompute_persons
 
     config = load(config_path)
     with exits_on_errors():
@@ -86,7 +86,7 @@ def recompute(space_name: str | None, config_path: Path) -> None:
         conn = connect(config.target, "syncd:identity")
     try:
         for space in chosen:
-            written, removed = recompute_space(conn, config.target.state_schema, space)
+            written, removed = recompute_persons(conn, config.target.state_schema, space.compiled)
             table = space.compiled.unified.table if space.compiled.unified else None
             click.echo(f"identity {space.compiled.name}: " + (
                 f"{written} unified rows written, {removed} removed ({table})" if table

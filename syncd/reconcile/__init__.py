@@ -7,8 +7,8 @@
 
 from syncd.errors import ReconcileError, SnapshotError
 from syncd.reconcile.engine import MappingReport, reconcile
-from syncd.reconcile.runs import RunRecord, last_runs
 from syncd.reconcile.snapshot import SnapshotResult, snapshot
+from syncd.sink.runs import RunRecord, last_runs
 
 __all__ = ["MappingReport", "ReconcileError", "RunRecord", "SnapshotError", "SnapshotResult", "last_runs",
            "reconcile", "snapshot"]

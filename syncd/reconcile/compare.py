@@ -24,6 +24,8 @@ from datetime import UTC, date, datetime, tzinfo
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
+from syncd.model import ColumnType
+
 Canon = Callable[[Any], Any]
 Key = tuple[Any, ...]
 Values = tuple[Any, ...]
@@ -31,17 +33,6 @@ Values = tuple[Any, ...]
 _MASK64 = (1 << 64) - 1
 NAN = "NaN"
 """Canonical form of a not-a-number (NaN is not equal to itself, so it would always differ)."""
-
-
-@dataclass(frozen=True)
-class ColumnType:
-    """A target column's type, as information_schema.columns describes it."""
-
-    name: str
-    data_type: str
-    """information_schema data_type: 'integer', 'numeric', 'timestamp with time zone', ..."""
-    numeric_scale: int | None = None
-    char_length: int | None = None
 
 
 # --------------------------------------------------------------------------- canonical values

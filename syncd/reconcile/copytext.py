@@ -26,7 +26,7 @@ from datetime import tzinfo
 
 from syncd.config import fixed_offset
 from syncd.mapping.plan import Mapping
-from syncd.reconcile.compare import ColumnType
+from syncd.model import ColumnType
 from syncd.reconcile.layout import plain_copy
 from syncd.reconcile.pushdown import offset_text, source_type_of, value_kind
 from syncd.sqlnames import my_name

@@ -21,6 +21,7 @@ from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -34,30 +35,30 @@ from syncd.identity.core import LinkStore
 from syncd.identity.preview import Wanted
 from syncd.mapping.load import SourcePlan
 from syncd.mapping.plan import Mapping, map_key, row_key_text
-from syncd.model import Position, Row
+from syncd.model import ColumnType, Position, Row
 from syncd.reconcile.compare import (
     Canon,
     ChunkDiff,
-    ColumnType,
     Key,
     Values,
     canonicalize_rows,
     compare_chunk,
     expected_canon,
+    stored_canon,
 )
 from syncd.reconcile.layout import Layout, build_layout
 from syncd.reconcile.persons import PersonColumns
 from syncd.reconcile.pushdown import SPAN_CHUNKS, Pushdown, plan_pushdown
 from syncd.reconcile.repair import RepairResult, repair
 from syncd.reconcile.rowmap import ChunkMapper
-from syncd.reconcile.runs import finish_run, start_run
-from syncd.reconcile.source import RangeChunk, SourceReader
-from syncd.reconcile.target import TargetReader, column_types, session_zone
 from syncd.reconcile.verified import Entry, VerifiedChunks, ensure_table, fingerprint, target_supports
 from syncd.sink.connection import connect
 from syncd.sink.lock import daemon_streams
 from syncd.sink.persons import load_stores
+from syncd.sink.runs import finish_run, start_run
+from syncd.sink.slices import TargetReader, column_types, session_zone
 from syncd.sink.state import create_state_schema, read_checkpoint
+from syncd.source.chunks import RangeChunk, SourceReader
 
 log = structlog.get_logger("syncd.reconcile")
 
@@ -389,7 +390,9 @@ class _Pass:
         names = [*self.layout.target_key, *self.layout.compared]
         self.canons = [expected_canon(target_types[n], zone) if n in target_types else None
                        for n in names]
-        self.target = TargetReader(self.conn, self.layout, target_types)
+        stored = [stored_canon(target_types[n]) if n in target_types else None for n in names]
+        self.target = TargetReader(self.conn, self.layout.slice_shape(),
+                                   partial(canonicalize_rows, canons=stored))
         self.mapper = chunk_mapper(self.layout, self.options.keys_only)
         self.persons = (PersonColumns(self.mapping, self._read_persons)
                         if self.layout.persons or self.mapping.identity is not None else None)

@@ -17,7 +17,7 @@ from typing import Any
 
 from syncd.mapping.plan import Mapping
 from syncd.mapping.spec import ColumnSpec
-from syncd.reconcile.compare import ColumnType
+from syncd.model import ColumnType, SliceShape
 from syncd.reconcile.persons import person_columns
 
 _SOURCE_INTEGER = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint"}
@@ -82,6 +82,11 @@ class Layout:
     def extra_columns(self) -> tuple[str, ...]:
         """Non-key target columns needed to name the source key of a target row."""
         return tuple(c for c in self.source_key_in_target or () if c not in self.target_key)
+
+    def slice_shape(self) -> SliceShape:
+        """What the sink reads of the target table for this layout."""
+        return SliceShape(self.mapping.table, self.target_key, self.compared, tuple(self.slice.items()),
+                          self.soft_delete_column, self.range_columns, self.extra_columns)
 
 
 def build_layout(mapping: Mapping, source_key: tuple[str, ...], source_types: dict[str, str],

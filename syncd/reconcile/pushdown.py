@@ -28,12 +28,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta, tzinfo
 
-from psycopg import sql
-
 from syncd.config import fixed_offset
-from syncd.reconcile.compare import ColumnType
+from syncd.model import ColumnType
 from syncd.reconcile.layout import Layout, plain_copy
-from syncd.sqlnames import HASH, HASHED, my_name, pg_name
+from syncd.sqlnames import my_name, pg_ident
 
 _INTEGER = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint"}
 _TEXT = {"char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum"}
@@ -51,8 +49,8 @@ class Pushdown:
 
     source_hash: str
     """MySQL expression over the source table's columns, as PyMySQL formats it (`%` doubled)."""
-    target_hash: sql.Composable
-    """PostgreSQL expression over the target table's columns."""
+    target_hash: str
+    """PostgreSQL expression over the target table's columns (SQL text, names quoted)."""
 
 
 def plan_pushdown(layout: Layout, source_types: dict[str, str], target_types: dict[str, ColumnType],
@@ -70,7 +68,7 @@ def plan_pushdown(layout: Layout, source_types: dict[str, str], target_types: di
             return None
         pairs.append((source, column))
     source_parts: list[str] = []
-    target_parts: list[sql.Composable] = []
+    target_parts: list[str] = []
     for source, target in pairs:
         kind = target_types.get(target)
         exprs = _column(source, source_type_of(source, source_types), target, kind, source_zone)
@@ -80,23 +78,21 @@ def plan_pushdown(layout: Layout, source_types: dict[str, str], target_types: di
         if source_type_of(source, source_types) in _TEXT:
             # Text may hold any character: `byte length:value|`, NULL as `:|`.
             source_parts.append(f"IFNULL(LENGTH({mine}), ''), ':', IFNULL({mine}, ''), '|'")
-            target_parts += [sql.SQL("octet_length({})").format(theirs), sql.Literal(":"), theirs,
-                             sql.Literal("|")]
+            target_parts += [f"octet_length({theirs})", "':'", theirs, "'|'"]
         else:
             # Numbers and times never hold `|` or `~`: `value|`, NULL as `~|`.
             source_parts.append(f"IFNULL({mine}, '~'), '|'")
-            target_parts += [sql.SQL("coalesce({}, '~')").format(theirs), sql.Literal("|")]
+            target_parts += [f"coalesce({theirs}, '~')", "'|'"]
     return Pushdown(source_hash=f"MD5(CONCAT({', '.join(source_parts)}))",
-                    target_hash=sql.SQL("md5({})").format(_concat(target_parts)))
+                    target_hash=f"md5({_concat(target_parts)})")
 
 
-def _concat(parts: list[sql.Composable]) -> sql.Composable:
+def _concat(parts: list[str]) -> str:
     """`concat(parts)`, nested where needed: a PostgreSQL call takes at most 100 arguments
     (FUNC_MAX_ARGS), a wide table's row text more."""
     while len(parts) > _MAX_ARGS:
-        parts = [sql.SQL("concat({})").format(sql.SQL(", ").join(parts[i:i + _MAX_ARGS]))
-                 for i in range(0, len(parts), _MAX_ARGS)]
-    return sql.SQL("concat({})").format(sql.SQL(", ").join(parts))
+        parts = [f"concat({', '.join(parts[i:i + _MAX_ARGS])})" for i in range(0, len(parts), _MAX_ARGS)]
+    return f"concat({', '.join(parts)})"
 
 
 def source_type_of(column: str, source_types: dict[str, str]) -> str:
@@ -122,54 +118,29 @@ def value_kind(source_type: str, kind: ColumnType | None, zone: tzinfo) -> str |
 
 
 def _column(source: str, source_type: str, target: str, kind: ColumnType | None,
-            zone: tzinfo) -> tuple[str, sql.Composable] | None:
+            zone: tzinfo) -> tuple[str, str] | None:
     """(MySQL text, PostgreSQL text) of one copied column, or None when not comparable in SQL."""
     value = value_kind(source_type, kind, zone)
-    mine, theirs = my_name(source), pg_name(target)
+    mine, theirs = my_name(source), pg_ident(target)
     if value is None:
         return None
     if value == "text":
-        return f"CONVERT({mine} USING utf8mb4)", sql.SQL("{}::text").format(theirs)
+        return f"CONVERT({mine} USING utf8mb4)", f"{theirs}::text"
     if value in ("integer", "decimal", "date"):
-        return f"CAST({mine} AS CHAR)", sql.SQL("{}::text").format(theirs)
+        return f"CAST({mine} AS CHAR)", f"{theirs}::text"
     # PostgreSQL's text of a timestamp (ISO, as psycopg requires): microseconds without their
     # trailing zeros, no fraction at all when zero; MariaDB's text made the same (`%` doubled:
     # the expression is part of a PyMySQL format string).
     text = "'%%Y-%%m-%%d %%H:%%i:%%s.%%f'"
     mine = f"TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM DATE_FORMAT({mine}, {text})))"
     if value == "datetime":
-        return mine, sql.SQL("{}::text").format(theirs)
+        return mine, f"{theirs}::text"
     offset = fixed_offset(zone)
     assert offset is not None
-    zone_text = sql.Literal(offset_text(offset))
-    return mine, sql.SQL("({} AT TIME ZONE INTERVAL {})::text").format(theirs, zone_text)
+    return mine, f"({theirs} AT TIME ZONE INTERVAL '{offset_text(offset)}')::text"
 
 
 def offset_text(offset: timedelta) -> str:
     minutes = int(offset.total_seconds()) // 60
     sign = "-" if minutes < 0 else "+"
     return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
-
-
-def source_sums_sql(row_hash: str, table: str, where: str) -> str:
-    """MySQL: count and the two 60-bit sums of the row hashes of `table` rows matching `where`
-    (a PyMySQL format string, like `row_hash`: run with parameters)."""
-    value = f"{my_name(HASHED)}.{my_name(HASH)}"
-    # CONV returns text: summed as such it would become a DOUBLE and lose the low digits.
-    return (f"SELECT COUNT(*), COALESCE(SUM(CAST(CONV(SUBSTRING({value}, 1, 15), 16, 10) AS UNSIGNED)), 0), "
-            f"COALESCE(SUM(CAST(CONV(SUBSTRING({value}, 16, 15), 16, 10) AS UNSIGNED)), 0) "
-            f"FROM (SELECT {row_hash} AS {my_name(HASH)} FROM {my_name(table)}{where}) AS {my_name(HASHED)}")
-
-
-def target_sums_sql(row_hash: sql.Composable, rows: sql.Composable) -> sql.Composed:
-    """PostgreSQL: the same three numbers over `rows` (a FROM ... WHERE ... of the slice)."""
-    return sql.SQL("SELECT count(*), coalesce(sum(('x' || substr({value}, 1, 15))::bit(60)::bigint), 0), "
-                   "coalesce(sum(('x' || substr({value}, 16, 15))::bit(60)::bigint), 0) "
-                   "FROM (SELECT {row_hash} AS {hash} {rows}) AS {hashed}").format(
-        value=pg_name(HASHED, HASH), row_hash=row_hash, hash=pg_name(HASH), rows=rows, hashed=pg_name(HASHED))
-
-
-def sums_text(row: tuple | None) -> str:
-    """`count:sum1:sum2` with integer text, whatever numeric types the server returned."""
-    assert row is not None
-    return ":".join(str(int(v)) for v in row)

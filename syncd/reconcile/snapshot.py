@@ -46,12 +46,12 @@ from syncd.reconcile.compare import ChunkDiff, Key, json_value
 from syncd.reconcile.copytext import CopyText, plan_copy_text
 from syncd.reconcile.engine import REPAIR_BATCH, Options, SourceKey, scan_mapping
 from syncd.reconcile.repair import repair
-from syncd.reconcile.source import SourceReader
-from syncd.reconcile.target import column_types, slice_has_rows
 from syncd.sink.connection import connect
 from syncd.sink.lock import SourceLock
 from syncd.sink.postgres import Batch, PlannedOp, PostgresSink, rejection_reason
+from syncd.sink.slices import column_types, slice_has_rows
 from syncd.sink.state import Checkpoint, create_state_schema
+from syncd.source.chunks import SourceReader
 from syncd.source.snapshot import SnapshotPoint, SourceSnapshot
 
 log = structlog.get_logger("syncd.snapshot")

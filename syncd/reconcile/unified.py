@@ -25,7 +25,6 @@ Each space's pass is reported and recorded like a mapping's, named `identity:<sp
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -34,10 +33,9 @@ from typing import Any
 
 import psycopg
 import structlog
-from psycopg import sql
 
 from syncd.config import Config
-from syncd.errors import ReconcileError, Stopped, SyncdError
+from syncd.errors import ReconcileError, SinkError, Stopped, SyncdError
 from syncd.mapping.load import SourcePlan
 from syncd.mapping.plan import Mapping
 from syncd.model import IdentitySpace, UnifiedTable
@@ -52,20 +50,15 @@ from syncd.reconcile.compare import (
     stored_canon,
 )
 from syncd.reconcile.engine import REPORT_KEYS, SAMPLE_KEYS, MappingReport
-from syncd.reconcile.runs import finish_run, start_run
-from syncd.reconcile.target import column_types, session_zone, table_sql
-from syncd.sink.identity import IdentitySession, expected_unified, recompute_unified
-from syncd.sqlnames import pg_name
+from syncd.sink.persons import recompute_persons, refused_persons, unified_chunk
+from syncd.sink.runs import finish_run, start_run
+from syncd.sink.slices import column_types, session_zone
 
 log = structlog.get_logger("syncd.reconcile")
 
 PREFIX = "identity:"
 """Reports and recorded runs of a space are named `identity:<space>`."""
 MODE = "unified"
-
-_REFUSED = re.compile(r"^unified row of person (\d+) \(identity (.+?)\): ")
-"""The reason of a dead letter whose change's unified row PostgreSQL refused (syncd.sink.postgres)."""
-
 
 @dataclass(frozen=True)
 class SpaceScope:
@@ -186,8 +179,6 @@ class _SpacePass:
         zone = session_zone(self.conn)
         self.expect: list[Canon | None] = [expected_canon(types[n], zone) for n in names]
         self.stored: list[Canon | None] = [stored_canon(types[n]) for n in names]
-        self.select = sql.SQL("SELECT {} FROM {}").format(
-            sql.SQL(", ").join(pg_name(n) for n in names), table_sql(table))
 
     def _chunks(self) -> Iterator[Chunk]:
         after: int | None = None
@@ -202,25 +193,11 @@ class _SpacePass:
 
     def _read(self, after: int | None) -> Chunk:
         """The persons after `after` with live contributions (chunk_rows of them), in one snapshot."""
-        key = pg_name(self.unified.key)
-        with self.conn.transaction(), self.conn.cursor() as cur:
-            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            lower = sql.SQL("") if after is None else sql.SQL("AND person_id > %(after)s")
-            persons = [row[0] for row in cur.execute(sql.SQL(
-                "SELECT DISTINCT person_id FROM {}.identity_contributions WHERE space = %(space)s "
-                "AND deleted_at IS NULL {} ORDER BY person_id LIMIT %(limit)s").format(
-                    sql.Identifier(self.schema), lower),
-                {"space": self.space.name, "after": after, "limit": self.chunk_rows}).fetchall()]
-            upper = persons[-1] if len(persons) == self.chunk_rows else None
-            expected = expected_unified(cur, self.schema, self.space, persons) if persons else {}
-            bounds = [sql.SQL("{} > %(after)s").format(key)] if after is not None else []
-            if upper is not None:
-                bounds.append(sql.SQL("{} <= %(upper)s").format(key))
-            where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(bounds) if bounds else sql.SQL("")
-            actual = cur.execute(self.select + where, {"after": after, "upper": upper}).fetchall()
-        rows = [(person, *(row[c] for c in self.columns)) for person, row in expected.items()]
+        read = unified_chunk(self.conn, self.schema, self.space, self.columns, after=after,
+                             limit=self.chunk_rows)
+        rows = [(person, *(row[c] for c in self.columns)) for person, row in read.expected.items()]
         return Chunk(_keyed(canonicalize_rows(rows, self.expect)),
-                     _keyed(canonicalize_rows([tuple(r) for r in actual], self.stored)), upper)
+                     _keyed(canonicalize_rows(read.actual, self.stored)), read.upper)
 
     def _record(self, diff: ChunkDiff, refused: set[int]) -> None:
         report = self.report
@@ -238,9 +215,9 @@ class _SpacePass:
         """Rewrite these persons' rows under the space's lock; one by one when the batch is refused."""
         try:
             self._recompute(persons)
-        except psycopg.Error as exc:
+        except SinkError as exc:
             if len(persons) == 1:
-                self.report.repair_errors.append(f"person {persons[0]}: {_first_line(exc)}")
+                self.report.repair_errors.append(f"person {persons[0]}: {exc}")
                 return
             for person in persons:
                 self._repair([person])
@@ -250,31 +227,10 @@ class _SpacePass:
         self.report.repaired_keys_sample.extend((p,) for p in persons[:max(0, room)])
 
     def _recompute(self, persons: list[int]) -> None:
-        with self.conn.transaction(), self.conn.cursor() as cur:
-            IdentitySession(cur, self.schema).lock([self.space.name])
-            written, removed = recompute_unified(cur, self.schema, self.space, persons)
+        written, removed = recompute_persons(self.conn, self.schema, self.space, persons)
         log.info("identity_unified_repaired", space=self.space.name, persons=len(persons), written=written,
                  removed=removed)
 
 
 def _keyed(rows: list[tuple[Any, ...]]) -> dict[Key, Values]:
     return {row[:1]: row[1:] for row in rows}
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def refused_persons(conn: psycopg.Connection, schema: str, space: str) -> set[int]:
-    """Persons whose unified row PostgreSQL refused, with a pending dead letter saying so."""
-    rows = conn.execute(sql.SQL("SELECT reason FROM {}.dead_letters WHERE status = 'pending' "
-                                "AND reason LIKE %s").format(sql.Identifier(schema)),
-                        ("unified row of person %",))
-    return {person for (reason,) in rows.fetchall() if (person := refused_person(reason, space)) is not None}
-
-
-def refused_person(reason: str, space: str) -> int | None:
-    """The person of a dead letter's reason saying its unified row in `space` was refused."""
-    match = _REFUSED.match(reason)
-    return int(match.group(1)) if match is not None and match.group(2) == space else None

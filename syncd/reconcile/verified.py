@@ -39,9 +39,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from syncd.reconcile.compare import ColumnType
+from syncd.model import ColumnType
 from syncd.reconcile.layout import Layout
-from syncd.sqlnames import my_name
 
 CACHE_VERSION = 1
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
@@ -138,14 +137,6 @@ def fingerprint(layout: Layout, *, source_timezone: object, session_zone: object
         repr(layout.source_columns), *probes, *versions,
     ]
     return hashlib.sha256("\x1e".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def source_checksum_sql(columns: Sequence[str]) -> str:
-    """MariaDB: count and two 32-bit CRC sums of each row's text (NULLs told apart from '')."""
-    quoted = [my_name(c) for c in columns]
-    text = (f"CONCAT_WS(0x1f, {', '.join(quoted)}, "
-            f"CONCAT({', '.join(f'ISNULL({q})' for q in quoted)}))")
-    return f"COUNT(*), COALESCE(SUM(CRC32({text})), 0), COALESCE(SUM(CRC32C({text})), 0)"
 
 
 class VerifiedChunks:

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from syncd.config import Config
-from syncd.reconcile.runs import last_runs
 from syncd.sink.lock import read_health, read_owners
+from syncd.sink.runs import last_runs
 from syncd.sink.state import pending_dead_letters, read_checkpoint
 from syncd.source.retention import format_duration
 

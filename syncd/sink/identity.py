@@ -31,7 +31,6 @@ import psycopg
 import structlog
 from psycopg import sql
 
-from syncd import sqlnames
 from syncd.identity import core
 from syncd.identity.keys import KNOWN, RECORD_SEP, decode_values, encode_values, record_id, record_name
 from syncd.identity.policies import Contribution, unify
@@ -47,6 +46,7 @@ from syncd.model import (
     TargetTable,
     Upsert,
 )
+from syncd.sink.statements import pg_name, upsert
 
 if TYPE_CHECKING:
     from syncd.sink.postgres import PlannedOp
@@ -283,11 +283,11 @@ class IdentitySession:
         repointed = 0
         for table, column in space.references:
             self.cur.execute(sql.SQL("UPDATE {} SET {} = %(survivor)s WHERE {} = ANY(%(merged)s)").format(
-                _table(table), sqlnames.pg_name(column), sqlnames.pg_name(column)), params)
+                _table(table), pg_name(column), pg_name(column)), params)
             repointed += max(self.cur.rowcount, 0)
         if space.unified is not None:
             self.cur.execute(sql.SQL("DELETE FROM {} WHERE {} = ANY(%(merged)s)").format(
-                _table(space.unified.table), sqlnames.pg_name(space.unified.key)), params)
+                _table(space.unified.table), pg_name(space.unified.key)), params)
         claim = merge.cause
         assert isinstance(claim, IdentityClaim)  # only claims merge
         mapping, _, record = merge.record.partition(RECORD_SEP)
@@ -407,7 +407,7 @@ def load_store(cur: psycopg.Cursor, schema: str, space: str, keys: Iterable[core
 
 
 def _table(table: TargetTable) -> sql.Composable:
-    return sqlnames.pg_name(table.schema, table.name)
+    return pg_name(table.schema, table.name)
 
 
 def read_contributions(cur: psycopg.Cursor, schema: str, space: str,
@@ -451,7 +451,7 @@ def recompute_unified(cur: psycopg.Cursor, schema: str, space: IdentitySpace,
     if unified is None:
         return 0, 0
     expected = expected_unified(cur, schema, space, persons)
-    table, key = _table(unified.table), sqlnames.pg_name(unified.key)
+    table, key = _table(unified.table), pg_name(unified.key)
     if persons is None:
         removed = cur.execute(sql.SQL("DELETE FROM {} WHERE NOT ({} = ANY(%s))").format(table, key),
                               (list(expected),))
@@ -462,7 +462,7 @@ def recompute_unified(cur: psycopg.Cursor, schema: str, space: IdentitySpace,
     if expected:
         columns = [c for c, _, _ in unified.policies]
         values = sql.SQL("VALUES ({})").format(sql.SQL(", ").join(sql.Placeholder() * (len(columns) + 1)))
-        statement = sqlnames.upsert(table, [unified.key, *columns], [unified.key], values)
+        statement = upsert(table, [unified.key, *columns], [unified.key], values)
         cur.executemany(statement, [(person, *(row[c] for c in columns))
                                     for person, row in sorted(expected.items())])
     return len(expected), count

@@ -5,6 +5,7 @@ rows against (read-only), what `syncd identity show` prints of a person, and the
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -17,11 +18,11 @@ from syncd.errors import SinkUnavailable
 from syncd.identity.keys import decode_values
 from syncd.identity.preview import StoredLinks, Wanted, wanted_by
 from syncd.mapping.identity import Space
-from syncd.model import Upsert
+from syncd.model import IdentitySpace, Upsert
 from syncd.observability import scrub
-from syncd.sink.connection import connect
-from syncd.sink.identity import IdentitySession, load_store, recompute_unified
-from syncd.sqlnames import pg_name
+from syncd.sink.connection import connect, translated
+from syncd.sink.identity import IdentitySession, expected_unified, load_store, recompute_unified
+from syncd.sink.statements import pg_name
 
 log = structlog.get_logger("syncd.identity")
 
@@ -158,9 +159,59 @@ def reports_for(conn: psycopg.Connection, schema: str, space: Space, key: str, *
     return reports
 
 
-def recompute_space(conn: psycopg.Connection, schema: str, space: Space) -> tuple[int, int]:
-    """Rebuild a space's unified rows from the stored contributions, in one transaction holding
-    the space's lock; (rows written, rows removed)."""
-    with conn.transaction(), conn.cursor() as cur:
-        IdentitySession(cur, schema).lock([space.compiled.name])
-        return recompute_unified(cur, schema, space.compiled)
+def refused_persons(conn: psycopg.Connection, schema: str, space: str) -> set[int]:
+    """Persons whose unified row PostgreSQL refused, with a pending dead letter saying so."""
+    with translated("reading dead letters"):
+        rows = conn.execute(sql.SQL("SELECT DISTINCT refused_person FROM {}.dead_letters "
+                                    "WHERE status = 'pending' AND refused_space = %s").format(
+                                        sql.Identifier(schema)), (space,)).fetchall()
+    return {int(person) for (person,) in rows}
+
+
+@dataclass(frozen=True)
+class UnifiedChunk:
+    """One snapshot of a space's persons: what their unified rows should hold and what they hold."""
+
+    expected: dict[int, dict[str, Any]]
+    """person -> the unified row its live contributions make."""
+    actual: list[tuple[Any, ...]]
+    """(person, columns...) as the unified table holds them."""
+    upper: int | None
+    """The last person id read; None: the range is open (the last chunk)."""
+
+
+def unified_chunk(conn: psycopg.Connection, schema: str, space: IdentitySpace, columns: Sequence[str], *,
+                  after: int | None, limit: int) -> UnifiedChunk:
+    """The persons after `after` with live contributions (`limit` of them), in one snapshot."""
+    unified = space.unified
+    assert unified is not None
+    key = pg_name(unified.key)
+    selected = sql.SQL(", ").join(pg_name(n) for n in [unified.key, *columns])
+    select = sql.SQL("SELECT {} FROM {}").format(selected, pg_name(unified.table.schema, unified.table.name))
+    with translated(f"reading the unified rows of identity {space.name!r}"), \
+            conn.transaction(), conn.cursor() as cur:
+        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        lower = sql.SQL("") if after is None else sql.SQL("AND person_id > %(after)s")
+        persons = [row[0] for row in cur.execute(sql.SQL(
+            "SELECT DISTINCT person_id FROM {}.identity_contributions WHERE space = %(space)s "
+            "AND deleted_at IS NULL {} ORDER BY person_id LIMIT %(limit)s").format(
+                sql.Identifier(schema), lower),
+            {"space": space.name, "after": after, "limit": limit}).fetchall()]
+        upper = persons[-1] if len(persons) == limit else None
+        expected = expected_unified(cur, schema, space, persons) if persons else {}
+        bounds = [sql.SQL("{} > %(after)s").format(key)] if after is not None else []
+        if upper is not None:
+            bounds.append(sql.SQL("{} <= %(upper)s").format(key))
+        where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(bounds) if bounds else sql.SQL("")
+        actual = cur.execute(select + where, {"after": after, "upper": upper}).fetchall()
+    return UnifiedChunk(expected, [tuple(r) for r in actual], upper)
+
+
+def recompute_persons(conn: psycopg.Connection, schema: str, space: IdentitySpace,
+                      persons: list[int] | None = None) -> tuple[int, int]:
+    """Rebuild these persons' unified rows (None: every person's) from the stored contributions,
+    in one transaction holding the space's lock; (rows written, rows removed)."""
+    with translated(f"rewriting unified rows of identity {space.name!r}"), \
+            conn.transaction(), conn.cursor() as cur:
+        IdentitySession(cur, schema).lock([space.name])
+        return recompute_unified(cur, schema, space, persons)

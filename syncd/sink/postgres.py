@@ -26,7 +26,6 @@ import psycopg
 from psycopg import sql
 from psycopg.adapt import Dumper
 
-from syncd import sqlnames
 from syncd.config import TargetConfig
 from syncd.errors import SinkUnavailable
 from syncd.model import (
@@ -52,7 +51,7 @@ from syncd.sink.state import (
     write_checkpoint,
     write_pause,
 )
-from syncd.sqlnames import pg_name
+from syncd.sink.statements import Statements, apply_staged, names, shape_of, stage_table, table_name
 
 try:  # the C part (syncd/sink/_pgtext.c); without it, psycopg formats datetimes itself
     from syncd.sink._pgtext import timestamp_text
@@ -189,85 +188,9 @@ def _reduce_run(ops: list[PlannedOp]) -> list[PlannedOp]:
     return list(last.values())
 
 
-class Statements:
-    """SQL for each (table, shape), built once and reused."""
-
-    def __init__(self) -> None:
-        self._cache: dict[tuple, sql.Composed] = {}
-
-    def upsert(self, op: Upsert) -> sql.Composed:
-        # Once per row: one lookup, keyed by builtins (a dataclass's hash is a Python call).
-        table, columns = op.table, tuple(op.values)
-        cache_key = ("upsert", table.schema, table.name, columns, op.key)
-        statement = self._cache.get(cache_key)
-        if statement is None:
-            statement = self._cache[cache_key] = _upsert_sql(table, columns, op.key)
-        return statement
-
-    def delete(self, op: Delete) -> sql.Composed:
-        cache_key = ("delete", op.table, op.key)
-        if cache_key not in self._cache:
-            self._cache[cache_key] = sql.SQL("DELETE FROM {} WHERE {}").format(
-                _table(op.table), _key_match(op.key))
-        return self._cache[cache_key]
-
-    def soft_delete(self, op: SoftDelete) -> sql.Composed:
-        cache_key = ("soft", op.table, op.key, op.column)
-        if cache_key not in self._cache:
-            self._cache[cache_key] = sql.SQL("UPDATE {} SET {} = %s WHERE {}").format(
-                _table(op.table), pg_name(op.column), _key_match(op.key))
-        return self._cache[cache_key]
-
-    def delete_slice(self, op: DeleteSlice) -> sql.Composed:
-        columns = tuple(c for c, _ in op.slice)
-        cache_key = ("slice", op.table, columns, op.soft_column)
-        if cache_key not in self._cache:
-            match = _key_match(columns) if columns else sql.SQL("true")
-            if op.soft_column:
-                statement = sql.SQL("UPDATE {} SET {} = %s WHERE {} AND {} IS NULL").format(
-                    _table(op.table), pg_name(op.soft_column), match, pg_name(op.soft_column))
-            else:
-                statement = sql.SQL("DELETE FROM {} WHERE {}").format(_table(op.table), match)
-            self._cache[cache_key] = statement
-        return self._cache[cache_key]
-
-    def for_op(self, op: RowOp) -> tuple[sql.Composed, tuple[Any, ...]]:
-        if isinstance(op, Upsert):
-            return self.upsert(op), tuple(op.values.values())
-        if isinstance(op, Delete):
-            return self.delete(op), op.key_values
-        if isinstance(op, DeleteSlice):
-            values = tuple(v for _, v in op.slice)
-            return self.delete_slice(op), ((op.at, *values) if op.soft_column else values)
-        return self.soft_delete(op), (op.at, *op.key_values)
-
-
-def _table(table: TargetTable) -> sql.Composable:
-    return pg_name(table.schema, table.name)
-
-
-def _key_match(key: tuple[str, ...]) -> sql.Composed:
-    return sql.SQL(" AND ").join(sql.SQL("{} = %s").format(pg_name(k)) for k in key)
-
-
-def _upsert_sql(table: TargetTable, columns: tuple[str, ...], key: tuple[str, ...]) -> sql.Composed:
-    values = sql.SQL("VALUES ({})").format(sql.SQL(", ").join(sql.Placeholder() * len(columns)))
-    return sqlnames.upsert(_table(table), columns, key, values)
-
-
 STAGE_MIN_ROWS = 64
 """Groups of at least this many operations go through a staging table; smaller ones are
 written with `executemany` (the staging round trips would cost more than they save)."""
-
-
-def _shape(op: RowOp) -> tuple[TargetTable, str, tuple[str, ...], tuple[str, ...]]:
-    """What a staged group holds: the columns staged, in the order of `Statements.for_op`'s params."""
-    if isinstance(op, Upsert):
-        return op.table, "upsert", tuple(op.values), op.key
-    if isinstance(op, SoftDelete):
-        return op.table, "soft", (op.column, *op.key), op.key
-    assert isinstance(op, Delete)
-    return op.table, "delete", op.key, op.key
 
 
 class Staging:
@@ -287,7 +210,7 @@ class Staging:
         self._ready.clear()
 
     def write(self, cur: psycopg.Cursor, op: RowOp, rows: list[tuple[Any, ...]]) -> None:
-        copy, apply = self._prepare(cur, _shape(op))
+        copy, apply = self._prepare(cur, shape_of(op))
         with _copy_cursor(cur) as copying, copying.copy(copy) as copier:
             for row in rows:
                 copier.write_row(row)
@@ -305,12 +228,12 @@ class Staging:
         ready = self._ready.get(shape)
         if ready is None:
             table, kind, columns, key = shape
-            stage = sqlnames.stage_table(hashlib.sha1(repr(shape).encode()).hexdigest()[:20])
-            names = sqlnames.names(columns)
+            stage = stage_table(hashlib.sha1(repr(shape).encode()).hexdigest()[:20])
+            listed = names(columns)
             cur.execute(sql.SQL("CREATE TEMPORARY TABLE IF NOT EXISTS {} ON COMMIT DELETE ROWS AS "
-                                "SELECT {} FROM {} WITH NO DATA").format(stage, names, _table(table)))
-            copy = sql.SQL("COPY {} ({}) FROM STDIN").format(stage, names)
-            ready = self._ready[shape] = (copy, _apply_staged(stage, table, kind, columns, key))
+                                "SELECT {} FROM {} WITH NO DATA").format(stage, listed, table_name(table)))
+            copy = sql.SQL("COPY {} ({}) FROM STDIN").format(stage, listed)
+            ready = self._ready[shape] = (copy, apply_staged(stage, table, kind, columns, key))
         return ready
 
 
@@ -331,23 +254,6 @@ def _copy_cursor(cur: psycopg.Cursor) -> psycopg.Cursor:
     if timestamp_text is not None:
         copying.adapters.register_dumper(datetime, TimestampText)
     return copying
-
-
-def _apply_staged(stage: sql.Composed, table: TargetTable, kind: str, columns: tuple[str, ...],
-                  key: tuple[str, ...]) -> sql.Composed:
-    """The statement applying a staged group: the target aliased, every column qualified (sqlnames)."""
-    staged, target = pg_name(sqlnames.STAGED), pg_name(sqlnames.TARGET)
-    take = sql.SQL("WITH {} AS (DELETE FROM {} RETURNING {}) ").format(staged, stage, sqlnames.names(columns))
-    if kind == "upsert":
-        rows = sql.SQL("SELECT {} FROM {}").format(sqlnames.names(columns, sqlnames.STAGED), staged)
-        return take + sqlnames.upsert(_table(table), columns, key, rows)
-    match = sqlnames.matching(key, sqlnames.TARGET, sqlnames.STAGED)
-    if kind == "soft":
-        return take + sql.SQL("UPDATE {} AS {} SET {} = {} FROM {} WHERE {}").format(
-            _table(table), target, pg_name(columns[0]), pg_name(sqlnames.STAGED, columns[0]),
-            staged, match)
-    return take + sql.SQL("DELETE FROM {} AS {} USING {} WHERE {}").format(
-        _table(table), target, staged, match)
 
 
 class PostgresSink:
@@ -490,7 +396,7 @@ class PostgresSink:
                     identity.recompute(space, [person])
             except _ROW_REJECTED as exc:
                 if origin is not None:
-                    rejected.append(dataclasses.replace(origin, reason=(
+                    rejected.append(dataclasses.replace(origin, refused_person=(space, person), reason=(
                         f"unified row of person {person} (identity {space}): {rejection_reason(exc)}")))
         return rejected
 

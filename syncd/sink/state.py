@@ -18,7 +18,7 @@ from syncd.model import REPAIR_AT, SNAPSHOT_AT, DeadLetter, KeyOutcome, Outcome,
 
 SCHEMA_VERSION = 1
 
-_DDL = """
+_DDL = r"""
 CREATE TABLE IF NOT EXISTS {schema}.schema_version (
     version integer NOT NULL
 );
@@ -122,6 +122,12 @@ ALTER TABLE {schema}.repair_requests ADD COLUMN IF NOT EXISTS dead_letter_reason
 ALTER TABLE {schema}.repair_requests ADD COLUMN IF NOT EXISTS outcomes jsonb;
 ALTER TABLE {schema}.dead_letters ADD COLUMN IF NOT EXISTS row_image_kept boolean NOT NULL DEFAULT false;
 ALTER TABLE {schema}.dead_letters ALTER COLUMN row_image_kept SET DEFAULT true;
+ALTER TABLE {schema}.dead_letters ADD COLUMN IF NOT EXISTS refused_space text;
+ALTER TABLE {schema}.dead_letters ADD COLUMN IF NOT EXISTS refused_person bigint;
+UPDATE {schema}.dead_letters SET
+    refused_person = substring(reason from '^unified row of person ([0-9]+) \(identity ')::bigint,
+    refused_space = substring(reason from '^unified row of person [0-9]+ \(identity (.+?)\): ')
+    WHERE refused_space IS NULL AND reason LIKE 'unified row of person %';
 ALTER TABLE {schema}.snapshot_progress ADD COLUMN IF NOT EXISTS key_columns jsonb;
 CREATE INDEX IF NOT EXISTS repair_requests_pending ON {schema}.repair_requests (source, status, id);
 CREATE TABLE IF NOT EXISTS {schema}.identity_persons (
@@ -254,12 +260,12 @@ def insert_dead_letters(cur: psycopg.Cursor, schema: str, letters: list[DeadLett
         return
     statement = sql.SQL(
         "INSERT INTO {}.dead_letters (source, source_table, mapping, row_key, binlog_position, "
-        "event_pos, row_index, row_image, reason) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
-        "ON CONFLICT DO NOTHING"
+        "event_pos, row_index, row_image, reason, refused_space, refused_person) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
     ).format(sql.Identifier(schema))
     cur.executemany(statement, [
         (d.source, d.source_table, d.mapping, d.row_key, d.position, d.event_pos, d.row_index,
-         row_image_json(d.row_image), d.reason)
+         row_image_json(d.row_image), d.reason, *(d.refused_person or (None, None)))
         for d in letters
     ])
 
@@ -314,11 +320,12 @@ def _take_over(cur: psycopg.Cursor, schema: str, letter: DeadLetter) -> bool:
 def _refresh(cur: psycopg.Cursor, schema: str, letter: DeadLetter) -> bool:
     """Update the key's pending dead letters with this newer failure; False when it has none."""
     statement = sql.SQL(
-        "UPDATE {}.dead_letters SET reason = %s, row_image = %s, row_image_kept = true "
-        "WHERE source = %s AND mapping = %s "
+        "UPDATE {}.dead_letters SET reason = %s, row_image = %s, row_image_kept = true, "
+        "refused_space = %s, refused_person = %s WHERE source = %s AND mapping = %s "
         "AND row_key = %s AND status = 'pending'").format(sql.Identifier(schema))
-    cur.execute(statement, (letter.reason, row_image_json(letter.row_image), letter.source, letter.mapping,
-                            letter.row_key))
+    refused = letter.refused_person or (None, None)
+    cur.execute(statement, (letter.reason, row_image_json(letter.row_image), *refused, letter.source,
+                            letter.mapping, letter.row_key))
     return cur.rowcount > 0
 
 

@@ -22,9 +22,9 @@ from devtools.sandbox import MariaDBServer
 from syncd.config import Secret, SourceConfig
 from syncd.errors import UndecodableText
 from syncd.model import Heartbeat, Position, Undecodable
-from syncd.reconcile.source import SourceReader
 from syncd.source import charsets, fastpath
 from syncd.source.binlog import BinlogReader
+from syncd.source.chunks import SourceReader
 from syncd.source.snapshot import SourceSnapshot
 
 SINGLE_BYTE = ["armscii8", "ascii", "cp1250", "cp1251", "cp1256", "cp1257", "cp850", "cp852", "cp866",

@@ -11,7 +11,7 @@ import pytest
 from syncd.mapping.plan import compile_mapping
 from syncd.mapping.spec import load_mappings
 from syncd.mapping.transforms import TransformContext
-from syncd.reconcile.compare import ColumnType
+from syncd.model import ColumnType
 from syncd.reconcile.copytext import plan_copy_text
 
 PLAIN = """

@@ -14,10 +14,10 @@ import pytest
 from syncd.mapping.plan import compile_mapping
 from syncd.mapping.spec import load_mappings
 from syncd.mapping.transforms import TransformContext
+from syncd.model import ColumnType
 from syncd.reconcile.compare import (
     NAN,
     ChunkDigest,
-    ColumnType,
     canonical,
     canonicalize_rows,
     chunk_digest,
@@ -29,7 +29,7 @@ from syncd.reconcile.compare import (
 from syncd.reconcile.engine import MappingReport, chunk_mapper, map_chunk
 from syncd.reconcile.layout import build_layout
 from syncd.reconcile.report import as_json, as_text, exit_code
-from syncd.reconcile.source import after_condition, after_params
+from syncd.source.chunks import after_condition, after_params
 
 SHANGHAI = timezone(timedelta(hours=8))
 

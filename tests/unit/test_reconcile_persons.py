@@ -14,8 +14,8 @@ from syncd.identity.preview import Wanted
 from syncd.mapping.plan import ChangeContext, Mapping, compile_mapping, map_change
 from syncd.mapping.spec import load_mappings
 from syncd.mapping.transforms import TransformContext
-from syncd.model import Op, RowChange, Upsert
-from syncd.reconcile.compare import ColumnType, compare_chunk, expected_canon
+from syncd.model import ColumnType, Op, RowChange, Upsert
+from syncd.reconcile.compare import compare_chunk, expected_canon
 from syncd.reconcile.engine import Expected, chunk_mapper, map_chunk
 from syncd.reconcile.layout import Layout, build_layout
 from syncd.reconcile.persons import NEW_PERSON, PersonColumns, person_columns

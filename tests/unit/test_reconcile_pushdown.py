@@ -12,9 +12,10 @@ from syncd.config import fixed_offset
 from syncd.mapping.plan import compile_mapping
 from syncd.mapping.spec import load_mappings
 from syncd.mapping.transforms import TransformContext
-from syncd.reconcile.compare import ColumnType
+from syncd.model import ColumnType
 from syncd.reconcile.layout import build_layout
-from syncd.reconcile.pushdown import plan_pushdown, source_sums_sql
+from syncd.reconcile.pushdown import plan_pushdown
+from syncd.source.chunks import source_sums_sql
 
 PLAIN = """
 mappings:

@@ -25,14 +25,13 @@ from syncd import sqlnames
 from syncd.mapping.plan import Mapping, compile_mapping
 from syncd.mapping.spec import load_mappings
 from syncd.mapping.transforms import TransformContext
-from syncd.model import Delete, DeleteSlice, SoftDelete, TargetTable, Upsert
-from syncd.reconcile.compare import ColumnType
+from syncd.model import ColumnType, Delete, DeleteSlice, SoftDelete, TargetTable, Upsert
 from syncd.reconcile.copytext import plan_copy_text
 from syncd.reconcile.layout import Layout, build_layout
 from syncd.reconcile.pushdown import Pushdown, plan_pushdown
-from syncd.reconcile.source import SourceReader
-from syncd.reconcile.target import TargetReader, slice_has_rows
 from syncd.sink.postgres import Staging, Statements, _apply_staged
+from syncd.sink.slices import TargetReader, slice_has_rows
+from syncd.source.chunks import SourceReader
 from syncd.source.snapshot import SourceSnapshot, select_statement
 
 MAPPING = """

@@ -25,13 +25,11 @@ from syncd.config import SourceConfig
 from syncd.errors import SourceUnavailable
 from syncd.mapping.plan import Mapping
 from syncd.model import Position, Row
-from syncd.reconcile.pushdown import source_sums_sql, sums_text
-from syncd.reconcile.verified import source_checksum_sql
 from syncd.source import charsets
 from syncd.source.checks import connect, raw_text_columns, table_columns
 from syncd.source.snapshot import row_key
 from syncd.source.values import ZERO_DATE, Convert, select_converter
-from syncd.sqlnames import my_name
+from syncd.sqlnames import HASH, HASHED, my_name, sums_text
 
 
 def after_condition(key: Sequence[str]) -> str:
@@ -307,3 +305,21 @@ def _converted(rows: list[tuple], converters: list[tuple[int, Convert]]) -> list
         converted = [None if v is None else convert(v) for v in columns[index]]
         columns[index] = tuple(None if v is ZERO_DATE else v for v in converted)
     return list(zip(*columns, strict=True))
+
+
+def source_checksum_sql(columns: Sequence[str]) -> str:
+    """MariaDB: count and two 32-bit CRC sums of each row's text (NULLs told apart from '')."""
+    quoted = [my_name(c) for c in columns]
+    text = (f"CONCAT_WS(0x1f, {', '.join(quoted)}, "
+            f"CONCAT({', '.join(f'ISNULL({q})' for q in quoted)}))")
+    return f"COUNT(*), COALESCE(SUM(CRC32({text})), 0), COALESCE(SUM(CRC32C({text})), 0)"
+
+
+def source_sums_sql(row_hash: str, table: str, where: str) -> str:
+    """MySQL: count and the two 60-bit sums of the row hashes of `table` rows matching `where`
+    (a PyMySQL format string, like `row_hash`: run with parameters)."""
+    value = f"{my_name(HASHED)}.{my_name(HASH)}"
+    # CONV returns text: summed as such it would become a DOUBLE and lose the low digits.
+    return (f"SELECT COUNT(*), COALESCE(SUM(CAST(CONV(SUBSTRING({value}, 1, 15), 16, 10) AS UNSIGNED)), 0), "
+            f"COALESCE(SUM(CAST(CONV(SUBSTRING({value}, 16, 15), 16, 10) AS UNSIGNED)), 0) "
+            f"FROM (SELECT {row_hash} AS {my_name(HASH)} FROM {my_name(table)}{where}) AS {my_name(HASHED)}")

@@ -1,8 +1,10 @@
-"""Reading a mapping's slice of a target table: by key range, by keys, or all its keys."""
+"""Reading a mapping's slice of a target table (`SliceShape`): by key range, by keys, or all its
+keys, and checksums of key ranges. Rows come back as the server gives them, passed through the
+caller's `canonicalize` (reconcile's canonical forms), keyed by the slice's key."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -11,11 +13,9 @@ import psycopg
 from psycopg import sql
 
 from syncd.errors import SinkUnavailable
-from syncd.model import TargetTable
-from syncd.reconcile.compare import Canon, ColumnType, Key, Values, canonicalize_rows, stored_canon
-from syncd.reconcile.layout import Layout
-from syncd.reconcile.pushdown import sums_text, target_sums_sql
-from syncd.sqlnames import ROW, pg_name
+from syncd.model import ColumnType, SliceShape, TargetTable
+from syncd.sink.statements import pg_name
+from syncd.sqlnames import HASH, HASHED, ROW, sums_text
 
 
 def table_sql(table: TargetTable) -> sql.Composable:
@@ -49,28 +49,29 @@ def session_zone(conn: psycopg.Connection) -> tzinfo:
         return UTC
 
 
-class TargetReader:
-    """Reads one mapping's slice; rows come back canonical, soft-deleted rows left out."""
+Key = tuple[Any, ...]
+Values = tuple[Any, ...]
+Canonicalize = Callable[[list[tuple[Any, ...]]], list[tuple[Any, ...]]]
+"""Rows as read -> rows as compared (key columns first, then the compared ones)."""
 
-    def __init__(self, conn: psycopg.Connection, layout: Layout, types: dict[str, ColumnType]) -> None:
+
+class TargetReader:
+    """Reads one mapping's slice; soft-deleted rows left out."""
+
+    def __init__(self, conn: psycopg.Connection, shape: SliceShape, canonicalize: Canonicalize) -> None:
         self.conn = conn
-        self.layout = layout
-        spec = layout.mapping.spec
-        self.table = layout.mapping.table
-        names = [*layout.target_key, *layout.compared]
-        self.width = len(names)
-        self.canons: list[Canon | None] = [
-            stored_canon(types[n]) if n in types else None for n in names]
-        soft = layout.soft_delete_column
+        self.shape = shape
+        self.table = shape.table
+        self.canonicalize = canonicalize
+        names = [*shape.key, *shape.compared]
         self._select = sql.SQL("SELECT {} FROM {}").format(
             sql.SQL(", ").join(pg_name(n) for n in names), table_sql(self.table))
         # The slice, live rows only: a soft-deleted row counts as absent.
-        self._slice = [sql.SQL("{} = %s").format(pg_name(k)) for k in layout.slice]
-        if soft:
-            self._slice.append(sql.SQL("{} IS NULL").format(pg_name(soft)))
-        self._slice_params = list(layout.slice.values())
-        self._keys = len(layout.target_key)
-        self.spec = spec
+        self._slice = [sql.SQL("{} = %s").format(pg_name(k)) for k, _ in shape.slice]
+        if shape.soft_delete_column:
+            self._slice.append(sql.SQL("{} IS NULL").format(pg_name(shape.soft_delete_column)))
+        self._slice_params = [v for _, v in shape.slice]
+        self._keys = len(shape.key)
 
     def _where(self, extra: Sequence[sql.Composable]) -> sql.Composable:
         parts = [*self._slice, *extra]
@@ -81,13 +82,13 @@ class TargetReader:
             fetched = self.conn.execute(query, params).fetchall()
         except psycopg.OperationalError as exc:
             raise SinkUnavailable(f"target read failed: {exc}") from exc
-        rows = canonicalize_rows(fetched, self.canons)
+        rows = self.canonicalize(fetched)
         keys = self._keys
         return {r[:keys]: r[keys:] for r in rows}
 
     def _range(self, lower: Sequence[Any] | None,
                upper: Sequence[Any] | None) -> tuple[sql.Composable, list[Any]]:
-        columns = self.layout.range_columns
+        columns = self.shape.range_columns
         assert columns is not None
         row = sql.SQL("({})").format(sql.SQL(", ").join(pg_name(c) for c in columns))
         marks = sql.SQL("({})").format(sql.SQL(", ").join(sql.Placeholder() * len(columns)))
@@ -119,11 +120,11 @@ class TargetReader:
         assert row is not None
         return f"{row[0]}:{row[1]}"
 
-    def pushed_sums(self, row_hash: sql.Composable, lower: Sequence[Any] | None,
-                    upper: Sequence[Any] | None) -> str:
-        """`count:sum:sum` of the pushed-down row hashes of the slice's rows in (lower, upper]."""
+    def pushed_sums(self, row_hash: str, lower: Sequence[Any] | None, upper: Sequence[Any] | None) -> str:
+        """`count:sum:sum` of the pushed-down row hashes (`row_hash`: SQL text over the table's
+        columns, reconcile/pushdown.py) of the slice's rows in (lower, upper]."""
         where, params = self._range(lower, upper)
-        query = target_sums_sql(row_hash, sql.SQL("FROM ") + table_sql(self.table) + where)
+        query = _sums_sql(sql.SQL(row_hash), sql.SQL("FROM ") + table_sql(self.table) + where)
         try:
             row = self.conn.execute(query, params).fetchone()
         except psycopg.OperationalError as exc:
@@ -132,7 +133,7 @@ class TargetReader:
 
     def key_bounds(self) -> tuple[Any, Any]:
         """The slice's lowest and highest copied key (one key column)."""
-        columns = self.layout.range_columns
+        columns = self.shape.range_columns
         assert columns is not None and len(columns) == 1
         name = pg_name(columns[0])
         query = sql.SQL("SELECT min({}), max({}) FROM {}").format(name, name, table_sql(self.table))
@@ -150,7 +151,7 @@ class TargetReader:
     def by_keys(self, keys: Sequence[Key]) -> dict[Key, Values]:
         """The slice's rows with these target keys."""
         found: dict[Key, Values] = {}
-        names = self.layout.target_key
+        names = self.shape.key
         row = sql.SQL("({})").format(sql.SQL(", ").join(pg_name(c) for c in names))
         one = sql.SQL("({})").format(sql.SQL(", ").join(sql.Placeholder() * len(names)))
         for start in range(0, len(keys), 1000):
@@ -162,15 +163,26 @@ class TargetReader:
 
     def slice_keys(self, batch: int = 50000) -> Iterator[tuple[Key, dict[str, Any]]]:
         """Every live key of the slice, with the extra columns that name its source key."""
-        extra = self.layout.extra_columns
-        names = [*self.layout.target_key, *extra]
+        extra = self.shape.extra_columns
+        names = [*self.shape.key, *extra]
         selected = [pg_name(n) for n in names]
         query = sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(selected),
                                                     table_sql(self.table)) + self._where([])
-        key_canons = self.canons[:self._keys]
+        width = len(self.shape.key) + len(self.shape.compared)
         with self.conn.transaction(), self.conn.cursor(name="syncd_reconcile_slice") as cur:
             cur.execute(query, self._slice_params)
             while rows := cur.fetchmany(batch):
-                keys = canonicalize_rows([r[:self._keys] for r in rows], key_canons)
+                # canonical keys: padded to a compared row's width, as `canonicalize` expects
+                padded = [(*r[:self._keys], *([None] * (width - self._keys))) for r in rows]
+                keys = [r[:self._keys] for r in self.canonicalize(padded)]
                 for key, row in zip(keys, rows, strict=True):
                     yield key, dict(zip(extra, row[self._keys:], strict=True))
+
+
+def _sums_sql(row_hash: sql.Composable, rows: sql.Composable) -> sql.Composed:
+    """The count and two 60-bit sums of the row hashes over `rows` (a FROM ... WHERE ... of the
+    slice), as the source's side computes them (reconcile/pushdown.py)."""
+    return sql.SQL("SELECT count(*), coalesce(sum(('x' || substr({value}, 1, 15))::bit(60)::bigint), 0), "
+                   "coalesce(sum(('x' || substr({value}, 16, 15))::bit(60)::bigint), 0) "
+                   "FROM (SELECT {row_hash} AS {hash} {rows}) AS {hashed}").format(
+        value=pg_name(HASHED, HASH), row_hash=row_hash, hash=pg_name(HASH), rows=rows, hashed=pg_name(HASHED))
