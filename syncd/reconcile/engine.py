@@ -51,13 +51,14 @@ from syncd.reconcile.persons import PersonColumns
 from syncd.reconcile.pushdown import SPAN_CHUNKS, Pushdown, plan_pushdown
 from syncd.reconcile.repair import RepairResult, repair
 from syncd.reconcile.rowmap import ChunkMapper
-from syncd.reconcile.verified import Entry, VerifiedChunks, ensure_table, fingerprint, target_supports
+from syncd.reconcile.verified import Entry, VerifiedChunks, fingerprint
 from syncd.sink.connection import connect
 from syncd.sink.lock import daemon_streams
 from syncd.sink.persons import load_stores
 from syncd.sink.runs import finish_run, start_run
 from syncd.sink.slices import TargetReader, column_types, session_zone
 from syncd.sink.state import create_state_schema, read_checkpoint
+from syncd.sink.verified import ensure_table, target_supports
 from syncd.source.chunks import RangeChunk, SourceReader
 
 log = structlog.get_logger("syncd.reconcile")

@@ -30,38 +30,21 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
-from psycopg import sql
-
 from syncd.model import ColumnType
 from syncd.reconcile.layout import Layout
+from syncd.sink.connection import Connection
+from syncd.sink.verified import load_chunks, save_chunks
 
 CACHE_VERSION = 1
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 """Object addresses in reprs (sentinels such as NO_VALUE) differ from one process to the next."""
 _PROBES = ("0", 0, "13812345678", "1,299.50元", "a b")
 
-_DDL = """
-CREATE TABLE IF NOT EXISTS {schema}.reconcile_chunks (
-    mapping     text NOT NULL,
-    seq         integer NOT NULL,
-    lo          jsonb,
-    hi          jsonb,
-    fingerprint text NOT NULL,
-    verified    boolean NOT NULL,
-    rows        bigint NOT NULL DEFAULT 0,
-    source_sum  text,
-    target_sum  text,
-    checked_at  timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (mapping, seq)
-)
-"""
 
 
 @dataclass(frozen=True)
@@ -76,42 +59,19 @@ class Entry:
     target_sum: str | None = None
 
 
-def ensure_table(conn: psycopg.Connection, schema: str) -> None:
-    conn.execute(sql.SQL(_DDL).format(schema=sql.Identifier(schema)))
-
-
 def _key(value: Any) -> tuple[Any, ...] | None:
     return tuple(value) if value is not None else None
 
 
-def load(conn: psycopg.Connection, schema: str, mapping: str, fingerprint: str) -> list[Entry] | None:
-    """The remembered chunks, when they still cover the whole key space under this fingerprint."""
-    query = sql.SQL("SELECT lo, hi, verified, rows, source_sum, target_sum, fingerprint "
-                    "FROM {}.reconcile_chunks WHERE mapping = %s ORDER BY seq").format(sql.Identifier(schema))
-    rows = conn.execute(query, (mapping,)).fetchall()
+def chained(rows: Sequence[tuple[Any, ...]], fingerprint: str) -> list[Entry] | None:
+    """The remembered chunks (as `sink.verified.load_chunks` reads them), when they still cover the
+    whole key space under this fingerprint."""
     if not rows or any(r[6] != fingerprint for r in rows):
         return None
     entries = [Entry(_key(r[0]), _key(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
-    chained = entries[0].lo is None and entries[-1].hi is None and all(
+    whole = entries[0].lo is None and entries[-1].hi is None and all(
         a.hi is not None and a.hi == b.lo for a, b in itertools.pairwise(entries))
-    return entries if chained else None
-
-
-def save(conn: psycopg.Connection, schema: str, mapping: str, fingerprint: str,
-         entries: Sequence[Entry]) -> None:
-    table = sql.Identifier(schema)
-    with conn.transaction():
-        conn.execute(sql.SQL("DELETE FROM {}.reconcile_chunks WHERE mapping = %s").format(table), (mapping,))
-        with conn.cursor() as cur:
-            cur.executemany(sql.SQL(
-                "INSERT INTO {}.reconcile_chunks (mapping, seq, lo, hi, fingerprint, verified, rows, "
-                "source_sum, target_sum) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)").format(table), [
-                (mapping, seq, _json(e.lo), _json(e.hi), fingerprint, e.verified, e.rows, e.source_sum,
-                 e.target_sum) for seq, e in enumerate(entries)])
-
-
-def _json(key: tuple[Any, ...] | None) -> str | None:
-    return json.dumps(list(key)) if key is not None else None
+    return entries if whole else None
 
 
 def fingerprint(layout: Layout, *, source_timezone: object, session_zone: object,
@@ -142,19 +102,15 @@ def fingerprint(layout: Layout, *, source_timezone: object, session_zone: object
 class VerifiedChunks:
     """One mapping's remembered chunks under one fingerprint."""
 
-    def __init__(self, conn: psycopg.Connection, schema: str, mapping: str, fingerprint: str) -> None:
+    def __init__(self, conn: Connection, schema: str, mapping: str, fingerprint: str) -> None:
         self.conn = conn
         self.schema = schema
         self.mapping = mapping
         self.fingerprint = fingerprint
 
     def load(self) -> list[Entry] | None:
-        return load(self.conn, self.schema, self.mapping, self.fingerprint)
+        return chained(load_chunks(self.conn, self.schema, self.mapping), self.fingerprint)
 
     def save(self, entries: Sequence[Entry]) -> None:
-        save(self.conn, self.schema, self.mapping, self.fingerprint, entries)
-
-
-def target_supports(conn: psycopg.Connection) -> bool:
-    """hash_record_extended exists from PostgreSQL 14 on."""
-    return conn.info.server_version >= 140000
+        save_chunks(self.conn, self.schema, self.mapping, [
+            (e.lo, e.hi, self.fingerprint, e.verified, e.rows, e.source_sum, e.target_sum) for e in entries])

@@ -19,6 +19,9 @@ from syncd.config import TargetConfig
 from syncd.errors import SinkError, SinkUnavailable
 from syncd.sink.tls import tls_error
 
+Connection = psycopg.Connection
+"""What the sink's functions take, for the layers above that must not import the driver."""
+
 
 def connect(target: TargetConfig, application_name: str = "syncd", **options: Any) -> psycopg.Connection:
     """Every connection syncd opens to the target: `target.dsn` (with its TLS parameters), plus

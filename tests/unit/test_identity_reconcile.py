@@ -14,7 +14,7 @@ from syncd.mapping.spec import load_mappings
 from syncd.mapping.transforms import TransformContext
 from syncd.model import TargetTable
 from syncd.reconcile.engine import select_mappings
-from syncd.reconcile.unified import refused_person, spaces_in_scope
+from syncd.reconcile.unified import spaces_in_scope
 
 IDENTITIES = """\
 identities:
@@ -98,12 +98,3 @@ class TestScope:
     def test_lookups_alone_bring_no_space(self, plans: dict[str, SourcePlan]) -> None:
         assert spaces_in_scope(plans, select_mappings(plans, mapping="shop_orders")) == []
         assert spaces_in_scope(plans, select_mappings(plans, mapping="app_devices")) == []
-
-
-class TestRefused:
-    def test_the_sinks_dead_letter_reason_names_the_person(self) -> None:
-        reason = ("unified row of person 17 (identity person): PostgreSQL rejected the row: new row "
-                  "violates check constraint; constraint persons_name")
-        assert refused_person(reason, "person") == 17
-        assert refused_person(reason, "device") is None
-        assert refused_person("column status: value 'x' is not in the map", "person") is None

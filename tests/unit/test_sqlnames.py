@@ -26,11 +26,13 @@ from syncd.mapping.plan import Mapping, compile_mapping
 from syncd.mapping.spec import load_mappings
 from syncd.mapping.transforms import TransformContext
 from syncd.model import ColumnType, Delete, DeleteSlice, SoftDelete, TargetTable, Upsert
+from syncd.reconcile.compare import canonicalize_rows
 from syncd.reconcile.copytext import plan_copy_text
 from syncd.reconcile.layout import Layout, build_layout
 from syncd.reconcile.pushdown import Pushdown, plan_pushdown
-from syncd.sink.postgres import Staging, Statements, _apply_staged
+from syncd.sink.postgres import Staging
 from syncd.sink.slices import TargetReader, slice_has_rows
+from syncd.sink.statements import Statements, apply_staged, pg_name, stage_table
 from syncd.source.chunks import SourceReader
 from syncd.source.snapshot import SourceSnapshot, select_statement
 
@@ -235,9 +237,9 @@ def postgres_statements(mapping: Mapping, layout: Layout, pushdown: Pushdown) ->
     for kind, columns in (("upsert", tuple(values)), ("soft", ("gone at", *key)), ("delete", key)):
         copy, apply = Staging()._prepare(recorder, (TABLE, kind, columns, key))
         found += [copy.as_string(None), apply.as_string(None)]
-    stage = sqlnames.stage_table("0" * 20)
-    found.append(_apply_staged(stage, TABLE, "upsert", tuple(values), key).as_string(None))
-    reader = TargetReader(recorder, layout, {n: ColumnType(n, t) for n, t in TARGET_TYPES.items()})
+    stage = stage_table("0" * 20)
+    found.append(apply_staged(stage, TABLE, "upsert", tuple(values), key).as_string(None))
+    reader = TargetReader(recorder, layout.slice_shape(), lambda rows: canonicalize_rows(rows, []))
     reader.range_with_checksum(None, (10,))
     reader.pushed_sums(pushdown.target_hash, (1,), (10,))
     reader.key_bounds()
@@ -294,10 +296,10 @@ def test_an_invented_alias_is_caught() -> None:
 
 class TestQuoting:
     def test_pg_name_keeps_percent_signs_away_from_psycopg(self) -> None:
-        assert sqlnames.pg_name("Sch", "rate%").as_string(None) == '"Sch".U&"rate\\0025"'
-        assert sqlnames.pg_name('a\\b"%').as_string(None) == 'U&"a\\\\b""\\0025"'
-        assert sqlnames.pg_name("plain").as_string(None) == '"plain"'
-        assert pg_tokens(sqlnames.pg_name('a\\b"%', "x").as_string(None)) == [
+        assert pg_name("Sch", "rate%").as_string(None) == '"Sch".U&"rate\\0025"'
+        assert pg_name('a\\b"%').as_string(None) == 'U&"a\\\\b""\\0025"'
+        assert pg_name("plain").as_string(None) == '"plain"'
+        assert pg_tokens(pg_name('a\\b"%', "x").as_string(None)) == [
             ("name", 'a\\b"%'), ("word", "."), ("name", "x")]
 
     def test_my_name_is_a_format_string(self) -> None:
