@@ -6,6 +6,7 @@
     │   ├── SourceUnavailable   connection lost or refused (retriable)
     │   ├── SourceSettingsError a server variable syncd needs is wrong (names variable and fix)
     │   ├── PositionLost        the binlog the checkpoint needs was purged (re-snapshot)
+    │   │   └── ContinuityLost  the binlog at the checkpoint is not the one it came from (re-snapshot)
     │   └── StreamError         the stream holds something syncd refuses to guess about
     ├── TransformError          one value could not be converted (becomes a dead letter)
     ├── SinkError
@@ -69,6 +70,11 @@ class SourceSettingsError(SourceError):
 
 class PositionLost(SourceError):
     """The checkpoint's binlog is gone from the server; only a new snapshot helps."""
+
+
+class ContinuityLost(PositionLost):
+    """The server's binlog at the checkpoint is not the history the checkpoint came from (binlogs
+    reset, a restore, another server); resuming there would skip or repeat changes silently."""
 
 
 class StreamError(SourceError):
