@@ -271,6 +271,7 @@ def _status_row(name: str, checkpoint: Any, pending: int, *, health: Any = None,
                                       or health.updated_at >= checkpoint.updated_at)
     row["error"] = health.error if current and health.error else None
     row["state"] = _status_state(checkpoint, health if current else None, alive)
+    row["history"] = _status_history(checkpoint, row["error"])
     row["retention_headroom_seconds"] = None
     row["retention_headroom"] = None
     row["retention_detail"] = None
@@ -283,6 +284,26 @@ def _status_row(name: str, checkpoint: Any, pending: int, *, health: Any = None,
         row["retention_detail"] = health.headroom_detail
         row["retention_checked_at"] = health.headroom_at.isoformat() if health.headroom_at else None
     return row
+
+
+def _status_history(checkpoint: Any, error: str | None) -> dict[str, Any]:
+    """Which binlog history the checkpoint belongs to, and what the last resume proved."""
+    from syncd.source.continuity import LOST
+
+    lineage = checkpoint.lineage if checkpoint is not None else None
+    file_id = checkpoint.position.file_id if checkpoint is not None else None
+    at = checkpoint.continuity_at if checkpoint is not None else None
+    return {
+        "server": lineage.server if lineage else None,
+        "binlog_file": checkpoint.position.file if checkpoint is not None else None,
+        "binlog_file_created": (datetime.fromtimestamp(file_id.created, UTC).isoformat()
+                                if file_id else None),
+        "binlog_file_server_id": file_id.server_id if file_id else None,
+        "last_applied_gtid": lineage.applied_gtid if lineage else None,
+        "continuity": checkpoint.continuity if checkpoint is not None else None,
+        "continuity_checked_at": at.isoformat() if at else None,
+        "continuity_lost": bool(error and LOST in error),
+    }
 
 
 def _status_state(checkpoint: Any, health: Any, owner_alive: bool) -> str:
@@ -308,12 +329,26 @@ def _print_table(report: dict[str, Any]) -> None:
     for row in rows:
         if row.get("error"):
             click.echo(f"{row['source']}: error: {row['error']}")
+        for line in _history_lines(row.get("history") or {}):
+            click.echo(f"{row['source']}: {line}")
         if row.get("retention_detail") and row.get("retention_headroom") not in {"unlimited", None}:
             click.echo(f"{row['source']}: binlog: {row['retention_detail']}")
     if report.get("reconcile"):
         click.echo("")
         _echo_table(report["reconcile"], ["mapping", "source", "status", "finished_at", "rows_compared",
                                           "missing", "extra", "differ", "repaired"])
+
+
+def _history_lines(history: dict[str, Any]) -> list[str]:
+    lines = []
+    if history.get("binlog_file"):
+        created = (f" (created {history['binlog_file_created']} by server_id "
+                   f"{history['binlog_file_server_id']})" if history.get("binlog_file_created") else "")
+        server = f" on {history['server']}" if history.get("server") else ""
+        lines.append(f"binlog history: {history['binlog_file']}{created}{server}")
+    if history.get("continuity"):
+        lines.append(f"continuity: {history['continuity']} (checked {history['continuity_checked_at']})")
+    return lines
 
 
 def _echo_table(rows: list[dict[str, Any]], headers: list[str]) -> None:

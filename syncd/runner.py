@@ -4,10 +4,15 @@
              -> connecting (lock taken: server checks, binlog safety) -> running (pipeline)
     running  -> retrying (connection lost: capped exponential backoff, resume from checkpoint)
              -> standby (the lock's connection was lost: stop writing at once, wait again)
-             -> failed (purged binlog, wrong server setting, a stream syncd refuses to guess
-                about): the lock is released, the other sources go on. A source failed because
-                its binlog was purged resumes by itself once its checkpoint moves (after
-                `syncd snapshot --source S`); any failed source is retried on SIGHUP.
+             -> failed (purged binlog, a binlog that is not the checkpoint's history, wrong
+                server setting, a stream syncd refuses to guess about): the lock is released,
+                the other sources go on. A source failed because its binlog was purged or its
+                continuity was lost resumes by itself once its checkpoint moves (after `syncd
+                snapshot --source S`); any failed source is retried on SIGHUP.
+
+Every connecting attempt (start, reconnect, failover, reload) first proves that the server's
+binlog at the checkpoint is the history the checkpoint came from (syncd/source/history.py),
+records what it proved, and moves the checkpoint where a failover put the same history.
 
 While a source runs, two helper threads watch it: the lock watch (every 2 s: is the lock still
 ours? refresh ``source_owners.heartbeat_at``) and the binlog watch (every
@@ -28,15 +33,15 @@ import structlog
 import tenacity
 
 from syncd.config import Config
-from syncd.errors import ConfigError, PositionLost, SyncdError
+from syncd.errors import ConfigError, ContinuityLost, PositionLost, SourceUnavailable, SyncdError
 from syncd.ha import SourceLock
 from syncd.metrics import Metrics
-from syncd.model import DeadLetter, Position
+from syncd.model import DeadLetter, Lineage, Position
 from syncd.monitor import StateMonitor
 from syncd.pipeline import Pipeline
 from syncd.sink.postgres import Batch, connect
-from syncd.sink.state import Checkpoint, read_checkpoint
-from syncd.source import checks, retention
+from syncd.sink.state import Checkpoint, read_checkpoint, read_pauses, record_continuity
+from syncd.source import checks, continuity, history, retention
 from syncd.startup import SourcePlan, check_source_tables
 
 log = structlog.get_logger("syncd.runner")
@@ -383,6 +388,7 @@ class SourceRunner:
         if checkpoint is not None:
             self.checkpoint = checkpoint
             if checkpoint.snapshot_done:
+                checkpoint = self._prove_continuity(checkpoint)
                 self._check_binlog(checkpoint.position, at_start=True)
         if self._session.is_set():
             return
@@ -391,7 +397,13 @@ class SourceRunner:
             return
         self.pipeline = Pipeline(self.plan, self.config, self._session, on_batch=self._on_batch)
         self._set_state("running")
-        self.pipeline.run()
+        try:
+            self.pipeline.run()
+        except PositionLost as lost:  # the stream could not go on (or its own check failed)
+            diagnosis = self._diagnose(lost)
+            if diagnosis is lost:
+                raise
+            raise diagnosis from lost
 
     def _read_checkpoint(self) -> Checkpoint | None:
         conn = connect(self.config.target, f"syncd:check:{self.name}")
@@ -399,6 +411,69 @@ class SourceRunner:
             return read_checkpoint(conn, self.config.target.state_schema, self.name)
         finally:
             conn.close()
+
+    # -- continuity --------------------------------------------------------------------------
+
+    def _prove_continuity(self, checkpoint: Checkpoint) -> Checkpoint:
+        """Prove the checkpoint's binlog history on the server (or find where it continues
+        there) and record it; raises ContinuityLost when neither can be proven."""
+        conn = connect(self.config.target, f"syncd:check:{self.name}")
+        try:
+            found = self._resolve(conn, checkpoint)
+            if found.kind == continuity.PURGED:
+                return checkpoint  # the retention check reports it, as ever
+            if not record_continuity(conn, self.config.target.state_schema, self.name,
+                                     was=checkpoint.position, now=found.position,
+                                     lineage=found.lineage, note=found.note):
+                raise SourceUnavailable(self.name, "the checkpoint moved during the resume check; "
+                                        "checking again")
+            self._log_resolution(checkpoint.position, found)
+            self.checkpoint = read_checkpoint(conn, self.config.target.state_schema, self.name) or checkpoint
+        finally:
+            conn.close()
+        if found.kind == continuity.RELOCATED:
+            self._starts.clear()  # file creation times by name: these names are other files here
+        return self.checkpoint
+
+    def _resolve(self, conn: psycopg.Connection, checkpoint: Checkpoint) -> history.Resolution:
+        paused = [p.mapping for p in read_pauses(conn, self.config.target.state_schema, self.name)]
+        try:
+            return history.resolve(self.plan.source, checkpoint.position, checkpoint.lineage or Lineage(),
+                                   set(self.plan.by_table()), paused)
+        except ContinuityLost as exc:
+            self._starts.clear()
+            self.log.error("continuity_lost", position=str(checkpoint.position), error=str(exc))
+            raise
+
+    def _log_resolution(self, was: Position, found: history.Resolution) -> None:
+        fields = {"position": str(found.position), "server": found.lineage.server,
+                  "binlog_file": str(found.position.file_id) if found.position.file_id else None,
+                  "detail": found.note}
+        if found.kind == continuity.RELOCATED:
+            self.log.warning("continuity_relocated", was=str(was), **fields)
+        elif found.kind == continuity.RECORD:
+            self.log.warning("continuity_recorded", **fields)
+        else:
+            self.log.info("continuity_proven", **fields)
+
+    def _diagnose(self, lost: PositionLost) -> SyncdError:
+        """The stream lost its position: check again what the server holds now, for an error
+        that names what changed (a reset, another server), or a retry where the history goes on."""
+        conn = connect(self.config.target, f"syncd:check:{self.name}")
+        try:
+            checkpoint = read_checkpoint(conn, self.config.target.state_schema, self.name)
+            found = self._resolve(conn, checkpoint) if checkpoint is not None else None
+            if found is not None and found.kind == continuity.PURGED:
+                assert checkpoint is not None
+                self._check_binlog(checkpoint.position, at_start=True)
+        except SyncdError as exc:
+            return exc
+        finally:
+            conn.close()
+        if found is not None and found.kind == continuity.RELOCATED:
+            return SourceUnavailable(self.name, f"{lost.message}; the checkpoint's history goes on "
+                                     "elsewhere on the server: resuming there")
+        return lost
 
     def _on_batch(self, source: str, batch: Batch, seconds: float, rejected: list[DeadLetter]) -> None:
         self._mark()
@@ -489,18 +564,23 @@ class SourceRunner:
                            headroom_seconds=headroom.seconds, detail=headroom.detail)
         return headroom
 
+    def _latest_checkpoint(self) -> Checkpoint | None:
+        try:
+            return self._read_checkpoint()
+        except SyncdError:  # the target is unreachable: the monitor's last reading
+            return self.monitor.checkpoint(self.name) or self.checkpoint
+
     def _wait_for_fix(self, failure: SyncdError | None) -> bool:
         """After a failure: wait, without the lock, for the checkpoint to move (a snapshot
         fixed a purged binlog) or for the runner to be stopped or reloaded. True: try again."""
-        failed_at = self.monitor.checkpoint(self.name) or self.checkpoint
-        resumable = isinstance(failure, PositionLost)
+        failed_at = self._latest_checkpoint()
+        resumable = isinstance(failure, PositionLost)  # purged, or continuity lost
         while not self.stop.wait(LOCK_POLL_S):
             self._mark()
             if not resumable:
                 continue
             current = self.monitor.checkpoint(self.name)
-            if current is not None and (failed_at is None or current.position != failed_at.position
-                                        or current.snapshot_done != failed_at.snapshot_done):
+            if current is not None and (failed_at is None or _moved(failed_at, current)):
                 self.log.info("source_resuming", position=str(current.position),
                               reason="the checkpoint moved (a snapshot was taken)")
                 self.checkpoint = current
@@ -508,3 +588,7 @@ class SourceRunner:
         return False
 
 
+def _moved(before: Checkpoint, now: Checkpoint) -> bool:
+    """Whether a checkpoint was written anew (a snapshot), even at the same position."""
+    return (now.position != before.position or now.snapshot_done != before.snapshot_done
+            or now.position.file_id != before.position.file_id or now.updated_at != before.updated_at)
