@@ -16,8 +16,8 @@ records what it proved, and moves the checkpoint where a failover put the same h
 
 While a source runs, two helper threads watch it: the lock watch (every 2 s: is the lock still
 ours? refresh ``source_owners.heartbeat_at``) and the binlog watch (every
-``alerts.check_interval``: is the binlog file the checkpoint needs still on the server, and how
-long until the server may purge it).
+``alerts.check_interval``: is the binlog file the checkpoint needs still on the server, still
+the same file, and how long until the server may purge it).
 """
 
 from __future__ import annotations
@@ -459,21 +459,25 @@ class SourceRunner:
     def _diagnose(self, lost: PositionLost) -> SyncdError:
         """The stream lost its position: check again what the server holds now, for an error
         that names what changed (a reset, another server), or a retry where the history goes on."""
-        conn = connect(self.config.target, f"syncd:check:{self.name}")
         try:
-            checkpoint = read_checkpoint(conn, self.config.target.state_schema, self.name)
-            found = self._resolve(conn, checkpoint) if checkpoint is not None else None
+            found = self._recheck()
             if found is not None and found.kind == continuity.PURGED:
-                assert checkpoint is not None
-                self._check_binlog(checkpoint.position, at_start=True)
+                self._check_binlog(found.position, at_start=True)
         except SyncdError as exc:
             return exc
-        finally:
-            conn.close()
         if found is not None and found.kind == continuity.RELOCATED:
             return SourceUnavailable(self.name, f"{lost.message}; the checkpoint's history goes on "
                                      "elsewhere on the server: resuming there")
         return lost
+
+    def _recheck(self) -> history.Resolution | None:
+        """What the server holds now for the stored checkpoint (raises ContinuityLost)."""
+        conn = connect(self.config.target, f"syncd:check:{self.name}")
+        try:
+            checkpoint = read_checkpoint(conn, self.config.target.state_schema, self.name)
+            return self._resolve(conn, checkpoint) if checkpoint is not None else None
+        finally:
+            conn.close()
 
     def _on_batch(self, source: str, batch: Batch, seconds: float, rejected: list[DeadLetter]) -> None:
         self._mark()
@@ -506,7 +510,9 @@ class SourceRunner:
 
     def _watch_binlog(self, session: threading.Event) -> None:
         """Every alerts.check_interval while the source runs (and as soon as a first checkpoint
-        exists): is the binlog file it needs still there, and for how long?"""
+        exists): is the binlog file it needs still there, and for how long? And is it still the
+        same file (after a RESET MASTER the server's stream waits, without a word, until the new
+        file grows past the old offset)?"""
         while not session.wait(1.0):
             checkpoint = self.checkpoint or self.monitor.checkpoint(self.name)
             if checkpoint is None or not checkpoint.snapshot_done:
@@ -515,7 +521,8 @@ class SourceRunner:
                 continue
             try:
                 self._check_binlog(checkpoint.position, at_start=False)
-            except PositionLost as exc:
+                self._check_same_file(checkpoint)
+            except PositionLost as exc:  # purged, or continuity lost
                 if session.is_set():  # the source stopped meanwhile: not this period's business
                     return
                 self._fail(exc)
@@ -527,6 +534,23 @@ class SourceRunner:
                 self.log.warning("binlog_check_failed", error=str(exc), position=str(checkpoint.position))
             except Exception:
                 self.log.exception("binlog_check_crashed", position=str(checkpoint.position))
+
+    def _check_same_file(self, checkpoint: Checkpoint) -> None:
+        """Raise ContinuityLost when the checkpoint's binlog file was replaced by another of the
+        same name and the history cannot be found elsewhere on the server."""
+        expected = checkpoint.position.file_id
+        if expected is None:
+            return
+        head = retention.file_head(self.plan.source, checkpoint.position.file)
+        if head is None or head.file_id == expected:
+            return  # gone: the retention check reports it
+        self.log.warning("binlog_file_replaced", position=str(checkpoint.position),
+                         was=str(expected), now=str(head.file_id))
+        conn = connect(self.config.target, f"syncd:check:{self.name}")
+        try:
+            self._resolve(conn, checkpoint)  # found elsewhere: the stream ends and resumes there
+        finally:
+            conn.close()
 
     def _check_binlog(self, position: Position, *, at_start: bool) -> retention.Headroom:
         """Raise PositionLost if the binlog file the checkpoint needs is gone; record headroom."""
@@ -541,6 +565,8 @@ class SourceRunner:
         self.metrics.set_binlog_retention_headroom(self.name, headroom.metric_value)
         self.lock.record_headroom(headroom)
         if headroom.kind == "purged":
+            if not at_start:  # while running: a reset or another server is not a purge
+                self._not_elsewhere(headroom)
             self.log.error("binlog_purged", position=str(position), file=position.file,
                            detail=headroom.detail)
             raise PositionLost(self.name, (
@@ -569,6 +595,14 @@ class SourceRunner:
             return self._read_checkpoint()
         except SyncdError:  # the target is unreachable: the monitor's last reading
             return self.monitor.checkpoint(self.name) or self.checkpoint
+
+    def _not_elsewhere(self, headroom: retention.Headroom) -> None:
+        """The checkpoint's file is gone: ContinuityLost when the binlogs were reset or the
+        server changed; SourceUnavailable when its history goes on elsewhere on the server."""
+        found = self._recheck()
+        if found is not None and found.kind == continuity.RELOCATED:
+            raise SourceUnavailable(self.name, f"{headroom.detail}, but the checkpoint's history goes "
+                                    "on elsewhere on the server: the stream resumes there")
 
     def _wait_for_fix(self, failure: SyncdError | None) -> bool:
         """After a failure: wait, without the lock, for the checkpoint to move (a snapshot

@@ -59,12 +59,12 @@ def make_server(sandbox_root: Path) -> Iterator[Callable[..., MariaDBServer]]:
 
 @pytest.fixture
 def make_scenario(tmp_path: Path, postgres: PostgresServer,
-                  target_db: str) -> Iterator[Callable[[Source], Scenario]]:
+                  target_db: str) -> Iterator[Callable[..., Scenario]]:
     made: list[Scenario] = []
 
-    def make(shop: Source) -> Scenario:
+    def make(shop: Source, extra: str = "") -> Scenario:
         scenario = Scenario.create(tmp_path, postgres, target_db, {"shop": shop})
-        scenario.write_config(SHOP_ORDERS_MAPPING)
+        scenario.write_config(SHOP_ORDERS_MAPPING, extra)
         made.append(scenario)
         return scenario
 
@@ -144,7 +144,7 @@ def snapshot_resumes(scenario: Scenario, shop: Source, expected: set[int]) -> No
 
 
 def test_reset_master_with_the_offset_on_an_event_boundary_fails_with_the_remedy(
-        make_server: Callable[..., MariaDBServer], make_scenario: Callable[[Source], Scenario]) -> None:
+        make_server: Callable[..., MariaDBServer], make_scenario: Callable[..., Scenario]) -> None:
     shop = fresh_shop(make_server(1))
     scenario = make_scenario(shop)
     checkpoint = streamed_then_stopped(scenario, shop)
@@ -183,7 +183,7 @@ def test_reset_master_with_the_offset_on_an_event_boundary_fails_with_the_remedy
 
 
 def test_a_second_server_with_the_same_file_and_offset_is_refused(
-        make_server: Callable[..., MariaDBServer], make_scenario: Callable[[Source], Scenario]) -> None:
+        make_server: Callable[..., MariaDBServer], make_scenario: Callable[..., Scenario]) -> None:
     """Same server_id, same statements, same GTIDs, same file name and offset: another history."""
     first = fresh_shop(make_server(1))
     scenario = make_scenario(first)
@@ -211,7 +211,7 @@ def test_a_second_server_with_the_same_file_and_offset_is_refused(
 
 
 def test_a_purged_binlog_is_refused_as_position_lost(
-        make_server: Callable[..., MariaDBServer], make_scenario: Callable[[Source], Scenario]) -> None:
+        make_server: Callable[..., MariaDBServer], make_scenario: Callable[..., Scenario]) -> None:
     shop = fresh_shop(make_server(1))
     scenario = make_scenario(shop)
     checkpoint = streamed_then_stopped(scenario, shop)
@@ -231,7 +231,7 @@ def test_a_purged_binlog_is_refused_as_position_lost(
 
 
 def test_a_gtid_domain_added_later_resumes_and_is_tracked(
-        make_server: Callable[..., MariaDBServer], make_scenario: Callable[[Source], Scenario]) -> None:
+        make_server: Callable[..., MariaDBServer], make_scenario: Callable[..., Scenario]) -> None:
     shop = fresh_shop(make_server(1))
     scenario = make_scenario(shop)
     streamed_then_stopped(scenario, shop)
@@ -261,7 +261,7 @@ def test_a_gtid_domain_added_later_resumes_and_is_tracked(
 
 
 def test_a_reconnect_after_the_source_restarts_resumes_silently(
-        make_server: Callable[..., MariaDBServer], make_scenario: Callable[[Source], Scenario]) -> None:
+        make_server: Callable[..., MariaDBServer], make_scenario: Callable[..., Scenario]) -> None:
     shop = fresh_shop(make_server(1))
     scenario = make_scenario(shop)
     process = scenario.start()
@@ -312,7 +312,7 @@ def end_of_transaction(server: MariaDBServer, gtid: str) -> tuple[str, int]:
 
 
 def test_failover_to_a_replica_resumes_after_the_last_applied_transaction(
-        make_server: Callable[..., MariaDBServer], make_scenario: Callable[[Source], Scenario]) -> None:
+        make_server: Callable[..., MariaDBServer], make_scenario: Callable[..., Scenario]) -> None:
     primary = make_server(1)
     replica = make_server(2, log_slave_updates="ON")
     replica_of(primary, replica)
@@ -354,7 +354,7 @@ NEW_COLUMNS = ("binlog_file_created", "binlog_file_server_id", "source_server", 
 
 
 def test_a_checkpoint_without_records_is_recorded_at_the_first_resume(
-        make_server: Callable[..., MariaDBServer], make_scenario: Callable[[Source], Scenario]) -> None:
+        make_server: Callable[..., MariaDBServer], make_scenario: Callable[..., Scenario]) -> None:
     shop = fresh_shop(make_server(1))
     scenario = make_scenario(shop)
     streamed_then_stopped(scenario, shop)
@@ -372,4 +372,54 @@ def test_a_checkpoint_without_records_is_recorded_at_the_first_resume(
     assert scenario.stop(process) == 0
     process = scenario.start()
     eventually(lambda: events_named(scenario, "continuity_proven", source="shop"), 60)
+    assert scenario.stop(process) == 0
+
+
+# -- a reset while syncd streams ---------------------------------------------------------------
+
+
+def test_a_reset_while_streaming_is_found_by_the_periodic_check(
+        make_server: Callable[..., MariaDBServer], make_scenario: Callable[..., Scenario]) -> None:
+    """After RESET MASTER the server's stream waits, silently, until the new file grows past the
+    old offset (heartbeats and all). The periodic binlog check sees the file was replaced."""
+    shop = fresh_shop(make_server(1))
+    scenario = make_scenario(shop, "alerts: {check_interval: 2s}\n")
+    process = scenario.start()
+    wait_streaming(scenario, "shop")
+    write_orders(shop, FIRST_ORDERS)
+    eventually(lambda: shop_ids_in_target(scenario) == set(FIRST_ORDERS), 30)
+    time.sleep(1.1)
+    run_sql(shop.server, "RESET MASTER")
+    shop.execute(insert_order(99, "已支付"))
+    failed = failed_event(scenario)
+    assert failed["error_type"] == "ContinuityLost"
+    replaced = events_named(scenario, "binlog_file_replaced", source="shop")
+    assert replaced and replaced[0]["was"] != replaced[0]["now"]
+    assert "binlog file mysql-bin.000001 on the server was created" in failed["error"]
+    assert "its binlog does not hold the last applied transaction (GTID 0-1-3)" in failed["error"]
+    assert REMEDY in failed["error"]
+    assert 99 not in shop_ids_in_target(scenario)
+    assert scenario.stop(process) == 0
+
+
+def test_a_reset_that_ends_the_stream_is_named_for_what_it_is(
+        make_server: Callable[..., MariaDBServer], make_scenario: Callable[..., Scenario]) -> None:
+    """With more than one binlog file the server ends the stream at once ("could not find next
+    log", which alone reads like a purge): checked again, the error names the reset."""
+    shop = fresh_shop(make_server(1))
+    run_sql(shop.server, "FLUSH BINARY LOGS")
+    scenario = make_scenario(shop)
+    process = scenario.start()
+    wait_streaming(scenario, "shop")
+    write_orders(shop, FIRST_ORDERS)
+    eventually(lambda: shop_ids_in_target(scenario) == set(FIRST_ORDERS), 30)
+    assert checkpoint_of(scenario, "shop")[0] == "mysql-bin.000002"
+    run_sql(shop.server, "RESET MASTER")
+    shop.execute(insert_order(99, "已支付"))
+    failed = failed_event(scenario)
+    assert failed["error_type"] == "ContinuityLost"
+    assert "has no binlog file mysql-bin.000002 (its binlogs are mysql-bin.000001)" in failed["error"]
+    assert REMEDY in failed["error"]
+    assert not events_named(scenario, "binlog_purged")
+    assert 99 not in shop_ids_in_target(scenario)
     assert scenario.stop(process) == 0
