@@ -10,6 +10,7 @@
     │   ├── SourceSettingsError a server variable syncd needs is wrong (names variable and fix)
     │   │   └── SourceTlsError  TLS to the source failed: certificate, host name, no TLS offered
     │   ├── PositionLost        the binlog the checkpoint needs was purged (re-snapshot)
+    │   │   └── ContinuityLost  the binlog at the checkpoint is not the one it came from (re-snapshot)
     │   ├── StreamError         the stream holds something syncd refuses to guess about
     │   ├── NoPrimaryKey        a table has no primary key and the mapping names no source_key
     │   └── UnusableSourceKey   a mapping's source_key is not a unique NOT NULL key
@@ -122,6 +123,11 @@ class SourceTlsError(SourceSettingsError):
 
 class PositionLost(SourceError):
     """The checkpoint's binlog is gone from the server; only a new snapshot helps."""
+
+
+class ContinuityLost(PositionLost):
+    """The server's binlog at the checkpoint is not the history the checkpoint came from (binlogs
+    reset, a restore, another server); resuming there would skip or repeat changes silently."""
 
 
 class DecoderCrashed(SourceUnavailable):

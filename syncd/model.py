@@ -12,11 +12,27 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 Row = dict[str, Any]
 """A row image: column name -> Python value, as decoded from the binlog or a SELECT."""
+
+
+@dataclass(frozen=True, slots=True)
+class BinlogFileId:
+    """Which binlog file a file name stands for: the header of its first event
+    (FORMAT_DESCRIPTION) says when the file was created and by which server. After a
+    `RESET MASTER`, a restore or on another server, the same name is another file: the pair
+    differs (see syncd/source/continuity.py)."""
+
+    created: int
+    """Unix time (seconds) of the file's creation."""
+    server_id: int
+
+    def __str__(self) -> str:
+        created = datetime.fromtimestamp(self.created, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return f"created {created} by server_id {self.server_id}"
 
 
 @dataclass(frozen=True, order=True)
@@ -26,9 +42,24 @@ class Position:
     file: str
     pos: int
     gtid: str | None = field(default=None, compare=False)
+    file_id: BinlogFileId | None = field(default=None, compare=False)
+    """Which file `file` is (None: not known)."""
 
     def __str__(self) -> str:
         return f"{self.file}:{self.pos}"
+
+
+@dataclass(frozen=True, slots=True)
+class Lineage:
+    """What a checkpoint records, beside its position, about the binlog history it belongs to;
+    every resume proves it still holds (syncd/source/continuity.py)."""
+
+    server: str | None = None
+    """The source server's identity (MariaDB: server_id, gtid_domain_id; MySQL: server_uuid)."""
+    applied_gtid: str | None = None
+    """GTID of the last applied source transaction that changed a mapped table."""
+    applied_digest: str | None = None
+    """Digest of that transaction's changes and commit time (`continuity.transaction_digest`)."""
 
 
 class Op(enum.Enum):
@@ -90,6 +121,8 @@ class SourceTransaction:
     """Commit time at the source (UTC, tz-aware)."""
     follows_parts: bool = False
     """True when earlier changes of this transaction came as TransactionPart events."""
+    gtid: str | None = None
+    """Its GTID (None without GTIDs)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +142,7 @@ class SchemaChange:
     statement: str
     end: Position
     commit_time: datetime
+    gtid: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -171,10 +171,23 @@ def _status_lines(report: dict[str, Any]) -> list[str]:
     for row in rows:
         if row.get("error"):
             lines.append(f"{row['source']}: error: {row['error']}")
+        lines += [f"{row['source']}: {line}" for line in _history_lines(row.get("history") or {})]
         if row.get("retention_detail") and row.get("retention_headroom") not in {"unlimited", None}:
             lines.append(f"{row['source']}: binlog: {row['retention_detail']}")
     if report.get("reconcile"):
         lines += ["", *table_lines(_RECONCILE_COLUMNS, [[cell(run.get(c)) for c in _RECONCILE_COLUMNS]
                                                         for run in report["reconcile"]])]
+    return lines
+
+
+def _history_lines(history: dict[str, Any]) -> list[str]:
+    lines = []
+    if history.get("binlog_file"):
+        created = (f" (created {history['binlog_file_created']} by server_id "
+                   f"{history['binlog_file_server_id']})" if history.get("binlog_file_created") else "")
+        server = f" on {history['server']}" if history.get("server") else ""
+        lines.append(f"binlog history: {history['binlog_file']}{created}{server}")
+    if history.get("continuity"):
+        lines.append(f"continuity: {history['continuity']} (checked {history['continuity_checked_at']})")
     return lines
 

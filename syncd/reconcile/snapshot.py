@@ -51,6 +51,7 @@ from syncd.sink.lock import SourceLock
 from syncd.sink.postgres import Batch, PlannedOp, PostgresSink, rejection_reason
 from syncd.sink.slices import column_types, slice_has_rows
 from syncd.sink.state import Checkpoint, create_state_schema
+from syncd.source import history
 from syncd.source.chunks import SourceReader
 from syncd.source.snapshot import SnapshotPoint, SourceSnapshot
 
@@ -172,6 +173,13 @@ def _clear_progress(cur: psycopg.Cursor, schema: str, source: str, tables: list[
         cur.execute(statement, (source,))
     else:
         cur.execute(statement + sql.SQL(" AND source_table = ANY(%s)"), (source, tables))
+
+
+def _snapshot_checkpoint(source: SourceConfig, position: str) -> Checkpoint:
+    """The checkpoint a whole copy ends with, with the binlog history its position belongs to
+    (syncd/source/continuity.py proves it at every resume)."""
+    at, lineage, note = history.snapshot_record(source, _parse_position(position))
+    return Checkpoint(source.name, at, None, snapshot_done=True, lineage=lineage, continuity=note)
 
 
 def _parse_position(text: str) -> Position:
@@ -462,7 +470,7 @@ class _Job:
         batch = Batch()
         whole = self.partial is None and set(self.tables) == set(self.plan.by_table())
         if whole:
-            batch.checkpoint = Checkpoint(self.name, _parse_position(position), None, snapshot_done=True)
+            batch.checkpoint = _snapshot_checkpoint(self.plan.source, position)
         with sink.long_transaction() as tx:
             tx.finish(batch)
             _clear_progress(tx.cur, self.schema, self.name, None if whole else self._keys())

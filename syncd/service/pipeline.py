@@ -27,6 +27,7 @@ from syncd.mapping.plan import ChangeContext, Mapping, dead_letter, map_change, 
 from syncd.model import (
     DeadLetter,
     Heartbeat,
+    Lineage,
     Outcome,
     Position,
     RowChange,
@@ -43,6 +44,7 @@ from syncd.sink.state import Checkpoint, RepairRequest, next_repair, read_checkp
 from syncd.source import decoder_process
 from syncd.source.binlog import BinlogReader, SourceEvent
 from syncd.source.checks import connect, table_columns
+from syncd.source.continuity import ResumeGuard, lineage_after
 from syncd.source.ddl import table_effects
 from syncd.source.decoder_process import DecoderProcess
 from syncd.source.gtid import GtidState
@@ -88,6 +90,10 @@ class Pipeline:
         self.truncate_policy = config.ddl.truncate
         self.gate = MappingGate([], set(), Position("", 0))
         self.known_columns: dict[str, dict[str, str]] = {}
+        self.lineage = Lineage()
+        """What the checkpoints written record of the binlog history (see continuity.py)."""
+        self._applied: SourceTransaction | None = None
+        """The last transaction that changed a mapped table, not yet in `lineage`."""
         self.log = log.bind(source=self.source.name)
 
     def run(self) -> None:
@@ -152,10 +158,13 @@ class Pipeline:
             self.sink.commit(Batch(resumed=caught_up))
         self.known_columns = self._live_columns_of(self.by_table)
         start = self.gate.start(checkpoint.position)
+        self.lineage = checkpoint.lineage or Lineage()
+        # A replay for resumed mappings starts before the checkpoint: no stream check there.
+        guard = ResumeGuard(self.source.name, checkpoint.position) if start == checkpoint.position else None
         # Decoding on another core (decoder_process.py) unless SYNCD_DECODER_PROCESS=0.
         reader_class = DecoderProcess if decoder_process.enabled() else BinlogReader
         reader = reader_class(self.source, start, set(self.by_table),
-                              GtidState.parse(checkpoint.position.gtid))
+                              GtidState.parse(checkpoint.position.gtid), guard=guard)
         events = ReadAhead(reader.runs(), f"binlog-{self.source.name}")
         self.progress.connected = True
         self.position = checkpoint.position
@@ -221,6 +230,7 @@ class Pipeline:
                 raise SinkError(f"large transaction after {self.position} ended without a commit")
             last = Batch()
             self._take(last, item)
+            self._seal(last)
             rejected = target.finish(last)
         self._after_commit(last, rejected, time.monotonic() - began)
 
@@ -261,6 +271,8 @@ class Pipeline:
                     mappings = [m for m in mappings if gate.applies(m.name, end)]
                 self._map_into(batch, change, mappings, ctx)
             batch.transactions += 1
+            if event.changes and (gate.replay_until is None or end > gate.replay_until):
+                self._applied = event
         elif isinstance(event, SchemaChange):
             self._schema_change(batch, event)
         if isinstance(event, SourceTransaction | SchemaChange):
@@ -377,8 +389,17 @@ class Pipeline:
             return
         self._commit(batch)
 
+    def _seal(self, batch: Batch) -> None:
+        """Give the batch's checkpoint the lineage of what it covers (a digest per batch at most)."""
+        if batch.checkpoint is None:
+            return
+        if self._applied is not None:
+            self.lineage, self._applied = lineage_after(self.lineage, self._applied), None
+        batch.checkpoint.lineage = self.lineage
+
     def _commit(self, batch: Batch) -> None:
         began = time.monotonic()
+        self._seal(batch)
         rejected = self.sink.commit(batch)
         self._after_commit(batch, rejected, time.monotonic() - began)
 

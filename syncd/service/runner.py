@@ -4,15 +4,20 @@
              -> connecting (lock taken: server checks, binlog safety) -> running (pipeline)
     running  -> retrying (connection lost: capped exponential backoff, resume from checkpoint)
              -> standby (the lock's connection was lost: stop writing at once, wait again)
-             -> failed (purged binlog, wrong server setting, a stream syncd refuses to guess
-                about): the lock is released, the other sources go on. A source failed because
-                its binlog was purged resumes by itself once its checkpoint moves (after
-                `syncd snapshot --source S`); any failed source is retried on SIGHUP.
+             -> failed (purged binlog, a binlog that is not the checkpoint's history, wrong
+                server setting, a stream syncd refuses to guess about): the lock is released,
+                the other sources go on. A source failed because its binlog was purged or its
+                continuity was lost resumes by itself once its checkpoint moves (after `syncd
+                snapshot --source S`); any failed source is retried on SIGHUP.
+
+Every connecting attempt (start, reconnect, failover, reload) first proves that the server's
+binlog at the checkpoint is the history the checkpoint came from (syncd/source/history.py),
+records what it proved, and moves the checkpoint where a failover put the same history.
 
 While a source runs, two helper threads watch it: the lock watch (every 2 s: is the lock still
 ours? refresh ``source_owners.heartbeat_at``) and the binlog watch (every
-``alerts.check_interval``: is the binlog file the checkpoint needs still on the server, and how
-long until the server may purge it).
+``alerts.check_interval``: is the binlog file the checkpoint needs still on the server, still
+the same file, and how long until the server may purge it).
 """
 
 from __future__ import annotations
@@ -28,17 +33,17 @@ import structlog
 import tenacity
 
 from syncd.config import Config
-from syncd.errors import ConfigError, PositionLost, SyncdError
+from syncd.errors import ConfigError, ContinuityLost, PositionLost, SourceUnavailable, SyncdError
 from syncd.mapping.load import SourcePlan
-from syncd.model import DeadLetter, Position
+from syncd.model import DeadLetter, Lineage, Position
 from syncd.service.metrics import Metrics
 from syncd.service.monitor import StateMonitor
 from syncd.service.pipeline import Pipeline
 from syncd.sink.connection import connect
 from syncd.sink.lock import SourceLock
 from syncd.sink.postgres import Batch
-from syncd.sink.state import Checkpoint, read_checkpoint
-from syncd.source import checks, retention
+from syncd.sink.state import Checkpoint, read_checkpoint, read_pauses, record_continuity
+from syncd.source import checks, continuity, history, retention
 from syncd.source.checks import check_source_tables
 
 log = structlog.get_logger("syncd.service.runner")
@@ -385,6 +390,7 @@ class SourceRunner:
         if checkpoint is not None:
             self.checkpoint = checkpoint
             if checkpoint.snapshot_done:
+                checkpoint = self._prove_continuity(checkpoint)
                 self._check_binlog(checkpoint.position, at_start=True)
         if self._session.is_set():
             return
@@ -393,12 +399,85 @@ class SourceRunner:
             return
         self.pipeline = Pipeline(self.plan, self.config, self._session, on_batch=self._on_batch)
         self._set_state("running")
-        self.pipeline.run()
+        try:
+            self.pipeline.run()
+        except PositionLost as lost:  # the stream could not go on (or its own check failed)
+            diagnosis = self._diagnose(lost)
+            if diagnosis is lost:
+                raise
+            raise diagnosis from lost
 
     def _read_checkpoint(self) -> Checkpoint | None:
         conn = connect(self.config.target, f"syncd:check:{self.name}")
         try:
             return read_checkpoint(conn, self.config.target.state_schema, self.name)
+        finally:
+            conn.close()
+
+    # -- continuity --------------------------------------------------------------------------
+
+    def _prove_continuity(self, checkpoint: Checkpoint) -> Checkpoint:
+        """Prove the checkpoint's binlog history on the server (or find where it continues
+        there) and record it; raises ContinuityLost when neither can be proven."""
+        conn = connect(self.config.target, f"syncd:check:{self.name}")
+        try:
+            found = self._resolve(conn, checkpoint)
+            if found.kind == continuity.PURGED:
+                return checkpoint  # the retention check reports it, as ever
+            if not record_continuity(conn, self.config.target.state_schema, self.name,
+                                     was=checkpoint.position, now=found.position,
+                                     lineage=found.lineage, note=found.note):
+                raise SourceUnavailable(self.name, "the checkpoint moved during the resume check; "
+                                        "checking again")
+            self._log_resolution(checkpoint.position, found)
+            self.checkpoint = read_checkpoint(conn, self.config.target.state_schema, self.name) or checkpoint
+        finally:
+            conn.close()
+        if found.kind == continuity.RELOCATED:
+            self._starts.clear()  # file creation times by name: these names are other files here
+        return self.checkpoint
+
+    def _resolve(self, conn: psycopg.Connection, checkpoint: Checkpoint) -> history.Resolution:
+        paused = [p.mapping for p in read_pauses(conn, self.config.target.state_schema, self.name)]
+        try:
+            return history.resolve(self.plan.source, checkpoint.position, checkpoint.lineage or Lineage(),
+                                   set(self.plan.by_table()), paused)
+        except ContinuityLost as exc:
+            self._starts.clear()
+            self.log.error("continuity_lost", position=str(checkpoint.position), error=str(exc))
+            raise
+
+    def _log_resolution(self, was: Position, found: history.Resolution) -> None:
+        fields = {"position": str(found.position), "server": found.lineage.server,
+                  "binlog_file": str(found.position.file_id) if found.position.file_id else None,
+                  "detail": found.note}
+        if found.kind == continuity.RELOCATED:
+            self.log.warning("continuity_relocated", was=str(was), **fields)
+        elif found.kind == continuity.RECORD:
+            self.log.warning("continuity_recorded", **fields)
+        else:
+            self.log.info("continuity_proven", **fields)
+
+    def _diagnose(self, lost: PositionLost) -> SyncdError:
+        """The stream lost its position: check again what the server holds now, for an error
+        that names what changed (a reset, another server), or a retry where the history goes on."""
+        try:
+            found = self._recheck()
+            if found is not None and found.kind == continuity.PURGED:
+                self._check_binlog(found.position, at_start=True)
+        except SyncdError as exc:
+            return exc
+        if found is not None and found.kind == continuity.RELOCATED:
+            return SourceUnavailable(self.name, f"{lost.message}; the checkpoint's history goes on "
+                                     "elsewhere on the server: resuming there")
+        return lost
+
+    def _recheck(self) -> history.Resolution | None:
+        """What the server holds now for the stored checkpoint (raises ContinuityLost)."""
+        conn = connect(self.config.target, f"syncd:check:{self.name}")
+        try:
+            checkpoint = read_checkpoint(conn, self.config.target.state_schema, self.name)
+            return self._resolve(conn, checkpoint) if checkpoint is not None else None
         finally:
             conn.close()
 
@@ -433,7 +512,9 @@ class SourceRunner:
 
     def _watch_binlog(self, session: threading.Event) -> None:
         """Every alerts.check_interval while the source runs (and as soon as a first checkpoint
-        exists): is the binlog file it needs still there, and for how long?"""
+        exists): is the binlog file it needs still there, and for how long? And is it still the
+        same file (after a RESET MASTER the server's stream waits, without a word, until the new
+        file grows past the old offset)?"""
         while not session.wait(1.0):
             checkpoint = self.checkpoint or self.monitor.checkpoint(self.name)
             if checkpoint is None or not checkpoint.snapshot_done:
@@ -442,7 +523,8 @@ class SourceRunner:
                 continue
             try:
                 self._check_binlog(checkpoint.position, at_start=False)
-            except PositionLost as exc:
+                self._check_same_file(checkpoint)
+            except PositionLost as exc:  # purged, or continuity lost
                 if session.is_set():  # the source stopped meanwhile: not this period's business
                     return
                 self._fail(exc)
@@ -454,6 +536,23 @@ class SourceRunner:
                 self.log.warning("binlog_check_failed", error=str(exc), position=str(checkpoint.position))
             except Exception:
                 self.log.exception("binlog_check_crashed", position=str(checkpoint.position))
+
+    def _check_same_file(self, checkpoint: Checkpoint) -> None:
+        """Raise ContinuityLost when the checkpoint's binlog file was replaced by another of the
+        same name and the history cannot be found elsewhere on the server."""
+        expected = checkpoint.position.file_id
+        if expected is None:
+            return
+        head = retention.file_head(self.plan.source, checkpoint.position.file)
+        if head is None or head.file_id == expected:
+            return  # gone: the retention check reports it
+        self.log.warning("binlog_file_replaced", position=str(checkpoint.position),
+                         was=str(expected), now=str(head.file_id))
+        conn = connect(self.config.target, f"syncd:check:{self.name}")
+        try:
+            self._resolve(conn, checkpoint)  # found elsewhere: the stream ends and resumes there
+        finally:
+            conn.close()
 
     def _check_binlog(self, position: Position, *, at_start: bool) -> retention.Headroom:
         """Raise PositionLost if the binlog file the checkpoint needs is gone; record headroom."""
@@ -468,6 +567,8 @@ class SourceRunner:
         self.metrics.set_binlog_retention_headroom(self.name, headroom.metric_value)
         self.lock.record_headroom(headroom)
         if headroom.kind == "purged":
+            if not at_start:  # while running: a reset or another server is not a purge
+                self._not_elsewhere(headroom)
             self.log.error("binlog_purged", position=str(position), file=position.file,
                            detail=headroom.detail)
             raise PositionLost(self.name, (
@@ -491,18 +592,31 @@ class SourceRunner:
                            headroom_seconds=headroom.seconds, detail=headroom.detail)
         return headroom
 
+    def _latest_checkpoint(self) -> Checkpoint | None:
+        try:
+            return self._read_checkpoint()
+        except SyncdError:  # the target is unreachable: the monitor's last reading
+            return self.monitor.checkpoint(self.name) or self.checkpoint
+
+    def _not_elsewhere(self, headroom: retention.Headroom) -> None:
+        """The checkpoint's file is gone: ContinuityLost when the binlogs were reset or the
+        server changed; SourceUnavailable when its history goes on elsewhere on the server."""
+        found = self._recheck()
+        if found is not None and found.kind == continuity.RELOCATED:
+            raise SourceUnavailable(self.name, f"{headroom.detail}, but the checkpoint's history goes "
+                                    "on elsewhere on the server: the stream resumes there")
+
     def _wait_for_fix(self, failure: SyncdError | None) -> bool:
         """After a failure: wait, without the lock, for the checkpoint to move (a snapshot
         fixed a purged binlog) or for the runner to be stopped or reloaded. True: try again."""
-        failed_at = self.monitor.checkpoint(self.name) or self.checkpoint
-        resumable = isinstance(failure, PositionLost)
+        failed_at = self._latest_checkpoint()
+        resumable = isinstance(failure, PositionLost)  # purged, or continuity lost
         while not self.stop.wait(LOCK_POLL_S):
             self._mark()
             if not resumable:
                 continue
             current = self.monitor.checkpoint(self.name)
-            if current is not None and (failed_at is None or current.position != failed_at.position
-                                        or current.snapshot_done != failed_at.snapshot_done):
+            if current is not None and (failed_at is None or _moved(failed_at, current)):
                 self.log.info("source_resuming", position=str(current.position),
                               reason="the checkpoint moved (a snapshot was taken)")
                 self.checkpoint = current
@@ -510,3 +624,7 @@ class SourceRunner:
         return False
 
 
+def _moved(before: Checkpoint, now: Checkpoint) -> bool:
+    """Whether a checkpoint was written anew (a snapshot), even at the same position."""
+    return (now.position != before.position or now.snapshot_done != before.snapshot_done
+            or now.position.file_id != before.position.file_id or now.updated_at != before.updated_at)

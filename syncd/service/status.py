@@ -11,6 +11,7 @@ from syncd.config import Config
 from syncd.sink.lock import read_health, read_owners
 from syncd.sink.runs import last_runs
 from syncd.sink.state import pending_dead_letters, read_checkpoint
+from syncd.source.continuity import LOST
 from syncd.source.retention import format_duration
 
 OWNER_FRESH_S = 15.0
@@ -61,8 +62,27 @@ def source_row(name: str, checkpoint: Any, pending: int, *, health: Any = None, 
                                       or health.updated_at >= checkpoint.updated_at)
     row["error"] = health.error if current and health.error else None
     row["state"] = source_state(checkpoint, health if current else None, alive)
+    row["history"] = binlog_history(checkpoint, row["error"])
     row.update(_headroom(health))
     return row
+
+
+def binlog_history(checkpoint: Any, error: str | None) -> dict[str, Any]:
+    """Which binlog history the checkpoint belongs to, and what the last resume proved."""
+    lineage = checkpoint.lineage if checkpoint is not None else None
+    file_id = checkpoint.position.file_id if checkpoint is not None else None
+    at = checkpoint.continuity_at if checkpoint is not None else None
+    return {
+        "server": lineage.server if lineage else None,
+        "binlog_file": checkpoint.position.file if checkpoint is not None else None,
+        "binlog_file_created": (datetime.fromtimestamp(file_id.created, UTC).isoformat()
+                                if file_id else None),
+        "binlog_file_server_id": file_id.server_id if file_id else None,
+        "last_applied_gtid": lineage.applied_gtid if lineage else None,
+        "continuity": checkpoint.continuity if checkpoint is not None else None,
+        "continuity_checked_at": at.isoformat() if at else None,
+        "continuity_lost": bool(error and LOST in error),
+    }
 
 
 def _headroom(health: Any) -> dict[str, Any]:

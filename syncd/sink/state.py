@@ -14,7 +14,16 @@ import psycopg
 from psycopg import sql
 
 from syncd.mapping.plan import LetterColumns
-from syncd.model import REPAIR_AT, SNAPSHOT_AT, DeadLetter, KeyOutcome, Outcome, Position
+from syncd.model import (
+    REPAIR_AT,
+    SNAPSHOT_AT,
+    BinlogFileId,
+    DeadLetter,
+    KeyOutcome,
+    Lineage,
+    Outcome,
+    Position,
+)
 
 SCHEMA_VERSION = 1
 
@@ -128,6 +137,13 @@ UPDATE {schema}.dead_letters SET
     refused_person = substring(reason from '^unified row of person ([0-9]+) \(identity ')::bigint,
     refused_space = substring(reason from '^unified row of person [0-9]+ \(identity (.+?)\): ')
     WHERE refused_space IS NULL AND reason LIKE 'unified row of person %';
+ALTER TABLE {schema}.checkpoints ADD COLUMN IF NOT EXISTS binlog_file_created timestamptz;
+ALTER TABLE {schema}.checkpoints ADD COLUMN IF NOT EXISTS binlog_file_server_id bigint;
+ALTER TABLE {schema}.checkpoints ADD COLUMN IF NOT EXISTS source_server text;
+ALTER TABLE {schema}.checkpoints ADD COLUMN IF NOT EXISTS applied_gtid text;
+ALTER TABLE {schema}.checkpoints ADD COLUMN IF NOT EXISTS applied_digest text;
+ALTER TABLE {schema}.checkpoints ADD COLUMN IF NOT EXISTS continuity text;
+ALTER TABLE {schema}.checkpoints ADD COLUMN IF NOT EXISTS continuity_at timestamptz;
 ALTER TABLE {schema}.snapshot_progress ADD COLUMN IF NOT EXISTS key_columns jsonb;
 CREATE INDEX IF NOT EXISTS repair_requests_pending ON {schema}.repair_requests (source, status, id);
 CREATE TABLE IF NOT EXISTS {schema}.identity_persons (
@@ -193,6 +209,12 @@ class Checkpoint:
     snapshot_done: bool
     updated_at: datetime | None = None
     lag_seconds: float | None = None
+    lineage: Lineage | None = None
+    """Which binlog history `position` belongs to (with `position.file_id`; None: not known)."""
+    continuity: str | None = None
+    """What the last resume proved about that history (written by `record_continuity`, and by
+    a snapshot; a plain checkpoint write leaves it as it is)."""
+    continuity_at: datetime | None = None
 
 
 def create_state_schema(conn: psycopg.Connection, schema: str) -> None:
@@ -212,32 +234,76 @@ def create_state_schema(conn: psycopg.Connection, schema: str) -> None:
                 sql.Identifier(schema)), (SCHEMA_VERSION,))
 
 
+_CHECKPOINT_COLUMNS = ("binlog_file, binlog_pos, gtid, last_event_time, snapshot_done, updated_at, "
+                       "lag_seconds, binlog_file_created, binlog_file_server_id, source_server, "
+                       "applied_gtid, applied_digest, continuity, continuity_at")
+
+
 def read_checkpoint(conn: psycopg.Connection, schema: str, source: str) -> Checkpoint | None:
-    query = sql.SQL("SELECT binlog_file, binlog_pos, gtid, last_event_time, snapshot_done, "
-                    "updated_at, lag_seconds FROM {}.checkpoints WHERE source = %s"
+    query = sql.SQL(f"SELECT {_CHECKPOINT_COLUMNS} FROM {{}}.checkpoints WHERE source = %s"
                     ).format(sql.Identifier(schema))
     row = conn.execute(query, (source,)).fetchone()
     if row is None:
         return None
-    return Checkpoint(source, Position(row[0], row[1], row[2]), row[3], row[4], row[5], row[6])
+    (file, pos, gtid, last_event_time, snapshot_done, updated_at, lag, created, server_id, server,
+     applied_gtid, applied_digest, continuity, continuity_at) = row
+    file_id = BinlogFileId(int(created.timestamp()), server_id) if created and server_id is not None else None
+    return Checkpoint(source, Position(file, pos, gtid, file_id), last_event_time, snapshot_done,
+                      updated_at, lag, Lineage(server, applied_gtid, applied_digest), continuity,
+                      continuity_at)
 
 
 def write_checkpoint(cur: psycopg.Cursor, schema: str, checkpoint: Checkpoint) -> None:
     """Upsert the checkpoint row; runs inside the caller's transaction."""
     statement = sql.SQL(
         "INSERT INTO {}.checkpoints AS c (source, binlog_file, binlog_pos, gtid, last_event_time, "
-        "snapshot_done, lag_seconds, updated_at) VALUES (%s, %s, %s, %s, %s, %s, "
-        "EXTRACT(EPOCH FROM clock_timestamp() - %s::timestamptz), now()) "
+        "snapshot_done, lag_seconds, updated_at, binlog_file_created, binlog_file_server_id, "
+        "source_server, applied_gtid, applied_digest, continuity, continuity_at) VALUES (%s, %s, %s, "
+        "%s, %s, %s, EXTRACT(EPOCH FROM clock_timestamp() - %s::timestamptz), now(), "
+        "to_timestamp(%s), %s, %s, %s, %s, %s, CASE WHEN %s::text IS NULL THEN NULL ELSE now() END) "
         "ON CONFLICT (source) DO UPDATE SET binlog_file = EXCLUDED.binlog_file, "
         "binlog_pos = EXCLUDED.binlog_pos, gtid = EXCLUDED.gtid, "
         "last_event_time = COALESCE(EXCLUDED.last_event_time, c.last_event_time), "
         "snapshot_done = EXCLUDED.snapshot_done, "
-        "lag_seconds = COALESCE(EXCLUDED.lag_seconds, c.lag_seconds), updated_at = now()"
+        "lag_seconds = COALESCE(EXCLUDED.lag_seconds, c.lag_seconds), updated_at = now(), "
+        "binlog_file_created = EXCLUDED.binlog_file_created, "
+        "binlog_file_server_id = EXCLUDED.binlog_file_server_id, "
+        "source_server = EXCLUDED.source_server, applied_gtid = EXCLUDED.applied_gtid, "
+        "applied_digest = EXCLUDED.applied_digest, "
+        "continuity = COALESCE(EXCLUDED.continuity, c.continuity), "
+        "continuity_at = COALESCE(EXCLUDED.continuity_at, c.continuity_at)"
     ).format(sql.Identifier(schema))
     position = checkpoint.position
+    file_id = position.file_id
+    lineage = checkpoint.lineage or _NO_LINEAGE
     cur.execute(statement, (checkpoint.source, position.file, position.pos, position.gtid,
                             checkpoint.last_event_time, checkpoint.snapshot_done,
-                            checkpoint.last_event_time))
+                            checkpoint.last_event_time,
+                            file_id.created if file_id else None, file_id.server_id if file_id else None,
+                            lineage.server, lineage.applied_gtid, lineage.applied_digest,
+                            checkpoint.continuity, checkpoint.continuity))
+
+
+_NO_LINEAGE = Lineage()
+
+
+def record_continuity(conn: psycopg.Connection, schema: str, source: str, *, was: Position,
+                      now: Position, lineage: Lineage, note: str) -> bool:
+    """At a resume: record what it proved (and, when the history continues in another place,
+    move the checkpoint there). Only if the checkpoint is still at `was`; the checkpoint's
+    `updated_at` stays (it dates the last applied change). False when it had moved."""
+    statement = sql.SQL(
+        "UPDATE {}.checkpoints SET binlog_file = %s, binlog_pos = %s, gtid = %s, "
+        "binlog_file_created = to_timestamp(%s), binlog_file_server_id = %s, source_server = %s, "
+        "applied_gtid = %s, applied_digest = %s, continuity = %s, continuity_at = now() "
+        "WHERE source = %s AND binlog_file = %s AND binlog_pos = %s").format(sql.Identifier(schema))
+    file_id = now.file_id
+    with conn.transaction():
+        done = conn.execute(statement, (
+            now.file, now.pos, now.gtid, file_id.created if file_id else None,
+            file_id.server_id if file_id else None, lineage.server, lineage.applied_gtid,
+            lineage.applied_digest, note, source, was.file, was.pos)).rowcount
+    return done > 0
 
 
 REREAD_POSITIONS = (REPAIR_AT, SNAPSHOT_AT)

@@ -3,6 +3,9 @@
 Turns the library's events into syncd's own: one `SourceTransaction` per committed source
 transaction (with the file/offset just after its commit), `SchemaChange` for DDL, and
 `Heartbeat` while the server is idle. It refuses, loudly, whatever it cannot read exactly.
+Every position names the binlog file it is in by the file's creation time and server_id (from
+the file's FORMAT_DESCRIPTION event), and a stream that resumes a checkpoint checks as it starts
+that it reads the history the checkpoint came from (syncd/source/continuity.py).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 import pymysql
 from pymysqlreplication import BinLogStreamReader, binlogstream
 from pymysqlreplication.event import (
+    FormatDescriptionEvent,
     GtidEvent,
     HeartbeatLogEvent,
     MariadbGtidEvent,
@@ -36,6 +40,7 @@ from pymysqlreplication.row_event import (
 from syncd.config import SourceConfig
 from syncd.errors import PositionLost, SourceUnavailable, StreamError, UndecodableText
 from syncd.model import (
+    BinlogFileId,
     Heartbeat,
     Op,
     Position,
@@ -48,6 +53,7 @@ from syncd.model import (
 )
 from syncd.source import charsets, fastpath
 from syncd.source.connection import SourceConnection, TlsFailure, tls_error
+from syncd.source.continuity import ResumeGuard
 from syncd.source.gtid import GtidState
 from syncd.source.values import Convert, apply_converters, binlog_converter, time2_from_binary
 
@@ -141,11 +147,18 @@ class BinlogReader:
     """Reads one source's binlog from a checkpoint. Iterate `events()`; call `close()` to stop."""
 
     def __init__(self, source: SourceConfig, start: Position, tables: set[str],
-                 gtid_state: GtidState | None = None) -> None:
+                 gtid_state: GtidState | None = None, *, guard: ResumeGuard | None = None,
+                 blocking: bool = True) -> None:
         self.source = source
         self.start = start
         self.tables = tables
         self.gtids = gtid_state or GtidState()
+        self.blocking = blocking
+        """False: end at the end of the binlog (a scan) instead of waiting for more."""
+        self._guard = guard
+        """Checks the first file and GTID of a stream resuming a checkpoint (then None)."""
+        self._file_id: BinlogFileId | None = None
+        """Which file the stream is in: set by its FORMAT_DESCRIPTION event, unset by a rotation."""
         self._stream: BinLogStreamReader | None = None
         self._open: _OpenTransaction | None = None
         self._prepared: dict[str, list[RowChange]] = {}
@@ -158,7 +171,7 @@ class BinlogReader:
         return fastpath.install(BinLogStreamReader(
             connection_settings=settings,
             server_id=self.source.server_id,
-            blocking=True,
+            blocking=self.blocking,
             resume_stream=True,
             log_file=self.start.file,
             log_pos=self.start.pos,
@@ -179,7 +192,8 @@ class BinlogReader:
 
     def position(self) -> Position:
         assert self._stream is not None
-        return Position(self._stream.log_file, self._stream.log_pos, str(self.gtids) or None)
+        return Position(self._stream.log_file, self._stream.log_pos, str(self.gtids) or None,
+                        self._file_id)
 
     def events(self) -> Iterator[SourceEvent]:
         self._stream = self._connect()
@@ -192,7 +206,8 @@ class BinlogReader:
             raise _translate(self.source.name, exc) from exc
         except (ConnectionError, OSError) as exc:
             raise SourceUnavailable(self.source.name, f"connection lost: {exc}") from exc
-        raise SourceUnavailable(self.source.name, "the server ended the binlog stream")
+        if self.blocking:
+            raise SourceUnavailable(self.source.name, "the server ended the binlog stream")
 
     def runs(self) -> Iterator[list[SourceEvent]]:
         """The events one by one, in the shape a decoder process hands them over (see readahead)."""
@@ -205,26 +220,44 @@ class BinlogReader:
             yield self._commit(event.timestamp)
         elif isinstance(event, MariadbGtidEvent | GtidEvent):
             flags = getattr(event, "flags", 0) if isinstance(event, MariadbGtidEvent) else 0
+            if self._guard is not None:
+                self._guard, guard = None, self._guard
+                guard.first_gtid(event.gtid, self.gtids)
             self._open = _OpenTransaction(event.gtid, xa=bool(flags & _MARIADB_PREPARED_XA))
         elif isinstance(event, QueryEvent):
             yield from self._query(event)
         elif isinstance(event, XAPrepareEvent):
             self._prepare(event)
-        elif isinstance(event, HeartbeatLogEvent | RotateEvent):
-            # After a rotation (or while idle) with no transaction open, the position is a safe
-            # checkpoint: following it at once means an old binlog file is never needed for nothing.
-            yield Heartbeat(self.source.name, self.position() if self._open is None else None)
+        elif isinstance(event, HeartbeatLogEvent | FormatDescriptionEvent):
+            if isinstance(event, FormatDescriptionEvent):
+                self._file_started(event)
+            yield Heartbeat(self.source.name, self._idle_position())
+        elif isinstance(event, RotateEvent):
+            self._file_id = None  # the next file's FORMAT_DESCRIPTION event says which it is
+            yield Heartbeat(self.source.name)
         elif isinstance(event, NotImplementedEvent) and event.event_type != _ANONYMOUS_GTID:
             raise StreamError(self.source.name, f"binlog event type {event.event_type} cannot be "
                               "read (compressed binlog? check log_bin_compress / "
                               "binlog_transaction_compression)", str(self.position()))
+
+    def _idle_position(self) -> Position | None:
+        """Where the stream is, when that is a safe checkpoint: no transaction open, and the
+        file known. Following it at once (after a rotation, while idle) means an old binlog
+        file is never needed for nothing."""
+        return self.position() if self._open is None and self._file_id is not None else None
+
+    def _file_started(self, event: FormatDescriptionEvent) -> None:
+        self._file_id = BinlogFileId(event.timestamp, event.packet.server_id)
+        if self._guard is not None:
+            assert self._stream is not None
+            self._guard.file_started(self._stream.log_file, self._file_id)
 
     def _commit(self, timestamp: int) -> SourceTransaction:
         tx, self._open = self._open or _OpenTransaction(None), None
         if tx.gtid:
             self.gtids.add(tx.gtid)
         return SourceTransaction(self.source.name, tx.changes, self.position(), _utc(timestamp),
-                                 follows_parts=tx.parted)
+                                 tx.parted, tx.gtid)
 
     def _query(self, event: QueryEvent) -> Iterator[SourceEvent]:
         query = event.query.strip()
@@ -248,10 +281,11 @@ class BinlogReader:
 
     def _schema_change(self, event: QueryEvent) -> SchemaChange:
         tx, self._open = self._open, None
-        if tx is not None and tx.gtid:
-            self.gtids.add(tx.gtid)
+        gtid = tx.gtid if tx is not None else None
+        if gtid:
+            self.gtids.add(gtid)
         return SchemaChange(self.source.name, _schema(event), event.query, self.position(),
-                            _utc(event.timestamp))
+                            _utc(event.timestamp), gtid)
 
     def _prepare(self, event: XAPrepareEvent) -> None:
         """Rows of a prepared XA transaction wait for its COMMIT (or vanish on ROLLBACK)."""
@@ -266,7 +300,7 @@ class BinlogReader:
         if tx.gtid:
             self.gtids.add(tx.gtid)
         kept = changes + tx.changes if verb == "COMMIT" else []
-        return SourceTransaction(self.source.name, kept, self.position(), _utc(timestamp))
+        return SourceTransaction(self.source.name, kept, self.position(), _utc(timestamp), gtid=tx.gtid)
 
     def _rows(self, event: RowsEvent) -> Iterator[TransactionPart]:
         if isinstance(event, PartialUpdateRowsEvent):

@@ -42,6 +42,7 @@ from typing import IO, Any
 from syncd.config import SourceConfig
 from syncd.errors import DecoderCrashed, SyncdError
 from syncd.model import (
+    BinlogFileId,
     Heartbeat,
     Op,
     Position,
@@ -54,6 +55,7 @@ from syncd.model import (
 )
 from syncd.observability import tune_gc
 from syncd.source.binlog import BinlogReader, SourceEvent
+from syncd.source.continuity import ResumeGuard
 from syncd.source.gtid import GtidState
 
 PROCESS_ENV = "SYNCD_DECODER_PROCESS"
@@ -190,12 +192,12 @@ class EventEncoder:
     def _event(self, event: SourceEvent) -> tuple:
         if isinstance(event, SourceTransaction):
             return ("tx", event.source, [self._change(c) for c in event.changes], _position(event.end),
-                    encode_value(event.commit_time), event.follows_parts)
+                    encode_value(event.commit_time), event.follows_parts, event.gtid)
         if isinstance(event, TransactionPart):
             return ("part", event.source, [self._change(c) for c in event.changes])
         if isinstance(event, SchemaChange):
             return ("ddl", event.source, event.schema, event.statement, _position(event.end),
-                    encode_value(event.commit_time))
+                    encode_value(event.commit_time), event.gtid)
         return ("beat", event.source, _position(event.position))
 
     def _change(self, change: RowChange) -> tuple:
@@ -224,22 +226,23 @@ class EventDecoder:
 
     def __init__(self) -> None:
         self._builders: list[Callable[[tuple], Row]] = []
+        self._position = _Positions()
 
     def decode(self, data: tuple) -> SourceEvent | None:
         kind = data[0]
         if kind == "tx":
-            end = _unposition(data[3])
+            end = self._position(data[3])
             assert end is not None
             return SourceTransaction(data[1], [self._change(c) for c in data[2]], end,
-                                     decode_value(data[4]), data[5])
+                                     decode_value(data[4]), data[5], data[6])
         if kind == "part":
             return TransactionPart(data[1], [self._change(c) for c in data[2]])
         if kind == "ddl":
-            end = _unposition(data[4])
+            end = self._position(data[4])
             assert end is not None
-            return SchemaChange(data[1], data[2], data[3], end, decode_value(data[5]))
+            return SchemaChange(data[1], data[2], data[3], end, decode_value(data[5]), data[6])
         if kind == "beat":
-            return Heartbeat(data[1], _unposition(data[2]))
+            return Heartbeat(data[1], self._position(data[2]))
         if kind == "shape":
             assert data[1] == len(self._builders), "row shapes out of step"
             self._builders.append(_row_builder(data[2], data[3]))
@@ -263,11 +266,31 @@ class EventDecoder:
 
 
 def _position(position: Position | None) -> tuple | None:
-    return None if position is None else (position.file, position.pos, position.gtid)
+    if position is None:
+        return None
+    file_id = position.file_id
+    return (position.file, position.pos, position.gtid,
+            None if file_id is None else (file_id.created, file_id.server_id))
 
 
-def _unposition(data: tuple | None) -> Position | None:
-    return None if data is None else Position(*data)
+class _Positions:
+    """Parent side: position tuples -> Positions; the few distinct file ids are built once."""
+
+    def __init__(self) -> None:
+        self._file_ids: dict[tuple[int, int], BinlogFileId] = {}
+
+    def __call__(self, data: tuple | None) -> Position | None:
+        if data is None:
+            return None
+        file, pos, gtid, key = data
+        if key is None:
+            return Position(file, pos, gtid)
+        file_id = self._file_ids.get(key)
+        if file_id is None:
+            if len(self._file_ids) > 64:
+                self._file_ids.clear()
+            file_id = self._file_ids[key] = BinlogFileId(*key)
+        return Position(file, pos, gtid, file_id)
 
 
 # --------------------------------------------------------------------------- parent side
@@ -277,11 +300,12 @@ class DecoderProcess:
     """`BinlogReader`'s interface (`events()`, `runs()`, `close()`), decoding in a child process."""
 
     def __init__(self, source: SourceConfig, start: Position, tables: set[str],
-                 gtid_state: GtidState | None = None) -> None:
+                 gtid_state: GtidState | None = None, *, guard: ResumeGuard | None = None) -> None:
         self.source = source
         self.start = start
         self.tables = tables
         self.gtids = gtid_state or GtidState()
+        self.guard = guard
         self._child: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
 
@@ -295,7 +319,8 @@ class DecoderProcess:
             child = self._child = _take_spare() or _spawn()
         assert child.stdin is not None and child.stdout is not None
         try:
-            child.stdin.write(pickle.dumps((self.source, self.start, sorted(self.tables), str(self.gtids))))
+            child.stdin.write(pickle.dumps((self.source, self.start, sorted(self.tables), str(self.gtids),
+                                            self.guard)))
             child.stdin.flush()
             decoder = EventDecoder()
             while (frame := _read_frame(child.stdout)) is not None:
@@ -371,13 +396,13 @@ def _read_frame(stream: IO[bytes]) -> bytes | None:
 def main() -> None:
     tune_gc(young_every=YOUNG_COLLECTION_EVERY)
     try:
-        source, start, tables, gtids = pickle.load(sys.stdin.buffer)
+        source, start, tables, gtids, guard = pickle.load(sys.stdin.buffer)
     except EOFError:  # started ahead and never handed a source: the daemon has exited
         return
     out = sys.stdout.buffer
     sys.stdout = sys.stderr  # the pipe carries frames only
     items = _Outbox()
-    reader = BinlogReader(source, start, set(tables), GtidState.parse(gtids or None))
+    reader = BinlogReader(source, start, set(tables), GtidState.parse(gtids or None), guard=guard)
     threading.Thread(target=_exit_with_parent, daemon=True).start()
     threading.Thread(target=_decode, args=(reader, items), daemon=True).start()
     _send(out, items)

@@ -1,7 +1,8 @@
 """GTID bookkeeping for checkpoints: MySQL GTID sets (`uuid:1-5:7`) and MariaDB positions (`0-1-42`).
 
-Resume is by binlog file/offset; the GTID state is stored beside it so that an operator (or a
-future failover feature) can find the same point on another server of the same topology.
+Resume is by binlog file/offset; the GTID state is stored beside it, so that every resume can
+check that the binlog there continues it, and find the same point on another server of the same
+topology (syncd/source/continuity.py).
 """
 
 from __future__ import annotations
@@ -38,6 +39,31 @@ class GtidState:
         if not mysql:
             raise ValueError(f"not a GTID: {gtid!r}")
         self._add_interval(mysql.group(1).lower(), int(mysql.group(2)), int(mysql.group(2)))
+
+    def covers(self, gtid: str) -> bool:
+        """Whether the transaction `gtid` is at or before what was committed: MariaDB, its domain
+        has reached its sequence number; MySQL, the set holds it."""
+        maria = _MARIADB_GTID.match(gtid)
+        if maria:
+            domain, _, seq = (int(part) for part in maria.groups())
+            last = self.mariadb.get(domain)
+            return last is not None and seq <= last[1]
+        mysql = _MYSQL_GTID.match(gtid)
+        if not mysql:
+            raise ValueError(f"not a GTID: {gtid!r}")
+        number = int(mysql.group(2))
+        return any(lo <= number <= hi for lo, hi in self.mysql.get(mysql.group(1).lower(), []))
+
+    def repeats(self, gtid: str) -> bool:
+        """Whether `gtid` cannot come after what was committed in one binlog history: MariaDB,
+        the same server had already reached its sequence number in that domain (another server
+        may lag behind in a domain shared by mistake); MySQL, the set holds it."""
+        maria = _MARIADB_GTID.match(gtid)
+        if maria:
+            domain, server, seq = (int(part) for part in maria.groups())
+            last = self.mariadb.get(domain)
+            return last is not None and last[0] == server and seq <= last[1]
+        return self.covers(gtid)
 
     def _add_interval(self, uuid: str, start: int, end: int) -> None:
         intervals = sorted([*self.mysql.get(uuid, []), (start, end)])

@@ -8,11 +8,14 @@ can never be resumed and only a new snapshot helps. *Headroom* is how long until
 The computation is pure (`expiry_from_variables`, `retention_headroom`, `format_duration`);
 `inspect` does the I/O. How old is a binlog file? The server deletes a file by its last write,
 which is when the server moved on to the next file, so the age of file N is the age of file N+1,
-whose creation time is the header timestamp of its FORMAT_DESCRIPTION event. `file_started_at`
-reads it with a short non-blocking binlog dump as server_id 0, exactly like ``mysqlbinlog
---read-from-remote-server``: a dump with server_id 0 never disconnects a real replica (which a
-borrowed server_id would) and the server ends it at the end of the file instead of waiting.
-A file's creation time never changes, so callers cache it (`StartTimes`).
+whose creation time is the header timestamp of its FORMAT_DESCRIPTION event. `file_head`
+reads it (with the server_id in that header and the GTID list the file starts with, which the
+continuity check of every resume needs: syncd/source/history.py) with a short non-blocking
+binlog dump as server_id 0, exactly like ``mysqlbinlog --read-from-remote-server``: a dump
+with server_id 0 never disconnects a real replica (which a borrowed server_id would) and the
+server ends it at the end of the file instead of waiting. A file's creation time never changes,
+so callers cache it (`StartTimes`); a name can stand for another file after `RESET MASTER`, so
+the runner forgets the cache when continuity finds that.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import pymysql
 
 from syncd.config import SourceConfig
 from syncd.errors import SourceUnavailable
+from syncd.model import BinlogFileId
 from syncd.source.connection import SourceConnection, connect_error
 
 EXPIRY_VARIABLES = (
@@ -266,6 +270,7 @@ def file_to_probe(files: Sequence[BinlogFile], needed: str, expiry: Expiry) -> s
 _COM_BINLOG_DUMP = 0x12
 _BINLOG_DUMP_NON_BLOCK = 0x01
 _FORMAT_DESCRIPTION_EVENT = 15
+_BEFORE_GTID_LIST = {4, _FORMAT_DESCRIPTION_EVENT}  # ROTATE (the dump's fake one), FORMAT_DESCRIPTION
 _EVENT_HEADER = struct.Struct("<IBIIIH")  # timestamp, type, server_id, size, next pos, flags
 _IO_TIMEOUT = 30
 
@@ -293,12 +298,26 @@ def expiry_variables(conn: pymysql.connections.Connection) -> dict[str, str]:
         return {str(name).lower(): str(value) for name, value in cur.fetchall()}
 
 
-def file_started_at(source: SourceConfig, name: str) -> datetime | None:
-    """Creation time of binlog file ``name`` (None if the server no longer has it).
+@dataclass(frozen=True)
+class FileHead:
+    """What the first events of a binlog file say about it."""
+
+    file_id: BinlogFileId
+    """Its creation time and the server_id that created it (FORMAT_DESCRIPTION header)."""
+    gtids: str | None
+    """The GTID state the file starts with (MariaDB GTID_LIST, MySQL PREVIOUS_GTIDS), as text."""
+
+    @property
+    def created(self) -> datetime:
+        return datetime.fromtimestamp(self.file_id.created, UTC)
+
+
+def file_head(source: SourceConfig, name: str) -> FileHead | None:
+    """The head of binlog file ``name`` (None if the server no longer has it).
 
     A non-blocking dump from offset 4 as server_id 0 (see the module docstring) sends a
     fake ROTATE event, then the file's FORMAT_DESCRIPTION event, whose header carries the
-    time the file was created. Needs REPLICATION SLAVE.
+    time the file was created and the server's id, then its GTID list. Needs REPLICATION SLAVE.
     """
     conn = _connect(source)
     try:
@@ -307,14 +326,7 @@ def file_started_at(source: SourceConfig, name: str) -> datetime | None:
             cur.execute("SET @mariadb_slave_capability = 4")
         payload = struct.pack("<IHI", 4, _BINLOG_DUMP_NON_BLOCK, 0) + name.encode()
         conn._execute_command(_COM_BINLOG_DUMP, payload)
-        for _ in range(8):
-            data = conn._read_packet().get_all_data()
-            if not data or data[0] != 0 or len(data) < 1 + _EVENT_HEADER.size:
-                return None  # end of file
-            timestamp, event_type, *_ = _EVENT_HEADER.unpack_from(data, 1)
-            if event_type == _FORMAT_DESCRIPTION_EVENT:
-                return datetime.fromtimestamp(timestamp, UTC) if timestamp else None
-        return None
+        return _read_head(conn)
     except pymysql.err.OperationalError as exc:
         if exc.args and exc.args[0] == 1236:  # the file is gone (or never existed)
             return None
@@ -322,6 +334,59 @@ def file_started_at(source: SourceConfig, name: str) -> datetime | None:
     finally:
         conn.close()
 
+
+def _read_head(conn: pymysql.connections.Connection) -> FileHead | None:
+    file_id = None
+    for _ in range(8):
+        data = conn._read_packet().get_all_data()
+        if not data or data[0] != 0 or len(data) < 1 + _EVENT_HEADER.size:
+            break  # end of file
+        timestamp, event_type, server_id, *_ = _EVENT_HEADER.unpack_from(data, 1)
+        body = data[1 + _EVENT_HEADER.size:]
+        if event_type == _FORMAT_DESCRIPTION_EVENT and timestamp:
+            file_id = BinlogFileId(timestamp, server_id)
+        elif file_id is not None and event_type in _GTID_LISTS:
+            return FileHead(file_id, _GTID_LISTS[event_type](body))
+        elif file_id is not None and event_type not in _BEFORE_GTID_LIST:
+            break
+    return FileHead(file_id, None) if file_id is not None else None
+
+
+def mariadb_gtid_list(body: bytes) -> str:
+    """A MariaDB GTID_LIST event body as text (``0-1-5,2-1-1``): a count (low 28 bits), then
+    domain, server_id (4 bytes each) and sequence number (8 bytes) per entry."""
+    (count,) = struct.unpack_from("<I", body)
+    entries = (struct.unpack_from("<IIQ", body, 4 + 16 * i) for i in range(count & 0x0FFFFFFF))
+    return ",".join(f"{domain}-{server}-{seq}" for domain, server, seq in entries)
+
+
+def mysql_previous_gtids(body: bytes) -> str:
+    """A MySQL PREVIOUS_GTIDS event body as a GTID set (``uuid:1-5:7``): per source uuid, its
+    intervals of transaction numbers (the end of each is exclusive in the event)."""
+    (sids,) = struct.unpack_from("<Q", body)
+    offset, parts = 8, []
+    for _ in range(sids):
+        raw = body[offset:offset + 16].hex()
+        uuid = f"{raw[:8]}-{raw[8:12]}-{raw[12:16]}-{raw[16:20]}-{raw[20:]}"
+        (count,) = struct.unpack_from("<Q", body, offset + 16)
+        offset += 24
+        ranges = []
+        for _ in range(count):
+            start, end = struct.unpack_from("<QQ", body, offset)
+            offset += 16
+            ranges.append(f"{start}" if end - 1 == start else f"{start}-{end - 1}")
+        parts.append(":".join([uuid, *ranges]))
+    return ",".join(parts)
+
+
+def file_started_at(source: SourceConfig, name: str) -> datetime | None:
+    """Creation time of binlog file ``name`` (None if the server no longer has it)."""
+    head = file_head(source, name)
+    return head.created if head is not None else None
+
+
+_GTID_LISTS: dict[int, Callable[[bytes], str]] = {163: mariadb_gtid_list, 35: mysql_previous_gtids}
+"""The events that carry the GTID state a file starts with: MariaDB GTID_LIST, MySQL PREVIOUS_GTIDS."""
 
 StartTimes = dict[str, datetime]
 """Creation times already read, by file name (they never change): pass the same dict again."""

@@ -10,9 +10,19 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from syncd.errors import PositionLost, SourceUnavailable, StreamError
-from syncd.model import Heartbeat, Op, Position, RowChange, SchemaChange, SourceTransaction, TransactionPart
+from syncd.errors import ContinuityLost, PositionLost, SourceUnavailable, StreamError
+from syncd.model import (
+    BinlogFileId,
+    Heartbeat,
+    Op,
+    Position,
+    RowChange,
+    SchemaChange,
+    SourceTransaction,
+    TransactionPart,
+)
 from syncd.source import decoder_process
+from syncd.source.continuity import ResumeGuard
 from syncd.source.decoder_process import (
     DecoderCrashed,
     EventDecoder,
@@ -49,15 +59,17 @@ def test_a_later_fold_survives() -> None:
 
 
 def test_every_event_kind_comes_back_equal() -> None:
-    position = Position("mysql-bin.000003", 4711, "0-1-42")
+    """Positions with the file they are in, and GTIDs, included (repr compares every field)."""
+    position = Position("mysql-bin.000003", 4711, "0-1-42", BinlogFileId(1_764_000_000, 7))
     change = RowChange("orders", Op.UPDATE, {"id": 1, "amount": Decimal("1.50"), "at": date(2024, 1, 1)},
                        {"id": 1, "amount": Decimal("2.50"), "at": None}, 900, 3, ("id",), ("at",))
     when = datetime(2024, 5, 1, 4, 30, tzinfo=UTC)
     events = [
         SourceTransaction("shop", [change, RowChange("orders", Op.DELETE, {"id": 2}, None)], position, when,
-                          follows_parts=True),
+                          follows_parts=True, gtid="0-1-42"),
         TransactionPart("shop", [RowChange("orders", Op.INSERT, None, {"id": 3, "raw": b"\\x00"})]),
-        SchemaChange("shop", "db", "ALTER TABLE orders ADD note TEXT", position, when),
+        SchemaChange("shop", "db", "ALTER TABLE orders ADD note TEXT", position, when, "0-1-43"),
+        SchemaChange("shop", "db", "DROP TABLE x", Position("mysql-bin.000003", 4800), when),
         Heartbeat("shop", position), Heartbeat("shop", None),
     ]
     assert_crosses(events)
@@ -94,12 +106,20 @@ def test_past_the_shape_limit_both_sides_start_afresh(monkeypatch) -> None:
 
 def test_source_errors_travel_with_their_class_and_context() -> None:
     for error in (SourceUnavailable("shop", "connection lost (2013): gone"),
-                  PositionLost("shop", "purged"), StreamError("shop", "compressed event", "b.000001:4"),
+                  PositionLost("shop", "purged"), ContinuityLost("shop", "binlog continuity lost at x"),
+                  StreamError("shop", "compressed event", "b.000001:4"),
                   DecoderCrashed("shop", "binlog decoder exited (status -9)")):
         back = pickle.loads(pickle.dumps(error))
         assert type(back) is type(error) and str(back) == str(error)
         assert back.retriable == error.retriable
     assert DecoderCrashed("shop", "x").retriable
+
+
+def test_the_resume_guard_crosses_to_the_child() -> None:
+    """The stream's own continuity check travels with the source to the decoder process."""
+    guard = ResumeGuard("shop", Position("mysql-bin.000001", 4711, "0-1-3", BinlogFileId(1_764_000_000, 1)))
+    back = pickle.loads(pickle.dumps(guard))
+    assert back == guard and back.start.file_id == guard.start.file_id
 
 
 

@@ -135,3 +135,28 @@ class TestEmptyAndInvalid:
         """parse refuses text that is not a GTID state instead of silently returning less."""
         with pytest.raises(ValueError, match="not a GTID set"):
             GtidState.parse(text)
+
+
+class TestWhatACheckpointCovers:
+    """`covers` finds a resume point on another server; `repeats` is the stream's first check."""
+
+    def test_mariadb_covers_by_domain_and_sequence_number(self) -> None:
+        state = state_of("0-1-57", "2-1-3")
+        assert state.covers("0-1-57") and state.covers("0-1-12") and state.covers("0-9-50")
+        assert not state.covers("0-1-58") and not state.covers("1-1-1") and not state.covers("2-1-4")
+
+    def test_mysql_covers_the_numbers_in_the_set(self) -> None:
+        state = GtidState.parse(f"{UUID}:1-57:60")
+        assert state.covers(f"{UUID}:57") and state.covers(f"{UUID}:60")
+        assert not state.covers(f"{UUID}:58") and not state.covers(f"{UUID2}:1")
+
+    def test_only_the_same_server_going_back_in_a_domain_repeats(self) -> None:
+        """Another server may lag behind in a domain two masters share by mistake."""
+        state = state_of("0-1-57")
+        assert state.repeats("0-1-57") and state.repeats("0-1-1")
+        assert not state.repeats("0-1-58") and not state.repeats("0-2-40") and not state.repeats("1-1-1")
+        assert GtidState.parse(f"{UUID}:1-5").repeats(f"{UUID}:3")
+
+    def test_not_a_gtid_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="not a GTID"):
+            GtidState().covers("x")
