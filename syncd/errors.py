@@ -19,6 +19,7 @@
     │   └── UndecodableText     text bytes the source server itself cannot convert (charsets.py)
     ├── SinkError
     │   ├── SinkUnavailable     PostgreSQL connection lost (retriable)
+    │   ├── RowsRejected        PostgreSQL refused rows of a bulk write (they are retried one by one)
     │   ├── TargetSchemaError   target table/column/key missing or unusable
     │   └── TargetTlsError      TLS to the target failed: certificate, host name, no TLS offered
     ├── StateError              syncd's own state schema is missing or inconsistent
@@ -193,6 +194,15 @@ class UndecodableText(TransformError):
 
 class SinkError(SyncdError):
     pass
+
+
+class RowsRejected(SinkError):
+    """PostgreSQL refused rows of a bulk write (a constraint, a value it cannot store); `reason`
+    says why. The rows go through the mapping one by one instead, so each refusal is its own."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
 
 
 class SinkUnavailable(SinkError):

@@ -13,6 +13,7 @@ import enum
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
 
 Row = dict[str, Any]
@@ -326,6 +327,25 @@ class SliceShape:
     """More columns read with every key (they name its source key)."""
 
 
+@dataclass
+class CopyProgress:
+    """How far a copy (`syncd snapshot`, the initial load) got in one table: resumable from here."""
+
+    table: str
+    position: str
+    last_key: list[Any] | None
+    rows_copied: int
+    done: bool
+    key_columns: list[str] | None = None
+    """The row key `last_key` is a value of (None in progress rows of older versions)."""
+
+    def continues(self, key: tuple[str, ...]) -> bool:
+        """Whether a copy by row key `key` can go on from here (the key may have been changed)."""
+        if self.key_columns is not None:
+            return list(key) == self.key_columns
+        return self.last_key is None or len(self.last_key) == len(key)
+
+
 REPAIR_AT = "repair@"
 """Position prefix of changes read again by key (repairs, retries, live snapshots): `repair@file:pos`."""
 SNAPSHOT_AT = "snapshot@"
@@ -405,3 +425,17 @@ def one_line(text: str) -> str:
     """Control characters (newlines, tabs, NUL) written as escapes, so a value stays on its line."""
     return text.translate(_CONTROL)
 
+
+def key_json(value: Any) -> Any:
+    """A key component as JSON: numbers stay numbers when exact, the rest becomes text."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else str(value)
+    if isinstance(value, float):
+        return value
+    if isinstance(value, bytes):
+        return "\\x" + value.hex()
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)

@@ -389,18 +389,3 @@ def _plain(value: Any) -> str:
     if isinstance(value, datetime | date):
         return value.isoformat()
     return str(value)
-
-
-def json_value(value: Any) -> Any:
-    """A key component as JSON: numbers stay numbers when exact, the rest becomes text."""
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else str(value)
-    if isinstance(value, float):
-        return value
-    if isinstance(value, bytes):
-        return "\\x" + value.hex()
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return str(value)

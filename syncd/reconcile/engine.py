@@ -24,10 +24,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-import psycopg
-import pymysql
 import structlog
-from psycopg import sql
 
 from syncd.config import DEFAULT_CHUNK_ROWS, Config
 from syncd.errors import ReconcileError, Stopped, SyncdError, TransformError
@@ -52,11 +49,12 @@ from syncd.reconcile.pushdown import SPAN_CHUNKS, Pushdown, plan_pushdown
 from syncd.reconcile.repair import RepairResult, repair
 from syncd.reconcile.rowmap import ChunkMapper
 from syncd.reconcile.verified import Entry, VerifiedChunks, fingerprint
-from syncd.sink.connection import connect
+from syncd.sink.connection import Connection, connect
+from syncd.sink.dead_letters import pending_row_keys
 from syncd.sink.lock import daemon_streams
 from syncd.sink.persons import load_stores
 from syncd.sink.runs import finish_run, start_run
-from syncd.sink.slices import TargetReader, column_types, session_zone
+from syncd.sink.slices import TargetReader, column_types, server_encoding, server_version, session_zone
 from syncd.sink.state import create_state_schema, read_checkpoint
 from syncd.sink.verified import ensure_table, target_supports
 from syncd.source.chunks import RangeChunk, SourceReader
@@ -233,7 +231,7 @@ class Options:
 
 
 def scan_mapping(config: Config, plans: dict[str, SourcePlan], plan: SourcePlan, mapping: Mapping, *,
-                 conn: psycopg.Connection, options: Options) -> MappingReport:
+                 conn: Connection, options: Options) -> MappingReport:
     """One mapping's pass; errors end up in the report (status "error"), never raised."""
     schema = config.target.state_schema
     report = MappingReport(mapping.name, plan.source.name, str(mapping.table), mapping.key, options.repair)
@@ -247,7 +245,7 @@ def scan_mapping(config: Config, plans: dict[str, SourcePlan], plan: SourcePlan,
         _Pass(config, plans, plan, mapping, conn=conn, report=report, options=options).run()
     except Stopped:
         report.error = "stopped before the end of the table"
-    except (SyncdError, psycopg.Error, pymysql.err.Error) as exc:
+    except SyncdError as exc:
         report.error = str(exc) or type(exc).__name__
     report.seconds = time.monotonic() - began
     report.settle()
@@ -265,13 +263,7 @@ def scan_mapping(config: Config, plans: dict[str, SourcePlan], plan: SourcePlan,
     return report
 
 
-def pending_dead_letter_keys(conn: psycopg.Connection, schema: str, source: str, mapping: str) -> set[str]:
-    query = sql.SQL("SELECT DISTINCT row_key FROM {}.dead_letters WHERE status = 'pending' "
-                    "AND source = %s AND mapping = %s").format(sql.Identifier(schema))
-    return {row[0] for row in conn.execute(query, (source, mapping)).fetchall()}
-
-
-def wait_applied(conn: psycopg.Connection, schema: str, source: str, position: Position,
+def wait_applied(conn: Connection, schema: str, source: str, position: Position,
                  timeout: float) -> bool:
     """Wait until the source's checkpoint reaches `position`; False on timeout."""
     deadline = time.monotonic() + timeout
@@ -351,7 +343,7 @@ class _Pass:
     """One mapping's pass over its source table."""
 
     def __init__(self, config: Config, plans: dict[str, SourcePlan], plan: SourcePlan, mapping: Mapping, *,
-                 conn: psycopg.Connection, report: MappingReport, options: Options) -> None:
+                 conn: Connection, report: MappingReport, options: Options) -> None:
         self.config = config
         self.plans = plans
         self.plan = plan
@@ -397,7 +389,7 @@ class _Pass:
         self.mapper = chunk_mapper(self.layout, self.options.keys_only)
         self.persons = (PersonColumns(self.mapping, self._read_persons)
                         if self.layout.persons or self.mapping.identity is not None else None)
-        self.dead_letters = pending_dead_letter_keys(self.conn, self.schema, self.plan.source.name,
+        self.dead_letters = pending_row_keys(self.conn, self.schema, self.plan.source.name,
                                                      self.mapping.name)
         self.streaming = (self.options.streaming if self.options.streaming is not None
                           else daemon_streams(self.conn, self.schema, self.plan.source.name))
@@ -424,8 +416,7 @@ class _Pass:
     def _pushdown(self, source_types: dict[str, str], target_types: dict[str, ColumnType]) -> Pushdown | None:
         if not self.options.use_verified or self.options.keys_only:  # --full: map every row
             return None
-        found = self.conn.execute("SHOW server_encoding").fetchone()
-        encoding = str(found[0]) if found else ""
+        encoding = server_encoding(self.conn)
         return plan_pushdown(self.layout, source_types, target_types, self.plan.source.timezone, encoding)
 
     def _verified_chunks(self, source_types: dict[str, str], target_types: dict[str, ColumnType],
@@ -435,7 +426,7 @@ class _Pass:
                 and target_supports(self.conn) and self.reader.has_crc32c()):
             return None
         ensure_table(self.conn, self.schema)
-        versions = [self.reader.version(), str(self.conn.info.server_version)]
+        versions = [self.reader.version(), server_version(self.conn)]
         print_ = fingerprint(self.layout, source_timezone=self.plan.source.timezone, session_zone=zone,
                              target_types=target_types, source_types=source_types, versions=versions)
         return VerifiedChunks(self.conn, self.schema, self.mapping.name, print_)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from syncd.reconcile.compare import json_value, key_text
+from syncd.model import key_json
+from syncd.reconcile.compare import key_text
 from syncd.reconcile.engine import MappingReport
 
 EXIT_IN_SYNC = 0
@@ -29,7 +30,7 @@ def exit_code(reports: Sequence[MappingReport]) -> int:
 
 
 def _keys(keys: Sequence[Sequence[Any]]) -> list[list[Any]]:
-    return [[json_value(v) for v in key] for key in keys]
+    return [[key_json(v) for v in key] for key in keys]
 
 
 def report_dict(report: MappingReport) -> dict[str, Any]:

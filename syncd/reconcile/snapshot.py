@@ -24,7 +24,6 @@ Two ways, chosen by who holds the source's lock (syncd.sink.lock.SourceLock):
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Collection
@@ -33,24 +32,22 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-import psycopg
 import structlog
-from psycopg import sql
 
 from syncd.config import DEFAULT_CHUNK_ROWS, Config, SourceConfig
-from syncd.errors import SnapshotError
+from syncd.errors import RowsRejected, SnapshotError
 from syncd.mapping.load import SourcePlan
 from syncd.mapping.plan import ChangeContext, Mapping, dead_letter, map_change, remove_op
-from syncd.model import SNAPSHOT_AT, Op, Position, Row, RowChange
-from syncd.reconcile.compare import ChunkDiff, Key, json_value
+from syncd.model import SNAPSHOT_AT, CopyProgress, Op, Position, Row, RowChange
+from syncd.reconcile.compare import ChunkDiff, Key
 from syncd.reconcile.copytext import CopyText, plan_copy_text
 from syncd.reconcile.engine import REPAIR_BATCH, Options, SourceKey, scan_mapping
 from syncd.reconcile.repair import repair
-from syncd.sink.connection import connect
+from syncd.sink.connection import Connection, connect
 from syncd.sink.lock import SourceLock
-from syncd.sink.postgres import Batch, PlannedOp, PostgresSink, rejection_reason
-from syncd.sink.slices import column_types, slice_has_rows
-from syncd.sink.state import Checkpoint, create_state_schema
+from syncd.sink.postgres import Batch, PlannedOp, PostgresSink
+from syncd.sink.slices import column_types, server_encoding, slice_has_rows
+from syncd.sink.state import Checkpoint, clear_progress, create_state_schema, read_progress, save_progress
 from syncd.source import history
 from syncd.source.chunks import SourceReader
 from syncd.source.snapshot import SnapshotPoint, SourceSnapshot
@@ -83,23 +80,6 @@ class SnapshotResult:
 
 
 @dataclass
-class _TableProgress:
-    table: str
-    position: str
-    last_key: list[Any] | None
-    rows_copied: int
-    done: bool
-    key_columns: list[str] | None = None
-    """The row key `last_key` is a value of (None in progress rows of older versions)."""
-
-    def continues(self, key: tuple[str, ...]) -> bool:
-        """Whether a copy by row key `key` can go on from here (the key may have been changed)."""
-        if self.key_columns is not None:
-            return list(key) == self.key_columns
-        return self.last_key is None or len(self.last_key) == len(key)
-
-
-@dataclass
 class _TableCopy:
     """What copying one table's chunks needs."""
 
@@ -113,8 +93,8 @@ class _TableCopy:
     progress_key: str
     position: str
 
-    def progress(self, last: tuple[Any, ...] | None, rows: int, done: bool) -> _TableProgress:
-        return _TableProgress(self.progress_key, self.position, list(last) if last is not None else None,
+    def progress(self, last: tuple[Any, ...] | None, rows: int, done: bool) -> CopyProgress:
+        return CopyProgress(self.progress_key, self.position, list(last) if last is not None else None,
                               rows, done, list(self.key))
 
 
@@ -123,9 +103,8 @@ def _copy_text(sink: PostgresSink, mappings: list[Mapping], source_types: dict[s
     if len(mappings) != 1:
         return None
     target_types = column_types(sink.conn, mappings[0].table)
-    found = sink.conn.execute("SHOW server_encoding").fetchone()
     return plan_copy_text(mappings[0], source_types, target_types, plan.source.timezone,
-                          str(found[0]) if found else "", raw=raw)
+                          server_encoding(sink.conn), raw=raw)
 
 
 def _snapshot_point(source: SourceConfig) -> SnapshotPoint:
@@ -142,37 +121,6 @@ def _snapshot_point(source: SourceConfig) -> SnapshotPoint:
 
 def _progress_key(table: str, mapping: str | None) -> str:
     return f"{table}#{mapping}" if mapping else table
-
-
-def read_progress(conn: psycopg.Connection, schema: str, source: str) -> dict[str, _TableProgress]:
-    query = sql.SQL("SELECT source_table, position, last_key, rows_copied, done, key_columns "
-                    "FROM {}.snapshot_progress "
-                    "WHERE source = %s").format(sql.Identifier(schema))
-    return {row[0]: _TableProgress(*row) for row in conn.execute(query, (source,)).fetchall()}
-
-
-def _save_progress(cur: psycopg.Cursor, schema: str, source: str, progress: _TableProgress) -> None:
-    statement = sql.SQL(
-        "INSERT INTO {}.snapshot_progress (source, source_table, position, last_key, key_columns, "
-        "rows_copied, done, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, now()) "
-        "ON CONFLICT (source, source_table) DO UPDATE SET position = EXCLUDED.position, "
-        "last_key = EXCLUDED.last_key, key_columns = EXCLUDED.key_columns, "
-        "rows_copied = EXCLUDED.rows_copied, done = EXCLUDED.done, updated_at = now()"
-    ).format(sql.Identifier(schema))
-    last_key = None
-    if progress.last_key is not None:
-        last_key = json.dumps([json_value(v) for v in progress.last_key])
-    key_columns = json.dumps(progress.key_columns) if progress.key_columns is not None else None
-    cur.execute(statement, (source, progress.table, progress.position, last_key, key_columns,
-                            progress.rows_copied, progress.done))
-
-
-def _clear_progress(cur: psycopg.Cursor, schema: str, source: str, tables: list[str] | None = None) -> None:
-    statement = sql.SQL("DELETE FROM {}.snapshot_progress WHERE source = %s").format(sql.Identifier(schema))
-    if tables is None:
-        cur.execute(statement, (source,))
-    else:
-        cur.execute(statement + sql.SQL(" AND source_table = ANY(%s)"), (source, tables))
 
 
 def _snapshot_checkpoint(source: SourceConfig, position: str) -> Checkpoint:
@@ -293,18 +241,18 @@ class _Job:
     def _keys(self) -> list[str]:
         return [_progress_key(t, self.partial) for t in self.tables]
 
-    def _stale(self, found: dict[str, _TableProgress], mode: str) -> bool:
+    def _stale(self, found: dict[str, CopyProgress], mode: str) -> bool:
         """Progress left by the other way of copying cannot be continued (start over then)."""
         mine = [found[k] for k in self._keys() if k in found]
         return any((p.position == STREAM) != (mode == STREAM) for p in mine)
 
     # -- no daemon: copy into the target ----------------------------------------------------
 
-    def _direct(self, conn: psycopg.Connection) -> SnapshotResult:
+    def _direct(self, conn: Connection) -> SnapshotResult:
         found = read_progress(conn, self.schema, self.name)
         if self._stale(found, "direct"):
             with conn.cursor() as cur:
-                _clear_progress(cur, self.schema, self.name, self._keys())
+                clear_progress(cur, self.schema, self.name, self._keys())
             found = {}
         fresh = self._empty_slices(conn, found)
         point = _snapshot_point(self.plan.source)
@@ -334,7 +282,7 @@ class _Job:
         return result
 
     def _copy_table(self, reader: SourceReader, sink: PostgresSink, table: str, mappings: list[Mapping], *,
-                    position: str, state: _TableProgress | None, result: SnapshotResult) -> bool:
+                    position: str, state: CopyProgress | None, result: SnapshotResult) -> bool:
         columns = reader.columns(table)
         job = _TableCopy(
             table=table,
@@ -381,23 +329,21 @@ class _Job:
         return len(rows), last
 
     def _commit_text(self, sink: PostgresSink, job: _TableCopy, lines: list[bytes],
-                     state: _TableProgress) -> bool:
+                     state: CopyProgress) -> bool:
         """The chunk as COPY text; False when PostgreSQL rejects a row (it goes through the mapping then)."""
         assert job.text is not None
         mapping = job.mappings[0]
         try:
             with sink.long_transaction() as tx:
                 if lines:
-                    sink.staging.write_text(tx.cur, mapping.table, mapping.key, job.text.columns,
-                                            b"".join(lines))
-                _save_progress(tx.cur, self.schema, self.name, state)
-        except psycopg.Error as exc:
-            self.log.info("copy_text_rejected", table=job.table, rows=len(lines),
-                          reason=rejection_reason(exc))
+                    tx.write_text(mapping.table, mapping.key, job.text.columns, b"".join(lines))
+                save_progress(tx.cur, self.schema, self.name, state)
+        except RowsRejected as exc:
+            self.log.info("copy_text_rejected", table=job.table, rows=len(lines), reason=exc.reason)
             return False
         return True
 
-    def _continuable(self, state: _TableProgress | None, key: tuple[str, ...]) -> _TableProgress | None:
+    def _continuable(self, state: CopyProgress | None, key: tuple[str, ...]) -> CopyProgress | None:
         """The progress to go on from, or None (start the table over) when it was made by another
         row key, e.g. after a mapping's `source_key` changed."""
         if state is None or state.continues(key):
@@ -406,10 +352,10 @@ class _Job:
                          now=list(key), rows_copied=state.rows_copied)
         return None
 
-    def _commit(self, sink: PostgresSink, batch: Batch, state: _TableProgress) -> int:
+    def _commit(self, sink: PostgresSink, batch: Batch, state: CopyProgress) -> int:
         with sink.long_transaction() as tx:
             rejected = tx.finish(batch)
-            _save_progress(tx.cur, self.schema, self.name, state)
+            save_progress(tx.cur, self.schema, self.name, state)
         return len(batch.dead_letters) + len(rejected)
 
     def _report(self, table: str, copied: int, total: int) -> None:
@@ -417,7 +363,7 @@ class _Job:
             self.progress(self.name, table, copied, total)
         self.log.info("snapshot_progress", table=table, rows=copied, estimated_total=total)
 
-    def _empty_slices(self, conn: psycopg.Connection, found: dict[str, _TableProgress]) -> set[str]:
+    def _empty_slices(self, conn: Connection, found: dict[str, CopyProgress]) -> set[str]:
         """Mappings about to copy their table afresh into a slice that holds no row yet: every row
         of the slice afterwards comes from this copy's snapshot, so none can be extra."""
         empty = set()
@@ -425,14 +371,11 @@ class _Job:
             if _progress_key(table, self.partial) in found:
                 continue  # resumed: rows may have been there before the first attempt
             for mapping in mappings:
-                try:
-                    if not slice_has_rows(conn, mapping.table, mapping.spec.slice_values()):
-                        empty.add(mapping.name)
-                except psycopg.errors.UndefinedTable:
-                    continue  # the copy itself reports the missing table
+                if not slice_has_rows(conn, mapping.table, mapping.spec.slice_values()):
+                    empty.add(mapping.name)
         return empty
 
-    def _remove_extra_direct(self, conn: psycopg.Connection, sink: PostgresSink,
+    def _remove_extra_direct(self, conn: Connection, sink: PostgresSink,
                              result: SnapshotResult, skip: set[str]) -> bool:
         """Delete target rows of each slice that no source row (through the mapping) produces;
         `skip`: mappings whose slice was empty before the copy."""
@@ -448,7 +391,7 @@ class _Job:
 
         return self._extra_pass(conn, remove, streaming=False, skip=skip)
 
-    def _extra_pass(self, conn: psycopg.Connection,
+    def _extra_pass(self, conn: Connection,
                     handle: Callable[[ChunkDiff, dict[Key, SourceKey], Mapping], None],
                     streaming: bool, skip: Collection[str] = ()) -> bool:
         for mappings in self.tables.values():
@@ -473,16 +416,16 @@ class _Job:
             batch.checkpoint = _snapshot_checkpoint(self.plan.source, position)
         with sink.long_transaction() as tx:
             tx.finish(batch)
-            _clear_progress(tx.cur, self.schema, self.name, None if whole else self._keys())
+            clear_progress(tx.cur, self.schema, self.name, None if whole else self._keys())
         result.checkpoint_written = whole
 
     # -- a daemon holds the source: repairs through its stream ------------------------------
 
-    def _through_stream(self, conn: psycopg.Connection) -> SnapshotResult:
+    def _through_stream(self, conn: Connection) -> SnapshotResult:
         found = read_progress(conn, self.schema, self.name)
         if self._stale(found, STREAM):
             with conn.cursor() as cur:
-                _clear_progress(cur, self.schema, self.name, self._keys())
+                clear_progress(cur, self.schema, self.name, self._keys())
             found = {}
         result = SnapshotResult(self.name, STREAM, None,
                                 resumed=any(k in found for k in self._keys()))
@@ -507,12 +450,12 @@ class _Job:
         if not self._extra_pass(conn, request, streaming=True):
             return result
         with conn.cursor() as cur:
-            _clear_progress(cur, self.schema, self.name, self._keys())
+            clear_progress(cur, self.schema, self.name, self._keys())
         result.finished = True
         return result
 
-    def _repair_table(self, conn: psycopg.Connection, reader: SourceReader, table: str,
-                      mappings: list[Mapping], *, state: _TableProgress | None,
+    def _repair_table(self, conn: Connection, reader: SourceReader, table: str,
+                      mappings: list[Mapping], *, state: CopyProgress | None,
                       result: SnapshotResult) -> bool:
         key = reader.row_key(table, mappings[0])  # fan-out mappings share one source_key (spec.py)
         state = self._continuable(state, key)
@@ -534,10 +477,10 @@ class _Job:
             if keys:
                 after = keys[-1]
             copied += len(rows)
-            state = _TableProgress(_progress_key(table, self.partial), STREAM,
+            state = CopyProgress(_progress_key(table, self.partial), STREAM,
                                    list(after) if after is not None else None, copied, last, list(key))
             with conn.cursor() as cur:
-                _save_progress(cur, self.schema, self.name, state)
+                save_progress(cur, self.schema, self.name, state)
             result.copied[table] += len(rows)
             if rows:
                 self._report(table, copied, max(estimate, copied))

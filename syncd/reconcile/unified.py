@@ -31,7 +31,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
 import structlog
 
 from syncd.config import Config
@@ -50,6 +49,7 @@ from syncd.reconcile.compare import (
     stored_canon,
 )
 from syncd.reconcile.engine import REPORT_KEYS, SAMPLE_KEYS, MappingReport
+from syncd.sink.connection import Connection
 from syncd.sink.persons import recompute_persons, refused_persons, unified_chunk
 from syncd.sink.runs import finish_run, start_run
 from syncd.sink.slices import column_types, session_zone
@@ -87,7 +87,7 @@ def spaces_in_scope(plans: dict[str, SourcePlan],
 
 
 def reconcile_identities(config: Config, plans: dict[str, SourcePlan],
-                         selected: list[tuple[SourcePlan, Mapping]], *, conn: psycopg.Connection,
+                         selected: list[tuple[SourcePlan, Mapping]], *, conn: Connection,
                          repair: bool, chunk_rows: int,
                          stop: threading.Event | None = None) -> list[MappingReport]:
     """One report per space in scope, after the mapping passes; recorded in reconcile_runs."""
@@ -100,7 +100,7 @@ def reconcile_identities(config: Config, plans: dict[str, SourcePlan],
     return reports
 
 
-def check_space(config: Config, scope: SpaceScope, *, conn: psycopg.Connection, repair: bool,
+def check_space(config: Config, scope: SpaceScope, *, conn: Connection, repair: bool,
                 chunk_rows: int, stop: threading.Event | None = None) -> MappingReport:
     """One space's pass; errors end up in the report (status "error"), never raised."""
     schema = config.target.state_schema
@@ -115,7 +115,7 @@ def check_space(config: Config, scope: SpaceScope, *, conn: psycopg.Connection, 
         _SpacePass(conn, schema, scope, report, chunk_rows=chunk_rows, stop=stop).run()
     except Stopped:
         report.error = "stopped before the end of the table"
-    except (SyncdError, psycopg.Error) as exc:
+    except SyncdError as exc:
         report.error = str(exc) or type(exc).__name__
     report.seconds = time.monotonic() - began
     report.settle()
@@ -140,7 +140,7 @@ class Chunk:
 
 
 class _SpacePass:
-    def __init__(self, conn: psycopg.Connection, schema: str, scope: SpaceScope, report: MappingReport, *,
+    def __init__(self, conn: Connection, schema: str, scope: SpaceScope, report: MappingReport, *,
                  chunk_rows: int, stop: threading.Event | None) -> None:
         self.conn = conn
         self.schema = schema

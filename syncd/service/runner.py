@@ -27,8 +27,6 @@ import threading
 import time
 from dataclasses import dataclass
 
-import psycopg
-import pymysql
 import structlog
 import tenacity
 
@@ -39,17 +37,18 @@ from syncd.model import DeadLetter, Lineage, Position
 from syncd.service.metrics import Metrics
 from syncd.service.monitor import StateMonitor
 from syncd.service.pipeline import Pipeline
+from syncd.sink import connection as sink_connection
 from syncd.sink.connection import connect
 from syncd.sink.lock import SourceLock
 from syncd.sink.postgres import Batch
 from syncd.sink.state import Checkpoint, read_checkpoint, read_pauses, record_continuity
 from syncd.source import checks, continuity, history, retention
+from syncd.source import connection as source_connection
 from syncd.source.checks import check_source_tables
 
 log = structlog.get_logger("syncd.service.runner")
 
-_CONNECTION_ERRORS = (psycopg.OperationalError, pymysql.err.OperationalError, ConnectionError,
-                      TimeoutError)
+_CONNECTION_ERRORS = (*source_connection.LOST, *sink_connection.LOST, ConnectionError, TimeoutError)
 
 
 LOCK_POLL_S = 2.0
@@ -437,7 +436,7 @@ class SourceRunner:
             self._starts.clear()  # file creation times by name: these names are other files here
         return self.checkpoint
 
-    def _resolve(self, conn: psycopg.Connection, checkpoint: Checkpoint) -> history.Resolution:
+    def _resolve(self, conn: sink_connection.Connection, checkpoint: Checkpoint) -> history.Resolution:
         paused = [p.mapping for p in read_pauses(conn, self.config.target.state_schema, self.name)]
         try:
             return history.resolve(self.plan.source, checkpoint.position, checkpoint.lineage or Lineage(),

@@ -9,15 +9,22 @@ SinkError naming what was being done.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 
 from syncd.config import TargetConfig
 from syncd.errors import SinkError, SinkUnavailable
 from syncd.sink.tls import tls_error
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+LOST: tuple[type[Exception], ...] = (psycopg.OperationalError,)
+"""psycopg's errors of a lost or refused connection, for code that retries what an untranslated
+call let through (the daemon's source runner): every one is retriable."""
 
 Connection = psycopg.Connection
 """What the sink's functions take, for the layers above that must not import the driver."""
@@ -37,6 +44,20 @@ def connect(target: TargetConfig, application_name: str = "syncd", **options: An
 def first_line(exc: BaseException) -> str:
     """The first line of a driver error's text (libpq adds context lines), or its class name."""
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def translating(doing: str) -> Callable[[F], F]:
+    """`translated(doing)` around every call of the decorated function."""
+
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with translated(doing):
+                return func(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
 
 
 @contextmanager

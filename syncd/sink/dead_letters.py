@@ -9,7 +9,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from psycopg import sql
+
+from syncd.sink.connection import translated
 
 STATUSES = ("pending", "retried", "discarded")
 
@@ -95,3 +98,11 @@ def resolve(conn: Any, schema: str, ids: Iterable[int], status: str) -> int:
     statement = sql.SQL("UPDATE {}.dead_letters SET status = %s, resolved_at = now() "
                         "WHERE id = ANY(%s) AND status = 'pending'").format(sql.Identifier(schema))
     return conn.execute(statement, (status, id_list)).rowcount
+
+
+def pending_row_keys(conn: psycopg.Connection, schema: str, source: str, mapping: str) -> set[str]:
+    """The row keys (`id=42`) of a mapping's pending dead letters."""
+    query = sql.SQL("SELECT DISTINCT row_key FROM {}.dead_letters WHERE status = 'pending' "
+                    "AND source = %s AND mapping = %s").format(sql.Identifier(schema))
+    with translated("reading dead letters"):
+        return {row[0] for row in conn.execute(query, (source, mapping)).fetchall()}

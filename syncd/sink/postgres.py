@@ -27,7 +27,7 @@ from psycopg import sql
 from psycopg.adapt import Dumper
 
 from syncd.config import TargetConfig
-from syncd.errors import SinkUnavailable
+from syncd.errors import RowsRejected, SinkUnavailable
 from syncd.model import (
     REPAIR_AT,
     DeadLetter,
@@ -430,6 +430,15 @@ class LongTransaction:
             self.sink.staging.forget()
             self.rejected += self.sink._apply_each(self.conn, self.cur, reduced)
         insert_dead_letters(self.cur, self.sink.target.state_schema, dead_letters)
+
+    def write_text(self, table: TargetTable, key: tuple[str, ...], columns: tuple[str, ...],
+                   lines: bytes) -> None:
+        """Upsert rows given as COPY text lines (syncd/reconcile/copytext.py); RowsRejected when
+        PostgreSQL refuses any of them (the transaction must then be given up)."""
+        try:
+            self.sink.staging.write_text(self.cur, table, key, columns, lines)
+        except _ROW_REJECTED as exc:
+            raise RowsRejected(rejection_reason(exc)) from exc
 
     def finish(self, batch: Batch) -> list[DeadLetter]:
         """The last part, then the checkpoint; the commit happens when the block ends."""

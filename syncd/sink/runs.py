@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from syncd.reconcile.compare import json_value
+from syncd.model import key_json
 
 STATUSES = ("running", "in_sync", "drift", "repaired", "error")
 
@@ -67,7 +67,7 @@ def finish_run(conn: psycopg.Connection, schema: str, run_id: int, *, status: st
         "UPDATE {}.reconcile_runs SET finished_at = now(), status = %s, rows_compared = %s, "
         "missing = %s, extra = %s, differ = %s, repaired = %s, explained_by_dead_letters = %s, "
         "repaired_keys_sample = %s, error = %s WHERE id = %s").format(sql.Identifier(schema))
-    sample_json = json.dumps([[json_value(v) for v in key] for key in sample[:20]]) if sample else None
+    sample_json = json.dumps([[key_json(v) for v in key] for key in sample[:20]]) if sample else None
     conn.execute(statement, (status, rows_compared, missing, extra, differ, repaired, explained,
                              sample_json, error, run_id))
 

@@ -12,8 +12,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import psycopg
 from psycopg import sql
 
-from syncd.errors import SinkUnavailable
+from syncd.errors import SinkError
 from syncd.model import ColumnType, SliceShape, TargetTable
+from syncd.sink.connection import translated
 from syncd.sink.statements import pg_name
 from syncd.sqlnames import HASH, HASHED, ROW, sums_text
 
@@ -23,25 +24,45 @@ def table_sql(table: TargetTable) -> sql.Composable:
 
 
 def column_types(conn: psycopg.Connection, table: TargetTable) -> dict[str, ColumnType]:
-    rows = conn.execute(
-        "SELECT column_name, data_type, numeric_scale, character_maximum_length "
-        "FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
-        (table.schema, table.name)).fetchall()
+    with translated(f"reading the columns of {table}"):
+        rows = conn.execute(
+            "SELECT column_name, data_type, numeric_scale, character_maximum_length "
+            "FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
+            (table.schema, table.name)).fetchall()
     return {r[0]: ColumnType(r[0], r[1], r[2], r[3]) for r in rows}
 
 
 def slice_has_rows(conn: psycopg.Connection, table: TargetTable, slice_values: dict[str, Any]) -> bool:
-    """Whether the target table holds any row of this slice (soft-deleted ones included)."""
+    """Whether the target table holds any row of this slice (soft-deleted ones included); a table
+    that does not exist counts as holding rows (whoever writes into it reports it missing)."""
     where = sql.SQL(" AND ").join([sql.SQL("{} = %s").format(pg_name(k)) for k in slice_values]
                                   or [sql.SQL("true")])
     query = sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {})").format(table_sql(table), where)
-    row = conn.execute(query, list(slice_values.values())).fetchone()
+    try:
+        with translated(f"reading {table}"):
+            row = conn.execute(query, list(slice_values.values())).fetchone()
+    except SinkError as exc:
+        if isinstance(exc.__cause__, psycopg.errors.UndefinedTable):
+            return True
+        raise
     return bool(row and row[0])
+
+
+def server_encoding(conn: psycopg.Connection) -> str:
+    """The target database's encoding (`UTF8`, ...)."""
+    with translated("reading the target's encoding"):
+        found = conn.execute("SHOW server_encoding").fetchone()
+    return str(found[0]) if found else ""
+
+
+def server_version(conn: psycopg.Connection) -> str:
+    return str(conn.info.server_version)
 
 
 def session_zone(conn: psycopg.Connection) -> tzinfo:
     """The zone PostgreSQL reads naive timestamps in on this connection (the sink's too)."""
-    row = conn.execute("SHOW TimeZone").fetchone()
+    with translated("reading the target's time zone"):
+        row = conn.execute("SHOW TimeZone").fetchone()
     name = str(row[0]) if row else "UTC"
     try:
         return ZoneInfo(name)
@@ -78,10 +99,8 @@ class TargetReader:
         return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(parts) if parts else sql.SQL("")
 
     def _rows(self, query: sql.Composable, params: Sequence[Any]) -> dict[Key, Values]:
-        try:
+        with translated(f"reading {self.table}"):
             fetched = self.conn.execute(query, params).fetchall()
-        except psycopg.OperationalError as exc:
-            raise SinkUnavailable(f"target read failed: {exc}") from exc
         rows = self.canonicalize(fetched)
         keys = self._keys
         return {r[:keys]: r[keys:] for r in rows}
@@ -113,10 +132,8 @@ class TargetReader:
         # `syncd_row.*`, not a bare `syncd_row`: a bare name would mean a column of that name.
         query = (sql.SQL("SELECT count(*), coalesce(sum(hash_record_extended({}.*, 0)), 0) FROM (").format(
                  pg_name(ROW)) + self._select + where + sql.SQL(") AS {}").format(pg_name(ROW)))
-        try:
+        with translated(f"reading {self.table}"):
             row = self.conn.execute(query, params).fetchone()
-        except psycopg.OperationalError as exc:
-            raise SinkUnavailable(f"target read failed: {exc}") from exc
         assert row is not None
         return f"{row[0]}:{row[1]}"
 
@@ -125,10 +142,8 @@ class TargetReader:
         columns, reconcile/pushdown.py) of the slice's rows in (lower, upper]."""
         where, params = self._range(lower, upper)
         query = _sums_sql(sql.SQL(row_hash), sql.SQL("FROM ") + table_sql(self.table) + where)
-        try:
+        with translated(f"reading {self.table}"):
             row = self.conn.execute(query, params).fetchone()
-        except psycopg.OperationalError as exc:
-            raise SinkUnavailable(f"target read failed: {exc}") from exc
         return sums_text(row)
 
     def key_bounds(self) -> tuple[Any, Any]:
@@ -137,14 +152,15 @@ class TargetReader:
         assert columns is not None and len(columns) == 1
         name = pg_name(columns[0])
         query = sql.SQL("SELECT min({}), max({}) FROM {}").format(name, name, table_sql(self.table))
-        row = self.conn.execute(query + self._where([]), self._slice_params).fetchone()
+        with translated(f"reading {self.table}"):
+            row = self.conn.execute(query + self._where([]), self._slice_params).fetchone()
         assert row is not None
         return row[0], row[1]
 
     def range_with_checksum(self, lower: Sequence[Any] | None,
                             upper: Sequence[Any] | None) -> tuple[dict[Key, Values], str]:
         """`range` and `checksum` of one REPEATABLE READ snapshot."""
-        with self.conn.transaction():
+        with translated(f"reading {self.table}"), self.conn.transaction():
             self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             return self.range(lower, upper), self.checksum(lower, upper)
 
@@ -169,7 +185,8 @@ class TargetReader:
         query = sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(selected),
                                                     table_sql(self.table)) + self._where([])
         width = len(self.shape.key) + len(self.shape.compared)
-        with self.conn.transaction(), self.conn.cursor(name="syncd_reconcile_slice") as cur:
+        with translated(f"reading {self.table}"), self.conn.transaction(), \
+                self.conn.cursor(name="syncd_reconcile_slice") as cur:
             cur.execute(query, self._slice_params)
             while rows := cur.fetchmany(batch):
                 # canonical keys: padded to a compared row's width, as `canonicalize` expects

@@ -6,8 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
-from decimal import Decimal
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -18,12 +17,16 @@ from syncd.model import (
     REPAIR_AT,
     SNAPSHOT_AT,
     BinlogFileId,
+    CopyProgress,
     DeadLetter,
     KeyOutcome,
     Lineage,
     Outcome,
     Position,
+    json_value,
+    key_json,
 )
+from syncd.sink.connection import translating
 
 SCHEMA_VERSION = 1
 
@@ -217,6 +220,7 @@ class Checkpoint:
     continuity_at: datetime | None = None
 
 
+@translating("creating the state schema")
 def create_state_schema(conn: psycopg.Connection, schema: str) -> None:
     """Create the state tables if missing (idempotent), in one transaction."""
     with conn.transaction():
@@ -239,6 +243,7 @@ _CHECKPOINT_COLUMNS = ("binlog_file, binlog_pos, gtid, last_event_time, snapshot
                        "applied_gtid, applied_digest, continuity, continuity_at")
 
 
+@translating("reading the checkpoint")
 def read_checkpoint(conn: psycopg.Connection, schema: str, source: str) -> Checkpoint | None:
     query = sql.SQL(f"SELECT {_CHECKPOINT_COLUMNS} FROM {{}}.checkpoints WHERE source = %s"
                     ).format(sql.Identifier(schema))
@@ -287,6 +292,7 @@ def write_checkpoint(cur: psycopg.Cursor, schema: str, checkpoint: Checkpoint) -
 _NO_LINEAGE = Lineage()
 
 
+@translating("recording binlog continuity")
 def record_continuity(conn: psycopg.Connection, schema: str, source: str, *, was: Position,
                       now: Position, lineage: Lineage, note: str) -> bool:
     """At a resume: record what it proved (and, when the history continues in another place,
@@ -403,6 +409,7 @@ def letters_to_trim(conn: psycopg.Connection, schema: str) -> list[tuple[int, st
     return [tuple(row) for row in conn.execute(query).fetchall()]
 
 
+@translating("trimming dead letters")
 def trim_letters(conn: psycopg.Connection, schema: str, kept: Mapping[str, LetterColumns]) -> int:
     """Keep of older dead letters only what their mapping reads, as it publishes it (the same as
     new letters keep); a letter whose mapping is gone keeps nothing. Returns how many changed."""
@@ -423,30 +430,17 @@ def _trimmed(kept: LetterColumns | None, row_key: str, image: dict[str, Any]) ->
     return kept.image(image, key_columns)
 
 
+@translating("reading dead letters")
 def pending_dead_letters(conn: psycopg.Connection, schema: str) -> dict[str, int]:
     query = sql.SQL("SELECT source, count(*) FROM {}.dead_letters WHERE status = 'pending' "
                     "GROUP BY source").format(sql.Identifier(schema))
     return {source: count for source, count in conn.execute(query).fetchall()}
 
 
-def _json_value(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, datetime | date | time):
-        return value.isoformat()
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, bytes | bytearray):
-        return "\\x" + bytes(value).hex()
-    if isinstance(value, set | frozenset):
-        return sorted(value)
-    return str(value)
-
-
 def row_image_json(row: dict[str, Any]) -> str:
     """A row image as JSON text PostgreSQL's jsonb accepts: it refuses the NUL character, so a
     NUL inside text is kept as the visible six characters `\\u0000`."""
-    return json.dumps(_visible_nul(row), default=_json_value, ensure_ascii=False)
+    return json.dumps(_visible_nul(row), default=json_value, ensure_ascii=False)
 
 
 def _visible_nul(value: Any) -> Any:
@@ -485,17 +479,19 @@ class RepairRequest:
                 for o in self.outcomes or []]
 
 
+@translating("queueing a repair")
 def request_repair(conn: psycopg.Connection, schema: str, source: str, mapping: str, *,
                    keys: list[list[Any]], requested_by: str) -> int:
     """Queue a repair for the running pipeline of `source`; returns the request id."""
     statement = sql.SQL("INSERT INTO {}.repair_requests (source, mapping, keys, requested_by) "
                         "VALUES (%s, %s, %s, %s) RETURNING id").format(sql.Identifier(schema))
-    row = conn.execute(statement, (source, mapping, json.dumps(keys, default=_json_value),
+    row = conn.execute(statement, (source, mapping, json.dumps(keys, default=json_value),
                                    requested_by)).fetchone()
     assert row is not None
     return int(row[0])
 
 
+@translating("reading a repair request")
 def read_repair(conn: psycopg.Connection, schema: str, request_id: int) -> RepairRequest | None:
     query = sql.SQL("SELECT id, source, mapping, keys, requested_by, status, applied, skipped, error, "
                     "dead_letter_reasons, outcomes FROM {}.repair_requests WHERE id = %s"
@@ -504,6 +500,7 @@ def read_repair(conn: psycopg.Connection, schema: str, request_id: int) -> Repai
     return RepairRequest(*row) if row else None
 
 
+@translating("reading repair requests")
 def next_repair(conn: psycopg.Connection, schema: str, source: str) -> RepairRequest | None:
     query = sql.SQL("SELECT id, source, mapping, keys, requested_by, status, applied, skipped, error "
                     "FROM {}.repair_requests WHERE source = %s AND status = 'pending' "
@@ -527,7 +524,7 @@ def finish_repair(cur: psycopg.Cursor, schema: str, request_id: int, outcomes: t
               for o in outcomes]
     cur.execute(statement, ("failed" if error else "done", applied, skipped, error,
                             json.dumps(reasons, ensure_ascii=False),
-                            json.dumps(listed, default=_json_value, ensure_ascii=False), request_id))
+                            json.dumps(listed, default=json_value, ensure_ascii=False), request_id))
 
 
 @dataclass(frozen=True)
@@ -541,12 +538,14 @@ class Pause:
     reason: str
 
 
+@translating("reading paused mappings")
 def read_pauses(conn: psycopg.Connection, schema: str, source: str) -> list[Pause]:
     query = sql.SQL("SELECT mapping, source, binlog_file, binlog_pos, statement, reason "
                     "FROM {}.paused_mappings WHERE source = %s").format(sql.Identifier(schema))
     return [Pause(m, s, Position(f, p), st, r) for m, s, f, p, st, r in conn.execute(query, (source,))]
 
 
+@translating("reading paused mappings")
 def paused_mappings(conn: psycopg.Connection, schema: str) -> dict[tuple[str, str], datetime]:
     """Every paused mapping of every source: (source, mapping) -> when it was paused."""
     query = sql.SQL("SELECT source, mapping, paused_at FROM {}.paused_mappings").format(
@@ -565,3 +564,35 @@ def write_pause(cur: psycopg.Cursor, schema: str, pause: Pause) -> None:
 def clear_pause(cur: psycopg.Cursor, schema: str, mapping: str) -> None:
     statement = sql.SQL("DELETE FROM {}.paused_mappings WHERE mapping = %s").format(sql.Identifier(schema))
     cur.execute(statement, (mapping,))
+
+
+@translating("reading snapshot progress")
+def read_progress(conn: psycopg.Connection, schema: str, source: str) -> dict[str, CopyProgress]:
+    query = sql.SQL("SELECT source_table, position, last_key, rows_copied, done, key_columns "
+                    "FROM {}.snapshot_progress "
+                    "WHERE source = %s").format(sql.Identifier(schema))
+    return {row[0]: CopyProgress(*row) for row in conn.execute(query, (source,)).fetchall()}
+
+
+def save_progress(cur: psycopg.Cursor, schema: str, source: str, progress: CopyProgress) -> None:
+    statement = sql.SQL(
+        "INSERT INTO {}.snapshot_progress (source, source_table, position, last_key, key_columns, "
+        "rows_copied, done, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, now()) "
+        "ON CONFLICT (source, source_table) DO UPDATE SET position = EXCLUDED.position, "
+        "last_key = EXCLUDED.last_key, key_columns = EXCLUDED.key_columns, "
+        "rows_copied = EXCLUDED.rows_copied, done = EXCLUDED.done, updated_at = now()"
+    ).format(sql.Identifier(schema))
+    last_key = None
+    if progress.last_key is not None:
+        last_key = json.dumps([key_json(v) for v in progress.last_key])
+    key_columns = json.dumps(progress.key_columns) if progress.key_columns is not None else None
+    cur.execute(statement, (source, progress.table, progress.position, last_key, key_columns,
+                            progress.rows_copied, progress.done))
+
+
+def clear_progress(cur: psycopg.Cursor, schema: str, source: str, tables: list[str] | None = None) -> None:
+    statement = sql.SQL("DELETE FROM {}.snapshot_progress WHERE source = %s").format(sql.Identifier(schema))
+    if tables is None:
+        cur.execute(statement, (source,))
+    else:
+        cur.execute(statement + sql.SQL(" AND source_table = ANY(%s)"), (source, tables))

@@ -19,14 +19,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import pymysql
-
 from syncd.config import SourceConfig
-from syncd.errors import SourceUnavailable
+from syncd.errors import SourceError, SourceUnavailable
 from syncd.mapping.plan import Mapping
 from syncd.model import Position, Row
 from syncd.source import charsets
 from syncd.source.checks import connect, raw_text_columns, table_columns
+from syncd.source.connection import translated
 from syncd.source.snapshot import row_key
 from syncd.source.values import ZERO_DATE, Convert, select_converter
 from syncd.sqlnames import HASH, HASHED, my_name, sums_text
@@ -99,12 +98,9 @@ class SourceReader:
     def _execute(self, query: str, params: Sequence[Any] | None = None) -> list[tuple]:
         """`query` is a PyMySQL format string when `params` is given (as it is for every query
         naming tables or columns: `sqlnames.my_name`), plain text otherwise."""
-        try:
-            with self.conn.cursor() as cur:
-                cur.execute(query, params)
-                return list(cur.fetchall())
-        except pymysql.err.OperationalError as exc:
-            raise SourceUnavailable(self.source.name, f"read failed: {exc.args[-1]}") from exc
+        with translated(self.source.name, "read"), self.conn.cursor() as cur:
+            cur.execute(query, params)
+            return list(cur.fetchall())
 
     def row_key(self, table: str, mapping: Mapping) -> tuple[str, ...]:
         """The columns `mapping` names the rows of `table` by: its source_key, else the primary
@@ -209,7 +205,9 @@ class SourceReader:
     def has_crc32c(self) -> bool:
         try:
             self._execute("SELECT CRC32C('')")
-        except pymysql.err.Error:
+        except SourceUnavailable:
+            raise
+        except SourceError:  # MySQL has no CRC32C (1305)
             return False
         return True
 
@@ -255,17 +253,14 @@ class SourceReader:
               raw: dict[str, charsets.Charset] | None = None) -> tuple[list[str], list[tuple]]:
         """Rows as tuples, values normalised like the binlog's (syncd/source/values.py); the
         columns of `raw` (read as bytes) decoded as the binlog reader decodes them."""
-        try:
-            with self.conn.cursor() as cur:
-                cur.execute(query, params)
-                names = [d[0] for d in cur.description]
-                converters = [(i, f) for i, d in enumerate(cur.description)
-                              if (f := select_converter(d[1])) is not None]
-                raw = raw or {}
-                converters += [(i, _text(raw[name], name)) for i, name in enumerate(names) if name in raw]
-                rows = list(cur.fetchall())
-        except pymysql.err.OperationalError as exc:
-            raise SourceUnavailable(self.source.name, f"read failed: {exc.args[-1]}") from exc
+        with translated(self.source.name, "read"), self.conn.cursor() as cur:
+            cur.execute(query, params)
+            names = [d[0] for d in cur.description]
+            converters = [(i, f) for i, d in enumerate(cur.description)
+                          if (f := select_converter(d[1])) is not None]
+            raw = raw or {}
+            converters += [(i, _text(raw[name], name)) for i, name in enumerate(names) if name in raw]
+            rows = list(cur.fetchall())
         if converters and rows:
             rows = _converted(rows, converters)
         return names, rows

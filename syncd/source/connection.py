@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import ssl
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pymysql
@@ -36,6 +38,12 @@ from syncd.tls import SourceTls, client_context
 _NAME_MISMATCH = frozenset({62, 64})  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
 _CUT_OFF = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
 """A handshake cut short: the server or the network went away, which may pass (retried)."""
+
+
+LOST: tuple[type[Exception], ...] = (pymysql.err.OperationalError,)
+"""PyMySQL's errors of a lost or refused connection, for code that retries what an untranslated
+call let through (the daemon's source runner). TlsFailure is one too, but syncd translates it
+where it connects (a SourceTlsError, not retried)."""
 
 
 class TlsFailure(pymysql.err.OperationalError):
@@ -109,6 +117,18 @@ def _failure(cause: ssl.SSLError) -> TlsFailure:
         kind = "name" if cause.verify_code in _NAME_MISMATCH else "verify"
         return TlsFailure(kind, f"certificate verify failed: {cause.verify_message}")
     return TlsFailure("handshake", f"TLS handshake failed: {getattr(cause, 'reason', None) or cause}")
+
+
+@contextmanager
+def translated(source: str, doing: str) -> Iterator[None]:
+    """Inside: PyMySQL's errors leave as SourceUnavailable (the connection is gone: retry) or
+    SourceError (the server refused the statement), naming the source and `doing`."""
+    try:
+        yield
+    except pymysql.err.OperationalError as exc:
+        raise SourceUnavailable(source, f"{doing} failed: {exc.args[-1]}") from exc
+    except pymysql.err.MySQLError as exc:
+        raise SourceError(source, f"{doing} failed: {exc.args[-1] if exc.args else exc}") from exc
 
 
 def connect_error(source: SourceConfig, exc: pymysql.err.OperationalError) -> SourceError:

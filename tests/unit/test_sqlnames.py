@@ -253,7 +253,7 @@ def mysql_statements(copied: Mapping, pushdown: Pushdown) -> list[str]:
     recorder = Recorder()
     reader = SourceReader.__new__(SourceReader)
     table, key, columns = "legacy`log%", ("id",), tuple(SOURCE_TYPES)
-    reader.source, reader.conn, reader._raw = None, recorder, {table: {}}  # utf8mb4 only: nothing read raw
+    reader.source, reader.conn, reader._raw = SimpleNamespace(name="shop"), recorder, {table: {}}  # utf8mb4
     line = plan_copy_text(copied, SOURCE_TYPES, {n: ColumnType(n, t) for n, t in TARGET_TYPES.items()},
                           UTC, "UTF8")
     assert line is not None
