@@ -24,6 +24,7 @@ from syncd.mapping.preview import (
     with_identity,
 )
 from syncd.model import Row, json_value
+from syncd.sink.persons import read_links
 from syncd.source.snapshot import read_source_rows
 
 
@@ -58,10 +59,10 @@ def preview(mapping_name: str, limit: int, where_sql: str | None, as_json: bool,
         mapping = compile_one(config, mapping_name)
         source = config.sources[mapping.spec.source]
         read = read_source_rows(source, mapping.spec.table, where_sql, limit, mapping.spec.source_key)
-    records = preview_rows(mapping, read, source.name)
-    ops = [r.op for r in records if r.op is not None]
-    if uses_identity(mapping) and ops:
-        records = with_identity(records, identity_preview.read_links(config.target, ops))
+        records = preview_rows(mapping, read, source.name)
+        ops = [r.op for r in records if r.op is not None]
+        if uses_identity(mapping) and ops:
+            records = with_identity(records, read_links(config.target, ops))
     if as_json:
         click.echo(records_json_text(records, uses_identity(mapping)))
         return
