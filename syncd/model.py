@@ -439,3 +439,90 @@ def key_json(value: Any) -> Any:
     if isinstance(value, datetime | date):
         return value.isoformat()
     return str(value)
+
+
+@dataclass(frozen=True)
+class Headroom:
+    """How long the binlog file a checkpoint needs stays on the server."""
+
+    needed_file: str
+    kind: str
+    """``limited`` (seconds is a time left), ``unlimited`` (the server never deletes it by
+    itself), ``unknown`` (the file's age could not be found), ``purged`` (already gone)."""
+    seconds: float | None = None
+    """Time left; negative when overdue (deleted at the server's next purge); None unless
+    ``limited``."""
+    limited_by: str | None = None
+    """``age`` or ``size``: which rule deletes the file first."""
+    at_least: bool = False
+    """The needed file is still being written: it cannot expire before it is closed, so the
+    real headroom is longer than ``seconds``."""
+    detail: str = ""
+
+    def is_low(self, threshold_seconds: float) -> bool:
+        """True when the file is gone or may be gone within ``threshold_seconds``."""
+        if self.kind == "purged":
+            return True
+        return self.kind == "limited" and self.seconds is not None and self.seconds < threshold_seconds
+
+    @property
+    def metric_value(self) -> float:
+        """The gauge value: +Inf when unlimited, 0 when purged, NaN when unknown."""
+        if self.kind == "limited" and self.seconds is not None:
+            return self.seconds
+        return {"unlimited": math.inf, "purged": 0.0}.get(self.kind, math.nan)
+
+
+@dataclass(slots=True)  # per-change record: not frozen (see syncd/model.py)
+class Checkpoint:
+    """How far one source has been applied to the target."""
+
+    source: str
+    position: Position
+    last_event_time: datetime | None
+    snapshot_done: bool
+    updated_at: datetime | None = None
+    lag_seconds: float | None = None
+    lineage: Lineage | None = None
+    """Which binlog history `position` belongs to (with `position.file_id`; None: not known)."""
+    continuity: str | None = None
+    """What the last resume proved about that history (written by `record_continuity`, and by
+    a snapshot; a plain checkpoint write leaves it as it is)."""
+    continuity_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RepairRequest:
+    """Make the target rows of these source keys equal to the mapping of the current source rows.
+
+    `keys` are source primary-key values, one list per row, in the key's column order.
+    """
+
+    id: int
+    source: str
+    mapping: str
+    keys: list[list[Any]]
+    requested_by: str
+    status: str = "pending"
+    applied: int = 0
+    skipped: int = 0
+    error: str | None = None
+    dead_letter_reasons: list[str] | None = None
+    """Why keys whose current source row still cannot be applied were dead-lettered again."""
+    outcomes: list[dict[str, Any]] | None = None
+    """Per key (done requests): {"key": [...], "row_key": "id=42", "outcome": ..., "reason": ...}."""
+
+    def key_outcomes(self) -> list[KeyOutcome]:
+        return [KeyOutcome(tuple(o["key"]), o["row_key"], Outcome(o["outcome"]), o.get("reason", ""))
+                for o in self.outcomes or []]
+
+
+@dataclass(frozen=True)
+class Pause:
+    """A mapping stopped by a source schema change; it resumes from `position` once fixed."""
+
+    mapping: str
+    source: str
+    position: Position
+    statement: str
+    reason: str

@@ -7,7 +7,6 @@ import os
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from syncd.config import Config, SourceConfig
 from syncd.errors import ConfigError, IdentityArgsError, Problem, SyncdError, TransformArgsError
@@ -16,9 +15,6 @@ from syncd.mapping.plan import Mapping, compile_mapping
 from syncd.mapping.spec import IdentityDef, MappingSpec, load_mappings
 from syncd.mapping.transforms import TransformContext
 from syncd.model import TargetTable
-
-if TYPE_CHECKING:
-    from syncd.sink.target import TargetTableInfo
 
 
 def read_secret(kind: str, name: str) -> str:
@@ -62,16 +58,16 @@ def target_table(spec: MappingSpec, config: Config) -> TargetTable:
 
 
 def compile_all(config: Config, specs: list[MappingSpec],
-                infos: dict[TargetTable, TargetTableInfo | None] | None) -> dict[str, SourcePlan]:
-    """Compile every mapping; transform argument errors are reported at their file:line."""
+                aware: dict[TargetTable, frozenset[str]] | None) -> dict[str, SourcePlan]:
+    """Compile every mapping; transform argument errors are reported at their file:line.
+    `aware`: each existing target table's `timestamptz` columns (None: no target was read)."""
     plans = {name: SourcePlan(source) for name, source in config.sources.items()}
     problems: list[Problem] = []
     for spec in specs:
-        info = infos.get(target_table(spec, config)) if infos is not None else None
-        aware = ({n for n, c in info.columns.items() if c.is_timestamptz} if info else None)
+        zoned = aware.get(target_table(spec, config)) if aware is not None else None
         try:
             mapping = compile_mapping(spec, transform_context(config.sources[spec.source]),
-                                      config.target.schema, aware)
+                                      config.target.schema, zoned)
         except TransformArgsError as exc:  # identity salts too: one problem per declaration
             prefix = f"mapping {spec.name!r}: "
             problem = exc.problem(prefix) or spec.where.problem(f"{prefix}{exc}")

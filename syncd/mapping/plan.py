@@ -6,7 +6,7 @@ TransformError inside, and comes out as a DeadLetter.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any
@@ -151,7 +151,7 @@ class ChangeContext:
 
 
 def compile_mapping(spec: MappingSpec, ctx: transforms.TransformContext, default_schema: str,
-                    aware_columns: set[str] | None = None) -> Mapping:
+                    aware_columns: Collection[str] | None = None) -> Mapping:
     """Build per-row functions. `aware_columns`: target columns of type timestamptz (None: all)."""
     columns = tuple(_column_plan(c, ctx, aware_columns is None or c.target in aware_columns)
                     for c in spec.columns)

@@ -6,7 +6,8 @@
 """
 
 from syncd.errors import ReconcileError, SnapshotError
-from syncd.reconcile.engine import MappingReport, reconcile
+from syncd.reconcile.engine import reconcile
+from syncd.reconcile.report import MappingReport
 from syncd.reconcile.snapshot import SnapshotResult, snapshot
 from syncd.sink.runs import RunRecord, last_runs
 

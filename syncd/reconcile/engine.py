@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -47,7 +46,9 @@ from syncd.reconcile.layout import Layout, build_layout
 from syncd.reconcile.persons import PersonColumns
 from syncd.reconcile.pushdown import SPAN_CHUNKS, Pushdown, plan_pushdown
 from syncd.reconcile.repair import RepairResult, repair
+from syncd.reconcile.report import REPORT_KEYS, SAMPLE_KEYS, MappingReport, SourceKey
 from syncd.reconcile.rowmap import ChunkMapper
+from syncd.reconcile.unified import reconcile_identities
 from syncd.reconcile.verified import Entry, VerifiedChunks, fingerprint
 from syncd.sink.connection import Connection, connect
 from syncd.sink.dead_letters import pending_row_keys
@@ -62,89 +63,9 @@ from syncd.source.chunks import RangeChunk, SourceReader
 log = structlog.get_logger("syncd.reconcile")
 
 REPAIR_BATCH = 1_000
-REPORT_KEYS = 1_000
-"""Keys listed per kind of difference in a report (the counts are always exact)."""
-SAMPLE_KEYS = 20
 CONFIRM_ATTEMPTS = 3
 CONFIRM_WAIT_S = 10.0
 """How long a re-check waits for the running daemon to apply the source up to its read."""
-
-SourceKey = tuple[Any, ...]
-
-
-@dataclass
-class MappingReport:
-    """What one mapping's pass found (and repaired). Keys are target keys, in `key_columns` order."""
-
-    mapping: str
-    source: str
-    target_table: str
-    key_columns: tuple[str, ...]
-    repair: bool
-    mode: str = "aligned"
-    status: str = "running"
-    """in_sync | drift | repaired | error (as recorded in reconcile_runs)."""
-    rows_compared: int = 0
-    """Source rows read and checked (rows outside the mapping's filter included)."""
-    chunks: int = 0
-    chunks_unchanged: int = 0
-    """Chunks found unchanged since a pass verified them (both checksums equal), not re-mapped."""
-    chunks_pushed_down: int = 0
-    """Key ranges found in sync by checksums computed inside both servers (pushdown.py)."""
-    chunks_differing: int = 0
-    missing: int = 0
-    extra: int = 0
-    differ: int = 0
-    unmappable: int = 0
-    """Source rows the mapping cannot map (TransformError), with or without a dead letter."""
-    unmappable_unexplained: int = 0
-    """Of those, rows without a pending dead letter."""
-    explained_by_dead_letters: int = 0
-    """Missing, differing, extra or unmappable rows for which a pending dead letter exists."""
-    repaired: int = 0
-    """Differing keys a repair made right (or left to a newer change of the stream)."""
-    dead_lettered: int = 0
-    """Differing keys a repair could not apply: their rows are pending dead letters (again)."""
-    dead_lettered_rows: list[tuple[str, str]] = field(default_factory=list)
-    """(source key text like `id=42`, reason)."""
-    unrepairable: int = 0
-    """Differences repair cannot address (extra rows whose source key is unknown)."""
-    missing_keys: list[Key] = field(default_factory=list)
-    extra_keys: list[Key] = field(default_factory=list)
-    differ_rows: list[tuple[Key, tuple[str, ...]]] = field(default_factory=list)
-    unmappable_rows: list[tuple[str, str]] = field(default_factory=list)
-    """(source key text like `id=42`, reason)."""
-    repaired_keys_sample: list[SourceKey] = field(default_factory=list)
-    repair_errors: list[str] = field(default_factory=list)
-    error: str | None = None
-    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    finished_at: datetime | None = None
-    seconds: float = 0.0
-    run_id: int | None = None
-
-    @property
-    def drift(self) -> int:
-        """Differences found (before repair): missing + extra + differ + unexplained unmappable."""
-        return self.missing + self.extra + self.differ + self.unmappable_unexplained
-
-    @property
-    def rows_per_second(self) -> float:
-        return self.rows_compared / self.seconds if self.seconds > 0 else 0.0
-
-    def settle(self) -> None:
-        """Decide the final status from the counts."""
-        self.finished_at = datetime.now(UTC)
-        if self.error is not None:
-            self.status = "error"
-        elif self.drift == 0:
-            self.status = "in_sync"
-        elif (self.repair and not self.repair_errors and self.unrepairable == 0
-              and self.unmappable_unexplained == 0 and self.dead_lettered == 0
-              and self.repaired >= self.missing + self.extra + self.differ):
-            self.status = "repaired"
-        else:
-            self.status = "drift"
-
 
 def select_mappings(plans: dict[str, SourcePlan], source: str | None = None,
                     mapping: str | None = None,
@@ -193,7 +114,6 @@ def reconcile(config: Config, plans: dict[str, SourcePlan], *, source: str | Non
                               confirm_wait_s=confirm_wait_s, use_verified=not full, progress=progress)
             reports.append(scan_mapping(config, plans, plan, chosen, conn=conn, options=options))
         # Then the unified rows of the identity spaces in scope, from the (repaired) contributions.
-        from syncd.reconcile.unified import reconcile_identities  # noqa: PLC0415 (it imports this module)
 
         reports += reconcile_identities(config, plans, selected, conn=conn, repair=repair,
                                         chunk_rows=chunk_rows, stop=stop)

@@ -42,9 +42,10 @@ from syncd.model import (
     RowChange,
     undecodable_columns,
 )
+from syncd.sink.batch import Batch, PlannedOp, RepairDone
 from syncd.sink.connection import connect
 from syncd.sink.lock import SourceLock
-from syncd.sink.postgres import Batch, PlannedOp, PostgresSink, RepairDone
+from syncd.sink.postgres import PostgresSink
 from syncd.sink.state import read_repair, request_repair
 from syncd.source.snapshot import SourceSnapshot
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from syncd.model import key_json
-from syncd.reconcile.compare import key_text
-from syncd.reconcile.engine import MappingReport
+from syncd.reconcile.compare import Key, key_text
 
 EXIT_IN_SYNC = 0
 EXIT_DRIFT = 1
@@ -15,6 +16,87 @@ EXIT_ERROR = 2
 
 LISTED = 20
 """Keys shown per kind of difference in the human report (JSON lists up to 1000)."""
+
+
+REPORT_KEYS = 1_000
+"""Keys listed per kind of difference in a report (the counts are always exact)."""
+SAMPLE_KEYS = 20
+
+SourceKey = tuple[Any, ...]
+
+
+@dataclass
+class MappingReport:
+    """What one mapping's pass found (and repaired). Keys are target keys, in `key_columns` order."""
+
+    mapping: str
+    source: str
+    target_table: str
+    key_columns: tuple[str, ...]
+    repair: bool
+    mode: str = "aligned"
+    status: str = "running"
+    """in_sync | drift | repaired | error (as recorded in reconcile_runs)."""
+    rows_compared: int = 0
+    """Source rows read and checked (rows outside the mapping's filter included)."""
+    chunks: int = 0
+    chunks_unchanged: int = 0
+    """Chunks found unchanged since a pass verified them (both checksums equal), not re-mapped."""
+    chunks_pushed_down: int = 0
+    """Key ranges found in sync by checksums computed inside both servers (pushdown.py)."""
+    chunks_differing: int = 0
+    missing: int = 0
+    extra: int = 0
+    differ: int = 0
+    unmappable: int = 0
+    """Source rows the mapping cannot map (TransformError), with or without a dead letter."""
+    unmappable_unexplained: int = 0
+    """Of those, rows without a pending dead letter."""
+    explained_by_dead_letters: int = 0
+    """Missing, differing, extra or unmappable rows for which a pending dead letter exists."""
+    repaired: int = 0
+    """Differing keys a repair made right (or left to a newer change of the stream)."""
+    dead_lettered: int = 0
+    """Differing keys a repair could not apply: their rows are pending dead letters (again)."""
+    dead_lettered_rows: list[tuple[str, str]] = field(default_factory=list)
+    """(source key text like `id=42`, reason)."""
+    unrepairable: int = 0
+    """Differences repair cannot address (extra rows whose source key is unknown)."""
+    missing_keys: list[Key] = field(default_factory=list)
+    extra_keys: list[Key] = field(default_factory=list)
+    differ_rows: list[tuple[Key, tuple[str, ...]]] = field(default_factory=list)
+    unmappable_rows: list[tuple[str, str]] = field(default_factory=list)
+    """(source key text like `id=42`, reason)."""
+    repaired_keys_sample: list[SourceKey] = field(default_factory=list)
+    repair_errors: list[str] = field(default_factory=list)
+    error: str | None = None
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    finished_at: datetime | None = None
+    seconds: float = 0.0
+    run_id: int | None = None
+
+    @property
+    def drift(self) -> int:
+        """Differences found (before repair): missing + extra + differ + unexplained unmappable."""
+        return self.missing + self.extra + self.differ + self.unmappable_unexplained
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows_compared / self.seconds if self.seconds > 0 else 0.0
+
+    def settle(self) -> None:
+        """Decide the final status from the counts."""
+        self.finished_at = datetime.now(UTC)
+        if self.error is not None:
+            self.status = "error"
+        elif self.drift == 0:
+            self.status = "in_sync"
+        elif (self.repair and not self.repair_errors and self.unrepairable == 0
+              and self.unmappable_unexplained == 0 and self.dead_lettered == 0
+              and self.repaired >= self.missing + self.extra + self.differ):
+            self.status = "repaired"
+        else:
+            self.status = "drift"
 
 
 def overall_status(reports: Sequence[MappingReport]) -> str:

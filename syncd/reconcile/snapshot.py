@@ -38,16 +38,18 @@ from syncd.config import DEFAULT_CHUNK_ROWS, Config, SourceConfig
 from syncd.errors import RowsRejected, SnapshotError
 from syncd.mapping.load import SourcePlan
 from syncd.mapping.plan import ChangeContext, Mapping, dead_letter, map_change, remove_op
-from syncd.model import SNAPSHOT_AT, CopyProgress, Op, Position, Row, RowChange
+from syncd.model import SNAPSHOT_AT, Checkpoint, CopyProgress, Op, Position, Row, RowChange
 from syncd.reconcile.compare import ChunkDiff, Key
 from syncd.reconcile.copytext import CopyText, plan_copy_text
-from syncd.reconcile.engine import REPAIR_BATCH, Options, SourceKey, scan_mapping
+from syncd.reconcile.engine import REPAIR_BATCH, Options, scan_mapping
 from syncd.reconcile.repair import repair
+from syncd.reconcile.report import SourceKey
+from syncd.sink.batch import Batch, PlannedOp
 from syncd.sink.connection import Connection, connect
 from syncd.sink.lock import SourceLock
-from syncd.sink.postgres import Batch, PlannedOp, PostgresSink
+from syncd.sink.postgres import PostgresSink
 from syncd.sink.slices import column_types, server_encoding, slice_has_rows
-from syncd.sink.state import Checkpoint, clear_progress, create_state_schema, read_progress, save_progress
+from syncd.sink.state import clear_progress, create_state_schema, read_progress, save_progress
 from syncd.source import history
 from syncd.source.chunks import SourceReader
 from syncd.source.snapshot import SnapshotPoint, SourceSnapshot

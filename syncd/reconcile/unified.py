@@ -48,7 +48,7 @@ from syncd.reconcile.compare import (
     expected_canon,
     stored_canon,
 )
-from syncd.reconcile.engine import REPORT_KEYS, SAMPLE_KEYS, MappingReport
+from syncd.reconcile.report import REPORT_KEYS, SAMPLE_KEYS, MappingReport
 from syncd.sink.connection import Connection
 from syncd.sink.persons import recompute_persons, refused_persons, unified_chunk
 from syncd.sink.runs import finish_run, start_run

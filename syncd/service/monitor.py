@@ -8,9 +8,10 @@ import threading
 import structlog
 
 from syncd.config import Config
+from syncd.model import Checkpoint
 from syncd.service.metrics import Metrics
 from syncd.sink.connection import connect
-from syncd.sink.state import Checkpoint, paused_mappings, pending_dead_letters, read_checkpoint
+from syncd.sink.state import paused_mappings, pending_dead_letters, read_checkpoint
 
 log = structlog.get_logger("syncd.service.monitor")
 

@@ -14,7 +14,8 @@ import structlog
 from syncd.config import Config
 from syncd.errors import SyncdError
 from syncd.mapping.load import SourcePlan
-from syncd.reconcile.engine import MappingReport, reconcile
+from syncd.reconcile.engine import reconcile
+from syncd.reconcile.report import MappingReport
 from syncd.service.metrics import Metrics
 
 log = structlog.get_logger("syncd.reconcile")

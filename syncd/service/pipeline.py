@@ -25,11 +25,13 @@ from syncd.errors import SinkError, SyncdError
 from syncd.mapping.load import SourcePlan
 from syncd.mapping.plan import ChangeContext, Mapping, dead_letter, map_change, source_key_text
 from syncd.model import (
+    Checkpoint,
     DeadLetter,
     Heartbeat,
     Lineage,
     Outcome,
     Position,
+    RepairRequest,
     RowChange,
     SchemaChange,
     SourceTransaction,
@@ -38,9 +40,10 @@ from syncd.model import (
 from syncd.reconcile.repair import RepairRead, find_mapping, read_keys, repair_batch
 from syncd.reconcile.snapshot import initial_copy
 from syncd.service.schema_policy import MappingGate, decide
+from syncd.sink.batch import Batch, PlannedOp, RepairDone
 from syncd.sink.lock import writer_application_name
-from syncd.sink.postgres import Batch, PlannedOp, PostgresSink, RepairDone
-from syncd.sink.state import Checkpoint, RepairRequest, next_repair, read_checkpoint, read_pauses
+from syncd.sink.postgres import PostgresSink
+from syncd.sink.state import next_repair, read_checkpoint, read_pauses
 from syncd.source import decoder_process
 from syncd.source.binlog import BinlogReader, SourceEvent
 from syncd.source.checks import connect, table_columns

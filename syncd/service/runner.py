@@ -10,19 +10,17 @@
                 continuity was lost resumes by itself once its checkpoint moves (after `syncd
                 snapshot --source S`); any failed source is retried on SIGHUP.
 
-Every connecting attempt (start, reconnect, failover, reload) first proves that the server's
-binlog at the checkpoint is the history the checkpoint came from (syncd/source/history.py),
-records what it proved, and moves the checkpoint where a failover put the same history.
+Every connecting attempt (start, reconnect, failover, reload) first has the source's
+`BinlogGuard` (syncd/service/binlog_guard.py) prove that the server's binlog at the checkpoint
+is the history the checkpoint came from.
 
 While a source runs, two helper threads watch it: the lock watch (every 2 s: is the lock still
-ours? refresh ``source_owners.heartbeat_at``) and the binlog watch (every
-``alerts.check_interval``: is the binlog file the checkpoint needs still on the server, still
-the same file, and how long until the server may purge it).
+ours? refresh ``source_owners.heartbeat_at``) and the guard's binlog watch (is the binlog file
+the checkpoint needs still on the server, still the same file, and for how long).
 """
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from dataclasses import dataclass
@@ -31,18 +29,19 @@ import structlog
 import tenacity
 
 from syncd.config import Config
-from syncd.errors import ConfigError, ContinuityLost, PositionLost, SourceUnavailable, SyncdError
+from syncd.errors import ConfigError, PositionLost, SyncdError
 from syncd.mapping.load import SourcePlan
-from syncd.model import DeadLetter, Lineage, Position
+from syncd.model import Checkpoint, DeadLetter
+from syncd.service.binlog_guard import BinlogGuard
 from syncd.service.metrics import Metrics
 from syncd.service.monitor import StateMonitor
 from syncd.service.pipeline import Pipeline
 from syncd.sink import connection as sink_connection
+from syncd.sink.batch import Batch
 from syncd.sink.connection import connect
 from syncd.sink.lock import SourceLock
-from syncd.sink.postgres import Batch
-from syncd.sink.state import Checkpoint, read_checkpoint, read_pauses, record_continuity
-from syncd.source import checks, continuity, history, retention
+from syncd.sink.state import read_checkpoint
+from syncd.source import checks
 from syncd.source import connection as source_connection
 from syncd.source.checks import check_source_tables
 
@@ -55,8 +54,6 @@ LOCK_POLL_S = 2.0
 """How often a standby source tries the lock, and how often a holder proves it still holds it."""
 LOCK_YIELD_S = 2.5 * LOCK_POLL_S
 """After losing the lock, wait this long before trying to take it again."""
-LOW_HEADROOM_REPEAT_S = 600.0
-"""A low retention headroom is logged when it is found, then at most this often."""
 
 
 def phase_text(phase: str, error: str | None) -> str:
@@ -87,7 +84,6 @@ class SourceRunner:
         self.pipeline: Pipeline | None = None
         self.lock = SourceLock(config.target, self.name)
         self.checkpoint: Checkpoint | None = None
-        self.headroom: retention.Headroom | None = None
         self.holder = ""
         self.log = log.bind(source=self.name)
         self.thread = threading.Thread(target=self._run, name=f"source-{self.name}", daemon=True)
@@ -100,9 +96,7 @@ class SourceRunner:
         self._sleeping = False
         self._streaming_seen = False
         self._last_sign = time.monotonic()
-        self._starts: retention.StartTimes = {}
-        self._low_logged = -math.inf
-        self._checked_at = -math.inf
+        self.guard = BinlogGuard(lambda: self.plan, config, metrics, self.lock, self.log)
         self._lock_watch: threading.Thread | None = None
         self._holding_ended = threading.Event()
         self.switched = threading.Event()
@@ -322,7 +316,7 @@ class SourceRunner:
             before_sleep=self._before_retry,
             reraise=True,
         )
-        watch = threading.Thread(target=self._watch_binlog, args=(self._session,),
+        watch = threading.Thread(target=self.guard.watch, args=(self._session, self._current, self._lost),
                                  name=f"binlog-check-{self.name}", daemon=True)
         watch.start()
         try:
@@ -389,8 +383,8 @@ class SourceRunner:
         if checkpoint is not None:
             self.checkpoint = checkpoint
             if checkpoint.snapshot_done:
-                checkpoint = self._prove_continuity(checkpoint)
-                self._check_binlog(checkpoint.position, at_start=True)
+                checkpoint = self.checkpoint = self.guard.prove(checkpoint)
+                self.guard.check(checkpoint.position, at_start=True)
         if self._session.is_set():
             return
         if not self.lock.held():
@@ -401,7 +395,7 @@ class SourceRunner:
         try:
             self.pipeline.run()
         except PositionLost as lost:  # the stream could not go on (or its own check failed)
-            diagnosis = self._diagnose(lost)
+            diagnosis = self.guard.diagnose(lost)
             if diagnosis is lost:
                 raise
             raise diagnosis from lost
@@ -410,73 +404,6 @@ class SourceRunner:
         conn = connect(self.config.target, f"syncd:check:{self.name}")
         try:
             return read_checkpoint(conn, self.config.target.state_schema, self.name)
-        finally:
-            conn.close()
-
-    # -- continuity --------------------------------------------------------------------------
-
-    def _prove_continuity(self, checkpoint: Checkpoint) -> Checkpoint:
-        """Prove the checkpoint's binlog history on the server (or find where it continues
-        there) and record it; raises ContinuityLost when neither can be proven."""
-        conn = connect(self.config.target, f"syncd:check:{self.name}")
-        try:
-            found = self._resolve(conn, checkpoint)
-            if found.kind == continuity.PURGED:
-                return checkpoint  # the retention check reports it, as ever
-            if not record_continuity(conn, self.config.target.state_schema, self.name,
-                                     was=checkpoint.position, now=found.position,
-                                     lineage=found.lineage, note=found.note):
-                raise SourceUnavailable(self.name, "the checkpoint moved during the resume check; "
-                                        "checking again")
-            self._log_resolution(checkpoint.position, found)
-            self.checkpoint = read_checkpoint(conn, self.config.target.state_schema, self.name) or checkpoint
-        finally:
-            conn.close()
-        if found.kind == continuity.RELOCATED:
-            self._starts.clear()  # file creation times by name: these names are other files here
-        return self.checkpoint
-
-    def _resolve(self, conn: sink_connection.Connection, checkpoint: Checkpoint) -> history.Resolution:
-        paused = [p.mapping for p in read_pauses(conn, self.config.target.state_schema, self.name)]
-        try:
-            return history.resolve(self.plan.source, checkpoint.position, checkpoint.lineage or Lineage(),
-                                   set(self.plan.by_table()), paused)
-        except ContinuityLost as exc:
-            self._starts.clear()
-            self.log.error("continuity_lost", position=str(checkpoint.position), error=str(exc))
-            raise
-
-    def _log_resolution(self, was: Position, found: history.Resolution) -> None:
-        fields = {"position": str(found.position), "server": found.lineage.server,
-                  "binlog_file": str(found.position.file_id) if found.position.file_id else None,
-                  "detail": found.note}
-        if found.kind == continuity.RELOCATED:
-            self.log.warning("continuity_relocated", was=str(was), **fields)
-        elif found.kind == continuity.RECORD:
-            self.log.warning("continuity_recorded", **fields)
-        else:
-            self.log.info("continuity_proven", **fields)
-
-    def _diagnose(self, lost: PositionLost) -> SyncdError:
-        """The stream lost its position: check again what the server holds now, for an error
-        that names what changed (a reset, another server), or a retry where the history goes on."""
-        try:
-            found = self._recheck()
-            if found is not None and found.kind == continuity.PURGED:
-                self._check_binlog(found.position, at_start=True)
-        except SyncdError as exc:
-            return exc
-        if found is not None and found.kind == continuity.RELOCATED:
-            return SourceUnavailable(self.name, f"{lost.message}; the checkpoint's history goes on "
-                                     "elsewhere on the server: resuming there")
-        return lost
-
-    def _recheck(self) -> history.Resolution | None:
-        """What the server holds now for the stored checkpoint (raises ContinuityLost)."""
-        conn = connect(self.config.target, f"syncd:check:{self.name}")
-        try:
-            checkpoint = read_checkpoint(conn, self.config.target.state_schema, self.name)
-            return self._resolve(conn, checkpoint) if checkpoint is not None else None
         finally:
             conn.close()
 
@@ -507,103 +434,18 @@ class SourceRunner:
         checkpoint = self.checkpoint or self.monitor.checkpoint(self.name)
         return str(checkpoint.position) if checkpoint is not None else None
 
-    # -- binlog safety ----------------------------------------------------------------------
+    def _current(self) -> Checkpoint | None:
+        return self.checkpoint or self.monitor.checkpoint(self.name)
 
-    def _watch_binlog(self, session: threading.Event) -> None:
-        """Every alerts.check_interval while the source runs (and as soon as a first checkpoint
-        exists): is the binlog file it needs still there, and for how long? And is it still the
-        same file (after a RESET MASTER the server's stream waits, without a word, until the new
-        file grows past the old offset)?"""
-        while not session.wait(1.0):
-            checkpoint = self.checkpoint or self.monitor.checkpoint(self.name)
-            if checkpoint is None or not checkpoint.snapshot_done:
-                continue
-            if time.monotonic() - self._checked_at < self.config.alerts.check_interval_s:
-                continue
-            try:
-                self._check_binlog(checkpoint.position, at_start=False)
-                self._check_same_file(checkpoint)
-            except PositionLost as exc:  # purged, or continuity lost
-                if session.is_set():  # the source stopped meanwhile: not this period's business
-                    return
-                self._fail(exc)
-                self._end("failed")
-                return
-            except SyncdError as exc:
-                if session.is_set():
-                    return
-                self.log.warning("binlog_check_failed", error=str(exc), position=str(checkpoint.position))
-            except Exception:
-                self.log.exception("binlog_check_crashed", position=str(checkpoint.position))
-
-    def _check_same_file(self, checkpoint: Checkpoint) -> None:
-        """Raise ContinuityLost when the checkpoint's binlog file was replaced by another of the
-        same name and the history cannot be found elsewhere on the server."""
-        expected = checkpoint.position.file_id
-        if expected is None:
-            return
-        head = retention.file_head(self.plan.source, checkpoint.position.file)
-        if head is None or head.file_id == expected:
-            return  # gone: the retention check reports it
-        self.log.warning("binlog_file_replaced", position=str(checkpoint.position),
-                         was=str(expected), now=str(head.file_id))
-        conn = connect(self.config.target, f"syncd:check:{self.name}")
-        try:
-            self._resolve(conn, checkpoint)  # found elsewhere: the stream ends and resumes there
-        finally:
-            conn.close()
-
-    def _check_binlog(self, position: Position, *, at_start: bool) -> retention.Headroom:
-        """Raise PositionLost if the binlog file the checkpoint needs is gone; record headroom."""
-        self._checked_at = time.monotonic()
-        headroom = retention.inspect(self.plan.source, position.file, self._starts)
-        if headroom.kind == "purged" and not at_start:
-            latest = self.checkpoint  # the pipeline may have moved on meanwhile
-            if latest is not None and latest.position.file != position.file:
-                position = latest.position
-                headroom = retention.inspect(self.plan.source, position.file, self._starts)
-        self.headroom = headroom
-        self.metrics.set_binlog_retention_headroom(self.name, headroom.metric_value)
-        self.lock.record_headroom(headroom)
-        if headroom.kind == "purged":
-            if not at_start:  # while running: a reset or another server is not a purge
-                self._not_elsewhere(headroom)
-            self.log.error("binlog_purged", position=str(position), file=position.file,
-                           detail=headroom.detail)
-            raise PositionLost(self.name, (
-                f"{headroom.detail}. The checkpoint {position} can never be resumed: run "
-                f"`syncd snapshot --source {self.name}` to copy its tables again; syncd resumes "
-                "this source by itself once the snapshot has moved its checkpoint"))
-        threshold = self.config.alerts.retention_headroom_s
-        if headroom.is_low(threshold):
-            now = time.monotonic()
-            if now - self._low_logged >= LOW_HEADROOM_REPEAT_S:
-                self._low_logged = now
-                self.log.warning("retention_headroom_low", position=str(position), file=position.file,
-                                 headroom_seconds=round(headroom.seconds or 0.0),
-                                 headroom=retention.format_duration(headroom.seconds),
-                                 threshold=retention.format_duration(threshold), detail=headroom.detail)
-        elif self._low_logged > -math.inf:
-            self._low_logged = -math.inf
-            self.log.info("retention_headroom_ok", position=str(position), detail=headroom.detail)
-        else:
-            self.log.debug("retention_headroom", position=str(position), kind=headroom.kind,
-                           headroom_seconds=headroom.seconds, detail=headroom.detail)
-        return headroom
+    def _lost(self, exc: PositionLost) -> None:
+        self._fail(exc)
+        self._end("failed")
 
     def _latest_checkpoint(self) -> Checkpoint | None:
         try:
             return self._read_checkpoint()
         except SyncdError:  # the target is unreachable: the monitor's last reading
             return self.monitor.checkpoint(self.name) or self.checkpoint
-
-    def _not_elsewhere(self, headroom: retention.Headroom) -> None:
-        """The checkpoint's file is gone: ContinuityLost when the binlogs were reset or the
-        server changed; SourceUnavailable when its history goes on elsewhere on the server."""
-        found = self._recheck()
-        if found is not None and found.kind == continuity.RELOCATED:
-            raise SourceUnavailable(self.name, f"{headroom.detail}, but the checkpoint's history goes "
-                                    "on elsewhere on the server: the stream resumes there")
 
     def _wait_for_fix(self, failure: SyncdError | None) -> bool:
         """After a failure: wait, without the lock, for the checkpoint to move (a snapshot

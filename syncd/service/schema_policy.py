@@ -11,8 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from syncd.mapping.plan import Mapping
-from syncd.model import DeleteSlice, Position, RowOp, SchemaChange
-from syncd.sink.state import Pause
+from syncd.model import DeleteSlice, Pause, Position, RowOp, SchemaChange
 from syncd.source.ddl import TableEffect, table_effects
 
 ColumnsLookup = Callable[[str], dict[str, str] | None]

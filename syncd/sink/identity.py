@@ -49,7 +49,7 @@ from syncd.model import (
 from syncd.sink.statements import pg_name, upsert
 
 if TYPE_CHECKING:
-    from syncd.sink.postgres import PlannedOp
+    from syncd.sink.batch import PlannedOp
 
 log = structlog.get_logger("syncd.identity")
 

@@ -37,9 +37,9 @@ from psycopg import sql
 
 from syncd.config import TargetConfig
 from syncd.errors import SinkUnavailable
+from syncd.model import Headroom
 from syncd.observability import scrub
 from syncd.sink.connection import connect, first_line
-from syncd.source.retention import Headroom
 
 _LOCK_CLASS = 0x5359  # "SY": keeps syncd's locks apart from other advisory lock users
 _SESSION_SETTINGS = (

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -17,12 +16,15 @@ from syncd.model import (
     REPAIR_AT,
     SNAPSHOT_AT,
     BinlogFileId,
+    Checkpoint,
     CopyProgress,
     DeadLetter,
     KeyOutcome,
     Lineage,
     Outcome,
+    Pause,
     Position,
+    RepairRequest,
     json_value,
     key_json,
 )
@@ -200,24 +202,6 @@ CREATE TABLE IF NOT EXISTS {schema}.identity_merges (
 );
 CREATE INDEX IF NOT EXISTS identity_merges_survivor ON {schema}.identity_merges (space, survivor);
 """
-
-
-@dataclass(slots=True)  # per-change record: not frozen (see syncd/model.py)
-class Checkpoint:
-    """How far one source has been applied to the target."""
-
-    source: str
-    position: Position
-    last_event_time: datetime | None
-    snapshot_done: bool
-    updated_at: datetime | None = None
-    lag_seconds: float | None = None
-    lineage: Lineage | None = None
-    """Which binlog history `position` belongs to (with `position.file_id`; None: not known)."""
-    continuity: str | None = None
-    """What the last resume proved about that history (written by `record_continuity`, and by
-    a snapshot; a plain checkpoint write leaves it as it is)."""
-    continuity_at: datetime | None = None
 
 
 @translating("creating the state schema")
@@ -453,30 +437,7 @@ def _visible_nul(value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True)
-class RepairRequest:
-    """Make the target rows of these source keys equal to the mapping of the current source rows.
 
-    `keys` are source primary-key values, one list per row, in the key's column order.
-    """
-
-    id: int
-    source: str
-    mapping: str
-    keys: list[list[Any]]
-    requested_by: str
-    status: str = "pending"
-    applied: int = 0
-    skipped: int = 0
-    error: str | None = None
-    dead_letter_reasons: list[str] | None = None
-    """Why keys whose current source row still cannot be applied were dead-lettered again."""
-    outcomes: list[dict[str, Any]] | None = None
-    """Per key (done requests): {"key": [...], "row_key": "id=42", "outcome": ..., "reason": ...}."""
-
-    def key_outcomes(self) -> list[KeyOutcome]:
-        return [KeyOutcome(tuple(o["key"]), o["row_key"], Outcome(o["outcome"]), o.get("reason", ""))
-                for o in self.outcomes or []]
 
 
 @translating("queueing a repair")
@@ -525,17 +486,6 @@ def finish_repair(cur: psycopg.Cursor, schema: str, request_id: int, outcomes: t
     cur.execute(statement, ("failed" if error else "done", applied, skipped, error,
                             json.dumps(reasons, ensure_ascii=False),
                             json.dumps(listed, default=json_value, ensure_ascii=False), request_id))
-
-
-@dataclass(frozen=True)
-class Pause:
-    """A mapping stopped by a source schema change; it resumes from `position` once fixed."""
-
-    mapping: str
-    source: str
-    position: Position
-    statement: str
-    reason: str
 
 
 @translating("reading paused mappings")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -35,6 +35,12 @@ class TargetTableInfo:
     columns: dict[str, TargetColumn]
     unique_keys: list[frozenset[str]]
     """Primary key and unique constraints/indexes, as column sets."""
+
+
+def zone_aware(infos: Mapping[TargetTable, TargetTableInfo | None]) -> dict[TargetTable, frozenset[str]]:
+    """Each existing table's `timestamptz` columns: they decide how a mapping writes datetimes."""
+    return {table: frozenset(n for n, c in info.columns.items() if c.is_timestamptz)
+            for table, info in infos.items() if info is not None}
 
 
 def describe_tables(conn: psycopg.Connection,

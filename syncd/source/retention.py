@@ -30,7 +30,7 @@ import pymysql
 
 from syncd.config import SourceConfig
 from syncd.errors import SourceUnavailable
-from syncd.model import BinlogFileId
+from syncd.model import BinlogFileId, Headroom
 from syncd.source.connection import SourceConnection, connect_error
 
 EXPIRY_VARIABLES = (
@@ -88,38 +88,6 @@ def expiry_from_variables(variables: Mapping[str, str]) -> Expiry:
         seconds = _number(variables, "expire_logs_days") * 86400
     size = _number(variables, "max_binlog_total_size") or _number(variables, "binlog_space_limit")
     return Expiry(seconds or None, int(size) or None)
-
-
-@dataclass(frozen=True)
-class Headroom:
-    """How long the binlog file a checkpoint needs stays on the server."""
-
-    needed_file: str
-    kind: str
-    """``limited`` (seconds is a time left), ``unlimited`` (the server never deletes it by
-    itself), ``unknown`` (the file's age could not be found), ``purged`` (already gone)."""
-    seconds: float | None = None
-    """Time left; negative when overdue (deleted at the server's next purge); None unless
-    ``limited``."""
-    limited_by: str | None = None
-    """``age`` or ``size``: which rule deletes the file first."""
-    at_least: bool = False
-    """The needed file is still being written: it cannot expire before it is closed, so the
-    real headroom is longer than ``seconds``."""
-    detail: str = ""
-
-    def is_low(self, threshold_seconds: float) -> bool:
-        """True when the file is gone or may be gone within ``threshold_seconds``."""
-        if self.kind == "purged":
-            return True
-        return self.kind == "limited" and self.seconds is not None and self.seconds < threshold_seconds
-
-    @property
-    def metric_value(self) -> float:
-        """The gauge value: +Inf when unlimited, 0 when purged, NaN when unknown."""
-        if self.kind == "limited" and self.seconds is not None:
-            return self.seconds
-        return {"unlimited": math.inf, "purged": 0.0}.get(self.kind, math.nan)
 
 
 def binlog_number(name: str) -> int | None:

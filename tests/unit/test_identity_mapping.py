@@ -13,7 +13,7 @@ from syncd.mapping.plan import ChangeContext, compile_mapping, map_change
 from syncd.mapping.spec import MappingSpec, load_mappings
 from syncd.mapping.transforms import TransformContext
 from syncd.model import Delete, Op, RowChange, SoftDelete, TargetTable, Upsert
-from syncd.sink.postgres import PlannedOp, reduce_ops
+from syncd.sink.batch import PlannedOp, reduce_ops
 
 PLUS8 = timezone(timedelta(hours=8))
 SECRETS = {"SALT": "pepper"}

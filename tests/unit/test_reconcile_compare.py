@@ -26,9 +26,9 @@ from syncd.reconcile.compare import (
     key_text,
     stored_canon,
 )
-from syncd.reconcile.engine import MappingReport, chunk_mapper, map_chunk
+from syncd.reconcile.engine import chunk_mapper, map_chunk
 from syncd.reconcile.layout import build_layout
-from syncd.reconcile.report import as_json, as_text, exit_code
+from syncd.reconcile.report import MappingReport, as_json, as_text, exit_code
 from syncd.source.chunks import after_condition, after_params
 
 SHANGHAI = timezone(timedelta(hours=8))

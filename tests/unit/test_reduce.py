@@ -9,7 +9,8 @@ from hypothesis import Phase, example, given, settings
 from hypothesis import strategies as st
 
 from syncd.model import DeadLetter, Delete, RowOp, SoftDelete, TargetTable, Upsert
-from syncd.sink.postgres import PlannedOp, Statements, reduce_ops
+from syncd.sink.batch import PlannedOp, reduce_ops
+from syncd.sink.postgres import Statements
 
 HARD = TargetTable("public", "orders")
 SOFT = TargetTable("public", "members")
