@@ -9,8 +9,11 @@ PYTEST_ARGS ?=
 install:
 	bash scripts/install.sh
 
+# ruff; the layers and acyclic imports of pyproject.toml's import-linter contracts; module docstrings and sizes.
 lint: install
 	$(VENV)/bin/ruff check $(LINT_DIRS)
+	$(VENV)/bin/lint-imports
+	$(PY) -m devtools.module_check
 
 test: lint
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)

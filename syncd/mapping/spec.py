@@ -1,4 +1,8 @@
-"""Mapping YAML -> MappingSpec, with every problem reported at once as file:line:col."""
+"""Mapping YAML -> MappingSpec, with every problem reported at once as file:line:col.
+
+The module is long because it is the grammar of a mapping file: every key a DBA may write, its
+checks and its error message sit in one place, in the order docs/mappings.md describes them.
+"""
 
 from __future__ import annotations
 

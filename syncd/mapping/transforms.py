@@ -14,6 +14,9 @@ Shared policies (docs/mappings.md is the reference for DBAs):
 - Text is NFKC-normalised before it is read as a number, an amount, a flag, a phone or a date,
   so full-width digits and punctuation (`１，２９９．５０`) read like ASCII ones.
 - Error reasons name the transform and show the offending value, truncated to 60 characters.
+
+The module is long because it is the catalogue: one small builder per transform a DBA can name,
+each beside its argument checks, so the reference in docs/mappings.md maps onto one file.
 """
 
 from __future__ import annotations

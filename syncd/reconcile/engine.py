@@ -19,21 +19,20 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
 import structlog
 
 from syncd.config import DEFAULT_CHUNK_ROWS, Config
-from syncd.errors import ReconcileError, Stopped, SyncdError, TransformError
+from syncd.errors import ReconcileError, Stopped, SyncdError
 from syncd.identity.core import LinkStore
 from syncd.identity.preview import Wanted
 from syncd.mapping.load import SourcePlan
-from syncd.mapping.plan import Mapping, map_key, row_key_text
-from syncd.model import ColumnType, Position, Row
+from syncd.mapping.plan import Mapping, row_key_text
+from syncd.model import ColumnType, Position
 from syncd.reconcile.compare import (
-    Canon,
     ChunkDiff,
     Key,
     Values,
@@ -42,12 +41,12 @@ from syncd.reconcile.compare import (
     expected_canon,
     stored_canon,
 )
-from syncd.reconcile.layout import Layout, build_layout
+from syncd.reconcile.expected import Expected, chunk_mapper, map_chunk
+from syncd.reconcile.layout import build_layout
 from syncd.reconcile.persons import PersonColumns
 from syncd.reconcile.pushdown import SPAN_CHUNKS, Pushdown, plan_pushdown
 from syncd.reconcile.repair import RepairResult, repair
 from syncd.reconcile.report import REPORT_KEYS, SAMPLE_KEYS, MappingReport, SourceKey
-from syncd.reconcile.rowmap import ChunkMapper
 from syncd.reconcile.unified import reconcile_identities
 from syncd.reconcile.verified import Entry, VerifiedChunks, fingerprint
 from syncd.sink.connection import Connection, connect
@@ -194,55 +193,6 @@ def wait_applied(conn: Connection, schema: str, source: str, position: Position,
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.05)
-
-
-@dataclass
-class Expected:
-    """A chunk of source rows through the mapping."""
-
-    rows: dict[Key, Values] = field(default_factory=dict)
-    source_of: dict[Key, SourceKey] = field(default_factory=dict)
-    ignore: set[Key] = field(default_factory=set)
-    """Target keys of source rows that cannot be mapped (their target row is not judged)."""
-    unmappable: list[tuple[SourceKey, str]] = field(default_factory=list)
-
-
-def map_chunk(layout: Layout, names: list[str], rows: list[tuple[Any, ...]], canons: list[Canon | None],
-              mapper: ChunkMapper, *, persons: PersonColumns | None = None) -> Expected:
-    """The target rows these source rows should produce (filter applied), keyed by target key;
-    `persons` gives the values of the layout's person-id columns (read from the identity state)."""
-    mapped = mapper.map(names, rows, layout.source_key)
-    if persons is not None:
-        mapped = persons.fill(mapped, names)
-    width = len(layout.target_key)
-    out = Expected()
-    canonical = canonicalize_rows(mapped.values, canons)
-    keys = [row[:width] for row in canonical]
-    out.rows = dict(zip(keys, [row[width:] for row in canonical], strict=True))
-    out.source_of = dict(zip(keys, mapped.source_keys, strict=True))
-    ignored = []
-    for source_key, reason, image in mapped.failed:
-        out.unmappable.append((source_key, reason))
-        known = _known_key(layout, image, source_key)
-        if known is not None:
-            ignored.append(known)
-    out.ignore = set(canonicalize_rows(ignored, canons[:width]))
-    return out
-
-
-def chunk_mapper(layout: Layout, keys_only: bool = False) -> ChunkMapper:
-    return ChunkMapper(layout.mapping, [*layout.target_key, *layout.mapped], keys_only=keys_only)
-
-
-def _known_key(layout: Layout, row: Row, skey: SourceKey) -> Key | None:
-    """The target key of a row that cannot be mapped, when it can still be told."""
-    if layout.range_columns is not None:
-        values = dict(layout.slice) | dict(zip(layout.range_columns, skey, strict=True))
-        return tuple(values[k] for k in layout.target_key)
-    try:
-        return map_key(layout.mapping, row)
-    except TransformError:
-        return None
 
 
 _END = object()

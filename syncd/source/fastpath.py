@@ -36,6 +36,10 @@ updates, row images that are not FULL, v2 events with extra data, checksum verif
 Use: ``install(BinLogStreamReader(...))`` before the first read. ``SYNCD_DECODER=library`` in
 the environment keeps the library's own decoding (for comparisons, or to rule this out);
 ``SYNCD_DECODER=python`` uses the fast path without the C decoder.
+
+The module is long because the three steps share one contract, equality with the library event
+for event and value for value, and the generated decoders of step 2 read best beside the rules
+they copy; the C decoder (`_rowimage.c`) and the value corrections (values.py) live apart.
 """
 
 from __future__ import annotations

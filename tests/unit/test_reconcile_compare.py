@@ -26,7 +26,7 @@ from syncd.reconcile.compare import (
     key_text,
     stored_canon,
 )
-from syncd.reconcile.engine import chunk_mapper, map_chunk
+from syncd.reconcile.expected import chunk_mapper, map_chunk
 from syncd.reconcile.layout import build_layout
 from syncd.reconcile.report import MappingReport, as_json, as_text, exit_code
 from syncd.source.chunks import after_condition, after_params

@@ -16,7 +16,7 @@ from syncd.mapping.spec import load_mappings
 from syncd.mapping.transforms import TransformContext
 from syncd.model import ColumnType, Op, RowChange, Upsert
 from syncd.reconcile.compare import compare_chunk, expected_canon
-from syncd.reconcile.engine import Expected, chunk_mapper, map_chunk
+from syncd.reconcile.expected import Expected, chunk_mapper, map_chunk
 from syncd.reconcile.layout import Layout, build_layout
 from syncd.reconcile.persons import NEW_PERSON, PersonColumns, person_columns
 from syncd.reconcile.verified import fingerprint
