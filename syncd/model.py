@@ -155,6 +155,10 @@ class Heartbeat:
     """The binlog position, when no transaction is open there (a safe point to checkpoint)."""
 
 
+SourceEvent = SourceTransaction | TransactionPart | SchemaChange | Heartbeat
+"""What a source's stream yields, in binlog order."""
+
+
 @dataclass(frozen=True, slots=True)
 class TargetTable:
     schema: str

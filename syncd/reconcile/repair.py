@@ -47,6 +47,7 @@ from syncd.sink.connection import connect
 from syncd.sink.lock import SourceLock
 from syncd.sink.postgres import PostgresSink
 from syncd.sink.state import read_repair, request_repair
+from syncd.source.base import KeyReader
 from syncd.source.snapshot import SourceSnapshot
 
 
@@ -165,7 +166,7 @@ class RepairRead:
                 self.newer.append(found[0])
 
 
-def read_keys(snapshot: SourceSnapshot, mapping: Mapping,
+def read_keys(snapshot: KeyReader, mapping: Mapping,
               keys: list[tuple[Any, ...]] | list[list[Any]]) -> RepairRead:
     """Read the current source rows for these keys in one consistent snapshot (already open).
 

@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -21,7 +21,7 @@ from functools import partial
 import structlog
 
 from syncd.config import Config
-from syncd.errors import SinkError, SyncdError
+from syncd.errors import SinkError
 from syncd.mapping.load import SourcePlan
 from syncd.mapping.plan import ChangeContext, Mapping, dead_letter, map_change, source_key_text
 from syncd.model import (
@@ -31,34 +31,25 @@ from syncd.model import (
     Lineage,
     Outcome,
     Position,
-    RepairRequest,
     RowChange,
     SchemaChange,
+    SourceEvent,
     SourceTransaction,
     TransactionPart,
 )
-from syncd.reconcile.repair import RepairRead, find_mapping, read_keys, repair_batch
-from syncd.reconcile.snapshot import initial_copy
 from syncd.service.schema_policy import MappingGate, decide
+from syncd.service.window import RepairWindow
+from syncd.sink.base import Sink
 from syncd.sink.batch import Batch, PlannedOp, RepairDone
-from syncd.sink.lock import writer_application_name
-from syncd.sink.postgres import PostgresSink
-from syncd.sink.state import next_repair, read_checkpoint, read_pauses
-from syncd.source import decoder_process
-from syncd.source.binlog import BinlogReader, SourceEvent
-from syncd.source.checks import connect, table_columns
+from syncd.source.base import ChangeSource, EventStream
 from syncd.source.continuity import ResumeGuard, lineage_after
 from syncd.source.ddl import table_effects
-from syncd.source.decoder_process import DecoderProcess
 from syncd.source.gtid import GtidState
-from syncd.source.readahead import ReadAhead
-from syncd.source.snapshot import SourceSnapshot
 
 log = structlog.get_logger("syncd.service.pipeline")
 
 _LINGER_S = 0.002
 """How long a batch ready to commit waits for the next event before committing."""
-_REPAIR_POLL_SECONDS = 0.5
 
 
 @dataclass
@@ -73,23 +64,28 @@ class Progress:
 
 
 class Pipeline:
-    """Runs one source until `stop` is set or an error is raised (the daemon retries)."""
+    """Runs one source until `stop` is set or an error is raised (the daemon retries).
+
+    `changes` is where the source's events come from, `sink` where batches go, and `copy` the
+    initial copy of the mapped tables (run while the checkpoint says no snapshot was taken;
+    False: stopped before it finished)."""
 
     def __init__(self, plan: SourcePlan, config: Config, stop: threading.Event, *,
+                 changes: ChangeSource, sink: Sink, copy: Callable[[threading.Event], bool],
                  on_batch: Callable[[str, Batch, float, list[DeadLetter]], None] | None = None) -> None:
         self.plan = plan
         self.source = plan.source
-        self.config = config
-        self.target = config.target
         self.batch_config = config.batch
         self.stop = stop
+        self.changes = changes
+        self.sink = sink
+        self.copy = copy
         self.on_batch = on_batch
         self.progress = Progress()
         self.by_table = plan.by_table()
-        self.sink = PostgresSink(config.target, writer_application_name(self.source.name))
         self.position: Position | None = None
-        self.window: tuple[RepairRequest, RepairRead] | None = None
-        self._repairs_polled = 0.0
+        self.log = log.bind(source=self.source.name)
+        self.window = RepairWindow(plan, changes, sink, self.log)
         self.truncate_policy = config.ddl.truncate
         self.gate = MappingGate([], set(), Position("", 0))
         self.known_columns: dict[str, dict[str, str]] = {}
@@ -97,11 +93,10 @@ class Pipeline:
         """What the checkpoints written record of the binlog history (see continuity.py)."""
         self._applied: SourceTransaction | None = None
         """The last transaction that changed a mapped table, not yet in `lineage`."""
-        self.log = log.bind(source=self.source.name)
 
     def run(self) -> None:
         try:
-            checkpoint = read_checkpoint(self.sink.conn, self.target.state_schema, self.source.name)
+            checkpoint = self.sink.read_checkpoint(self.source.name)
             if checkpoint is None or not checkpoint.snapshot_done:
                 checkpoint = self.initial_load()
             if checkpoint is not None and not self.stop.is_set():
@@ -118,14 +113,13 @@ class Pipeline:
         The same resumable copy as `syncd snapshot`: an interrupted load continues from its last
         finished chunk. Returns None when stopped before the copy finished (no checkpoint then).
         """
-        result = initial_copy(self.config, self.plan, stop=self.stop, chunk_rows=self.batch_config.max_rows)
-        if not result.finished:
+        if not self.copy(self.stop):
             return None
-        return read_checkpoint(self.sink.conn, self.target.state_schema, self.source.name)
+        return self.sink.read_checkpoint(self.source.name)
 
     def _open_gate(self, checkpoint: Checkpoint) -> MappingGate:
         """Paused mappings stay paused unless the live source fits them again (after a reload)."""
-        pauses = read_pauses(self.sink.conn, self.target.state_schema, self.source.name)
+        pauses = self.sink.read_pauses(self.source.name)
         mappings = {m.name: m for m in self.plan.mappings}
         resumable = {p.mapping for p in pauses
                      if p.mapping not in mappings or not self._broken(mappings[p.mapping])}
@@ -140,35 +134,20 @@ class Pipeline:
         return live is None or not mapping.source_columns <= set(live)
 
     def _live_columns(self, table: str) -> dict[str, str] | None:
-        conn = connect(self.source, self.source.database)
-        try:
-            return table_columns(conn, self.source.database, table)
-        finally:
-            conn.close()
-
-    def _live_columns_of(self, tables: Iterable[str]) -> dict[str, dict[str, str]]:
-        conn = connect(self.source, self.source.database)  # one connection for all: a start is quicker
-        try:
-            return {table: columns for table in tables
-                    if (columns := table_columns(conn, self.source.database, table)) is not None}
-        finally:
-            conn.close()
+        return self.changes.live_columns([table]).get(table)
 
     def stream(self, checkpoint: Checkpoint) -> None:
         self.gate = self._open_gate(checkpoint)
         caught_up = self.gate.take_resumed(None)
         if caught_up:  # resumed with nothing to replay: not paused any more, even if no event comes
             self.sink.commit(Batch(resumed=caught_up))
-        self.known_columns = self._live_columns_of(self.by_table)
+        self.known_columns = self.changes.live_columns(self.by_table)
         start = self.gate.start(checkpoint.position)
         self.lineage = checkpoint.lineage or Lineage()
         # A replay for resumed mappings starts before the checkpoint: no stream check there.
         guard = ResumeGuard(self.source.name, checkpoint.position) if start == checkpoint.position else None
-        # Decoding on another core (decoder_process.py) unless SYNCD_DECODER_PROCESS=0.
-        reader_class = DecoderProcess if decoder_process.enabled() else BinlogReader
-        reader = reader_class(self.source, start, set(self.by_table),
-                              GtidState.parse(checkpoint.position.gtid), guard=guard)
-        events = ReadAhead(reader.runs(), f"binlog-{self.source.name}")
+        events = self.changes.stream(start, set(self.by_table), GtidState.parse(checkpoint.position.gtid),
+                                     guard)
         self.progress.connected = True
         self.position = checkpoint.position
         self.log.info("streaming_started", position=str(start))
@@ -176,9 +155,8 @@ class Pipeline:
             self._apply_from(events)
         finally:
             events.close()
-            reader.close()
 
-    def _apply_from(self, events: ReadAhead) -> None:
+    def _apply_from(self, events: EventStream) -> None:
         batch = Batch()
         started = 0.0
         while not self.stop.is_set():
@@ -205,10 +183,10 @@ class Pipeline:
                 self._flush(batch)
                 batch = Batch()
             if batch.checkpoint is None and not len(batch):
-                self._serve_repairs()  # between batches: when idle, and under load too
+                self.window.serve(self.position, self._commit)  # between batches: idle or loaded
         self._flush(batch)
 
-    def _apply_long(self, first: TransactionPart, events: ReadAhead) -> None:
+    def _apply_long(self, first: TransactionPart, events: EventStream) -> None:
         """A large source transaction: its parts go into one open target transaction.
 
         Stopping in the middle abandons it (rolled back, checkpoint unchanged), so the target
@@ -221,7 +199,7 @@ class Pipeline:
             while isinstance(item, TransactionPart):
                 part = Batch()
                 ctx = ChangeContext(self.source.name, position, datetime.now(UTC))
-                self._feed_window(item.changes)
+                self.window.drop_changed(item.changes)
                 for change in item.changes:
                     mappings = [m for m in self.by_table.get(change.table, [])
                                 if self.gate.applies(m.name, _just_after(self.position))]
@@ -237,7 +215,7 @@ class Pipeline:
             rejected = target.finish(last)
         self._after_commit(last, rejected, time.monotonic() - began)
 
-    def _next(self, events: ReadAhead) -> object:
+    def _next(self, events: EventStream) -> object:
         """The next event, waiting as long as needed; a stop request abandons the wait."""
         while not self.stop.is_set():
             try:
@@ -249,13 +227,6 @@ class Pipeline:
             return item
         raise _Abandoned
 
-    def _feed_window(self, changes: list[RowChange]) -> None:
-        if self.window is not None:
-            read = self.window[1]
-            for change in changes:
-                if change.table == read.mapping.spec.table:
-                    read.drop_changed(change)
-
     def _due(self, batch: Batch, started: float) -> bool:
         return (len(batch) >= self.batch_config.max_rows
                 or time.monotonic() - started >= self.batch_config.max_delay_s)
@@ -263,7 +234,7 @@ class Pipeline:
     def _take(self, batch: Batch, event: SourceEvent) -> None:
         self.progress.last_activity = time.monotonic()
         if isinstance(event, SourceTransaction | SchemaChange):
-            self._advance_window(batch, event)
+            self.window.before(batch, event)
             self.position = event.end
         if isinstance(event, SourceTransaction):
             ctx = ChangeContext(self.source.name, str(event.end), event.commit_time)
@@ -317,60 +288,6 @@ class Pipeline:
                                 ctx.position, {}, "")
             batch.ops.append(PlannedOp(op, origin))
             self.log.warning("truncate_propagated", table=str(op.table), position=str(event.end))
-
-    def _advance_window(self, batch: Batch, event: SourceTransaction | SchemaChange) -> None:
-        """Keys the binlog changes before the read point are the stream's; past it, emit the rest."""
-        if self.window is None:
-            return
-        read = self.window[1]
-        if event.end > read.position:
-            self._emit_window(batch)
-        elif isinstance(event, SourceTransaction):
-            for change in event.changes:
-                if change.table == read.mapping.spec.table:
-                    read.drop_changed(change)
-
-    def _emit_window(self, batch: Batch) -> None:
-        assert self.window is not None
-        request, read = self.window
-        self.window = None
-        repaired = repair_batch(read, self.source.name, datetime.now(UTC), request.id)
-        batch.ops.extend(repaired.ops)
-        batch.dead_letters.extend(repaired.dead_letters)
-        batch.repairs.extend(repaired.repairs)
-        self.log.info("repair_window_closed", request=request.id, mapping=request.mapping,
-                      requested_by=request.requested_by, position=str(read.position))
-
-    def _serve_repairs(self) -> None:
-        """Between batches, take the next queued repair: read its keys, open the window."""
-        if self.window is not None:
-            if self.position is not None and self.window[1].position <= self.position:
-                batch = Batch()
-                self._emit_window(batch)
-                self._commit(batch)
-            return
-        now = time.monotonic()
-        if now - self._repairs_polled < _REPAIR_POLL_SECONDS:
-            return
-        self._repairs_polled = now
-        request = next_repair(self.sink.conn, self.target.state_schema, self.source.name)
-        if request is not None:
-            self._open_window(request)
-
-    def _open_window(self, request: RepairRequest) -> None:
-        snapshot = SourceSnapshot(self.source)
-        try:
-            _, mapping = find_mapping({self.source.name: self.plan}, request.mapping)
-            snapshot.open()
-            read = read_keys(snapshot, mapping, request.keys)
-        except SyncdError as exc:
-            self._commit(Batch(repairs=[RepairDone(request.id, request.mapping, error=str(exc))]))
-            return
-        finally:
-            snapshot.close()
-        self.window = (request, read)
-        self.log.info("repair_window_opened", request=request.id, mapping=request.mapping,
-                      keys=len(request.keys), position=str(read.position))
 
     def _map_into(self, batch: Batch, change: RowChange, mappings: list[Mapping], ctx: ChangeContext) -> None:
         batch.changes_by_table[change.table] += 1

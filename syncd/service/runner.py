@@ -24,6 +24,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 
 import structlog
 import tenacity
@@ -32,6 +33,7 @@ from syncd.config import Config
 from syncd.errors import ConfigError, PositionLost, SyncdError
 from syncd.mapping.load import SourcePlan
 from syncd.model import Checkpoint, DeadLetter
+from syncd.reconcile.snapshot import initial_copy
 from syncd.service.binlog_guard import BinlogGuard
 from syncd.service.metrics import Metrics
 from syncd.service.monitor import StateMonitor
@@ -39,11 +41,13 @@ from syncd.service.pipeline import Pipeline
 from syncd.sink import connection as sink_connection
 from syncd.sink.batch import Batch
 from syncd.sink.connection import connect
-from syncd.sink.lock import SourceLock
+from syncd.sink.lock import SourceLock, writer_application_name
+from syncd.sink.postgres import PostgresSink
 from syncd.sink.state import read_checkpoint
 from syncd.source import checks
 from syncd.source import connection as source_connection
 from syncd.source.checks import check_source_tables
+from syncd.source.mysql import MySQLSource
 
 log = structlog.get_logger("syncd.service.runner")
 
@@ -390,7 +394,7 @@ class SourceRunner:
         if not self.lock.held():
             self._end("lock_lost")
             return
-        self.pipeline = Pipeline(self.plan, self.config, self._session, on_batch=self._on_batch)
+        self.pipeline = self._pipeline()
         self._set_state("running")
         try:
             self.pipeline.run()
@@ -399,6 +403,13 @@ class SourceRunner:
             if diagnosis is lost:
                 raise
             raise diagnosis from lost
+
+    def _pipeline(self) -> Pipeline:
+        """The pipeline of the current plan, wired to the source server and the target."""
+        plan, config = self.plan, self.config
+        sink = PostgresSink(config.target, writer_application_name(self.name))
+        return Pipeline(plan, config, self._session, changes=MySQLSource(plan.source), sink=sink,
+                        copy=partial(_initial_copy, config, plan), on_batch=self._on_batch)
 
     def _read_checkpoint(self) -> Checkpoint | None:
         conn = connect(self.config.target, f"syncd:check:{self.name}")
@@ -463,6 +474,11 @@ class SourceRunner:
                 self.checkpoint = current
                 return True
         return False
+
+
+def _initial_copy(config: Config, plan: SourcePlan, stop: threading.Event) -> bool:
+    """Copy the mapped tables (resumable, as `syncd snapshot`); False when stopped first."""
+    return initial_copy(config, plan, stop=stop, chunk_rows=config.batch.max_rows).finished
 
 
 def _moved(before: Checkpoint, now: Checkpoint) -> bool:

@@ -28,16 +28,28 @@ from syncd.config import TargetConfig
 from syncd.errors import RowsRejected, SinkUnavailable
 from syncd.model import (
     REPAIR_AT,
+    Checkpoint,
     DeadLetter,
     Delete,
     DeleteSlice,
+    Pause,
+    RepairRequest,
     RowOp,
     TargetTable,
 )
 from syncd.sink.batch import Batch, PlannedOp, reduce_ops, repair_rows
 from syncd.sink.connection import connect, first_line
 from syncd.sink.identity import IdentitySession, spaces_of
-from syncd.sink.state import clear_pause, finish_repair, insert_dead_letters, write_checkpoint, write_pause
+from syncd.sink.state import (
+    clear_pause,
+    finish_repair,
+    insert_dead_letters,
+    next_repair,
+    read_checkpoint,
+    read_pauses,
+    write_checkpoint,
+    write_pause,
+)
 from syncd.sink.statements import Statements, apply_staged, names, shape_of, stage_table, table_name
 
 try:  # the C part (syncd/sink/_pgtext.c); without it, psycopg formats datetimes itself
@@ -133,6 +145,15 @@ class PostgresSink:
         if self._conn is None or self._conn.closed:
             self._conn = connect(self.target, self.application_name)
         return self._conn
+
+    def read_checkpoint(self, source: str) -> Checkpoint | None:
+        return read_checkpoint(self.conn, self.target.state_schema, source)
+
+    def read_pauses(self, source: str) -> list[Pause]:
+        return read_pauses(self.conn, self.target.state_schema, source)
+
+    def next_repair(self, source: str) -> RepairRequest | None:
+        return next_repair(self.conn, self.target.state_schema, source)
 
     def close(self) -> None:
         self.staging.forget()

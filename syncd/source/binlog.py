@@ -47,6 +47,7 @@ from syncd.model import (
     Row,
     RowChange,
     SchemaChange,
+    SourceEvent,
     SourceTransaction,
     TransactionPart,
     Undecodable,
@@ -117,8 +118,6 @@ def _label(charset: charsets.Charset, column: str, label: Any) -> Any:
 _library_sync_column_info = TableMapEvent._sync_column_info
 TableMapEvent._read_type_values = _read_labels  # type: ignore[method-assign]
 TableMapEvent._sync_column_info = _sync_column_info  # type: ignore[method-assign]
-
-SourceEvent = SourceTransaction | TransactionPart | SchemaChange | Heartbeat
 
 _ZERO_DATE_SOURCES = {"out of date range", "out of datetime range", "out of datetime2 range"}
 _ANONYMOUS_GTID = 0x22  # MySQL with gtid_mode=OFF: carries no data, safe to pass over

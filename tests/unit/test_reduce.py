@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 from syncd.model import DeadLetter, Delete, RowOp, SoftDelete, TargetTable, Upsert
 from syncd.sink.batch import PlannedOp, reduce_ops
 from syncd.sink.postgres import Statements
+from tests.doubles import Tables
+from tests.doubles import apply_ops as apply
 
 HARD = TargetTable("public", "orders")
 SOFT = TargetTable("public", "members")
@@ -43,26 +45,6 @@ def soft(key: int, seconds: int = 0, table: TargetTable = SOFT) -> SoftDelete:
 
 def ops_of(reduced: list[PlannedOp]) -> list[RowOp]:
     return [p.op for p in reduced]
-
-
-Tables = dict[tuple[TargetTable, tuple[Any, ...]], dict[str, Any]]
-
-
-def apply(state: Tables, ops: list[RowOp]) -> Tables:
-    """The in-memory model of the target: what PostgreSQL does with each statement."""
-    rows = {k: dict(v) for k, v in state.items()}
-    for op in ops:
-        if isinstance(op, Upsert):
-            key = (op.table, tuple(op.values[k] for k in op.key))
-            rows[key] = {**rows.get(key, {}), **op.values}  # ON CONFLICT DO UPDATE SET every column
-        elif isinstance(op, Delete):
-            rows.pop((op.table, op.key_values), None)
-        else:
-            assert isinstance(op, SoftDelete)
-            row = rows.get((op.table, op.key_values))
-            if row is not None:  # UPDATE ... WHERE key: nothing when the row is absent
-                row[op.column] = op.at
-    return rows
 
 
 class TestReduceOps:

@@ -1,0 +1,65 @@
+"""`MySQLSource`: the `ChangeSource` of a MySQL or MariaDB server (syncd/source/base.py).
+
+It only chooses and wires the parts that talk to the server: the binlog reader (on another
+core, syncd/source/decoder_process.py, unless ``SYNCD_DECODER_PROCESS=0``; else in this
+process, syncd/source/binlog.py) behind a bounded read-ahead thread (readahead.py), the live
+column check, and consistent reads by key (snapshot.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from syncd.config import SourceConfig
+from syncd.model import Position
+from syncd.source import decoder_process
+from syncd.source.binlog import BinlogReader
+from syncd.source.checks import connect, table_columns
+from syncd.source.continuity import ResumeGuard
+from syncd.source.decoder_process import DecoderProcess
+from syncd.source.gtid import GtidState
+from syncd.source.readahead import ReadAhead
+from syncd.source.snapshot import SourceSnapshot
+
+
+class BinlogStream:
+    """A reader's events through a read-ahead thread; closing ends both."""
+
+    def __init__(self, reader: BinlogReader | DecoderProcess, name: str) -> None:
+        self.reader = reader
+        self.ahead = ReadAhead(reader.runs(), name)
+        self.get = self.ahead.get
+
+    def close(self) -> None:
+        self.ahead.close()
+        self.reader.close()
+
+
+class MySQLSource:
+    """One configured source server (see the module docstring)."""
+
+    def __init__(self, config: SourceConfig) -> None:
+        self.config = config
+
+    def stream(self, start: Position, tables: set[str], gtid: GtidState,
+               guard: ResumeGuard | None) -> BinlogStream:
+        reader_class = DecoderProcess if decoder_process.enabled() else BinlogReader
+        reader = reader_class(self.config, start, tables, gtid, guard=guard)
+        return BinlogStream(reader, f"binlog-{self.config.name}")
+
+    def live_columns(self, tables: Iterable[str]) -> dict[str, dict[str, str]]:
+        conn = connect(self.config, self.config.database)  # one connection for all: a start is quicker
+        try:
+            return {table: columns for table in tables
+                    if (columns := table_columns(conn, self.config.database, table)) is not None}
+        finally:
+            conn.close()
+
+    def key_reader(self) -> SourceSnapshot:
+        snapshot = SourceSnapshot(self.config)
+        try:
+            snapshot.open()
+        except BaseException:
+            snapshot.close()
+            raise
+        return snapshot

@@ -1,0 +1,213 @@
+"""One suite, two sinks: tests/doubles.py `MemorySink` and the product's `PostgresSink` (on a real,
+throwaway PostgreSQL) keep the promises of syncd/sink/base.py alike.
+
+The pipeline's unit tests (tests/unit/service/test_pipeline.py) run on the memory sink; this
+suite is what makes their proof hold for PostgreSQL: rows, dead letters, pauses, repairs and the
+checkpoint stored together; refused rows dead-lettered with the target's reason; a long
+transaction all or nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from psycopg import sql
+
+from devtools.sandbox import PostgresServer
+from syncd.config import Secret, TargetConfig
+from syncd.model import (
+    REPAIR_AT,
+    Checkpoint,
+    DeadLetter,
+    Delete,
+    KeyOutcome,
+    Outcome,
+    Pause,
+    Position,
+    RowOp,
+    SoftDelete,
+    TargetTable,
+    Upsert,
+)
+from syncd.sink.base import Sink
+from syncd.sink.batch import Batch, PlannedOp, RepairDone
+from syncd.sink.connection import connect
+from syncd.sink.postgres import PostgresSink
+from syncd.sink.state import create_state_schema, read_repair, request_repair
+from tests.doubles import MemorySink
+
+SOURCE = "shop"
+ORDERS = TargetTable("public", "orders")
+T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+CONSTRAINT = "orders_amount_check"
+
+
+@dataclass
+class Case:
+    """A sink and how to look inside what it stores."""
+
+    sink: Sink
+    rows: Callable[[], dict[int, dict[str, Any]]]
+    letters: Callable[[], list[tuple[str, str]]]
+    queue_repair: Callable[[list[list[Any]]], int]
+    outcomes: Callable[[int], list[KeyOutcome]]
+
+
+def _memory_refusal(op: RowOp) -> str | None:
+    amount = getattr(op, "values", {}).get("amount")
+    if amount is not None and amount < 0:
+        return (f'PostgreSQL rejected the row: new row for relation "orders" violates check constraint '
+                f'"{CONSTRAINT}"; constraint {CONSTRAINT}')
+    return None
+
+
+def _memory() -> Iterator[Case]:
+    sink = MemorySink(refuse=_memory_refusal)
+
+    def rows() -> dict[int, dict[str, Any]]:
+        return {key[0]: values for (table, key), values in sink.state.rows.items() if table == ORDERS}
+
+    yield Case(sink, rows, lambda: [(d.row_key, d.reason) for d in sink.state.dead_letters],
+               lambda keys: sink.queue_repair(SOURCE, "shop_orders", keys),
+               lambda request: list(sink.state.outcomes.get(request, ())))
+
+
+def _postgres(postgres: PostgresServer, database: str) -> Iterator[Case]:
+    target = TargetConfig(dsn=postgres.dsn(database), password=Secret())
+    conn = connect(target, "contract")
+    create_state_schema(conn, "syncd")
+    conn.execute(f"CREATE TABLE orders (id int PRIMARY KEY, status int, amount numeric "
+                 f"CONSTRAINT {CONSTRAINT} CHECK (amount >= 0), deleted_at timestamptz)")
+    sink = PostgresSink(target, "contract-sink")
+
+    def rows() -> dict[int, dict[str, Any]]:
+        found = conn.execute("SELECT id, status, amount, deleted_at FROM orders ORDER BY id").fetchall()
+        return {r[0]: _present({"id": r[0], "status": r[1], "amount": r[2], "deleted_at": r[3]})
+                for r in found}
+
+    def letters() -> list[tuple[str, str]]:
+        query = sql.SQL("SELECT row_key, reason FROM syncd.dead_letters ORDER BY id")
+        return [(k, r) for k, r in conn.execute(query).fetchall()]
+
+    def queue(keys: list[list[Any]]) -> int:
+        return request_repair(conn, "syncd", SOURCE, "shop_orders", keys=keys, requested_by="test")
+
+    def outcomes(request: int) -> list[KeyOutcome]:
+        found = read_repair(conn, "syncd", request)
+        return found.key_outcomes() if found is not None else []
+
+    try:
+        yield Case(sink, rows, letters, queue, outcomes)
+    finally:
+        sink.close()
+        conn.close()
+
+
+def _present(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as the memory sink holds it: the columns that were written (deleted_at once set)."""
+    return {k: v for k, v in row.items() if v is not None or k != "deleted_at"}
+
+
+@pytest.fixture(params=["memory", "postgres"])
+def case(request: pytest.FixtureRequest) -> Iterator[Case]:
+    if request.param == "memory":
+        yield from _memory()
+    else:
+        postgres = request.getfixturevalue("postgres")
+        yield from _postgres(postgres, request.getfixturevalue("target_db"))
+
+
+def origin(key: int, position: str = "bin.000001:200") -> DeadLetter:
+    return DeadLetter(SOURCE, "orders", "shop_orders", f"id={key}", position, {"id": key}, "")
+
+
+def upsert(key: int, amount: int = 100, status: int = 0) -> PlannedOp:
+    return PlannedOp(Upsert(ORDERS, ("id",), {"id": key, "status": status, "amount": amount}), origin(key))
+
+
+def checkpoint(pos: int) -> Checkpoint:
+    return Checkpoint(SOURCE, Position("bin.000001", pos), T0, True)
+
+
+def test_rows_and_checkpoint_are_stored_together(case: Case) -> None:
+    assert case.sink.read_checkpoint(SOURCE) is None
+    assert case.sink.commit(Batch(ops=[upsert(1), upsert(2)], checkpoint=checkpoint(200))) == []
+    stored = case.sink.read_checkpoint(SOURCE)
+    assert stored is not None
+    assert (stored.position, stored.last_event_time, stored.snapshot_done) == (
+        Position("bin.000001", 200), T0, True)
+    assert case.rows() == {1: {"id": 1, "status": 0, "amount": 100}, 2: {"id": 2, "status": 0, "amount": 100}}
+
+
+def test_the_last_operation_on_a_row_wins(case: Case) -> None:
+    soft = SoftDelete(ORDERS, ("id",), (2,), "deleted_at", T0)
+    ops = [upsert(1), upsert(2), upsert(1, status=1), PlannedOp(Delete(ORDERS, ("id",), (3,)), origin(3)),
+           PlannedOp(soft, origin(2))]
+    case.sink.commit(Batch(ops=ops, checkpoint=checkpoint(200)))
+    assert case.rows() == {1: {"id": 1, "status": 1, "amount": 100},
+                           2: {"id": 2, "status": 0, "amount": 100, "deleted_at": T0}}
+
+
+def test_a_refused_row_is_dead_lettered_with_the_reason_and_the_rest_commits(case: Case) -> None:
+    rejected = case.sink.commit(Batch(ops=[upsert(1), upsert(2, amount=-5), upsert(3)],
+                                      dead_letters=[origin(4)], checkpoint=checkpoint(300)))
+    assert [d.row_key for d in rejected] == ["id=2"]
+    assert CONSTRAINT in rejected[0].reason
+    assert set(case.rows()) == {1, 3}
+    assert [k for k, _ in case.letters()] == ["id=4", "id=2"]
+    assert CONSTRAINT in case.letters()[1][1]
+    stored = case.sink.read_checkpoint(SOURCE)
+    assert stored is not None and stored.position == Position("bin.000001", 300)
+
+
+def test_a_long_transaction_shows_nothing_until_it_ends(case: Case) -> None:
+    case.sink.commit(Batch(ops=[upsert(9)], checkpoint=checkpoint(200)))
+    with pytest.raises(KeyboardInterrupt), case.sink.long_transaction() as part:
+        part.apply([upsert(1), upsert(2)], [origin(5)])
+        raise KeyboardInterrupt
+    assert set(case.rows()) == {9}
+    assert case.letters() == []
+    stored = case.sink.read_checkpoint(SOURCE)
+    assert stored is not None and stored.position == Position("bin.000001", 200)
+
+    with case.sink.long_transaction() as part:
+        part.apply([upsert(1), upsert(2, amount=-1)], [origin(5)])
+        rejected = part.finish(Batch(ops=[upsert(3)], checkpoint=checkpoint(400)))
+    assert [d.row_key for d in rejected] == ["id=2"]
+    assert set(case.rows()) == {1, 3, 9}
+    assert sorted(k for k, _ in case.letters()) == ["id=2", "id=5"]
+    stored = case.sink.read_checkpoint(SOURCE)
+    assert stored is not None and stored.position == Position("bin.000001", 400)
+
+
+def test_pauses_are_stored_and_cleared_with_the_checkpoint(case: Case) -> None:
+    pause = Pause("shop_orders", SOURCE, Position("bin.000001", 300), "ALTER TABLE orders DROP COLUMN x",
+                  "column x is gone")
+    case.sink.commit(Batch(pauses=[pause], checkpoint=checkpoint(300)))
+    assert case.sink.read_pauses(SOURCE) == [pause]
+    assert case.sink.read_pauses("app") == []
+    case.sink.commit(Batch(resumed=["shop_orders"], checkpoint=checkpoint(400)))
+    assert case.sink.read_pauses(SOURCE) == []
+
+
+def test_a_repair_is_settled_key_by_key_as_it_was_stored(case: Case) -> None:
+    request = case.queue_repair([[1], [2], [3]])
+    queued = case.sink.next_repair(SOURCE)
+    assert queued is not None and queued.id == request and queued.keys == [[1], [2], [3]]
+    at = f"{REPAIR_AT}bin.000001:250"
+    ops = [PlannedOp(Upsert(ORDERS, ("id",), {"id": k, "status": 1, "amount": a}), origin(k, at))
+           for k, a in ((1, 10), (2, -1))]
+    ops.append(PlannedOp(Delete(ORDERS, ("id",), (3,)), origin(3, at)))  # the source row is gone
+    planned = tuple(KeyOutcome((k,), f"id={k}", Outcome.APPLIED) for k in (1, 2))
+    gone = KeyOutcome((3,), "id=3", Outcome.SOURCE_GONE)
+    case.sink.commit(Batch(ops=ops, repairs=[RepairDone(request, "shop_orders", (*planned, gone))],
+                           checkpoint=checkpoint(300)))
+    outcomes = {o.row_key: o.outcome for o in case.outcomes(request)}
+    assert outcomes == {"id=1": Outcome.APPLIED, "id=2": Outcome.DEAD_LETTERED, "id=3": Outcome.SOURCE_GONE}
+    assert case.rows() == {1: {"id": 1, "status": 1, "amount": Decimal(10)}}
+    assert case.sink.next_repair(SOURCE) is None
