@@ -14,6 +14,7 @@ import click
 
 from syncd.cli.dlq import dlq
 from syncd.cli.identity import identity
+from syncd.cli.options import SafeGroup
 from syncd.cli.preview import preview
 from syncd.cli.reconcile import reconcile, snapshot
 from syncd.cli.run import run, status, validate
@@ -40,7 +41,7 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     ctx.exit()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=SafeGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
               help="Show the version and which C parts are in use, and exit.")
 def main() -> None:

@@ -5,17 +5,21 @@ from error classes to exit codes (docs/operations.md, "Exit codes").
     1   done, and something is left for you: drift, problems found, dead letters still failing,
         a copy interrupted, nothing found
     2   could not do it: bad command-line usage, a server or the state schema unreachable
+    70  an internal error (a bug in syncd): one line names it and the file holding the details
     78  config.yaml, a secret it names or a mapping file is wrong (file:line:col), or a TLS
         setting the server does not meet (a CA, a host name, TLS required): not a passing outage
 
-A command never lets a Python traceback reach the terminal for a mistake in files, values or
-servers: `exits_on_errors` turns syncd's errors into one line and their exit code.
+A command never lets a Python traceback reach the terminal: `exits_on_errors` turns syncd's
+errors into one line and their exit code, and `SafeGroup` turns anything else (a bug) into one
+line naming a file that holds the traceback, for a bug report.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import tempfile
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,7 +34,37 @@ from syncd.observability import SAFE_SECRET_LENGTH, get_logger, register_secret,
 EXIT_OK = 0
 EXIT_FOUND = 1
 EXIT_ERROR = 2
+EXIT_BUG = 70
 EXIT_CONFIG = 78
+_PASSED_THROUGH = (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort)
+
+
+class SafeGroup(click.Group):
+    """The `syncd` group: an exception no command expected ends in one line and exit 70."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except _PASSED_THROUGH:
+            raise
+        except Exception as exc:
+            crashed(exc)
+
+
+def crashed(exc: Exception) -> NoReturn:
+    """Write the traceback to a file (scrubbed of secrets), print one line naming it, exit 70."""
+    details = "".join(traceback.format_exception(exc))
+    try:
+        with tempfile.NamedTemporaryFile("w", prefix="syncd-crash-", suffix=".txt", delete=False,
+                                         encoding="utf-8") as out:
+            out.write(scrub(details))
+        where = f"the details are in {out.name}"
+    except OSError:
+        where = "the details could not be written to a file"
+    message = scrub(f"{type(exc).__name__}: {exc}".splitlines()[0])[:300]
+    click.echo(f"syncd: internal error (a bug in syncd): {message}; {where} (please report them)",
+               err=True)
+    sys.exit(EXIT_BUG)
 
 
 def config_option(func: Any) -> Any:

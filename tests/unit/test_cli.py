@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 
@@ -38,3 +41,21 @@ def test_completion_offers_commands_and_options() -> None:
     env = {"_SYNCD_COMPLETE": "bash_complete", "COMP_WORDS": "syncd re", "COMP_CWORD": "1"}
     result = CliRunner().invoke(main, [], prog_name="syncd", env=env)
     assert "plain,reconcile" in result.output.splitlines()
+
+
+def test_a_bug_ends_in_one_line_naming_the_details_file_and_exit_70(monkeypatch: pytest.MonkeyPatch,
+                                                                    tmp_path: Path) -> None:
+    """No traceback reaches the operator, even for an exception no command expected."""
+    def broken(path: Path) -> None:
+        raise KeyError("mappings")
+
+    monkeypatch.setattr(sys.modules["syncd.cli.run"], "load_config", broken)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    result = CliRunner().invoke(main, ["validate", "--config", str(tmp_path / "config.yaml")])
+    assert result.exit_code == 70
+    [line] = result.output.splitlines()
+    assert line.startswith("syncd: internal error (a bug in syncd): KeyError: 'mappings'; "
+                           "the details are in ")
+    assert "Traceback" not in result.output
+    [details] = tmp_path.glob("syncd-crash-*.txt")
+    assert "Traceback" in details.read_text(encoding="utf-8")
