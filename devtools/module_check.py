@@ -1,5 +1,6 @@
 """`make lint`'s check of what ruff and import-linter do not see: every module of the package
-says its job in a docstring, and a module longer than MAX_LINES says why it is long.
+says its job in a docstring, a module longer than MAX_LINES says why it is long, and the module
+table of docs/architecture.md names every module and nothing that is gone.
 
 A long module is where a pipeline stage stops being visible in the folder tree; the stated
 reason keeps it long on purpose, never by drift. Run: ``python -m devtools.module_check``.
@@ -8,12 +9,14 @@ reason keeps it long on purpose, never by drift. Run: ``python -m devtools.modul
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from pathlib import Path
 
 MAX_LINES = 600
 REASON = "long because"
 PACKAGE = Path(__file__).resolve().parent.parent / "syncd"
+ARCHITECTURE = PACKAGE.parent / "docs" / "architecture.md"
 
 
 def problems(package: Path = PACKAGE) -> list[str]:
@@ -32,8 +35,19 @@ def problems(package: Path = PACKAGE) -> list[str]:
     return found
 
 
+def table_problems(package: Path = PACKAGE, doc: Path = ARCHITECTURE) -> list[str]:
+    """Modules missing from the doc's module table, and table rows naming no file."""
+    rows = set(re.findall(r"^\| `(syncd/[^`]+)`", doc.read_text(encoding="utf-8"), re.MULTILINE))
+    files = {str(p.relative_to(package.parent)) for p in package.rglob("*")
+             if p.suffix in {".py", ".c"} and "__pycache__" not in p.parts}
+    required = {f for f in files if not f.endswith("/__init__.py") or f.count("/") == 1}
+    name = doc.relative_to(package.parent)
+    return ([f"{name}: the module table does not name {f}" for f in sorted(required - rows)]
+            + [f"{name}: the module table names {f}, which does not exist" for f in sorted(rows - files)])
+
+
 def main() -> int:
-    found = problems()
+    found = problems() + table_problems()
     for line in found:
         print(line, file=sys.stderr)
     return 1 if found else 0

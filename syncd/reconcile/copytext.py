@@ -55,7 +55,7 @@ def plan_copy_text(mapping: Mapping, source_types: dict[str, str], target_types:
     """The COPY line of this mapping's rows, or None when the mapping does more than copy values
     whose text both servers read alike, or copies a column of `raw` (text in a charset whose
     bytes the server may fail to convert: it would write `?` where the mapping path
-    dead-letters the row, syncd/reconcile/source.py)."""
+    dead-letters the row, syncd/source/chunks.py)."""
     spec = mapping.spec
     if (mapping.in_scope is not None or mapping.identity is not None or mapping.lookups
             or spec.soft_delete_column or spec.commit_time_column or target_encoding.upper() != "UTF8"):

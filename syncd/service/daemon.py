@@ -1,4 +1,4 @@
-"""`syncd run`: the process around the per-source runners (syncd/runner.py).
+"""`syncd run`: the process around the per-source runners (syncd/service/runner.py).
 
 SIGTERM/SIGINT stop reading, commit the open batch with its checkpoint and exit 0 within
 ``shutdown_timeout``; a second one exits at once (only committed work is ever checkpointed, so
