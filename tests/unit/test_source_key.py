@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from syncd.errors import ConfigError, Problem
 from syncd.mapping.plan import (
@@ -19,6 +21,7 @@ from syncd.mapping.plan import (
     compile_mapping,
     dead_letter,
     map_change,
+    row_key_text,
     source_key_text,
 )
 from syncd.mapping.spec import MappingSpec, load_mappings
@@ -220,3 +223,33 @@ class TestRowKeyOfChanges:
         text = HEAD + "    source_key: [shard, seq]\n" + COLUMNS
         (spec,) = load(tmp_path, text)
         assert {"shard", "seq"} <= compile_mapping(spec, TCTX, "public").source_columns
+
+
+KEY_VALUES = st.one_of(st.integers(-2**63, 2**64 - 1), st.text(max_size=8),
+                       st.decimals(allow_nan=False, allow_infinity=False, places=2), st.dates(),
+                       st.datetimes(), st.binary(max_size=4))
+
+
+@pytest.fixture(scope="module")
+def both_keys(tmp_path_factory: pytest.TempPathFactory) -> dict[bool, Mapping]:
+    """The legacy mapping with (True) and without (False) a `source_key`."""
+    return {True: legacy(tmp_path_factory.mktemp("with"), source_key="    source_key: [log_uuid, seq]\n"),
+            False: legacy(tmp_path_factory.mktemp("without"), source_key="")}
+
+
+class TestOneRowKeyForStreamAndReconcile:
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(by_source_key=st.booleans(), key=st.tuples(KEY_VALUES, KEY_VALUES), op=st.sampled_from(list(Op)))
+    def test_the_key_a_dead_letter_is_stored_under_is_the_key_reconcile_looks_up(
+            self, both_keys: dict[bool, Mapping], by_source_key: bool, key: tuple[object, object],
+            op: Op) -> None:
+        """The stream names a dead letter by `dead_letter(...).row_key`; reconcile and repairs find
+        it by `row_key_text(source key columns, values read by a SELECT)`: one text, any values."""
+        mapping = both_keys[by_source_key]
+        columns = ("log_uuid", "seq") if by_source_key else ("id", "shard")
+        row = {"id": key[0], "shard": key[1], "log_uuid": key[0], "seq": key[1], "level": "unmapped"}
+        before, after = (None, row) if op is Op.INSERT else (row, None if op is Op.DELETE else row)
+        change = RowChange("legacy_log", op, before, after, key_columns=("id", "shard"))
+        looked_up = row_key_text(mapping.spec.source_key or ("id", "shard"), key)
+        assert dead_letter(mapping, change, CTX, "x").row_key == looked_up
+        assert looked_up == ",".join(f"{c}={v!r}" for c, v in zip(columns, key, strict=True))
