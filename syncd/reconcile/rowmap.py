@@ -12,7 +12,7 @@ computes each column over the chunk instead, and exploits what the mapping code 
 Rows whose mapping raises TransformError are reported with the reason of their first failing
 column, in the mapping's column order, exactly as `map_row` would raise it. The `where:`
 filter runs first, on the row as a dict, as in `map_change`; rows outside it are skipped.
-tests/unit/test_reconcile_rowmap.py checks the results against `map_row` and `map_key`.
+tests/unit/reconcile/test_rowmap.py checks the results against `map_row` and `map_key`.
 """
 
 from __future__ import annotations

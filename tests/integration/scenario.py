@@ -18,54 +18,19 @@ import pymysql
 from devtools.sandbox import MariaDBServer, PostgresServer
 
 REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures"
 
-SHOP_ORDERS_SQL = """
-CREATE TABLE orders (
-    id BIGINT PRIMARY KEY AUTO_INCREMENT,
-    order_no VARCHAR(32) NOT NULL,
-    phone VARCHAR(20),
-    status VARCHAR(8) NOT NULL,
-    amount_text VARCHAR(32),
-    note TEXT,
-    created_at DATETIME(3)
-) CHARACTER SET utf8mb4
-"""
 
-TARGET_ORDERS_SQL = """
-CREATE TABLE orders (
-    channel text NOT NULL,
-    source_order_id bigint NOT NULL,
-    order_no text,
-    buyer_phone text,
-    status smallint,
-    amount numeric(12,2),
-    note text,
-    created_at timestamptz,
-    deleted_at timestamptz,
-    PRIMARY KEY (channel, source_order_id)
-)
-"""
+def fixture(name: str) -> str:
+    """A shared fixture file's text (tests/fixtures/): each source table and mapping written once."""
+    return (FIXTURES / name).read_text(encoding="utf-8")
 
-SHOP_ORDERS_MAPPING = """
-mappings:
-  - name: shop_orders
-    source: shop
-    table: orders                  # table in the source's database
-    target: orders                 # table in target.schema
-    key: [channel, source_order_id]
-    delete: soft                   # hard (default) | soft
-    soft_delete_column: deleted_at
-    columns:
-      channel: {value: shop}
-      source_order_id: id
-      order_no: order_no
-      buyer_phone: {from: phone, transform: mask_phone}      # 13812345678 -> 138****5678
-      status:
-        from: status
-        map: {待支付: 0, 已支付: 1, 已发货: 2, 已完成: 3, 已取消: 4}
-      amount: {from: amount_text, transform: parse_amount}   # "1,299.50元" -> 1299.50
-      created_at: created_at
-"""
+
+SHOP_ORDERS_SQL = fixture("shop.sql")
+TARGET_ORDERS_SQL = fixture("target.sql")
+SHOP_ORDERS_MAPPING = fixture("shop_orders.yaml")
+APP_ORDERS_SQL = fixture("app.sql")
+APP_ORDERS_MAPPING = fixture("app_orders.yaml")
 
 
 @dataclass

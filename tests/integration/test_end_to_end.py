@@ -14,6 +14,8 @@ import pytest
 from devtools.sandbox import MariaDBServer, PostgresServer
 from tests.helpers import eventually
 from tests.integration.scenario import (
+    APP_ORDERS_MAPPING,
+    APP_ORDERS_SQL,
     SHOP_ORDERS_MAPPING,
     Scenario,
     Source,
@@ -21,31 +23,6 @@ from tests.integration.scenario import (
 
 RESTORED = "binlog_file, binlog_pos, gtid, applied_gtid, applied_digest"
 """The checkpoint columns a test puts back to replay from an older checkpoint."""
-
-APP_ORDERS_SQL = """
-CREATE TABLE app_orders (
-    id BIGINT PRIMARY KEY,
-    status_code TINYINT NOT NULL,
-    total_fen INT NOT NULL,
-    remark VARCHAR(200),
-    created_at DATETIME(6)
-) CHARACTER SET utf8mb4
-"""
-
-APP_ORDERS_MAPPING = """
-  - name: app_orders
-    source: app
-    table: app_orders
-    target: orders
-    key: [channel, source_order_id]
-    columns:
-      channel: {value: app}
-      source_order_id: id
-      status: {from: status_code, map: {10: 0, 20: 1, 30: 2, 40: 3, 90: 4}}
-      amount: {from: total_fen, transform: fen_to_yuan}
-      note: remark
-      created_at: created_at
-"""
 
 STATUSES = ["待支付", "已支付", "已发货", "已完成", "已取消"]
 

@@ -20,30 +20,14 @@ import pytest
 from devtools.sandbox import MariaDBServer, PostgresServer
 from tests.helpers import eventually
 from tests.integration.proxy import Proxy
-from tests.integration.scenario import SHOP_ORDERS_MAPPING, SHOP_ORDERS_SQL, Scenario, Source
-
-APP_SQL = """
-CREATE TABLE app_orders (
-    id BIGINT PRIMARY KEY,
-    status_code TINYINT NOT NULL,
-    total_fen INT NOT NULL,
-    remark VARCHAR(200)
-) CHARACTER SET utf8mb4
-"""
-
-APP_MAPPING = """
-  - name: app_orders
-    source: app
-    table: app_orders
-    target: orders
-    key: [channel, source_order_id]
-    columns:
-      channel: {value: app}
-      source_order_id: id
-      status: {from: status_code, map: {10: 0, 20: 1, 30: 2, 40: 3, 90: 4}}
-      amount: {from: total_fen, transform: fen_to_yuan}
-      note: remark
-"""
+from tests.integration.scenario import (
+    APP_ORDERS_MAPPING,
+    APP_ORDERS_SQL,
+    SHOP_ORDERS_MAPPING,
+    SHOP_ORDERS_SQL,
+    Scenario,
+    Source,
+)
 
 STATUSES = ["待支付", "已支付", "已发货", "已完成", "已取消"]
 CODES = [10, 20, 30, 40, 90]
@@ -74,9 +58,9 @@ def scenario(tmp_path: Path,
     pg.create_database(name)
     shop, app = Source("shop", shop_server, name), Source("app", app_server, name)
     shop.execute(SHOP_ORDERS_SQL)
-    app.execute(APP_SQL)
+    app.execute(APP_ORDERS_SQL)
     s = Scenario.create(tmp_path, pg, name, {"shop": shop, "app": app})
-    s.write_config(SHOP_ORDERS_MAPPING + APP_MAPPING)
+    s.write_config(SHOP_ORDERS_MAPPING + APP_ORDERS_MAPPING)
     yield s
     s.close()
 
@@ -118,8 +102,8 @@ class Workload:
              (i, f"S{i}", "13812345678", rng.choice(STATUSES), f"{rng.randint(1, 99999)}.50元")),
             ("UPDATE orders SET status = %s WHERE id = %s", (rng.choice(STATUSES), rng.randint(1, i))))
         self.app.execute(
-            ("INSERT INTO app_orders VALUES (%s, %s, %s, %s)", (i, rng.choice(CODES), rng.randint(0, 10**7),
-                                                                 "备注")),
+            ("INSERT INTO app_orders (id, status_code, total_fen, remark) VALUES (%s, %s, %s, %s)",
+             (i, rng.choice(CODES), rng.randint(0, 10**7), "备注")),
             ("UPDATE app_orders SET status_code = %s WHERE id = %s", (rng.choice(CODES), rng.randint(1, i))))
         if i % 5 == 0:
             self.shop.execute(("DELETE FROM orders WHERE id = %s", (rng.randint(1, i),)))
@@ -213,7 +197,7 @@ class TestFaults:
         for source, proxy in zip(scenario.sources.values(), proxies, strict=True):
             source.via_port = proxy.port
         scenario.target_port = target_proxy.port
-        scenario.write_config(SHOP_ORDERS_MAPPING + APP_MAPPING)
+        scenario.write_config(SHOP_ORDERS_MAPPING + APP_ORDERS_MAPPING)
         process = scenario.start()
         try:
             eventually(lambda: streaming(scenario), 60)

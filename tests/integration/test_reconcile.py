@@ -19,40 +19,20 @@ from syncd.config import load_config
 from syncd.reconcile import last_runs, reconcile
 from syncd.service.startup import build_plans
 from tests.helpers import eventually
-from tests.integration.scenario import SHOP_ORDERS_MAPPING, Scenario, Source
+from tests.integration.scenario import (
+    APP_ORDERS_MAPPING,
+    APP_ORDERS_SQL,
+    SHOP_ORDERS_MAPPING,
+    Scenario,
+    Source,
+)
 
 STATUSES = ["待支付", "已支付", "已发货", "已完成", "已取消"]
 
 # The shop mapping of the end-to-end tests, also copying `note` (tests use it as a row version).
 SHOP_MAPPING = SHOP_ORDERS_MAPPING.rstrip("\n") + "\n      note: note\n"
 
-APP_ORDERS_SQL = """
-CREATE TABLE app_orders (
-    id BIGINT PRIMARY KEY,
-    status_code TINYINT NOT NULL,
-    total_fen INT NOT NULL,
-    remark VARCHAR(200),
-    created_at DATETIME(6)
-) CHARACTER SET utf8mb4
-"""
-
 # A second mapping into the same target table: its slice is channel = 'app'.
-APP_ORDERS_MAPPING = """
-  - name: app_orders
-    source: app
-    table: app_orders
-    target: orders
-    key: [channel, source_order_id]
-    columns:
-      channel: {value: app}
-      source_order_id: id
-      status: {from: status_code, map: {10: 0, 20: 1, 30: 2, 40: 3, 90: 4}}
-      amount: {from: total_fen, transform: fen_to_yuan}
-      note: remark
-      created_at: created_at
-"""
-
-
 def shop_order(order_id: int, status: str = "待支付", amount: str = "100元", note: str | None = None,
                phone: str | None = "13812345678") -> tuple[str, tuple]:
     return ("INSERT INTO orders (id, order_no, phone, status, amount_text, note, created_at) "

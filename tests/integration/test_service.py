@@ -29,33 +29,18 @@ from pymysqlreplication.row_event import WriteRowsEvent
 
 from devtools.sandbox import MariaDBServer, PostgresServer, free_port
 from tests.helpers import eventually
-from tests.integration.scenario import SHOP_ORDERS_MAPPING, SHOP_ORDERS_SQL, Scenario, Source
+from tests.integration.scenario import (
+    APP_ORDERS_MAPPING,
+    APP_ORDERS_SQL,
+    SHOP_ORDERS_MAPPING,
+    SHOP_ORDERS_SQL,
+    Scenario,
+    Source,
+)
 
 # pymysqlreplication (used here to read back what a checkpoint covers) passes a deprecated
 # keyword to PyMySQL for its own metadata connection.
 pytestmark = pytest.mark.filterwarnings("ignore:'db' is deprecated:DeprecationWarning")
-
-APP_SQL = """
-CREATE TABLE app_orders (
-    id BIGINT PRIMARY KEY,
-    status_code TINYINT NOT NULL,
-    total_fen INT NOT NULL
-) CHARACTER SET utf8mb4
-"""
-
-APP_MAPPING = """
-  - name: app_orders
-    source: app
-    table: app_orders
-    target: orders
-    key: [channel, source_order_id]
-    columns:
-      channel: {value: app}
-      source_order_id: id
-      status: {from: status_code, map: {10: 0, 20: 1, 30: 2, 40: 3, 90: 4}}
-      amount: {from: total_fen, transform: fen_to_yuan}
-"""
-
 
 # -- helpers shared with test_ha.py ---------------------------------------------------------------
 
@@ -291,7 +276,7 @@ def lonely(sandbox_root: Path) -> Iterator[MariaDBServer]:
 @pytest.fixture
 def app(mariadb2: MariaDBServer, source_db: Callable[[MariaDBServer], str]) -> Source:
     source = Source("app", mariadb2, source_db(mariadb2))
-    source.execute(APP_SQL)
+    source.execute(APP_ORDERS_SQL)
     return source
 
 
@@ -313,7 +298,7 @@ def make_scenario(tmp_path: Path, postgres: PostgresServer,
 
     def make(*sources: Source, extra: str = "") -> Scenario:
         scenario = Scenario.create(tmp_path, postgres, target_db, {s.name: s for s in sources})
-        mappings = SHOP_ORDERS_MAPPING + (APP_MAPPING if any(s.name == "app" for s in sources) else "")
+        mappings = SHOP_ORDERS_MAPPING + (APP_ORDERS_MAPPING if any(s.name == "app" for s in sources) else "")
         scenario.write_config(mappings, extra)
         made.append(scenario)
         return scenario
@@ -576,7 +561,7 @@ def test_metrics_and_healthz(make_scenario: Callable[..., Scenario], shop: Sourc
     wait_streaming(scenario, "shop", "app")
     shop.execute(insert_order(1, "已支付"), insert_order(2, "已支付"))
     shop.execute(insert_order(3, "已退款"))  # not in the map: a dead letter
-    app.execute("INSERT INTO app_orders VALUES (1, 20, 100)")
+    app.execute("INSERT INTO app_orders (id, status_code, total_fen) VALUES (1, 20, 100)")
     eventually(lambda: shop_ids_in_target(scenario) == {1, 2}, 30)
 
     def scraped() -> str:
@@ -687,7 +672,7 @@ def test_purged_binlog_at_start_stops_only_that_source(make_scenario: Callable[.
     assert "syncd snapshot --source shop" in failed["error"]
     assert failed["position"] == f"{needed[0]}:{needed[1]}"
     # The other source goes on.
-    app.execute("INSERT INTO app_orders VALUES (5, 20, 100)")
+    app.execute("INSERT INTO app_orders (id, status_code, total_fen) VALUES (5, 20, 100)")
     eventually(lambda: scenario.target("SELECT 1 FROM orders WHERE channel = 'app' "
                                        "AND source_order_id = 5"), 30)
     text = http_get(port, "/metrics")[1]

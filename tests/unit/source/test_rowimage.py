@@ -1,6 +1,6 @@
 """The C row decoder against the fast path's generated Python, on random table definitions.
 
-Valid images are compared with the library in tests/unit/test_fastpath.py (which decodes with
+Valid images are compared with the library in tests/unit/source/test_fastpath.py (which decodes with
 the C decoder wherever it can). Here any bytes at all are fed to both: the C decoder must give
 exactly the Python path's rows, or None (then the event is decoded in Python, errors included).
 """

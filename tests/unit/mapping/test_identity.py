@@ -317,7 +317,7 @@ class TestValidateCommand:
 
         from syncd.cli import main
 
-        repo = Path(__file__).resolve().parents[2]
+        repo = Path(__file__).resolve().parents[3]
         shutil.copy(repo / "config.example.yaml", tmp_path / "config.yaml")
         shutil.copytree(repo / "mappings", tmp_path / "mappings")
         runner = CliRunner()

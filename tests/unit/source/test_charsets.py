@@ -14,7 +14,7 @@ from syncd.mapping.plan import map_change
 from syncd.model import Op, RowChange, Undecodable, Upsert
 from syncd.source import charsets
 from syncd.source.decoder_process import decode_value, encode_value
-from tests.unit.test_plan import CTX, ORDERS_MAPPING, compile_yaml
+from tests.unit.mapping.test_plan import CTX, ORDERS_MAPPING, compile_yaml
 
 SINGLE_BYTE = [name for name in charsets._CHARSETS if charsets.lookup(name).table is not None]
 
