@@ -9,7 +9,8 @@ The binlog library and PyMySQL disagree on several types (measured on MariaDB 10
 | YEAR 0000 | 1900 | 0 | None (zero date) |
 | TIMESTAMP 0 | 1970-01-01 | '0000-00-00 00:00:00' | None (zero date) |
 | zero/partial DATE, DATETIME | None | text | None (zero date) |
-| BINARY(n) | trailing NULs stripped | padded | padded |
+| BINARY(n) | trailing NULs stripped (all NULs: `''`) | padded | padded |
+| VARBINARY, BLOB | bytes (empty: `''`) | bytes | bytes |
 | SET | Python set | 'a,c' | 'a,c' (definition order) |
 | GEOMETRY | SRID + WKB | SRID + WKB | WKB |
 | TIMESTAMP | naive UTC | naive in session zone (UTC) | aware UTC |
@@ -32,8 +33,8 @@ ZERO_DATE = object()
 _EPOCH = datetime(1970, 1, 1)
 
 # MySQL column type codes (same numbers in the binlog and the client protocol).
-DECIMAL, FLOAT, TIMESTAMP, DATE, DATETIME, YEAR, NEWDATE = 0, 4, 7, 10, 12, 13, 14
-BIT, TIMESTAMP2, DATETIME2, JSON, SET, STRING, GEOMETRY = 16, 17, 18, 245, 248, 254, 255
+DECIMAL, FLOAT, TIMESTAMP, DATE, DATETIME, YEAR, NEWDATE, VARCHAR = 0, 4, 7, 10, 12, 13, 14, 15
+BIT, TIMESTAMP2, DATETIME2, JSON, SET, BLOB, STRING, GEOMETRY = 16, 17, 18, 245, 248, 252, 254, 255
 
 
 def mysql_float(value: Any) -> Any:
@@ -82,12 +83,22 @@ def geometry(value: Any) -> Any:
 
 
 def binary_padder(length: int) -> Convert:
+    """BINARY(n): the binlog stores the value without its trailing zero bytes (all of them for
+    a value of n zero bytes, which the library reads as ``''``); MySQL holds it padded to n."""
+
     def pad(value: Any) -> Any:
+        if value == "":
+            return bytes(length)
         if isinstance(value, bytes) and len(value) < length:
             return value.ljust(length, b"\x00")
         return value
 
     return pad
+
+
+def binary_bytes(value: Any) -> Any:
+    """VARBINARY and BLOB: the library reads an empty value as ``''``; it is empty bytes."""
+    return b"" if value == "" else value
 
 
 def set_joiner(labels: list[str]) -> Convert:
@@ -134,8 +145,11 @@ def binlog_converter(column: Any) -> Convert | None:
         return simple[kind]
     if kind == SET:
         return set_joiner(list(column.set_values or []))
-    if kind == STRING and getattr(column, "character_set_name", None) == "binary":
-        return binary_padder(int(column.max_length))
+    if getattr(column, "character_set_name", None) == "binary":
+        if kind == STRING:
+            return binary_padder(int(column.max_length))
+        if kind in (VARCHAR, BLOB):
+            return binary_bytes
     return None
 
 
