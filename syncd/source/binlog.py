@@ -47,9 +47,17 @@ from syncd.model import (
     Undecodable,
 )
 from syncd.source import charsets, fastpath
+from syncd.source.checks import connect
 from syncd.source.connection import SourceConnection
+from syncd.source.definitions import Definitions, LiveDefinitions
 from syncd.source.gtid import GtidState
-from syncd.source.values import Convert, apply_converters, binlog_converter, time2_from_binary
+from syncd.source.values import (
+    Convert,
+    apply_converters,
+    binlog_converter,
+    needs_definition,
+    time2_from_binary,
+)
 
 # Make the library raise on lost connections instead of silently reconnecting from a
 # position that may be mid-transaction; syncd reconnects from its durable checkpoint.
@@ -141,8 +149,10 @@ class BinlogReader:
     """Reads one source's binlog from a checkpoint. Iterate `events()`; call `close()` to stop."""
 
     def __init__(self, source: SourceConfig, start: Position, tables: set[str],
-                 gtid_state: GtidState | None = None) -> None:
+                 gtid_state: GtidState | None = None, definitions: Definitions | None = None) -> None:
         self.source = source
+        self.definitions = definitions or LiveDefinitions(source.name, lambda: connect(source))
+        """What the binlog does not say about columns (see syncd/source/definitions.py)."""
         self.start = start
         self.tables = tables
         self.gtids = gtid_state or GtidState()
@@ -176,6 +186,7 @@ class BinlogReader:
         if self._stream is not None:
             self._stream.close()
             self._stream = None
+        self.definitions.close()
 
     def position(self) -> Position:
         assert self._stream is not None
@@ -248,8 +259,11 @@ class BinlogReader:
         tx, self._open = self._open, None
         if tx is not None and tx.gtid:
             self.gtids.add(tx.gtid)
-        return SchemaChange(self.source.name, _schema(event), event.query, self.position(),
-                            _utc(event.timestamp))
+        schema = _schema(event)
+        # A DDL may change what a TABLE_MAP does not show (FLOAT(10,1) -> FLOAT(10,6)).
+        self.definitions.forget(schema or self.source.database)
+        self._converters.clear()
+        return SchemaChange(self.source.name, schema, event.query, self.position(), _utc(event.timestamp))
 
     def _prepare(self, event: XAPrepareEvent) -> None:
         """Rows of a prepared XA transaction wait for its COMMIT (or vanish on ROLLBACK)."""
@@ -273,7 +287,7 @@ class BinlogReader:
         if event.table not in self.tables:
             return
         tx = self._open = self._open or _OpenTransaction(None)
-        converters = self._converters_for(event.columns)
+        converters = self._converters_for(event)
         key = _key_columns(event)
         # The fast path reads FULL images only (others go to the library): nothing to check.
         checked = getattr(event, "full_row_image", False)
@@ -286,14 +300,19 @@ class BinlogReader:
             yield TransactionPart(self.source.name, tx.changes)
             tx.changes, tx.parted = [], True
 
-    def _converters_for(self, columns: list) -> list[tuple[str, Convert]]:
-        """Per table map (the library keeps one columns list per map), built once."""
+    def _converters_for(self, event: RowsEvent) -> list[tuple[str, Convert]]:
+        """Per table map (the library keeps one columns list per map), built once (again after DDL)."""
+        columns = event.columns
         cached = self._converters.get(id(columns))
         if cached is not None and cached[0] is columns:
             return cached[1]
         if len(self._converters) > 4096:
             self._converters.clear()
-        converters = [(c.name, f) for c in columns if (f := binlog_converter(c)) is not None]
+        definitions = {}
+        if any(needs_definition(c) for c in columns):
+            definitions = self.definitions.table(event.schema, event.table)
+        converters = [(c.name, f) for c in columns
+                      if (f := binlog_converter(c, definitions.get(c.name))) is not None]
         self._converters[id(columns)] = (columns, converters)
         return converters
 

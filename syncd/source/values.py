@@ -5,6 +5,7 @@ The binlog library and PyMySQL disagree on several types (measured on MariaDB 10
 | type | binlog library | SELECT (PyMySQL) | syncd |
 |---|---|---|---|
 | FLOAT | single precision widened (1.2345677614…) | as MySQL prints it (1.23457) | as MySQL prints it |
+| FLOAT(M,D), DOUBLE(M,D) | the stored number (D: not in TABLE_MAP) | D decimals (30.12346) | D decimals |
 | BIT(n) | text of 0s and 1s | bytes | int |
 | YEAR 0000 | 1900 | 0 | None (zero date) |
 | TIMESTAMP 0 | 1970-01-01 | '0000-00-00 00:00:00' | None (zero date) |
@@ -16,6 +17,8 @@ The binlog library and PyMySQL disagree on several types (measured on MariaDB 10
 | TIMESTAMP | naive UTC | naive in session zone (UTC) | aware UTC |
 
 Zero dates become None; the converter reports which columns it nulled, so the caller can warn.
+What the binlog does not say about a column (the D of FLOAT(M,D)) comes from its definition in
+information_schema (syncd/source/definitions.py); `needs_definition` says which columns need one.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from syncd.source.definitions import ColumnDefinition
+
 Convert = Callable[[Any], Any]
 
 ZERO_DATE = object()
@@ -33,13 +38,29 @@ ZERO_DATE = object()
 _EPOCH = datetime(1970, 1, 1)
 
 # MySQL column type codes (same numbers in the binlog and the client protocol).
-DECIMAL, FLOAT, TIMESTAMP, DATE, DATETIME, YEAR, NEWDATE, VARCHAR = 0, 4, 7, 10, 12, 13, 14, 15
+DECIMAL, FLOAT, DOUBLE, TIMESTAMP, DATE, DATETIME, YEAR, NEWDATE, VARCHAR = 0, 4, 5, 7, 10, 12, 13, 14, 15
 BIT, TIMESTAMP2, DATETIME2, JSON, SET, BLOB, STRING, GEOMETRY = 16, 17, 18, 245, 248, 252, 254, 255
 
 
-def mysql_float(value: Any) -> Any:
-    """A FLOAT as MySQL prints it: 6 significant digits."""
-    return float(f"{value:.6g}") if isinstance(value, float) else value
+FLOAT_DIGITS = 6
+"""Significant digits MySQL and MariaDB print of a FLOAT declared without D (FLT_DIG)."""
+
+
+def float_as_printed(decimals: int | None) -> Convert:
+    """A FLOAT or DOUBLE as the server prints it (`SELECT col`, `CAST(col AS CHAR)`), as the value
+    of that text: with its D decimals when declared (M,D), else a FLOAT with 6 significant digits.
+
+    The server rounds a value to D decimals when it stores it, but the stored binary number need
+    not be the one nearest to that decimal (DOUBLE(10,2) -0.05 is stored as
+    -0.050000000000000044; FLOAT(35,5) 30.12346 as 30.1234607696…); printed with D decimals it is.
+    Printing the same number here (correctly rounded, as the server's dtoa) gives the same text.
+    """
+    spec = f".{FLOAT_DIGITS}g" if decimals is None else f".{decimals}f"
+
+    def convert(value: Any) -> Any:
+        return float(format(value, spec)) if isinstance(value, float) else value
+
+    return convert
 
 
 def bit_from_text(value: Any) -> Any:
@@ -133,11 +154,22 @@ def _text(value: Any) -> Any:
     return value
 
 
-def binlog_converter(column: Any) -> Convert | None:
-    """The converter for one binlog column (a library Column), or None when none is needed."""
+def needs_definition(column: Any) -> bool:
+    """Whether `binlog_converter` needs this column's definition from information_schema."""
+    return column.type in (FLOAT, DOUBLE)
+
+
+def binlog_converter(column: Any, definition: ColumnDefinition | None = None) -> Convert | None:
+    """The converter for one binlog column (a library Column), or None when none is needed.
+
+    `definition`: the column's, for a column that `needs_definition` (None: unknown).
+    """
     kind = column.type
+    scale = definition.scale if definition is not None else None
+    if kind == FLOAT or (kind == DOUBLE and scale is not None):
+        return float_as_printed(scale)  # a DOUBLE without D: the shortest text of the number
     simple: dict[int, Convert] = {
-        FLOAT: mysql_float, BIT: bit_from_text, TIMESTAMP: timestamp_from_binlog,
+        BIT: bit_from_text, TIMESTAMP: timestamp_from_binlog,
         TIMESTAMP2: timestamp_from_binlog, YEAR: year_from_binlog, GEOMETRY: geometry,
         JSON: json_text,
     }
@@ -154,9 +186,12 @@ def binlog_converter(column: Any) -> Convert | None:
 
 
 def select_converter(type_code: int) -> Convert | None:
-    """The converter for one SELECT result column (by its type code), or None."""
+    """The converter for one SELECT result column (by its type code), or None.
+
+    A FLOAT needs none: PyMySQL reads the text the server printed.
+    """
     return {
-        FLOAT: mysql_float, BIT: bit_from_bytes, TIMESTAMP: timestamp_from_select,
+        BIT: bit_from_bytes, TIMESTAMP: timestamp_from_select,
         DATE: date_from_select, NEWDATE: date_from_select, DATETIME: date_from_select,
         YEAR: year_from_select, GEOMETRY: geometry,
     }.get(type_code)

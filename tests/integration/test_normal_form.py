@@ -3,12 +3,15 @@ the server itself prints (`CAST(col AS CHAR)`, `HEX(col)`), for values our type 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from devtools.sandbox import MariaDBServer
+from syncd.model import RowChange, SourceTransaction
 from syncd.reconcile.source import SourceReader
+from syncd.source import fastpath
+from syncd.source.binlog import BinlogReader, SourceEvent
 from tests.integration.binlog_reads import DECODERS, decoded_changes, position, root_source
 
 
@@ -50,3 +53,63 @@ def test_binary_of_zero_bytes_is_padded_on_every_binlog_path(
     assert images == [("insert", {"id": 1, **zeros}), ("insert", {"id": 2, "b": b"\x01\0\0\0", "v": b"\x01"}),
                       ("update", {"id": 2, **zeros})]
     assert selected(mariadb, database, "bz", monkeypatch) == {1: {"id": 1, **zeros}, 2: {"id": 2, **zeros}}
+
+
+FLOATS = """
+CREATE TABLE fl (
+    id INT PRIMARY KEY, f35_5 FLOAT(35,5), price FLOAT(10,2), zf FLOAT(10,2) UNSIGNED ZEROFILL,
+    f7_0 FLOAT(7,0), f35_30 FLOAT(35,30), plain FLOAT, f20 FLOAT(20), d10_2 DOUBLE(10,2), d DOUBLE
+)
+"""
+FLOAT_ROWS = ("(1, 30.12346, 12345.67, 12.5, 1234567, 1.1, 1.2345678, 0.1, 12345.67, 0.1)",
+              "(2, -1e25, 0.01, 99999999.99, -3, -0.1, 3.4e38, 16777217, -0.05, 1e-300)",
+              "(3, 0.00001, -99999.99, 0, 9999999, 0.000001, -1.17549e-38, -1234565, 1.5, -0.0)")
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_float_with_decimals_arrives_as_the_server_prints_it_on_every_path(
+        mariadb: MariaDBServer, database: str, decoder: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """FLOAT(M,D) prints with D decimals (30.12346), a FLOAT without them with 6 significant digits;
+    the binlog carries the single-precision number and not D (TABLE_MAP gives its size only)."""
+    execute(mariadb, database, FLOATS)
+    start = position(mariadb)
+    execute(mariadb, database, f"INSERT INTO fl VALUES {', '.join(FLOAT_ROWS)}",
+            "UPDATE fl SET id = id + 10 WHERE id = 3")
+    changes = decoded_changes(mariadb, database, {"fl"}, start, position(mariadb), decoder, monkeypatch)
+    columns = ["f35_5", "price", "zf", "f7_0", "f35_30", "plain", "f20", "d10_2", "d"]
+    casts = ", ".join(f"CAST({c} AS CHAR)" for c in columns)
+    printed = {row[0]: dict(zip(columns, row[1:], strict=True))
+               for row in execute(mariadb, database, f"SELECT id, {casts} FROM fl")}
+    assert printed[1]["f35_5"] == "30.12346" and printed[1]["price"] == "12345.67"
+    oracle = {i: {"id": i, **{c: float(text) for c, text in row.items()}} for i, row in printed.items()}
+    inserted = {**oracle, 3: {**oracle.pop(13), "id": 3}}
+    updated = {**inserted[3], "id": 13}
+    assert [(c.op.value, c.before, c.after) for c in changes] == [
+        *(("insert", None, inserted[i]) for i in (1, 2, 3)), ("update", inserted[3], updated)]
+    assert selected(mariadb, database, "fl", monkeypatch) == {**oracle, 13: {**inserted[3], "id": 13}}
+
+
+def test_a_float_whose_decimals_change_arrives_with_the_new_ones(
+        mariadb: MariaDBServer, database: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ALTER TABLE changes D but not the TABLE_MAP: a reader that read rows before it reads the
+    rows after it with the new D."""
+    execute(mariadb, database, "CREATE TABLE fa (id INT PRIMARY KEY, f FLOAT(10,1))")
+    monkeypatch.setenv(fastpath.DECODER_ENV, "fast")
+    reader = BinlogReader(root_source(mariadb, database, monkeypatch), position(mariadb), {"fa"})
+    try:
+        events = reader.events()
+        execute(mariadb, database, "INSERT INTO fa VALUES (1, 1234567.8)")
+        first = next_change(events)
+        execute(mariadb, database, "ALTER TABLE fa MODIFY f FLOAT(10,6)",
+                "INSERT INTO fa VALUES (2, 2.123456)")
+        second = next_change(events)
+    finally:
+        reader.close()
+    assert [first.after, second.after] == [{"id": 1, "f": 1234567.8}, {"id": 2, "f": 2.123456}]
+
+
+def next_change(events: Iterator[SourceEvent]) -> RowChange:
+    for event in events:
+        if isinstance(event, SourceTransaction) and event.changes:
+            return event.changes[0]
+    raise AssertionError("the stream ended")

@@ -4,10 +4,21 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from syncd.source.values import BLOB, STRING, VARCHAR, binlog_converter
+from syncd.source.definitions import ColumnDefinition
+from syncd.source.values import (
+    BLOB,
+    DOUBLE,
+    FLOAT,
+    STRING,
+    VARCHAR,
+    binlog_converter,
+    float_as_printed,
+    needs_definition,
+)
 
 
 def binary_column(kind: int, length: int) -> SimpleNamespace:
@@ -31,3 +42,39 @@ def test_an_empty_varbinary_or_blob_is_empty_bytes() -> None:
         assert convert is not None
         assert convert("") == b""
         assert convert(b"\x00") == b"\x00"
+
+
+@pytest.mark.parametrize(("stored", "decimals", "printed"), [
+    (30.12346076965332, 5, "30.12346"),             # FLOAT(35,5)
+    (12345.669921875, 2, "12345.67"),               # FLOAT(10,2)
+    (-0.050000000000000044, 2, "-0.05"),            # DOUBLE(10,2): stored off the nearest double
+    (1.100000023841858, 30, "1.100000023841858000000000000000"),  # FLOAT(35,30)
+    (1234567.75, 1, "1234567.8"),                   # FLOAT(10,1): an exact tie, rounded to even
+    (-9.999999562023526e24, 5, "-9999999562023526000000000.00000"),
+    (1.2345677614212036, None, "1.23457"),          # FLOAT: 6 significant digits
+    (3.4028234663852886e38, None, "3.40282e38"),
+    (1234565.0, None, "1234560"),                   # ties at the sixth digit, to even
+    (1234575.0, None, "1234580"),
+])
+def test_a_float_is_the_value_the_server_prints(stored: float, decimals: int | None, printed: str) -> None:
+    """Texts measured on MariaDB 10.11 (`CAST(col AS CHAR)` of the stored number)."""
+    assert float_as_printed(decimals)(stored) == float(printed)
+
+
+def float_column(kind: int) -> SimpleNamespace:
+    return SimpleNamespace(type=kind, name="f")
+
+
+@given(st.floats(width=32, allow_nan=False, allow_infinity=False), st.integers(min_value=0, max_value=30))
+def test_a_float_with_decimals_is_its_own_text_with_that_many(value: float, decimals: int) -> None:
+    convert = binlog_converter(float_column(FLOAT), ColumnDefinition("float", decimals))
+    assert convert is not None
+    assert convert(value) == float(f"{value:.{decimals}f}")
+    assert convert(convert(value)) == convert(value)
+
+
+def test_only_floats_and_doubles_need_their_definition() -> None:
+    assert needs_definition(float_column(FLOAT)) and needs_definition(float_column(DOUBLE))
+    assert binlog_converter(float_column(DOUBLE), ColumnDefinition("double")) is None
+    assert binlog_converter(float_column(DOUBLE), None) is None
+    assert binlog_converter(float_column(FLOAT), None) is not None
