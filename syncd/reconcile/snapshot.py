@@ -45,12 +45,20 @@ from psycopg import sql
 from syncd.config import Config, SourceConfig
 from syncd.errors import SyncdError
 from syncd.ha import SourceLock
-from syncd.mapping.plan import ChangeContext, Mapping, dead_letter, map_change, remove_op
+from syncd.mapping.plan import (
+    ZERO_DATE_READ_AS_NULL,
+    ChangeContext,
+    Mapping,
+    dead_letter,
+    map_change,
+    remove_op,
+    zero_date_fields,
+)
 from syncd.model import SNAPSHOT_AT, Op, Position, Row, RowChange
 from syncd.reconcile.compare import ChunkDiff, Key, json_value
 from syncd.reconcile.copytext import CopyText, plan_copy_text
 from syncd.reconcile.engine import REPAIR_BATCH, Options, SourceKey, scan_mapping
-from syncd.reconcile.source import SourceReader
+from syncd.reconcile.source import SourceReader, ZeroDates
 from syncd.reconcile.target import column_types, slice_has_rows
 from syncd.repair import repair
 from syncd.sink.postgres import Batch, PlannedOp, PostgresSink, connect, rejection_reason
@@ -375,12 +383,22 @@ class _Job:
             if self._commit_text(sink, job, lines, job.progress(last, copied + len(lines),
                                                                len(lines) < self.chunk_rows)):
                 return len(lines), last
-        rows = reader.chunk(job.table, job.key, job.columns, after, self.chunk_rows)
+        rows, zeros = reader.chunk(job.table, job.key, job.columns, after, self.chunk_rows)
         last = tuple(rows[-1][k] for k in job.key) if rows else after
         batch = _map_rows(job.table, job.key, rows, job.mappings, job.ctx)
+        self._warn_zero_dates(job, rows, zeros)
         result.dead_letters += self._commit(sink, batch, job.progress(last, copied + len(rows),
                                                                       len(rows) < self.chunk_rows))
         return len(rows), last
+
+    def _warn_zero_dates(self, job: _TableCopy, rows: list[Row], zeros: ZeroDates) -> None:
+        """What streaming logs of the zero dates it reads as NULL, for the copied rows (the COPY
+        text path never has any: PostgreSQL refuses a zero date, and the chunk comes here)."""
+        for index, columns in zeros.items():
+            change = RowChange(job.table, Op.INSERT, None, rows[index], key_columns=job.key,
+                               zero_dates=columns)
+            if fields := zero_date_fields(change, job.mappings, job.ctx.position):
+                self.log.warning(ZERO_DATE_READ_AS_NULL, **fields)
 
     def _commit_text(self, sink: PostgresSink, job: _TableCopy, lines: list[bytes],
                      state: _TableProgress) -> bool:
@@ -525,7 +543,7 @@ class _Job:
         while True:
             if self.stop.is_set():
                 return False
-            rows = reader.chunk(table, key, key, after, self.chunk_rows)
+            rows, _ = reader.chunk(table, key, key, after, self.chunk_rows)
             last = len(rows) < self.chunk_rows
             keys = [tuple(row[k] for k in key) for row in rows]
             for mapping in mappings:

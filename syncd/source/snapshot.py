@@ -78,8 +78,9 @@ class SourceSnapshot:
     def __init__(self, source: SourceConfig) -> None:
         self.source = source
         self._conn: pymysql.connections.Connection | None = None
-        self.zero_dates: list[tuple[str, ...]] = []
-        """For the rows of the last read: columns whose zero date became None."""
+        self.zero_dates: dict[tuple, tuple[str, ...]] = {}
+        """For the rows of the last `rows_by_key`, by key: columns whose zero date became None
+        (rows without any left out)."""
 
     def open(self) -> SnapshotPoint:
         conn = connect(self.source, self.source.database)
@@ -122,14 +123,18 @@ class SourceSnapshot:
     def rows_by_key(self, table: str, key: tuple[str, ...], keys: list[tuple]) -> dict[tuple, Row]:
         """The rows with these key values (see `row_key`) that exist in the snapshot, by key."""
         found: dict[tuple, Row] = {}
+        self.zero_dates = {}
         columns = ", ".join(_quote(k) for k in key)
         select, raw = self._select_list(table)
         for start in range(0, len(keys), 1000):
             part = keys[start:start + 1000]
             marks = ", ".join(["(" + ", ".join(["%s"] * len(key)) + ")"] * len(part))
             query = f"SELECT {select} FROM {_quote(table)} WHERE ({columns}) IN ({marks})"
-            for row in self._fetch(query, tuple(v for k in part for v in k), raw):
-                found[tuple(row[k] for k in key)] = row
+            for row, zeros in self._fetch(query, tuple(v for k in part for v in k), raw):
+                row_key = tuple(row[k] for k in key)
+                found[row_key] = row
+                if zeros:
+                    self.zero_dates[row_key] = zeros
         return found
 
     def close(self) -> None:
@@ -152,7 +157,9 @@ class SourceSnapshot:
         names = table_columns(self._conn, self.source.database, table) or {}
         return ", ".join(charsets.select_raw(n) if n in raw else _quote(n) for n in names), raw
 
-    def _fetch(self, query: str, params: tuple, raw: dict[str, charsets.Charset]) -> list[Row]:
+    def _fetch(self, query: str, params: tuple,
+               raw: dict[str, charsets.Charset]) -> list[tuple[Row, tuple[str, ...]]]:
+        """The rows, each with the columns whose zero date it read as None."""
         assert self._conn is not None
         try:
             with self._conn.cursor() as cur:
@@ -165,5 +172,4 @@ class SourceSnapshot:
                 rows = [dict(zip(names, values, strict=True)) for values in cur.fetchall()]
         except pymysql.err.OperationalError as exc:
             raise SourceUnavailable(self.source.name, f"snapshot read failed: {exc.args[-1]}") from exc
-        self.zero_dates = [apply_converters(row, converters) for row in rows]
-        return rows
+        return [(row, apply_converters(row, converters)) for row in rows]

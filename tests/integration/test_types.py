@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -206,3 +207,72 @@ class TestBulkGroups:
         eventually(lambda: not scenario.target("SELECT id FROM matrix WHERE id >= 100"), 30)
         assert not scenario.target("SELECT * FROM syncd.dead_letters")
         scenario.stop(process)
+
+
+ZERO_SQL = "CREATE TABLE {name} (id INT PRIMARY KEY, d DATE, dt DATETIME, ts TIMESTAMP NULL, yr YEAR)"
+ZERO_ROWS = ("(1, '0000-00-00', '2024-01-01 00:00:00', '2024-01-01 00:00:00', 2024)",
+             "(2, '2024-00-15', '0000-00-00 00:00:00', '0000-00-00 00:00:00', 0)",
+             "(3, '2024-01-31', '2024-01-01 10:00:00', NULL, NULL)")
+ZERO_TARGET = """
+CREATE TABLE zcopy (id integer PRIMARY KEY, d date, dt timestamp);
+CREATE TABLE zmapped (id integer PRIMARY KEY, kind text, d date, dt timestamptz, ts timestamptz, yr smallint);
+"""
+ZERO_MAPPING = """
+mappings:
+  - name: zcopy                 # plain copies of dates: written as COPY text by the source server
+    source: shop
+    table: zcopy
+    target: zcopy
+    key: [id]
+    columns: {id: id, d: d, dt: dt}
+  - name: zmapped
+    source: shop
+    table: zmapped
+    target: zmapped
+    key: [id]
+    columns: {id: id, kind: {value: m}, d: d, dt: dt, ts: ts, yr: yr}
+"""
+ZEROS = {"zcopy": {"id=1": ["d"], "id=2": ["d", "dt"]},       # the columns a mapping reads
+         "zmapped": {"id=1": ["d"], "id=2": ["d", "dt", "ts", "yr"]}}
+
+
+def zero_date_warnings(log: str, position_prefix: str) -> dict[str, dict[str, list[str]]]:
+    """table -> row key -> columns, of the `zero_date_read_as_null` warnings read at positions that
+    start with `position_prefix`."""
+    found: dict[str, dict[str, list[str]]] = {}
+    for line in log.splitlines():
+        if '"zero_date_read_as_null"' in line:
+            event = json.loads(line[line.index("{"):])
+            if str(event["position"]).startswith(position_prefix):
+                found.setdefault(event["table"], {})[event["row_key"]] = sorted(event["columns"])
+    return found
+
+
+class TestZeroDates:
+    def test_the_initial_copy_and_snapshots_warn_of_every_zero_date(
+            self, tmp_path: Path, postgres: PostgresServer, target_db: str, mariadb: MariaDBServer,
+            source_db: Callable[[MariaDBServer], str]) -> None:
+        """Every path that reads a zero date as NULL says so: table, columns, row key, position."""
+        shop = Source("shop", mariadb, source_db(mariadb))
+        shop.execute("SET SESSION sql_mode = ''", *(ZERO_SQL.format(name=n) for n in ZEROS),
+                     *(f"INSERT INTO {n} VALUES {', '.join(ZERO_ROWS)}" for n in ZEROS))
+        scenario = Scenario.create(tmp_path, postgres, target_db, {"shop": shop}, target_sql=ZERO_TARGET)
+        try:
+            scenario.write_config(ZERO_MAPPING)
+            process = scenario.start()
+            eventually(lambda: '"streaming"' in scenario.cli("status", "--json").stdout, 60)
+            scenario.stop(process)
+            assert scenario.target("SELECT id, d, dt FROM zcopy ORDER BY id")[:2] == [
+                (1, None, datetime(2024, 1, 1)), (2, None, None)]
+            assert zero_date_warnings(scenario.log_text(), "snapshot@") == ZEROS
+            copied = scenario.cli("snapshot", "--source", "shop")
+            assert copied.returncode == 0, copied.stderr
+            assert zero_date_warnings(copied.stdout + copied.stderr, "snapshot@") == ZEROS
+            scenario.target("DELETE FROM zmapped WHERE id = 2")
+            repaired = scenario.cli("reconcile", "--repair", "--mapping", "zmapped")
+            assert repaired.returncode == 0, repaired.stderr
+            assert scenario.target("SELECT d, dt, ts, yr FROM zmapped WHERE id = 2") == [(None,) * 4]
+            assert zero_date_warnings(repaired.stdout + repaired.stderr, "repair@") == {
+                "zmapped": {"id=2": ZEROS["zmapped"]["id=2"]}}
+        finally:
+            scenario.close()
