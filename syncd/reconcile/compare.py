@@ -214,14 +214,36 @@ def _date(zone: tzinfo) -> Canon:
 
 
 def _json(value: Any) -> Any:
+    """JSON by what it says: text (how the target is read, and a mapped value is written) parsed,
+    then written one way: keys sorted (the last of repeated keys kept, as jsonb keeps it), numbers
+    by value (`1e2` is `100`, `1.0` is `1`, as jsonb compares them), a JSON string quoted, so that
+    it never equals other JSON or SQL NULL (which stays None)."""
     if isinstance(value, str):
         try:
-            return _json_text(json.loads(value))
+            return _json_written(json.loads(value, parse_float=Decimal))
         except ValueError:
             return value
     if isinstance(value, dict | list | int | float | bool):
-        return _json_text(value)
+        return _json_written(value)
     return value
+
+
+def _json_written(value: Any) -> str:
+    if isinstance(value, dict):
+        items = sorted((str(k), _json_written(v)) for k, v in value.items())
+        return "{" + ",".join(f"{json.dumps(k, ensure_ascii=False)}:{v}" for k, v in items) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_json_written(v) for v in value) + "]"
+    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+        return _json_number(value)
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _json_number(value: int | float | Decimal) -> str:
+    number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    if not number.is_finite():
+        return str(number)
+    return "0" if number.is_zero() else str(number.normalize())
 
 
 def _bytea(value: Any) -> Any:

@@ -48,6 +48,18 @@ def session_zone(conn: psycopg.Connection) -> tzinfo:
         return UTC
 
 
+_READ_AS_TEXT = frozenset({"json", "jsonb"})
+"""Types read as their text: psycopg would parse JSON, and a JSON string read back would be
+Python text and JSON null None (as SQL NULL); `json` has no hash for the checksum either."""
+
+
+def _selected(name: str, kind: ColumnType | None) -> sql.Composable:
+    column = sql.Identifier(name)
+    if kind is not None and kind.data_type in _READ_AS_TEXT:
+        return sql.SQL("{}::text").format(column)
+    return column
+
+
 class TargetReader:
     """Reads one mapping's slice; rows come back canonical, soft-deleted rows left out."""
 
@@ -62,7 +74,7 @@ class TargetReader:
             stored_canon(types[n]) if n in types else None for n in names]
         soft = layout.soft_delete_column
         self._select = sql.SQL("SELECT {} FROM {}").format(
-            sql.SQL(", ").join(sql.Identifier(n) for n in names), table_sql(self.table))
+            sql.SQL(", ").join(_selected(n, types.get(n)) for n in names), table_sql(self.table))
         # The slice, live rows only: a soft-deleted row counts as absent.
         self._slice = [sql.SQL("{} = %s").format(sql.Identifier(k)) for k in layout.slice]
         if soft:

@@ -72,7 +72,7 @@ class TestCanonical:
         (ColumnType("flag", "text"), True, "true"),
         (ColumnType("flag", "boolean"), "yes", True),
         (ColumnType("code", "character", None, 5), "ab", "ab   "),
-        (ColumnType("data", "jsonb"), '{"b": 1, "a": 2}', {"a": 2, "b": 1}),
+        (ColumnType("data", "jsonb"), '{"b": 1, "a": 2}', '{"a": 2, "b": 1}'),
         (ColumnType("raw", "bytea"), bytearray(b"x"), b"x"),
         (ColumnType("id", "uuid"), "12345678-1234-5678-1234-567812345678",
          UUID("12345678-1234-5678-1234-567812345678")),
@@ -90,6 +90,28 @@ class TestCanonical:
         expected = expected_canon(column, UTC)(mapped)
         read_back = stored_canon(column)
         assert expected == (read_back(stored) if read_back else stored)
+
+    @pytest.mark.parametrize(("source", "stored"), [  # the source's JSON text; PostgreSQL's jsonb text
+        ('"abc"', '"abc"'), ("null", "null"), ('""', '""'), ('"null"', '"null"'), ("-0", "0"),
+        ("1.0", "1.0"), ("1e2", "100"), ("1E400", "1" + "0" * 400), ("true", "true"),
+        ("12345678901234567890.123456789", "12345678901234567890.123456789"),
+        ('{"k": 1, "k": 2}', '{"k": 2}'), ('"\\u4e2d 😀"', '"中 😀"'), ("[1.50, 2]", "[1.50, 2]"),
+        ('{"b": [1, "x", null], "a": {"c": false}}', '{"a": {"c": false}, "b": [1, "x", null]}'),
+    ])
+    @pytest.mark.parametrize("kind", ["json", "jsonb"])
+    def test_json_compares_by_what_it_says(self, source: str, stored: str, kind: str) -> None:
+        """A JSON string or null is not text or SQL NULL; numbers compare by value, as in jsonb."""
+        column = ColumnType("data", kind)
+        read_back = stored_canon(column)
+        assert read_back is not None
+        assert expected_canon(column)(source) == read_back(stored)
+
+    @pytest.mark.parametrize(("one", "other"), [
+        ('"abc"', "abc"), ("null", '"null"'), ("1", '"1"'), ("[]", "{}"), ("0", "false"), ("1", "1.01"),
+        ('{"a": 1}', '{"a": "1"}'), ("[1, 2]", "[2, 1]")])
+    def test_different_json_stays_different(self, one: str, other: str) -> None:
+        canon = expected_canon(ColumnType("data", "jsonb"))
+        assert canon(one) != canon(other)
 
     def test_canonicalize_rows_is_column_wise_and_keeps_none(self) -> None:
         canons = [expected_canon(ColumnType("a", "smallint")), None,
