@@ -14,6 +14,7 @@ The binlog library and PyMySQL disagree on several types (measured on MariaDB 10
 | VARBINARY, BLOB | bytes (empty: `''`) | bytes | bytes |
 | SET | Python set | 'a,c' | 'a,c' (definition order) |
 | GEOMETRY | SRID + WKB | SRID + WKB | WKB |
+| UUID, INET4, INET6 (MariaDB) | BINARY(16/4/16) bytes | text | text (as the server prints it) |
 | TIMESTAMP | naive UTC | naive in session zone (UTC) | aware UTC |
 
 Zero dates become None; the converter reports which columns it nulled, so the caller can warn.
@@ -24,6 +25,7 @@ information_schema (syncd/source/definitions.py); `needs_definition` says which 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -117,6 +119,58 @@ def binary_padder(length: int) -> Convert:
     return pad
 
 
+def uuid_text(value: bytes) -> str:
+    """MariaDB's UUID as it prints it. The binlog carries the value in text order (MariaDB swaps
+    the segments of version 1-5 UUIDs in its records, not in the binlog)."""
+    return str(uuid.UUID(bytes=value))
+
+
+def inet4_text(value: bytes) -> str:
+    return ".".join(str(byte) for byte in value)
+
+
+def inet6_text(value: bytes) -> str:
+    """MariaDB's INET6 as it prints it (plugin/type_inet, Inet6::to_string): lower-case hex words
+    without leading zeros; the longest run of zero words (the first of equal ones, even a single
+    word) written `::`; an IPv4-compatible (`::1.2.3.4`) or IPv4-mapped (`::ffff:1.2.3.4`) address
+    with its last 32 bits dotted. Python's ipaddress differs on all three."""
+    words = [int.from_bytes(value[i:i + 2], "big") for i in range(0, 16, 2)]
+    start, length = _longest_zero_run(words)
+    if start == 0 and (length == 6 or (length == 5 and words[5] == 0xFFFF)):
+        return ("::ffff:" if length == 5 else "::") + inet4_text(value[12:])
+    if length == 0:
+        return ":".join(f"{w:x}" for w in words)
+    head = ":".join(f"{w:x}" for w in words[:start])
+    tail = ":".join(f"{w:x}" for w in words[start + length:])
+    return f"{head}::{tail}"
+
+
+def _longest_zero_run(words: list[int]) -> tuple[int, int]:
+    best = (0, 0)
+    start = None
+    for index, word in enumerate([*words, 1]):
+        if word == 0 and start is None:
+            start = index
+        elif word != 0 and start is not None:
+            if index - start > best[1]:
+                best = (start, index - start)
+            start = None
+    return best
+
+
+_PRINTED_BINARY: dict[str, Callable[[bytes], str]] = {
+    "uuid": uuid_text, "inet4": inet4_text, "inet6": inet6_text}
+"""MariaDB's types stored as BINARY(n), by information_schema DATA_TYPE: the text a SELECT reads."""
+
+
+def _printed_binary(pad: Convert, text: Callable[[bytes], str]) -> Convert:
+    def convert(value: Any) -> Any:
+        padded = pad(value)
+        return text(padded) if isinstance(padded, bytes) else padded
+
+    return convert
+
+
 def binary_bytes(value: Any) -> Any:
     """VARBINARY and BLOB: the library reads an empty value as ``''``; it is empty bytes."""
     return b"" if value == "" else value
@@ -155,8 +209,9 @@ def _text(value: Any) -> Any:
 
 
 def needs_definition(column: Any) -> bool:
-    """Whether `binlog_converter` needs this column's definition from information_schema."""
-    return column.type in (FLOAT, DOUBLE)
+    """Whether `binlog_converter` needs this column's definition from information_schema: the D
+    of a FLOAT/DOUBLE, and whether a BINARY(n) is one of MariaDB's UUID, INET4, INET6."""
+    return column.type in (FLOAT, DOUBLE) or (column.type == STRING and _is_binary(column))
 
 
 def binlog_converter(column: Any, definition: ColumnDefinition | None = None) -> Convert | None:
@@ -177,12 +232,18 @@ def binlog_converter(column: Any, definition: ColumnDefinition | None = None) ->
         return simple[kind]
     if kind == SET:
         return set_joiner(list(column.set_values or []))
-    if getattr(column, "character_set_name", None) == "binary":
+    if _is_binary(column):
         if kind == STRING:
-            return binary_padder(int(column.max_length))
+            pad = binary_padder(int(column.max_length))
+            text = _PRINTED_BINARY.get(definition.data_type) if definition is not None else None
+            return pad if text is None else _printed_binary(pad, text)
         if kind in (VARCHAR, BLOB):
             return binary_bytes
     return None
+
+
+def _is_binary(column: Any) -> bool:
+    return getattr(column, "character_set_name", None) == "binary"
 
 
 def select_converter(type_code: int) -> Convert | None:
