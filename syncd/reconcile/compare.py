@@ -14,6 +14,7 @@ never equal. Canonical values are hashable (JSON becomes its sorted text, arrays
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import struct
@@ -252,6 +253,15 @@ def _bytea(value: Any) -> Any:
     return value
 
 
+def _inet(value: Any) -> Any:
+    """An address, with its netmask (psycopg reads an `inet` as an address object, one with a
+    netmask as an interface; a mapped value is text)."""
+    try:
+        return ipaddress.ip_interface(str(value))
+    except ValueError:
+        return value
+
+
 def _uuid(value: Any) -> Any:
     if isinstance(value, str):
         try:
@@ -276,12 +286,14 @@ _AS_IS = {"timestamp with time zone", "timestamp without time zone", "date", "uu
 _EXPECTED: dict[str, Canon] = {
     **dict.fromkeys(_INTEGER_TYPES, _integer), **dict.fromkeys(_TEXT_TYPES, _text),
     "double precision": _double, "real": _real, "boolean": _boolean, "json": _json, "jsonb": _json,
-    "bytea": _bytea, "uuid": _uuid, "ARRAY": _array,
+    "bytea": _bytea, "uuid": _uuid, "ARRAY": _array, "inet": _inet, "cidr": _inet,
 }
 _STORED: dict[str, Canon] = {
-    "json": _json, "jsonb": _json, "double precision": _double, "real": _double, "bytea": _bytea,
-    "ARRAY": _array,
+    "json": _json, "jsonb": _json, "double precision": _double, "real": _real, "bytea": _bytea,
+    "ARRAY": _array, "inet": _inet, "cidr": _inet,
 }
+"""A `real` is read back as the double nearest to its shortest text: its single-precision value
+again (psycopg gives 1.23457 for the float4 1.2345699…)."""
 _ZONED: dict[str, Callable[[tzinfo], Canon]] = {
     "timestamp with time zone": _timestamptz, "timestamp without time zone": _timestamp, "date": _date,
 }

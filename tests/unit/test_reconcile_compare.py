@@ -6,6 +6,7 @@ import json
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Network
 from pathlib import Path
 from uuid import UUID
 
@@ -84,6 +85,12 @@ class TestCanonical:
          datetime(2024, 5, 1, 4, 30)),
         (ColumnType("day", "date"), datetime(2024, 5, 1, 23, 0), date(2024, 5, 1)),
         (ColumnType("real", "real"), 0.1, 0.10000000149011612),
+        (ColumnType("real", "real"), 1.23457, 1.23457),  # psycopg reads a float4 by its shortest text
+        (ColumnType("real", "real"), 3.40282e38, 3.40282e38),
+        (ColumnType("ip", "inet"), "10.0.0.1", IPv4Address("10.0.0.1")),
+        (ColumnType("ip", "inet"), "::ffff:1.2.3.4", IPv6Address("::ffff:1.2.3.4")),
+        (ColumnType("ip", "inet"), "10.0.0.0/8", IPv4Interface("10.0.0.0/8")),
+        (ColumnType("net", "cidr"), "2001:db8::/32", IPv6Network("2001:db8::/32")),
     ])
     def test_mapped_values_compare_as_the_target_stores_them(self, column: ColumnType, mapped: object,
                                                               stored: object) -> None:
