@@ -35,8 +35,10 @@ def position(server: MariaDBServer) -> Position:
 
 
 def decoded_changes(server: MariaDBServer, database: str, tables: set[str], start: Position, end: Position,
-                    decoder: str, monkeypatch: pytest.MonkeyPatch) -> list[RowChange]:
-    """The row changes of `tables` committed between `start` and `end`, read with `decoder`."""
+                    decoder: str, monkeypatch: pytest.MonkeyPatch,
+                    use: dict[str, tuple[bool, int]] | None = None) -> list[RowChange]:
+    """The row changes of `tables` committed between `start` and `end`, read with `decoder`;
+    `use` is filled with `decoder_use` of the reader."""
     monkeypatch.setenv(fastpath.DECODER_ENV, decoder)
     reader = BinlogReader(root_source(server, database, monkeypatch), start, tables)
     changes: list[RowChange] = []
@@ -46,6 +48,19 @@ def decoded_changes(server: MariaDBServer, database: str, tables: set[str], star
                 changes.extend(event.changes)
             if reader.position() >= end:
                 break
+        if use is not None:
+            use.update(decoder_use(reader))
     finally:
         reader.close()
     return changes
+
+
+def decoder_use(reader: BinlogReader) -> dict[str, tuple[bool, int]]:
+    """Per table the reader decoded rows of: whether the C decoder reads its images, and how many
+    events it handed back to the generated Python."""
+    used = {}
+    for table in getattr(reader._stream, "table_map", {}).values():
+        decoder = getattr(table, "_syncd_decoder", None)
+        if decoder is not None:
+            used[table.table] = (decoder.native is not None, decoder.handed_back)
+    return used
