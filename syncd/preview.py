@@ -175,9 +175,12 @@ def _quote(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-def select_statement(table: str, key_columns: tuple[str, ...], where: str | None, limit: int) -> str:
-    """The SELECT preview runs. `where` is the operator's SQL, used as written (read-only)."""
-    query = f"SELECT * FROM {_quote(table)}"
+def select_statement(table: str, key_columns: tuple[str, ...], where: str | None, limit: int,
+                     columns: tuple[str, ...] = ()) -> str:
+    """The SELECT preview runs. `where` is the operator's SQL, used as written (read-only).
+    `columns`: every column of the table (`*` leaves out INVISIBLE ones); none: `*`."""
+    selected = ", ".join(_quote(c) for c in columns) or "*"
+    query = f"SELECT {selected} FROM {_quote(table)}"
     if where and where.strip():
         query += f" WHERE ({where})"
     if key_columns:
@@ -201,7 +204,8 @@ def read_source_rows(source: SourceConfig, table: str, where: str | None, limit:
             cur.execute("SET SESSION TRANSACTION READ ONLY")
             cur.execute("START TRANSACTION READ ONLY")
             # Executed without parameters, so a '%' in the operator's condition stays as typed.
-            cur.execute(select_statement(table, key, where, limit))
+            columns = tuple(checks.table_columns(conn, source.database, table) or ())
+            cur.execute(select_statement(table, key, where, limit, columns))
             names = [d[0] for d in cur.description]
             converters = [(d[0], f) for d in cur.description if (f := select_converter(d[1])) is not None]
             rows = [dict(zip(names, values, strict=True)) for values in cur.fetchall()]

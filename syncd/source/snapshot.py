@@ -146,15 +146,15 @@ class SourceSnapshot:
                 self._conn = None
 
     def _select_list(self, table: str) -> tuple[str, dict[str, charsets.Charset]]:
-        """Every column, text read as bytes and decoded as the binlog reader decodes it (a few rows
-        by key: a utf8mb4 column holding a surrogate, which PyMySQL cannot decode, reads too),
-        and the text columns' charsets."""
+        """Every column by name (`*` would leave out INVISIBLE ones), text read as bytes and
+        decoded as the binlog reader decodes it (a few rows by key: a utf8mb4 column holding a
+        surrogate, which PyMySQL cannot decode, reads too), and the text columns' charsets."""
         assert self._conn is not None
         raw = {name: charsets.lookup(charset) for name, charset in
                raw_text_columns(self._conn, self.source.database, table, every=True).items()}
-        if not raw:
-            return "*", raw
         names = table_columns(self._conn, self.source.database, table) or {}
+        if not names:
+            return "*", raw  # the table is gone: the SELECT says so
         return ", ".join(charsets.select_raw(n) if n in raw else _quote(n) for n in names), raw
 
     def _fetch(self, query: str, params: tuple,

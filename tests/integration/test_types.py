@@ -485,7 +485,7 @@ class TestTypeCorpus:
             eventually(lambda: not run.mismatches(), 90)  # the stream has caught up
             scenario.stop(process)
             log = scenario.log_text()
-            assert warnings_of(log) == expected_warnings(before, after), run.failure([])
+            assert warnings_of(log) == expected_warnings(before, after), f"SYNCD_CORPUS_SEED={run.seed}"
             copied = [json.loads(line[line.index("{"):]) for line in log.splitlines()
                       if '"snapshot_table"' in line]
             assert {e["table"] for e in copied if e["copy_text"]} == set(corpus.PUSHED)

@@ -428,6 +428,7 @@ TYPES: list[Kind] = [
     K("gen_s", "VARCHAR(40) AS (CONCAT(vc_pg, '!')) STORED", TEXT, "text", fixed("DEFAULT"), CHR,
       settable=False),
     K("inv", "INT INVISIBLE DEFAULT 7", INTEGER, "integer", fixed("DEFAULT", "-5", "NULL"), ETC),
+    K("inv_num", "BIGINT INVISIBLE", INTEGER, "bigint", ints(-(2 ** 63), 2 ** 63 - 1), NUM),
     K("def_now", "DATETIME(6) DEFAULT CURRENT_TIMESTAMP(6)", DATETIME, "timestamp", fixed("DEFAULT"), ETC),
     K("def_uuid", "VARCHAR(36) DEFAULT (UUID())", TEXT, "text", fixed("DEFAULT"), ETC),
     K("def_expr", "INT DEFAULT (1 + 1)", INTEGER, "integer", fixed("DEFAULT"), ETC),
