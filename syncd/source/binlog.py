@@ -24,6 +24,8 @@ from pymysqlreplication.event import (
     XAPrepareEvent,
     XidEvent,
 )
+from pymysqlreplication.json_binary import parse_json
+from pymysqlreplication.packet import BinLogPacketWrapper
 from pymysqlreplication.row_event import (
     DeleteRowsEvent,
     PartialUpdateRowsEvent,
@@ -55,6 +57,7 @@ from syncd.source.values import (
     Convert,
     apply_converters,
     binlog_converter,
+    json_document,
     needs_definition,
     time2_from_binary,
 )
@@ -83,6 +86,23 @@ def _read_string_exact(event: RowsEvent, size: int, column: Any) -> Any:
 
 
 RowsEvent._RowsEvent__read_string = _read_string_exact  # type: ignore[attr-defined]
+
+
+def _read_binary_json_text(packet: BinLogPacketWrapper, size: int, is_partial: bool) -> Any:
+    """MySQL's binary JSON as JSON text (values.json_document). The library parses it into Python
+    values, reading a document that is the JSON literal null as None, the value of SQL NULL;
+    and it carries top-level strings as bytes. Partial updates are refused before they are read."""
+    if is_partial:
+        return _library_read_binary_json(packet, size, is_partial)
+    length = packet.read_uint_by_size(size)
+    if length == 0:
+        return None  # no document at all, as the library reads it
+    data = packet.read(length)
+    return json_document(parse_json(data[0], data[1:]))
+
+
+_library_read_binary_json = BinLogPacketWrapper.read_binary_json
+BinLogPacketWrapper.read_binary_json = _read_binary_json_text  # type: ignore[method-assign]
 
 
 def _read_labels(event: TableMapEvent, length: int) -> list[list[bytes]]:

@@ -13,6 +13,7 @@ The binlog library and PyMySQL disagree on several types (measured on MariaDB 10
 | BINARY(n) | trailing NULs stripped (all NULs: `''`) | padded | padded |
 | VARBINARY, BLOB | bytes (empty: `''`) | bytes | bytes |
 | SET | Python set | 'a,c' | 'a,c' (definition order) |
+| JSON (MySQL) | parsed (bytes strings, null as None) | text | text (binlog.py reads it) |
 | GEOMETRY | SRID + WKB | SRID + WKB | WKB |
 | UUID, INET4, INET6 (MariaDB) | BINARY(16/4/16) bytes | text | text (as the server prints it) |
 | TIMESTAMP | naive UTC | naive in session zone (UTC) | aware UTC |
@@ -27,7 +28,8 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from syncd.source.definitions import ColumnDefinition
@@ -185,27 +187,29 @@ def set_joiner(labels: list[str]) -> Convert:
     return join
 
 
-def json_text(value: Any) -> Any:
-    """MySQL's binary JSON arrives parsed, with bytes keys and strings; carry it as JSON text."""
-    if isinstance(value, dict | list):
-        return json.dumps(_json_strings(value), ensure_ascii=False, default=str)
-    return value
+def json_document(value: Any) -> str:
+    """MySQL's binary JSON, as the library parses it, written as JSON text.
 
-
-def _json_strings(value: Any) -> Any:
+    Whatever the document is at the top: an object or array (with bytes keys and strings), a
+    string (bytes), a number, true, false, or null (None: syncd/source/binlog.py reads the
+    document itself, so that the literal null is not taken for SQL NULL). DECIMAL values stay
+    numbers; dates and times inside a document are strings.
+    """
     if isinstance(value, dict):
-        return {_text(k): _json_strings(v) for k, v in value.items()}
+        return "{" + ", ".join(f"{_json_string(k)}: {json_document(v)}" for k, v in value.items()) + "}"
     if isinstance(value, list):
-        return [_json_strings(v) for v in value]
-    return _text(value)
+        return "[" + ", ".join(json_document(v) for v in value) + "]"
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, int | float | Decimal):
+        return str(value) if isinstance(value, Decimal) else json.dumps(value)
+    return _json_string(value)
 
 
-def _text(value: Any) -> Any:
+def _json_string(value: Any) -> str:
     if isinstance(value, bytes):
-        return value.decode("utf-8", "backslashreplace")
-    if isinstance(value, datetime | date | timedelta):
-        return str(value)
-    return value
+        value = value.decode("utf-8", "backslashreplace")
+    return json.dumps(value if isinstance(value, str) else str(value), ensure_ascii=False)
 
 
 def needs_definition(column: Any) -> bool:
@@ -226,7 +230,6 @@ def binlog_converter(column: Any, definition: ColumnDefinition | None = None) ->
     simple: dict[int, Convert] = {
         BIT: bit_from_text, TIMESTAMP: timestamp_from_binlog,
         TIMESTAMP2: timestamp_from_binlog, YEAR: year_from_binlog, GEOMETRY: geometry,
-        JSON: json_text,
     }
     if kind in simple:
         return simple[kind]

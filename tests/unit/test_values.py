@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import struct
+from decimal import Decimal
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pymysqlreplication.packet import BinLogPacketWrapper
 
+from syncd.source import binlog, fastpath
 from syncd.source.definitions import ColumnDefinition
 from syncd.source.values import (
     BLOB,
@@ -18,8 +24,11 @@ from syncd.source.values import (
     binlog_converter,
     float_as_printed,
     inet6_text,
+    json_document,
     needs_definition,
 )
+
+assert binlog  # reads MySQL's binary JSON as text (it replaces the library's reader)
 
 
 def binary_column(kind: int, length: int) -> SimpleNamespace:
@@ -115,3 +124,30 @@ def test_uuid_and_inet4_columns_arrive_as_the_text_mariadb_prints() -> None:
     assert inet4(b"\n") == "10.0.0.0" and inet4(b"\xff\xff\xff\xff") == "255.255.255.255"
     assert binlog_converter(column, ColumnDefinition("binary"))(b"\x01") == b"\x01" + bytes(15)
     assert needs_definition(column) and not needs_definition(binary_column(VARCHAR, 16))
+
+
+def binary_json(data: bytes) -> Any:
+    """A MySQL binary JSON document read from a row image as syncd reads it (4-byte length)."""
+    wrapper = fastpath._value_packet(len(data).to_bytes(4, "little") + data)
+    return BinLogPacketWrapper.read_binary_json(wrapper, 4, False)
+
+
+@pytest.mark.parametrize(("document", "text"), [
+    (b"\x04\x00", "null"),                        # the literal null: not SQL NULL
+    (b"\x04\x01", "true"),
+    (b"\x0c\x03abc", '"abc"'),                    # a string at the top
+    (b"\x0c\x06" + "中文".encode(), '"中文"'),
+    (b"\x05\xff\xff", "-1"),
+    (b"\x0b" + struct.pack("<d", 1.5), "1.5"),
+    (b"\x02\x02\x00\x0c\x00\x05\x01\x00\x0c\x0a\x00\x01x", '[1, "x"]'),
+    (b"\x00\x01\x00\x0c\x00\x0b\x00\x01\x00\x04\x00\x00a", '{"a": null}'),
+])
+def test_mysql_binary_json_is_read_as_json_text_whatever_is_at_its_top(document: bytes, text: str) -> None:
+    found = binary_json(document)
+    assert found == text
+    assert json.loads(found) == json.loads(text)
+
+
+def test_json_documents_keep_decimals_as_numbers() -> None:
+    document = {b"k": [Decimal("1.50"), None, False, b"\\"]}
+    assert json_document(document) == '{"k": [1.50, null, false, "\\\\"]}'
