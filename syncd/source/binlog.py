@@ -330,7 +330,7 @@ class BinlogReader:
             self._converters.clear()
         definitions = {}
         if any(needs_definition(c) for c in columns):
-            definitions = self.definitions.table(event.schema, event.table)
+            definitions = self.definitions.table(event.schema, event.table, self.position())
         converters = [(c.name, f) for c in columns
                       if (f := binlog_converter(c, definitions.get(c.name))) is not None]
         self._converters[id(columns)] = (columns, converters)

@@ -12,7 +12,7 @@ again after each DDL statement the reader passes in its schema, so a reader foll
 stream reads every row with the definition it was written under. A reader catching up on a
 backlog across an ALTER that changed a definition reads the older rows with the newer one;
 a schema history (definitions as of a binlog position) can answer instead through the same
-`Definitions` interface.
+`Definitions` interface, which is asked with the position of the rows being read.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import pymysql
 
 from syncd.errors import SourceUnavailable
+from syncd.model import Position
 
 
 @dataclass(frozen=True)
@@ -39,8 +40,9 @@ class ColumnDefinition:
 class Definitions(Protocol):
     """Column definitions by table, for the binlog reader."""
 
-    def table(self, schema: str, table: str) -> dict[str, ColumnDefinition]:
-        """The definitions of a table's columns, by column name ({} for a table that is gone)."""
+    def table(self, schema: str, table: str, at: Position) -> dict[str, ColumnDefinition]:
+        """The definitions of a table's columns when the binlog is at `at`, by column name ({} for
+        a table that is gone)."""
         ...
 
     def forget(self, schema: str) -> None:
@@ -64,7 +66,8 @@ class LiveDefinitions:
         self._conn: Any = None
         self._tables: dict[tuple[str, str], dict[str, ColumnDefinition]] = {}
 
-    def table(self, schema: str, table: str) -> dict[str, ColumnDefinition]:
+    def table(self, schema: str, table: str, at: Position) -> dict[str, ColumnDefinition]:
+        """The definitions now, whatever `at` is (see the module docstring)."""
         found = self._tables.get((schema, table))
         if found is None:
             found = self._tables[(schema, table)] = self._read(schema, table)
