@@ -60,6 +60,8 @@ from syncd.source.values import (
     json_document,
     needs_definition,
     time2_from_binary,
+    time_from_binary,
+    unreadable,
 )
 
 # Make the library raise on lost connections instead of silently reconnecting from a
@@ -73,6 +75,15 @@ def _read_time2_exact(event: RowsEvent, column: Any) -> Any:
 
 
 RowsEvent._RowsEvent__read_time2 = _read_time2_exact  # type: ignore[attr-defined]
+
+
+def _read_time_exact(event: RowsEvent) -> Any:
+    """The library reads an old-format TIME (tables from before MySQL 5.6.4 / MariaDB 10.1) as an
+    unsigned number; it is a signed 3-byte ±HHMMSS (-838:59:59 read as 839:12:57)."""
+    return time_from_binary(event.packet.read(3))
+
+
+RowsEvent._RowsEvent__read_time = _read_time_exact  # type: ignore[attr-defined]
 
 
 def _read_string_exact(event: RowsEvent, size: int, column: Any) -> Any:
@@ -331,6 +342,10 @@ class BinlogReader:
         definitions = {}
         if any(needs_definition(c) for c in columns):
             definitions = self.definitions.table(event.schema, event.table, self.position())
+        for column in columns:
+            if problem := unreadable(column, definitions.get(column.name)):
+                raise StreamError(self.source.name, f"table {event.schema}.{event.table}, column "
+                                  f"{column.name}: {problem}", str(self.position()))
         converters = [(c.name, f) for c in columns
                       if (f := binlog_converter(c, definitions.get(c.name))) is not None]
         self._converters[id(columns)] = (columns, converters)

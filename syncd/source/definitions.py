@@ -35,6 +35,8 @@ class ColumnDefinition:
     """DATA_TYPE, lower case: 'float', 'double', 'uuid', ..."""
     scale: int | None = None
     """NUMERIC_SCALE: the D of FLOAT(M,D) / DOUBLE(M,D); None when the column declares none."""
+    fraction: int | None = None
+    """DATETIME_PRECISION: the fractional digits of a TIME, DATETIME or TIMESTAMP."""
 
 
 class Definitions(Protocol):
@@ -53,7 +55,7 @@ class Definitions(Protocol):
         ...
 
 
-_QUERY = ("SELECT COLUMN_NAME, DATA_TYPE, NUMERIC_SCALE FROM information_schema.COLUMNS "
+_QUERY = ("SELECT COLUMN_NAME, DATA_TYPE, NUMERIC_SCALE, DATETIME_PRECISION FROM information_schema.COLUMNS "
           "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s")
 
 
@@ -92,5 +94,9 @@ class LiveDefinitions:
             self.close()
             raise SourceUnavailable(self.source, f"reading the columns of {schema}.{table} from "
                                     f"information_schema failed: {exc.args[-1]}") from exc
-        return {str(name): ColumnDefinition(str(kind).lower(), None if scale is None else int(scale))
-                for name, kind, scale in rows}
+        return {str(name): ColumnDefinition(str(kind).lower(), _number(scale), _number(fraction))
+                for name, kind, scale, fraction in rows}
+
+
+def _number(value: Any) -> int | None:
+    return None if value is None else int(value)

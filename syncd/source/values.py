@@ -42,8 +42,11 @@ ZERO_DATE = object()
 _EPOCH = datetime(1970, 1, 1)
 
 # MySQL column type codes (same numbers in the binlog and the client protocol).
-DECIMAL, FLOAT, DOUBLE, TIMESTAMP, DATE, DATETIME, YEAR, NEWDATE, VARCHAR = 0, 4, 5, 7, 10, 12, 13, 14, 15
+DECIMAL, FLOAT, DOUBLE, TIMESTAMP, DATE, TIME, DATETIME, YEAR, NEWDATE = 0, 4, 5, 7, 10, 11, 12, 13, 14
+VARCHAR = 15
 BIT, TIMESTAMP2, DATETIME2, JSON, SET, BLOB, STRING, GEOMETRY = 16, 17, 18, 245, 248, 252, 254, 255
+_OLD_TEMPORAL = (TIME, DATETIME, TIMESTAMP)
+_DEFINED = (FLOAT, DOUBLE, *_OLD_TEMPORAL)
 
 
 FLOAT_DIGITS = 6
@@ -214,8 +217,25 @@ def _json_string(value: Any) -> str:
 
 def needs_definition(column: Any) -> bool:
     """Whether `binlog_converter` needs this column's definition from information_schema: the D
-    of a FLOAT/DOUBLE, and whether a BINARY(n) is one of MariaDB's UUID, INET4, INET6."""
-    return column.type in (FLOAT, DOUBLE) or (column.type == STRING and _is_binary(column))
+    of a FLOAT/DOUBLE, whether a BINARY(n) is one of MariaDB's UUID, INET4, INET6, and whether an
+    old-format temporal column has fractional seconds (`unreadable`)."""
+    return column.type in _DEFINED or (column.type == STRING and _is_binary(column))
+
+
+def unreadable(column: Any, definition: ColumnDefinition | None) -> str | None:
+    """Why the binlog's values of this column cannot be read exactly, or None.
+
+    A TIME, DATETIME or TIMESTAMP with fractional seconds in MariaDB's format from before 10.1
+    (tables created by MariaDB 5.3-10.0, or with mysql56_temporal_format=OFF) is logged with
+    the old type codes and without its length: the row cannot be read past it.
+    """
+    if column.type in _OLD_TEMPORAL and definition is not None and definition.fraction:
+        kind = definition.data_type.upper()
+        return (f"{kind}({definition.fraction}) is stored in MariaDB's format from before 10.1, whose "
+                f"binlog values cannot be read; rebuild the table in the current format "
+                f"(SET GLOBAL mysql56_temporal_format = ON, then ALTER TABLE ... FORCE)")
+    return None
+
 
 
 def binlog_converter(column: Any, definition: ColumnDefinition | None = None) -> Convert | None:
@@ -275,6 +295,14 @@ def apply_converters(row: dict[str, Any], converters: list[tuple[str, Convert]])
         else:
             row[name] = converted
     return tuple(nulled)
+
+
+def time_from_binary(data: bytes) -> timedelta:
+    """Decode an old-format TIME (no fraction): a signed 3-byte little-endian ±HHMMSS."""
+    packed = int.from_bytes(data[:3], "little", signed=True)
+    magnitude = abs(packed)
+    value = timedelta(hours=magnitude // 10000, minutes=magnitude // 100 % 100, seconds=magnitude % 100)
+    return -value if packed < 0 else value
 
 
 def time2_from_binary(data: bytes, fsp: int) -> timedelta:

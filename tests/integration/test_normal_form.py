@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from devtools.sandbox import MariaDBServer
+from syncd.errors import StreamError
 from syncd.model import RowChange, SourceTransaction
 from syncd.reconcile.source import SourceReader
 from syncd.source import fastpath
@@ -140,3 +142,53 @@ def test_inet6_uuid_and_inet4_arrive_as_the_server_prints_them(
                                                      "CAST(ip4 AS CHAR) FROM addr")}
     assert {c.after["id"]: c.after for c in changes} == printed
     assert selected(mariadb, database, "addr", monkeypatch) == printed
+
+
+def create_in_old_format(server: MariaDBServer, database: str, statement: str) -> None:
+    """A table in MariaDB's temporal format from before 10.1 (what tables created by MySQL 5.5 or
+    MariaDB 5.3-10.0 still hold): the server writes new tables so while the setting is off."""
+    with server.connect(database) as conn, conn.cursor() as cur:
+        cur.execute("SET GLOBAL mysql56_temporal_format = OFF")
+        try:
+            cur.execute(statement)
+        finally:
+            cur.execute("SET GLOBAL mysql56_temporal_format = ON")
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_old_format_temporal_columns_arrive_as_the_server_prints_them(
+        mariadb: MariaDBServer, database: str, decoder: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An old-format TIME is a signed ±HHMMSS (the library read -838:59:59 as 839:12:57)."""
+    create_in_old_format(mariadb, database, "CREATE TABLE old (id INT PRIMARY KEY, tm TIME, dt DATETIME, "
+                                            "ts TIMESTAMP NULL)")
+    start = position(mariadb)
+    times = ["-838:59:59", "838:59:59", "-00:00:01", "00:00:00", "-12:34:56", "100:00:00"]
+    execute(mariadb, database, "SET SESSION time_zone = '+00:00'", "INSERT INTO old VALUES " + ", ".join(
+        f"({i}, '{t}', '2024-02-29 12:34:56', '2038-01-19 03:14:07')" for i, t in enumerate(times)))
+    changes = decoded_changes(mariadb, database, {"old"}, start, position(mariadb), decoder, monkeypatch)
+    printed = dict(execute(mariadb, database, "SELECT id, CAST(tm AS CHAR) FROM old"))
+    assert [printed[i] for i in range(len(times))] == times
+    read = {c.after["id"]: c.after for c in changes}
+    for i, text in enumerate(times):
+        sign = -1 if text.startswith("-") else 1
+        hours, minutes, seconds = (int(part) for part in text.lstrip("-").split(":"))
+        assert read[i]["tm"] == sign * timedelta(hours=hours, minutes=minutes, seconds=seconds)
+        assert read[i]["ts"] == datetime(2038, 1, 19, 3, 14, 7, tzinfo=UTC)
+    assert {i: row["tm"] for i, row in selected(mariadb, database, "old", monkeypatch).items()} == {
+        i: row["tm"] for i, row in read.items()}
+
+
+def test_old_format_fractional_seconds_stop_the_source_with_the_fix(
+        mariadb: MariaDBServer, database: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Their binlog values carry no length: refused, naming the column and how to rebuild it."""
+    create_in_old_format(mariadb, database, "CREATE TABLE oldf (id INT PRIMARY KEY, at DATETIME(6))")
+    start = position(mariadb)
+    execute(mariadb, database, "INSERT INTO oldf VALUES (1, '2024-02-29 12:34:56.123456')")
+    with pytest.raises(StreamError, match=r"oldf, column at: DATETIME\(6\) is stored in MariaDB's format "
+                                          r"from before 10.1.*ALTER TABLE \.\.\. FORCE"):
+        decoded_changes(mariadb, database, {"oldf"}, start, position(mariadb), "fast", monkeypatch)
+    execute(mariadb, database, "ALTER TABLE oldf FORCE")  # the fix the message gives
+    start = position(mariadb)
+    execute(mariadb, database, "INSERT INTO oldf VALUES (2, '2024-02-29 12:34:56.654321')")
+    changes = decoded_changes(mariadb, database, {"oldf"}, start, position(mariadb), "fast", monkeypatch)
+    assert changes[0].after == {"id": 2, "at": datetime(2024, 2, 29, 12, 34, 56, 654321)}

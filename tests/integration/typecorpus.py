@@ -334,11 +334,14 @@ def _local(value: Any) -> Any:
 
 
 NUM, FLT, CHR, BIN, TIM = "c_num", "c_flt", "c_chr", "c_bin", "c_tim"
-ETC, BITS_TABLE, GEO = "etc", "bit", "geo"
+ETC, BITS_TABLE, GEO, OLD = "etc", "bit", "geo", "old"
 NATIVE = (NUM, FLT, CHR, BIN, TIM)
 """Tables of column types the C decoder reads (syncd/source/_rowimage.c)."""
 PUSHED = (NUM, CHR, TIM)
 """Tables the source server writes as COPY text and both servers checksum (reconcile pushdown)."""
+OLD_FORMAT = (OLD,)
+"""Tables created in MariaDB's temporal format from before 10.1 (mysql56_temporal_format=OFF), as
+tables made by MySQL 5.5 or MariaDB 5.3-10.0 still are."""
 
 K = Kind
 TYPES: list[Kind] = [
@@ -434,6 +437,11 @@ TYPES: list[Kind] = [
     K("def_expr", "INT DEFAULT (1 + 1)", INTEGER, "integer", fixed("DEFAULT"), ETC),
     K("def_blob", "BLOB DEFAULT ('x')", BYTES, "bytea", fixed("DEFAULT"), ETC),
     K("def_json", "JSON DEFAULT ('{}')", JSON, "jsonb", fixed("DEFAULT"), ETC),
+    # TIME, DATETIME, TIMESTAMP in the format of MySQL 5.5 / MariaDB 10.0 (no fractional seconds)
+    K("o_tm", "TIME", TIME, "interval", times(0), OLD),
+    K("o_dtm", "DATETIME", DATETIME, "timestamp", datetimes(0), OLD),
+    K("o_ts", "TIMESTAMP NULL", TIMESTAMP, "timestamptz", timestamps(0), OLD),
+    K("o_dt", "DATE", DATE, "date", dates(), OLD),
     # BIT(1..64)
     *(K(f"bit{n}", f"BIT({n})", BITS, "numeric(20,0)", bits(n), BITS_TABLE) for n in range(1, 65)),
     # spatial types with SRIDs

@@ -42,11 +42,12 @@ class Connection:
 
 
 def test_a_table_is_read_once_until_a_ddl_in_its_schema() -> None:
-    conn = Connection([("price", "FLOAT", 2), ("n", "int", 0), ("u", "uuid", None)])
+    conn = Connection([("price", "FLOAT", 2, None), ("n", "int", 0, None), ("u", "uuid", None, None),
+                       ("at", "datetime", None, 6)])
     definitions = LiveDefinitions("shop", lambda: conn)
     found = definitions.table("db", "t", AT)
     assert found == {"price": ColumnDefinition("float", 2), "n": ColumnDefinition("int", 0),
-                     "u": ColumnDefinition("uuid", None)}
+                     "u": ColumnDefinition("uuid", None), "at": ColumnDefinition("datetime", None, 6)}
     definitions.table("db", "t", AT)
     definitions.forget("other")
     definitions.table("db", "t", AT)
@@ -58,7 +59,7 @@ def test_a_table_is_read_once_until_a_ddl_in_its_schema() -> None:
 
 def test_a_failed_read_is_a_source_error_and_the_next_one_reconnects() -> None:
     broken = Connection([], pymysql.err.OperationalError(2013, "Lost connection"))
-    healthy = Connection([("f", "float", None)])
+    healthy = Connection([("f", "float", None, None)])
     connections = iter([broken, healthy])
     definitions = LiveDefinitions("shop", lambda: next(connections))
     with pytest.raises(SourceUnavailable, match=r"information_schema.*Lost connection"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
+from datetime import timedelta
 from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
@@ -17,6 +18,8 @@ from syncd.source import binlog, fastpath
 from syncd.source.definitions import ColumnDefinition
 from syncd.source.values import (
     BLOB,
+    DATETIME,
+    DATETIME2,
     DOUBLE,
     FLOAT,
     STRING,
@@ -26,6 +29,8 @@ from syncd.source.values import (
     inet6_text,
     json_document,
     needs_definition,
+    time_from_binary,
+    unreadable,
 )
 
 assert binlog  # reads MySQL's binary JSON as text (it replaces the library's reader)
@@ -151,3 +156,22 @@ def test_mysql_binary_json_is_read_as_json_text_whatever_is_at_its_top(document:
 def test_json_documents_keep_decimals_as_numbers() -> None:
     document = {b"k": [Decimal("1.50"), None, False, b"\\"]}
     assert json_document(document) == '{"k": [1.50, null, false, "\\\\"]}'
+
+
+@given(st.integers(min_value=-838, max_value=838), st.integers(0, 59), st.integers(0, 59))
+def test_an_old_format_time_is_signed(hours: int, minutes: int, seconds: int) -> None:
+    """Before MySQL 5.6.4 / MariaDB 10.1 a TIME was a signed 3-byte ±HHMMSS."""
+    sign = -1 if hours < 0 or (hours == 0 and minutes % 2) else 1
+    packed = sign * (abs(hours) * 10000 + minutes * 100 + seconds)
+    value = timedelta(hours=abs(hours), minutes=minutes, seconds=seconds)
+    assert time_from_binary(packed.to_bytes(3, "little", signed=True)) == sign * value
+
+
+def test_old_format_fractional_seconds_are_refused_with_the_fix() -> None:
+    column = SimpleNamespace(type=DATETIME, name="at")
+    assert needs_definition(column)
+    assert unreadable(column, ColumnDefinition("datetime", None, 0)) is None
+    problem = unreadable(column, ColumnDefinition("datetime", None, 6))
+    assert problem is not None and "DATETIME(6)" in problem and "ALTER TABLE ... FORCE" in problem
+    current = SimpleNamespace(type=DATETIME2, name="at")  # the format of MySQL 5.6.4+ and MariaDB 10.1+
+    assert unreadable(current, ColumnDefinition("datetime", None, 6)) is None
