@@ -17,10 +17,13 @@ The binlog library and PyMySQL disagree on several types (measured on MariaDB 10
 | GEOMETRY | SRID + WKB | SRID + WKB | WKB |
 | UUID, INET4, INET6 (MariaDB) | BINARY(16/4/16) bytes | text | text (as the server prints it) |
 | TIMESTAMP | naive UTC | naive in session zone (UTC) | aware UTC |
+| old-format TIME | unsigned (negative: wrong) | timedelta | timedelta (binlog.py reads it) |
 
 Zero dates become None; the converter reports which columns it nulled, so the caller can warn.
-What the binlog does not say about a column (the D of FLOAT(M,D)) comes from its definition in
-information_schema (syncd/source/definitions.py); `needs_definition` says which columns need one.
+What the binlog does not say about a column (the D of FLOAT(M,D), a MariaDB UUID/INET type, an
+old-format temporal column's fraction) comes from its definition in information_schema
+(syncd/source/definitions.py); `needs_definition` says which columns need one, `unreadable`
+which ones cannot be read at all.
 """
 
 from __future__ import annotations
@@ -46,8 +49,8 @@ DECIMAL, FLOAT, DOUBLE, TIMESTAMP, DATE, TIME, DATETIME, YEAR, NEWDATE = 0, 4, 5
 VARCHAR = 15
 BIT, TIMESTAMP2, DATETIME2, JSON, SET, BLOB, STRING, GEOMETRY = 16, 17, 18, 245, 248, 252, 254, 255
 _OLD_TEMPORAL = (TIME, DATETIME, TIMESTAMP)
+"""Type codes of TIME, DATETIME and TIMESTAMP in the format from before MySQL 5.6.4 / MariaDB 10.1."""
 _DEFINED = (FLOAT, DOUBLE, *_OLD_TEMPORAL)
-
 
 FLOAT_DIGITS = 6
 """Significant digits MySQL and MariaDB print of a FLOAT declared without D (FLT_DIG)."""
