@@ -6,8 +6,8 @@ source value itself, so both servers can hash the same canonical text of each ro
 
 * each value becomes text the same way on both sides (integers and decimals in their plain
   form, ZEROFILL zeros left out, text as UTF-8, dates as `YYYY-MM-DD`, DATETIME as
-  `YYYY-MM-DD HH:MM:SS[.ffffff]` wall time of the source time zone, as PostgreSQL prints it;
-  a zero date NULL, as syncd writes it), each followed by `|`; text values
+  `YYYY-MM-DD HH:MM:SS[.ffffff]` wall time of the source time zone, as PostgreSQL prints it),
+  each followed by `|`; text values
   (which may hold any character) prefixed by their length in bytes and `:`; NULL as `~` (text:
   a bare `:`); so that no two different rows give the same text;
 * MD5 of the row's text, its first 120 bits split into two 60-bit integers, summed over the
@@ -120,7 +120,6 @@ def _column(source: str, source_type: str, target: str, kind: ColumnType | None,
         return f"CONVERT({mine} USING utf8mb4)", sql.SQL("{}::text").format(theirs)
     if value in ("integer", "decimal"):  # `+ 0`: a ZEROFILL column's text has its zeros (007)
         return f"CAST({mine} + 0 AS CHAR)", sql.SQL("{}::text").format(theirs)
-    mine = _zero_date_null(mine)  # the target holds NULL for a zero date (docs/types.md)
     if value == "date":
         return f"CAST({mine} AS CHAR)", sql.SQL("{}::text").format(theirs)
     # PostgreSQL's text of a timestamp (ISO, as psycopg requires): microseconds without their
@@ -132,11 +131,6 @@ def _column(source: str, source_type: str, target: str, kind: ColumnType | None,
     assert offset is not None
     zone_text = sql.Literal(offset_text(offset))
     return mine, sql.SQL("({} AT TIME ZONE INTERVAL {})::text").format(theirs, zone_text)
-
-
-def _zero_date_null(column: str) -> str:
-    """MySQL: the column, NULL when it holds a zero or partial-zero date ('0000-00-00', '2024-00-15')."""
-    return f"IF(YEAR({column}) = 0 OR MONTH({column}) = 0 OR DAYOFMONTH({column}) = 0, NULL, {column})"
 
 
 def offset_text(offset: timedelta) -> str:

@@ -494,7 +494,8 @@ class TestTypeCorpus:
             assert {e["table"] for e in copied if e["copy_text"]} == set(corpus.PUSHED)
 
             passes = [reconcile_report(scenario, *args) for args in ((), (), ("--full",))]
-            assert {m["mapping"] for m in passes[0] if m["chunks_pushed_down"]} == set(corpus.PUSHED)
+            # (zero dates in c_tim send its one range row by row: the target holds them as NULL)
+            assert {m["mapping"] for m in passes[0] if m["chunks_pushed_down"]} == {corpus.NUM, corpus.CHR}
             remembered = {m["mapping"] for m in passes[1] if m["chunks_unchanged"]}
             assert remembered >= set(grouped) - set(corpus.PUSHED)
 
