@@ -290,11 +290,11 @@ class BinlogReader:
         tx, self._open = self._open, None
         if tx is not None and tx.gtid:
             self.gtids.add(tx.gtid)
-        schema = _schema(event)
         # A DDL may change what a TABLE_MAP does not show (FLOAT(10,1) -> FLOAT(10,6)).
-        self.definitions.forget(schema or self.source.database)
+        self.definitions.forget()
         self._converters.clear()
-        return SchemaChange(self.source.name, schema, event.query, self.position(), _utc(event.timestamp))
+        return SchemaChange(self.source.name, _schema(event), event.query, self.position(),
+                            _utc(event.timestamp))
 
     def _prepare(self, event: XAPrepareEvent) -> None:
         """Rows of a prepared XA transaction wait for its COMMIT (or vanish on ROLLBACK)."""

@@ -8,8 +8,8 @@ need their definition; the binlog reader asks `TableDefinitions` for the table's
 `information_schema.COLUMNS` answers.
 
 The answer is the table as it is *now*. It is read when the reader first needs a table and
-again after each DDL statement the reader passes in its schema, so a reader following the
-stream reads every row with the definition it was written under. A reader catching up on a
+again after each DDL statement the reader passes, so a reader following the stream reads every
+row with the definition it was written under. A reader catching up on a
 backlog across an ALTER that changed a definition reads the older rows with the newer one;
 a schema history (definitions as of a binlog position) can answer instead through the same
 `Definitions` interface, which is asked with the position of the rows being read.
@@ -47,8 +47,9 @@ class Definitions(Protocol):
         a table that is gone)."""
         ...
 
-    def forget(self, schema: str) -> None:
-        """A DDL statement ran in `schema`: what was read of its tables may be out of date."""
+    def forget(self) -> None:
+        """A DDL statement ran (in any schema: `ALTER TABLE db.t` names its own): what was read
+        may be out of date."""
         ...
 
     def close(self) -> None:
@@ -75,8 +76,8 @@ class LiveDefinitions:
             found = self._tables[(schema, table)] = self._read(schema, table)
         return found
 
-    def forget(self, schema: str) -> None:
-        self._tables = {k: v for k, v in self._tables.items() if k[0] != schema}
+    def forget(self) -> None:
+        self._tables.clear()
 
     def close(self) -> None:
         if self._conn is not None:
