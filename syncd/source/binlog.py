@@ -51,7 +51,7 @@ from syncd.model import (
 from syncd.source import charsets, fastpath
 from syncd.source.checks import connect
 from syncd.source.connection import SourceConnection
-from syncd.source.definitions import Definitions, LiveDefinitions
+from syncd.source.definitions import ColumnDefinition, Definitions, LiveDefinitions
 from syncd.source.gtid import GtidState
 from syncd.source.values import (
     Convert,
@@ -339,17 +339,23 @@ class BinlogReader:
             return cached[1]
         if len(self._converters) > 4096:
             self._converters.clear()
-        definitions = {}
-        if any(needs_definition(c) for c in columns):
-            definitions = self.definitions.table(event.schema, event.table, self.position())
-        for column in columns:
-            if problem := unreadable(column, definitions.get(column.name)):
-                raise StreamError(self.source.name, f"table {event.schema}.{event.table}, column "
-                                  f"{column.name}: {problem}", str(self.position()))
+        definitions = self._definitions_for(event)
         converters = [(c.name, f) for c in columns
                       if (f := binlog_converter(c, definitions.get(c.name))) is not None]
         self._converters[id(columns)] = (columns, converters)
         return converters
+
+    def _definitions_for(self, event: RowsEvent) -> dict[str, ColumnDefinition]:
+        """The definitions of the event's columns the binlog does not carry (none for most tables);
+        a column whose values cannot be read stops the source, naming it."""
+        if not any(needs_definition(c) for c in event.columns):
+            return {}
+        definitions = self.definitions.table(event.schema, event.table, self.position())
+        for column in event.columns:
+            if problem := unreadable(column, definitions.get(column.name)):
+                raise StreamError(self.source.name, f"table {event.schema}.{event.table}, column "
+                                  f"{column.name}: {problem}", str(self.position()))
+        return definitions
 
     def _check_full_image(self, event: RowsEvent, row: dict) -> None:
         for sources_key in ("none_sources", "before_none_sources", "after_none_sources"):
