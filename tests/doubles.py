@@ -108,6 +108,7 @@ class ListKeyReader:
     keys: dict[str, tuple[str, ...]]
     position: Position
     closed: bool = False
+    zero_dates: dict[tuple, tuple[str, ...]] = field(default_factory=dict)
 
     def read_point(self) -> Position:
         return self.position

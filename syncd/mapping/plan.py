@@ -6,7 +6,7 @@ TransformError inside, and comes out as a DeadLetter.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any
@@ -517,6 +517,21 @@ def source_key_text(change: RowChange, source_key: tuple[str, ...] = ()) -> str:
     row = change.after if change.after is not None else change.before or {}
     names = source_key or change.key_columns or tuple(row)[:1]
     return row_key_text(names, [row.get(name) for name in names])
+
+
+ZERO_DATE_READ_AS_NULL = "zero_date_read_as_null"
+"""The warning every path that reads rows logs for a row whose zero dates it read as NULL."""
+
+
+def zero_date_fields(change: RowChange, mappings: Sequence[Mapping], position: str) -> dict[str, Any] | None:
+    """The fields of a change's `ZERO_DATE_READ_AS_NULL` warning (docs/types.md): table, the
+    columns the mappings read whose zero date became NULL, row key (by the first mapping's source
+    key) and position; None when the mappings read none of them."""
+    columns = tuple(c for c in change.zero_dates if any(c in m.source_columns for m in mappings))
+    if not columns:
+        return None
+    return {"table": change.table, "columns": columns,
+            "row_key": source_key_text(change, mappings[0].spec.source_key), "position": position}
 
 
 def dead_letter(mapping: Mapping, change: RowChange, ctx: ChangeContext, reason: str) -> DeadLetter:

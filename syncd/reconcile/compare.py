@@ -14,6 +14,7 @@ never equal. Canonical values are hashable (JSON becomes its sorted text, arrays
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import struct
@@ -205,20 +206,51 @@ def _date(zone: tzinfo) -> Canon:
 
 
 def _json(value: Any) -> Any:
+    """JSON by what it says: text (how the target is read, and a mapped value is written) parsed,
+    then written one way: keys sorted (the last of repeated keys kept, as jsonb keeps it), numbers
+    by value (`1e2` is `100`, `1.0` is `1`, as jsonb compares them), a JSON string quoted, so that
+    it never equals other JSON or SQL NULL (which stays None)."""
     if isinstance(value, str):
         try:
-            return _json_text(json.loads(value))
+            return _json_written(json.loads(value, parse_float=Decimal))
         except ValueError:
             return value
     if isinstance(value, dict | list | int | float | bool):
-        return _json_text(value)
+        return _json_written(value)
     return value
+
+
+def _json_written(value: Any) -> str:
+    if isinstance(value, dict):
+        items = sorted((str(k), _json_written(v)) for k, v in value.items())
+        return "{" + ",".join(f"{json.dumps(k, ensure_ascii=False)}:{v}" for k, v in items) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_json_written(v) for v in value) + "]"
+    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+        return _json_number(value)
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _json_number(value: int | float | Decimal) -> str:
+    number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    if not number.is_finite():
+        return str(number)
+    return "0" if number.is_zero() else str(number.normalize())
 
 
 def _bytea(value: Any) -> Any:
     if isinstance(value, bytearray | memoryview):
         return bytes(value)
     return value
+
+
+def _inet(value: Any) -> Any:
+    """An address, with its netmask (psycopg reads an `inet` as an address object, one with a
+    netmask as an interface; a mapped value is text)."""
+    try:
+        return ipaddress.ip_interface(str(value))
+    except ValueError:
+        return value
 
 
 def _uuid(value: Any) -> Any:
@@ -245,12 +277,14 @@ _AS_IS = {"timestamp with time zone", "timestamp without time zone", "date", "uu
 _EXPECTED: dict[str, Canon] = {
     **dict.fromkeys(_INTEGER_TYPES, _integer), **dict.fromkeys(_TEXT_TYPES, _text),
     "double precision": _double, "real": _real, "boolean": _boolean, "json": _json, "jsonb": _json,
-    "bytea": _bytea, "uuid": _uuid, "ARRAY": _array,
+    "bytea": _bytea, "uuid": _uuid, "ARRAY": _array, "inet": _inet, "cidr": _inet,
 }
 _STORED: dict[str, Canon] = {
-    "json": _json, "jsonb": _json, "double precision": _double, "real": _double, "bytea": _bytea,
-    "ARRAY": _array,
+    "json": _json, "jsonb": _json, "double precision": _double, "real": _real, "bytea": _bytea,
+    "ARRAY": _array, "inet": _inet, "cidr": _inet,
 }
+"""A `real` is read back as the double nearest to its shortest text: its single-precision value
+again (psycopg gives 1.23457 for the float4 1.2345699…)."""
 _ZONED: dict[str, Callable[[tzinfo], Canon]] = {
     "timestamp with time zone": _timestamptz, "timestamp without time zone": _timestamp, "date": _date,
 }

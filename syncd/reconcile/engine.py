@@ -255,7 +255,7 @@ class _Pass:
                        for n in names]
         stored = [stored_canon(target_types[n]) if n in target_types else None for n in names]
         self.target = TargetReader(self.conn, self.layout.slice_shape(),
-                                   partial(canonicalize_rows, canons=stored))
+                                   partial(canonicalize_rows, canons=stored), target_types)
         self.mapper = chunk_mapper(self.layout, self.options.keys_only)
         self.persons = (PersonColumns(self.mapping, self._read_persons)
                         if self.layout.persons or self.mapping.identity is not None else None)

@@ -5,8 +5,9 @@ a mapping that only *copies* columns (renames allowed), the value the target sho
 source value itself, so both servers can hash the same canonical text of each row:
 
 * each value becomes text the same way on both sides (integers and decimals in their plain
-  form, text as UTF-8, dates as `YYYY-MM-DD`, DATETIME as `YYYY-MM-DD HH:MM:SS[.ffffff]` wall
-  time of the source time zone, as PostgreSQL prints it), each followed by `|`; text values
+  form, ZEROFILL zeros left out, text as UTF-8, dates as `YYYY-MM-DD`, DATETIME as
+  `YYYY-MM-DD HH:MM:SS[.ffffff]` wall time of the source time zone, as PostgreSQL prints it),
+  each followed by `|`; text values
   (which may hold any character) prefixed by their length in bytes and `:`; NULL as `~` (text:
   a bare `:`); so that no two different rows give the same text;
 * MD5 of the row's text, its first 120 bits split into two 60-bit integers, summed over the
@@ -126,7 +127,9 @@ def _column(source: str, source_type: str, target: str, kind: ColumnType | None,
         return None
     if value == "text":
         return f"CONVERT({mine} USING utf8mb4)", f"{theirs}::text"
-    if value in ("integer", "decimal", "date"):
+    if value in ("integer", "decimal"):  # `+ 0`: a ZEROFILL column's text has its zeros (007)
+        return f"CAST({mine} + 0 AS CHAR)", f"{theirs}::text"
+    if value == "date":
         return f"CAST({mine} AS CHAR)", f"{theirs}::text"
     # PostgreSQL's text of a timestamp (ISO, as psycopg requires): microseconds without their
     # trailing zeros, no fraction at all when zero; MariaDB's text made the same (`%` doubled:

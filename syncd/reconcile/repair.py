@@ -18,10 +18,13 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
+import structlog
+
 from syncd.config import Config
 from syncd.errors import RepairError, TransformError
 from syncd.mapping.load import SourcePlan
 from syncd.mapping.plan import (
+    ZERO_DATE_READ_AS_NULL,
     ChangeContext,
     Mapping,
     dead_letter,
@@ -30,6 +33,7 @@ from syncd.mapping.plan import (
     map_key,
     remove_op,
     row_key_text,
+    zero_date_fields,
 )
 from syncd.model import (
     REPAIR_AT,
@@ -49,6 +53,8 @@ from syncd.sink.postgres import PostgresSink
 from syncd.sink.state import read_repair, request_repair
 from syncd.source.base import KeyReader
 from syncd.source.snapshot import SourceSnapshot
+
+log = structlog.get_logger("syncd.reconcile.repair")
 
 
 @dataclass(frozen=True)
@@ -154,6 +160,8 @@ class RepairRead:
     """normalised key -> (key as requested, source row or None)."""
     newer: list[tuple[Any, ...]] = field(default_factory=list)
     """Keys (as requested) the binlog changed after the read: left to the stream."""
+    zero_dates: dict[tuple[str, ...], tuple[str, ...]] = field(default_factory=dict)
+    """normalised key -> the columns whose zero date the read row read as NULL."""
 
     def drop_changed(self, change: RowChange) -> None:
         """DBLog's rule: a key the binlog changes after the read is the stream's to apply."""
@@ -176,7 +184,8 @@ def read_keys(snapshot: KeyReader, mapping: Mapping,
     found = snapshot.rows_by_key(mapping.spec.table, key_columns, wanted)
     by_text = {normal_key(k): row for k, row in found.items()}
     rows = {normal_key(k): (k, by_text.get(normal_key(k))) for k in wanted}
-    return RepairRead(mapping, key_columns, snapshot.read_point(), rows)
+    zeros = {normal_key(k): columns for k, columns in snapshot.zero_dates.items()}
+    return RepairRead(mapping, key_columns, snapshot.read_point(), rows, zero_dates=zeros)
 
 
 def repair_batch(read: RepairRead, source: str, commit_time: datetime,
@@ -187,8 +196,11 @@ def repair_batch(read: RepairRead, source: str, commit_time: datetime,
     ctx = ChangeContext(source, f"{REPAIR_AT}{read.position}", commit_time)
     planned = [KeyOutcome(key, row_key_text(read.key_columns, key), Outcome.NEWER_IN_STREAM)
                for key in read.newer]
-    for original, row in read.rows.values():
+    for normal, (original, row) in read.rows.items():
         mapped, change = _mapped(read, original, row, ctx)
+        change.zero_dates = read.zero_dates.get(normal, ())
+        if change.zero_dates and (zeros := zero_date_fields(change, [read.mapping], ctx.position)):
+            log.warning(ZERO_DATE_READ_AS_NULL, source=source, **zeros)
         origin = dead_letter(read.mapping, change, ctx, "")
         if mapped.dead_letters:
             batch.dead_letters.extend(mapped.dead_letters)

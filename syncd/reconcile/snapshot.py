@@ -37,7 +37,15 @@ import structlog
 from syncd.config import DEFAULT_CHUNK_ROWS, Config, SourceConfig
 from syncd.errors import RowsRejected, SnapshotError
 from syncd.mapping.load import SourcePlan
-from syncd.mapping.plan import ChangeContext, Mapping, dead_letter, map_change, remove_op
+from syncd.mapping.plan import (
+    ZERO_DATE_READ_AS_NULL,
+    ChangeContext,
+    Mapping,
+    dead_letter,
+    map_change,
+    remove_op,
+    zero_date_fields,
+)
 from syncd.model import SNAPSHOT_AT, Checkpoint, CopyProgress, Op, Position, Row, RowChange
 from syncd.reconcile.compare import ChunkDiff, Key
 from syncd.reconcile.copytext import CopyText, plan_copy_text
@@ -51,7 +59,7 @@ from syncd.sink.postgres import PostgresSink
 from syncd.sink.slices import column_types, server_encoding, slice_has_rows
 from syncd.sink.state import clear_progress, create_state_schema, read_progress, save_progress
 from syncd.source import history
-from syncd.source.chunks import SourceReader
+from syncd.source.chunks import SourceReader, ZeroDates
 from syncd.source.snapshot import SnapshotPoint, SourceSnapshot
 
 log = structlog.get_logger("syncd.snapshot")
@@ -323,12 +331,22 @@ class _Job:
             if self._commit_text(sink, job, lines, job.progress(last, copied + len(lines),
                                                                len(lines) < self.chunk_rows)):
                 return len(lines), last
-        rows = reader.chunk(job.table, job.key, job.columns, after, self.chunk_rows)
+        rows, zeros = reader.chunk(job.table, job.key, job.columns, after, self.chunk_rows)
         last = tuple(rows[-1][k] for k in job.key) if rows else after
         batch = _map_rows(job.table, job.key, rows, job.mappings, job.ctx)
+        self._warn_zero_dates(job, rows, zeros)
         result.dead_letters += self._commit(sink, batch, job.progress(last, copied + len(rows),
                                                                       len(rows) < self.chunk_rows))
         return len(rows), last
+
+    def _warn_zero_dates(self, job: _TableCopy, rows: list[Row], zeros: ZeroDates) -> None:
+        """What streaming logs of the zero dates it reads as NULL, for the copied rows (the COPY
+        text path never has any: PostgreSQL refuses a zero date, and the chunk comes here)."""
+        for index, columns in zeros.items():
+            change = RowChange(job.table, Op.INSERT, None, rows[index], key_columns=job.key,
+                               zero_dates=columns)
+            if fields := zero_date_fields(change, job.mappings, job.ctx.position):
+                self.log.warning(ZERO_DATE_READ_AS_NULL, **fields)
 
     def _commit_text(self, sink: PostgresSink, job: _TableCopy, lines: list[bytes],
                      state: CopyProgress) -> bool:
@@ -468,7 +486,7 @@ class _Job:
         while True:
             if self.stop.is_set():
                 return False
-            rows = reader.chunk(table, key, key, after, self.chunk_rows)
+            rows, _ = reader.chunk(table, key, key, after, self.chunk_rows)
             last = len(rows) < self.chunk_rows
             keys = [tuple(row[k] for k in key) for row in rows]
             for mapping in mappings:

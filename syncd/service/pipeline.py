@@ -23,7 +23,14 @@ import structlog
 from syncd.config import Config
 from syncd.errors import SinkError
 from syncd.mapping.load import SourcePlan
-from syncd.mapping.plan import ChangeContext, Mapping, dead_letter, map_change, source_key_text
+from syncd.mapping.plan import (
+    ZERO_DATE_READ_AS_NULL,
+    ChangeContext,
+    Mapping,
+    dead_letter,
+    map_change,
+    zero_date_fields,
+)
 from syncd.model import (
     Checkpoint,
     DeadLetter,
@@ -291,10 +298,8 @@ class Pipeline:
 
     def _map_into(self, batch: Batch, change: RowChange, mappings: list[Mapping], ctx: ChangeContext) -> None:
         batch.changes_by_table[change.table] += 1
-        if change.zero_dates and mappings:
-            self.log.warning("zero_date_read_as_null", table=change.table, columns=change.zero_dates,
-                             row_key=source_key_text(change, mappings[0].spec.source_key),
-                             position=ctx.position)
+        if change.zero_dates and (zeros := zero_date_fields(change, mappings, ctx.position)):
+            self.log.warning(ZERO_DATE_READ_AS_NULL, **zeros)
         for mapping in mappings:
             mapped = map_change(mapping, change, ctx)
             if mapped.dead_letters:

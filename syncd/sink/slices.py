@@ -76,17 +76,31 @@ Canonicalize = Callable[[list[tuple[Any, ...]]], list[tuple[Any, ...]]]
 """Rows as read -> rows as compared (key columns first, then the compared ones)."""
 
 
-class TargetReader:
-    """Reads one mapping's slice; soft-deleted rows left out."""
+_READ_AS_TEXT = frozenset({"json", "jsonb"})
+"""Types read as their text: psycopg would parse JSON, and a JSON string read back would be
+Python text and JSON null None (as SQL NULL); `json` has no hash for the checksum either."""
 
-    def __init__(self, conn: psycopg.Connection, shape: SliceShape, canonicalize: Canonicalize) -> None:
+
+def _selected(name: str, kind: ColumnType | None) -> sql.Composable:
+    if kind is not None and kind.data_type in _READ_AS_TEXT:
+        return sql.SQL("{}::text").format(pg_name(name))
+    return pg_name(name)
+
+
+class TargetReader:
+    """Reads one mapping's slice; soft-deleted rows left out. `types`: the table's column types
+    (JSON columns are read as their text)."""
+
+    def __init__(self, conn: psycopg.Connection, shape: SliceShape, canonicalize: Canonicalize,
+                 types: dict[str, ColumnType] | None = None) -> None:
         self.conn = conn
         self.shape = shape
         self.table = shape.table
         self.canonicalize = canonicalize
         names = [*shape.key, *shape.compared]
+        types = types or {}
         self._select = sql.SQL("SELECT {} FROM {}").format(
-            sql.SQL(", ").join(pg_name(n) for n in names), table_sql(self.table))
+            sql.SQL(", ").join(_selected(n, types.get(n)) for n in names), table_sql(self.table))
         # The slice, live rows only: a soft-deleted row counts as absent.
         self._slice = [sql.SQL("{} = %s").format(pg_name(k)) for k, _ in shape.slice]
         if shape.soft_delete_column:

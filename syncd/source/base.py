@@ -31,6 +31,9 @@ class EventStream(Protocol):
 class KeyReader(Protocol):
     """Source rows read by key in one consistent read (a repair's rows); closed by its user."""
 
+    zero_dates: dict[tuple, tuple[str, ...]]
+    """For the rows of the last `rows_by_key`, by key: columns whose zero date read as None."""
+
     def read_point(self) -> Position:
         """The binlog position the read sees the source at."""
 

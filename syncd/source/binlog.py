@@ -28,6 +28,8 @@ from pymysqlreplication.event import (
     XAPrepareEvent,
     XidEvent,
 )
+from pymysqlreplication.json_binary import parse_json
+from pymysqlreplication.packet import BinLogPacketWrapper
 from pymysqlreplication.row_event import (
     DeleteRowsEvent,
     PartialUpdateRowsEvent,
@@ -53,10 +55,21 @@ from syncd.model import (
     Undecodable,
 )
 from syncd.source import charsets, fastpath
+from syncd.source.checks import connect
 from syncd.source.connection import SourceConnection, TlsFailure, tls_error
 from syncd.source.continuity import ResumeGuard
+from syncd.source.definitions import ColumnDefinition, Definitions, LiveDefinitions
 from syncd.source.gtid import GtidState
-from syncd.source.values import Convert, apply_converters, binlog_converter, time2_from_binary
+from syncd.source.values import (
+    Convert,
+    apply_converters,
+    binlog_converter,
+    json_document,
+    needs_definition,
+    time2_from_binary,
+    time_from_binary,
+    unreadable,
+)
 
 # Make the library raise on lost connections instead of silently reconnecting from a
 # position that may be mid-transaction; syncd reconnects from its durable checkpoint.
@@ -71,6 +84,15 @@ def _read_time2_exact(event: RowsEvent, column: Any) -> Any:
 RowsEvent._RowsEvent__read_time2 = _read_time2_exact  # type: ignore[attr-defined]
 
 
+def _read_time_exact(event: RowsEvent) -> Any:
+    """The library reads an old-format TIME (tables from before MySQL 5.6.4 / MariaDB 10.1) as an
+    unsigned number; it is a signed 3-byte ±HHMMSS (-838:59:59 read as 839:12:57)."""
+    return time_from_binary(event.packet.read(3))
+
+
+RowsEvent._RowsEvent__read_time = _read_time_exact  # type: ignore[attr-defined]
+
+
 def _read_string_exact(event: RowsEvent, size: int, column: Any) -> Any:
     """The library decodes text with Python's codecs (which differ from the server's) and fails
     on bytes the server cannot convert; read the server's text, or an `Undecodable` marker."""
@@ -82,6 +104,23 @@ def _read_string_exact(event: RowsEvent, size: int, column: Any) -> Any:
 
 
 RowsEvent._RowsEvent__read_string = _read_string_exact  # type: ignore[attr-defined]
+
+
+def _read_binary_json_text(packet: BinLogPacketWrapper, size: int, is_partial: bool) -> Any:
+    """MySQL's binary JSON as JSON text (values.json_document). The library parses it into Python
+    values, reading a document that is the JSON literal null as None, the value of SQL NULL;
+    and it carries top-level strings as bytes. Partial updates are refused before they are read."""
+    if is_partial:
+        return _library_read_binary_json(packet, size, is_partial)
+    length = packet.read_uint_by_size(size)
+    if length == 0:
+        return None  # no document at all, as the library reads it
+    data = packet.read(length)
+    return json_document(parse_json(data[0], data[1:]))
+
+
+_library_read_binary_json = BinLogPacketWrapper.read_binary_json
+BinLogPacketWrapper.read_binary_json = _read_binary_json_text  # type: ignore[method-assign]
 
 
 def _read_labels(event: TableMapEvent, length: int) -> list[list[bytes]]:
@@ -147,8 +186,10 @@ class BinlogReader:
 
     def __init__(self, source: SourceConfig, start: Position, tables: set[str],
                  gtid_state: GtidState | None = None, *, guard: ResumeGuard | None = None,
-                 blocking: bool = True) -> None:
+                 blocking: bool = True, definitions: Definitions | None = None) -> None:
         self.source = source
+        self.definitions = definitions or LiveDefinitions(source.name, lambda: connect(source))
+        """What the binlog does not say about columns (see syncd/source/definitions.py)."""
         self.start = start
         self.tables = tables
         self.gtids = gtid_state or GtidState()
@@ -188,6 +229,7 @@ class BinlogReader:
         if self._stream is not None:
             self._stream.close()
             self._stream = None
+        self.definitions.close()
 
     def position(self) -> Position:
         assert self._stream is not None
@@ -283,6 +325,9 @@ class BinlogReader:
         gtid = tx.gtid if tx is not None else None
         if gtid:
             self.gtids.add(gtid)
+        # A DDL may change what a TABLE_MAP does not show (FLOAT(10,1) -> FLOAT(10,6)).
+        self.definitions.forget()
+        self._converters.clear()
         return SchemaChange(self.source.name, _schema(event), event.query, self.position(),
                             _utc(event.timestamp), gtid)
 
@@ -308,7 +353,7 @@ class BinlogReader:
         if event.table not in self.tables:
             return
         tx = self._open = self._open or _OpenTransaction(None)
-        converters = self._converters_for(event.columns)
+        converters = self._converters_for(event)
         key = _key_columns(event)
         # The fast path reads FULL images only (others go to the library): nothing to check.
         checked = getattr(event, "full_row_image", False)
@@ -321,16 +366,31 @@ class BinlogReader:
             yield TransactionPart(self.source.name, tx.changes)
             tx.changes, tx.parted = [], True
 
-    def _converters_for(self, columns: list) -> list[tuple[str, Convert]]:
-        """Per table map (the library keeps one columns list per map), built once."""
+    def _converters_for(self, event: RowsEvent) -> list[tuple[str, Convert]]:
+        """Per table map (the library keeps one columns list per map), built once (again after DDL)."""
+        columns = event.columns
         cached = self._converters.get(id(columns))
         if cached is not None and cached[0] is columns:
             return cached[1]
         if len(self._converters) > 4096:
             self._converters.clear()
-        converters = [(c.name, f) for c in columns if (f := binlog_converter(c)) is not None]
+        definitions = self._definitions_for(event)
+        converters = [(c.name, f) for c in columns
+                      if (f := binlog_converter(c, definitions.get(c.name))) is not None]
         self._converters[id(columns)] = (columns, converters)
         return converters
+
+    def _definitions_for(self, event: RowsEvent) -> dict[str, ColumnDefinition]:
+        """The definitions of the event's columns the binlog does not carry (none for most tables);
+        a column whose values cannot be read stops the source, naming it."""
+        if not any(needs_definition(c) for c in event.columns):
+            return {}
+        definitions = self.definitions.table(event.schema, event.table, self.position())
+        for column in event.columns:
+            if problem := unreadable(column, definitions.get(column.name)):
+                raise StreamError(self.source.name, f"table {event.schema}.{event.table}, column "
+                                  f"{column.name}: {problem}", str(self.position()))
+        return definitions
 
     def _check_full_image(self, event: RowsEvent, row: dict) -> None:
         for sources_key in ("none_sources", "before_none_sources", "after_none_sources"):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from syncd.config import SourceConfig
 from syncd.errors import SourceError, SourceUnavailable
@@ -29,6 +29,18 @@ from syncd.source.connection import translated
 from syncd.source.snapshot import row_key
 from syncd.source.values import ZERO_DATE, Convert, select_converter
 from syncd.sqlnames import HASH, HASHED, my_name, sums_text
+
+ZeroDates = dict[int, tuple[str, ...]]
+"""By row index: the columns whose zero date ('0000-00-00') the row read as NULL."""
+
+
+class Fetched(NamedTuple):
+    """Rows read by a SELECT, as tuples of values in their normal form."""
+
+    names: list[str]
+    rows: list[tuple]
+    zero_dates: ZeroDates
+    """Rows without zero dates are left out."""
 
 
 def after_condition(key: Sequence[str]) -> str:
@@ -120,18 +132,18 @@ class SourceReader:
         return found
 
     def _read(self, table: str, columns: Sequence[str],
-              query: Callable[[str], tuple[str, list[Any]]]) -> tuple[list[str], list[tuple]]:
+              query: Callable[[str], tuple[str, list[Any]]]) -> Fetched:
         """`fetch` of `query(select list)`; a value PyMySQL cannot decode (a utf8mb4 column holding
         a surrogate, which the server converts to no UTF-8) has the table read raw from then on."""
         try:
-            return self.fetch(*query(self.select_list(table, columns)), self.raw_columns(table))
+            return self.fetched(*query(self.select_list(table, columns)), self.raw_columns(table))
         except UnicodeDecodeError:  # the rest of that result is still on the wire: start afresh
             self.conn.close()
             self.conn = connect(self.source, self.source.database)
             self._execute("SET SESSION time_zone = '+00:00'")
             self._raw[table] = {name: charsets.lookup(charset) for name, charset in
                                 raw_text_columns(self.conn, self.source.database, table, every=True).items()}
-            return self.fetch(*query(self.select_list(table, columns)), self.raw_columns(table))
+            return self.fetched(*query(self.select_list(table, columns)), self.raw_columns(table))
 
     def select_list(self, table: str, columns: Sequence[str]) -> str:
         raw = self.raw_columns(table)
@@ -144,14 +156,11 @@ class SourceReader:
         return int(rows[0][0] or 0) if rows else 0
 
     def chunk(self, table: str, key: Sequence[str], columns: Sequence[str],
-              after: Sequence[Any] | None, limit: int) -> list[Row]:
-        """The next `limit` rows after key `after` (None: from the start), in key order."""
-        return _dicts(*self.chunk_tuples(table, key, columns, after, limit))
-
-    def chunk_tuples(self, table: str, key: Sequence[str], columns: Sequence[str],
-                     after: Sequence[Any] | None, limit: int) -> tuple[list[str], list[tuple]]:
-        """`chunk` as (column names, rows as tuples)."""
-        return self._read(table, columns, lambda select: _chunk_query(table, key, select, after, limit))
+              after: Sequence[Any] | None, limit: int) -> tuple[list[Row], ZeroDates]:
+        """The next `limit` rows after key `after` (None: from the start), in key order, and the
+        columns whose zero date each row read as NULL (by row index; rows without are left out)."""
+        fetched = self._read(table, columns, lambda select: _chunk_query(table, key, select, after, limit))
+        return _dicts(fetched.names, fetched.rows), fetched.zero_dates
 
     def copy_lines(self, table: str, key: Sequence[str], line: str, after: Sequence[Any] | None,
                    limit: int) -> tuple[list[bytes], tuple[Any, ...] | None]:
@@ -174,7 +183,7 @@ class SourceReader:
         if checksum:
             self._execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
         try:
-            names, rows = self._read(table, columns, lambda select: (
+            names, rows, _ = self._read(table, columns, lambda select: (
                 f"SELECT {select} FROM {my_name(table)}{where} ORDER BY {order} LIMIT %s", [*params, limit]))
             full = len(rows) == limit
             upper = tuple(rows[-1][names.index(k)] for k in key) if full else _key(upto)
@@ -223,7 +232,7 @@ class SourceReader:
             part = keys[start:start + 500]
             row_marks = "(" + ", ".join(["%s"] * len(key)) + ")"
             where = f"WHERE ({', '.join(my_name(k) for k in key)}) IN ({', '.join([row_marks] * len(part))})"
-            names, found = self._read(table, columns, lambda select, where=where, part=part: (
+            names, found, _ = self._read(table, columns, lambda select, where=where, part=part: (
                 f"SELECT {select} FROM {my_name(table)} {where}", [v for k in part for v in k]))
             rows.extend(found)
         return names, rows
@@ -253,6 +262,12 @@ class SourceReader:
               raw: dict[str, charsets.Charset] | None = None) -> tuple[list[str], list[tuple]]:
         """Rows as tuples, values normalised like the binlog's (syncd/source/values.py); the
         columns of `raw` (read as bytes) decoded as the binlog reader decodes them."""
+        fetched = self.fetched(query, params, raw)
+        return fetched.names, fetched.rows
+
+    def fetched(self, query: str, params: Sequence[Any],
+                raw: dict[str, charsets.Charset] | None = None) -> Fetched:
+        """`fetch`, with the columns whose zero date each row read as NULL."""
         with translated(self.source.name, "read"), self.conn.cursor() as cur:
             cur.execute(query, params)
             names = [d[0] for d in cur.description]
@@ -262,8 +277,8 @@ class SourceReader:
             converters += [(i, _text(raw[name], name)) for i, name in enumerate(names) if name in raw]
             rows = list(cur.fetchall())
         if converters and rows:
-            rows = _converted(rows, converters)
-        return names, rows
+            return _converted(names, rows, converters)
+        return Fetched(names, rows, {})
 
     def position(self) -> Position | None:
         """The source's current binlog position (where its binlog ends right now)."""
@@ -294,12 +309,17 @@ def _dicts(names: list[str], rows: list[tuple]) -> list[Row]:
     return [dict(zip(names, row, strict=True)) for row in rows]
 
 
-def _converted(rows: list[tuple], converters: list[tuple[int, Convert]]) -> list[tuple]:
+def _converted(names: list[str], rows: list[tuple], converters: list[tuple[int, Convert]]) -> Fetched:
     columns = list(zip(*rows, strict=True))
+    zeros: dict[int, list[str]] = {}
     for index, convert in converters:
         converted = [None if v is None else convert(v) for v in columns[index]]
-        columns[index] = tuple(None if v is ZERO_DATE else v for v in converted)
-    return list(zip(*columns, strict=True))
+        nulled = [row for row, value in enumerate(converted) if value is ZERO_DATE]
+        for row in nulled:
+            zeros.setdefault(row, []).append(names[index])
+            converted[row] = None
+        columns[index] = tuple(converted)
+    return Fetched(names, list(zip(*columns, strict=True)), {row: tuple(c) for row, c in zeros.items()})
 
 
 def source_checksum_sql(columns: Sequence[str]) -> str:

@@ -68,8 +68,9 @@ class SourceSnapshot:
     def __init__(self, source: SourceConfig) -> None:
         self.source = source
         self._conn: pymysql.connections.Connection | None = None
-        self.zero_dates: list[tuple[str, ...]] = []
-        """For the rows of the last read: columns whose zero date became None."""
+        self.zero_dates: dict[tuple, tuple[str, ...]] = {}
+        """For the rows of the last `rows_by_key`, by key: columns whose zero date became None
+        (rows without any left out)."""
 
     def open(self) -> SnapshotPoint:
         conn = connect(self.source, self.source.database)
@@ -112,14 +113,18 @@ class SourceSnapshot:
     def rows_by_key(self, table: str, key: tuple[str, ...], keys: list[tuple]) -> dict[tuple, Row]:
         """The rows with these key values (see `row_key`) that exist in the snapshot, by key."""
         found: dict[tuple, Row] = {}
+        self.zero_dates = {}
         columns = ", ".join(my_name(k) for k in key)
         select, raw = self._select_list(table)
         for start in range(0, len(keys), 1000):
             part = keys[start:start + 1000]
             marks = ", ".join(["(" + ", ".join(["%s"] * len(key)) + ")"] * len(part))
             query = f"SELECT {select} FROM {my_name(table)} WHERE ({columns}) IN ({marks})"
-            for row in self._fetch(query, tuple(v for k in part for v in k), raw):
-                found[tuple(row[k] for k in key)] = row
+            for row, zeros in self._fetch(query, tuple(v for k in part for v in k), raw):
+                row_key = tuple(row[k] for k in key)
+                found[row_key] = row
+                if zeros:
+                    self.zero_dates[row_key] = zeros
         return found
 
     def close(self) -> None:
@@ -131,18 +136,20 @@ class SourceSnapshot:
                 self._conn = None
 
     def _select_list(self, table: str) -> tuple[str, dict[str, charsets.Charset]]:
-        """Every column, text read as bytes and decoded as the binlog reader decodes it (a few rows
-        by key: a utf8mb4 column holding a surrogate, which PyMySQL cannot decode, reads too),
-        and the text columns' charsets."""
+        """Every column by name (`*` would leave out INVISIBLE ones), text read as bytes and
+        decoded as the binlog reader decodes it (a few rows by key: a utf8mb4 column holding a
+        surrogate, which PyMySQL cannot decode, reads too), and the text columns' charsets."""
         assert self._conn is not None
         raw = {name: charsets.lookup(charset) for name, charset in
                raw_text_columns(self._conn, self.source.database, table, every=True).items()}
-        if not raw:
-            return "*", raw
         names = table_columns(self._conn, self.source.database, table) or {}
+        if not names:
+            return "*", raw  # the table is gone: the SELECT says so
         return ", ".join(charsets.select_raw(n) if n in raw else my_name(n) for n in names), raw
 
-    def _fetch(self, query: str, params: tuple, raw: dict[str, charsets.Charset]) -> list[Row]:
+    def _fetch(self, query: str, params: tuple,
+               raw: dict[str, charsets.Charset]) -> list[tuple[Row, tuple[str, ...]]]:
+        """The rows, each with the columns whose zero date it read as None."""
         assert self._conn is not None
         try:
             with self._conn.cursor() as cur:
@@ -155,14 +162,16 @@ class SourceSnapshot:
                 rows = [dict(zip(names, values, strict=True)) for values in cur.fetchall()]
         except pymysql.err.OperationalError as exc:
             raise SourceUnavailable(self.source.name, f"snapshot read failed: {exc.args[-1]}") from exc
-        self.zero_dates = [apply_converters(row, converters) for row in rows]
-        return rows
+        return [(row, apply_converters(row, converters)) for row in rows]
 
 
-def select_statement(table: str, key_columns: tuple[str, ...], where: str | None, limit: int) -> str:
+def select_statement(table: str, key_columns: tuple[str, ...], where: str | None, limit: int,
+                     columns: tuple[str, ...] = ()) -> str:
     """The SELECT preview runs, as a PyMySQL format string (run with no parameters, it reads `%%`
-    as `%`). `where` is the operator's SQL, used as written (read-only)."""
-    query = f"SELECT * FROM {my_name(table)}"
+    as `%`). `where` is the operator's SQL, used as written (read-only). `columns`: every column
+    of the table (`*` leaves out INVISIBLE ones); none: `*`."""
+    selected = ", ".join(my_name(c) for c in columns) or "*"
+    query = f"SELECT {selected} FROM {my_name(table)}"
     if where and where.strip():
         query += f" WHERE ({where.replace('%', '%%')})"
     if key_columns:
@@ -185,7 +194,8 @@ def read_source_rows(source: SourceConfig, table: str, where: str | None, limit:
             cur.execute("SET SESSION time_zone = '+00:00'")
             cur.execute("SET SESSION TRANSACTION READ ONLY")
             cur.execute("START TRANSACTION READ ONLY")
-            cur.execute(select_statement(table, key, where, limit), ())
+            columns = tuple(table_columns(conn, source.database, table) or ())
+            cur.execute(select_statement(table, key, where, limit, columns), ())
             names = [d[0] for d in cur.description]
             converters = [(d[0], f) for d in cur.description if (f := select_converter(d[1])) is not None]
             rows = [dict(zip(names, values, strict=True)) for values in cur.fetchall()]

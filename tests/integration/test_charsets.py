@@ -240,7 +240,7 @@ def test_select_reads_the_same_values_as_the_binlog(
     try:
         for charset, stored in expected.items():
             table = f"t_{charset}"
-            rows = reader.chunk(table, ["id"], ["id", "v", "n"], None, 100_000)
+            rows, _ = reader.chunk(table, ["id"], ["id", "v", "n"], None, 100_000)
             chunk = {row["id"]: row["v"] for row in rows}
             keys = [(i,) for i in stored]
             repaired = {key[0]: row["v"] for key, row in snapshot.rows_by_key(table, ("id",), keys).items()}

@@ -315,3 +315,41 @@ class TestRefusals:
         validated = scenario.cli("validate", "--live")
         assert validated.returncode == 0, validated.stdout
         assert "(checked live)" in validated.stdout
+
+
+class TestNoUniqueKeyAtAll:
+    def test_refused_then_synced_by_an_invisible_primary_key(
+            self, tmp_path: Path, postgres: PostgresServer, target_db: str, mariadb: MariaDBServer,
+            source_db: Callable[[MariaDBServer], str]) -> None:
+        """No key at all: refused, naming both ways out; an INVISIBLE auto-increment primary key
+        (docs/mappings.md) leaves the application's `SELECT *` alone and makes every path work."""
+        shop = Source("shop", mariadb, source_db(mariadb))
+        shop.execute("CREATE TABLE audit (who VARCHAR(20), what VARCHAR(50)) CHARACTER SET utf8mb4",
+                     "INSERT INTO audit VALUES ('a', 'x'), ('a', 'x'), ('b', 'y')")
+        target_sql = "CREATE TABLE audit (row_id bigint PRIMARY KEY, who text, what text)"
+        scenario = Scenario.create(tmp_path, postgres, target_db, {"shop": shop}, target_sql=target_sql)
+        try:
+            scenario.write_config("""
+                mappings:
+                  - {name: audit, source: shop, table: audit, target: audit, key: row_id,
+                     columns: {row_id: row_id, who: who, what: what}}
+                """)
+            refused = scenario.cli("snapshot")
+            assert refused.returncode == 2
+            assert "has no primary key" in refused.stderr and "`source_key:`" in refused.stderr
+            shop.execute("ALTER TABLE audit ADD COLUMN row_id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT "
+                         "INVISIBLE PRIMARY KEY")
+            assert shop.rows("SELECT * FROM audit ORDER BY who") == [("a", "x"), ("a", "x"), ("b", "y")]
+            process = scenario.start()
+            eventually(lambda: '"streaming"' in scenario.cli("status", "--json").stdout, 60)
+            shop.execute("INSERT INTO audit VALUES ('c', 'z')", "UPDATE audit SET what = 'w' WHERE who = 'b'")
+            expected = [(1, "a", "x"), (2, "a", "x"), (3, "b", "w"), (4, "c", "z")]
+            eventually(lambda: scenario.target("SELECT * FROM audit ORDER BY row_id") == expected, 30)
+            scenario.stop(process)
+            scenario.target("DELETE FROM audit WHERE row_id = 2")
+            scenario.target("UPDATE audit SET what = NULL WHERE row_id = 3")
+            assert scenario.cli("reconcile", "--repair").returncode == 0
+            assert scenario.target("SELECT * FROM audit ORDER BY row_id") == expected
+            assert scenario.cli("reconcile").returncode == 0
+        finally:
+            scenario.close()

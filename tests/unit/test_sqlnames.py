@@ -85,8 +85,8 @@ MY_VOCABULARY = {
     # statements that name no table or column
     "COMMIT", "CONSISTENT", "LIKE", "MASTER", "SHOW", "SNAPSHOT", "START", "STATUS", "TRANSACTION", "WITH",
     # the catalogue, read for a table's column charsets
-    "information_schema", "COLUMNS", "COLUMN_NAME", "CHARACTER_SET_NAME", "DATA_TYPE", "TABLE_NAME",
-    "TABLE_SCHEMA", "IS", "NOT", "NULL",
+    "information_schema", "COLUMNS", "COLUMN_NAME", "ORDINAL_POSITION", "CHARACTER_SET_NAME", "DATA_TYPE",
+    "TABLE_NAME", "TABLE_SCHEMA", "IS", "NOT", "NULL",
 }
 PG_NAMES = {"excluded", "pg_temp"}
 """Names PostgreSQL gives meaning to: the proposed row of ON CONFLICT, the session's temp schema."""
@@ -257,7 +257,7 @@ def mysql_statements(copied: Mapping, pushdown: Pushdown) -> list[str]:
     line = plan_copy_text(copied, SOURCE_TYPES, {n: ColumnType(n, t) for n, t in TARGET_TYPES.items()},
                           UTC, "UTF8")
     assert line is not None
-    reader.chunk_tuples(table, key, columns, (1,), 10)
+    reader.chunk(table, key, columns, (1,), 10)
     reader.copy_lines(table, key, line.line, (1,), 10)
     reader.chunk_range(table, key, columns, after=(1,), upto=(10,), limit=10, checksum=True)
     reader.pushed_sums(table, key, pushdown.source_hash, (1,), (10,))

@@ -249,3 +249,7 @@ class TestSelect:
     def test_no_where_no_key(self) -> None:
         assert select_statement("t", (), None, 1) == "SELECT * FROM `t` LIMIT 1"
         assert select_statement("t", (), "   ", 1) == "SELECT * FROM `t` LIMIT 1"
+
+    def test_every_column_is_named_so_invisible_ones_are_read_too(self) -> None:
+        assert select_statement("t", ("id",), None, 3, ("id", "hidden`")) == (
+            "SELECT `id`, `hidden``` FROM `t` ORDER BY `id` LIMIT 3")

@@ -6,6 +6,7 @@ import json
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Network
 from pathlib import Path
 from uuid import UUID
 
@@ -72,7 +73,7 @@ class TestCanonical:
         (ColumnType("flag", "text"), True, "true"),
         (ColumnType("flag", "boolean"), "yes", True),
         (ColumnType("code", "character", None, 5), "ab", "ab   "),
-        (ColumnType("data", "jsonb"), '{"b": 1, "a": 2}', {"a": 2, "b": 1}),
+        (ColumnType("data", "jsonb"), '{"b": 1, "a": 2}', '{"a": 2, "b": 1}'),
         (ColumnType("raw", "bytea"), bytearray(b"x"), b"x"),
         (ColumnType("id", "uuid"), "12345678-1234-5678-1234-567812345678",
          UUID("12345678-1234-5678-1234-567812345678")),
@@ -84,12 +85,40 @@ class TestCanonical:
          datetime(2024, 5, 1, 4, 30)),
         (ColumnType("day", "date"), datetime(2024, 5, 1, 23, 0), date(2024, 5, 1)),
         (ColumnType("real", "real"), 0.1, 0.10000000149011612),
+        (ColumnType("real", "real"), 1.23457, 1.23457),  # psycopg reads a float4 by its shortest text
+        (ColumnType("real", "real"), 3.40282e38, 3.40282e38),
+        (ColumnType("ip", "inet"), "10.0.0.1", IPv4Address("10.0.0.1")),
+        (ColumnType("ip", "inet"), "::ffff:1.2.3.4", IPv6Address("::ffff:1.2.3.4")),
+        (ColumnType("ip", "inet"), "10.0.0.0/8", IPv4Interface("10.0.0.0/8")),
+        (ColumnType("net", "cidr"), "2001:db8::/32", IPv6Network("2001:db8::/32")),
     ])
     def test_mapped_values_compare_as_the_target_stores_them(self, column: ColumnType, mapped: object,
                                                               stored: object) -> None:
         expected = expected_canon(column, UTC)(mapped)
         read_back = stored_canon(column)
         assert expected == (read_back(stored) if read_back else stored)
+
+    @pytest.mark.parametrize(("source", "stored"), [  # the source's JSON text; PostgreSQL's jsonb text
+        ('"abc"', '"abc"'), ("null", "null"), ('""', '""'), ('"null"', '"null"'), ("-0", "0"),
+        ("1.0", "1.0"), ("1e2", "100"), ("1E400", "1" + "0" * 400), ("true", "true"),
+        ("12345678901234567890.123456789", "12345678901234567890.123456789"),
+        ('{"k": 1, "k": 2}', '{"k": 2}'), ('"\\u4e2d 😀"', '"中 😀"'), ("[1.50, 2]", "[1.50, 2]"),
+        ('{"b": [1, "x", null], "a": {"c": false}}', '{"a": {"c": false}, "b": [1, "x", null]}'),
+    ])
+    @pytest.mark.parametrize("kind", ["json", "jsonb"])
+    def test_json_compares_by_what_it_says(self, source: str, stored: str, kind: str) -> None:
+        """A JSON string or null is not text or SQL NULL; numbers compare by value, as in jsonb."""
+        column = ColumnType("data", kind)
+        read_back = stored_canon(column)
+        assert read_back is not None
+        assert expected_canon(column)(source) == read_back(stored)
+
+    @pytest.mark.parametrize(("one", "other"), [
+        ('"abc"', "abc"), ("null", '"null"'), ("1", '"1"'), ("[]", "{}"), ("0", "false"), ("1", "1.01"),
+        ('{"a": 1}', '{"a": "1"}'), ("[1, 2]", "[2, 1]")])
+    def test_different_json_stays_different(self, one: str, other: str) -> None:
+        canon = expected_canon(ColumnType("data", "jsonb"))
+        assert canon(one) != canon(other)
 
     def test_canonicalize_rows_is_column_wise_and_keeps_none(self) -> None:
         canons = [expected_canon(ColumnType("a", "smallint")), None,

@@ -53,6 +53,7 @@ def test_a_plain_copy_mapping_is_pushed_down(tmp_path: Path) -> None:
     assert found is not None
     source_hash = found.source_hash % ()  # a PyMySQL format string
     assert "TRIM(TRAILING '0' FROM DATE_FORMAT(`booked_at`, '%Y-%m-%d %H:%i:%s.%f'))" in source_hash
+    assert "CAST(`id` + 0 AS CHAR)" in source_hash  # a ZEROFILL column's text has its zeros
     assert "CONVERT(`memo` USING utf8mb4)" in source_hash
     text = found.target_hash
     assert "\"booked_at\" AT TIME ZONE INTERVAL '+00:00'" in text
