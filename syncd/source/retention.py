@@ -31,6 +31,7 @@ import pymysql
 from syncd.config import SourceConfig
 from syncd.errors import SourceUnavailable
 from syncd.model import BinlogFileId, Headroom
+from syncd.source import dialect
 from syncd.source.connection import SourceConnection, connect_error
 
 EXPIRY_VARIABLES = (
@@ -290,8 +291,8 @@ def file_head(source: SourceConfig, name: str) -> FileHead | None:
     conn = _connect(source)
     try:
         with conn.cursor() as cur:
-            cur.execute("SET @master_binlog_checksum = @@global.binlog_checksum")
-            cur.execute("SET @mariadb_slave_capability = 4")
+            for statement in dialect.of(conn).dump_setup:
+                cur.execute(statement)
         payload = struct.pack("<IHI", 4, _BINLOG_DUMP_NON_BLOCK, 0) + name.encode()
         conn._execute_command(_COM_BINLOG_DUMP, payload)
         return _read_head(conn)
