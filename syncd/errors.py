@@ -8,7 +8,9 @@
     │   ├── SourceUnavailable   connection lost or refused (retriable)
     │   │   └── DecoderCrashed  the decoder process died (retried from the checkpoint)
     │   ├── SourceSettingsError a server variable syncd needs is wrong (names variable and fix)
-    │   │   └── SourceTlsError  TLS to the source failed: certificate, host name, no TLS offered
+    │   │   ├── SourceTlsError  TLS to the source failed: certificate, host name, no TLS offered
+    │   │   ├── SourceAuthError the login cannot work as configured (plugin, RSA, secure transport)
+    │   │   └── ServerIdInUse   another replica streams with syncd's server_id
     │   ├── PositionLost        the binlog the checkpoint needs was purged (re-snapshot)
     │   │   └── ContinuityLost  the binlog at the checkpoint is not the one it came from (re-snapshot)
     │   ├── StreamError         the stream holds something syncd refuses to guess about
@@ -32,7 +34,8 @@
 
 Driver exceptions (pymysql, psycopg) are translated once, where the driver is called. The command
 line turns every class into one line and an exit code: ConfigError, TransformArgsError,
-SourceTlsError and TargetTlsError 78, the others 2 (syncd/cli/options.py).
+SourceTlsError, SourceAuthError, ServerIdInUse and TargetTlsError 78, the others 2
+(syncd/cli/options.py).
 """
 
 from __future__ import annotations
@@ -120,6 +123,19 @@ class SourceTlsError(SourceSettingsError):
     server's certificate, a name the certificate does not carry, a server without TLS where
     TLS is required). Not retried: waiting does not change a certificate; the message names
     the setting to fix (syncd/source/connection.py)."""
+
+
+class SourceAuthError(SourceSettingsError):
+    """The source refuses syncd's login for a reason waiting does not cure: full
+    caching_sha2_password authentication over plain TCP without the RSA support it needs, an
+    account on a plugin the server no longer loads, plain TCP where the server requires TLS. The
+    message names the fix (syncd/source/connection.py)."""
+
+
+class ServerIdInUse(SourceSettingsError):
+    """Another replica (or reader) streams the source's binlog with syncd's `server_id`: each
+    connection ends the other's, so retrying would only take turns; the message names the
+    setting to change."""
 
 
 class PositionLost(SourceError):
