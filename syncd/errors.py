@@ -6,11 +6,11 @@
     │   └── IdentityArgsError   ... an identity space's salt (where: its declaration)
     ├── SourceError
     │   ├── SourceUnavailable   connection lost or refused (retriable)
-    │   │   └── DecoderCrashed  the decoder process died (retried from the checkpoint)
+    │   │   ├── DecoderCrashed  the decoder process died (retried from the checkpoint)
+    │   │   └── ServerIdInUse   another binlog reader with syncd's server_id ended the stream
     │   ├── SourceSettingsError a server variable syncd needs is wrong (names variable and fix)
     │   │   ├── SourceTlsError  TLS to the source failed: certificate, host name, no TLS offered
-    │   │   ├── SourceAuthError the login cannot work as configured (plugin, RSA, secure transport)
-    │   │   └── ServerIdInUse   another replica streams with syncd's server_id
+    │   │   └── SourceAuthError the login cannot work as configured (plugin, RSA, secure transport)
     │   ├── PositionLost        the binlog the checkpoint needs was purged (re-snapshot)
     │   │   └── ContinuityLost  the binlog at the checkpoint is not the one it came from (re-snapshot)
     │   ├── StreamError         the stream holds something syncd refuses to guess about
@@ -34,8 +34,7 @@
 
 Driver exceptions (pymysql, psycopg) are translated once, where the driver is called. The command
 line turns every class into one line and an exit code: ConfigError, TransformArgsError,
-SourceTlsError, SourceAuthError, ServerIdInUse and TargetTlsError 78, the others 2
-(syncd/cli/options.py).
+SourceTlsError, SourceAuthError and TargetTlsError 78, the others 2 (syncd/cli/options.py).
 """
 
 from __future__ import annotations
@@ -132,10 +131,11 @@ class SourceAuthError(SourceSettingsError):
     message names the fix (syncd/source/connection.py)."""
 
 
-class ServerIdInUse(SourceSettingsError):
-    """Another replica (or reader) streams the source's binlog with syncd's `server_id`: each
-    connection ends the other's, so retrying would only take turns; the message names the
-    setting to change."""
+class ServerIdInUse(SourceUnavailable):
+    """A binlog dump with syncd's `server_id` ended syncd's stream: another replica or reader
+    with the same id (the message names the setting to change), or a connection of syncd's own
+    that the server had not yet seen go. Retried like a lost connection: in the first case the
+    log shows the two readers taking turns, with the reason."""
 
 
 class PositionLost(SourceError):

@@ -7,7 +7,7 @@ from error classes to exit codes (docs/operations.md, "Exit codes").
     2   could not do it: bad command-line usage, a server or the state schema unreachable
     78  config.yaml, a secret it names or a mapping file is wrong (file:line:col), or a TLS or
         login setting the server does not meet (a CA, a host name, TLS required, an
-        authentication plugin, a server_id another replica uses): not a passing outage
+        authentication plugin): not a passing outage
 
 A command never lets a Python traceback reach the terminal for a mistake in files, values or
 servers: `exits_on_errors` turns syncd's errors into one line and their exit code.
@@ -25,14 +25,7 @@ from typing import Any, NoReturn
 import click
 
 from syncd.config import DEFAULT_CONFIG, Config, load_config, secrets_of
-from syncd.errors import (
-    ConfigError,
-    ServerIdInUse,
-    SourceAuthError,
-    SourceTlsError,
-    SyncdError,
-    TargetTlsError,
-)
+from syncd.errors import ConfigError, SourceAuthError, SourceTlsError, SyncdError, TargetTlsError
 from syncd.observability import SAFE_SECRET_LENGTH, get_logger, register_secret, scrub, short_secret
 
 EXIT_OK = 0
@@ -56,7 +49,7 @@ def fail(exc: SyncdError) -> NoReturn:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_CONFIG)
     click.echo(scrub(f"syncd: {exc}"), err=True)
-    settings = SourceTlsError | SourceAuthError | ServerIdInUse | TargetTlsError
+    settings = SourceTlsError | SourceAuthError | TargetTlsError
     sys.exit(EXIT_CONFIG if isinstance(exc, settings) else EXIT_ERROR)
 
 

@@ -433,8 +433,9 @@ def _translate(source: str, exc: pymysql.err.OperationalError) -> SourceError:
     if code == 4052 or (code == 1236 and "same server_uuid/server_id" in message):
         # MariaDB: 4052; MySQL: 1236 "A replica (slave) with the same server_uuid/server_id as
         # this replica has connected to the source" (rpl_source.cc kill_zombie_dump_threads).
-        return ServerIdInUse(source, f"another replica streams this server's binlog with syncd's "
-                             f"server_id, and each connection ends the other's ({message}); give "
+        return ServerIdInUse(source, f"a binlog reader with syncd's server_id connected and the "
+                             f"server ended syncd's stream ({message}); if this repeats, another "
+                             "replica or reader uses the same server_id: give "
                              f"sources.{source}.server_id a value no replica or reader of this "
                              "server uses (SHOW REPLICAS, on MariaDB SHOW REPLICA HOSTS, lists "
                              "those it knows)")
