@@ -6,9 +6,11 @@
     │   └── IdentityArgsError   ... an identity space's salt (where: its declaration)
     ├── SourceError
     │   ├── SourceUnavailable   connection lost or refused (retriable)
-    │   │   └── DecoderCrashed  the decoder process died (retried from the checkpoint)
+    │   │   ├── DecoderCrashed  the decoder process died (retried from the checkpoint)
+    │   │   └── ServerIdInUse   another binlog reader with syncd's server_id ended the stream
     │   ├── SourceSettingsError a server variable syncd needs is wrong (names variable and fix)
-    │   │   └── SourceTlsError  TLS to the source failed: certificate, host name, no TLS offered
+    │   │   ├── SourceTlsError  TLS to the source failed: certificate, host name, no TLS offered
+    │   │   └── SourceAuthError the login cannot work as configured (plugin, RSA, secure transport)
     │   ├── PositionLost        the binlog the checkpoint needs was purged (re-snapshot)
     │   │   └── ContinuityLost  the binlog at the checkpoint is not the one it came from (re-snapshot)
     │   ├── StreamError         the stream holds something syncd refuses to guess about
@@ -32,7 +34,7 @@
 
 Driver exceptions (pymysql, psycopg) are translated once, where the driver is called. The command
 line turns every class into one line and an exit code: ConfigError, TransformArgsError,
-SourceTlsError and TargetTlsError 78, the others 2 (syncd/cli/options.py).
+SourceTlsError, SourceAuthError and TargetTlsError 78, the others 2 (syncd/cli/options.py).
 """
 
 from __future__ import annotations
@@ -120,6 +122,20 @@ class SourceTlsError(SourceSettingsError):
     server's certificate, a name the certificate does not carry, a server without TLS where
     TLS is required). Not retried: waiting does not change a certificate; the message names
     the setting to fix (syncd/source/connection.py)."""
+
+
+class SourceAuthError(SourceSettingsError):
+    """The source refuses syncd's login for a reason waiting does not cure: full
+    caching_sha2_password authentication over plain TCP without the RSA support it needs, an
+    account on a plugin the server no longer loads, plain TCP where the server requires TLS. The
+    message names the fix (syncd/source/connection.py)."""
+
+
+class ServerIdInUse(SourceUnavailable):
+    """A binlog dump with syncd's `server_id` ended syncd's stream: another replica or reader
+    with the same id (the message names the setting to change), or a connection of syncd's own
+    that the server had not yet seen go. Retried like a lost connection: in the first case the
+    log shows the two readers taking turns, with the reason."""
 
 
 class PositionLost(SourceError):

@@ -6,8 +6,9 @@ from error classes to exit codes (docs/operations.md, "Exit codes").
         a copy interrupted, nothing found
     2   could not do it: bad command-line usage, a server or the state schema unreachable
     70  an internal error (a bug in syncd): one line names it and the file holding the details
-    78  config.yaml, a secret it names or a mapping file is wrong (file:line:col), or a TLS
-        setting the server does not meet (a CA, a host name, TLS required): not a passing outage
+    78  config.yaml, a secret it names or a mapping file is wrong (file:line:col), or a TLS or
+        login setting the server does not meet (a CA, a host name, TLS required, an
+        authentication plugin): not a passing outage
 
 A command never lets a Python traceback reach the terminal: `exits_on_errors` turns syncd's
 errors into one line and their exit code, and `SafeGroup` turns anything else (a bug) into one
@@ -28,7 +29,7 @@ from typing import Any, NoReturn
 import click
 
 from syncd.config import DEFAULT_CONFIG, Config, load_config, secrets_of
-from syncd.errors import ConfigError, SourceTlsError, SyncdError, TargetTlsError
+from syncd.errors import ConfigError, SourceAuthError, SourceTlsError, SyncdError, TargetTlsError
 from syncd.observability import SAFE_SECRET_LENGTH, get_logger, register_secret, scrub, short_secret
 
 EXIT_OK = 0
@@ -82,7 +83,8 @@ def fail(exc: SyncdError) -> NoReturn:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_CONFIG)
     click.echo(scrub(f"syncd: {exc}"), err=True)
-    sys.exit(EXIT_CONFIG if isinstance(exc, SourceTlsError | TargetTlsError) else EXIT_ERROR)
+    settings = SourceTlsError | SourceAuthError | TargetTlsError
+    sys.exit(EXIT_CONFIG if isinstance(exc, settings) else EXIT_ERROR)
 
 
 @contextmanager

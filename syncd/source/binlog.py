@@ -23,6 +23,7 @@ from pymysqlreplication.event import (
     HeartbeatLogEvent,
     MariadbGtidEvent,
     NotImplementedEvent,
+    PreviousGtidsEvent,
     QueryEvent,
     RotateEvent,
     XAPrepareEvent,
@@ -40,7 +41,14 @@ from pymysqlreplication.row_event import (
 )
 
 from syncd.config import SourceConfig
-from syncd.errors import PositionLost, SourceUnavailable, StreamError, UndecodableText
+from syncd.errors import (
+    PositionLost,
+    ServerIdInUse,
+    SourceError,
+    SourceUnavailable,
+    StreamError,
+    UndecodableText,
+)
 from syncd.model import (
     BinlogFileId,
     Heartbeat,
@@ -56,10 +64,11 @@ from syncd.model import (
 )
 from syncd.source import charsets, fastpath
 from syncd.source.checks import connect
-from syncd.source.connection import SourceConnection, TlsFailure, tls_error
+from syncd.source.connection import SourceConnection, TlsFailure, auth_error, tls_error
 from syncd.source.continuity import ResumeGuard
 from syncd.source.definitions import ColumnDefinition, Definitions, LiveDefinitions
 from syncd.source.gtid import GtidState
+from syncd.source.mysql_events import MalformedEvent
 from syncd.source.values import (
     Convert,
     apply_converters,
@@ -203,6 +212,10 @@ class BinlogReader:
         self._open: _OpenTransaction | None = None
         self._prepared: dict[str, list[RowChange]] = {}
         self._converters: dict[int, tuple[list, list[tuple[str, Convert]]]] = {}
+        self._numbered = (0, 0)
+        """(end position, next row index) of the last rows event read: rows events sharing an end
+        position (those of one compressed transaction) number their rows on, so that every change
+        keeps a place of its own (RowChange.event_pos, row_index)."""
 
     def _connect(self) -> BinLogStreamReader:
         settings = self.source.connection_kwargs()
@@ -218,7 +231,9 @@ class BinlogReader:
             slave_heartbeat=self.source.heartbeat_s,
             only_schemas=[self.source.database],
             filter_non_implemented_events=False,
-            ignored_events=[TableMapEvent],  # read for the rows events; not one of ours
+            # Table maps are read for the rows events, not one of ours; the library reads a
+            # PREVIOUS_GTIDS event holding tagged GTIDs (MySQL 8.3+) as garbage, and syncd needs none.
+            ignored_events=[TableMapEvent, PreviousGtidsEvent],
             freeze_schema=False,
             ignore_decode_errors=False,
             enable_logging=False,
@@ -244,7 +259,10 @@ class BinlogReader:
         except TlsFailure as exc:  # the stream's or the control connection's
             raise tls_error(self.source, exc) from exc
         except pymysql.err.OperationalError as exc:
-            raise _translate(self.source.name, exc) from exc
+            raise (auth_error(self.source, exc) or _translate(self.source.name, exc)) from exc
+        except MalformedEvent as exc:
+            raise StreamError(self.source.name, f"an event cannot be read: {exc}",
+                              str(self.position())) from exc
         except (ConnectionError, OSError) as exc:
             raise SourceUnavailable(self.source.name, f"connection lost: {exc}") from exc
         if self.blocking:
@@ -278,8 +296,8 @@ class BinlogReader:
             yield Heartbeat(self.source.name)
         elif isinstance(event, NotImplementedEvent) and event.event_type != _ANONYMOUS_GTID:
             raise StreamError(self.source.name, f"binlog event type {event.event_type} cannot be "
-                              "read (compressed binlog? check log_bin_compress / "
-                              "binlog_transaction_compression)", str(self.position()))
+                              "read (a compressed MariaDB binlog? check log_bin_compress)",
+                              str(self.position()))
 
     def _idle_position(self) -> Position | None:
         """Where the stream is, when that is a safe checkpoint: no transaction open, and the
@@ -357,11 +375,16 @@ class BinlogReader:
         key = _key_columns(event)
         # The fast path reads FULL images only (others go to the library): nothing to check.
         checked = getattr(event, "full_row_image", False)
-        for index, row in enumerate(event.rows):
+        end, first = event.packet.log_pos, 0
+        if self._numbered[0] == end:  # a compressed transaction's rows events all end where it does
+            first = self._numbered[1]
+        rows = event.rows
+        for index, row in enumerate(rows, first):
             if not checked:
                 self._check_full_image(event, row)
                 _mark_undecodable(row)
             tx.changes.append(_change(event, row, index, key, converters))
+        self._numbered = (end, first + len(rows))
         if len(tx.changes) >= PART_ROWS and not tx.xa:
             yield TransactionPart(self.source.name, tx.changes)
             tx.changes, tx.parted = [], True
@@ -463,16 +486,22 @@ def _normalize_xid(text: str) -> str:
     return text.replace(" ", "").lower()
 
 
-def _translate(source: str, exc: pymysql.err.OperationalError) -> Exception:
+def _translate(source: str, exc: pymysql.err.OperationalError) -> SourceError:
     code = exc.args[0] if exc.args else 0
     message = exc.args[1] if len(exc.args) > 1 else str(exc)
+    if code == 4052 or (code == 1236 and "same server_uuid/server_id" in message):
+        # MariaDB: 4052; MySQL: 1236 "A replica (slave) with the same server_uuid/server_id as
+        # this replica has connected to the source" (rpl_source.cc kill_zombie_dump_threads).
+        return ServerIdInUse(source, f"a binlog reader with syncd's server_id connected and the "
+                             f"server ended syncd's stream ({message}); if this repeats, another "
+                             "replica or reader uses the same server_id: give "
+                             f"sources.{source}.server_id a value no replica or reader of this "
+                             "server uses (SHOW REPLICAS, on MariaDB SHOW REPLICA HOSTS, lists "
+                             "those it knows)")
     if code == 1236:
         return PositionLost(source, f"the server cannot resume the binlog at the checkpoint: "
                             f"{message}. The binlog was probably purged; run "
                             f"`syncd snapshot --source {source}` to copy the tables again")
     if code in _CONNECTION_ERRORS:
         return SourceUnavailable(source, f"connection lost ({code}): {message}")
-    if code == 4052:
-        return SourceUnavailable(source, f"another replica uses server_id ({message}); "
-                                 "give syncd a server_id nothing else uses")
     return SourceUnavailable(source, f"MySQL error {code}: {message}")

@@ -12,6 +12,7 @@ from syncd.config import SourceConfig
 from syncd.errors import Problem, SourceSettingsError
 from syncd.mapping.plan import identity_sources
 from syncd.mapping.spec import MappingSpec
+from syncd.source import dialect
 from syncd.source.charsets import converts_over_select
 from syncd.source.connection import SourceConnection, connect_error
 
@@ -35,8 +36,6 @@ _MARIADB = [
 ]
 _MYSQL = [
     Requirement("binlog_row_value_options", "", "partial JSON updates cannot be replayed"),
-    Requirement("binlog_transaction_compression", "OFF",
-                "compressed transactions cannot be read and would be lost"),
 ]
 
 
@@ -83,7 +82,7 @@ def server_info(conn: pymysql.connections.Connection) -> ServerInfo:
         cur.execute("SHOW GLOBAL VARIABLES WHERE Variable_name IN ({})".format(
             ", ".join(["%s"] * len(names))), names)
         variables = {str(name).lower(): str(value) for name, value in cur.fetchall()}
-    return ServerInfo(version, "mariadb" in version.lower(), variables)
+    return ServerInfo(version, dialect.Dialect.parse(version).mariadb, variables)
 
 
 def _normalise(value: str) -> str:
@@ -135,10 +134,8 @@ def check_source(source: SourceConfig) -> ServerInfo:
 
 def _privilege_problems(conn: pymysql.connections.Connection) -> list[str]:
     try:
-        with conn.cursor() as cur:
-            cur.execute("SHOW MASTER STATUS")
-            if cur.fetchone() is None:
-                return ["SHOW MASTER STATUS returns nothing: is log_bin on?"]
+        if dialect.binlog_status(conn) is None:
+            return [f"{dialect.of(conn).binlog_status} returns nothing: is log_bin on?"]
     except pymysql.err.OperationalError as exc:
         return [f"the user cannot read the binlog status ({exc.args[-1]}); grant REPLICATION "
                 "CLIENT (MariaDB >= 10.5: BINLOG MONITOR) and REPLICATION SLAVE"]

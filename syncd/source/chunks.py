@@ -23,7 +23,7 @@ from syncd.config import SourceConfig
 from syncd.errors import SourceError, SourceUnavailable
 from syncd.mapping.plan import Mapping
 from syncd.model import Position, Row
-from syncd.source import charsets
+from syncd.source import charsets, dialect
 from syncd.source.checks import connect, raw_text_columns, table_columns
 from syncd.source.connection import translated
 from syncd.source.snapshot import row_key
@@ -282,7 +282,7 @@ class SourceReader:
 
     def position(self) -> Position | None:
         """The source's current binlog position (where its binlog ends right now)."""
-        rows = self._execute("SHOW MASTER STATUS")
+        rows = self._execute(dialect.of(self.conn).binlog_status)
         return Position(str(rows[0][0]), int(rows[0][1])) if rows else None
 
 

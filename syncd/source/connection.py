@@ -18,6 +18,16 @@ every one of them (the modes: syncd/tls.py):
 A connection refused for TLS raises `TlsFailure` (still a PyMySQL OperationalError), which
 `connect_error` turns into a SourceTlsError naming the source, the server, the cause and the
 setting to fix.
+
+Logins that cannot work as configured become a SourceAuthError naming the fix (`auth_error`),
+never a traceback nor an endless retry. MySQL 8.4's default plugin, caching_sha2_password
+(reference manual 8.4, "Caching SHA-2 Pluggable Authentication"), logs in from a cache of
+hashes; after a server restart or FLUSH PRIVILEGES the cache is empty and the client must send
+the password itself: inside TLS as it is, over plain TCP encrypted with the server's RSA key,
+for which PyMySQL needs the `cryptography` package (an install requirement of syncd, through
+PyMySQL[rsa]); without it PyMySQL raises a RuntimeError, turned into `AuthFailure` here. An
+account on mysql_native_password (off by default in 8.4, gone in 9.0) is refused with 1524, and
+a server with require_secure_transport=ON refuses plain TCP with 3159.
 """
 
 from __future__ import annotations
@@ -32,7 +42,7 @@ import pymysql
 from pymysql.constants import CLIENT, CR
 
 from syncd.config import SourceConfig
-from syncd.errors import SourceError, SourceTlsError, SourceUnavailable
+from syncd.errors import SourceAuthError, SourceError, SourceTlsError, SourceUnavailable
 from syncd.tls import SourceTls, client_context
 
 _NAME_MISMATCH = frozenset({62, 64})  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
@@ -55,6 +65,20 @@ class TlsFailure(pymysql.err.OperationalError):
         self.reason = reason
 
 
+class AuthFailure(pymysql.err.OperationalError):
+    """A login PyMySQL could not complete on its side: `kind` is rsa (full caching_sha2_password
+    authentication over plain TCP without the `cryptography` package)."""
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(CR.CR_AUTH_PLUGIN_ERR, reason)
+        self.kind = kind
+        self.reason = reason
+
+
+_PLUGIN_NOT_LOADED = 1524  # ER_PLUGIN_IS_NOT_LOADED: the account's plugin is off or gone
+_INSECURE_TRANSPORT = 3159  # ER_SECURE_TRANSPORT_REQUIRED: require_secure_transport=ON
+
+
 class SourceConnection(pymysql.connections.Connection):
     _preferred: ssl.SSLContext | None = None
     _lock = threading.Lock()
@@ -72,6 +96,10 @@ class SourceConnection(pymysql.connections.Connection):
             super().connect(sock)
         except TlsFailure:
             raise
+        except RuntimeError as exc:  # PyMySQL's way of saying it cannot do RSA
+            if "cryptography" not in str(exc):
+                raise
+            raise AuthFailure("rsa", str(exc)) from exc
         except pymysql.err.OperationalError as exc:
             cause = _ssl_cause(exc)
             if cause is None:
@@ -132,10 +160,37 @@ def translated(source: str, doing: str) -> Iterator[None]:
 
 
 def connect_error(source: SourceConfig, exc: pymysql.err.OperationalError) -> SourceError:
-    """What a failed connection to `source` means: a TLS failure, else the server unreachable."""
+    """What a failed connection to `source` means: a TLS failure, a login that cannot work as
+    configured, else the server unreachable."""
     if isinstance(exc, TlsFailure):
         return tls_error(source, exc)
-    return SourceUnavailable(source.name, f"cannot connect to {source.host}:{source.port}: {exc.args[-1]}")
+    return auth_error(source, exc) or SourceUnavailable(
+        source.name, f"cannot connect to {source.host}:{source.port}: {exc.args[-1]}")
+
+
+def auth_error(source: SourceConfig, exc: pymysql.err.OperationalError) -> SourceAuthError | None:
+    """The SourceAuthError a refused login means, naming the fix; None for other errors."""
+    what, code = f"sources.{source.name}", exc.args[0] if exc.args else 0
+    where = f"login to {source.host}:{source.port} as {source.user!r} failed"
+    if isinstance(exc, AuthFailure):
+        return SourceAuthError(source.name, (
+            f"{where}: the server asks for full caching_sha2_password authentication (its login cache "
+            "is empty after a restart or FLUSH PRIVILEGES), which over plain TCP needs RSA and so the "
+            "Python package cryptography, which is not installed; reinstall syncd with its "
+            "requirements (pip install 'PyMySQL[rsa]'), or encrypt the connection: set "
+            f"{what}.ssl_mode: require (or verify-ca / verify-full with ssl_ca)"))
+    if code == _PLUGIN_NOT_LOADED:
+        return SourceAuthError(source.name, (
+            f"{where} ({exc.args[-1]}): the account uses an authentication plugin the server does not "
+            "load (MySQL 8.4 disables mysql_native_password by default, 9.0 removed it); move the "
+            f"account to caching_sha2_password: ALTER USER '{source.user}'@'<host>' IDENTIFIED WITH "
+            "caching_sha2_password BY '<password>'"))
+    if code == _INSECURE_TRANSPORT:
+        return SourceAuthError(source.name, (
+            f"{where} ({exc.args[-1]}): the server accepts only encrypted connections and "
+            f"{what}.ssl_mode is {source.tls.mode}; set ssl_mode: require (or verify-ca / verify-full "
+            "with ssl_ca)"))
+    return None
 
 
 def tls_error(source: SourceConfig, failure: TlsFailure) -> SourceTlsError:

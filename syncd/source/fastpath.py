@@ -33,9 +33,16 @@ What this module does not handle goes to the library unchanged: tables without f
 metadata (no column names), MySQL binary JSON and old-style temporal columns, partial JSON
 updates, row images that are not FULL, v2 events with extra data, checksum verification.
 
+The stream level also reads what the library cannot (syncd/source/mysql_events.py), on every
+decoder path alike: a compressed transaction (TRANSACTION_PAYLOAD_EVENT) is taken apart into the
+packets its events would have come in uncompressed, decompressed as they are read, and a tagged
+GTID event (MySQL 8.3+) becomes a `TaggedGtidEvent`, a GtidEvent whose ``gtid`` is
+``uuid:tag:number``.
+
 Use: ``install(BinLogStreamReader(...))`` before the first read. ``SYNCD_DECODER=library`` in
-the environment keeps the library's own decoding (for comparisons, or to rule this out);
-``SYNCD_DECODER=python`` uses the fast path without the C decoder.
+the environment keeps the library's own decoding of every event it can read
+(`LibraryBinLogStreamReader`: for comparisons, or to rule this out); ``SYNCD_DECODER=python``
+uses the fast path without the C decoder.
 
 The module is long because the three steps share one contract, equality with the library event
 for event and value for value, and the generated decoders of step 2 read best beside the rules
@@ -47,7 +54,7 @@ from __future__ import annotations
 import datetime
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -56,7 +63,7 @@ from pymysql.protocol import MysqlPacket
 from pymysqlreplication import binlogstream
 from pymysqlreplication.binlogstream import BinLogStreamReader
 from pymysqlreplication.constants import BINLOG, FIELD_TYPE, NONE_SOURCE
-from pymysqlreplication.event import MariadbGtidEvent, XidEvent
+from pymysqlreplication.event import GtidEvent, MariadbGtidEvent, XidEvent
 from pymysqlreplication.logger import logger
 from pymysqlreplication.packet import BinLogPacketWrapper
 from pymysqlreplication.row_event import (
@@ -70,7 +77,7 @@ from pymysqlreplication.table import Table
 
 from syncd.errors import UndecodableText
 from syncd.model import Undecodable
-from syncd.source import charsets
+from syncd.source import charsets, mysql_events
 
 try:
     from syncd.source import _rowimage
@@ -116,15 +123,15 @@ def native_enabled() -> bool:
 
 
 def install(stream: BinLogStreamReader) -> BinLogStreamReader:
-    """Switches a reader that has not read yet to the fast path; returns it.
+    """Switches a reader that has not read yet to the fast path (``SYNCD_DECODER=library``: to
+    `LibraryBinLogStreamReader`); returns it.
 
-    Leaves it as it is when ``SYNCD_DECODER=library``, when it verifies checksums, or when it
-    ignores decode errors (text is never decoded loosely here).
+    Leaves it as it is when it verifies checksums, or when it ignores decode errors (text is
+    never decoded loosely here).
     """
-    if (not enabled() or stream._BinLogStreamReader__verify_checksum
-            or stream._BinLogStreamReader__ignore_decode_errors):
+    if stream._BinLogStreamReader__verify_checksum or stream._BinLogStreamReader__ignore_decode_errors:
         return stream
-    stream.__class__ = FastBinLogStreamReader
+    stream.__class__ = FastBinLogStreamReader if enabled() else LibraryBinLogStreamReader
     assert isinstance(stream, FastBinLogStreamReader)
     stream.fast_setup()
     return stream
@@ -194,6 +201,17 @@ class FastTableMapEvent(TableMapEvent):
     """A TABLE_MAP event served from the cache: the attributes of the library's first parse."""
 
 
+class TaggedGtidEvent(GtidEvent):
+    """A GTID_TAGGED_LOG_EVENT (MySQL 8.3+), which the library cannot read; read by
+    syncd/source/mysql_events.py. ``gtid`` is ``uuid:tag:number`` (``uuid:number`` untagged)."""
+
+    tagged: mysql_events.TaggedGtid
+
+    @property
+    def gtid(self) -> str:
+        return self.tagged.gtid
+
+
 _ROWS_CLASSES: dict[int, tuple[type[_FastRows], type[RowsEvent], int]] = {}
 for _type in _WRITE:
     _ROWS_CLASSES[_type] = (FastWriteRowsEvent, WriteRowsEvent, 1)
@@ -219,6 +237,8 @@ class FastBinLogStreamReader(BinLogStreamReader):
 
     def fast_setup(self) -> None:
         self._fast_tables: dict[bytes, tuple[dict[str, Any], Table] | None] = {}
+        self._inner: Iterator[bytes] | None = None
+        """The packets of the compressed transaction being read (mysql_events.inner_packets)."""
         self._fast_header_lengths: Any = None
         self._common: dict[str, Any] | None = None
         self.fast_stats = {"table_map_hits": 0, "table_map_parsed": 0, "fast_rows": 0, "library_rows": 0}
@@ -239,11 +259,12 @@ class FastBinLogStreamReader(BinLogStreamReader):
             if self.end_log_pos and self.is_past_end_log_pos:
                 return None
             if not self._BinLogStreamReader__connected_stream:
+                self._inner = None
                 self._BinLogStreamReader__connect_to_stream()
             if not self._BinLogStreamReader__connected_ctl:
                 self._BinLogStreamReader__connect_to_ctl()
             try:
-                pkt = self._stream_connection._read_packet()
+                pkt = self._next_packet()
             except pymysql.OperationalError as error:
                 code, _message = error.args
                 if code in binlogstream.MYSQL_EXPECTED_ERROR_CODES:
@@ -258,9 +279,41 @@ class FastBinLogStreamReader(BinLogStreamReader):
                 return None
             if data[0] != 0 or len(data) < 7:
                 continue
-            event = self._dispatch(pkt)
+            if data[5] == mysql_events.GTID_TAGGED_LOG_EVENT:
+                event = self._tagged_gtid_event(data)
+            else:
+                event = self._dispatch(pkt)
             if event is not _SKIP:
                 return event
+
+    def _next_packet(self) -> Any:
+        """The stream's next packet; a compressed transaction's events come one by one, as the
+        packets they would have been sent in uncompressed (their log_pos the payload event's)."""
+        while self._inner is not None:
+            data = next(self._inner, None)
+            if data is not None:
+                return MysqlPacket(data, self._stream_connection.encoding)
+            self._inner = None
+        pkt = self._stream_connection._read_packet()
+        data = pkt._data
+        if len(data) > _BODY and data[0] == 0 and data[5] == mysql_events.TRANSACTION_PAYLOAD_EVENT:
+            self._inner = mysql_events.inner_packets(data, self._BinLogStreamReader__use_checksum)
+            return self._next_packet()
+        return pkt
+
+    def _tagged_gtid_event(self, data: bytes) -> Any:
+        header = _HEADER.unpack_from(data, 1)
+        event = None
+        if GtidEvent in self._allowed_in_packet:
+            end = len(data) - (_CHECKSUM if self._BinLogStreamReader__use_checksum else 0)
+            tagged = mysql_events.tagged_gtid(data[_BODY:end])
+            event = TaggedGtidEvent.__new__(TaggedGtidEvent)
+            self._base(event, header)
+            event.__dict__.update(tagged=tagged, commit_flag=bool(tagged.flags & 1),
+                                  sid=bytes.fromhex(tagged.uuid.replace("-", "")), gno=tagged.gno,
+                                  lt_type=2, last_committed=tagged.last_committed,
+                                  sequence_number=tagged.sequence_number)
+        return self._after_fast(header, event, GtidEvent)
 
     def _dispatch(self, pkt: Any) -> Any:
         data = pkt._data
@@ -483,6 +536,15 @@ class FastBinLogStreamReader(BinLogStreamReader):
                 return None
             pos += width
         return pos
+
+
+class LibraryBinLogStreamReader(FastBinLogStreamReader):
+    """``SYNCD_DECODER=library``: the library decodes every event it can read, as its own reader
+    does (`_after_library` follows its fetchone); compressed transactions and tagged GTID events,
+    which it cannot read, are handled at the stream level as on the fast path."""
+
+    def _dispatch(self, pkt: Any) -> Any:
+        return self._through_library(pkt)
 
 
 # ---------------------------------------------------------------- row decoding

@@ -17,7 +17,7 @@ import pymysql
 from syncd.config import SourceConfig
 from syncd.errors import ContinuityLost, SourceUnavailable
 from syncd.model import Lineage, Position
-from syncd.source import continuity, retention
+from syncd.source import continuity, dialect, retention
 from syncd.source.binlog import BinlogReader
 from syncd.source.checks import connect
 from syncd.source.gtid import GtidState
@@ -42,8 +42,7 @@ def server_identity(conn: pymysql.connections.Connection) -> str:
     """What names the server: MySQL its server_uuid; MariaDB, which has none, its server_id and
     gtid_domain_id (not unique: files and transactions prove the rest)."""
     with conn.cursor() as cur:
-        cur.execute("SELECT VERSION()")
-        if "mariadb" in str(cur.fetchone()[0]).lower():
+        if dialect.of(conn).mariadb:
             cur.execute("SELECT @@server_id, @@gtid_domain_id")
             server_id, domain = cur.fetchone()
             return f"MariaDB server_id {server_id}, gtid_domain_id {domain}"

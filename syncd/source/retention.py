@@ -31,6 +31,7 @@ import pymysql
 from syncd.config import SourceConfig
 from syncd.errors import SourceUnavailable
 from syncd.model import BinlogFileId, Headroom
+from syncd.source import dialect, mysql_events
 from syncd.source.connection import SourceConnection, connect_error
 
 EXPIRY_VARIABLES = (
@@ -290,8 +291,8 @@ def file_head(source: SourceConfig, name: str) -> FileHead | None:
     conn = _connect(source)
     try:
         with conn.cursor() as cur:
-            cur.execute("SET @master_binlog_checksum = @@global.binlog_checksum")
-            cur.execute("SET @mariadb_slave_capability = 4")
+            for statement in dialect.of(conn).dump_setup:
+                cur.execute(statement)
         payload = struct.pack("<IHI", 4, _BINLOG_DUMP_NON_BLOCK, 0) + name.encode()
         conn._execute_command(_COM_BINLOG_DUMP, payload)
         return _read_head(conn)
@@ -328,32 +329,13 @@ def mariadb_gtid_list(body: bytes) -> str:
     return ",".join(f"{domain}-{server}-{seq}" for domain, server, seq in entries)
 
 
-def mysql_previous_gtids(body: bytes) -> str:
-    """A MySQL PREVIOUS_GTIDS event body as a GTID set (``uuid:1-5:7``): per source uuid, its
-    intervals of transaction numbers (the end of each is exclusive in the event)."""
-    (sids,) = struct.unpack_from("<Q", body)
-    offset, parts = 8, []
-    for _ in range(sids):
-        raw = body[offset:offset + 16].hex()
-        uuid = f"{raw[:8]}-{raw[8:12]}-{raw[12:16]}-{raw[16:20]}-{raw[20:]}"
-        (count,) = struct.unpack_from("<Q", body, offset + 16)
-        offset += 24
-        ranges = []
-        for _ in range(count):
-            start, end = struct.unpack_from("<QQ", body, offset)
-            offset += 16
-            ranges.append(f"{start}" if end - 1 == start else f"{start}-{end - 1}")
-        parts.append(":".join([uuid, *ranges]))
-    return ",".join(parts)
-
-
 def file_started_at(source: SourceConfig, name: str) -> datetime | None:
     """Creation time of binlog file ``name`` (None if the server no longer has it)."""
     head = file_head(source, name)
     return head.created if head is not None else None
 
 
-_GTID_LISTS: dict[int, Callable[[bytes], str]] = {163: mariadb_gtid_list, 35: mysql_previous_gtids}
+_GTID_LISTS: dict[int, Callable[[bytes], str]] = {163: mariadb_gtid_list, 35: mysql_events.gtid_set}
 """The events that carry the GTID state a file starts with: MariaDB GTID_LIST, MySQL PREVIOUS_GTIDS."""
 
 StartTimes = dict[str, datetime]

@@ -19,7 +19,7 @@ from syncd.config import SourceConfig
 from syncd.errors import NoPrimaryKey, PreviewError, SourceUnavailable, UnusableSourceKey
 from syncd.mapping.preview import SourceRows
 from syncd.model import Position, Row
-from syncd.source import charsets
+from syncd.source import charsets, dialect
 from syncd.source.checks import (
     connect,
     primary_key,
@@ -77,8 +77,8 @@ class SourceSnapshot:
         self._conn = conn
         with conn.cursor() as cur:
             cur.execute("SET SESSION time_zone = '+00:00'")
-            cur.execute("SHOW MASTER STATUS")
-            before = cur.fetchone()
+        before = dialect.binlog_status(conn)
+        with conn.cursor() as cur:
             cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
             cur.execute("SHOW STATUS LIKE 'binlog_snapshot_%'")
@@ -87,7 +87,7 @@ class SourceSnapshot:
             position = Position(status["binlog_snapshot_file"], int(status["binlog_snapshot_position"]))
             return SnapshotPoint(position, exact=True)
         if before is None:
-            raise SourceUnavailable(self.source.name, "SHOW MASTER STATUS returned nothing")
+            raise SourceUnavailable(self.source.name, "the server reports no binlog position (log_bin off?)")
         return SnapshotPoint(Position(str(before[0]), int(before[1])), exact=False)
 
     def read_point(self) -> Position:
@@ -98,10 +98,9 @@ class SourceSnapshot:
             status = {str(k).lower(): str(v) for k, v in cur.fetchall()}
             if status.get("binlog_snapshot_file"):
                 return Position(status["binlog_snapshot_file"], int(status["binlog_snapshot_position"]))
-            cur.execute("SHOW MASTER STATUS")
-            row = cur.fetchone()
+        row = dialect.binlog_status(self._conn)
         if row is None:
-            raise SourceUnavailable(self.source.name, "SHOW MASTER STATUS returned nothing")
+            raise SourceUnavailable(self.source.name, "the server reports no binlog position (log_bin off?)")
         return Position(str(row[0]), int(row[1]))
 
     def row_key(self, table: str, source_key: tuple[str, ...] = (),

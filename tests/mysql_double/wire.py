@@ -156,12 +156,11 @@ class PacketIO:
     def flush(self) -> None:
         if not self._out:
             return
+        out, self._out = self._out, bytearray()  # a new buffer: a failed TLS send may still view the old
         try:
-            self.sock.sendall(self._out)
+            self.sock.sendall(out)
         except (OSError, ssl.SSLError) as exc:
             raise ConnectionClosed(str(exc)) from exc
-        finally:
-            self._out.clear()
 
     def send(self, payload: bytes) -> None:
         self.write(payload)

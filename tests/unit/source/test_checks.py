@@ -9,8 +9,7 @@ from syncd.source.checks import ServerInfo, settings_problems
 MARIADB_OK = {"log_bin": "ON", "binlog_format": "ROW", "binlog_row_image": "FULL",
               "binlog_row_metadata": "FULL", "log_bin_compress": "OFF", "binlog_alter_two_phase": "OFF"}
 MYSQL_OK = {"log_bin": "ON", "binlog_format": "ROW", "binlog_row_image": "FULL",
-            "binlog_row_metadata": "FULL", "binlog_row_value_options": "",
-            "binlog_transaction_compression": "OFF"}
+            "binlog_row_metadata": "FULL", "binlog_row_value_options": ""}
 
 
 def mariadb(**changes: str | None) -> ServerInfo:
@@ -52,14 +51,18 @@ class TestSettingsProblems:
     @pytest.mark.parametrize(("variable", "actual", "wanted"), [
         ("binlog_format", "STATEMENT", "ROW"),
         ("binlog_row_image", "NOBLOB", "FULL"),
-        ("binlog_transaction_compression", "ON", "OFF"),
+        ("binlog_row_value_options", "PARTIAL_JSON", "''"),
     ])
     def test_each_wrong_mysql_variable(self, variable: str, actual: str, wanted: str) -> None:
         """MySQL's variables are named with their wanted value and fix."""
         (message,) = settings_problems(mysql(**{variable: actual}))
         assert message.startswith(f"{variable} is {actual}, syncd needs {wanted} (")
-        assert f"SET GLOBAL {variable} = '{wanted}'" in message
+        assert f"SET GLOBAL {variable} = '{wanted.strip(chr(39))}'" in message
         assert "my.cnf" in message
+
+    def test_compressed_transactions_are_read(self) -> None:
+        """MySQL's binlog_transaction_compression=ON is fine: syncd reads TRANSACTION_PAYLOAD events."""
+        assert settings_problems(mysql(binlog_transaction_compression="ON")) == []
 
     def test_partial_json_names_the_empty_value(self) -> None:
         """binlog_row_value_options must be empty, shown as ''."""
@@ -97,7 +100,7 @@ class TestSettingsProblems:
     def test_missing_server_specific_variables_are_skipped(self) -> None:
         """A server too old to have a compression variable has nothing to turn off."""
         assert settings_problems(mariadb(binlog_alter_two_phase=None, log_bin_compress=None)) == []
-        assert settings_problems(mysql(binlog_transaction_compression=None)) == []
+        assert settings_problems(mysql(binlog_row_value_options=None)) == []
 
     def test_missing_row_metadata_names_the_version(self) -> None:
         """Without binlog_row_metadata, the message names the server version and the minimum."""

@@ -40,7 +40,8 @@ from syncd.source.continuity import (
     why_not_searched,
 )
 from syncd.source.gtid import GtidState
-from syncd.source.retention import mariadb_gtid_list, mysql_previous_gtids
+from syncd.source.mysql_events import gtid_set as mysql_previous_gtids
+from syncd.source.retention import mariadb_gtid_list
 
 FILE = "mysql-bin.000007"
 CREATED = BinlogFileId(1_764_000_000, 1)

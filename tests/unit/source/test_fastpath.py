@@ -508,9 +508,10 @@ def test_quoted_and_unicode_column_names_and_many_null_patterns() -> None:
 
 
 def test_install_leaves_the_library_when_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SYNCD_DECODER=library: the library decodes (only what it cannot read is read by syncd)."""
     reader = BinLogStreamReader(connection_settings={}, server_id=1, enable_logging=False)
     monkeypatch.setenv(fastpath.DECODER_ENV, "library")
-    assert type(fastpath.install(reader)) is BinLogStreamReader
+    assert type(fastpath.install(reader)) is fastpath.LibraryBinLogStreamReader
     monkeypatch.setenv(fastpath.DECODER_ENV, "fast")
     assert type(fastpath.install(reader)) is fastpath.FastBinLogStreamReader
     checked = BinLogStreamReader(connection_settings={}, server_id=1, enable_logging=False,

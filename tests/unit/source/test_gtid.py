@@ -160,3 +160,52 @@ class TestWhatACheckpointCovers:
     def test_not_a_gtid_is_refused(self) -> None:
         with pytest.raises(ValueError, match="not a GTID"):
             GtidState().covers("x")
+
+
+class TestTaggedMySQL:
+    """MySQL 8.3+ tagged GTIDs (`uuid:tag:n`): each tag of a uuid numbers its own transactions."""
+
+    def test_tagged_and_untagged_numbers_are_apart(self) -> None:
+        state = state_of(f"{UUID}:1", f"{UUID}:Batch_7:1", f"{UUID}:batch_7:2", f"{UUID}:2")
+        assert state.mysql == {UUID: [(1, 2)], f"{UUID}:batch_7": [(1, 2)]}
+        assert str(state) == f"{UUID}:1-2:batch_7:1-2"
+        assert state.covers(f"{UUID}:BATCH_7:2") and not state.covers(f"{UUID}:batch_7:3")
+        assert not state.covers(f"{UUID}:other:1")
+
+    def test_the_servers_text_round_trips(self) -> None:
+        """gtid_executed as MySQL prints it: untagged intervals first, then tags in order, several
+        uuids, gaps and the line breaks between uuids."""
+        text = f"{UUID}:1-5:7-9:a_tag:3:zz:1-100,\n{UUID2}:tag:4-6"
+        state = GtidState.parse(text)
+        assert str(state) == text.replace("\n", "")
+        assert GtidState.parse(str(state)) == state
+        assert state.covers(f"{UUID}:zz:100") and not state.covers(f"{UUID}:6")
+
+    def test_a_tag_only_uuid(self) -> None:
+        state = GtidState.parse(f"{UUID}:t:1-3")
+        assert str(state) == f"{UUID}:t:1-3"
+        state.add(f"{UUID}:5")
+        assert str(state) == f"{UUID}:5:t:1-3"
+
+    def test_filling_a_gap_joins_as_the_server_does(self) -> None:
+        state = GtidState.parse(f"{UUID}:t:1-3:5-7")
+        state.add(f"{UUID}:t:4")
+        assert str(state) == f"{UUID}:t:1-7"
+
+    @pytest.mark.parametrize("text", [f"{UUID}:t", f"{UUID}:1:t", f"{UUID}:9tag:1", f"{UUID}:t:0",
+                                      f"{UUID}:{'x' * 33}:1", f"{UUID}:t:1:u", f"{UUID}:t-x:1",
+                                      f"{UUID}:1-{2**63}"])
+    def test_malformed_tagged_sets_are_refused(self, text: str) -> None:
+        with pytest.raises(ValueError, match="not a GTID set"):
+            GtidState.parse(text)
+
+    @pytest.mark.parametrize("gtid", [f"{UUID}:t:0", f"{UUID}:t:", f"{UUID}:1t:4", f"{UUID}:a:b:1"])
+    def test_malformed_tagged_gtids_are_refused(self, gtid: str) -> None:
+        with pytest.raises(ValueError, match="not a GTID"):
+            GtidState().add(gtid)
+
+    @given(st.sets(st.tuples(st.sampled_from(["", "a", "b_2"]), st.integers(1, 60)), max_size=40))
+    def test_any_tagged_set_round_trips(self, gtids: set[tuple[str, int]]) -> None:
+        state = state_of(*(f"{UUID}:{tag}:{n}" if tag else f"{UUID}:{n}" for tag, n in gtids))
+        assert GtidState.parse(str(state)) == state
+        assert all(state.covers(f"{UUID}:{tag}:{n}" if tag else f"{UUID}:{n}") for tag, n in gtids)
