@@ -12,10 +12,14 @@ import pytest
 
 from devtools.sandbox import MariaDBServer, PostgresServer
 from tests.helpers import eventually
-from tests.integration.scenario import SHOP_ORDERS_MAPPING, Scenario, Source
+from tests.integration.scenario import (
+    APP_ORDERS_MAPPING,
+    APP_ORDERS_SQL,
+    SHOP_ORDERS_MAPPING,
+    Scenario,
+    Source,
+)
 from tests.integration.test_service import (
-    APP_MAPPING,
-    APP_SQL,
     Writer,
     checkpoint_of,
     events_named,
@@ -31,7 +35,7 @@ TAKEOVER_LIMIT_S = 15.0
 @pytest.fixture
 def app(mariadb2: MariaDBServer, source_db: Callable[[MariaDBServer], str]) -> Source:
     source = Source("app", mariadb2, source_db(mariadb2))
-    source.execute(APP_SQL)
+    source.execute(APP_ORDERS_SQL)
     return source
 
 
@@ -39,7 +43,7 @@ def app(mariadb2: MariaDBServer, source_db: Callable[[MariaDBServer], str]) -> S
 def scenario(tmp_path: Path, postgres: PostgresServer, target_db: str, shop: Source,
              app: Source) -> Iterator[Scenario]:
     s = Scenario.create(tmp_path, postgres, target_db, {"shop": shop, "app": app})
-    s.write_config(SHOP_ORDERS_MAPPING + APP_MAPPING)
+    s.write_config(SHOP_ORDERS_MAPPING + APP_ORDERS_MAPPING)
     yield s
     s.close()
 
