@@ -8,7 +8,8 @@
     │   ├── SourceUnavailable   connection lost or refused (retriable)
     │   │   └── DecoderCrashed  the decoder process died (retried from the checkpoint)
     │   ├── SourceSettingsError a server variable syncd needs is wrong (names variable and fix)
-    │   │   └── SourceTlsError  TLS to the source failed: certificate, host name, no TLS offered
+    │   │   ├── SourceTlsError  TLS to the source failed: certificate, host name, no TLS offered
+    │   │   └── MissingGrant    the source user lacks a privilege (names it and the GRANT to run)
     │   ├── PositionLost        the binlog the checkpoint needs was purged (re-snapshot)
     │   │   └── ContinuityLost  the binlog at the checkpoint is not the one it came from (re-snapshot)
     │   ├── StreamError         the stream holds something syncd refuses to guess about
@@ -120,6 +121,12 @@ class SourceTlsError(SourceSettingsError):
     server's certificate, a name the certificate does not carry, a server without TLS where
     TLS is required). Not retried: waiting does not change a certificate; the message names
     the setting to fix (syncd/source/connection.py)."""
+
+
+class MissingGrant(SourceSettingsError):
+    """The server refused something for want of a privilege (e.g. the binlog stream without
+    REPLICATION SLAVE). Not retried: waiting grants nothing; the message names the privilege and
+    the GRANT to run (`syncd validate --live` names the exact user@host)."""
 
 
 class PositionLost(SourceError):

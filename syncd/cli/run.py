@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -19,9 +18,10 @@ from syncd.cli.options import (
     warn_about_secrets,
 )
 from syncd.cli.render import cell, table_lines
-from syncd.config import Config, load_config, secrets_of
+from syncd.config import Config, SourceConfig, load_config, secrets_of
 from syncd.errors import ConfigError, Problem, SyncdError
 from syncd.observability import configure_logging, scrub, tune_gc
+from syncd.yamlfile import Where
 
 
 @click.command()
@@ -102,27 +102,46 @@ def _print_problems(problems: list[Problem]) -> NoReturn:
 
 def _live_problems(config: Config, specs: list) -> list[Problem]:
     """Target and source checks, each server's problems collected even when another fails."""
+    problems = _target_problems(config, specs)
+    for source in config.sources.values():
+        problems += _source_problems(config, source, specs)
+    return problems
+
+
+def _target_problems(config: Config, specs: list) -> list[Problem]:
     from syncd.sink.connection import connect
     from syncd.sink.target import check_target
-    from syncd.source.checks import check_source, check_source_tables
 
-    here = Problem(str(config.path), 1, 1, "")
-    problems: list[Problem] = []
     try:
         conn = connect(config.target, "syncd:validate")
         try:
-            problems += check_target(conn, config, specs)[1]
+            return check_target(conn, config, specs)[1]
         finally:
             conn.close()
     except SyncdError as exc:
-        problems.append(dataclasses.replace(here, message=f"target: {exc}"))
-    for source in config.sources.values():
-        try:
-            check_source(source)
-            problems += check_source_tables(source, specs)
-        except SyncdError as exc:
-            problems.append(dataclasses.replace(here, message=str(exc)))
+        return [_place(config, config.target.where).problem(f"target: {exc}")]
+
+
+def _source_problems(config: Config, source: SourceConfig, specs: list) -> list[Problem]:
+    """The server's settings and grants, then the mapped tables (checked even when the first
+    found problems: every problem is reported at once)."""
+    from syncd.source.checks import check_source_tables, source_problems
+
+    place = _place(config, source.where)
+    try:
+        messages = source_problems(source)[1]
+    except SyncdError as exc:  # unreachable: its tables cannot be checked either
+        return [place.problem(str(exc))]
+    problems = [place.problem(f"source {source.name}: {message}") for message in messages]
+    try:
+        problems += check_source_tables(source, specs)
+    except SyncdError as exc:
+        problems.append(place.problem(str(exc)))
     return problems
+
+
+def _place(config: Config, where: Where | None) -> Where:
+    return where or Where(str(config.path), 1, 1)
 
 
 @click.command()
