@@ -114,8 +114,8 @@ def select(conn: pymysql.connections.Connection, user: str, database: str,
     except pymysql.err.MySQLError as exc:
         if refused(exc):
             return GrantProblem("SELECT", f"{_shown(database)}.{_shown(table)}", user,
-                                "the initial copy, reconcile and repairs read it (without SELECT the server does not "
-                                "even say whether it exists)", refusal_text(exc))
+                                "the initial copy, reconcile and repairs read it (without SELECT the server "
+                                "does not even say whether it exists)", refusal_text(exc))
         if exc.args and exc.args[0] == ER.NO_SUCH_TABLE:
             return None
         raise
