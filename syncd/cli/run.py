@@ -59,8 +59,9 @@ def run(config_path: Path) -> None:
 def validate(config_path: Path, live: bool) -> None:
     """Check config.yaml and every mapping file; print each problem as file:line:col: message.
 
-    With --live, also check against the running servers: source settings, tables and columns;
-    target tables, columns, keys and value types. Every problem is reported, not the first.
+    With --live, also check against the running servers: source settings, the privileges syncd
+    needs on each server (each tried), tables and columns; target tables, columns, keys and
+    value types. Every problem is reported, not the first.
     Exit status: 0 all good, 1 problems found.
     """
     from syncd.mapping.load import compile_all, load_specs
@@ -153,7 +154,9 @@ def status(config_path: Path, as_json: bool) -> None:
 
     state: streaming | initial load in progress | retrying | failed | stopped (no live
     process holds the source) | no checkpoint. An owner is alive while its heartbeat is
-    younger than 15 s. Exit status: 0, or 2 if the target or its state schema cannot be read.
+    younger than 15 s. Each paused mapping is listed with its position, reason, and how long
+    the source keeps the binlog it will replay from.
+    Exit status: 0, or 2 if the target or its state schema cannot be read.
     """
     from syncd.service.status import status_report
     from syncd.sink.connection import connect
@@ -193,10 +196,16 @@ def _status_lines(report: dict[str, Any]) -> list[str]:
         lines += [f"{row['source']}: {line}" for line in _history_lines(row.get("history") or {})]
         if row.get("retention_detail") and row.get("retention_headroom") not in {"unlimited", None}:
             lines.append(f"{row['source']}: binlog: {row['retention_detail']}")
+        lines += [_paused_line(row["source"], entry) for entry in row.get("paused") or []]
     if report.get("reconcile"):
         lines += ["", *table_lines(_RECONCILE_COLUMNS, [[cell(run.get(c)) for c in _RECONCILE_COLUMNS]
                                                         for run in report["reconcile"]])]
     return lines
+
+
+def _paused_line(source: str, entry: dict[str, Any]) -> str:
+    return (f"{source}: paused mapping {entry['mapping']} at {entry['position']} since {entry['paused_at']} "
+            f"(its binlog kept: {entry['binlog_kept']}): {entry['reason']}")
 
 
 def _history_lines(history: dict[str, Any]) -> list[str]:

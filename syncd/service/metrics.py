@@ -33,7 +33,9 @@ The alert rules and the Grafana dashboard built on these metrics are in ``monito
 
 The HTTP server answers ``GET /metrics`` (Prometheus text format) and ``GET /healthz``
 (JSON; 200 when every source is connected and progressing, or on standby because another
-process holds it; otherwise 503).
+process holds it; otherwise 503). Per source /healthz says why in one line (``detail``) and lists
+its paused mappings (``paused``: mapping, position, reason, paused_at, binlog_kept), which do not
+make it unhealthy: the source streams on, and ``syncd_mapping_paused`` alerts.
 """
 
 from __future__ import annotations
@@ -222,6 +224,7 @@ class _SourceHealth:
     detail: str
     updated_at: datetime
     standby: bool = False
+    paused: tuple[dict[str, Any], ...] = ()
 
 
 class Health:
@@ -238,10 +241,12 @@ class Health:
 
     def set_source(
         self, source: str, connected: bool, progressing: bool, detail: str = "",
-        standby: bool = False,
+        standby: bool = False, *, paused: list[dict[str, Any]] | None = None,
     ) -> None:
-        """Record the state of one source's pipeline (replaces the previous one)."""
-        state = _SourceHealth(connected, progressing, detail, datetime.now(UTC), standby)
+        """Record the state of one source's pipeline (replaces the previous one): `detail` is
+        one line, `paused` its paused mappings (shown, not judged: the source still streams)."""
+        state = _SourceHealth(connected, progressing, detail, datetime.now(UTC), standby,
+                              tuple(paused or ()))
         with self._lock:
             self._sources[source] = state
 
@@ -262,6 +267,7 @@ class Health:
                 "progressing": state.progressing,
                 "standby": state.standby,
                 "detail": state.detail,
+                "paused": list(state.paused),
                 "updated_at": state.updated_at.isoformat().replace("+00:00", "Z"),
             }
         ok = bool(report) and all(entry["healthy"] for entry in report.values())

@@ -118,11 +118,13 @@ class Pipeline:
         return self.sink.read_checkpoint(self.source.name)
 
     def _open_gate(self, checkpoint: Checkpoint) -> MappingGate:
-        """Paused mappings stay paused unless the live source fits them again (after a reload)."""
+        """Paused mappings stay paused unless they are in the plan and the live source fits them
+        again (after a reload). The pause of a mapping the plan lacks is kept: brought back by a
+        later reload, it replays from there."""
         pauses = self.sink.read_pauses(self.source.name)
         mappings = {m.name: m for m in self.plan.mappings}
         resumable = {p.mapping for p in pauses
-                     if p.mapping not in mappings or not self._broken(mappings[p.mapping])}
+                     if p.mapping in mappings and not self._broken(mappings[p.mapping])}
         for pause in pauses:
             event = "mapping_resumed" if pause.mapping in resumable else "mapping_still_paused"
             self.log.warning(event, mapping=pause.mapping, position=str(pause.position),

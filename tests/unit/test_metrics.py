@@ -142,7 +142,7 @@ def test_health_needs_every_source_connected_and_progressing() -> None:
     assert not ok
     assert sources["crm"] == {
         "healthy": False, "connected": True, "progressing": False, "standby": False,
-        "detail": "no event for 300 s", "updated_at": sources["crm"]["updated_at"],
+        "detail": "no event for 300 s", "paused": [], "updated_at": sources["crm"]["updated_at"],
     }
     assert sources["crm"]["updated_at"].endswith("Z")
     assert sources["shop"]["healthy"]
