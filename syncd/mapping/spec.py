@@ -528,9 +528,15 @@ def _check_slices(group: list[MappingSpec], check: Checker) -> None:
             continue
         for other in group[index + 1:]:
             if other.slice_values() and slices_collide(spec, other):
-                check.add(other.where, f"mapping {other.name!r} and mapping {spec.name!r} write the same "
-                          f"slice of {spec.target!r}: {spec.slice_values()}; give each a distinct "
-                          "constant key value")
+                _collision(check, other, spec)
+                _collision(check, spec, other)
+
+
+def _collision(check: Checker, spec: MappingSpec, other: MappingSpec) -> None:
+    """One side of two colliding slices, at `spec`'s place, naming `other` and its place."""
+    check.add(spec.where, f"mapping {spec.name!r} and mapping {other.name!r} (at {other.where.file}:"
+              f"{other.where.line}) write the same slice of {spec.target!r}: {spec.slice_values()}; give "
+              "each a distinct constant key value")
 
 
 def slices_collide(a: MappingSpec, b: MappingSpec) -> bool:
