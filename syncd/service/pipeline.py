@@ -257,7 +257,18 @@ class Pipeline:
             batch.resumed.extend(self.gate.take_resumed(event.end))
         elif isinstance(event, Heartbeat):
             self.progress.lag_seconds = 0.0
+            self._replayed_to(batch, event.position)
             self._idle_at(batch, event.position)
+
+    def _replayed_to(self, batch: Batch, position: Position | None) -> None:
+        """An idle stream at or past the end of a replay: the resumed mappings have caught up
+        (no more transaction needs to come for their pauses to be cleared). What the batch holds
+        came before: it is part of the replay, checkpointed at its end."""
+        until = self.gate.replay_until
+        if until is None or position is None or position < until:
+            return
+        batch.resumed.extend(self.gate.finish_replay())
+        batch.checkpoint = batch.checkpoint or Checkpoint(self.source.name, until, None, True)
 
     def _idle_at(self, batch: Batch, position: Position | None) -> None:
         """An idle source still moves on (binlog rotation, other databases' transactions): keep

@@ -340,3 +340,16 @@ def test_a_mapping_back_after_a_reload_replays_from_its_pause(tmp_path: Path) ->
     assert harness.source.started_at[-1] == Position("bin.000001", 200)
     assert set(harness.rows()) == {2, 3, 4}  # 1 was applied before the drop, at or before 200
     assert harness.sink.read_pauses(SOURCE) == []
+
+
+def test_a_replay_on_an_idle_source_ends_at_the_next_heartbeat(tmp_path: Path) -> None:
+    """No transaction after the fix: the heartbeat at the end of the binlog ends the replay."""
+    end = Position("bin.000001", 400)
+    events = [tx(200, insert(1)), tx(300, insert(2)), tx(400, insert(3)), Heartbeat(SOURCE, end)]
+    harness = Harness(tmp_path, events, checkpoint=Checkpoint(SOURCE, end, None, True))
+    harness.sink.state.pauses["shop_orders"] = Pause("shop_orders", SOURCE, Position("bin.000001", 200),
+                                                     "ALTER TABLE orders ...", "fixed since")
+    harness.run()
+    assert set(harness.rows()) == {2, 3}
+    assert harness.sink.read_pauses(SOURCE) == []
+    assert harness.checkpoint() == end
