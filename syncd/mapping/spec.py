@@ -534,9 +534,9 @@ def _check_slices(group: list[MappingSpec], check: Checker) -> None:
 
 def _collision(check: Checker, spec: MappingSpec, other: MappingSpec) -> None:
     """One side of two colliding slices, at `spec`'s place, naming `other` and its place."""
-    check.add(spec.where, f"mapping {spec.name!r} and mapping {other.name!r} (at {other.where.file}:"
-              f"{other.where.line}) write the same slice of {spec.target!r}: {spec.slice_values()}; give "
-              "each a distinct constant key value")
+    check.add(spec.where, f"mapping {spec.name!r} and mapping {other.name!r} write the same slice of "
+              f"{spec.target!r}: {spec.slice_values()}; give each a distinct constant key value "
+              f"({other.name!r} is at {other.where.file}:{other.where.line})")
 
 
 def slices_collide(a: MappingSpec, b: MappingSpec) -> bool:

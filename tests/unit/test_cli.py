@@ -90,7 +90,7 @@ def test_validate_names_both_mappings_whose_slices_overlap(tmp_path: Path) -> No
     result = CliRunner().invoke(main, ["validate", "--config", str(tmp_path / "config.yaml")])
     assert result.exit_code == 1
     lines = result.output.splitlines()
-    assert any(line.startswith(f"{shop}:2:5: mapping 'shop_orders' and mapping 'app_orders' (at {app}:2)")
-               for line in lines), lines
-    assert any(line.startswith(f"{app}:2:5: mapping 'app_orders' and mapping 'shop_orders' (at {shop}:2)")
-               for line in lines), lines
+    assert any(line.startswith(f"{shop}:2:5: mapping 'shop_orders' and mapping 'app_orders' write the same")
+               and line.endswith(f"('app_orders' is at {app}:2)") for line in lines), lines
+    assert any(line.startswith(f"{app}:2:5: mapping 'app_orders' and mapping 'shop_orders' write the same")
+               and line.endswith(f"('shop_orders' is at {shop}:2)") for line in lines), lines

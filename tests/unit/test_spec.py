@@ -502,11 +502,12 @@ class TestAcrossMappings:
             load_mappings([a, b])
         at_b, at_a = caught.value.problems
         assert (at_b.file, at_b.line, at_b.column) == (str(b), 2, 5)
-        assert at_b.message == (f"mapping 'app_orders' and mapping 'shop_orders' (at {a}:2) write the "
-                                "same slice of 'orders': {'channel': 'shop'}; give each a distinct "
-                                "constant key value")
+        assert at_b.message == ("mapping 'app_orders' and mapping 'shop_orders' write the same slice of "
+                                "'orders': {'channel': 'shop'}; give each a distinct constant key value "
+                                f"('shop_orders' is at {a}:2)")
         assert (at_a.file, at_a.line, at_a.column) == (str(a), 2, 5)
-        assert at_a.message.startswith(f"mapping 'shop_orders' and mapping 'app_orders' (at {b}:2) write")
+        assert at_a.message.startswith("mapping 'shop_orders' and mapping 'app_orders' write the same slice")
+        assert at_a.message.endswith(f"('app_orders' is at {b}:2)")
 
     def test_fan_in_with_distinct_slices(self, tmp_path: Path) -> None:
         """Distinct constant key values make a valid fan-in, from one or several sources."""
