@@ -45,7 +45,7 @@ from syncd.sink.batch import Batch
 from syncd.sink.connection import connect
 from syncd.sink.lock import SourceLock, writer_application_name
 from syncd.sink.postgres import PostgresSink
-from syncd.sink.state import add_pauses, read_checkpoint
+from syncd.sink.state import add_pauses, read_checkpoint, read_pauses
 from syncd.source import checks
 from syncd.source import connection as source_connection
 from syncd.source.checks import check_source_tables
@@ -388,11 +388,7 @@ class SourceRunner:
         if self._session.is_set():
             return
         self._set_state("connecting")
-        source = self.plan.source
-        checks.check_source(source)
-        problems = check_source_tables(source, [m.spec for m in self.plan.mappings])
-        if problems:
-            raise ConfigError(problems)
+        self._check_live()
         checkpoint = self._read_checkpoint()
         if checkpoint is not None:
             self.checkpoint = checkpoint
@@ -414,6 +410,24 @@ class SourceRunner:
             if diagnosis is lost:
                 raise
             raise diagnosis from lost
+
+    def _check_live(self) -> None:
+        """The server's settings and grants, and the tables of every mapping not paused: a
+        paused one stays paused while its table does not fit it (the pipeline's gate decides),
+        and must not stop the others at a reconnect."""
+        checks.check_source(self.plan.source)
+        paused = self._paused()
+        specs = [m.spec for m in self.plan.mappings if m.name not in paused]
+        problems = check_source_tables(self.plan.source, specs)
+        if problems:
+            raise ConfigError(problems)
+
+    def _paused(self) -> set[str]:
+        conn = connect(self.config.target, f"syncd:check:{self.name}")
+        try:
+            return {p.mapping for p in read_pauses(conn, self.config.target.state_schema, self.name)}
+        finally:
+            conn.close()
 
     def _hold_dropped(self, checkpoint: Checkpoint | None) -> None:
         """Pause, at the checkpoint, each mapping fed before that the plan now lacks (a reload

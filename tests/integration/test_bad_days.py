@@ -188,7 +188,10 @@ def test_a_paused_and_a_dropped_mapping_are_shown_and_catch_up(notes_and_orders:
     wait_ready(scenario, process, notify_socket)
     idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(30)]
     opened = time.monotonic()
-    assert scenario.cli("validate", "--live").returncode == 0  # its binlog dump probe disturbs nothing
+    assert scenario.cli("validate", "--live").returncode == 0
+    scenario.sources["shop"].execute("INSERT INTO notes VALUES (4, 'four')")
+    eventually(lambda: (4,) in scenario.target("SELECT id FROM notes"), 30)
+    assert not events_named(scenario, "source_retry")  # validate's binlog dump probe disturbed nothing
 
     pause_is_shown(scenario, port, notify_socket)
     # Idle metrics connections were closed by the server after its 10 s; /healthz answered all along.
@@ -206,7 +209,6 @@ def test_a_paused_and_a_dropped_mapping_are_shown_and_catch_up(notes_and_orders:
 
     dropped_mapping_catches_up(scenario, process, fixed, metrics)
     assert scenario.stop(process) == 0
-    assert not events_named(scenario, "source_retry")
 
 
 def pause_is_shown(scenario: Scenario, port: int, notify_socket: NotifySocket) -> None:
@@ -230,13 +232,29 @@ def pause_is_shown(scenario: Scenario, port: int, notify_socket: NotifySocket) -
               "binlog kept unlimited")
     eventually(lambda: any(clause in m for m in notify_socket.texts()), 30, 0.5)
 
+    # A reconnect while it is paused: the source's other mapping streams on.
+    kill_binlog_dumps(shop)
+    eventually(lambda: events_named(scenario, "source_retry"), 30)
+    shop.execute("INSERT INTO notes VALUES (5, 'five')")
+    eventually(lambda: (5,) in scenario.target("SELECT id FROM notes"), 30)
+    assert not events_named(scenario, "source_failed")
+
+
+def kill_binlog_dumps(source: Source) -> None:
+    """End the server side of syncd's binlog stream, as a network cut would."""
+    with source.server.connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = %s AND COMMAND LIKE "
+                    "'Binlog Dump%%'", (source.user,))
+        for (thread,) in cur.fetchall():
+            cur.execute(f"KILL {int(thread)}")
+
 
 def dropped_mapping_catches_up(scenario: Scenario, process: subprocess.Popen, mappings: str,
                                metrics: str) -> None:
     """A reload that leaves shop_notes out: a warning, a pause at the checkpoint; brought back,
     every change it missed arrives."""
     shop = scenario.sources["shop"]
-    eventually(lambda: scenario.target("SELECT id FROM notes ORDER BY id") == [(1,), (2,)], 30)
+    eventually(lambda: scenario.target("SELECT id FROM notes ORDER BY id") == [(1,), (2,), (4,), (5,)], 30)
     scenario.write_config(mappings, metrics)
     process.send_signal(signal.SIGHUP)
     dropped = eventually(lambda: events_named(scenario, "mapping_dropped_by_reload"), 30)
@@ -247,10 +265,10 @@ def dropped_mapping_catches_up(scenario: Scenario, process: subprocess.Popen, ma
                  "DELETE FROM notes WHERE id = 2")
     shop.execute(order(2, "mobile"))
     eventually(lambda: scenario.target("SELECT count(*) FROM orders") == [(2,)], 30)
-    assert scenario.target("SELECT id, body FROM notes ORDER BY id") == [(1, "one"), (2, "two")]
+    assert scenario.target("SELECT id FROM notes ORDER BY id") == [(1,), (2,), (4,), (5,)]
 
     scenario.write_config(mappings + NOTES_MAPPING, metrics)
     process.send_signal(signal.SIGHUP)
-    caught_up = [(1, "ONE"), (3, "three")]
+    caught_up = [(1, "ONE"), (3, "three"), (4, "four"), (5, "five")]
     eventually(lambda: scenario.target("SELECT id, body FROM notes ORDER BY id") == caught_up, 30, 0.5)
     eventually(lambda: not paused_of(scenario), 30, 0.5)
