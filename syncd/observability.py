@@ -130,7 +130,7 @@ def scrub(text: str) -> str:
     return _KV_QUOTED.sub(rf"\1{REDACTED}", text)
 
 
-ONE_LINE_LIMIT = 200
+ONE_LINE_LIMIT = 300
 """The most characters a one-line reason (/healthz, STATUS=) shows."""
 
 
