@@ -153,7 +153,7 @@ def binlog_status(conn: pymysql.connections.Connection) -> tuple[str, int] | Non
 def _grant_problems(source: SourceConfig, conn: pymysql.connections.Connection,
                     info: ServerInfo) -> list[str]:
     """Every server-wide privilege syncd needs, each tried (syncd/source/grants.py)."""
-    user = grants.current_user(conn)
+    user = grants.current_user(conn, source.user)
     problems, at = [], None
     try:
         at = binlog_status(conn)
@@ -260,7 +260,7 @@ def check_source_tables(source: SourceConfig, specs: list[MappingSpec]) -> list[
     conn = connect(source)
     try:
         with translated(source.name, "checking the mapped tables"):
-            user = grants.current_user(conn)
+            user = grants.current_user(conn, source.user)
             for spec in (s for s in specs if s.source == source.name):
                 problems += _table_problems(spec, source, conn, user)
     finally:

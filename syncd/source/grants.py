@@ -66,11 +66,15 @@ def refusal_text(exc: pymysql.err.MySQLError) -> str:
     return f"{code} {message}"
 
 
-def current_user(conn: pymysql.connections.Connection) -> str:
-    """The account the server matched syncd's login to, quoted as GRANT wants it: 'user'@'host'."""
-    with conn.cursor() as cur:
-        cur.execute("SELECT CURRENT_USER()")
-        account = str(cur.fetchone()[0])
+def current_user(conn: pymysql.connections.Connection, login: str) -> str:
+    """The account the server matched syncd's login to, quoted as GRANT wants it: 'user'@'host'
+    (a server that will not say: `login`@'%')."""
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT CURRENT_USER()")
+            account = str(cur.fetchone()[0])
+    except pymysql.err.MySQLError:
+        account = f"{login}@%"
     name, _, host = account.rpartition("@")
     return f"'{name}'@'{host}'"
 
