@@ -75,6 +75,8 @@ class TargetConfig:
     password: Secret
     schema: str = "public"
     state_schema: str = "syncd"
+    where: Where | None = field(default=None, compare=False)
+    """Where config.yaml holds `target` (live checks point there)."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,8 @@ class SourceConfig:
     tls: SourceTls = field(default_factory=SourceTls)
     connect_timeout_s: int = 10
     heartbeat_s: int = 5
+    where: Where | None = field(default=None, compare=False)
+    """Where config.yaml holds `sources.<name>` (live checks point there)."""
 
     def connection_kwargs(self) -> dict:
         """`SourceConnection` arguments (PyMySQL's, and `tls`: only that class connects to a
@@ -321,7 +325,7 @@ def _target(data: object, where: Where, check: Checker) -> TargetConfig | None:
         if not _IDENT.match(value):
             check.add(node.at_value(key), f"target.{key} {value!r} is not a plain identifier")
     return TargetConfig(dsn=dsn, password=_secret(node, "target", check), schema=schema,
-                        state_schema=state_schema)
+                        state_schema=state_schema, where=node.where)
 
 
 def _target_tls(dsn: str, where: Where, check: Checker) -> None:
@@ -397,6 +401,7 @@ def _source(name: str, data: object, where: Where, base: Path, check: Checker) -
         connect_timeout_s=check.integer(node, "connect_timeout", what, 10, low=1, high=300) or 10,
         # The stream's read timeout is 120 s: a heartbeat at most every 59 s keeps it alive.
         heartbeat_s=check.integer(node, "heartbeat", what, 5, low=1, high=59) or 5,
+        where=node.where,
     )
 
 

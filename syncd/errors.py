@@ -10,7 +10,8 @@
     │   │   └── ServerIdInUse   another binlog reader with syncd's server_id ended the stream
     │   ├── SourceSettingsError a server variable syncd needs is wrong (names variable and fix)
     │   │   ├── SourceTlsError  TLS to the source failed: certificate, host name, no TLS offered
-    │   │   └── SourceAuthError the login cannot work as configured (plugin, RSA, secure transport)
+    │   │   ├── SourceAuthError the login cannot work as configured (plugin, RSA, secure transport)
+    │   │   └── MissingGrant    the source user lacks a privilege (names it and the GRANT to run)
     │   ├── PositionLost        the binlog the checkpoint needs was purged (re-snapshot)
     │   │   └── ContinuityLost  the binlog at the checkpoint is not the one it came from (re-snapshot)
     │   ├── StreamError         the stream holds something syncd refuses to guess about
@@ -136,6 +137,12 @@ class ServerIdInUse(SourceUnavailable):
     with the same id (the message names the setting to change), or a connection of syncd's own
     that the server had not yet seen go. Retried like a lost connection: in the first case the
     log shows the two readers taking turns, with the reason."""
+
+
+class MissingGrant(SourceSettingsError):
+    """The server refused something for want of a privilege (e.g. the binlog stream without
+    REPLICATION SLAVE). Not retried: waiting grants nothing; the message names the privilege and
+    the GRANT to run (`syncd validate --live` names the exact user@host)."""
 
 
 class PositionLost(SourceError):

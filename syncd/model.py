@@ -523,10 +523,19 @@ class RepairRequest:
 
 @dataclass(frozen=True)
 class Pause:
-    """A mapping stopped by a source schema change; it resumes from `position` once fixed."""
+    """A mapping stopped by a source schema change (or left out by a reload); it resumes from
+    `position` once fixed (or back)."""
 
     mapping: str
     source: str
     position: Position
     statement: str
     reason: str
+    """What broke, then "; " and the fix (syncd/service/schema_policy.py)."""
+    paused_at: datetime | None = field(default=None, compare=False)
+    """When it was recorded (as read back from the state schema)."""
+
+    @property
+    def cause(self) -> str:
+        """The reason without its fix: one short clause for one-line reports."""
+        return self.reason.split("; ", 1)[0]

@@ -130,6 +130,19 @@ def scrub(text: str) -> str:
     return _KV_QUOTED.sub(rf"\1{REDACTED}", text)
 
 
+ONE_LINE_LIMIT = 300
+"""The most characters a one-line reason (/healthz, STATUS=) shows."""
+
+
+def one_line(text: str, limit: int = ONE_LINE_LIMIT) -> str:
+    """`text` for a one-line report: its first non-empty line, scrubbed, at most `limit`
+    characters (cut with "…"). A multi-line error (a traceback, every problem of a reload) shows
+    its first line only; the journal has the rest."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    first = scrub(lines[0]) if lines else ""
+    return first if len(first) <= limit else first[:limit - 1].rstrip() + "…"
+
+
 def _scrub_value(value: Any) -> Any:
     if isinstance(value, str):
         return scrub(value)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -19,9 +18,10 @@ from syncd.cli.options import (
     warn_about_secrets,
 )
 from syncd.cli.render import cell, table_lines
-from syncd.config import Config, load_config, secrets_of
+from syncd.config import Config, SourceConfig, load_config, secrets_of
 from syncd.errors import ConfigError, Problem, SyncdError
 from syncd.observability import configure_logging, scrub, tune_gc
+from syncd.yamlfile import Where
 
 
 @click.command()
@@ -59,8 +59,9 @@ def run(config_path: Path) -> None:
 def validate(config_path: Path, live: bool) -> None:
     """Check config.yaml and every mapping file; print each problem as file:line:col: message.
 
-    With --live, also check against the running servers: source settings, tables and columns;
-    target tables, columns, keys and value types. Every problem is reported, not the first.
+    With --live, also check against the running servers: source settings, the privileges syncd
+    needs on each server (each tried), tables and columns; target tables, columns, keys and
+    value types. Every problem is reported, not the first.
     Exit status: 0 all good, 1 problems found.
     """
     from syncd.mapping.load import compile_all, load_specs
@@ -102,27 +103,46 @@ def _print_problems(problems: list[Problem]) -> NoReturn:
 
 def _live_problems(config: Config, specs: list) -> list[Problem]:
     """Target and source checks, each server's problems collected even when another fails."""
+    problems = _target_problems(config, specs)
+    for source in config.sources.values():
+        problems += _source_problems(config, source, specs)
+    return problems
+
+
+def _target_problems(config: Config, specs: list) -> list[Problem]:
     from syncd.sink.connection import connect
     from syncd.sink.target import check_target
-    from syncd.source.checks import check_source, check_source_tables
 
-    here = Problem(str(config.path), 1, 1, "")
-    problems: list[Problem] = []
     try:
         conn = connect(config.target, "syncd:validate")
         try:
-            problems += check_target(conn, config, specs)[1]
+            return check_target(conn, config, specs)[1]
         finally:
             conn.close()
     except SyncdError as exc:
-        problems.append(dataclasses.replace(here, message=f"target: {exc}"))
-    for source in config.sources.values():
-        try:
-            check_source(source)
-            problems += check_source_tables(source, specs)
-        except SyncdError as exc:
-            problems.append(dataclasses.replace(here, message=str(exc)))
+        return [_place(config, config.target.where).problem(f"target: {exc}")]
+
+
+def _source_problems(config: Config, source: SourceConfig, specs: list) -> list[Problem]:
+    """The server's settings and grants, then the mapped tables (checked even when the first
+    found problems: every problem is reported at once)."""
+    from syncd.source.checks import check_source_tables, source_problems
+
+    place = _place(config, source.where)
+    try:
+        messages = source_problems(source)[1]
+    except SyncdError as exc:  # unreachable: its tables cannot be checked either
+        return [place.problem(str(exc))]
+    problems = [place.problem(f"source {source.name}: {message}") for message in messages]
+    try:
+        problems += check_source_tables(source, specs)
+    except SyncdError as exc:
+        problems.append(place.problem(str(exc)))
     return problems
+
+
+def _place(config: Config, where: Where | None) -> Where:
+    return where or Where(str(config.path), 1, 1)
 
 
 @click.command()
@@ -134,7 +154,9 @@ def status(config_path: Path, as_json: bool) -> None:
 
     state: streaming | initial load in progress | retrying | failed | stopped (no live
     process holds the source) | no checkpoint. An owner is alive while its heartbeat is
-    younger than 15 s. Exit status: 0, or 2 if the target or its state schema cannot be read.
+    younger than 15 s. Each paused mapping is listed with its position, reason, and how long
+    the source keeps the binlog it will replay from.
+    Exit status: 0, or 2 if the target or its state schema cannot be read.
     """
     from syncd.service.status import status_report
     from syncd.sink.connection import connect
@@ -174,10 +196,16 @@ def _status_lines(report: dict[str, Any]) -> list[str]:
         lines += [f"{row['source']}: {line}" for line in _history_lines(row.get("history") or {})]
         if row.get("retention_detail") and row.get("retention_headroom") not in {"unlimited", None}:
             lines.append(f"{row['source']}: binlog: {row['retention_detail']}")
+        lines += [_paused_line(row["source"], entry) for entry in row.get("paused") or []]
     if report.get("reconcile"):
         lines += ["", *table_lines(_RECONCILE_COLUMNS, [[cell(run.get(c)) for c in _RECONCILE_COLUMNS]
                                                         for run in report["reconcile"]])]
     return lines
+
+
+def _paused_line(source: str, entry: dict[str, Any]) -> str:
+    return (f"{source}: paused mapping {entry['mapping']} at {entry['position']} since {entry['paused_at']} "
+            f"(its binlog kept: {entry['binlog_kept']}): {entry['reason']}")
 
 
 def _history_lines(history: dict[str, Any]) -> list[str]:

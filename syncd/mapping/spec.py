@@ -528,9 +528,15 @@ def _check_slices(group: list[MappingSpec], check: Checker) -> None:
             continue
         for other in group[index + 1:]:
             if other.slice_values() and slices_collide(spec, other):
-                check.add(other.where, f"mapping {other.name!r} and mapping {spec.name!r} write the same "
-                          f"slice of {spec.target!r}: {spec.slice_values()}; give each a distinct "
-                          "constant key value")
+                _collision(check, other, spec)
+                _collision(check, spec, other)
+
+
+def _collision(check: Checker, spec: MappingSpec, other: MappingSpec) -> None:
+    """One side of two colliding slices, at `spec`'s place, naming `other` and its place."""
+    check.add(spec.where, f"mapping {spec.name!r} and mapping {other.name!r} write the same slice of "
+              f"{spec.target!r}: {spec.slice_values()}; give each a distinct constant key value "
+              f"({other.name!r} is at {other.where.file}:{other.where.line})")
 
 
 def slices_collide(a: MappingSpec, b: MappingSpec) -> bool:

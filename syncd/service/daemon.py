@@ -25,12 +25,14 @@ import structlog
 from syncd.config import Config, parse_listen
 from syncd.errors import ConfigError, SyncdError
 from syncd.mapping.load import SourcePlan
+from syncd.observability import one_line
 from syncd.service.metrics import Health, Metrics, Server, serve
 from syncd.service.monitor import StateMonitor
 from syncd.service.notify import Notifier, Watchdog, watchdog_interval
 from syncd.service.periodic import PeriodicReconcile
 from syncd.service.runner import SourceRunner, phase_text
 from syncd.service.startup import build_plans
+from syncd.service.status import pause_brief, pause_clause
 from syncd.sink.connection import connect
 from syncd.sink.lock import create_health_table
 from syncd.sink.state import create_state_schema, trim_letters
@@ -63,6 +65,8 @@ class Daemon:
         self.stop = threading.Event()
         self.reload_requested = threading.Event()
         self.runners: dict[str, SourceRunner] = {}
+        self._streamed: dict[str, set[str]] = {}
+        """Per source, the mappings its runners fed last (SourceRunner.streamed)."""
         self._signals = 0
         self._signal_name: str | None = None
         self._loop_beat = time.monotonic()
@@ -146,7 +150,8 @@ class Daemon:
         return server
 
     def _new_runner(self, plan: SourcePlan) -> SourceRunner:
-        runner = SourceRunner(plan, self.config, self.metrics, self.monitor)
+        runner = SourceRunner(plan, self.config, self.metrics, self.monitor,
+                              self._streamed.setdefault(plan.source.name, set()))
         runner.metrics.set_source_up(plan.source.name, False)
         runner.start()
         return runner
@@ -217,7 +222,11 @@ class Daemon:
         self._loop_beat = time.monotonic()
 
     def _status_line(self) -> str:
-        return "; ".join(r.summary() for r in self.runners.values()) or "no sources"
+        return "; ".join(self._summary(r) for r in self.runners.values()) or "no sources"
+
+    def _summary(self, runner: SourceRunner) -> str:
+        """The runner's clause, then each of its paused mappings'."""
+        return ", ".join([runner.summary(), *(pause_clause(p) for p in self.monitor.paused(runner.name))])
 
     def _update_health(self, runners: list[SourceRunner]) -> None:
         now = datetime.now(UTC)
@@ -225,12 +234,13 @@ class Daemon:
             name = runner.name
             alive = runner.alive()
             self._note_stall(runner, alive)
+            paused = [pause_brief(entry) for entry in self.monitor.paused(name)]
             if runner.phase == "standby":
                 self.health.set_source(name, False, alive, f"standby: {runner.holder or 'held elsewhere'}",
-                                       standby=True)
+                                       standby=True, paused=paused)
             else:
                 self.health.set_source(name, runner.phase == "running", alive,
-                                       phase_text(runner.phase, runner.state.error))
+                                       one_line(phase_text(runner.phase, runner.state.error)), paused=paused)
             self.metrics.set_source_up(name, runner.phase == "running")
             self.metrics.set_source_active(name, runner.active)
             pipeline = runner.pipeline
@@ -268,6 +278,7 @@ class Daemon:
             log.exception("reload_failed", action="kept the mappings in use")
             self.notifier.ready(status=self._status_line())
             return
+        self._warn_dropped(plans)
         changed = []
         for name in sorted(set(self.runners) | {n for n, p in plans.items() if p.mappings}):
             changed += self._reload_source(name, plans.get(name))
@@ -280,6 +291,17 @@ class Daemon:
         self.plans = plans
         log.info("reloaded", mappings=sum(len(p.mappings) for p in plans.values()), changed=changed)
         self.notifier.ready(status=self._status_line())
+
+    def _warn_dropped(self, plans: dict[str, SourcePlan]) -> None:
+        """Name each mapping the new set leaves out: its changes are no longer written (its source
+        records a pause at its checkpoint, `reload_pause_recorded`)."""
+        for name, plan in self.plans.items():
+            kept = {m.name for m in plans[name].mappings} if name in plans else set()
+            for mapping in (m.name for m in plan.mappings if m.name not in kept):
+                log.warning("mapping_dropped_by_reload", source=name, mapping=mapping,
+                            action="its changes wait in the binlog from the source's checkpoint: put it "
+                                   "back and reload to catch up, or delete its row in "
+                                   f"{self.config.target.state_schema}.paused_mappings to drop it for good")
 
     def _check_sources(self, plans: dict[str, SourcePlan]) -> None:
         """Changed mappings must fit their live source tables too (reachable sources only: an

@@ -33,21 +33,28 @@ The alert rules and the Grafana dashboard built on these metrics are in ``monito
 
 The HTTP server answers ``GET /metrics`` (Prometheus text format) and ``GET /healthz``
 (JSON; 200 when every source is connected and progressing, or on standby because another
-process holds it; otherwise 503).
+process holds it; otherwise 503). Per source /healthz says why in one line (``detail``) and lists
+its paused mappings (``paused``: mapping, position, reason, paused_at, binlog_kept), which do not
+make it unhealthy: the source streams on, and ``syncd_mapping_paused`` alerts. Idle connections
+are closed after IDLE_TIMEOUT_S and at most WORKERS threads answer (`_HTTPServer`).
 """
 
 from __future__ import annotations
 
 import json
+import selectors
 import socket
 import threading
+import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+import structlog
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -56,6 +63,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+
+log = structlog.get_logger("syncd.service.metrics")
 
 DRIFT_KINDS = ("missing", "extra", "differ")
 
@@ -222,6 +231,7 @@ class _SourceHealth:
     detail: str
     updated_at: datetime
     standby: bool = False
+    paused: tuple[dict[str, Any], ...] = ()
 
 
 class Health:
@@ -238,10 +248,12 @@ class Health:
 
     def set_source(
         self, source: str, connected: bool, progressing: bool, detail: str = "",
-        standby: bool = False,
+        standby: bool = False, *, paused: list[dict[str, Any]] | None = None,
     ) -> None:
-        """Record the state of one source's pipeline (replaces the previous one)."""
-        state = _SourceHealth(connected, progressing, detail, datetime.now(UTC), standby)
+        """Record the state of one source's pipeline (replaces the previous one): `detail` is
+        one line, `paused` its paused mappings (shown, not judged: the source still streams)."""
+        state = _SourceHealth(connected, progressing, detail, datetime.now(UTC), standby,
+                              tuple(paused or ()))
         with self._lock:
             self._sources[source] = state
 
@@ -262,6 +274,7 @@ class Health:
                 "progressing": state.progressing,
                 "standby": state.standby,
                 "detail": state.detail,
+                "paused": list(state.paused),
                 "updated_at": state.updated_at.isoformat().replace("+00:00", "Z"),
             }
         ok = bool(report) and all(entry["healthy"] for entry in report.values())
@@ -308,13 +321,96 @@ class _Handler(BaseHTTPRequestHandler):
         """No access log: scrapes every few seconds would drown the journal."""
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
+IDLE_TIMEOUT_S = 10.0
+"""A connection that sends no request this long after it was opened, or stalls this long while
+sending or reading one, is closed."""
+WORKERS = 4
+"""Requests answered at once (a scrape takes milliseconds): the server's threads, never more."""
+MAX_OPEN = 64
+"""Connections held at most while they wait for their request or a worker; beyond, the one
+waiting longest is closed."""
 
-    def __init__(self, address: tuple[str, int], metrics: Metrics, health: Health) -> None:
+
+class _HTTPServer(HTTPServer):
+    """Serves /metrics and /healthz with bounded resources (`serve_until`, on one thread).
+
+    An accepted connection waits in a selector, costing no thread, until its request arrives;
+    then one of WORKERS threads answers it, with IDLE_TIMEOUT_S on every read and write. So
+    connections opened and left idle (or a slow client) are closed after the timeout and can
+    neither pile up threads nor keep /healthz from being answered.
+    """
+
+    def __init__(self, address: tuple[str, int], metrics: Metrics, health: Health,
+                 idle_timeout: float = IDLE_TIMEOUT_S) -> None:
+        self.request_queue_size = MAX_OPEN  # the listen backlog (socketserver's default: 5)
         self.metrics = metrics
         self.health = health
+        self.idle_timeout = idle_timeout
+        self._workers = ThreadPoolExecutor(WORKERS, thread_name_prefix="syncd-metrics")
+        self._waiting: dict[socket.socket, float] = {}
+        """Accepted connections without their request yet -> when accepted (oldest first)."""
+        self._busy = 0
+        self._busy_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def serve_until(self, stop: threading.Event) -> None:
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.socket, selectors.EVENT_READ)
+            while not stop.is_set():
+                for key, _ in selector.select(0.25):
+                    if key.fileobj is self.socket:
+                        self._accept(selector)
+                    else:
+                        self._dispatch(selector, key.fileobj, key.data)
+                self._expire(selector)
+            for conn in list(self._waiting):
+                self._drop(selector, conn)
+        self._workers.shutdown(wait=False, cancel_futures=True)
+
+    def _accept(self, selector: selectors.BaseSelector) -> None:
+        try:
+            conn, address = self.socket.accept()
+        except OSError:  # the client gave up first
+            return
+        if len(self._waiting) + self._busy >= MAX_OPEN and self._waiting:
+            self._drop(selector, next(iter(self._waiting)))
+        self._waiting[conn] = time.monotonic()
+        selector.register(conn, selectors.EVENT_READ, address)
+
+    def _dispatch(self, selector: selectors.BaseSelector, conn: socket.socket, address: Any) -> None:
+        """Its request is arriving: hand it to a worker (or close it when MAX_OPEN are queued)."""
+        selector.unregister(conn)
+        self._waiting.pop(conn, None)
+        with self._busy_lock:
+            full = self._busy >= MAX_OPEN
+            self._busy += 0 if full else 1
+        if full:
+            self.shutdown_request(conn)
+            return
+        self._workers.submit(self._answer, conn, address)
+
+    def _answer(self, conn: socket.socket, address: Any) -> None:
+        try:
+            conn.settimeout(self.idle_timeout)
+            self.finish_request(conn, address)
+        except OSError:  # the client's broken connection, or its timeout: nothing to report
+            pass
+        except Exception as exc:  # a bug answering: one line in the journal, no traceback
+            log.warning("metrics_request_failed", error=repr(exc))
+        finally:
+            self.shutdown_request(conn)
+            with self._busy_lock:
+                self._busy -= 1
+
+    def _expire(self, selector: selectors.BaseSelector) -> None:
+        cutoff = time.monotonic() - self.idle_timeout
+        for conn in [c for c, since in self._waiting.items() if since < cutoff]:
+            self._drop(selector, conn)
+
+    def _drop(self, selector: selectors.BaseSelector, conn: socket.socket) -> None:
+        selector.unregister(conn)
+        self._waiting.pop(conn, None)
+        self.shutdown_request(conn)
 
 
 class _HTTPServer6(_HTTPServer):
@@ -328,10 +424,9 @@ class Server:
         self._httpd = httpd
         self.host: str = httpd.server_address[0]
         self.port: int = httpd.server_address[1]
-        self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.25},
-            name="syncd-metrics-http", daemon=True,
-        )
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=httpd.serve_until, args=(self._stop,),
+                                        name="syncd-metrics-http", daemon=True)
         self._thread.start()
         self._closed = False
 
@@ -340,13 +435,14 @@ class Server:
         if self._closed:
             return
         self._closed = True
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._stop.set()
         self._thread.join(5)
+        self._httpd.server_close()
 
 
-def serve(metrics: Metrics, health: Health, host: str, port: int) -> Server:
+def serve(metrics: Metrics, health: Health, host: str, port: int,
+          idle_timeout: float = IDLE_TIMEOUT_S) -> Server:
     """Serve ``/metrics`` and ``/healthz`` on host:port (port 0 picks a free port, see
     ``Server.port``) from a daemon thread. Raises OSError if the address cannot be bound."""
     server_class = _HTTPServer6 if ":" in host else _HTTPServer
-    return Server(server_class((host, port), metrics, health))
+    return Server(server_class((host, port), metrics, health, idle_timeout))

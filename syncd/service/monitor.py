@@ -1,17 +1,22 @@
-"""Reads syncd's state tables periodically for the metrics: dead letters pending, paused mappings,
-checkpoint age. Read from the state schema, they are the same on every host of an HA pair."""
+"""Reads syncd's state tables periodically for the metrics, /healthz and STATUS=: dead letters
+pending, paused mappings, checkpoint age. Read from the state schema, they are the same on every
+host of an HA pair."""
 
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 
 from syncd.config import Config
 from syncd.model import Checkpoint
 from syncd.service.metrics import Metrics
+from syncd.service.status import paused_entry
 from syncd.sink.connection import connect
-from syncd.sink.state import paused_mappings, pending_dead_letters, read_checkpoint
+from syncd.sink.lock import read_health
+from syncd.sink.state import pending_dead_letters, read_checkpoint, read_pauses
 
 log = structlog.get_logger("syncd.service.monitor")
 
@@ -30,6 +35,7 @@ class StateMonitor:
         self.metrics = metrics
         self.stop = threading.Event()
         self._checkpoints: dict[str, Checkpoint] = {}
+        self._paused: dict[str, list[dict[str, Any]]] = {}
         self._thread = threading.Thread(target=self._run, name="state-monitor", daemon=True)
         self._failing = False
 
@@ -42,6 +48,10 @@ class StateMonitor:
 
     def checkpoint(self, source: str) -> Checkpoint | None:
         return self._checkpoints.get(source)
+
+    def paused(self, source: str) -> list[dict[str, Any]]:
+        """The source's paused mappings as last read (status.paused_entry each)."""
+        return self._paused.get(source, [])
 
     def _run(self) -> None:
         conn = None
@@ -68,9 +78,8 @@ class StateMonitor:
     def _poll(self, conn) -> None:
         schema = self.config.target.state_schema
         pending = pending_dead_letters(conn, schema)
-        paused = paused_mappings(conn, schema)
-        self.metrics.set_paused_mappings({key: since for key, since in paused.items()
-                                          if key[0] in self.config.sources})
+        pauses = [p for p in read_pauses(conn, schema) if p.source in self.config.sources]
+        self.metrics.set_paused_mappings({(p.source, p.mapping): p.paused_at for p in pauses})
         for name in self.config.sources:
             self.metrics.set_dead_letters_pending(name, pending.get(name, 0))
             checkpoint = read_checkpoint(conn, schema, name)
@@ -78,5 +87,9 @@ class StateMonitor:
                 self._checkpoints.pop(name, None)
             else:
                 self._checkpoints[name] = checkpoint
+        self._paused = self._entries(pauses, read_health(conn, schema))
 
-
+    def _entries(self, pauses: list, health: dict) -> dict[str, list[dict[str, Any]]]:
+        now = datetime.now(UTC)
+        return {name: [paused_entry(p, self._checkpoints.get(name), health.get(name), now)
+                       for p in pauses if p.source == name] for name in self.config.sources}

@@ -125,11 +125,13 @@ class Pipeline:
         return self.sink.read_checkpoint(self.source.name)
 
     def _open_gate(self, checkpoint: Checkpoint) -> MappingGate:
-        """Paused mappings stay paused unless the live source fits them again (after a reload)."""
+        """Paused mappings stay paused unless they are in the plan and the live source fits them
+        again (after a reload). The pause of a mapping the plan lacks is kept: brought back by a
+        later reload, it replays from there."""
         pauses = self.sink.read_pauses(self.source.name)
         mappings = {m.name: m for m in self.plan.mappings}
         resumable = {p.mapping for p in pauses
-                     if p.mapping not in mappings or not self._broken(mappings[p.mapping])}
+                     if p.mapping in mappings and not self._broken(mappings[p.mapping])}
         for pause in pauses:
             event = "mapping_resumed" if pause.mapping in resumable else "mapping_still_paused"
             self.log.warning(event, mapping=pause.mapping, position=str(pause.position),
@@ -262,7 +264,18 @@ class Pipeline:
             batch.resumed.extend(self.gate.take_resumed(event.end))
         elif isinstance(event, Heartbeat):
             self.progress.lag_seconds = 0.0
+            self._replayed_to(batch, event.position)
             self._idle_at(batch, event.position)
+
+    def _replayed_to(self, batch: Batch, position: Position | None) -> None:
+        """An idle stream at or past the end of a replay: the resumed mappings have caught up
+        (no more transaction needs to come for their pauses to be cleared). What the batch holds
+        came before: it is part of the replay, checkpointed at its end."""
+        until = self.gate.replay_until
+        if until is None or position is None or position < until:
+            return
+        batch.resumed.extend(self.gate.finish_replay())
+        batch.checkpoint = batch.checkpoint or Checkpoint(self.source.name, until, None, True)
 
     def _idle_at(self, batch: Batch, position: Position | None) -> None:
         """An idle source still moves on (binlog rotation, other databases' transactions): keep

@@ -24,6 +24,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import partial
 
 import structlog
@@ -32,7 +33,8 @@ import tenacity
 from syncd.config import Config
 from syncd.errors import ConfigError, PositionLost, SyncdError
 from syncd.mapping.load import SourcePlan
-from syncd.model import Checkpoint, DeadLetter
+from syncd.model import Checkpoint, DeadLetter, Pause, Position
+from syncd.observability import one_line
 from syncd.reconcile.snapshot import initial_copy
 from syncd.service.binlog_guard import BinlogGuard
 from syncd.service.metrics import Metrics
@@ -43,7 +45,7 @@ from syncd.sink.batch import Batch
 from syncd.sink.connection import connect
 from syncd.sink.lock import SourceLock, writer_application_name
 from syncd.sink.postgres import PostgresSink
-from syncd.sink.state import read_checkpoint
+from syncd.sink.state import add_pauses, read_checkpoint, read_pauses
 from syncd.source import checks
 from syncd.source import connection as source_connection
 from syncd.source.checks import check_source_tables
@@ -60,6 +62,10 @@ LOCK_YIELD_S = 2.5 * LOCK_POLL_S
 """After losing the lock, wait this long before trying to take it again."""
 
 
+DROPPED_STATEMENT = "(none: a reload left the mapping out)"
+"""The statement of a pause recorded because a reload dropped the mapping."""
+
+
 def phase_text(phase: str, error: str | None) -> str:
     return f"{phase}: {error}" if error else phase
 
@@ -74,8 +80,12 @@ class SourceRunner:
     """Keeps one source's pipeline running while this process holds the source's lock."""
 
     def __init__(self, plan: SourcePlan, config: Config, metrics: Metrics,
-                 monitor: StateMonitor) -> None:
+                 monitor: StateMonitor, streamed: set[str] | None = None) -> None:
         self.plan = plan
+        self.streamed = streamed if streamed is not None else set()
+        """Mappings a pipeline of this process last fed from this source's checkpoint on (kept by
+        the daemon across runners): one the plan now lacks is paused at the checkpoint, so that
+        brought back by a reload it replays what it missed."""
         self.name = plan.source.name
         self.config = config
         self.metrics = metrics
@@ -184,7 +194,7 @@ class SourceRunner:
         if self.phase == "standby":
             return f"{self.name}: standby ({self.holder or 'held elsewhere'})"
         if self.phase in {"failed", "retrying"}:
-            error = (self.state.error or "")[:80]
+            error = one_line(self.state.error or "", 80)
             return f"{self.name}: {self.phase} ({error})" if error else f"{self.name}: {self.phase}"
         return f"{self.name}: {self.phase}"
 
@@ -378,11 +388,7 @@ class SourceRunner:
         if self._session.is_set():
             return
         self._set_state("connecting")
-        source = self.plan.source
-        checks.check_source(source)
-        problems = check_source_tables(source, [m.spec for m in self.plan.mappings])
-        if problems:
-            raise ConfigError(problems)
+        self._check_live()
         checkpoint = self._read_checkpoint()
         if checkpoint is not None:
             self.checkpoint = checkpoint
@@ -394,6 +400,7 @@ class SourceRunner:
         if not self.lock.held():
             self._end("lock_lost")
             return
+        self._hold_dropped(checkpoint)
         self.pipeline = self._pipeline()
         self._set_state("running")
         try:
@@ -403,6 +410,50 @@ class SourceRunner:
             if diagnosis is lost:
                 raise
             raise diagnosis from lost
+
+    def _check_live(self) -> None:
+        """The server's settings and grants, and the tables of every mapping not paused: a
+        paused one stays paused while its table does not fit it (the pipeline's gate decides),
+        and must not stop the others at a reconnect."""
+        checks.check_source(self.plan.source)
+        paused = self._paused()
+        specs = [m.spec for m in self.plan.mappings if m.name not in paused]
+        problems = check_source_tables(self.plan.source, specs)
+        if problems:
+            raise ConfigError(problems)
+
+    def _paused(self) -> set[str]:
+        conn = connect(self.config.target, f"syncd:check:{self.name}")
+        try:
+            return {p.mapping for p in read_pauses(conn, self.config.target.state_schema, self.name)}
+        finally:
+            conn.close()
+
+    def _hold_dropped(self, checkpoint: Checkpoint | None) -> None:
+        """Pause, at the checkpoint, each mapping fed before that the plan now lacks (a reload
+        dropped it): nothing it would have written is skipped if it comes back."""
+        names = {m.name for m in self.plan.mappings}
+        dropped = sorted(self.streamed - names)
+        if dropped and checkpoint is not None and checkpoint.snapshot_done:
+            self._record_drops(dropped, checkpoint.position)
+        self.streamed.clear()
+        self.streamed.update(names)
+
+    def _record_drops(self, dropped: list[str], position: Position) -> None:
+        schema = self.config.target.state_schema
+        when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        pauses = [Pause(name, self.name, position, DROPPED_STATEMENT,
+                        f"left out of the mapping files by a reload at {when}; put it back and reload "
+                        f"to catch up from here, or delete its row in {schema}.paused_mappings to drop "
+                        "it for good") for name in dropped]
+        conn = connect(self.config.target, f"syncd:check:{self.name}")
+        try:
+            added = add_pauses(conn, schema, pauses)
+        finally:
+            conn.close()
+        for name in added:
+            self.log.info("reload_pause_recorded", mapping=name, position=str(position),
+                          detail="its changes from here wait in the binlog until it is back")
 
     def _pipeline(self) -> Pipeline:
         """The pipeline of the current plan, wired to the source server and the target."""

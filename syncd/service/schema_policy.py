@@ -144,5 +144,11 @@ class MappingGate:
             self.replay, self.replay_until = {}, None
         return done
 
+    def finish_replay(self) -> list[str]:
+        """The stream has read everything up to `replay_until`: every replaying mapping caught up."""
+        done, self._cleared = [*self._cleared, *self.replay], []
+        self.replay, self.replay_until = {}, None
+        return done
+
     def pause(self, pause: Pause) -> None:
         self.paused[pause.mapping] = pause

@@ -1,6 +1,8 @@
 """What `syncd status` reports, read from the state schema only (so it works whether syncd runs
 or not, from any host that reaches the target): per source its checkpoint, lag, binlog
-headroom, dead letters, owner and state; per mapping its last reconcile run. No printing here."""
+headroom, dead letters, owner, state and paused mappings; per mapping its last reconcile run.
+No printing here. A paused mapping is described here once for every report that shows it
+(`syncd status`, /healthz, systemd's STATUS= line)."""
 
 from __future__ import annotations
 
@@ -8,9 +10,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from syncd.config import Config
+from syncd.model import Pause
+from syncd.observability import one_line
 from syncd.sink.lock import read_health, read_owners
 from syncd.sink.runs import last_runs
-from syncd.sink.state import pending_dead_letters, read_checkpoint
+from syncd.sink.state import pending_dead_letters, read_checkpoint, read_pauses
 from syncd.source.continuity import LOST
 from syncd.source.retention import format_duration
 
@@ -26,8 +30,10 @@ def status_report(conn: Any, config: Config) -> dict[str, Any]:
     health = read_health(conn, schema)
     owners = read_owners(conn, schema)
     reconciles = [run.as_dict() for run in last_runs(conn, schema)]
+    pauses = read_pauses(conn, schema)
     rows = [source_row(name, read_checkpoint(conn, schema, name), pending.get(name, 0),
-                       health=health.get(name), owner=owners.get(name), now=now)
+                       health=health.get(name), owner=owners.get(name), now=now,
+                       pauses=[p for p in pauses if p.source == name])
             for name in config.sources]
     for row in rows:
         row["last_reconcile"] = [r for r in reconciles if r["source"] == row["source"]]
@@ -35,7 +41,7 @@ def status_report(conn: Any, config: Config) -> dict[str, Any]:
 
 
 def source_row(name: str, checkpoint: Any, pending: int, *, health: Any = None, owner: Any = None,
-               now: datetime | None = None) -> dict[str, Any]:
+               now: datetime | None = None, pauses: list[Pause] | None = None) -> dict[str, Any]:
     now = now or datetime.now(UTC)
     row: dict[str, Any] = {
         "source": name, "state": None, "position": None, "gtid": None, "last_event_time": None,
@@ -64,7 +70,44 @@ def source_row(name: str, checkpoint: Any, pending: int, *, health: Any = None, 
     row["state"] = source_state(checkpoint, health if current else None, alive)
     row["history"] = binlog_history(checkpoint, row["error"])
     row.update(_headroom(health))
+    row["paused"] = [paused_entry(p, checkpoint, health, now) for p in pauses or []]
     return row
+
+
+def paused_entry(pause: Pause, checkpoint: Any, health: Any, now: datetime) -> dict[str, Any]:
+    """One paused mapping: where it stopped, why, since when, and how long the binlog it replays
+    from stays on the server (the source's recorded retention headroom: that of the checkpoint's
+    file, exact when the pause is in that file, else an upper bound: an older file goes first)."""
+    kept = _headroom(health)
+    same_file = checkpoint is not None and checkpoint.position.file == pause.position.file
+    limited = kept["retention_headroom_seconds"] is not None
+    return {
+        "mapping": pause.mapping, "position": str(pause.position), "statement": pause.statement,
+        "reason": pause.reason, "cause": pause.cause,
+        "paused_at": pause.paused_at.isoformat() if pause.paused_at else None,
+        "paused_seconds": round((now - pause.paused_at).total_seconds()) if pause.paused_at else None,
+        "binlog_kept": _kept_text(kept["retention_headroom"], limited and not same_file),
+        "binlog_kept_seconds": kept["retention_headroom_seconds"],
+        "binlog_kept_exact": same_file or not limited,
+    }
+
+
+def _kept_text(headroom: str | None, upper_bound: bool) -> str:
+    if headroom is None:
+        return "unknown (not checked yet)"
+    return f"at most {headroom}" if upper_bound else headroom
+
+
+def pause_brief(entry: dict[str, Any]) -> dict[str, Any]:
+    """A paused mapping as /healthz shows it: its reason in one bounded line."""
+    return {"mapping": entry["mapping"], "position": entry["position"], "reason": one_line(entry["cause"]),
+            "paused_at": entry["paused_at"], "binlog_kept": entry["binlog_kept"]}
+
+
+def pause_clause(entry: dict[str, Any]) -> str:
+    """A paused mapping in one clause for one-line reports (no "; ", which separates sources)."""
+    return (f"{entry['mapping']} paused at {entry['position']} ({one_line(entry['cause'], 120)}), "
+            f"binlog kept {entry['binlog_kept']}")
 
 
 def binlog_history(checkpoint: Any, error: str | None) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -489,18 +488,26 @@ def finish_repair(cur: psycopg.Cursor, schema: str, request_id: int, outcomes: t
 
 
 @translating("reading paused mappings")
-def read_pauses(conn: psycopg.Connection, schema: str, source: str) -> list[Pause]:
-    query = sql.SQL("SELECT mapping, source, binlog_file, binlog_pos, statement, reason "
-                    "FROM {}.paused_mappings WHERE source = %s").format(sql.Identifier(schema))
-    return [Pause(m, s, Position(f, p), st, r) for m, s, f, p, st, r in conn.execute(query, (source,))]
+def read_pauses(conn: psycopg.Connection, schema: str, source: str | None = None) -> list[Pause]:
+    """The paused mappings of `source` (of every source when None), oldest first."""
+    query = sql.SQL("SELECT mapping, source, binlog_file, binlog_pos, statement, reason, paused_at "
+                    "FROM {}.paused_mappings WHERE %s::text IS NULL OR source = %s "
+                    "ORDER BY paused_at, mapping").format(sql.Identifier(schema))
+    return [Pause(m, s, Position(f, p), st, r, at)
+            for m, s, f, p, st, r, at in conn.execute(query, (source, source))]
 
 
-@translating("reading paused mappings")
-def paused_mappings(conn: psycopg.Connection, schema: str) -> dict[tuple[str, str], datetime]:
-    """Every paused mapping of every source: (source, mapping) -> when it was paused."""
-    query = sql.SQL("SELECT source, mapping, paused_at FROM {}.paused_mappings").format(
-        sql.Identifier(schema))
-    return {(source, mapping): paused_at for source, mapping, paused_at in conn.execute(query)}
+@translating("recording paused mappings")
+def add_pauses(conn: psycopg.Connection, schema: str, pauses: list[Pause]) -> list[str]:
+    """Record pauses in one transaction; a mapping paused already keeps its earlier pause.
+    Returns the mappings paused now."""
+    added = []
+    with conn.transaction(), conn.cursor() as cur:
+        for pause in pauses:
+            write_pause(cur, schema, pause)
+            if cur.rowcount:
+                added.append(pause.mapping)
+    return added
 
 
 def write_pause(cur: psycopg.Cursor, schema: str, pause: Pause) -> None:

@@ -15,6 +15,7 @@ from syncd.errors import Problem
 from syncd.mapping.load import target_table
 from syncd.mapping.spec import NO_VALUE, ColumnSpec, MappingSpec, UnifiedSpec
 from syncd.model import TargetTable
+from syncd.sink.grants import privilege_problems
 from syncd.yamlfile import Where
 
 
@@ -144,7 +145,20 @@ def check_target(conn: psycopg.Connection, config: Config,
         problems += _identity_columns(spec, table, infos[table])
     for where, name, table, unified in _unified_tables(config, specs).values():
         problems += _unified_problems(where, name, table, unified, infos.get(table))
+    problems += privilege_problems(conn, config.target, Where(str(config.path), 1, 1),
+                                   _table_places(config, specs))
     return infos, problems
+
+
+def _table_places(config: Config, specs: list[MappingSpec]) -> dict[TargetTable, tuple[Where, str]]:
+    """Each target table syncd writes, at (and named after) the first mapping or identity space
+    that writes it."""
+    places: dict[TargetTable, tuple[Where, str]] = {}
+    for spec in specs:
+        places.setdefault(target_table(spec, config), (spec.where, f"mapping {spec.name!r}"))
+    for where, name, table, _unified in _unified_tables(config, specs).values():
+        places.setdefault(table, (where, f"identity {name!r}: unified table"))
+    return places
 
 
 def _unified_tables(config: Config, specs: list[MappingSpec]) -> dict[TargetTable, tuple]:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pymysql
+from pymysql.constants import ER
 from pymysqlreplication import BinLogStreamReader, binlogstream
 from pymysqlreplication.event import (
     FormatDescriptionEvent,
@@ -42,6 +43,7 @@ from pymysqlreplication.row_event import (
 
 from syncd.config import SourceConfig
 from syncd.errors import (
+    MissingGrant,
     PositionLost,
     ServerIdInUse,
     SourceError,
@@ -504,4 +506,8 @@ def _translate(source: str, exc: pymysql.err.OperationalError) -> SourceError:
                             f"`syncd snapshot --source {source}` to copy the tables again")
     if code in _CONNECTION_ERRORS:
         return SourceUnavailable(source, f"connection lost ({code}): {message}")
+    if code == ER.SPECIFIC_ACCESS_DENIED_ERROR:
+        return MissingGrant(source, f"the server refuses the binlog stream ({code}: {message}): the "
+                            f"user of sources.{source} needs REPLICATION SLAVE. Fix: GRANT REPLICATION "
+                            "SLAVE ON *.* TO that user, then `systemctl reload syncd`")
     return SourceUnavailable(source, f"MySQL error {code}: {message}")

@@ -12,9 +12,9 @@ from syncd.config import SourceConfig
 from syncd.errors import Problem, SourceSettingsError
 from syncd.mapping.plan import identity_sources
 from syncd.mapping.spec import MappingSpec
-from syncd.source import dialect
+from syncd.source import dialect, grants
 from syncd.source.charsets import converts_over_select
-from syncd.source.connection import SourceConnection, connect_error
+from syncd.source.connection import SourceConnection, connect_error, translated
 
 
 @dataclass(frozen=True)
@@ -119,27 +119,53 @@ def settings_problems(info: ServerInfo) -> list[str]:
 
 
 def check_source(source: SourceConfig) -> ServerInfo:
-    """Raise SourceSettingsError naming every wrong variable, or return what the server is."""
-    conn = connect(source)
-    try:
-        info = server_info(conn)
-        problems = settings_problems(info)
-        problems += _privilege_problems(conn)
-    finally:
-        conn.close()
+    """Raise SourceSettingsError naming every wrong variable and missing grant, or return what
+    the server is."""
+    info, problems = source_problems(source)
     if problems:
         raise SourceSettingsError(source.name, "; ".join(problems))
     return info
 
 
-def _privilege_problems(conn: pymysql.connections.Connection) -> list[str]:
+def source_problems(source: SourceConfig) -> tuple[ServerInfo, list[str]]:
+    """What the server is, and one message per wrong setting or missing grant."""
+    conn = connect(source)
     try:
-        if dialect.binlog_status(conn) is None:
-            return [f"{dialect.of(conn).binlog_status} returns nothing: is log_bin on?"]
-    except pymysql.err.OperationalError as exc:
-        return [f"the user cannot read the binlog status ({exc.args[-1]}); grant REPLICATION "
-                "CLIENT (MariaDB >= 10.5: BINLOG MONITOR) and REPLICATION SLAVE"]
-    return []
+        with translated(source.name, "checking the server"):
+            info = server_info(conn)
+            problems = settings_problems(info) + _grant_problems(source, conn, info)
+    finally:
+        conn.close()
+    return info, problems
+
+
+def binlog_status(conn: pymysql.connections.Connection) -> tuple[str, int] | None:
+    """The binlog file and offset the server writes at (needs REPLICATION CLIENT, on MariaDB
+    BINLOG MONITOR); None when the binary log is off."""
+    row = dialect.binlog_status(conn)
+    return (str(row[0]), int(row[1])) if row else None
+
+
+def _grant_problems(source: SourceConfig, conn: pymysql.connections.Connection,
+                    info: ServerInfo) -> list[str]:
+    """Every server-wide privilege syncd needs, each tried (syncd/source/grants.py)."""
+    user = grants.current_user(conn, source.user)
+    problems, at = [], None
+    try:
+        at = binlog_status(conn)
+        if at is None:
+            problems.append("the binlog status is empty: is log_bin on?")
+    except pymysql.err.MySQLError as exc:
+        if not grants.refused(exc):
+            raise
+        problems.append(str(grants.binlog_monitor(user, _monitor_grant(info), exc)))
+    dump = grants.replication_slave(connect(source), user, at)
+    return problems + ([str(dump)] if dump else [])
+
+
+def _monitor_grant(info: ServerInfo) -> str:
+    """The privilege the binlog status needs, by its name on this server."""
+    return "BINLOG MONITOR" if info.is_mariadb else "REPLICATION CLIENT"
 
 
 def table_columns(conn: pymysql.connections.Connection, database: str,
@@ -225,22 +251,29 @@ def source_key_problem(key: tuple[str, ...], columns: dict[str, str],
 
 
 def check_source_tables(source: SourceConfig, specs: list[MappingSpec]) -> list[Problem]:
-    """Every mapped table and source column exists on the live source."""
+    """Every mapped table is readable and has every source column on the live source."""
     problems: list[Problem] = []
     conn = connect(source)
     try:
-        for spec in (s for s in specs if s.source == source.name):
-            columns = table_columns(conn, source.database, spec.table)
-            if columns is None:
-                problems.append(spec.where.problem(
-                    f"mapping {spec.name!r}: table {source.database}.{spec.table} does not exist on "
-                    f"source {source.name}"))
-                continue
-            problems += _missing_columns(spec, source, columns)
-            problems += _row_key_problems(spec, source, columns, conn)
+        with translated(source.name, "checking the mapped tables"):
+            user = grants.current_user(conn, source.user)
+            for spec in (s for s in specs if s.source == source.name):
+                problems += _table_problems(spec, source, conn, user)
     finally:
         conn.close()
     return problems
+
+
+def _table_problems(spec: MappingSpec, source: SourceConfig, conn: pymysql.connections.Connection,
+                    user: str) -> list[Problem]:
+    denied = grants.select(conn, user, source.database, spec.table)
+    if denied is not None:  # information_schema hides the table too: never "does not exist"
+        return [spec.where.problem(f"mapping {spec.name!r}: source {source.name}: {denied}")]
+    columns = table_columns(conn, source.database, spec.table)
+    if columns is None:
+        return [spec.where.problem(f"mapping {spec.name!r}: table {source.database}.{spec.table} does "
+                                   f"not exist on source {source.name}")]
+    return _missing_columns(spec, source, columns) + _row_key_problems(spec, source, columns, conn)
 
 
 def _row_key_problems(spec: MappingSpec, source: SourceConfig, columns: dict[str, str],

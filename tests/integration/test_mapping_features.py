@@ -250,8 +250,12 @@ class TestFanIn:
         result = two_sources.cli("validate")
         assert result.returncode == 1, result.stdout + result.stderr
         line, column = position(text, "name: app_orders")
+        shop_line, shop_column = position(text, "name: shop_orders")
         assert (f"{path}:{line}:{column}: mapping 'app_orders' and mapping 'shop_orders' write the same "
-                "slice of 'orders'") in result.stdout
+                f"slice of 'orders': {{'channel': 'shop'}}; give each a distinct constant key value "
+                f"('shop_orders' is at {path}:{shop_line})") in result.stdout
+        assert (f"{path}:{shop_line}:{shop_column}: mapping 'shop_orders' and mapping 'app_orders' write "
+                "the same slice of 'orders'") in result.stdout
 
 
 class TestFanOut:

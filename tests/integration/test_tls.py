@@ -198,10 +198,10 @@ class TestRefused:
         configure(scenario, verified_source(pki, ca=pki.other_ca),
                   verified_dsn(scenario, pki, ca=pki.other_ca))
         output = problems(scenario.cli("validate", "--live"))
-        assert f":1:1: source shop: TLS to 127.0.0.1:{port} failed (certificate verify failed: " in output
+        assert f": source shop: TLS to 127.0.0.1:{port} failed (certificate verify failed: " in output
         assert (f"sources.shop.ssl_ca ({pki.other_ca}) is not the CA that signed the server's certificate"
                 in output)
-        assert (f':1:1: target: TLS to the target failed (connection to server at "127.0.0.1", port '
+        assert (f': target: TLS to the target failed (connection to server at "127.0.0.1", port '
                 f"{scenario.postgres.port} failed: SSL error: certificate verify failed): "
                 f"sslrootcert={pki.other_ca} in target.dsn is not the CA that signed the server's "
                 "certificate") in output

@@ -262,3 +262,11 @@ def test_get_logger_configures_scrubbing_if_nobody_did(
 def test_bad_level_or_format(level: str, fmt: str) -> None:
     with pytest.raises(ValueError, match="expected one of"):
         configure_logging(level=level, fmt=fmt, stream=io.StringIO())
+
+
+def test_one_line_is_the_first_line_scrubbed_and_bounded() -> None:
+    register_secret(SECRET)
+    text = f"\n  source shop: cannot connect with {SECRET}\nTraceback (most recent call last):\n  File ..."
+    assert observability.one_line(text) == "source shop: cannot connect with ***"
+    assert observability.one_line("x" * 300, 20) == "x" * 19 + "…"
+    assert observability.one_line("") == ""

@@ -59,3 +59,38 @@ def test_a_bug_ends_in_one_line_naming_the_details_file_and_exit_70(monkeypatch:
     assert "Traceback" not in result.output
     [details] = tmp_path.glob("syncd-crash-*.txt")
     assert "Traceback" in details.read_text(encoding="utf-8")
+
+
+OVERLAP_CONFIG = """target: {dsn: "postgresql://syncd@127.0.0.1:1/unified"}
+sources:
+  shop: {host: 127.0.0.1, user: syncd, database: shop, server_id: 9}
+  app: {host: 127.0.0.1, user: syncd, database: app, server_id: 10}
+mappings: [mappings/]
+"""
+
+OVERLAP_MAPPING = """mappings:
+  - name: {name}
+    source: {source}
+    table: orders
+    target: orders
+    key: [channel, id]
+    columns:
+      channel: {{value: shop}}
+      id: id
+"""
+
+
+def test_validate_names_both_mappings_whose_slices_overlap(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text(OVERLAP_CONFIG, encoding="utf-8")
+    (tmp_path / "mappings").mkdir()
+    shop = tmp_path / "mappings" / "a_shop.yaml"
+    app = tmp_path / "mappings" / "b_app.yaml"
+    shop.write_text(OVERLAP_MAPPING.format(name="shop_orders", source="shop"), encoding="utf-8")
+    app.write_text(OVERLAP_MAPPING.format(name="app_orders", source="app"), encoding="utf-8")
+    result = CliRunner().invoke(main, ["validate", "--config", str(tmp_path / "config.yaml")])
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert any(line.startswith(f"{shop}:2:5: mapping 'shop_orders' and mapping 'app_orders' write the same")
+               and line.endswith(f"('app_orders' is at {app}:2)") for line in lines), lines
+    assert any(line.startswith(f"{app}:2:5: mapping 'app_orders' and mapping 'shop_orders' write the same")
+               and line.endswith(f"('shop_orders' is at {shop}:2)") for line in lines), lines

@@ -494,15 +494,20 @@ class TestAcrossMappings:
         assert "mapping 'app_orders' writes target table 'orders' with other mappings" in problem.message
 
     def test_fan_in_with_colliding_slices(self, tmp_path: Path) -> None:
-        """Two mappings claiming the same constant slice are reported at the later one."""
+        """Two mappings claiming the same constant slice are each reported at their own place,
+        naming the other and where it is."""
         a = write(tmp_path, "a.yaml", fan_in_file("shop_orders", "shop", "orders", "shop"))
         b = write(tmp_path, "b.yaml", fan_in_file("app_orders", "app", "app_orders", "shop"))
         with pytest.raises(ConfigError) as caught:
             load_mappings([a, b])
-        (problem,) = caught.value.problems
-        assert (problem.file, problem.line, problem.column) == (str(b), 2, 5)
-        assert problem.message == ("mapping 'app_orders' and mapping 'shop_orders' write the same slice of "
-                                   "'orders': {'channel': 'shop'}; give each a distinct constant key value")
+        at_b, at_a = caught.value.problems
+        assert (at_b.file, at_b.line, at_b.column) == (str(b), 2, 5)
+        assert at_b.message == ("mapping 'app_orders' and mapping 'shop_orders' write the same slice of "
+                                "'orders': {'channel': 'shop'}; give each a distinct constant key value "
+                                f"('shop_orders' is at {a}:2)")
+        assert (at_a.file, at_a.line, at_a.column) == (str(a), 2, 5)
+        assert at_a.message.startswith("mapping 'shop_orders' and mapping 'app_orders' write the same slice")
+        assert at_a.message.endswith(f"('app_orders' is at {b}:2)")
 
     def test_fan_in_with_distinct_slices(self, tmp_path: Path) -> None:
         """Distinct constant key values make a valid fan-in, from one or several sources."""

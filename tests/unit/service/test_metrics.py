@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import socket
+import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -13,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from syncd.service.metrics import Health, Metrics, Server, serve
+from syncd.service.metrics import WORKERS, Health, Metrics, Server, serve
 
 EXPECTED_METRICS = [
     "syncd_changes_read_total",
@@ -142,7 +144,7 @@ def test_health_needs_every_source_connected_and_progressing() -> None:
     assert not ok
     assert sources["crm"] == {
         "healthy": False, "connected": True, "progressing": False, "standby": False,
-        "detail": "no event for 300 s", "updated_at": sources["crm"]["updated_at"],
+        "detail": "no event for 300 s", "paused": [], "updated_at": sources["crm"]["updated_at"],
     }
     assert sources["crm"]["updated_at"].endswith("Z")
     assert sources["shop"]["healthy"]
@@ -264,4 +266,32 @@ def test_serves_on_ipv6() -> None:
         with urllib.request.urlopen(f"http://[::1]:{server.port}/metrics", timeout=5) as resp:
             assert resp.status == 200
     finally:
+        server.close()
+
+
+def closed_by_peer(conn: socket.socket) -> bool:
+    """True once the other end closed the connection (a timeout raises: still open)."""
+    try:
+        return conn.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_idle_connections_are_closed_and_cost_no_thread() -> None:
+    """40 connections opened and left silent: /healthz is still answered at once, at most WORKERS
+    threads serve, and after the idle timeout the server has closed every one of them."""
+    server = serve(Metrics(), Health(), "127.0.0.1", 0, idle_timeout=1.0)
+    idle = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(40)]
+    try:
+        began = time.monotonic()
+        assert get(server, "/healthz")[0] == 503  # answered (no source yet)
+        assert time.monotonic() - began < 1.0
+        workers = [t for t in threading.enumerate() if t.name.startswith("syncd-metrics")]
+        assert len(workers) <= WORKERS + 1  # the workers and the accepting thread
+        time.sleep(1.6)
+        assert all(closed_by_peer(conn) for conn in idle)
+        assert get(server, "/healthz")[0] == 503
+    finally:
+        for conn in idle:
+            conn.close()
         server.close()

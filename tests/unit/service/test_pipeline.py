@@ -27,6 +27,7 @@ from syncd.model import (
     Heartbeat,
     Op,
     Outcome,
+    Pause,
     Position,
     RowChange,
     SchemaChange,
@@ -314,3 +315,41 @@ def test_a_paused_mapping_replays_from_its_pause_once_fixed(tmp_path: Path) -> N
     assert set(harness.rows()) == {1, 2, 3, 4}
     assert harness.sink.read_pauses(SOURCE) == []
     assert harness.checkpoint() == Position("bin.000001", 600)
+
+
+def test_the_pause_of_a_mapping_the_plan_lacks_is_kept(tmp_path: Path) -> None:
+    """A reload left a mapping out: its pause stays (it replays from there once back), and the
+    mappings of the plan stream on."""
+    harness = Harness(tmp_path, [tx(200, insert(1))])
+    left_out = Pause("shop_refunds", SOURCE, START, "(none: a reload left the mapping out)", "left out")
+    harness.sink.state.pauses[left_out.mapping] = left_out
+    harness.run()
+    assert harness.sink.read_pauses(SOURCE) == [left_out]
+    assert set(harness.rows()) == {1}
+
+
+def test_a_mapping_back_after_a_reload_replays_from_its_pause(tmp_path: Path) -> None:
+    """Paused at the checkpoint a reload dropped it at (bin.000001:200), back in the plan: the
+    changes it missed meanwhile are applied, and the pause is cleared."""
+    events = [tx(200, insert(1)), tx(300, insert(2)), tx(400, insert(3))]
+    at = Checkpoint(SOURCE, Position("bin.000001", 400), None, True)
+    harness = Harness(tmp_path, events, checkpoint=at)
+    harness.sink.state.pauses["shop_orders"] = Pause("shop_orders", SOURCE, Position("bin.000001", 200),
+                                                     "(none: a reload left the mapping out)", "left out")
+    harness.run([*events, tx(500, insert(4))])
+    assert harness.source.started_at[-1] == Position("bin.000001", 200)
+    assert set(harness.rows()) == {2, 3, 4}  # 1 was applied before the drop, at or before 200
+    assert harness.sink.read_pauses(SOURCE) == []
+
+
+def test_a_replay_on_an_idle_source_ends_at_the_next_heartbeat(tmp_path: Path) -> None:
+    """No transaction after the fix: the heartbeat at the end of the binlog ends the replay."""
+    end = Position("bin.000001", 400)
+    events = [tx(200, insert(1)), tx(300, insert(2)), tx(400, insert(3)), Heartbeat(SOURCE, end)]
+    harness = Harness(tmp_path, events, checkpoint=Checkpoint(SOURCE, end, None, True))
+    harness.sink.state.pauses["shop_orders"] = Pause("shop_orders", SOURCE, Position("bin.000001", 200),
+                                                     "ALTER TABLE orders ...", "fixed since")
+    harness.run()
+    assert set(harness.rows()) == {2, 3}
+    assert harness.sink.read_pauses(SOURCE) == []
+    assert harness.checkpoint() == end

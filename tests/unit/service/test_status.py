@@ -1,0 +1,49 @@
+"""How a paused mapping is described in `syncd status`, /healthz and STATUS=."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from syncd.model import Checkpoint, Pause, Position
+from syncd.service.status import pause_brief, pause_clause, paused_entry
+from syncd.sink.lock import SourceHealth
+
+NOW = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+PAUSE = Pause("shop_orders", "shop", Position("mysql-bin.000003", 1234), "ALTER TABLE orders RENAME COLUMN "
+              "phone TO mobile", "source table orders no longer has column(s) phone; edit mapping "
+              "'shop_orders' at m.yaml:3, then reload", NOW - timedelta(minutes=5))
+
+
+def health(kind: str | None, seconds: float | None = None) -> SourceHealth:
+    return SourceHealth("shop", "streaming", None, kind, seconds, "detail", NOW, "host", 1, NOW)
+
+
+def checkpoint(file: str) -> Checkpoint:
+    return Checkpoint("shop", Position(file, 4), None, True)
+
+
+def test_a_pause_in_the_checkpoints_file_is_kept_as_long_as_the_checkpoint() -> None:
+    entry = paused_entry(PAUSE, checkpoint("mysql-bin.000003"), health("limited", 7200), NOW)
+    assert entry["binlog_kept"] == "2h" and entry["binlog_kept_exact"]
+    assert entry["position"] == "mysql-bin.000003:1234" and entry["paused_seconds"] == 300
+    assert entry["cause"] == "source table orders no longer has column(s) phone"
+
+
+def test_a_pause_in_an_older_file_is_kept_at_most_as_long() -> None:
+    entry = paused_entry(PAUSE, checkpoint("mysql-bin.000007"), health("limited", 7200), NOW)
+    assert entry["binlog_kept"] == "at most 2h" and not entry["binlog_kept_exact"]
+
+
+def test_unlimited_and_unknown_retention() -> None:
+    unlimited = paused_entry(PAUSE, checkpoint("mysql-bin.000007"), health("unlimited"), NOW)
+    assert unlimited["binlog_kept"] == "unlimited"
+    assert paused_entry(PAUSE, None, None, NOW)["binlog_kept"] == "unknown (not checked yet)"
+
+
+def test_one_line_forms_hold_the_cause_without_the_fix() -> None:
+    entry = paused_entry(PAUSE, checkpoint("mysql-bin.000003"), health("unlimited"), NOW)
+    clause = pause_clause(entry)
+    assert clause == ("shop_orders paused at mysql-bin.000003:1234 (source table orders no longer has "
+                      "column(s) phone), binlog kept unlimited")
+    assert "; " not in clause  # it separates sources in STATUS=
+    assert pause_brief(entry)["reason"] == "source table orders no longer has column(s) phone"
