@@ -62,6 +62,10 @@ from syncd.source.chunks import RangeChunk, SourceReader
 log = structlog.get_logger("syncd.reconcile")
 
 REPAIR_BATCH = 1_000
+BUCKETS = 2_000
+"""A differing pushed-down range is narrowed down to about this many buckets of keys."""
+RANGES_PER_READ = 200
+"""Differing buckets read and compared in one go."""
 CONFIRM_ATTEMPTS = 3
 CONFIRM_WAIT_S = 10.0
 """How long a re-check waits for the running daemon to apply the source up to its read."""
@@ -199,6 +203,16 @@ _END = object()
 """Marks the end of the ranges in the read-ahead queue."""
 
 
+def _bucket_span(bucket: int, width: int, lower: SourceKey | None,
+                 upper: SourceKey | None) -> tuple[SourceKey, SourceKey]:
+    """The (lower, upper] keys of `key DIV width = bucket` (DIV truncates towards zero), within the range."""
+    first = bucket * width if bucket > 0 else bucket * width - width + 1
+    last = bucket * width + width - 1 if bucket >= 0 else bucket * width
+    low = first - 1 if lower is None else max(first - 1, lower[0])
+    high = last if upper is None else min(last, upper[0])
+    return (low,), (high,)
+
+
 def _put(out: queue.Queue, item: object, done: threading.Event) -> bool:
     while not done.is_set():
         try:
@@ -265,7 +279,7 @@ class _Pass:
                           else daemon_streams(self.conn, self.schema, self.plan.source.name))
         self.report.mode = self.layout.mode
         self.estimate = self.reader.estimated_rows(self.table) if self.options.progress is not None else 0
-        self.pushdown = self._pushdown(source_types, target_types)
+        self.pushdown = self._pushdown(target_types)
         self.verified = None if self.pushdown else self._verified_chunks(source_types, target_types, zone)
 
     def _chunk_done(self, rows: int) -> None:
@@ -283,11 +297,12 @@ class _Pass:
                   records=sum(len(records) for _, records in wanted.values()), note=stored.note)
         return stored.stores
 
-    def _pushdown(self, source_types: dict[str, str], target_types: dict[str, ColumnType]) -> Pushdown | None:
+    def _pushdown(self, target_types: dict[str, ColumnType]) -> Pushdown | None:
         if not self.options.use_verified or self.options.keys_only:  # --full: map every row
             return None
         encoding = server_encoding(self.conn)
-        return plan_pushdown(self.layout, source_types, target_types, self.plan.source.timezone, encoding)
+        return plan_pushdown(self.layout, self.reader.source_columns(self.table), target_types,
+                             self.plan.source.timezone, encoding)
 
     def _verified_chunks(self, source_types: dict[str, str], target_types: dict[str, ColumnType],
                          zone: Any) -> VerifiedChunks | None:
@@ -398,49 +413,74 @@ class _Pass:
             self.verified.save(walked)
 
     def _pushed_down(self, pushdown: Pushdown) -> None:
-        """Ranges whose in-server checksums agree are in sync; the others are compared row by row.
+        """Ranges whose in-server digests agree are in sync; the others are narrowed down to
+        buckets of keys, and the buckets that differ compared row by row.
 
-        Each range's source checksum is taken on a second connection while PostgreSQL takes the
+        Each range's source digest is taken on a second connection while PostgreSQL takes the
         target's, so both servers work at once.
         """
         ranges = self._key_ranges()
         side = SourceReader(self.plan.source)
         key = self.layout.source_key
+
+        def source_digest(lower: SourceKey | None, upper: SourceKey | None) -> tuple[int, str | None]:
+            return side.digest(self.table, key, pushdown.source_row, pushdown.scope, lower, upper)
+
         try:
             with ThreadPoolExecutor(1, thread_name_prefix=f"reconcile-{self.mapping.name}") as pool:
-                # The source's sums of each range are asked for one range ahead: the faster
+                # The source's digest of each range is asked for one range ahead: the faster
                 # server never waits for the slower one.
-                sums = [pool.submit(side.pushed_sums, self.table, key, pushdown.source_hash, lower, upper)
-                        for lower, upper in ranges[:2]]
+                digests = [pool.submit(source_digest, *bounds) for bounds in ranges[:2]]
                 for index, (lower, upper) in enumerate(ranges):
                     if self.options.stop is not None and self.options.stop.is_set():
                         raise Stopped("stopped")
-                    source = sums[index]
                     if index + 2 < len(ranges):
-                        sums.append(pool.submit(side.pushed_sums, self.table, key, pushdown.source_hash,
-                                                *ranges[index + 2]))
-                    target = self.target.pushed_sums(pushdown.target_hash, lower, upper)
-                    if source.result() == target:
+                        digests.append(pool.submit(source_digest, *ranges[index + 2]))
+                    target = self.target.digest(pushdown.target_row, lower, upper)
+                    source = digests[index].result()
+                    if source == target and not pushdown.deferred:
                         self.report.chunks_pushed_down += 1
-                        self._chunk_done(int(target.split(":")[0]))
+                        self._chunk_done(target[0])
+                    elif source == target or pushdown.deferred or len(key) != 1:
+                        self._walk_range(lower, upper)
                     else:
-                        log.debug("pushdown_range_differs", mapping=self.mapping.name, lower=lower[0],
-                                  upper=upper[0], source=source.result(), target=target)
-                        for chunk in self._walk(self.reader, lower, upper):
-                            self._compare_range(chunk)
+                        self._narrowed(pushdown, lower, upper, source[0])
                     self._pause()
         finally:
             side.close()
 
-    def _key_ranges(self) -> list[tuple[tuple[int], tuple[int]]]:
-        """(lower, upper] ranges covering every key of the source table and of the target slice."""
-        bounds = [b for b in (self.reader.key_bounds(self.table, self.layout.source_key[0]),
-                              self.target.key_bounds()) if b[0] is not None]
-        if not bounds:
-            return []
-        low, high = min(int(b[0]) for b in bounds) - 1, max(int(b[1]) for b in bounds)
-        span = self.options.chunk_rows * SPAN_CHUNKS
-        return [((start,), (min(start + span, high),)) for start in range(low, high, span)]
+    def _walk_range(self, lower: SourceKey | None, upper: SourceKey | None) -> None:
+        for chunk in self._walk(self.reader, lower, upper):
+            self._compare_range(chunk)
+
+    def _narrowed(self, pushdown: Pushdown, lower: SourceKey | None, upper: SourceKey | None,
+                  rows: int) -> None:
+        """A differing range: digests of buckets of keys on both servers, then the buckets that
+        differ (drift, rows the SQL cannot vouch for) row by row through the mapping."""
+        width = max(1, rows // BUCKETS)
+        source = self.reader.bucket_digests(self.table, self.layout.source_key[0], pushdown.source_row,
+                                            pushdown.scope, lower, upper, width)
+        target = self.target.bucket_digests(pushdown.target_row, lower, upper, width)
+        differing = sorted(b for b in source.keys() | target.keys() if source.get(b) != target.get(b))
+        self._chunk_done(sum(n for b, (n, _) in source.items() if b not in differing))
+        log.debug("pushdown_range_differs", mapping=self.mapping.name, lower=lower, upper=upper,
+                  buckets=len(differing))
+        spans = [_bucket_span(b, width, lower, upper) for b in differing]
+        for start in range(0, len(spans), RANGES_PER_READ):
+            self._compare_ranges(spans[start:start + RANGES_PER_READ])
+
+    def _compare_ranges(self, spans: list[tuple[SourceKey, SourceKey]]) -> None:
+        names, rows = self.reader.rows_in_ranges(self.table, self.layout.source_key,
+                                                 self.layout.source_columns, spans)
+        expected = map_chunk(self.layout, names, rows, self.canons, self.mapper, persons=self.persons)
+        self._check(rows, expected, self.target.in_ranges(spans))
+
+    def _key_ranges(self) -> list[tuple[SourceKey | None, SourceKey | None]]:
+        """(lower, upper] ranges of about SPAN_CHUNKS chunks' rows each, in key order, the first
+        and the last open: together every key of the source table and of the target slice."""
+        every = self.options.chunk_rows * SPAN_CHUNKS
+        bounds = self.reader.key_boundaries(self.table, self.layout.source_key, every)
+        return list(zip([None, *bounds], [*bounds, None], strict=True))
 
     def _compare_range(self, chunk: RangeChunk) -> Entry:
         expected = map_chunk(self.layout, chunk.names, chunk.rows, self.canons, self.mapper,
