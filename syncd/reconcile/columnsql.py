@@ -317,7 +317,8 @@ def _quantized(value: Value, scale: int | None) -> Value:
     if scale is None:
         return value
     ok = _fits(value, scale)
-    return _decimal(value.expr, scale, value.also(*ok), digits=min(value.digits, _MAX_DIGITS - scale))
+    exact = value.text if value.text is not None else value.expr  # a number read from text: cast once
+    return _decimal(exact, scale, value.also(*ok), digits=min(value.digits, _MAX_DIGITS - scale))
 
 
 def _fits(value: Value, scale: int) -> tuple[str, ...]:
@@ -605,8 +606,9 @@ def _interval(expr: str) -> str:
             f"{micros} - {days} * 86400000000, ' microseconds')")
 
 
-_TRIMMED = "TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM DATE_FORMAT({}, '%Y-%m-%d %H:%i:%s.%f')))"
-"""A datetime as PostgreSQL prints a timestamp: microseconds without trailing zeros."""
+_STAMP = "DATE_FORMAT({}, '%Y-%m-%d %H:%i:%s.%f')"
+"""A datetime with all six fractional digits, as `_PG_STAMP` prints a timestamp."""
+_PG_STAMP = "to_char({}, 'YYYY-MM-DD HH24:MI:SS.US')"
 
 
 def _hash_text(value: Value, target: ColumnType) -> tuple[_Text, str] | None:
@@ -625,13 +627,11 @@ def _hash_text(value: Value, target: ColumnType) -> tuple[_Text, str] | None:
         return _Text(f"TRIM(TRAILING ' ' FROM {value.expr})", value.ok, escape=True), printed
     if kind == DATE and data_type == "date":
         return _Text(f"CAST({value.expr} AS CHAR)", value.ok), printed
-    if kind == NAIVE and data_type == _TIMESTAMP:
-        return _Text(_TRIMMED.format(value.expr), value.ok), printed
-    if kind == AWARE and data_type == _TIMESTAMP:
-        return _Text(_TRIMMED.format(value.expr), value.ok), printed
+    if kind in (NAIVE, AWARE) and data_type == _TIMESTAMP:
+        return _Text(_STAMP.format(value.expr), value.ok), _PG_STAMP.format(column)
     if kind == AWARE and data_type == _TIMESTAMPTZ:
         utc = _utc(value)
-        return _Text(_TRIMMED.format(utc.expr), utc.ok), f"({column} AT TIME ZONE 'UTC')::text"
+        return _Text(_STAMP.format(utc.expr), utc.ok), _PG_STAMP.format(f"{column} AT TIME ZONE 'UTC'")
     if kind == BYTES and data_type == "bytea":
         return _Text(f"LOWER(HEX({value.expr}))", value.ok), f"encode({column}, 'hex')"
     return None
