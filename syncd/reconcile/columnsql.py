@@ -158,7 +158,7 @@ def source_value(column: SourceColumn) -> Value | None:
     if kind in _INTEGERS or kind == "bit":
         return Value(f"({quoted} + 0)", INT)
     if kind == "year":
-        return Value(f"({quoted} + 0)", INT, zero=f"{quoted} = 0")
+        return Value(f"({quoted} + 0)", INT, zero=f"{quoted} IS NOT NULL AND {quoted} = 0")
     if kind in ("decimal", "numeric"):
         scale = column.scale or 0
         digits = (column.precision or _MAX_DIGITS) - scale
@@ -173,7 +173,7 @@ def source_value(column: SourceColumn) -> Value | None:
     if kind in _BYTES:
         return Value(quoted, BYTES)
     if kind in ("date", "datetime", "timestamp"):
-        zero = f"YEAR({quoted}) = 0 OR ({quoted} + INTERVAL 0 DAY) IS NULL"
+        zero = f"{quoted} IS NOT NULL AND (YEAR({quoted}) = 0 OR ({quoted} + INTERVAL 0 DAY) IS NULL)"
         if kind == "timestamp":
             return Value(quoted, AWARE, zero=zero, offset=Offset("0", "'+00:00'"))
         return Value(quoted, DATE if kind == "date" else NAIVE, zero=zero)
