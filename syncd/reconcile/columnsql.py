@@ -26,7 +26,8 @@ Exactness rules:
 - COPY text is text PostgreSQL reads into the same stored value as the text psycopg writes for
   the Python value; the hashed text is what PostgreSQL prints of the stored value (`col::text`).
 
-tests/integration/test_columnsql.py proves each form against the Python transform on a real
+MySQL expressions are PyMySQL format strings, as every name in them (`sqlnames.my_name`): a `%`
+is doubled. tests/integration/test_columnsql.py proves each form against the Python transform on a real
 server (hypothesis), edge inputs included. The module is long because it is the catalogue of
 SQL forms, one small function per transform beside the rules every form keeps, as
 syncd/mapping/transforms.py is the catalogue of the Python ones.
@@ -606,7 +607,7 @@ def _interval(expr: str) -> str:
             f"{micros} - {days} * 86400000000, ' microseconds')")
 
 
-_STAMP = "DATE_FORMAT({}, '%Y-%m-%d %H:%i:%s.%f')"
+_STAMP = "DATE_FORMAT({}, '%%Y-%%m-%%d %%H:%%i:%%s.%%f')"
 """A datetime with all six fractional digits, as `_PG_STAMP` prints a timestamp."""
 _PG_STAMP = "to_char({}, 'YYYY-MM-DD HH24:MI:SS.US')"
 

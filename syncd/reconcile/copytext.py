@@ -37,7 +37,7 @@ class CopyText:
 
     line: str
     """MySQL expression: the row's COPY line (newline included) as a binary string; empty for a
-    row outside the filter, NULL for a row left to Python (`%` not doubled)."""
+    row outside the filter, NULL for a row left to Python (a PyMySQL format string)."""
     columns: tuple[str, ...]
     """The target columns the line's fields fill, in order; the deferred ones last."""
     deferred: tuple[str, ...] = ()

@@ -41,7 +41,7 @@ class Pushdown:
     """The row texts of one mapping, one per server."""
 
     source_row: str
-    """MySQL expression over the source table's columns (`%` not doubled)."""
+    """MySQL expression over the source table's columns (a PyMySQL format string)."""
     target_row: str
     """PostgreSQL expression over the target table's columns (SQL text, names quoted)."""
     scope: str | None

@@ -183,10 +183,10 @@ class SourceReader:
 
     def copy_lines(self, table: str, key: Sequence[str], line: str, after: Sequence[Any] | None,
                    limit: int, reads: Sequence[str] = ()) -> Fetched:
-        """`chunk` as COPY text lines (`line`: syncd.reconcile.copytext, `%` not doubled): rows of
+        """`chunk` as COPY text lines (`line`: syncd.reconcile.copytext): rows of
         (line, key values..., values of `reads`), the latter in their normal form."""
         raw = self.raw_columns(table)
-        select = ", ".join([line.replace("%", "%%"), *(my_name(k) for k in key),
+        select = ", ".join([line, *(my_name(k) for k in key),
                             *(charsets.select_raw(c) if c in raw else my_name(c) for c in reads)])
         return self.fetched(*_chunk_query(table, key, select, after, limit), raw)
 
@@ -239,9 +239,9 @@ class SourceReader:
     def digest(self, table: str, key: Sequence[str], row_text: str, scope: str | None,
                lower: Sequence[Any] | None, upper: Sequence[Any] | None) -> tuple[int, str | None]:
         """(count, MD5 of the row texts in key order) of the rows with keys in (lower, upper]
-        that `scope` does not leave out (reconcile/pushdown.py; expressions with `%` not doubled)."""
+        that `scope` does not leave out (reconcile/pushdown.py)."""
         where, params = _scoped(range_condition(key, lower, upper), scope)
-        found = self._execute(f"SELECT COUNT(*), MD5(GROUP_CONCAT({row_text.replace('%', '%%')} "
+        found = self._execute(f"SELECT COUNT(*), MD5(GROUP_CONCAT({row_text} "
                               f"ORDER BY {_order(key)} SEPARATOR '')) FROM {my_name(table)}{where}", params)
         return int(found[0][0]), found[0][1]
 
@@ -252,7 +252,7 @@ class SourceReader:
         where, params = _scoped(range_condition((column,), lower, upper), scope)
         name = my_name(column)
         found = self._execute(f"SELECT {name} DIV {int(width)}, COUNT(*), MD5(GROUP_CONCAT("
-                              f"{row_text.replace('%', '%%')} ORDER BY {name} SEPARATOR '')) "
+                              f"{row_text} ORDER BY {name} SEPARATOR '')) "
                               f"FROM {my_name(table)}{where} GROUP BY 1", params)
         return {int(b): (int(n), d) for b, n, d in found}
 
@@ -381,7 +381,7 @@ def _scoped(condition: tuple[str, list[Any]], scope: str | None) -> tuple[str, l
     where, params = condition
     if scope is None:
         return where, params
-    kept = f"NOT (({scope.replace('%', '%%')}) <=> 0)"
+    kept = f"NOT (({scope}) <=> 0)"
     return (f"{where} AND {kept}" if where else f" WHERE {kept}"), params
 
 

@@ -200,8 +200,7 @@ class Bench:
             cur.execute(f"DELETE FROM `{name}`")
             if values:
                 cur.executemany(f"INSERT INTO `{name}` VALUES (%s, %s)", list(enumerate(values)))
-            cur.execute(f"SELECT id, {self.compiled.copy}, {self.compiled.source_part or 'NULL'} FROM `{name}` ORDER BY id"
-                        .replace("%", "%%"), ())
+            cur.execute(f"SELECT id, {self.compiled.copy}, {self.compiled.source_part or 'NULL'} FROM `{name}` ORDER BY id", ())
             computed = {row[0]: row[1:] for row in cur.fetchall()}
         rows, _ = self.reader.chunk(name, ("id",), ["id", "v"], None, 1000)
         vouched = []
