@@ -70,7 +70,7 @@ _NULL_TEXT = "_utf8mb4 X'5C4E'"
 _NULL_PART = "'-'"
 _ESCAPES = (("5C", "5C5C"), ("09", "5C74"), ("0A", "5C6E"), ("0D", "5C72"))
 """COPY text escapes: backslash first, so that the escapes added afterwards are not escaped again."""
-_EDGE_SPACE = tuple(chr(c) for c in range(0x3001) if chr(c).isspace()) + ("\u200b", "\ufeff")
+_EDGE_SPACE = (*(chr(c) for c in range(0x3001) if chr(c).isspace()), "\u200b", "\ufeff")
 """What `strip` removes at both ends (transforms._EDGE_SPACE: `\\s`, U+200B, U+FEFF)."""
 
 
@@ -227,7 +227,8 @@ def _plain_ends(expr: str) -> str:
     """The text is empty, or neither its first nor its last character can be one `strip` removes
     (told by the first UTF-8 byte of the character: some others are left to Python too)."""
     bytes_ = ", ".join(str(b) for b in sorted({c.encode("utf-8")[0] for c in _EDGE_SPACE}))
-    return f"{expr} = '' OR (ASCII(LEFT({expr}, 1)) NOT IN ({bytes_}) AND ASCII(RIGHT({expr}, 1)) NOT IN ({bytes_}))"
+    return (f"{expr} = '' OR (ASCII(LEFT({expr}, 1)) NOT IN ({bytes_}) "
+            f"AND ASCII(RIGHT({expr}, 1)) NOT IN ({bytes_}))")
 
 
 def _null_if_empty(value: Value, _args: dict[str, Any], _zone: tzinfo) -> Value | None:
@@ -462,9 +463,14 @@ def _candidates(kind: str, table: dict[Any, Any]) -> list[Any] | None:
         return None
     found: dict[int, None] = {}
     for key in table:
-        if isinstance(key, bool | int) or (isinstance(key, float) and key.is_integer()) or (isinstance(key, str) and re.fullmatch(r"-?[0-9]+", key) and str(int(key)) == key):
+        if isinstance(key, bool | int) or (isinstance(key, float) and key.is_integer()) or _integer_text(key):
             found[int(key)] = None
     return list(found)
+
+
+def _integer_text(key: Any) -> bool:
+    """Text that is the `str()` of an integer (`'30'`, not `'030'` or `'+3'`)."""
+    return isinstance(key, str) and re.fullmatch(r"-?[0-9]+", key) is not None and str(int(key)) == key
 
 
 def _result_kind(result: Any) -> str | None:
@@ -622,7 +628,8 @@ def _hash_text(value: Value, target: ColumnType) -> tuple[_Text, str] | None:
         return _numeric_hash(value, target, printed)
     if kind == DEC and data_type in _TARGET_TEXTS and value.canonical:
         return _Text(f"CAST({value.expr} AS CHAR)", value.ok), printed
-    if kind == TEXT and (data_type in ("text", "character varying", "json") or (value.printed and data_type == "uuid")):
+    if kind == TEXT and (data_type in ("text", "character varying", "json")
+                         or (value.printed and data_type == "uuid")):
         return _Text(value.expr, value.ok, escape=not value.plain), printed
     if kind == TEXT and data_type == "character":
         return _Text(f"TRIM(TRAILING ' ' FROM {value.expr})", value.ok, escape=True), printed

@@ -47,7 +47,7 @@ class CopyText:
 
 
 def plan_copy_text(mapping: Mapping, sources: dict[str, SourceColumn], target_types: dict[str, ColumnType],
-                   source_zone: tzinfo, target_encoding: str,
+                   source_zone: tzinfo, target_encoding: str, *,
                    commit_time: datetime | None = None) -> CopyText | None:
     """The COPY line of this mapping's rows, or None when the source server can compute none of
     its columns (or the mapping has identity or lookup columns, or the target is not UTF8)."""

@@ -9,6 +9,9 @@ applied everything up to that read) before they are reported or repaired, so row
 while the pass runs are not taken for drift. Repairs go through `syncd.reconcile.repair.repair`, which
 re-reads each key from the source and applies it in stream order when a daemon holds the
 source. docs/reconcile.md describes the algorithm, the report and the limits.
+
+The module is long because the pass's three ways of comparing a range (digests inside both
+servers, remembered checksums, row by row) feed one comparison, one re-check and one report.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from syncd.reconcile.compare import (
 from syncd.reconcile.expected import Expected, chunk_mapper, map_chunk
 from syncd.reconcile.layout import build_layout
 from syncd.reconcile.persons import PersonColumns
-from syncd.reconcile.pushdown import SPAN_CHUNKS, Pushdown, plan_pushdown
+from syncd.reconcile.pushdown import BUCKETS, SPAN_CHUNKS, Pushdown, differing_spans, plan_pushdown
 from syncd.reconcile.repair import RepairResult, repair
 from syncd.reconcile.report import REPORT_KEYS, SAMPLE_KEYS, MappingReport, SourceKey
 from syncd.reconcile.unified import reconcile_identities
@@ -62,10 +65,8 @@ from syncd.source.chunks import RangeChunk, SourceReader
 log = structlog.get_logger("syncd.reconcile")
 
 REPAIR_BATCH = 1_000
-BUCKETS = 2_000
-"""A differing pushed-down range is narrowed down to about this many buckets of keys."""
 RANGES_PER_READ = 200
-"""Differing buckets read and compared in one go."""
+"""Differing buckets of a pushed-down range read and compared in one go."""
 CONFIRM_ATTEMPTS = 3
 CONFIRM_WAIT_S = 10.0
 """How long a re-check waits for the running daemon to apply the source up to its read."""
@@ -201,16 +202,6 @@ def wait_applied(conn: Connection, schema: str, source: str, position: Position,
 
 _END = object()
 """Marks the end of the ranges in the read-ahead queue."""
-
-
-def _bucket_span(bucket: int, width: int, lower: SourceKey | None,
-                 upper: SourceKey | None) -> tuple[SourceKey, SourceKey]:
-    """The (lower, upper] keys of `key DIV width = bucket` (DIV truncates towards zero), within the range."""
-    first = bucket * width if bucket > 0 else bucket * width - width + 1
-    last = bucket * width + width - 1 if bucket >= 0 else bucket * width
-    low = first - 1 if lower is None else max(first - 1, lower[0])
-    high = last if upper is None else min(last, upper[0])
-    return (low,), (high,)
 
 
 def _put(out: queue.Queue, item: object, done: threading.Event) -> bool:
@@ -424,7 +415,8 @@ class _Pass:
         key = self.layout.source_key
 
         def source_digest(lower: SourceKey | None, upper: SourceKey | None) -> tuple[int, str | None]:
-            return side.digest(self.table, key, pushdown.source_row, pushdown.scope, lower, upper)
+            return side.digest(self.table, key, pushdown.source_row, scope=pushdown.scope, lower=lower,
+                               upper=upper)
 
         try:
             with ThreadPoolExecutor(1, thread_name_prefix=f"reconcile-{self.mapping.name}") as pool:
@@ -459,13 +451,12 @@ class _Pass:
         differ (drift, rows the SQL cannot vouch for) row by row through the mapping."""
         width = max(1, rows // BUCKETS)
         source = self.reader.bucket_digests(self.table, self.layout.source_key[0], pushdown.source_row,
-                                            pushdown.scope, lower, upper, width)
+                                            scope=pushdown.scope, lower=lower, upper=upper, width=width)
         target = self.target.bucket_digests(pushdown.target_row, lower, upper, width)
-        differing = sorted(b for b in source.keys() | target.keys() if source.get(b) != target.get(b))
-        self._chunk_done(sum(n for b, (n, _) in source.items() if b not in differing))
+        spans, in_sync = differing_spans(source, target, width, lower, upper)
+        self._chunk_done(in_sync)
         log.debug("pushdown_range_differs", mapping=self.mapping.name, lower=lower, upper=upper,
-                  buckets=len(differing))
-        spans = [_bucket_span(b, width, lower, upper) for b in differing]
+                  buckets=len(spans))
         for start in range(0, len(spans), RANGES_PER_READ):
             self._compare_ranges(spans[start:start + RANGES_PER_READ])
 

@@ -32,6 +32,8 @@ from syncd.reconcile.layout import Layout
 _MAX_ARGS = 100  # PostgreSQL's FUNC_MAX_ARGS
 SPAN_CHUNKS = 4
 """A pushed-down range spans this many chunks' worth of rows."""
+BUCKETS = 2_000
+"""A differing range is narrowed down to about this many buckets of keys."""
 UNVOUCHED = "'?'"
 """The text of a row the SQL cannot vouch for: no row text of either server starts with it."""
 
@@ -86,3 +88,26 @@ def _concat(parts: list[str]) -> str:
     while len(parts) > _MAX_ARGS:
         parts = [f"concat({', '.join(parts[i:i + _MAX_ARGS])})" for i in range(0, len(parts), _MAX_ARGS)]
     return f"concat({', '.join(parts)})"
+
+
+Digests = dict[int, tuple[int, str | None]]
+"""Bucket (`key DIV width`) -> (rows, digest)."""
+Bound = tuple[int] | None
+
+
+def differing_spans(source: Digests, target: Digests, width: int, lower: Bound,
+                    upper: Bound) -> tuple[list[tuple[tuple[int], tuple[int]]], int]:
+    """The (lower, upper] key spans of the buckets whose digests differ, and the source rows of
+    the others (in sync)."""
+    differing = sorted(b for b in source.keys() | target.keys() if source.get(b) != target.get(b))
+    in_sync = sum(rows for bucket, (rows, _) in source.items() if bucket not in differing)
+    return [_bucket_span(b, width, lower, upper) for b in differing], in_sync
+
+
+def _bucket_span(bucket: int, width: int, lower: Bound, upper: Bound) -> tuple[tuple[int], tuple[int]]:
+    """The keys of `key DIV width = bucket` (DIV truncates towards zero), within the range."""
+    first = bucket * width if bucket > 0 else bucket * width - width + 1
+    last = bucket * width + width - 1 if bucket >= 0 else bucket * width
+    low = first - 1 if lower is None else max(first - 1, lower[0])
+    high = last if upper is None else min(last, upper[0])
+    return (low,), (high,)

@@ -109,13 +109,13 @@ class _TableCopy:
                               rows, done, list(self.key))
 
 
-def _copy_text(sink: PostgresSink, mappings: list[Mapping], reader: SourceReader, table: str,
+def _copy_text(sink: PostgresSink, mappings: list[Mapping], reader: SourceReader, table: str, *,
                plan: SourcePlan, commit_time: datetime) -> CopyText | None:
     if len(mappings) != 1:
         return None
     target_types = column_types(sink.conn, mappings[0].table)
     return plan_copy_text(mappings[0], reader.source_columns(table), target_types, plan.source.timezone,
-                          server_encoding(sink.conn), commit_time)
+                          server_encoding(sink.conn), commit_time=commit_time)
 
 
 def _snapshot_point(source: SourceConfig) -> SnapshotPoint:
@@ -301,8 +301,8 @@ class _Job:
             key=reader.row_key(table, mappings[0]),  # fan-out mappings share one source_key (spec.py)
             columns=list(columns),
             mappings=mappings,
-            text=None if self.map_every_row else _copy_text(sink, mappings, reader, table, self.plan,
-                                                            ctx.commit_time),
+            text=None if self.map_every_row else _copy_text(sink, mappings, reader, table, plan=self.plan,
+                                                            commit_time=ctx.commit_time),
             ctx=ctx,
             progress_key=_progress_key(table, self.partial),
             position=position)
@@ -328,7 +328,8 @@ class _Job:
                     result: SnapshotResult) -> tuple[int, tuple[Any, ...] | None]:
         """Copy the rows after key `after` with their progress row; returns (rows, last key)."""
         if job.text is not None:
-            fetched = reader.copy_lines(job.table, job.key, job.text.line, after, self.chunk_rows, job.text.reads)
+            fetched = reader.copy_lines(job.table, job.key, job.text.line, after, self.chunk_rows,
+                                        reads=job.text.reads)
             last = tuple(fetched.rows[-1][1:1 + len(job.key)]) if fetched.rows else after
             lines, python_keys = _text_lines(job, fetched)
             rows, zeros = reader.rows_by_keys_fetched(job.table, job.key, job.columns, python_keys)

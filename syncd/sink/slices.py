@@ -151,7 +151,8 @@ class TargetReader:
         assert row is not None
         return f"{row[0]}:{row[1]}"
 
-    def digest(self, row_text: str, lower: Sequence[Any] | None, upper: Sequence[Any] | None) -> tuple[int, str | None]:
+    def digest(self, row_text: str, lower: Sequence[Any] | None,
+               upper: Sequence[Any] | None) -> tuple[int, str | None]:
         """(count, MD5 of the row texts in key order) of the slice's rows in (lower, upper]
         (`row_text`: SQL text over the table's columns, reconcile/pushdown.py)."""
         where, params = self._range(lower, upper)
@@ -170,7 +171,8 @@ class TargetReader:
         where, params = self._range(lower, upper)
         bucket = sql.SQL("{} / {}").format(pg_name(columns[0]), sql.Literal(int(width)))
         query = (sql.SQL("SELECT {}, count(*), md5(string_agg({}, '' ORDER BY {})) FROM ").format(
-            bucket, sql.SQL(row_text), self._order()) + table_sql(self.table) + where + sql.SQL(" GROUP BY 1"))
+            bucket, sql.SQL(row_text), self._order()) + table_sql(self.table) + where
+            + sql.SQL(" GROUP BY 1"))
         with translated(f"reading {self.table}"):
             rows = self.conn.execute(query, params).fetchall()
         return {int(b): (int(n), d) for b, n, d in rows}

@@ -134,8 +134,8 @@ class SourceReader:
     def source_columns(self, table: str) -> dict[str, SourceColumn]:
         """The columns of `table` as their SQL forms need them (syncd/reconcile/columnsql.py)."""
         found = self._execute(
-            "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, NUMERIC_SCALE, NUMERIC_PRECISION, CHARACTER_SET_NAME "
-            "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
+            "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, NUMERIC_SCALE, NUMERIC_PRECISION, "
+            "CHARACTER_SET_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
             "ORDER BY ORDINAL_POSITION", (self.source.database, table))
         raw = self.raw_columns(table)
         return {str(name): SourceColumn(str(name), str(kind), str(full), _int(scale), _int(precision),
@@ -182,7 +182,7 @@ class SourceReader:
         return _dicts(fetched.names, fetched.rows), fetched.zero_dates
 
     def copy_lines(self, table: str, key: Sequence[str], line: str, after: Sequence[Any] | None,
-                   limit: int, reads: Sequence[str] = ()) -> Fetched:
+                   limit: int, *, reads: Sequence[str] = ()) -> Fetched:
         """`chunk` as COPY text lines (`line`: syncd.reconcile.copytext): rows of
         (line, key values..., values of `reads`), the latter in their normal form."""
         raw = self.raw_columns(table)
@@ -236,7 +236,7 @@ class SourceReader:
         found = self._execute(f"SELECT {source_checksum_sql(columns)} FROM {my_name(table)}{where}", params)
         return ":".join(str(v) for v in found[0])
 
-    def digest(self, table: str, key: Sequence[str], row_text: str, scope: str | None,
+    def digest(self, table: str, key: Sequence[str], row_text: str, *, scope: str | None,
                lower: Sequence[Any] | None, upper: Sequence[Any] | None) -> tuple[int, str | None]:
         """(count, MD5 of the row texts in key order) of the rows with keys in (lower, upper]
         that `scope` does not leave out (reconcile/pushdown.py)."""
@@ -245,7 +245,7 @@ class SourceReader:
                               f"ORDER BY {_order(key)} SEPARATOR '')) FROM {my_name(table)}{where}", params)
         return int(found[0][0]), found[0][1]
 
-    def bucket_digests(self, table: str, column: str, row_text: str, scope: str | None,
+    def bucket_digests(self, table: str, column: str, row_text: str, *, scope: str | None,
                        lower: Sequence[Any] | None, upper: Sequence[Any] | None,
                        width: int) -> dict[int, tuple[int, str | None]]:
         """`digest` per bucket of `width` keys (`key DIV width`) of one integer key column."""
@@ -257,7 +257,8 @@ class SourceReader:
         return {int(b): (int(n), d) for b, n, d in found}
 
     def rows_in_ranges(self, table: str, key: Sequence[str], columns: Sequence[str],
-                       ranges: Sequence[tuple[Sequence[Any], Sequence[Any]]]) -> tuple[list[str], list[tuple]]:
+                       ranges: Sequence[tuple[Sequence[Any], Sequence[Any]]]
+                       ) -> tuple[list[str], list[tuple]]:
         """The rows whose keys lie in any of the (lower, upper] ranges, in key order."""
         parts, params = [], []
         for lower, upper in ranges:

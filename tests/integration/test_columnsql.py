@@ -100,7 +100,8 @@ CASES = [
     Case("mask_phone_int", "BIGINT", "{from: v, transform: mask_phone}", "text",
          with_null(st.one_of(st.sampled_from([13812345678, 8613812345678, 1234, -13812345678]), numbers)),
          (13812345678, 1234)),
-    Case("mask", "VARCHAR(20)", "{from: v, transform: {mask: {keep_first: 1, keep_last: 2, char: '#'}}}", "text",
+    Case("mask", "VARCHAR(20)", "{from: v, transform: {mask: {keep_first: 1, keep_last: 2, char: '#'}}}",
+         "text",
          with_null(st.one_of(st.sampled_from(["张三丰", "张三", "李", "", "😀abc"]), texts)), ("张三丰", "")),
     Case("parse_amount", "VARCHAR(60)", "{from: v, transform: {parse_amount: {scale: 2}}}", "numeric(40,2)",
          with_null(st.one_of(st.sampled_from(AMOUNTS), digits_text)), ("100元", "¥1,299.50")),
@@ -120,7 +121,8 @@ CASES = [
     Case("to_int", "VARCHAR(40)", "{from: v, transform: to_int}", "numeric(40,0)",
          with_null(st.one_of(digits_text, st.sampled_from(["42", "-0", "4.0", "４２", " 42 "]))), ("42",)),
     Case("to_decimal", "VARCHAR(40)", "{from: v, transform: {to_decimal: {scale: 2}}}", "numeric(40,2)",
-         with_null(st.one_of(digits_text, st.sampled_from(["12.345", "-0.005", "1,000", ".5"]))), ("12.345",)),
+         with_null(st.one_of(digits_text, st.sampled_from(["12.345", "-0.005", "1,000", ".5"]))),
+         ("12.345",)),
     Case("strip_null_if_empty", "VARCHAR(20)", "{from: v, transform: [strip, null_if_empty]}", "text",
          with_null(st.one_of(st.sampled_from(STATUSES), texts)), ("a b", " ", "")),
     Case("timezone_fixed", "DATETIME(6)", "{from: v, transform: {timezone: {from: '+08:00', to: UTC}}}",
@@ -158,9 +160,10 @@ def servers(mariadb: MariaDBServer, postgres: PostgresServer) -> Iterator[tuple[
         cur.execute(f"DROP DATABASE IF EXISTS {name}")
 
 
-def _mapping(tmp_path: Path, case: Case):  # noqa: ANN202 - a compiled Mapping
+def _mapping(tmp_path: Path, case: Case):
     path = tmp_path / f"{case.name}.yaml"
-    path.write_text(f"mappings:\n  - {{name: m, source: s, table: {case.name}, target: {case.name}, key: [id], "
+    path.write_text(f"mappings:\n  - {{name: m, source: s, table: {case.name}, target: {case.name}, "
+                    "key: [id], "
                     f"columns: {{id: id, v: {case.column}}}}}\n")
     context = TransformContext(secret=lambda kind, name: "salt", source_timezone=case.zone)
     aware = {"v"} if case.target_type == "timestamptz" else set()
@@ -170,8 +173,8 @@ def _mapping(tmp_path: Path, case: Case):  # noqa: ANN202 - a compiled Mapping
 class Bench:
     """One case's tables on both servers."""
 
-    def __init__(self, case: Case, mariadb: MariaDBServer, postgres: PostgresServer, databases: tuple[str, str],
-                 tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self, case: Case, mariadb: MariaDBServer, postgres: PostgresServer,
+                 databases: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         self.case, self.mariadb, self.database = case, mariadb, databases[0]
         self.pg = psycopg.connect(postgres.dsn(databases[1]), autocommit=True)
         for table in (case.name, f"{case.name}_sql"):
@@ -179,7 +182,8 @@ class Bench:
             self.pg.execute(f'CREATE TABLE "{table}" (id integer PRIMARY KEY, v {case.target_type})')
         with mariadb.connect(self.database) as conn, conn.cursor() as cur:
             cur.execute(f"DROP TABLE IF EXISTS `{case.name}`")
-            cur.execute(f"CREATE TABLE `{case.name}` (id INT PRIMARY KEY, v {case.source_type}) CHARSET utf8mb4")
+            cur.execute(f"CREATE TABLE `{case.name}` (id INT PRIMARY KEY, v {case.source_type}) "
+                        "CHARSET utf8mb4")
         self.mapping = _mapping(tmp_path, case)
         self.reader = SourceReader(root_source(mariadb, self.database, monkeypatch))
         types = column_types(self.pg, self.mapping.table)
@@ -200,7 +204,8 @@ class Bench:
             cur.execute(f"DELETE FROM `{name}`")
             if values:
                 cur.executemany(f"INSERT INTO `{name}` VALUES (%s, %s)", list(enumerate(values)))
-            cur.execute(f"SELECT id, {self.compiled.copy}, {self.compiled.source_part or 'NULL'} FROM `{name}` ORDER BY id", ())
+            part = self.compiled.source_part or "NULL"
+            cur.execute(f"SELECT id, {self.compiled.copy}, {part} FROM `{name}` ORDER BY id", ())
             computed = {row[0]: row[1:] for row in cur.fetchall()}
         rows, _ = self.reader.chunk(name, ("id",), ["id", "v"], None, 1000)
         vouched = []
@@ -214,7 +219,8 @@ class Bench:
             try:
                 python[row["id"]] = self.mapping.columns[1].compute(row)
             except TransformError as exc:
-                raise AssertionError(f"{name}: SQL vouched for {row['v']!r}, which Python refuses: {exc}") from exc
+                raise AssertionError(f"{name}: SQL vouched for {row['v']!r}, which Python refuses: "
+                                     f"{exc}") from exc
             vouched.append(values[row["id"]])
         self._compare(python, {i: c[0] for i, c in computed.items() if i in python},
                       {i: c[1] for i, c in computed.items() if i in python}, values)
@@ -235,11 +241,12 @@ class Bench:
         from_sql = dict(self.pg.execute(f'SELECT id, v::text FROM "{name}_sql"').fetchall())
         part = self.compiled.target_part
         hashed = dict(self.pg.execute(f'SELECT id, {part} FROM "{name}"').fetchall()) if part else {}
-        for key in python:
-            where = f"{name}: {values[key]!r} -> Python {python[key]!r}"
-            assert from_sql[key] == stored[key], f"{where}: stored {stored[key]!r}, from SQL {from_sql[key]!r}"
+        for key, value in python.items():
+            where = f"{name}: {values[key]!r} -> Python {value!r}"
+            assert from_sql[key] == stored[key], f"{where}: stored {stored[key]!r}, SQL {from_sql[key]!r}"
             if part:
-                assert hashed[key] == parts[key], f"{where}: hashed {hashed[key]!r} by PostgreSQL, {parts[key]!r} by MariaDB"
+                assert hashed[key] == parts[key], (f"{where}: hashed {hashed[key]!r} by PostgreSQL, "
+                                                   f"{parts[key]!r} by MariaDB")
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])

@@ -94,7 +94,7 @@ MY_VOCABULARY = {
     "IF", "DECIMAL", "CASE", "WHEN", "THEN", "ELSE", "END", "REGEXP", "GROUP_CONCAT", "SEPARATOR", "DIV",
     "GROUP", "OFFSET", "ASCII", "LEFT", "RIGHT", "CHAR_LENGTH", "REPEAT", "TRUNCATE", "ABS", "INTERVAL",
     "SECOND", "DAY", "YEAR", "HEX", "LOWER", "TIMESTAMP", "DATE", "TIME", "TIME_TO_SEC", "MICROSECOND",
-    "FLOOR", "TRUE", "FALSE", "BOTH", "NULL",
+    "FLOOR", "TRUE", "FALSE", "BOTH",
 }
 PG_NAMES = {"excluded", "pg_temp"}
 """Names PostgreSQL gives meaning to: the proposed row of ON CONFLICT, the session's temp schema."""
@@ -262,15 +262,17 @@ def mysql_statements(copied: Mapping, pushdown: Pushdown) -> list[str]:
     recorder = Recorder()
     reader = SourceReader.__new__(SourceReader)
     table, key, columns = "legacy`log%", ("id",), tuple(SOURCE_TYPES)
-    reader.source, reader.conn, reader._raw = SimpleNamespace(name="shop", database="shop"), recorder, {table: {}}  # utf8mb4
+    reader.source, reader.conn = SimpleNamespace(name="shop", database="shop"), recorder
+    reader._raw = {table: {}}  # utf8mb4
     line = plan_copy_text(copied, SOURCE_COLUMNS, {n: ColumnType(n, t) for n, t in TARGET_TYPES.items()},
                           UTC, "UTF8")
     assert line is not None
     reader.chunk(table, key, columns, (1,), 10)
-    reader.copy_lines(table, key, line.line, (1,), 10, ("memo%",))
+    reader.copy_lines(table, key, line.line, (1,), 10, reads=("memo%",))
     reader.chunk_range(table, key, columns, after=(1,), upto=(10,), limit=10, checksum=True)
-    reader.digest(table, key, pushdown.source_row, pushdown.scope, (1,), (10,))
-    reader.bucket_digests(table, "id", pushdown.source_row, "`memo%%` = 1", (1,), (10,), 5)
+    reader.digest(table, key, pushdown.source_row, scope=pushdown.scope, lower=(1,), upper=(10,))
+    reader.bucket_digests(table, "id", pushdown.source_row, scope="`memo%%` = 1", lower=(1,), upper=(10,),
+                          width=5)
     reader.rows_in_ranges(table, key, columns, [((1,), (10,)), ((20,), (30,))])
     reader.rows_by_keys_fetched(table, key, columns, [(1,)])
     reader.source_columns(table)

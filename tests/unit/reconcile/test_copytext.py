@@ -41,14 +41,16 @@ def plan(tmp_path: Path, text: str = PLAIN, *, zone=UTC, encoding: str = "UTF8",
     context = TransformContext(secret=lambda kind, name: "salt", source_timezone=zone)
     mapping = compile_mapping(load_mappings([path])[0], context, "public")
     types = {n: ColumnType(n, t) for n, t in (target or TARGET).items()}
-    return plan_copy_text(mapping, source or SOURCE, types, zone, encoding, datetime(2024, 1, 1, tzinfo=UTC))
+    return plan_copy_text(mapping, source or SOURCE, types, zone, encoding,
+                          commit_time=datetime(2024, 1, 1, tzinfo=UTC))
 
 
 def test_a_plain_copy_mapping_becomes_one_line_per_row(tmp_path: Path) -> None:
     found = plan(tmp_path, zone=timezone(timedelta(hours=8)))
     assert found is not None
     assert found.columns == ("source_id", "memo", "amount", "booked_at") and not found.deferred
-    assert found.line.startswith("CAST(CONCAT(IFNULL(CAST((`id` + 0) AS CHAR), _utf8mb4 X'5C4E'), _utf8mb4 X'09', ")
+    assert found.line.startswith(
+        "CAST(CONCAT(IFNULL(CAST((`id` + 0) AS CHAR), _utf8mb4 X'5C4E'), _utf8mb4 X'09', ")
     assert found.line.endswith(", _utf8mb4 X'0A') AS BINARY)")
     # backslash first: the escapes added afterwards are not escaped again
     assert ("REPLACE(REPLACE(REPLACE(REPLACE(CONVERT(`memo` USING utf8mb4), "
