@@ -292,8 +292,11 @@ class _Pass:
         if not self.options.use_verified or self.options.keys_only:  # --full: map every row
             return None
         encoding = server_encoding(self.conn)
-        return plan_pushdown(self.layout, self.reader.source_columns(self.table), target_types,
-                             self.plan.source.timezone, encoding)
+        found = plan_pushdown(self.layout, self.reader.source_columns(self.table), target_types,
+                              self.plan.source.timezone, encoding)
+        # A column without a digestible form: remembered checksums serve repeated passes better
+        # than walking every range row by row.
+        return None if found is None or found.deferred else found
 
     def _verified_chunks(self, source_types: dict[str, str], target_types: dict[str, ColumnType],
                          zone: Any) -> VerifiedChunks | None:
