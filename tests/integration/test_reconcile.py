@@ -181,7 +181,8 @@ class TestDrift:
         assert (code, first["chunks"], first["chunks_pushed_down"]) == (0, 2, 2)
         code, report = reconcile_json(scenario, *args)
         second = only(report, "shop_orders")
-        assert (code, second["chunks"], second["chunks_pushed_down"], second["rows_compared"]) == (0, 2, 2, 40)
+        assert (code, second["chunks"], second["chunks_pushed_down"]) == (0, 2, 2)
+        assert second["rows_compared"] == 40
 
         shop.execute("UPDATE orders SET amount_text = '7元' WHERE id = 15")  # no daemon: target lags
         scenario.target("UPDATE orders SET note = 'x' WHERE channel = 'shop' AND source_order_id = 35")
