@@ -351,6 +351,9 @@ class MariaDBServer(_Server):
             "port": str(self.port),
             "server_id": str(self.server_id),
             "log_bin": str(self.binlog_dir / "mysql-bin"),
+            # its own: a starting mariadbd removes every `#sql*` file of its tmpdir, which would
+            # pull the on-disk temporary tables (GROUP_CONCAT results) from under other servers
+            "tmpdir": str(self.base_dir / "tmp"),
             "binlog_format": "ROW",
             "binlog_row_image": "FULL",
             "binlog_row_metadata": "FULL",
@@ -370,6 +373,7 @@ class MariaDBServer(_Server):
 
     def _initialize_if_needed(self) -> None:
         self.binlog_dir.mkdir(exist_ok=True)
+        (self.base_dir / "tmp").mkdir(exist_ok=True)
         self._write_config()
         if self.datadir.exists():
             return

@@ -304,6 +304,20 @@ class DeadLetter:
 
 
 @dataclass(frozen=True, slots=True)
+class SourceColumn:
+    """A source column as information_schema describes it (what its SQL form needs to know)."""
+
+    name: str
+    data_type: str
+    column_type: str = ""
+    scale: int | None = None
+    precision: int | None = None
+    charset: str | None = None
+    raw: bool = False
+    """Read as bytes by the row reader: text in a charset the server may fail to convert."""
+
+
+@dataclass(frozen=True, slots=True)
 class ColumnType:
     """A target column's type, as information_schema.columns describes it."""
 

@@ -244,7 +244,7 @@ def _compile_column(spec: ColumnSpec, ctx: transforms.TransformContext, aware: b
     read = _reader(spec.sources)
     steps = [_built(step, spec, ctx) for step in spec.transforms]
     convert = transforms.chain(steps) if steps else None
-    lookup = _lookup(spec) if spec.value_map is not None else None
+    lookup = value_lookup(spec) if spec.value_map is not None else None
     localize = _localizer(ctx.source_timezone) if aware else None
     if convert is None and lookup is None and localize is None:
         return read  # a plain copy: one call per value on the hot path, not two
@@ -293,14 +293,10 @@ def _reader(sources: tuple[str, ...]) -> Compute:
     return read_many
 
 
-def _lookup(spec: ColumnSpec) -> Callable[[Any], Any]:
-    """A value-map lookup in which YAML keys match source values by value or by their text."""
-    assert spec.value_map is not None
-    table: dict[Any, Any] = {}
-    for key, value in spec.value_map.items():
-        table[key] = value
-        if key is not None and not isinstance(key, bool):
-            table.setdefault(str(key), value)
+def value_lookup(spec: ColumnSpec) -> Callable[[Any], Any]:
+    """A value-map lookup in which YAML keys match source values by value or by their text
+    (also the oracle of the map's SQL form, syncd/reconcile/columnsql.py)."""
+    table = lookup_table(spec)
     policy, default, target = spec.on_unmapped, spec.default, spec.target
 
     def lookup(value: Any) -> Any:
@@ -322,6 +318,18 @@ def _lookup(spec: ColumnSpec) -> Callable[[Any], Any]:
         raise TransformError(f"value {_short(value)} is not in the map", target)
 
     return lookup
+
+
+def lookup_table(spec: ColumnSpec) -> dict[Any, Any]:
+    """A value map's keys as the lookup matches them: each key, and the text of each key that is
+    not text, None or a boolean (a text key of the same spelling wins)."""
+    assert spec.value_map is not None
+    table: dict[Any, Any] = {}
+    for key, value in spec.value_map.items():
+        table[key] = value
+        if key is not None and not isinstance(key, bool):
+            table.setdefault(str(key), value)
+    return table
 
 
 def _localizer(tz: tzinfo) -> Callable[[Any], Any]:

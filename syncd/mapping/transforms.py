@@ -134,6 +134,13 @@ def build_transform(name: str, args: dict[str, Any], ctx: TransformContext) -> T
     return _BUILDERS[name](_checked_args(name, params, given), ctx)
 
 
+def checked_args(name: str, args: dict[str, Any]) -> dict[str, Any]:
+    """The arguments `build_transform` hands the builder of `name`, defaults filled in (the SQL
+    form of a transform reads them: syncd/reconcile/columnsql.py)."""
+    params = _PARAMS[name]
+    return _checked_args(name, params, _as_arg_dict(name, params, args))
+
+
 def chain(funcs: Sequence[Transform]) -> Transform:
     """Compose transforms left to right: chain([f, g])(x) == g(f(x))."""
     steps = tuple(funcs)

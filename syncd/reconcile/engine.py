@@ -9,6 +9,9 @@ applied everything up to that read) before they are reported or repaired, so row
 while the pass runs are not taken for drift. Repairs go through `syncd.reconcile.repair.repair`, which
 re-reads each key from the source and applies it in stream order when a daemon holds the
 source. docs/reconcile.md describes the algorithm, the report and the limits.
+
+The module is long because the pass's three ways of comparing a range (digests inside both
+servers, remembered checksums, row by row) feed one comparison, one re-check and one report.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from syncd.reconcile.compare import (
 from syncd.reconcile.expected import Expected, chunk_mapper, map_chunk
 from syncd.reconcile.layout import build_layout
 from syncd.reconcile.persons import PersonColumns
-from syncd.reconcile.pushdown import SPAN_CHUNKS, Pushdown, plan_pushdown
+from syncd.reconcile.pushdown import BUCKETS, SPAN_CHUNKS, Pushdown, differing_spans, plan_pushdown
 from syncd.reconcile.repair import RepairResult, repair
 from syncd.reconcile.report import REPORT_KEYS, SAMPLE_KEYS, MappingReport, SourceKey
 from syncd.reconcile.unified import reconcile_identities
@@ -62,6 +65,8 @@ from syncd.source.chunks import RangeChunk, SourceReader
 log = structlog.get_logger("syncd.reconcile")
 
 REPAIR_BATCH = 1_000
+RANGES_PER_READ = 200
+"""Differing buckets of a pushed-down range read and compared in one go."""
 CONFIRM_ATTEMPTS = 3
 CONFIRM_WAIT_S = 10.0
 """How long a re-check waits for the running daemon to apply the source up to its read."""
@@ -265,7 +270,7 @@ class _Pass:
                           else daemon_streams(self.conn, self.schema, self.plan.source.name))
         self.report.mode = self.layout.mode
         self.estimate = self.reader.estimated_rows(self.table) if self.options.progress is not None else 0
-        self.pushdown = self._pushdown(source_types, target_types)
+        self.pushdown = self._pushdown(target_types)
         self.verified = None if self.pushdown else self._verified_chunks(source_types, target_types, zone)
 
     def _chunk_done(self, rows: int) -> None:
@@ -283,11 +288,15 @@ class _Pass:
                   records=sum(len(records) for _, records in wanted.values()), note=stored.note)
         return stored.stores
 
-    def _pushdown(self, source_types: dict[str, str], target_types: dict[str, ColumnType]) -> Pushdown | None:
+    def _pushdown(self, target_types: dict[str, ColumnType]) -> Pushdown | None:
         if not self.options.use_verified or self.options.keys_only:  # --full: map every row
             return None
         encoding = server_encoding(self.conn)
-        return plan_pushdown(self.layout, source_types, target_types, self.plan.source.timezone, encoding)
+        found = plan_pushdown(self.layout, self.reader.source_columns(self.table), target_types,
+                              self.plan.source.timezone, encoding)
+        # A column without a digestible form: remembered checksums serve repeated passes better
+        # than walking every range row by row.
+        return None if found is None or found.deferred else found
 
     def _verified_chunks(self, source_types: dict[str, str], target_types: dict[str, ColumnType],
                          zone: Any) -> VerifiedChunks | None:
@@ -398,49 +407,74 @@ class _Pass:
             self.verified.save(walked)
 
     def _pushed_down(self, pushdown: Pushdown) -> None:
-        """Ranges whose in-server checksums agree are in sync; the others are compared row by row.
+        """Ranges whose in-server digests agree are in sync; the others are narrowed down to
+        buckets of keys, and the buckets that differ compared row by row.
 
-        Each range's source checksum is taken on a second connection while PostgreSQL takes the
+        Each range's source digest is taken on a second connection while PostgreSQL takes the
         target's, so both servers work at once.
         """
         ranges = self._key_ranges()
         side = SourceReader(self.plan.source)
         key = self.layout.source_key
+
+        def source_digest(lower: SourceKey | None, upper: SourceKey | None) -> tuple[int, str | None]:
+            return side.digest(self.table, key, pushdown.source_row, scope=pushdown.scope, lower=lower,
+                               upper=upper)
+
         try:
             with ThreadPoolExecutor(1, thread_name_prefix=f"reconcile-{self.mapping.name}") as pool:
-                # The source's sums of each range are asked for one range ahead: the faster
+                # The source's digest of each range is asked for one range ahead: the faster
                 # server never waits for the slower one.
-                sums = [pool.submit(side.pushed_sums, self.table, key, pushdown.source_hash, lower, upper)
-                        for lower, upper in ranges[:2]]
+                digests = [pool.submit(source_digest, *bounds) for bounds in ranges[:2]]
                 for index, (lower, upper) in enumerate(ranges):
                     if self.options.stop is not None and self.options.stop.is_set():
                         raise Stopped("stopped")
-                    source = sums[index]
                     if index + 2 < len(ranges):
-                        sums.append(pool.submit(side.pushed_sums, self.table, key, pushdown.source_hash,
-                                                *ranges[index + 2]))
-                    target = self.target.pushed_sums(pushdown.target_hash, lower, upper)
-                    if source.result() == target:
+                        digests.append(pool.submit(source_digest, *ranges[index + 2]))
+                    target = self.target.digest(pushdown.target_row, lower, upper)
+                    source = digests[index].result()
+                    if source == target and not pushdown.deferred:
                         self.report.chunks_pushed_down += 1
-                        self._chunk_done(int(target.split(":")[0]))
+                        self._chunk_done(target[0])
+                    elif source == target or pushdown.deferred or len(key) != 1:
+                        self._walk_range(lower, upper)
                     else:
-                        log.debug("pushdown_range_differs", mapping=self.mapping.name, lower=lower[0],
-                                  upper=upper[0], source=source.result(), target=target)
-                        for chunk in self._walk(self.reader, lower, upper):
-                            self._compare_range(chunk)
+                        self._narrowed(pushdown, lower, upper, source[0])
                     self._pause()
         finally:
             side.close()
 
-    def _key_ranges(self) -> list[tuple[tuple[int], tuple[int]]]:
-        """(lower, upper] ranges covering every key of the source table and of the target slice."""
-        bounds = [b for b in (self.reader.key_bounds(self.table, self.layout.source_key[0]),
-                              self.target.key_bounds()) if b[0] is not None]
-        if not bounds:
-            return []
-        low, high = min(int(b[0]) for b in bounds) - 1, max(int(b[1]) for b in bounds)
-        span = self.options.chunk_rows * SPAN_CHUNKS
-        return [((start,), (min(start + span, high),)) for start in range(low, high, span)]
+    def _walk_range(self, lower: SourceKey | None, upper: SourceKey | None) -> None:
+        for chunk in self._walk(self.reader, lower, upper):
+            self._compare_range(chunk)
+
+    def _narrowed(self, pushdown: Pushdown, lower: SourceKey | None, upper: SourceKey | None,
+                  rows: int) -> None:
+        """A differing range: digests of buckets of keys on both servers, then the buckets that
+        differ (drift, rows the SQL cannot vouch for) row by row through the mapping."""
+        width = max(1, rows // BUCKETS)
+        source = self.reader.bucket_digests(self.table, self.layout.source_key[0], pushdown.source_row,
+                                            scope=pushdown.scope, lower=lower, upper=upper, width=width)
+        target = self.target.bucket_digests(pushdown.target_row, lower, upper, width)
+        spans, in_sync = differing_spans(source, target, width, lower, upper)
+        self._chunk_done(in_sync)
+        log.debug("pushdown_range_differs", mapping=self.mapping.name, lower=lower, upper=upper,
+                  buckets=len(spans))
+        for start in range(0, len(spans), RANGES_PER_READ):
+            self._compare_ranges(spans[start:start + RANGES_PER_READ])
+
+    def _compare_ranges(self, spans: list[tuple[SourceKey, SourceKey]]) -> None:
+        names, rows = self.reader.rows_in_ranges(self.table, self.layout.source_key,
+                                                 self.layout.source_columns, spans)
+        expected = map_chunk(self.layout, names, rows, self.canons, self.mapper, persons=self.persons)
+        self._check(rows, expected, self.target.in_ranges(spans))
+
+    def _key_ranges(self) -> list[tuple[SourceKey | None, SourceKey | None]]:
+        """(lower, upper] ranges of about SPAN_CHUNKS chunks' rows each, in key order, the first
+        and the last open: together every key of the source table and of the target slice."""
+        every = self.options.chunk_rows * SPAN_CHUNKS
+        bounds = self.reader.key_boundaries(self.table, self.layout.source_key, every)
+        return list(zip([None, *bounds], [*bounds, None], strict=True))
 
     def _compare_range(self, chunk: RangeChunk) -> Entry:
         expected = map_chunk(self.layout, chunk.names, chunk.rows, self.canons, self.mapper,

@@ -1,91 +1,85 @@
-"""Checksums computed inside both servers: a key range in sync is confirmed without moving rows.
+"""Digests computed inside both servers: a key range in sync is confirmed without moving rows.
 
-Mapping every row in Python bounds a pass (PyMySQL decoding, transforms, canonical values). For
-a mapping that only *copies* columns (renames allowed), the value the target should hold is the
-source value itself, so both servers can hash the same canonical text of each row:
+Mapping every row in Python bounds a pass (PyMySQL decoding, transforms, canonical values). The
+source server can compute most mapped values itself (syncd/reconcile/columnsql.py), so both
+servers can spell the same text of each row — the target value of every compared column as
+PostgreSQL prints it, each part self-delimiting (text as `byte length:text`, other values as
+`text|`, NULL as `-` or `~|`), the key first — and digest a key range: the row count, and MD5 of
+the rows' texts concatenated in key order (MariaDB's `GROUP_CONCAT`, PostgreSQL's `string_agg`;
+one MD5 per range costs a fraction of one per row).
 
-* each value becomes text the same way on both sides (integers and decimals in their plain
-  form, ZEROFILL zeros left out, text as UTF-8, dates as `YYYY-MM-DD`, DATETIME as
-  `YYYY-MM-DD HH:MM:SS[.ffffff]` wall time of the source time zone, as PostgreSQL prints it),
-  each followed by `|`; text values
-  (which may hold any character) prefixed by their length in bytes and `:`; NULL as `~` (text:
-  a bare `:`); so that no two different rows give the same text;
-* MD5 of the row's text, its first 120 bits split into two 60-bit integers, summed over the
-  range with the row count.
+Equal digests: the range is in sync (the texts of all its rows are equal, up to a 1-in-2^128
+chance). Different digests — drift, a false alarm (a target `numeric` of another scale), or rows
+the SQL cannot vouch for (their text is `?`: a status outside the map, a zero date...) — send the
+range to be narrowed down, and then compared row by row through the mapping in Python, which
+decides.
 
-Equal sums: the range is in sync (a 1-in-2^120 chance per range of two different contents
-summing alike). Different sums, including a false alarm such as a target `numeric` with a
-different scale: the range is compared row by row through the mapping as usual, which decides.
-
-Only mappings where this is exact take part: aligned (one integer key column copied), no
-`where` filter, no identity or lookup columns, every compared column a plain copy whose source
-and target types are listed below; DATETIME only when the source time zone has a fixed offset
-(a named zone with daylight saving maps two instants to one wall time), and a target database
-in UTF8.
+Only the mapping's compared columns whose value has an exact SQL form are in the digest; the
+others (`deferred`) are compared in Python, with only those columns read. A mapping takes part
+when its ranges align (its key columns copy integer source key columns), it has no identity or
+lookup columns, and the target database is in UTF8.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta, tzinfo
+from datetime import tzinfo
 
-from syncd.config import fixed_offset
-from syncd.model import ColumnType
-from syncd.reconcile.layout import Layout, plain_copy
-from syncd.sqlnames import my_name, pg_ident
-
-_INTEGER = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint"}
-_TEXT = {"char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum"}
-_TARGET_NUMBER = {"smallint", "integer", "bigint", "numeric"}
-_TARGET_TEXT = {"text", "character varying"}
+from syncd.model import ColumnType, SourceColumn
+from syncd.reconcile.columnsql import compile_column, scope_sql
+from syncd.reconcile.layout import Layout
 
 _MAX_ARGS = 100  # PostgreSQL's FUNC_MAX_ARGS
 SPAN_CHUNKS = 4
-"""A pushed-down range spans this many chunks' worth of keys."""
+"""A pushed-down range spans this many chunks' worth of rows."""
+BUCKETS = 2_000
+"""A differing range is narrowed down to about this many buckets of keys."""
+UNVOUCHED = "'?'"
+"""The text of a row the SQL cannot vouch for: no row text of either server starts with it."""
 
 
 @dataclass(frozen=True)
 class Pushdown:
-    """The row-hash expressions of one mapping, one per server."""
+    """The row texts of one mapping, one per server."""
 
-    source_hash: str
-    """MySQL expression over the source table's columns, as PyMySQL formats it (`%` doubled)."""
-    target_hash: str
+    source_row: str
+    """MySQL expression over the source table's columns (a PyMySQL format string)."""
+    target_row: str
     """PostgreSQL expression over the target table's columns (SQL text, names quoted)."""
+    scope: str | None
+    """MySQL: 1/0/NULL, the `where:` filter (rows with 0 are left out), None without one."""
+    deferred: tuple[str, ...] = ()
+    """Compared target columns computed in Python (no exact SQL form)."""
 
 
-def plan_pushdown(layout: Layout, source_types: dict[str, str], target_types: dict[str, ColumnType],
+def plan_pushdown(layout: Layout, sources: dict[str, SourceColumn], target_types: dict[str, ColumnType],
                   source_zone: tzinfo, target_encoding: str) -> Pushdown | None:
-    """The row hashes for this mapping, or None when its values cannot be compared in SQL exactly."""
+    """The row texts for this mapping, or None when nothing of it can be compared in SQL exactly."""
     mapping = layout.mapping
-    if (layout.range_columns is None or len(layout.range_columns) != 1 or mapping.in_scope is not None
-            or mapping.identity is not None or mapping.lookups or target_encoding.upper() != "UTF8"):
+    if (layout.range_columns is None or mapping.identity is not None or mapping.lookups
+            or target_encoding.upper() != "UTF8"):
         return None
-    copies = {c.target: plain_copy(c) for c in mapping.spec.columns}
-    pairs = [(layout.source_key[0], layout.range_columns[0])]
-    for column in layout.compared:
-        source = copies.get(column)
-        if source is None:
-            return None
-        pairs.append((source, column))
+    specs = {c.target: c for c in mapping.spec.columns}
     source_parts: list[str] = []
     target_parts: list[str] = []
-    for source, target in pairs:
-        kind = target_types.get(target)
-        exprs = _column(source, source_type_of(source, source_types), target, kind, source_zone)
-        if exprs is None:
-            return None
-        mine, theirs = exprs
-        if source_type_of(source, source_types) in _TEXT:
-            # Text may hold any character: `byte length:value|`, NULL as `:|`.
-            source_parts.append(f"IFNULL(LENGTH({mine}), ''), ':', IFNULL({mine}, ''), '|'")
-            target_parts += [f"octet_length({theirs})", "':'", theirs, "'|'"]
-        else:
-            # Numbers and times never hold `|` or `~`: `value|`, NULL as `~|`.
-            source_parts.append(f"IFNULL({mine}, '~'), '|'")
-            target_parts += [f"coalesce({theirs}, '~')", "'|'"]
-    return Pushdown(source_hash=f"MD5(CONCAT({', '.join(source_parts)}))",
-                    target_hash=f"md5({_concat(target_parts)})")
+    deferred: list[str] = []
+    for column in (*layout.range_columns, *layout.compared):
+        compiled = compile_column(specs[column], sources, target_types.get(column), source_zone)
+        if compiled.source_part is None or compiled.target_part is None:
+            if column in layout.range_columns:
+                return None
+            deferred.append(column)
+            continue
+        source_parts.append(compiled.source_part)
+        target_parts.append(compiled.target_part)
+    if len(deferred) == len(layout.compared) and deferred:
+        return None
+    scope = scope_sql(mapping.spec.conditions, sources)
+    row = f"CONCAT({', '.join(source_parts)})"
+    if scope is not None:
+        row = f"IF({scope} IS NULL, NULL, {row})"
+    return Pushdown(source_row=f"IFNULL({row}, {UNVOUCHED})", target_row=_concat(target_parts), scope=scope,
+                    deferred=tuple(deferred))
 
 
 def _concat(parts: list[str]) -> str:
@@ -96,54 +90,24 @@ def _concat(parts: list[str]) -> str:
     return f"concat({', '.join(parts)})"
 
 
-def source_type_of(column: str, source_types: dict[str, str]) -> str:
-    return source_types.get(column, "").lower()
+Digests = dict[int, tuple[int, str | None]]
+"""Bucket (`key DIV width`) -> (rows, digest)."""
+Bound = tuple[int] | None
 
 
-def value_kind(source_type: str, kind: ColumnType | None, zone: tzinfo) -> str | None:
-    """How a copied value of this MySQL type reaches this target column when both servers can
-    spell it alike: "integer", "decimal", "text", "date", "datetime" (into a timestamp) or
-    "datetime+" (into a timestamptz, from a source zone with a fixed offset); None otherwise."""
-    target = kind.data_type if kind is not None else None
-    if source_type in _INTEGER or source_type == "decimal":
-        return ("integer" if source_type in _INTEGER else "decimal") if target in _TARGET_NUMBER else None
-    if source_type in _TEXT:
-        return "text" if target in _TARGET_TEXT else None
-    if source_type == "date":
-        return "date" if target == "date" else None
-    if source_type == "datetime" and target == "timestamp without time zone":
-        return "datetime"
-    if source_type == "datetime" and target == "timestamp with time zone" and fixed_offset(zone) is not None:
-        return "datetime+"
-    return None
+def differing_spans(source: Digests, target: Digests, width: int, lower: Bound,
+                    upper: Bound) -> tuple[list[tuple[tuple[int], tuple[int]]], int]:
+    """The (lower, upper] key spans of the buckets whose digests differ, and the source rows of
+    the others (in sync)."""
+    differing = sorted(b for b in source.keys() | target.keys() if source.get(b) != target.get(b))
+    in_sync = sum(rows for bucket, (rows, _) in source.items() if bucket not in differing)
+    return [_bucket_span(b, width, lower, upper) for b in differing], in_sync
 
 
-def _column(source: str, source_type: str, target: str, kind: ColumnType | None,
-            zone: tzinfo) -> tuple[str, str] | None:
-    """(MySQL text, PostgreSQL text) of one copied column, or None when not comparable in SQL."""
-    value = value_kind(source_type, kind, zone)
-    mine, theirs = my_name(source), pg_ident(target)
-    if value is None:
-        return None
-    if value == "text":
-        return f"CONVERT({mine} USING utf8mb4)", f"{theirs}::text"
-    if value in ("integer", "decimal"):  # `+ 0`: a ZEROFILL column's text has its zeros (007)
-        return f"CAST({mine} + 0 AS CHAR)", f"{theirs}::text"
-    if value == "date":
-        return f"CAST({mine} AS CHAR)", f"{theirs}::text"
-    # PostgreSQL's text of a timestamp (ISO, as psycopg requires): microseconds without their
-    # trailing zeros, no fraction at all when zero; MariaDB's text made the same (`%` doubled:
-    # the expression is part of a PyMySQL format string).
-    text = "'%%Y-%%m-%%d %%H:%%i:%%s.%%f'"
-    mine = f"TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM DATE_FORMAT({mine}, {text})))"
-    if value == "datetime":
-        return mine, f"{theirs}::text"
-    offset = fixed_offset(zone)
-    assert offset is not None
-    return mine, f"({theirs} AT TIME ZONE INTERVAL '{offset_text(offset)}')::text"
-
-
-def offset_text(offset: timedelta) -> str:
-    minutes = int(offset.total_seconds()) // 60
-    sign = "-" if minutes < 0 else "+"
-    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+def _bucket_span(bucket: int, width: int, lower: Bound, upper: Bound) -> tuple[tuple[int], tuple[int]]:
+    """The keys of `key DIV width = bucket` (DIV truncates towards zero), within the range."""
+    first = bucket * width if bucket > 0 else bucket * width - width + 1
+    last = bucket * width + width - 1 if bucket >= 0 else bucket * width
+    low = first - 1 if lower is None else max(first - 1, lower[0])
+    high = last if upper is None else min(last, upper[0])
+    return (low,), (high,)

@@ -35,11 +35,12 @@ from typing import Any
 import structlog
 
 from syncd.config import DEFAULT_CHUNK_ROWS, Config, SourceConfig
-from syncd.errors import RowsRejected, SnapshotError
+from syncd.errors import RowsRejected, SnapshotError, TransformError
 from syncd.mapping.load import SourcePlan
 from syncd.mapping.plan import (
     ZERO_DATE_READ_AS_NULL,
     ChangeContext,
+    ColumnPlan,
     Mapping,
     dead_letter,
     map_change,
@@ -55,11 +56,11 @@ from syncd.reconcile.report import SourceKey
 from syncd.sink.batch import Batch, PlannedOp
 from syncd.sink.connection import Connection, connect
 from syncd.sink.lock import SourceLock
-from syncd.sink.postgres import PostgresSink
+from syncd.sink.postgres import PostgresSink, copy_fields
 from syncd.sink.slices import column_types, server_encoding, slice_has_rows
 from syncd.sink.state import clear_progress, create_state_schema, read_progress, save_progress
 from syncd.source import history
-from syncd.source.chunks import SourceReader, ZeroDates
+from syncd.source.chunks import Fetched, SourceReader, ZeroDates
 from syncd.source.snapshot import SnapshotPoint, SourceSnapshot
 
 log = structlog.get_logger("syncd.snapshot")
@@ -108,13 +109,13 @@ class _TableCopy:
                               rows, done, list(self.key))
 
 
-def _copy_text(sink: PostgresSink, mappings: list[Mapping], source_types: dict[str, str],
-               plan: SourcePlan, raw: frozenset[str]) -> CopyText | None:
+def _copy_text(sink: PostgresSink, mappings: list[Mapping], reader: SourceReader, table: str, *,
+               plan: SourcePlan, commit_time: datetime) -> CopyText | None:
     if len(mappings) != 1:
         return None
     target_types = column_types(sink.conn, mappings[0].table)
-    return plan_copy_text(mappings[0], source_types, target_types, plan.source.timezone,
-                          server_encoding(sink.conn), raw=raw)
+    return plan_copy_text(mappings[0], reader.source_columns(table), target_types, plan.source.timezone,
+                          server_encoding(sink.conn), commit_time=commit_time)
 
 
 def _snapshot_point(source: SourceConfig) -> SnapshotPoint:
@@ -294,14 +295,15 @@ class _Job:
     def _copy_table(self, reader: SourceReader, sink: PostgresSink, table: str, mappings: list[Mapping], *,
                     position: str, state: CopyProgress | None, result: SnapshotResult) -> bool:
         columns = reader.columns(table)
+        ctx = ChangeContext(self.name, f"{SNAPSHOT_AT}{position}", datetime.now(UTC))
         job = _TableCopy(
             table=table,
             key=reader.row_key(table, mappings[0]),  # fan-out mappings share one source_key (spec.py)
             columns=list(columns),
             mappings=mappings,
-            text=None if self.map_every_row else _copy_text(sink, mappings, columns, self.plan,
-                                                            frozenset(reader.raw_columns(table))),
-            ctx=ChangeContext(self.name, f"{SNAPSHOT_AT}{position}", datetime.now(UTC)),
+            text=None if self.map_every_row else _copy_text(sink, mappings, reader, table, plan=self.plan,
+                                                            commit_time=ctx.commit_time),
+            ctx=ctx,
             progress_key=_progress_key(table, self.partial),
             position=position)
         state = self._continuable(state, job.key)
@@ -326,11 +328,19 @@ class _Job:
                     result: SnapshotResult) -> tuple[int, tuple[Any, ...] | None]:
         """Copy the rows after key `after` with their progress row; returns (rows, last key)."""
         if job.text is not None:
-            lines, last = reader.copy_lines(job.table, job.key, job.text.line, after, self.chunk_rows)
-            last = last if last is not None else after
-            if self._commit_text(sink, job, lines, job.progress(last, copied + len(lines),
-                                                               len(lines) < self.chunk_rows)):
-                return len(lines), last
+            fetched = reader.copy_lines(job.table, job.key, job.text.line, after, self.chunk_rows,
+                                        reads=job.text.reads)
+            last = tuple(fetched.rows[-1][1:1 + len(job.key)]) if fetched.rows else after
+            lines, python_keys = _text_lines(job, fetched)
+            rows, zeros = reader.rows_by_keys_fetched(job.table, job.key, job.columns, python_keys)
+            batch = _map_rows(job.table, job.key, rows, job.mappings, job.ctx)
+            count = len(fetched.rows)
+            done = self._commit_text(sink, job, lines, batch, job.progress(last, copied + count,
+                                                                           count < self.chunk_rows))
+            if done is not None:
+                self._warn_zero_dates(job, rows, zeros)
+                result.dead_letters += done
+                return count, last
         rows, zeros = reader.chunk(job.table, job.key, job.columns, after, self.chunk_rows)
         last = tuple(rows[-1][k] for k in job.key) if rows else after
         batch = _map_rows(job.table, job.key, rows, job.mappings, job.ctx)
@@ -340,28 +350,30 @@ class _Job:
         return len(rows), last
 
     def _warn_zero_dates(self, job: _TableCopy, rows: list[Row], zeros: ZeroDates) -> None:
-        """What streaming logs of the zero dates it reads as NULL, for the copied rows (the COPY
-        text path never has any: PostgreSQL refuses a zero date, and the chunk comes here)."""
+        """What streaming logs of the zero dates it reads as NULL, for the copied rows (a COPY line
+        is never written for a row with one: such rows are mapped in Python)."""
         for index, columns in zeros.items():
             change = RowChange(job.table, Op.INSERT, None, rows[index], key_columns=job.key,
                                zero_dates=columns)
             if fields := zero_date_fields(change, job.mappings, job.ctx.position):
                 self.log.warning(ZERO_DATE_READ_AS_NULL, **fields)
 
-    def _commit_text(self, sink: PostgresSink, job: _TableCopy, lines: list[bytes],
-                     state: CopyProgress) -> bool:
-        """The chunk as COPY text; False when PostgreSQL rejects a row (it goes through the mapping then)."""
+    def _commit_text(self, sink: PostgresSink, job: _TableCopy, lines: list[bytes], batch: Batch,
+                     state: CopyProgress) -> int | None:
+        """The chunk as COPY text, with the rows mapped in Python (`batch`); the dead letters, or
+        None when PostgreSQL rejects a row (the whole chunk goes through the mapping then)."""
         assert job.text is not None
         mapping = job.mappings[0]
         try:
             with sink.long_transaction() as tx:
                 if lines:
                     tx.write_text(mapping.table, mapping.key, job.text.columns, b"".join(lines))
+                rejected = tx.finish(batch)
                 save_progress(tx.cur, self.schema, self.name, state)
         except RowsRejected as exc:
             self.log.info("copy_text_rejected", table=job.table, rows=len(lines), reason=exc.reason)
-            return False
-        return True
+            return None
+        return len(batch.dead_letters) + len(rejected)
 
     def _continuable(self, state: CopyProgress | None, key: tuple[str, ...]) -> CopyProgress | None:
         """The progress to go on from, or None (start the table over) when it was made by another
@@ -506,6 +518,38 @@ class _Job:
                 self._report(table, copied, max(estimate, copied))
             if last:
                 return True
+
+
+def _text_lines(job: _TableCopy, fetched: Fetched) -> tuple[list[bytes], list[tuple[Any, ...]]]:
+    """The COPY lines of a chunk, and the keys of the rows left to the mapping: those the SQL
+    cannot vouch for, and those a deferred column cannot map (or reads a zero date of)."""
+    assert job.text is not None
+    text, width = job.text, len(job.key)
+    lines: list[bytes] = []
+    python_keys: list[tuple[Any, ...]] = []
+    deferred = [c for c in job.mappings[0].columns if c.target in text.deferred] if text.deferred else []
+    for index, row in enumerate(fetched.rows):
+        line = row[0]
+        if line is None or (deferred and index in fetched.zero_dates):
+            python_keys.append(tuple(row[1:1 + width]))
+        elif line and deferred:
+            fields = _deferred_fields(deferred, dict(zip(text.reads, row[1 + width:], strict=True)))
+            if fields is None:
+                python_keys.append(tuple(row[1:1 + width]))
+            else:
+                lines.append(line + fields)
+        elif line:
+            lines.append(line)
+    return lines, python_keys
+
+
+def _deferred_fields(columns: list[ColumnPlan], row: Row) -> bytes | None:
+    """`\tfield...\n` of the columns computed in Python; None when one cannot be mapped."""
+    try:
+        values = [c.compute(row) for c in columns]
+    except TransformError:
+        return None
+    return b"\t" + copy_fields(values) + b"\n"
 
 
 def _map_rows(table: str, key: tuple[str, ...], rows: list[Row], mappings: list[Mapping],

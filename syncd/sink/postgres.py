@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.adapt import Dumper
+from psycopg.adapt import Dumper, PyFormat, Transformer
 
 from syncd.config import TargetConfig
 from syncd.errors import RowsRejected, SinkUnavailable
@@ -121,6 +121,25 @@ class TimestampText(Dumper):
 
     def dump(self, obj: datetime) -> bytes:
         return timestamp_text(obj)
+
+
+_COPY_ESCAPES = ((b"\\", b"\\\\"), (b"\t", b"\\t"), (b"\n", b"\\n"), (b"\r", b"\\r"))
+
+
+def copy_fields(values: Sequence[Any]) -> bytes:
+    """Values as tab-separated COPY text fields, each as psycopg writes it in a COPY (the rest of
+    a line the source server wrote: syncd/reconcile/copytext.py)."""
+    dumped = Transformer().dump_sequence(values, [PyFormat.TEXT] * len(values))
+    fields = []
+    for field in dumped:
+        if field is None:
+            fields.append(b"\\N")
+            continue
+        text = bytes(field)
+        for plain, escaped in _COPY_ESCAPES:
+            text = text.replace(plain, escaped)
+        fields.append(text)
+    return b"\t".join(fields)
 
 
 def _copy_cursor(cur: psycopg.Cursor) -> psycopg.Cursor:

@@ -16,7 +16,7 @@ from syncd.errors import SinkError
 from syncd.model import ColumnType, SliceShape, TargetTable
 from syncd.sink.connection import translated
 from syncd.sink.statements import pg_name
-from syncd.sqlnames import HASH, HASHED, ROW, sums_text
+from syncd.sqlnames import ROW
 
 
 def table_sql(table: TargetTable) -> sql.Composable:
@@ -151,14 +151,47 @@ class TargetReader:
         assert row is not None
         return f"{row[0]}:{row[1]}"
 
-    def pushed_sums(self, row_hash: str, lower: Sequence[Any] | None, upper: Sequence[Any] | None) -> str:
-        """`count:sum:sum` of the pushed-down row hashes (`row_hash`: SQL text over the table's
-        columns, reconcile/pushdown.py) of the slice's rows in (lower, upper]."""
+    def digest(self, row_text: str, lower: Sequence[Any] | None,
+               upper: Sequence[Any] | None) -> tuple[int, str | None]:
+        """(count, MD5 of the row texts in key order) of the slice's rows in (lower, upper]
+        (`row_text`: SQL text over the table's columns, reconcile/pushdown.py)."""
         where, params = self._range(lower, upper)
-        query = _sums_sql(sql.SQL(row_hash), sql.SQL("FROM ") + table_sql(self.table) + where)
+        query = (sql.SQL("SELECT count(*), md5(string_agg({}, '' ORDER BY {})) FROM ").format(
+            sql.SQL(row_text), self._order()) + table_sql(self.table) + where)
         with translated(f"reading {self.table}"):
             row = self.conn.execute(query, params).fetchone()
-        return sums_text(row)
+        assert row is not None
+        return int(row[0]), row[1]
+
+    def bucket_digests(self, row_text: str, lower: Sequence[Any] | None, upper: Sequence[Any] | None,
+                       width: int) -> dict[int, tuple[int, str | None]]:
+        """`digest` per bucket of `width` keys (integer division, as MySQL's DIV) of one key column."""
+        columns = self.shape.range_columns
+        assert columns is not None and len(columns) == 1
+        where, params = self._range(lower, upper)
+        bucket = sql.SQL("{} / {}").format(pg_name(columns[0]), sql.Literal(int(width)))
+        query = (sql.SQL("SELECT {}, count(*), md5(string_agg({}, '' ORDER BY {})) FROM ").format(
+            bucket, sql.SQL(row_text), self._order()) + table_sql(self.table) + where
+            + sql.SQL(" GROUP BY 1"))
+        with translated(f"reading {self.table}"):
+            rows = self.conn.execute(query, params).fetchall()
+        return {int(b): (int(n), d) for b, n, d in rows}
+
+    def in_ranges(self, ranges: Sequence[tuple[Sequence[Any], Sequence[Any]]]) -> dict[Key, Values]:
+        """The slice's rows whose copied source key lies in any of the (lower, upper] ranges."""
+        columns = self.shape.range_columns
+        assert columns is not None
+        row = sql.SQL("({})").format(sql.SQL(", ").join(pg_name(c) for c in columns))
+        marks = sql.SQL("({})").format(sql.SQL(", ").join(sql.Placeholder() * len(columns)))
+        within = sql.SQL("({} > {} AND {} <= {})").format(row, marks, row, marks)
+        params = [*self._slice_params, *(v for lower, upper in ranges for v in (*lower, *upper))]
+        condition = sql.SQL("({})").format(sql.SQL(" OR ").join([within] * len(ranges)))
+        return self._rows(self._select + self._where([condition]), params)
+
+    def _order(self) -> sql.Composable:
+        columns = self.shape.range_columns
+        assert columns is not None
+        return sql.SQL(", ").join(pg_name(c) for c in columns)
 
     def key_bounds(self) -> tuple[Any, Any]:
         """The slice's lowest and highest copied key (one key column)."""
@@ -208,12 +241,3 @@ class TargetReader:
                 keys = [r[:self._keys] for r in self.canonicalize(padded)]
                 for key, row in zip(keys, rows, strict=True):
                     yield key, dict(zip(extra, row[self._keys:], strict=True))
-
-
-def _sums_sql(row_hash: sql.Composable, rows: sql.Composable) -> sql.Composed:
-    """The count and two 60-bit sums of the row hashes over `rows` (a FROM ... WHERE ... of the
-    slice), as the source's side computes them (reconcile/pushdown.py)."""
-    return sql.SQL("SELECT count(*), coalesce(sum(('x' || substr({value}, 1, 15))::bit(60)::bigint), 0), "
-                   "coalesce(sum(('x' || substr({value}, 16, 15))::bit(60)::bigint), 0) "
-                   "FROM (SELECT {row_hash} AS {hash} {rows}) AS {hashed}").format(
-        value=pg_name(HASHED, HASH), row_hash=row_hash, hash=pg_name(HASH), rows=rows, hashed=pg_name(HASHED))

@@ -22,13 +22,16 @@ from typing import Any, NamedTuple
 from syncd.config import SourceConfig
 from syncd.errors import SourceError, SourceUnavailable
 from syncd.mapping.plan import Mapping
-from syncd.model import Position, Row
+from syncd.model import Position, Row, SourceColumn
 from syncd.source import charsets, dialect
 from syncd.source.checks import connect, raw_text_columns, table_columns
 from syncd.source.connection import translated
 from syncd.source.snapshot import row_key
 from syncd.source.values import ZERO_DATE, Convert, select_converter
-from syncd.sqlnames import HASH, HASHED, my_name, sums_text
+from syncd.sqlnames import my_name
+
+DIGEST_TEXT_BYTES = 1 << 30
+"""The longest row text of one range GROUP_CONCAT may build (a longer one is cut: digests differ)."""
 
 ZeroDates = dict[int, tuple[str, ...]]
 """By row index: the columns whose zero date ('0000-00-00') the row read as NULL."""
@@ -102,7 +105,12 @@ class SourceReader:
         self.source = source
         self.conn = connect(source, source.database)
         self._raw: dict[str, dict[str, charsets.Charset]] = {}
+        self._session()
+
+    def _session(self) -> None:
+        """TIMESTAMP read as UTC; room for a range's row texts in one GROUP_CONCAT (`digest`)."""
         self._execute("SET SESSION time_zone = '+00:00'")
+        self._execute(f"SET SESSION group_concat_max_len = {DIGEST_TEXT_BYTES}")
 
     def close(self) -> None:
         self.conn.close()
@@ -123,6 +131,17 @@ class SourceReader:
         """Column name -> MySQL data type, in table order ({} when the table does not exist)."""
         return table_columns(self.conn, self.source.database, table) or {}
 
+    def source_columns(self, table: str) -> dict[str, SourceColumn]:
+        """The columns of `table` as their SQL forms need them (syncd/reconcile/columnsql.py)."""
+        found = self._execute(
+            "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, NUMERIC_SCALE, NUMERIC_PRECISION, "
+            "CHARACTER_SET_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
+            "ORDER BY ORDINAL_POSITION", (self.source.database, table))
+        raw = self.raw_columns(table)
+        return {str(name): SourceColumn(str(name), str(kind), str(full), _int(scale), _int(precision),
+                                        str(charset) if charset else None, str(name) in raw)
+                for name, kind, full, scale, precision, charset in found}
+
     def raw_columns(self, table: str) -> dict[str, charsets.Charset]:
         """The text columns of `table` read as bytes (see the module docstring), by name."""
         found = self._raw.get(table)
@@ -140,7 +159,7 @@ class SourceReader:
         except UnicodeDecodeError:  # the rest of that result is still on the wire: start afresh
             self.conn.close()
             self.conn = connect(self.source, self.source.database)
-            self._execute("SET SESSION time_zone = '+00:00'")
+            self._session()
             self._raw[table] = {name: charsets.lookup(charset) for name, charset in
                                 raw_text_columns(self.conn, self.source.database, table, every=True).items()}
             return self.fetched(*query(self.select_list(table, columns)), self.raw_columns(table))
@@ -163,11 +182,28 @@ class SourceReader:
         return _dicts(fetched.names, fetched.rows), fetched.zero_dates
 
     def copy_lines(self, table: str, key: Sequence[str], line: str, after: Sequence[Any] | None,
-                   limit: int) -> tuple[list[bytes], tuple[Any, ...] | None]:
-        """`chunk` as COPY text lines (`line`: syncd.reconcile.copytext), and the last row's key."""
-        select = f"{line}, {', '.join(my_name(k) for k in key)}"
-        _names, rows = self.fetch(*_chunk_query(table, key, select, after, limit))
-        return [row[0] for row in rows], (tuple(rows[-1][1:]) if rows else None)
+                   limit: int, *, reads: Sequence[str] = ()) -> Fetched:
+        """`chunk` as COPY text lines (`line`: syncd.reconcile.copytext): rows of
+        (line, key values..., values of `reads`), the latter in their normal form."""
+        raw = self.raw_columns(table)
+        select = ", ".join([line, *(my_name(k) for k in key),
+                            *(charsets.select_raw(c) if c in raw else my_name(c) for c in reads)])
+        return self.fetched(*_chunk_query(table, key, select, after, limit), raw)
+
+    def rows_by_keys_fetched(self, table: str, key: Sequence[str], columns: Sequence[str],
+                             keys: Sequence[Sequence[Any]]) -> tuple[list[Row], ZeroDates]:
+        """The current rows of these row keys as `chunk` reads them (zero dates reported)."""
+        rows: list[Row] = []
+        zeros: ZeroDates = {}
+        for start in range(0, len(keys), 500):
+            part = keys[start:start + 500]
+            marks = "(" + ", ".join(["%s"] * len(key)) + ")"
+            where = f"WHERE ({', '.join(my_name(k) for k in key)}) IN ({', '.join([marks] * len(part))})"
+            fetched = self._read(table, columns, lambda select, where=where, part=part: (
+                f"SELECT {select} FROM {my_name(table)} {where}", [v for k in part for v in k]))
+            zeros.update({len(rows) + i: c for i, c in fetched.zero_dates.items()})
+            rows += _dicts(fetched.names, fetched.rows)
+        return rows, zeros
 
     def chunk_range(self, table: str, key: Sequence[str], columns: Sequence[str], *,
                     after: Sequence[Any] | None, upto: Sequence[Any] | None, limit: int,
@@ -200,11 +236,51 @@ class SourceReader:
         found = self._execute(f"SELECT {source_checksum_sql(columns)} FROM {my_name(table)}{where}", params)
         return ":".join(str(v) for v in found[0])
 
-    def pushed_sums(self, table: str, key: Sequence[str], row_hash: str,
-                    lower: Sequence[Any] | None, upper: Sequence[Any] | None) -> str:
-        """`count:sum:sum` of the pushed-down row hashes with keys in (lower, upper] (pushdown.py)."""
-        where, params = range_condition(key, lower, upper)
-        return sums_text(self._execute(source_sums_sql(row_hash, table, where), params)[0])
+    def digest(self, table: str, key: Sequence[str], row_text: str, *, scope: str | None,
+               lower: Sequence[Any] | None, upper: Sequence[Any] | None) -> tuple[int, str | None]:
+        """(count, MD5 of the row texts in key order) of the rows with keys in (lower, upper]
+        that `scope` does not leave out (reconcile/pushdown.py)."""
+        where, params = _scoped(range_condition(key, lower, upper), scope)
+        found = self._execute(f"SELECT COUNT(*), MD5(GROUP_CONCAT({row_text} "
+                              f"ORDER BY {_order(key)} SEPARATOR '')) FROM {my_name(table)}{where}", params)
+        return int(found[0][0]), found[0][1]
+
+    def bucket_digests(self, table: str, column: str, row_text: str, *, scope: str | None,
+                       lower: Sequence[Any] | None, upper: Sequence[Any] | None,
+                       width: int) -> dict[int, tuple[int, str | None]]:
+        """`digest` per bucket of `width` keys (`key DIV width`) of one integer key column."""
+        where, params = _scoped(range_condition((column,), lower, upper), scope)
+        name = my_name(column)
+        found = self._execute(f"SELECT {name} DIV {int(width)}, COUNT(*), MD5(GROUP_CONCAT("
+                              f"{row_text} ORDER BY {name} SEPARATOR '')) "
+                              f"FROM {my_name(table)}{where} GROUP BY 1", params)
+        return {int(b): (int(n), d) for b, n, d in found}
+
+    def rows_in_ranges(self, table: str, key: Sequence[str], columns: Sequence[str],
+                       ranges: Sequence[tuple[Sequence[Any], Sequence[Any]]]
+                       ) -> tuple[list[str], list[tuple]]:
+        """The rows whose keys lie in any of the (lower, upper] ranges, in key order."""
+        parts, params = [], []
+        for lower, upper in ranges:
+            where, values = range_condition(key, lower, upper)
+            parts.append(f"({where.removeprefix(' WHERE ')})")
+            params += values
+        names, rows, _ = self._read(table, columns, lambda select: (
+            f"SELECT {select} FROM {my_name(table)} WHERE {' OR '.join(parts)} ORDER BY {_order(key)}",
+            params))
+        return names, rows
+
+    def key_boundaries(self, table: str, key: Sequence[str], every: int) -> list[tuple[Any, ...]]:
+        """Every `every`-th row key, in key order: the upper bounds of ranges of that many rows."""
+        found: list[tuple[Any, ...]] = []
+        names = ", ".join(my_name(k) for k in key)
+        while True:
+            after = found[-1] if found else None
+            query, params = _chunk_query(table, key, names, after, 1)
+            rows = self._execute(query.replace("LIMIT %s", "LIMIT 1 OFFSET %s"), [*params[:-1], every - 1])
+            if not rows:
+                return found
+            found.append(tuple(rows[0]))
 
     def key_bounds(self, table: str, column: str) -> tuple[Any, Any]:
         name = my_name(column)
@@ -297,6 +373,23 @@ def _chunk_query(table: str, key: Sequence[str], select: str, after: Sequence[An
     return f"{query} ORDER BY {', '.join(my_name(k) for k in key)} LIMIT %s", [*params, limit]
 
 
+def _order(key: Sequence[str]) -> str:
+    return ", ".join(my_name(k) for k in key)
+
+
+def _scoped(condition: tuple[str, list[Any]], scope: str | None) -> tuple[str, list[Any]]:
+    """A WHERE clause that also leaves out the rows a `where:` filter excludes (`scope` is 0)."""
+    where, params = condition
+    if scope is None:
+        return where, params
+    kept = f"NOT (({scope}) <=> 0)"
+    return (f"{where} AND {kept}" if where else f" WHERE {kept}"), params
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
 def _text(charset: charsets.Charset, column: str) -> Convert:
     return lambda data: charsets.text_or_marker(charset, column, data)
 
@@ -328,13 +421,3 @@ def source_checksum_sql(columns: Sequence[str]) -> str:
     text = (f"CONCAT_WS(0x1f, {', '.join(quoted)}, "
             f"CONCAT({', '.join(f'ISNULL({q})' for q in quoted)}))")
     return f"COUNT(*), COALESCE(SUM(CRC32({text})), 0), COALESCE(SUM(CRC32C({text})), 0)"
-
-
-def source_sums_sql(row_hash: str, table: str, where: str) -> str:
-    """MySQL: count and the two 60-bit sums of the row hashes of `table` rows matching `where`
-    (a PyMySQL format string, like `row_hash`: run with parameters)."""
-    value = f"{my_name(HASHED)}.{my_name(HASH)}"
-    # CONV returns text: summed as such it would become a DOUBLE and lose the low digits.
-    return (f"SELECT COUNT(*), COALESCE(SUM(CAST(CONV(SUBSTRING({value}, 1, 15), 16, 10) AS UNSIGNED)), 0), "
-            f"COALESCE(SUM(CAST(CONV(SUBSTRING({value}, 16, 15), 16, 10) AS UNSIGNED)), 0) "
-            f"FROM (SELECT {row_hash} AS {my_name(HASH)} FROM {my_name(table)}{where}) AS {my_name(HASHED)}")

@@ -173,26 +173,27 @@ class TestDrift:
 
     def test_unchanged_ranges_are_skipped_and_changes_still_found(self, scenario: Scenario, shop: Source,
                                                                  app: Source) -> None:
-        """A second pass trusts the checksums of ranges found in sync; any change is still seen."""
+        """Ranges in sync are confirmed by digests inside both servers; any change is still seen."""
         load_and_sync(scenario, shop, app, shop_rows=40)
         args = ("--mapping", "shop_orders", "--chunk-rows", "10")
         code, report = reconcile_json(scenario, *args)
-        first = only(report, "shop_orders")
-        assert (code, first["chunks"], first["chunks_unchanged"]) == (0, 5, 0)
+        first = only(report, "shop_orders")  # digests inside both servers: 40-row ranges
+        assert (code, first["chunks"], first["chunks_pushed_down"]) == (0, 2, 2)
         code, report = reconcile_json(scenario, *args)
         second = only(report, "shop_orders")
-        assert (code, second["chunks"], second["chunks_unchanged"], second["rows_compared"]) == (0, 5, 5, 40)
+        assert (code, second["chunks"], second["chunks_pushed_down"]) == (0, 2, 2)
+        assert second["rows_compared"] == 40
 
         shop.execute("UPDATE orders SET amount_text = '7元' WHERE id = 15")  # no daemon: target lags
         scenario.target("UPDATE orders SET note = 'x' WHERE channel = 'shop' AND source_order_id = 35")
         code, report = reconcile_json(scenario, *args)
         third = only(report, "shop_orders")
         assert code == 1
-        assert third["chunks_unchanged"] == 3
+        assert third["chunks_pushed_down"] == 1
         assert third["differ"]["rows"] == [{"key": ["shop", 15], "columns": ["amount"]},
                                            {"key": ["shop", 35], "columns": ["note"]}]
         code, report = reconcile_json(scenario, *args, "--full")
-        assert only(report, "shop_orders")["chunks_unchanged"] == 0
+        assert only(report, "shop_orders")["chunks_pushed_down"] == 0
         assert only(report, "shop_orders")["differ"]["count"] == 2
 
     def test_human_report_names_keys_and_columns(self, scenario: Scenario, shop: Source, app: Source) -> None:
@@ -383,7 +384,7 @@ class TestExitCodesAndApi:
         plans = build_plans(config)
         reports = reconcile(config, plans, mapping="shop_orders", chunk_rows=4)
         assert [(r.mapping, r.status, r.rows_compared, r.chunks) for r in reports] == [
-            ("shop_orders", "in_sync", 30, 8)]
+            ("shop_orders", "in_sync", 30, 2)]
         stop = threading.Event()
         stop.set()
         assert reconcile(config, plans, stop=stop) == []

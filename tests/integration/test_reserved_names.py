@@ -362,7 +362,7 @@ def test_snapshot_reconcile_repair_retry_preview(scenario: Scenario, shop: Sourc
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     assert {e["table"]: e["copy_text"] for e in events if e.get("event") == "snapshot_table"} \
-        == {"excluded": True, "staged": False, "t": False}
+        == {"excluded": True, "staged": True, "t": True}
     assert_exact(scenario, shop)
     assert pending(scenario) == 2
 

@@ -25,7 +25,7 @@ from syncd import sqlnames
 from syncd.mapping.plan import Mapping, compile_mapping
 from syncd.mapping.spec import load_mappings
 from syncd.mapping.transforms import TransformContext
-from syncd.model import ColumnType, Delete, DeleteSlice, SoftDelete, TargetTable, Upsert
+from syncd.model import ColumnType, Delete, DeleteSlice, SoftDelete, SourceColumn, TargetTable, Upsert
 from syncd.reconcile.compare import canonicalize_rows
 from syncd.reconcile.copytext import plan_copy_text
 from syncd.reconcile.layout import Layout, build_layout
@@ -64,6 +64,7 @@ mappings:
 """
 SOURCE_TYPES = {"id": "bigint", "memo%": "varchar", "amount": "decimal", "booked_at": "datetime",
                 "名称": "varchar"}
+SOURCE_COLUMNS = {n: SourceColumn(n, t, scale=2 if t == "decimal" else None) for n, t in SOURCE_TYPES.items()}
 TARGET_TYPES = {"channel": "text", "Source Id": "bigint", "Memo%": "text", "amount": "numeric",
                 "booked at": "timestamp without time zone", "名称": "text", "gone at": "timestamptz"}
 TABLE = TargetTable("Sch", "order lines%")
@@ -76,6 +77,7 @@ PG_VOCABULARY = {
     "VALUES", "WHERE", "WITH", "ZONE", "bigint",
     "ISOLATION", "LEVEL", "READ", "REPEATABLE", "TRANSACTION", "bit", "coalesce", "concat", "count",
     "hash_record_extended", "max", "md5", "min", "octet_length", "substr", "sum", "text", "true",
+    "string_agg", "to_char", "encode", "OR", "ORDER", "GROUP",
 }
 MY_VOCABULARY = {
     "AND", "AS", "BINARY", "BY", "CAST", "CHAR", "COALESCE", "CONCAT", "CONCAT_WS", "CONV", "CONVERT",
@@ -87,6 +89,12 @@ MY_VOCABULARY = {
     # the catalogue, read for a table's column charsets
     "information_schema", "COLUMNS", "COLUMN_NAME", "ORDINAL_POSITION", "CHARACTER_SET_NAME", "DATA_TYPE",
     "TABLE_NAME", "TABLE_SCHEMA", "IS", "NOT", "NULL",
+    "COLUMN_TYPE", "NUMERIC_SCALE", "NUMERIC_PRECISION",
+    # the SQL forms of mapped columns (syncd/reconcile/columnsql.py) and their digests
+    "IF", "DECIMAL", "CASE", "WHEN", "THEN", "ELSE", "END", "REGEXP", "GROUP_CONCAT", "SEPARATOR", "DIV",
+    "GROUP", "OFFSET", "ASCII", "LEFT", "RIGHT", "CHAR_LENGTH", "REPEAT", "TRUNCATE", "ABS", "INTERVAL",
+    "SECOND", "DAY", "YEAR", "HEX", "LOWER", "TIMESTAMP", "DATE", "TIME", "TIME_TO_SEC", "MICROSECOND",
+    "FLOOR", "TRUE", "FALSE", "BOTH",
 }
 PG_NAMES = {"excluded", "pg_temp"}
 """Names PostgreSQL gives meaning to: the proposed row of ON CONFLICT, the session's temp schema."""
@@ -169,7 +177,7 @@ def layout(mapping: Mapping) -> Layout:
 @pytest.fixture(scope="module")
 def pushdown(layout: Layout) -> Pushdown:
     types = {n: ColumnType(n, t) for n, t in TARGET_TYPES.items()}
-    found = plan_pushdown(layout, SOURCE_TYPES, types, UTC, "UTF8")
+    found = plan_pushdown(layout, SOURCE_COLUMNS, types, UTC, "UTF8")
     assert found is not None
     return found
 
@@ -241,7 +249,8 @@ def postgres_statements(mapping: Mapping, layout: Layout, pushdown: Pushdown) ->
     found.append(apply_staged(stage, TABLE, "upsert", tuple(values), key).as_string(None))
     reader = TargetReader(recorder, layout.slice_shape(), lambda rows: canonicalize_rows(rows, []))
     reader.range_with_checksum(None, (10,))
-    reader.pushed_sums(pushdown.target_hash, (1,), (10,))
+    reader.digest(pushdown.target_row, (1,), (10,))
+    reader.in_ranges([((1,), (10,)), ((20,), (30,))])
     reader.key_bounds()
     reader.by_keys([("shop", 1)])
     list(reader.slice_keys())
@@ -253,14 +262,20 @@ def mysql_statements(copied: Mapping, pushdown: Pushdown) -> list[str]:
     recorder = Recorder()
     reader = SourceReader.__new__(SourceReader)
     table, key, columns = "legacy`log%", ("id",), tuple(SOURCE_TYPES)
-    reader.source, reader.conn, reader._raw = SimpleNamespace(name="shop"), recorder, {table: {}}  # utf8mb4
-    line = plan_copy_text(copied, SOURCE_TYPES, {n: ColumnType(n, t) for n, t in TARGET_TYPES.items()},
+    reader.source, reader.conn = SimpleNamespace(name="shop", database="shop"), recorder
+    reader._raw = {table: {}}  # utf8mb4
+    line = plan_copy_text(copied, SOURCE_COLUMNS, {n: ColumnType(n, t) for n, t in TARGET_TYPES.items()},
                           UTC, "UTF8")
     assert line is not None
     reader.chunk(table, key, columns, (1,), 10)
-    reader.copy_lines(table, key, line.line, (1,), 10)
+    reader.copy_lines(table, key, line.line, (1,), 10, reads=("memo%",))
     reader.chunk_range(table, key, columns, after=(1,), upto=(10,), limit=10, checksum=True)
-    reader.pushed_sums(table, key, pushdown.source_hash, (1,), (10,))
+    reader.digest(table, key, pushdown.source_row, scope=pushdown.scope, lower=(1,), upper=(10,))
+    reader.bucket_digests(table, "id", pushdown.source_row, scope="`memo%%` = 1", lower=(1,), upper=(10,),
+                          width=5)
+    reader.rows_in_ranges(table, key, columns, [((1,), (10,)), ((20,), (30,))])
+    reader.rows_by_keys_fetched(table, key, columns, [(1,)])
+    reader.source_columns(table)
     reader.key_bounds(table, "id")
     reader.rows_by_keys(table, key, columns, [(1,)])
     reader.rows_at_position(table, key, columns, [(1,)])
