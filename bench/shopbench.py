@@ -151,8 +151,8 @@ class ShopBench:
 
     def _copied(self, dsn: str, seconds: float, resources: dict[str, Any]) -> dict[str, Any]:
         read = sum(self.source_rows.values())
-        return {"rows_read": read, "rows_written": self._rows(dsn), "seconds": round(seconds, 2),
-                "rows_per_s": round(read / seconds), **resources}
+        return {"rows_read": read, "rows_written": self._rows(dsn), "dead_letters": _dead_letters(dsn),
+                "seconds": round(seconds, 2), "rows_per_s": round(read / seconds), **resources}
 
     def initial_load(self, style: str) -> dict[str, Any]:
         """`syncd run` on a fresh target until its checkpoint says the copy is done (the figure);
