@@ -110,7 +110,8 @@ class Bench:
         self.password = secrets.token_urlsafe(18)
         self.results: dict[str, Any] = {}
         self.servers: dict[str, MariaDBServer] = {}
-        self.pg = PostgresServer(tmp / "postgres", settings=PG_SETTINGS)
+        self.pg: PostgresServer
+        self.start_failures: list[str] = []
         self.snapshot_config: Path | None = None
         self._server_ids = 4100
 
@@ -123,12 +124,11 @@ class Bench:
 
     def start(self) -> None:
         for number, name in enumerate(SOURCES, start=1):
-            server = MariaDBServer(self.tmp / name, server_id=number, settings=MARIADB_SETTINGS)
-            self.stack.callback(server.stop)
-            server.start()
-            self.servers[name] = server
-        self.stack.callback(self.pg.stop)
-        self.pg.start()
+            self.servers[name] = runner.start_server(
+                lambda d, n=number: MariaDBServer(d, server_id=n, settings=MARIADB_SETTINGS), self.tmp / name,
+                self.stack, self.start_failures)
+        self.pg = runner.start_server(lambda d: PostgresServer(d, settings=PG_SETTINGS),
+                                      self.tmp / "postgres", self.stack, self.start_failures)
         self.pg.create_user(SYNCD_USER, self.password)
         for name, server in self.servers.items():
             server.create_user(SYNCD_USER, self.password)
@@ -594,7 +594,10 @@ def _print(results: dict[str, Any], verdicts: list[report.Verdict], output: Path
 
 
 def run_all(bench: Bench, results: dict[str, Any], figures: dict[str, Any]) -> None:
-    if _phase(results, "servers, sources and seed rows", bench.start) is None and results.get("errors"):
+    started = _phase(results, "servers, sources and seed rows", bench.start)
+    if bench.start_failures:
+        figures["server_start_failures"] = bench.start_failures
+    if started is None and results.get("errors"):
         return
     dsn_a, dsn_b = bench.target("bench_fast"), bench.target("bench_library")
     mappings = {f"{s}.yaml": workload.mappings_yaml(s) for s in SOURCES}

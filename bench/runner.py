@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from contextlib import ExitStack, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import psycopg
 import yaml
 
 from bench import measure
+from devtools.sandbox import SandboxError
 
 REPO = Path(__file__).resolve().parent.parent
 SYNCD_USER = "syncd"
@@ -28,6 +32,42 @@ PG_SETTINGS = {"track_commit_timestamp": "on", "synchronous_commit": "on", "shar
                "max_wal_size": "4GB", "checkpoint_timeout": "15min"}
 MARIADB_SETTINGS = {"innodb_buffer_pool_size": "512M", "max_binlog_size": "1G"}
 """The servers of every workload run with these settings (recorded with the results)."""
+
+
+class Server(Protocol):
+    """A sandbox server (devtools/sandbox.py), as far as starting it goes."""
+
+    @property
+    def log_path(self) -> Path: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+ServerT = TypeVar("ServerT", bound=Server)
+
+
+def start_server(make: Callable[[Path], ServerT], base: Path, stack: ExitStack,
+                 failures: list[str]) -> ServerT:
+    """A sandbox server made by `make` in `base`, started (stopped when `stack` closes). A start
+    that fails (on a machine shared with other test suites, a server's first start has failed
+    now and then) is tried once more in a fresh directory after a pause; the failure and the
+    end of its server log are appended to `failures`, for the results."""
+    server = make(base)
+    stack.callback(server.stop)
+    try:
+        server.start()
+        return server
+    except SandboxError as exc:
+        failures.append(f"{base.name}: {exc}; server log: {' / '.join(tail(server.log_path, 20))}")
+    print(f"   {base.name} did not start; trying once more in a fresh directory", flush=True)
+    shutil.rmtree(base, ignore_errors=True)
+    time.sleep(10)
+    again = make(base.with_name(base.name + "-again"))
+    stack.callback(again.stop)
+    again.start()
+    return again
 
 
 def write_config(directory: Path, target_dsn: str, sources: dict[str, dict[str, Any]],

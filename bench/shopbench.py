@@ -53,8 +53,8 @@ class ShopBench:
         self.sizes, self.stack, self.installed, self.password = sizes, stack, installed, password
         self.work = tmp / "shop"
         self.work.mkdir()
-        self.mysql = MariaDBServer(self.work / "mariadb", server_id=SERVER_ID, settings=MARIADB_SETTINGS)
-        self.pg = PostgresServer(self.work / "postgres", settings=PG_SETTINGS)
+        self.mysql: MariaDBServer
+        self.pg: PostgresServer
         self.run_targets: dict[str, tuple[str, Path]] = {}
         self.snapshot_configs: dict[str, Path] = {}
         self.chameleon: peers.Chameleon | None = None
@@ -64,15 +64,17 @@ class ShopBench:
     # -- servers, targets, configs --------------------------------------------------------------
 
     def start(self) -> dict[str, Any]:
-        self.stack.callback(self.mysql.stop)
-        self.mysql.start()
-        self.stack.callback(self.pg.stop)
-        self.pg.start()
+        failures: list[str] = []
+        self.mysql = runner.start_server(
+            lambda d: MariaDBServer(d, server_id=SERVER_ID, settings=MARIADB_SETTINGS), self.work / "mariadb",
+            self.stack, failures)
+        self.pg = runner.start_server(lambda d: PostgresServer(d, settings=PG_SETTINGS),
+                                      self.work / "postgres", self.stack, failures)
         self.pg.create_user(SYNCD_USER, self.password)
         self.mysql.create_user(SYNCD_USER, self.password)
         made = shop.create_source(self.server(), self.sizes)
         self.source_rows = made["rows"]
-        return made
+        return {**made, **({"server_start_failures": failures} if failures else {})}
 
     def server(self) -> Server:
         return Server(self.mysql.host, self.mysql.port, self.mysql.root_password)
