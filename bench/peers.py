@@ -133,14 +133,12 @@ def install_all(work: Path) -> dict[str, Installed]:
 
 
 @dataclass(frozen=True)
-class Sentinel:
-    """The last change of a backlog, as a peer's target shows it once replayed."""
+class Marker:
+    """The backlog's last change, as a peer's target shows it once replayed."""
 
     table: str
-    key_column: str
-    key: int
     column: str
-    value: str
+    value: int
 
 
 class Chameleon:
@@ -262,20 +260,25 @@ class Chameleon:
         except psycopg.Error:
             return None
 
-    def drain(self, sentinel: Sentinel, changes: int, timeout: float) -> dict[str, Any]:
-        """`start_replica` from where `init_replica` left off until the backlog's last change
-        is in the target; then stopped with SIGINT, as its stop command does."""
+    def drain(self, marker: Marker, changes: int, timeout: float, stall: float = 300) -> dict[str, Any]:
+        """`start_replica` from where `init_replica` left off until the backlog's last change,
+        the marker's, is in its target (it replays in binlog order); then stopped with SIGINT,
+        as its stop command does. Fails when its replay has not moved for `stall` seconds."""
         began = time.monotonic()
         process, watch = self._launch("start_replica")
-        query = (f'SELECT 1 FROM "{self.schema}"."{sentinel.table}" WHERE "{sentinel.key_column}" = %s'
-                 f' AND "{sentinel.column}" = %s')
+        query = f'SELECT 1 FROM "{self.schema}"."{marker.table}" WHERE "{marker.column}" = %s'
+        progress, moved = -1, began
         with self.pg.connect(self.database) as conn:
-            while conn.execute(query, (sentinel.key, sentinel.value)).fetchone() is None:
+            while conn.execute(query, (marker.value,)).fetchone() is None:
+                now, replayed = time.monotonic(), self._replayed(conn)
+                if replayed != progress:
+                    progress, moved = replayed, now
                 if process.poll() is not None:
                     raise RuntimeError(f"start_replica exited {process.returncode}:"
                                        f" {' / '.join(runner.tail(self.work / 'start_replica.log', 3))}")
-                if time.monotonic() - began > timeout:
-                    raise TimeoutError(f"start_replica had not replayed the backlog after {timeout:.0f} s")
+                if now - moved > stall or now - began > timeout:
+                    raise TimeoutError(f"start_replica had not replayed the backlog's last change after"
+                                       f" {now - began:.0f} s ({replayed} rows replayed)")
                 time.sleep(0.05)
         seconds = time.monotonic() - began
         resources = runner.stop(process, watch, signal.SIGINT)
@@ -287,6 +290,12 @@ class Chameleon:
                   flush=True)
         return {"command": "chameleon start_replica", "changes": changes, "seconds": round(seconds, 2),
                 "changes_per_s": round(changes / seconds), **problems, **resources}
+
+    @staticmethod
+    def _replayed(conn: Any) -> int:
+        """Rows pg_chameleon's replay has applied so far (its batches' counters)."""
+        return int(conn.execute("SELECT coalesce(sum(i_replayed), 0) FROM sch_chameleon.t_replica_batch")
+                   .fetchone()[0])
 
     def _replay_problems(self) -> dict[str, Any]:
         """What pg_chameleon's replay refused (sch_chameleon.t_error_log) and the tables it then

@@ -6,12 +6,13 @@ workload and stopped after it. In order:
 
 1. copy of the generated tables (users, orders, order_items): ``syncd snapshot`` and the
    initial load of ``syncd run`` (until its checkpoint says the copy is done), each into a
-   fresh target per style; pg_chameleon's ``init_replica`` of the same tables;
+   fresh target per style; pg_chameleon's ``init_replica`` of the same tables (and of the
+   one-row marker table the drain needs);
 2. a backlog of single-row OLTP changes written with every copier stopped; the library's raw
    decode of that binlog (the baseline of the drain), and syncd's fast path over it;
 3. drain: ``syncd run`` on each style's initial-load target, from launch (start-up included)
    until its checkpoint reaches the backlog's end; pg_chameleon's ``start_replica`` from its
-   own copy until the backlog's last change is in its target;
+   own copy until the backlog's last change (a marker table's, bench/shop.py) is in its target;
 4. reconcile: ``orders`` grows to the reconcile size and ``syncd snapshot --mapping`` brings
    each style's snapshot target up to date; then ``syncd reconcile`` of that mapping in sync
    (the first pass) and again after 0.1% scattered drift in the target (the second pass),
@@ -38,7 +39,7 @@ from devtools.sandbox import MariaDBServer, PostgresServer
 
 SERVER_ID = 3
 TIMEZONE = "Asia/Shanghai"
-SENTINEL = peers.Sentinel("users", "id", 1, "email", "backlog-end@bench.invalid")
+BACKLOG_DONE = peers.Marker(shop.MARKER, "backlog_done", 1)
 RELADIFF_LEFT_OUT = {
     "remark": "utf8mb4 text with emoji: reladiff reads MySQL through a utf8 (3-byte) connection, so"
               " 4-byte characters come back as '?' and every such row would differ",
@@ -177,10 +178,10 @@ class ShopBench:
             return peers.skip_line(peers.CHAMELEON, "copy", _why_not(installed))
         print("   - copy, pg_chameleon init_replica", flush=True)
         chameleon = peers.Chameleon(installed, "mall", mysql=self.server(), schema=shop.DATABASE,
-                                    tables=tuple(shop.PLAIN_COLUMNS), pg=self.pg, place=self.place())
+                                    tables=(*shop.PLAIN_COLUMNS, shop.MARKER), pg=self.pg, place=self.place())
         try:
             chameleon.prepare()
-            figures = chameleon.copy(self.source_rows)
+            figures = chameleon.copy({**self.source_rows, shop.MARKER: 1})
         except Exception as exc:  # a peer that does not work here is skipped, not fatal
             return peers.skip_line(peers.CHAMELEON, "copy", f"{type(exc).__name__}: {exc}")
         self.chameleon = chameleon
@@ -191,8 +192,7 @@ class ShopBench:
     def backlog(self) -> tuple[measure.Position, measure.Position, dict[str, Any]]:
         start = self.position()
         counts = shop.write_backlog(self.server(), changes=self.sizes.backlog_changes,
-                                    seed_value=self.sizes.seed + 100, sentinel=SENTINEL.value,
-                                    work_dir=str(self.work))
+                                    seed_value=self.sizes.seed + 100, work_dir=str(self.work))
         end = self.position()
         return start, end, {"start": str(start), "end": str(end), "seconds": round(counts.seconds, 1),
                             "statements": counts.changes, "transactions": counts.transactions,
@@ -232,8 +232,9 @@ class ShopBench:
         if self.chameleon is None:
             return peers.skip_line(peers.CHAMELEON, "drain", "its copy did not run")
         try:
-            figures = self.chameleon.drain(SENTINEL, changes, timeout=3600)
-            figures["rows_match_source"] = self.chameleon.target_counts() == shop.source_counts(self.server())
+            figures = self.chameleon.drain(BACKLOG_DONE, changes, timeout=3600)
+            source = {**shop.source_counts(self.server()), shop.MARKER: 1}
+            figures["row_counts_match_source"] = self.chameleon.target_counts() == source
         except Exception as exc:  # a peer that does not work here is skipped, not fatal
             return peers.skip_line(peers.CHAMELEON, "drain", f"{type(exc).__name__}: {exc}")
         return figures
