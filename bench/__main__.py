@@ -401,7 +401,7 @@ class Bench:
         """pg_chameleon's `init_replica` of the same ledger table (4c)."""
         installed = self.installed.get(peers.CHAMELEON)
         if installed is None or installed.bin_dir is None:
-            return peers.skip_line(peers.CHAMELEON, "copy", installed.reason if installed else "left out")
+            return peers.skip_line(peers.CHAMELEON, "copy", peers.why_not(installed))
         place = peers.Place(self.tmp, self.stack, self.server_pids())
         chameleon = peers.Chameleon(installed, "ledger", mysql=self.server("east"), schema=DATABASE,
                                     tables=("ledger",), pg=self.pg, place=place)
@@ -449,7 +449,7 @@ class Bench:
         installed = self.installed.get(peers.RELADIFF)
         what = f"compare, {label}"
         if installed is None or installed.bin_dir is None:
-            return peers.skip_line(peers.RELADIFF, what, installed.reason if installed else "left out")
+            return peers.skip_line(peers.RELADIFF, what, peers.why_not(installed))
         dsn = self.pg.dsn("bench_snapshot", SYNCD_USER, self.password)
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("CREATE OR REPLACE VIEW public.ledger_as_source AS SELECT source_id AS id, account,"

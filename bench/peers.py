@@ -88,6 +88,13 @@ class Installed:
                 **({"skipped": self.reason} if self.reason else {})}
 
 
+def why_not(installed: Installed | None) -> str:
+    """Why a peer cannot give its baseline: its install failed, or peers were left out."""
+    if installed is None:
+        return "left out (--skip peers)"
+    return installed.reason or "not installed"
+
+
 def _interpreter() -> str | None:
     """The Python for the peers' virtualenvs: one that `nobody` can run when we are root."""
     if os.geteuid() != 0:
@@ -100,21 +107,21 @@ def install(name: str, directory: Path) -> Installed:
     python = _interpreter()
     if python is None:
         return _not_installed(name, "no /usr/bin/python3 that an unprivileged user could run")
-    pip = directory / "bin" / "pip"
-    try:
-        subprocess.run([python, "-m", "venv", str(directory)], check=True, capture_output=True, text=True,
-                       timeout=300)
-        subprocess.run([str(pip), "install", "--disable-pip-version-check", "--quiet", REQUIREMENTS[name]],
-                       check=True, capture_output=True, text=True, timeout=900)
-        listed = subprocess.run([str(pip), "list", "--format", "json", "--disable-pip-version-check"],
-                                check=True, capture_output=True, text=True, timeout=120)
-    except subprocess.CalledProcessError as exc:
-        last = (exc.stderr or exc.stdout or "").strip().splitlines()
-        return _not_installed(name, f"pip install {REQUIREMENTS[name]} failed: {last[-1] if last else exc}")
-    except (OSError, subprocess.SubprocessError) as exc:
-        return _not_installed(name, f"pip install {REQUIREMENTS[name]} failed: {exc}")
+    pip = str(directory / "bin" / "pip")
+    steps = (("python -m venv", [python, "-m", "venv", str(directory)]),
+             (f"pip install {REQUIREMENTS[name]}",
+              [pip, "install", "--disable-pip-version-check", "--quiet", REQUIREMENTS[name]]),
+             ("pip list", [pip, "list", "--format", "json", "--disable-pip-version-check"]))
+    for what, argv in steps:
+        try:
+            done = subprocess.run(argv, check=True, capture_output=True, text=True, timeout=900)
+        except subprocess.CalledProcessError as exc:
+            last = (exc.stderr or exc.stdout or "").strip().splitlines()
+            return _not_installed(name, f"{what} failed: {last[-1] if last else exc}")
+        except (OSError, subprocess.SubprocessError) as exc:
+            return _not_installed(name, f"{what} failed: {exc}")
     wanted = {p.lower() for p in PACKAGES[name]}
-    versions = {p["name"]: p["version"] for p in json.loads(listed.stdout) if p["name"].lower() in wanted}
+    versions = {p["name"]: p["version"] for p in json.loads(done.stdout) if p["name"].lower() in wanted}
     versions["python"] = subprocess.run([python, "--version"], capture_output=True, text=True,
                                         check=False).stdout.strip()
     return Installed(name, directory / "bin", versions)

@@ -175,7 +175,7 @@ class ShopBench:
     def chameleon_copy(self) -> dict[str, Any]:
         installed = self.installed.get(peers.CHAMELEON)
         if installed is None or installed.bin_dir is None:
-            return peers.skip_line(peers.CHAMELEON, "copy", _why_not(installed))
+            return peers.skip_line(peers.CHAMELEON, "copy", peers.why_not(installed))
         print("   - copy, pg_chameleon init_replica", flush=True)
         chameleon = peers.Chameleon(installed, "mall", mysql=self.server(), schema=shop.DATABASE,
                                     tables=(*shop.PLAIN_COLUMNS, shop.MARKER), pg=self.pg, place=self.place())
@@ -293,7 +293,7 @@ class ShopBench:
         installed = self.installed.get(peers.RELADIFF)
         what = f"compare, {label}"
         if installed is None or installed.bin_dir is None:
-            return peers.skip_line(peers.RELADIFF, what, _why_not(installed))
+            return peers.skip_line(peers.RELADIFF, what, peers.why_not(installed))
         print(f"   - reladiff, {label}", flush=True)
         columns = tuple(c for c in shop.PLAIN_COLUMNS["orders"] if c != "id" and c not in RELADIFF_LEFT_OUT)
         compared = peers.Compared(
@@ -304,10 +304,6 @@ class ShopBench:
             return peers.reladiff(installed, f"shop-{label}", compared, self.place())
         except Exception as exc:  # a peer that does not work here is skipped, not fatal
             return peers.skip_line(peers.RELADIFF, what, f"{type(exc).__name__}: {exc}")
-
-
-def _why_not(installed: peers.Installed | None) -> str:
-    return installed.reason or "not installed" if installed is not None else "left out (--skip peers)"
 
 
 def _dead_letters(dsn: str) -> int | None:
