@@ -1,7 +1,8 @@
-"""`python -m bench` (what `make bench` runs): syncd's throughput, lag, snapshot and reconcile.
+"""`python -m bench` (what `make bench` runs): syncd's throughput, lag, copies and reconcile on
+two workloads of different shapes, each figure against a baseline from the same run.
 
-Starts two MariaDB servers (sources "east" and "west") and one PostgreSQL server in a
-temporary directory, and measures, each figure against its baseline in the same run:
+Workload ``oltp``, syncd's own tables (bench/workload.py): two MariaDB servers (sources "east"
+and "west") and one PostgreSQL server in a temporary directory;
 
 1. raw decode: the library's BinLogStreamReader alone over the backlog's binlog (rows/s;
    non-blocking, from the backlog's start, every rows event's `.rows` read), and the fast
@@ -18,17 +19,28 @@ temporary directory, and measures, each figure against its baseline in the same 
    trigger logs every inserted or updated target row's ``source_written_at`` into
    ``bench_lag``, and that log row's ``pg_xact_commit_timestamp(xmin)`` is the commit time.
    Deletes are applied but not sampled (their row image keeps an older ``written_at``);
-4. snapshot of a 1,000,000-row table by `syncd snapshot`, and the initial load of `syncd run`
-   on a fresh target;
-5. `syncd reconcile` of that table in sync and with 0.1% drift: rows compared/s;
-6. peak RSS (VmHWM) and CPU seconds of the syncd process during each, with the CPU seconds of
-   PostgreSQL, both MariaDB servers and the rest of the machine over the same span (the
-   benchmark shares the machine; "rest_of_machine" shows how much).
+4. snapshot of a 1,000,000-row table (plain copy, types that syncd copies as COPY text) by
+   `syncd snapshot`, the initial load of `syncd run` on a fresh target, and pg_chameleon's
+   copy of the same table;
+5. `syncd reconcile` of that table in sync and with 0.1% drift: rows compared/s; reladiff
+   comparing the same tables.
 
-Prints a table and writes bench/results/<date>.json (``--quick``: small sizes, for a smoke
-run of every phase in about a minute, written to <date>-quick.json). Servers and files are
-removed at the end (``--keep`` keeps them). ``--profile DIR`` records the drains with py-spy
-(GIL-holding stacks per thread) and the CPU seconds of each syncd thread.
+Workload ``shop``, a shop's wide tables with a realistic and a plain-copy mapping
+(bench/shop.py, phases in bench/shopbench.py): copies, drain, reconcile, each per mapping
+style, next to pg_chameleon (copy, drain) and reladiff (compare) from the same run.
+
+Everywhere: peak RSS (VmHWM) of syncd's whole process tree and its CPU seconds in each phase,
+with the CPU seconds of the database servers and the rest of the machine over the same span
+(the benchmark shares the machine; "rest_of_machine" shows how much), and the machine's noise
+over the run (load, CPU steal, a calibration task timed at both ends: bench/measure.py). The
+peers are installed into throwaway virtualenvs (bench/peers.py); one that cannot be installed
+or run is skipped with a line that says why. Targets are printed PASS/FAIL with their ratio
+and baseline (bench/report.py).
+
+Prints a table per workload and writes bench/results/<date>.json (``--quick``: small sizes,
+for a smoke run of every phase in a few minutes, written to <date>-quick.json). Servers and
+files are removed at the end (``--keep`` keeps them). ``--profile DIR`` records the oltp
+drains with py-spy (GIL-holding stacks per thread) and the CPU seconds of each syncd thread.
 
 For experiments, ``BENCH_SYNCD=/path/to/script.py`` runs that script instead of
 ``python -m syncd`` (e.g. one that patches a module, then calls ``syncd.cli.main()``).
@@ -43,7 +55,6 @@ import multiprocessing
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -60,21 +71,14 @@ from typing import Any
 import psycopg
 import yaml
 
-from bench import measure, workload
+from bench import measure, peers, report, runner, shop, shopbench, workload
+from bench.measure import Position
+from bench.runner import MARIADB_SETTINGS, PG_SETTINGS, REPO, STATE, SYNCD_USER
 from bench.workload import DATABASE, SOURCES, Server
 from devtools.sandbox import MariaDBServer, PostgresServer
-from syncd.model import Position
-from syncd.source import fastpath
 
-REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
-SYNCD_USER = "syncd"
-STATE = "syncd"
-TARGETS = {"drain_changes_per_s": 15_000, "drain_ratio_to_raw_decode": 4.0, "p99_lag_ms_at_1000": 250,
-           "snapshot_rows_per_s": 80_000, "reconcile_rows_per_s_in_sync": 200_000, "peak_rss_mb": 300}
-PG_SETTINGS = {"track_commit_timestamp": "on", "synchronous_commit": "on", "shared_buffers": "256MB",
-               "max_wal_size": "4GB", "checkpoint_timeout": "15min"}
-MARIADB_SETTINGS = {"innodb_buffer_pool_size": "512M", "max_binlog_size": "1G"}
+WORKLOADS = ("oltp", "shop")
 
 
 @dataclass(frozen=True)
@@ -96,8 +100,9 @@ QUICK = Sizes(300, 600, 12_000, 0.2, 4, (1000,), 5.0, 30_000, 0.01)
 
 class Bench:
     def __init__(self, sizes: Sizes, tmp: Path, stack: ExitStack, skip: set[str],
-                 profile: Path | None) -> None:
+                 profile: Path | None, *, installed: dict[str, peers.Installed]) -> None:
         self.sizes = sizes
+        self.installed = installed
         self.tmp = tmp
         self.stack = stack
         self.skip = skip
@@ -105,7 +110,8 @@ class Bench:
         self.password = secrets.token_urlsafe(18)
         self.results: dict[str, Any] = {}
         self.servers: dict[str, MariaDBServer] = {}
-        self.pg = PostgresServer(tmp / "postgres", settings=PG_SETTINGS)
+        self.pg: PostgresServer
+        self.start_failures: list[str] = []
         self.snapshot_config: Path | None = None
         self._server_ids = 4100
 
@@ -118,12 +124,11 @@ class Bench:
 
     def start(self) -> None:
         for number, name in enumerate(SOURCES, start=1):
-            server = MariaDBServer(self.tmp / name, server_id=number, settings=MARIADB_SETTINGS)
-            self.stack.callback(server.stop)
-            server.start()
-            self.servers[name] = server
-        self.stack.callback(self.pg.stop)
-        self.pg.start()
+            self.servers[name] = runner.start_server(
+                lambda d, n=number: MariaDBServer(d, server_id=n, settings=MARIADB_SETTINGS), self.tmp / name,
+                self.stack, self.start_failures)
+        self.pg = runner.start_server(lambda d: PostgresServer(d, settings=PG_SETTINGS),
+                                      self.tmp / "postgres", self.stack, self.start_failures)
         self.pg.create_user(SYNCD_USER, self.password)
         for name, server in self.servers.items():
             server.create_user(SYNCD_USER, self.password)
@@ -149,42 +154,17 @@ class Bench:
         return self.pg.dsn(database)
 
     def config(self, name: str, database: str, sources: tuple[str, ...], mappings: dict[str, str]) -> Path:
-        directory = self.tmp / f"config-{name}"
-        (directory / "mappings").mkdir(parents=True, exist_ok=True)
-        for file_name, text in mappings.items():
-            (directory / "mappings" / file_name).write_text(text, encoding="utf-8")
-        config = {
-            "target": {"dsn": self.pg.dsn(database, SYNCD_USER), "password_env": "PGPASSWORD",
-                       "schema": "public", "state_schema": STATE},
-            "sources": {source: {"host": self.servers[source].host, "port": self.servers[source].port,
-                                 "user": SYNCD_USER, "password_env": "SOURCE_DB_PASSWORD",
-                                 "database": DATABASE, "server_id": self._next_server_id(),
-                                 "timezone": "UTC", "heartbeat": 1}
-                        for source in sources},
-            "mappings": ["mappings/"],
-            "log": {"level": "info", "format": "json"},
-        }
-        path = directory / "config.yaml"
-        path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True), encoding="utf-8")
-        return path
-
-    def env(self, decoder: str = "fast") -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in {"NOTIFY_SOCKET", "SYNCD_CONFIG"}}
-        env.update(PGPASSWORD=self.password, SOURCE_DB_PASSWORD=self.password, PYTHONUNBUFFERED="1")
-        env[fastpath.DECODER_ENV] = decoder
-        return env
+        settings = {source: {"host": self.servers[source].host, "port": self.servers[source].port,
+                             "database": DATABASE, "server_id": self._next_server_id(), "timezone": "UTC"}
+                    for source in sources}
+        return runner.write_config(self.tmp / f"config-{name}", self.pg.dsn(database, SYNCD_USER), settings,
+                                   mappings)
 
     def syncd(self, command: str, config: Path, log: str, decoder: str = "fast",
               extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen[bytes], measure.ProcessWatch]:
-        out = (self.tmp / log).open("ab")
-        self.stack.callback(out.close)
-        program = [sys.executable, os.environ["BENCH_SYNCD"]] if os.environ.get("BENCH_SYNCD") else \
-            [sys.executable, "-m", "syncd"]
-        process = subprocess.Popen([*program, command, "--config", str(config), *extra],
-                                   stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   env=self.env(decoder), cwd=REPO, start_new_session=True)
-        self.stack.callback(_kill, process)
-        return process, measure.ProcessWatch(process.pid, self.server_pids())
+        env = runner.syncd_env(self.password, **{measure.DECODER_ENV: decoder})
+        return runner.launch(runner.syncd_argv(command, config, extra), self.tmp / log, env, self.stack,
+                             self.server_pids(), cwd=REPO)
 
     def server_pids(self) -> dict[str, int]:
         """The database servers' main processes, for CPU accounting."""
@@ -195,14 +175,7 @@ class Bench:
         return pids
 
     def stop(self, process: subprocess.Popen[bytes], watch: measure.ProcessWatch) -> dict[str, Any]:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        return watch.stop()
+        return runner.stop(process, watch)
 
     def positions(self) -> dict[str, Position]:
         return {name: measure.master_status(self.server(name)) for name in SOURCES}
@@ -246,12 +219,17 @@ class Bench:
     def raw_decode(self, start: dict[str, Position], end: dict[str, Position]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for label, fast in (("library", False), ("fast_path", True)):
-            runs = [measure.decode(self.server(name), DATABASE, start[name], end[name], fast=fast)
-                    for name in SOURCES]
+            try:
+                runs = [measure.decode(self.server(name), DATABASE, start[name], end[name], fast=fast)
+                        for name in SOURCES]
+            except ImportError as exc:  # only the fast path imports syncd (see bench/measure.py)
+                out[label] = {"skipped": f"syncd's fast path cannot be imported: {exc}"}
+                continue
             rows, seconds = sum(r.rows for r in runs), sum(r.seconds for r in runs)
             out[label] = {"rows": rows, "events": sum(r.events for r in runs), "seconds": round(seconds, 2),
                           "rows_per_s": round(rows / seconds)}
-        out["fast_path_speedup"] = round(out["fast_path"]["rows_per_s"] / out["library"]["rows_per_s"], 2)
+        if "rows_per_s" in out["fast_path"]:
+            out["fast_path_speedup"] = round(out["fast_path"]["rows_per_s"] / out["library"]["rows_per_s"], 2)
         return out
 
     def drain(self, configs: list[Path], dsn: str, label: str, *, start: dict[str, Position],
@@ -395,14 +373,15 @@ class Bench:
             resources = watch.stop()
             if code == 0 or seconds > 30:
                 break
-            failures.append({"exit_code": code, "log_tail": _tail(self.tmp / f"snapshot-{attempt}.log")})
+            log = self.tmp / f"snapshot-{attempt}.log"
+            failures.append({"exit_code": code, "log_tail": runner.tail(log)})
             time.sleep(5)
-        copied = _count(snap_dsn, "ledger")
+        copied = runner.count(snap_dsn, "ledger")
         out["syncd_snapshot"] = {"exit_code": code, "rows_copied": copied, "seconds": round(seconds, 2),
                                  "rows_per_s": round(copied / seconds), **resources,
                                  **({"failed_attempts": failures} if failures else {})}
         if code != 0:
-            out["syncd_snapshot"]["log_tail"] = _tail(self.tmp / f"snapshot-{attempt}.log")
+            out["syncd_snapshot"]["log_tail"] = runner.tail(self.tmp / f"snapshot-{attempt}.log")
         # 4b: the initial load of `syncd run` on a fresh target
         load_dsn = self.target("bench_initial")
         config_run = self.config("initial", "bench_initial", ("east",), mappings)
@@ -411,15 +390,32 @@ class Bench:
         measure.wait_for_snapshot(load_dsn, STATE, ["east"], timeout=3600, process=process)
         seconds = time.monotonic() - began
         resources = self.stop(process, watch)
-        copied = _count(load_dsn, "ledger")
+        copied = runner.count(load_dsn, "ledger")
         out["syncd_run_initial_load"] = {"rows_copied": copied, "seconds": round(seconds, 2),
                                          "rows_per_s": round(copied / seconds), **resources}
         self.snapshot_config = config
+        out[peers.CHAMELEON] = self.chameleon_copy()
         return out
 
+    def chameleon_copy(self) -> dict[str, Any]:
+        """pg_chameleon's `init_replica` of the same ledger table (4c)."""
+        installed = self.installed.get(peers.CHAMELEON)
+        if installed is None or installed.bin_dir is None:
+            return peers.skip_line(peers.CHAMELEON, "copy", peers.why_not(installed))
+        place = peers.Place(self.tmp, self.stack, self.server_pids())
+        chameleon = peers.Chameleon(installed, "ledger", mysql=self.server("east"), schema=DATABASE,
+                                    tables=("ledger",), pg=self.pg, place=place)
+        try:
+            chameleon.prepare()
+            return chameleon.copy({"ledger": self.sizes.ledger_rows})
+        except Exception as exc:  # a peer that does not work here is skipped, not fatal
+            return peers.skip_line(peers.CHAMELEON, "copy", f"{type(exc).__name__}: {exc}")
+
     def reconcile(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"in_sync": self._reconcile_once("reconcile-in-sync.log")}
-        rows = _count(self.superuser_dsn("bench_snapshot"), "ledger")
+        out: dict[str, Any] = {"drift_share": self.sizes.drift_share,
+                               "reladiff_in_sync": self.reladiff("in-sync"),
+                               "in_sync": self._reconcile_once("reconcile-in-sync.log")}
+        rows = runner.count(self.superuser_dsn("bench_snapshot"), "ledger")
         if rows < 1000:
             raise RuntimeError(f"the snapshot target holds {rows} ledger rows: nothing to reconcile")
         changed = max(4, int(rows * self.sizes.drift_share))
@@ -433,6 +429,7 @@ class Bench:
                                  (changed // 4,)).rowcount
         out["drift_made"] = {"differ": differ, "missing": missing, "extra": extra}
         out["with_drift"] = self._reconcile_once("reconcile-drift.log")
+        out["reladiff_with_drift"] = self.reladiff("drift")
         return out
 
     def _reconcile_once(self, log: str) -> dict[str, Any]:
@@ -442,48 +439,31 @@ class Bench:
                                     extra=("--mapping", "east_ledger", "--json"))
         code = process.wait()
         seconds = time.monotonic() - began
-        resources = watch.stop()
-        report = _json_tail(self.tmp / log)
-        mapping = (report or {}).get("mappings", [{}])[0]
-        compared = int(mapping.get("rows_compared") or 0)
-        failed = {} if code in (0, 1) else {"log_tail": _tail(self.tmp / log)}
-        return {**failed, "exit_code": code, "status": (report or {}).get("status"),
-                "rows_compared": compared,
-                "seconds": round(seconds, 2), "rows_per_s": round(compared / seconds) if compared else None,
-                "engine_rows_per_s": mapping.get("rows_per_second"),
-                "found": {k: (mapping.get(k) or {}).get("count") for k in ("missing", "extra", "differ")},
-                **resources}
+        return runner.reconcile_figures(self.tmp / log, code, seconds, watch.stop())
 
-
-def _kill(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.kill()
-        process.wait()
-
-
-def _tail(path: Path, lines: int = 12) -> list[str]:
-    """The last lines of a log, for the results when a command failed."""
-    return path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:] if path.exists() else []
-
-
-def _count(dsn: str, table: str) -> int:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
-
-
-def _json_tail(path: Path) -> dict[str, Any] | None:
-    """The indented JSON document a `--json` command printed after its JSON log lines."""
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    starts = [i for i, line in enumerate(lines) if line == "{"]
-    if not starts:
-        return None
-    try:
-        return json.loads("\n".join(lines[starts[-1]:]))
-    except json.JSONDecodeError:
-        return None
-
-
-# ---------------------------------------------------------------- reporting
+    def reladiff(self, label: str) -> dict[str, Any]:
+        """reladiff comparing the source ledger with the target's, through a view that gives the
+        target's columns the source's names (reladiff cannot rename: source_id is id). The view
+        is in `public`: the state schema is named like the syncd role, so it comes first in the
+        role's search_path."""
+        installed = self.installed.get(peers.RELADIFF)
+        what = f"compare, {label}"
+        if installed is None or installed.bin_dir is None:
+            return peers.skip_line(peers.RELADIFF, what, peers.why_not(installed))
+        dsn = self.pg.dsn("bench_snapshot", SYNCD_USER, self.password)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("CREATE OR REPLACE VIEW public.ledger_as_source AS SELECT source_id AS id, account,"
+                         " memo, amount, entry_type, booked_at FROM public.ledger")
+        east = self.servers["east"]
+        compared = peers.Compared(
+            mysql_uri=f"mysql://{SYNCD_USER}:{self.password}@{east.host}:{east.port}/{DATABASE}",
+            mysql_table="ledger", pg_uri=dsn, pg_table="ledger_as_source", key="id",
+            columns=("account", "memo", "amount", "entry_type", "booked_at"), left_out={})
+        try:
+            return peers.reladiff(installed, f"ledger-{label}", compared,
+                                  peers.Place(self.tmp, self.stack, self.server_pids()))
+        except Exception as exc:  # a peer that does not work here is skipped, not fatal
+            return peers.skip_line(peers.RELADIFF, what, f"{type(exc).__name__}: {exc}")
 
 
 def _phase(results: dict[str, Any], name: str, action: Callable[[], Any]) -> Any:
@@ -499,145 +479,125 @@ def _phase(results: dict[str, Any], name: str, action: Callable[[], Any]) -> Any
     return value
 
 
-def _fmt(value: Any, unit: str = "") -> str:
-    if value is None:
-        return "missing"
-    if isinstance(value, float):
-        return f"{value:,.2f}{unit}"
-    if isinstance(value, int):
-        return f"{value:,}{unit}"
-    return f"{value}{unit}"
-
-
-def _cost(part: dict[str, Any]) -> str:
-    us, main = part.get("syncd_cpu_us_per_change"), part.get("syncd_main_process_cpu_us_per_change")
-    if us is None:
-        return ""
-    split = f", main process {main:.0f}" if main is not None and main < us else ""
-    return f" ({us:.0f} us syncd CPU/change{split})"
-
-
-def table(results: dict[str, Any]) -> str:
-    f = results.get("figures", {})
-    raw, drain = f.get("raw_decode") or {}, f.get("drain") or {}
-    lines = [("figure", "value", "baseline / target", "peak RSS")]
-    library = (raw.get("library") or {}).get("rows_per_s")
-    lines.append(("1 raw decode, library (rows/s)", _fmt(library), "baseline", "-"))
-    lines.append(("  fast path, same binlog (rows/s)", _fmt((raw.get("fast_path") or {}).get("rows_per_s")),
-                  f"x{_fmt(raw.get('fast_path_speedup'))} of library", "-"))
-    lines.append(("2 drain, syncd run (changes/s)", _fmt(drain.get("changes_per_s")) + _cost(drain),
-                  f"x{_fmt(f.get('drain_ratio'))} of (1); target >= 15,000 and x4",
-                  _fmt(drain.get("peak_rss_mb"), " MB")))
-    library_drain = f.get("drain_library_decoder") or {}
-    lines.append(("  drain, library decoder (changes/s)",
-                  _fmt(library_drain.get("changes_per_s")) + _cost(library_drain),
-                  "same backlog, SYNCD_DECODER=library", _fmt(library_drain.get("peak_rss_mb"), " MB")))
-    split = f.get("drain_process_per_source") or {}
-    lines.append(("  drain, a syncd process per source", _fmt(split.get("changes_per_s")) + _cost(split),
-                  "same backlog, two processes", _fmt(split.get("peak_rss_mb"), " MB each, max")))
-    for lag in f.get("lag") or []:
-        lines.append((f"3 lag at {lag['offered_rate']:,}/s (achieved {lag['achieved_rate']:,}/s)",
-                      f"p50 {_fmt(lag['p50_ms'])} / p99 {_fmt(lag['p99_ms'])} / max {_fmt(lag['max_ms'])} ms",
-                      "target p99 <= 250 ms at 1,000/s" if lag["offered_rate"] == 1000 else "-",
-                      _fmt(lag.get("peak_rss_mb"), " MB")))
-    snapshot = f.get("snapshot") or {}
-    for key, label in (("syncd_snapshot", "4 snapshot, syncd snapshot (rows/s)"),
-                       ("syncd_run_initial_load", "  initial load, syncd run (rows/s)")):
-        part = snapshot.get(key) or {}
-        lines.append((label, _fmt(part.get("rows_per_s")), "target >= 80,000",
-                      _fmt(part.get("peak_rss_mb"), " MB")))
-    reconcile = f.get("reconcile") or {}
-    for key, label in (("in_sync", "5 reconcile, in sync (rows/s)"),
-                       ("with_drift", "  reconcile, 0.1% drift (rows/s)")):
-        part = reconcile.get(key) or {}
-        lines.append((label, _fmt(part.get("rows_per_s")), "target >= 200,000" if key == "in_sync" else
-                       f"found {part.get('found')}", _fmt(part.get("peak_rss_mb"), " MB")))
-    widths = [max(len(str(row[i])) for row in lines) for i in range(4)]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-                     for row in lines)
-
-
-def verdicts(f: dict[str, Any]) -> dict[str, bool | None]:
-    drain = f.get("drain") or {}
-    lag1000 = next((x for x in f.get("lag") or [] if x["offered_rate"] == 1000), {})
-    snapshot = (f.get("snapshot") or {}).get("syncd_snapshot") or {}
-    in_sync = (f.get("reconcile") or {}).get("in_sync") or {}
-    rss = [part.get("peak_rss_mb") for part in (drain, lag1000, snapshot, in_sync, *(f.get("lag") or []),
-                                               (f.get("snapshot") or {}).get("syncd_run_initial_load") or {},
-                                               (f.get("reconcile") or {}).get("with_drift") or {})]
-
-    def at_least(value: Any, target: float) -> bool | None:
-        return None if value is None else value >= target
-
-    return {
-        "drain_changes_per_s": at_least(drain.get("changes_per_s"), TARGETS["drain_changes_per_s"]),
-        "drain_ratio_to_raw_decode": at_least(f.get("drain_ratio"), TARGETS["drain_ratio_to_raw_decode"]),
-        "p99_lag_ms_at_1000": None if lag1000.get("p99_ms") is None else lag1000["p99_ms"] <= 250,
-        "snapshot_rows_per_s": at_least(snapshot.get("rows_per_s"), TARGETS["snapshot_rows_per_s"]),
-        "reconcile_rows_per_s_in_sync": at_least(in_sync.get("rows_per_s"),
-                                                 TARGETS["reconcile_rows_per_s_in_sync"]),
-        "peak_rss_mb": None if not any(rss) else max(r for r in rss if r) <= TARGETS["peak_rss_mb"],
-    }
-
-
-def main() -> int:
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of every phase")
-    parser.add_argument("--skip", default="", help="comma-separated phases to leave out: "
-                        "library-drain, per-source, lag, snapshot, reconcile")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS),
+                        help="comma-separated workloads to run: oltp (syncd's own tables), shop (a shop's"
+                             " wide tables, realistic and plain mappings); default both")
+    parser.add_argument("--skip", default="", help="comma-separated phases to leave out: library-drain,"
+                        " per-source, lag, snapshot, reconcile (oltp); peers (every peer baseline)")
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="record the drains' syncd with py-spy (collapsed stacks) into DIR")
     parser.add_argument("--keep", action="store_true", help="keep the servers' directory and logs")
     parser.add_argument("--backlog", type=int, metavar="CHANGES",
-                        help="backlog size instead of the mode's (for quicker experiments)")
+                        help="oltp: backlog size instead of the mode's (for quicker experiments)")
     parser.add_argument("--ledger", type=int, metavar="ROWS",
-                        help="snapshot/reconcile table size instead of the mode's")
+                        help="oltp: snapshot/reconcile table size instead of the mode's")
+    parser.add_argument("--shop-copy", type=int, metavar="ROWS",
+                        help="shop: rows of the three tables copied, instead of the mode's")
+    parser.add_argument("--shop-reconcile", type=int, metavar="ROWS",
+                        help="shop: rows of orders when reconciled, instead of the mode's")
+    parser.add_argument("--shop-backlog", type=int, metavar="CHANGES",
+                        help="shop: row changes of the drained backlog, instead of the mode's")
     parser.add_argument("--output", type=Path,
                         help="where to write the JSON (default bench/results/<date>.json)")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def _sizes(args: argparse.Namespace) -> tuple[Sizes, shop.ShopSizes]:
     sizes = QUICK if args.quick else FULL
     if args.backlog:
         sizes = dataclasses.replace(sizes, backlog_changes=args.backlog)
     if args.ledger:
         sizes = dataclasses.replace(sizes, ledger_rows=args.ledger)
+    shop_sizes = shop.SHOP_QUICK if args.quick else shop.SHOP_FULL
+    if args.shop_copy:
+        shop_sizes = shop_sizes.with_copy_rows(args.shop_copy)
+    if args.shop_reconcile:
+        shop_sizes = dataclasses.replace(shop_sizes, reconcile_orders=args.shop_reconcile)
+    if args.shop_backlog:
+        shop_sizes = dataclasses.replace(shop_sizes, backlog_changes=args.shop_backlog)
+    return sizes, shop_sizes
+
+
+def main() -> int:
+    args = _arguments()
+    sizes, shop_sizes = _sizes(args)
+    chosen = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    if unknown := set(chosen) - set(WORKLOADS):
+        sys.exit(f"unknown workload(s) {sorted(unknown)}: choose from {', '.join(WORKLOADS)}")
+    skip = {p.strip() for p in args.skip.split(",") if p.strip()}
     today = datetime.now(UTC).date().isoformat()
     output = args.output or RESULTS / (f"{today}-quick.json" if args.quick else f"{today}.json")
     tmp = Path(tempfile.mkdtemp(prefix="syncd-bench-"))
     tmp.chmod(0o755)
-    results: dict[str, Any] = {"date": today, "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                               "mode": "quick" if args.quick else "full", "machine": measure.machine(),
-                               "sizes": asdict(sizes), "server_settings": {"postgresql": PG_SETTINGS,
-                                                                           "mariadb": MARIADB_SETTINGS},
-                               "targets": TARGETS, "figures": {}}
-    figures = results["figures"]
-    print(f"syncd bench ({results['mode']}) in {tmp}", flush=True)
+    noise = measure.Noise()
+    results: dict[str, Any] = {
+        "date": today, "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "mode": "quick" if args.quick else "full", "machine": measure.machine(),
+        "sizes": {"oltp": asdict(sizes), "shop": asdict(shop_sizes)},
+        "server_settings": {"postgresql": PG_SETTINGS, "mariadb": MARIADB_SETTINGS},
+        "targets": report.TARGETS, "workloads": {}}
+    print(f"syncd bench ({results['mode']}; {', '.join(chosen)}) in {tmp}", flush=True)
     try:
-        with ExitStack() as stack:
-            stack.callback(measure.close_pollers)
-            skip = {p.strip() for p in args.skip.split(",") if p.strip()}
-            bench = Bench(sizes, tmp, stack, skip, args.profile)
-            run_all(bench, results, figures)
+        installed = {} if "peers" in skip else _phase(results, "peer baselines: install",
+                                                        lambda: peers.install_all(tmp)) or {}
+        results["peers"] = {name: peer.record() for name, peer in installed.items()}
+        password = secrets.token_urlsafe(18)
+        if "oltp" in chosen:
+            with ExitStack() as stack:
+                stack.callback(measure.close_pollers)
+                bench = Bench(sizes, tmp, stack, skip, args.profile, installed=installed)
+                results["workloads"]["oltp"] = figures = {}
+                run_all(bench, results, figures)
+        if "shop" in chosen:
+            with ExitStack() as stack:
+                stack.callback(measure.close_pollers)
+                shop_bench = shopbench.ShopBench(shop_sizes, tmp, stack, installed, password)
+                results["workloads"]["shop"] = shopbench.run(
+                    shop_bench, lambda name, action: _phase(results, name, action))
     finally:
         if args.keep:
             print(f"kept {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
     results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-    results["targets_met"] = verdicts(figures)
+    results["noise"] = noise.finish()
+    verdicts = report.verdicts(results["workloads"])
+    results["verdicts"] = [v.record() for v in verdicts]
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(results, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    print()
-    print(table(results))
-    print(f"\ntargets met: {results['targets_met']}")
-    box = results["machine"]
-    print(f"machine: {box['cores']} cores, {box['ram_gb']} GB RAM, {box['cpu_model']}; "
-          f"load average at start {box['load_average_at_start']}")
-    print(f"written to {output}")
+    _print(results, verdicts, output)
     return 1 if results.get("errors") else 0
 
 
+def _print(results: dict[str, Any], verdicts: list[report.Verdict], output: Path) -> None:
+    workloads = results["workloads"]
+    if "oltp" in workloads:
+        print("\nworkload oltp: syncd's own tables, two sources")
+        print(report.oltp_table(workloads["oltp"]))
+    if "shop" in workloads:
+        print("\nworkload shop: a shop's wide tables, one source; each figure per mapping style")
+        print(report.shop_table(workloads["shop"]))
+    print("\ntargets (baselines from this run):")
+    for verdict in verdicts:
+        print("  " + verdict.line())
+    box, noise = results["machine"], results["noise"]
+    print(f"\nmachine: {box['cores']} cores, {box['ram_gb']} GB RAM, {box['cpu_model']}; load average"
+          f" {noise['load_average_at_start']} at start, {noise['load_average_at_end']} at end; busy"
+          f" {noise['machine_busy_share_over_run']:.0%} of the time, CPU steal"
+          f" {noise['cpu_steal_share_over_run']:.1%};"
+          f" calibration task {noise['calibration_s_at_start']} s at start, {noise['calibration_s_at_end']} s"
+          " at end")
+    print(f"written to {output}")
+
+
 def run_all(bench: Bench, results: dict[str, Any], figures: dict[str, Any]) -> None:
-    if _phase(results, "servers, sources and seed rows", bench.start) is None and results.get("errors"):
+    started = _phase(results, "servers, sources and seed rows", bench.start)
+    if bench.start_failures:
+        figures["server_start_failures"] = bench.start_failures
+    if started is None and results.get("errors"):
         return
     dsn_a, dsn_b = bench.target("bench_fast"), bench.target("bench_library")
     mappings = {f"{s}.yaml": workload.mappings_yaml(s) for s in SOURCES}
@@ -660,7 +620,7 @@ def run_all(bench: Bench, results: dict[str, Any], figures: dict[str, Any]) -> N
     if backlog is None:
         return
     start, end, written = backlog
-    results["backlog"] = {"start": {k: str(v) for k, v in start.items()},
+    figures["backlog"] = {"start": {k: str(v) for k, v in start.items()},
                           "end": {k: str(v) for k, v in end.items()}, **written}
     raw = _phase(results, "1 raw decode", lambda: bench.raw_decode(start, end))
     figures["raw_decode"] = raw

@@ -1,7 +1,14 @@
-"""Measurements: the machine, a process's peak memory and CPU, checkpoints, decoding, lag."""
+"""Measurements: the machine and its noise, a process tree's peak memory and CPU, checkpoints,
+decoding, lag.
+
+syncd is driven only through its command line (``python -m syncd``), so that the benchmark
+does not depend on the package's internal layout; the one exception, the fast path's raw
+decode figure, imports it lazily and is skipped when it cannot be imported.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import os
 import platform
@@ -18,11 +25,22 @@ from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.row_event import RowsEvent, TableMapEvent
 
 from bench.workload import Server, connect
-from syncd.model import Position
-from syncd.source import fastpath
 
 REPO = Path(__file__).resolve().parent.parent
 TICKS = os.sysconf("SC_CLK_TCK")
+DECODER_ENV = "SYNCD_DECODER"
+"""syncd's documented switch of binlog decoders (docs/operations.md)."""
+
+
+@dataclass(frozen=True, order=True)
+class Position:
+    """A binlog position (file names are zero-padded, so they order as text)."""
+
+    file: str
+    pos: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.pos}"
 
 
 def _first_line(argv: list[str]) -> str:
@@ -61,11 +79,55 @@ def machine() -> dict[str, Any]:
     }
 
 
+def _cpu_fields() -> list[int]:
+    """The machine's CPU time so far, from /proc/stat: user nice system idle iowait irq softirq
+    steal ..."""
+    return [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+
+
 def _busy_jiffies() -> tuple[int, int]:
-    """(busy, total) CPU time of the whole machine so far, from /proc/stat."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    """(busy, total) CPU time of the whole machine so far."""
+    fields = _cpu_fields()
     idle = fields[3] + fields[4]  # idle + iowait
     return sum(fields) - idle, sum(fields)
+
+
+def calibration_seconds(rounds: int = 3) -> float:
+    """The best of `rounds` timings of a fixed single-threaded CPU task (SHA-256 of 512 MiB):
+    taken at the start and the end of a run, its drift says how much the machine's speed moved
+    (a shared VM's neighbours and CPU steal change it)."""
+    block = bytes(range(256)) * 4096
+    best = float("inf")
+    for _ in range(rounds):
+        began = time.perf_counter()
+        digest = hashlib.sha256()
+        for _ in range(512):
+            digest.update(block)
+        best = min(best, time.perf_counter() - began)
+    return round(best, 4)
+
+
+@dataclass
+class Noise:
+    """What the rest of the machine did during a run: load averages, the calibration task's
+    time at both ends, and the share of CPU time the hypervisor took away (steal)."""
+
+    started: list[int] = field(default_factory=_cpu_fields)
+    load_at_start: list[float] = field(default_factory=lambda: list(os.getloadavg()))
+    calibration_at_start: float = field(default_factory=calibration_seconds)
+
+    def finish(self) -> dict[str, Any]:
+        ended = _cpu_fields()
+        delta = [b - a for a, b in zip(self.started, ended, strict=False)]
+        steal = delta[7] if len(delta) > 7 else 0
+        idle = delta[3] + delta[4]
+        total = max(1, sum(delta))
+        calibration = calibration_seconds()
+        return {"load_average_at_start": self.load_at_start, "load_average_at_end": list(os.getloadavg()),
+                "calibration_s_at_start": self.calibration_at_start, "calibration_s_at_end": calibration,
+                "calibration_drift": round(calibration / self.calibration_at_start, 2),
+                "machine_busy_share_over_run": round((total - idle) / total, 2),
+                "cpu_steal_share_over_run": round(steal / total, 3)}
 
 
 def _stat(pid: str) -> list[str] | None:
@@ -121,11 +183,13 @@ class ProcessWatch:
     process's own apart).
 
     ``others`` (label -> pid) are process trees whose CPU time over the same span is reported
-    too (the database servers), so a figure says where the machine's CPU went.
+    too (the database servers), so a figure says where the machine's CPU went; ``label`` names
+    the watched process there.
     """
 
     pid: int
     others: dict[str, int] = field(default_factory=dict)
+    label: str = "syncd"
     interval: float = 0.1
     peak_rss_kb: int = 0
     children_peak_kb: dict[int, int] = field(default_factory=dict)
@@ -181,7 +245,7 @@ class ProcessWatch:
             "cpu_seconds_main_process": round(self.main_cpu_seconds, 2),
             "cpu_share_of_one_core": round(self.cpu_seconds / wall, 2) if wall else None,
             "machine_busy_share": round((busy1 - busy0) / max(1, total1 - total0), 2),
-            "cpu_seconds_by_process": {"syncd": round(self.cpu_seconds, 2), **others,
+            "cpu_seconds_by_process": {self.label: round(self.cpu_seconds, 2), **others,
                                        "rest_of_machine": round(machine_busy - self.cpu_seconds
                                                                 - sum(others.values()), 2)},
         }
@@ -266,9 +330,14 @@ def decode(server: Server, database: str, start: Position, end: Position, *, fas
     """Iterates the binlog from `start` to `end` reading every rows event's rows.
 
     The library's reader, configured as syncd configures it (non-blocking here, so it ends at
-    the end of the binlog); ``fast`` uses the fast path instead.
+    the end of the binlog); ``fast`` uses syncd's fast path instead (imported here, the only
+    use of syncd's insides: ImportError when the package moved it).
     """
-    reader_class = fastpath.FastBinLogStreamReader if fast else BinLogStreamReader
+    if fast:
+        from syncd.source import fastpath  # noqa: PLC0415 - optional, see the module docstring
+        reader_class: Any = fastpath.FastBinLogStreamReader
+    else:
+        reader_class = BinLogStreamReader
     stream = reader_class(
         connection_settings={"host": server.host, "port": server.port, "user": "root",
                              "password": server.password},

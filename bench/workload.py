@@ -442,7 +442,7 @@ class Shop:
 class Client:
     """The `mariadb` command-line client fed on stdin; statements run in order, errors go on."""
 
-    def __init__(self, server: Server, options_file: Path) -> None:
+    def __init__(self, server: Server, options_file: Path, database: str = DATABASE) -> None:
         options_file.write_text(f"[client]\nuser=root\npassword={server.password}\nhost={server.host}\n"
                                 f"port={server.port}\n", encoding="utf-8")
         options_file.chmod(0o600)
@@ -451,7 +451,7 @@ class Client:
             raise RuntimeError("the mariadb command-line client is missing (Debian: mariadb-client)")
         self.process = subprocess.Popen(
             [program, f"--defaults-extra-file={options_file}", "--batch", "--silent", "--force",
-             f"--database={DATABASE}", "--default-character-set=utf8mb4"],
+             f"--database={database}", "--default-character-set=utf8mb4"],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.write("SET SESSION time_zone = '+00:00';\n")
 
