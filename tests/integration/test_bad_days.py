@@ -22,6 +22,8 @@ import pytest
 from devtools.sandbox import MariaDBServer, PostgresServer, free_port
 from tests.helpers import eventually
 from tests.integration.scenario import (
+    APP_ORDERS_MAPPING,
+    APP_ORDERS_SQL,
     SHOP_ORDERS_MAPPING,
     SHOP_ORDERS_SQL,
     TARGET_ORDERS_SQL,
@@ -29,8 +31,6 @@ from tests.integration.scenario import (
     Source,
 )
 from tests.integration.test_service import (
-    APP_MAPPING,
-    APP_SQL,
     NotifySocket,
     events_named,
     http_get,
@@ -73,9 +73,9 @@ def short_of_grants(tmp_path: Path, postgres: PostgresServer, target_db: str, ma
     shop = Source("shop", mariadb, source_db(mariadb))
     shop.execute(SHOP_ORDERS_SQL)
     app = Source("app", mariadb2, source_db(mariadb2))
-    app.execute(APP_SQL, "CREATE TABLE unrelated (id INT PRIMARY KEY)")
+    app.execute(APP_ORDERS_SQL, "CREATE TABLE unrelated (id INT PRIMARY KEY)")
     scenario = Scenario.create(tmp_path, postgres, target_db, {"shop": shop, "app": app})
-    scenario.write_config(SHOP_ORDERS_MAPPING + APP_MAPPING)
+    scenario.write_config(SHOP_ORDERS_MAPPING + APP_ORDERS_MAPPING)
     as_root(mariadb, f"REVOKE REPLICATION SLAVE, SELECT ON *.* FROM '{shop.user}'@'%'")
     as_root(mariadb2, f"REVOKE SELECT ON *.* FROM '{app.user}'@'%'",
             f"GRANT SELECT ON `{app.database}`.`unrelated` TO '{app.user}'@'%'")
