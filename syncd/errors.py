@@ -23,9 +23,7 @@
     ├── SinkError
     │   ├── SinkUnavailable     PostgreSQL connection lost (retriable)
     │   ├── RowsRejected        PostgreSQL refused rows of a bulk write (they are retried one by one)
-    │   ├── TargetSchemaError   target table/column/key missing or unusable
     │   └── TargetTlsError      TLS to the target failed: certificate, host name, no TLS offered
-    ├── StateError              syncd's own state schema is missing or inconsistent
     ├── ReconcileError          unknown mapping or source, or a mapping that cannot be reconciled
     │   └── Stopped             a pass was stopped before the end of its table
     ├── SnapshotError           a copy cannot run (e.g. a table without a usable key)
@@ -232,17 +230,9 @@ class SinkUnavailable(SinkError):
     retriable = True
 
 
-class TargetSchemaError(SinkError):
-    pass
-
-
 class TargetTlsError(SinkError):
     """TLS to the target failed for a reason waiting does not cure (see SourceTlsError); the
     message names the parameter of `target.dsn` to fix (syncd/sink/postgres.py)."""
-
-
-class StateError(SyncdError):
-    pass
 
 
 class ReconcileError(SyncdError):

@@ -66,8 +66,6 @@ from prometheus_client import (
 
 log = structlog.get_logger("syncd.service.metrics")
 
-DRIFT_KINDS = ("missing", "extra", "differ")
-
 _BATCH_SIZE_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000)
 _LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
