@@ -411,6 +411,9 @@ class CopyProgress:
 
 REPAIR_AT = "repair@"
 """Position prefix of changes read again by key (repairs, retries, live snapshots): `repair@file:pos`."""
+HISTORY_PAUSE = "syncd does not guess column names"
+"""In the reason of every pause whose rows cannot be named by the schema history: a snapshot of
+the mapping moves such a pause to its own position (the copy holds the rows up to there)."""
 SNAPSHOT_AT = "snapshot@"
 """Position prefix of rows read by a copy (initial load, `syncd snapshot`): `snapshot@file:pos`."""
 

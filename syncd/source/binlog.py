@@ -70,7 +70,7 @@ from syncd.source.continuity import ResumeGuard
 from syncd.source.definitions import ColumnDefinition, Definitions, LiveDefinitions
 from syncd.source.gtid import GtidState
 from syncd.source.mysql_events import MalformedEvent
-from syncd.source.pinning import DdlScan, pin, touched
+from syncd.source.pinning import Pinner, touched
 from syncd.source.schema_history import SchemaHistory
 from syncd.source.values import (
     Convert,
@@ -207,7 +207,7 @@ class BinlogReader:
         """What the binlog does not say about columns (see syncd/source/definitions.py)."""
         self.history = history or SchemaHistory()
         """Columns of row events written without full metadata (syncd/source/schema_history.py)."""
-        self._pins = _Pins(source)
+        self._pins = Pinner(source)
         self._next_start = self.history.next_start(_just_after(start))
         """Where an entry of the history starts next: table maps are parsed again there."""
         self.start = start
@@ -399,7 +399,7 @@ class BinlogReader:
         assert self._stream is not None
         at = Position(self._stream.log_file, self._stream.log_pos)
         entry = self.history.at(event.table, at)
-        doubt = _doubt(event, entry, at)
+        doubt = table_maps.doubt(event, entry, at)
         if doubt is None:
             assert entry is not None
             table_maps.complete(event, entry)
@@ -485,50 +485,8 @@ class BinlogReader:
                                   "globally and for every session", str(self.position()))
 
 
-def _doubt(event: TableMapEvent, entry: TableSchema | None, at: Position) -> str | None:
-    """Why a table map without column names cannot be read by the history entry in force at
-    `at`, or None."""
-    where = f"table {event.schema}.{event.table} at {at}: its row events carry no column names"
-    if entry is None:
-        return (f"{where} (binlog_row_metadata was not FULL when they were written) and syncd has "
-                "no schema history of the table that early")
-    if entry.columns is None:
-        return f"{where}, and the schema history does not know its columns here: {entry.note}"
-    if not entry.columns:
-        return f"{where}, and the schema history says the table did not exist here ({entry.note})"
-    problem = table_maps.mismatch(event, entry)
-    if problem is None:
-        return None
-    return (f"{where}, and the binlog's table map does not fit the schema history entry from "
-            f"{entry.position} ({problem}): a DDL syncd did not see (sql_log_bin=0?) may have changed it")
-
-
 def _just_after(position: Position) -> Position:
     return Position(position.file, position.pos + 1)
-
-
-class _Pins:
-    """The connection and binlog listing of the pins a reader makes at DDLs (syncd/source/pinning.py)."""
-
-    def __init__(self, source: SourceConfig) -> None:
-        self.source = source
-        self._conn: Any = None
-        self._scan = DdlScan(source.database)
-
-    def pin(self, tables: list[str], at: Position, metadata: str | None) -> list[TableSchema]:
-        if self._conn is None:
-            self._conn = connect(self.source)
-        try:
-            return pin(self._conn, self.source.database, tables, at, scan=self._scan, metadata=metadata)
-        except pymysql.err.Error as exc:
-            self.close()
-            raise SourceUnavailable(self.source.name, f"reading the columns of {', '.join(tables)} "
-                                    f"after the DDL at {at} failed: {exc.args[-1]}") from exc
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
 
 
 def _mark_undecodable(row: dict) -> None:

@@ -27,8 +27,11 @@ from dataclasses import dataclass, field
 
 import pymysql
 
+from syncd.config import SourceConfig
+from syncd.errors import SourceUnavailable
 from syncd.model import ColumnSchema, Position, TableSchema
 from syncd.source import dialect
+from syncd.source.checks import connect
 from syncd.source.ddl import table_effects
 from syncd.source.table_maps import read_columns
 from syncd.sqlnames import my_name
@@ -174,3 +177,27 @@ def _lock(cur: pymysql.cursors.Cursor, database: str, table: str) -> bool:
             return False
         raise
     return True
+
+
+class Pinner:
+    """The connection and binlog listing of the pins a reader makes at DDLs (syncd/source/pinning.py)."""
+
+    def __init__(self, source: SourceConfig) -> None:
+        self.source = source
+        self._conn: pymysql.connections.Connection | None = None
+        self._scan = DdlScan(source.database)
+
+    def pin(self, tables: list[str], at: Position, metadata: str | None) -> list[TableSchema]:
+        if self._conn is None:
+            self._conn = connect(self.source)
+        try:
+            return pin(self._conn, self.source.database, tables, at, scan=self._scan, metadata=metadata)
+        except pymysql.err.Error as exc:
+            self.close()
+            raise SourceUnavailable(self.source.name, f"reading the columns of {', '.join(tables)} "
+                                    f"after the DDL at {at} failed: {exc.args[-1]}") from exc
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

@@ -30,7 +30,7 @@ import pymysql
 from pymysqlreplication.constants import FIELD_TYPE
 from pymysqlreplication.row_event import find_charset
 
-from syncd.model import ColumnSchema, TableSchema
+from syncd.model import ColumnSchema, Position, TableSchema
 from syncd.source.charsets import charset_of_collation
 
 _INTEGERS = {"tinyint": FIELD_TYPE.TINY, "smallint": FIELD_TYPE.SHORT, "mediumint": FIELD_TYPE.INT24,
@@ -194,6 +194,24 @@ def _charset_problem(known: ColumnSchema, collation_id: int | None, event: Any) 
 def _same_charset(one: str, other: str) -> bool:
     aliases = {"utf8": "utf8mb3"}
     return aliases.get(one, one) == aliases.get(other, other)
+
+
+def doubt(event: Any, entry: TableSchema | None, at: Position) -> str | None:
+    """Why a table map without column names cannot be read by the history entry in force at
+    `at`, or None."""
+    where = f"table {event.schema}.{event.table} at {at}: its row events carry no column names"
+    if entry is None:
+        return (f"{where} (binlog_row_metadata was not FULL when they were written) and syncd has "
+                "no schema history of the table that early")
+    if entry.columns is None:
+        return f"{where}, and the schema history does not know its columns here: {entry.note}"
+    if not entry.columns:
+        return f"{where}, and the schema history says the table did not exist here ({entry.note})"
+    problem = mismatch(event, entry)
+    if problem is None:
+        return None
+    return (f"{where}, and the binlog's table map does not fit the schema history entry from "
+            f"{entry.position} ({problem}): a DDL syncd did not see (sql_log_bin=0?) may have changed it")
 
 
 # --------------------------------------------------------------------------- completing
