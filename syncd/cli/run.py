@@ -118,7 +118,8 @@ def _live_problems(config: Config, specs: list) -> list[Problem]:
         problems.append(dataclasses.replace(here, message=f"target: {exc}"))
     for source in config.sources.values():
         try:
-            check_source(source)
+            if (reading := check_source(source).schema_history) is not None:
+                click.echo(f"{source.name}: {reading}")
             problems += check_source_tables(source, specs)
         except SyncdError as exc:
             problems.append(dataclasses.replace(here, message=str(exc)))
@@ -172,6 +173,9 @@ def _status_lines(report: dict[str, Any]) -> list[str]:
         if row.get("error"):
             lines.append(f"{row['source']}: error: {row['error']}")
         lines += [f"{row['source']}: {line}" for line in _history_lines(row.get("history") or {})]
+        if reading := row.get("schema_history"):
+            lines.append(f"{row['source']}: columns named by the schema history ({reading['entries']} "
+                         f"entries; binlog_row_metadata={reading['binlog_row_metadata'] or 'none'})")
         if row.get("retention_detail") and row.get("retention_headroom") not in {"unlimited", None}:
             lines.append(f"{row['source']}: binlog: {row['retention_detail']}")
     if report.get("reconcile"):

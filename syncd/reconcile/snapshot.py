@@ -46,7 +46,16 @@ from syncd.mapping.plan import (
     remove_op,
     zero_date_fields,
 )
-from syncd.model import SNAPSHOT_AT, Checkpoint, CopyProgress, Op, Position, Row, RowChange
+from syncd.model import (
+    SNAPSHOT_AT,
+    Checkpoint,
+    CopyProgress,
+    Op,
+    Position,
+    Row,
+    RowChange,
+    undecodable_columns,
+)
 from syncd.reconcile.compare import ChunkDiff, Key
 from syncd.reconcile.copytext import CopyText, plan_copy_text
 from syncd.reconcile.engine import REPAIR_BATCH, Options, scan_mapping
@@ -563,7 +572,7 @@ def _map_rows(table: str, key: tuple[str, ...], rows: list[Row], mappings: list[
               ctx: ChangeContext) -> Batch:
     batch = Batch()
     for row in rows:
-        change = RowChange(table, Op.INSERT, None, row, key_columns=key)
+        change = RowChange(table, Op.INSERT, None, row, key_columns=key, undecodable=undecodable_columns(row))
         for mapping in mappings:
             mapped = map_change(mapping, change, ctx)
             batch.dead_letters.extend(mapped.dead_letters)

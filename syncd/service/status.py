@@ -1,6 +1,7 @@
 """What `syncd status` reports, read from the state schema only (so it works whether syncd runs
 or not, from any host that reaches the target): per source its checkpoint, lag, binlog
-headroom, dead letters, owner and state; per mapping its last reconcile run. No printing here."""
+headroom, dead letters, owner and state, and whether its columns are named by the schema history
+(a server without binlog_row_metadata=FULL); per mapping its last reconcile run. No printing here."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 from syncd.config import Config
 from syncd.sink.lock import read_health, read_owners
 from syncd.sink.runs import last_runs
+from syncd.sink.schema_history import schema_history_sources
 from syncd.sink.state import pending_dead_letters, read_checkpoint
 from syncd.source.continuity import LOST
 from syncd.source.retention import format_duration
@@ -29,8 +31,11 @@ def status_report(conn: Any, config: Config) -> dict[str, Any]:
     rows = [source_row(name, read_checkpoint(conn, schema, name), pending.get(name, 0),
                        health=health.get(name), owner=owners.get(name), now=now)
             for name in config.sources]
+    histories = schema_history_sources(conn, schema)
     for row in rows:
         row["last_reconcile"] = [r for r in reconciles if r["source"] == row["source"]]
+        entries, metadata = histories.get(row["source"], (0, None))
+        row["schema_history"] = {"entries": entries, "binlog_row_metadata": metadata} if entries else None
     return {"checked_at": now.isoformat(), "sources": rows, "reconcile": reconciles}
 
 
