@@ -169,6 +169,11 @@ class SourceRunner:
             sign = max(sign, pipeline.progress.last_activity)
         return time.monotonic() - sign
 
+    def paused(self) -> bool:
+        """Whether a mapping of the running pipeline is paused (a reload looks at it again)."""
+        pipeline = self.pipeline
+        return pipeline is not None and bool(pipeline.gate.paused)
+
     def streaming(self) -> bool:
         pipeline = self.pipeline
         return self.phase == "running" and pipeline is not None and pipeline.progress.connected
