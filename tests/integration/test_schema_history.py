@@ -21,8 +21,14 @@ from typing import Any
 import pytest
 
 from devtools.sandbox import MariaDBServer, PostgresServer
+from syncd.source.mysql import MySQLSource
+from syncd.source.schema_history import SchemaHistory
 from tests.helpers import eventually
+from tests.integration import typecorpus as corpus
+from tests.integration.binlog_reads import DECODERS, decoded_changes, position, root_source
 from tests.integration.scenario import Scenario, Source
+from tests.integration.test_normal_form import create_in_old_format
+from tests.integration.test_types import DELETED, INSERTED, UPDATED, Corpus, decoder_problems
 
 LEGACY_SQL = (
     "CREATE TABLE legacy (id INT UNSIGNED PRIMARY KEY, big BIGINT UNSIGNED, tiny TINYINT UNSIGNED, "
@@ -85,6 +91,42 @@ def level(request: pytest.FixtureRequest, mariadb_minimal: MariaDBServer) -> Ite
     yield wanted
     with mariadb_minimal.connect() as conn, conn.cursor() as cur:
         cur.execute("SET GLOBAL binlog_row_metadata = 'MINIMAL'")
+
+
+@pytest.mark.parametrize("level", ["MINIMAL", "NO_LOG"], indirect=True)
+def test_the_type_corpus_reads_as_the_server_holds_it(
+        mariadb_minimal: MariaDBServer, source_db: Callable[[MariaDBServer], str],
+        monkeypatch: pytest.MonkeyPatch, level: str) -> None:
+    """Every type and modifier of the type corpus, inserted, updated and deleted, read by each
+    decoder with the schema history: each value as the server holds it, and the C decoder reads
+    the tables it reads with full metadata."""
+    shop = Source("shop", mariadb_minimal, source_db(mariadb_minimal))
+    grouped = corpus.tables()
+    shop.execute(*(corpus.source_ddl(t, k) for t, k in grouped.items() if t not in corpus.OLD_FORMAT))
+    for table in corpus.OLD_FORMAT:
+        create_in_old_format(mariadb_minimal, shop.database, corpus.source_ddl(table, grouped[table]))
+    start = position(mariadb_minimal)
+    source = MySQLSource(root_source(mariadb_minimal, shop.database, monkeypatch))
+    entries = source.pin_schemas(grouped, start)
+    assert all(entry.known for entry in entries)
+    run = Corpus(None, shop, corpus.SEED)  # type: ignore[arg-type]  # no target: the reads alone
+    for block in (INSERTED, UPDATED, DELETED):
+        run.load(block)
+    before = run.oracle()
+    run.update()
+    run.delete()
+    end = position(mariadb_minimal)
+    after = run.oracle()
+    problems = []
+    for decoder in DECODERS:
+        use: dict[str, tuple[bool, int]] = {}
+        changes = decoded_changes(mariadb_minimal, shop.database, set(grouped), start, end, decoder,
+                                  monkeypatch, use, SchemaHistory(entries, recording=True))
+        problems += decoder_problems(decoder, changes, before, after)
+        if decoder == "fast":
+            problems += [f"the C decoder did not decode {t}: {use.get(t)}" for t in corpus.NATIVE
+                         if use.get(t) != (True, 0)]
+    assert not problems, run.failure(problems)
 
 
 def new_scenario(tmp_path: Path, postgres: PostgresServer, target_db: str, server: MariaDBServer,
