@@ -218,8 +218,8 @@ class MemorySink:
         return [p for p in self.state.pauses.values() if p.source == source]
 
     def read_schema_history(self, source: str) -> list[TableSchema]:
-        return [entry for (owner, _, _), entry in sorted(self.state.schemas.items(), key=lambda i: i[0][2])
-                if owner == source]
+        ordered = sorted(self.state.schemas.items(), key=lambda item: (item[0][2], item[0][1]))
+        return [entry for (owner, _, _), entry in ordered if owner == source]
 
     def next_repair(self, source: str) -> RepairRequest | None:
         pending = [r for r in self.state.requests.values() if r.source == source and r.status == "pending"]
