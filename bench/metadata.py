@@ -7,7 +7,8 @@ a target of its own, timed from launch to the last checkpoint. Rounds alternate 
 so that the drift of a shared machine hits both alike. The MINIMAL drains name their columns from
 the schema history (syncd/source/schema_history.py); the target is within 10% of FULL.
 
-Prints each drain and the ratio of the medians, and writes bench/results/<date>-metadata.json.
+Prints each drain, the ratio of the medians and the median CPU syncd spent per change (the figure
+least moved by other load on the machine), and writes bench/results/<date>-metadata.json.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import measure, workload
-from bench.__main__ import FULL, RESULTS, Bench
+from bench.__main__ import FULL, RESULTS, Bench, _count
 from bench.workload import SOURCES
 
 LEVELS = ("FULL", "MINIMAL")
@@ -49,9 +50,11 @@ def one_drain(bench: Bench, level: str, round_number: int) -> dict[str, Any]:
     start, end, written = bench.backlog()
     changes = sum(counts["changes"] for counts in written["by_source"].values())
     drain = bench.drain([config], dsn, database, start=start, end=end, changes=changes)
+    letters = _count(dsn, "syncd.dead_letters")
     print(f"round {round_number} {level:8} {changes} changes: {drain['changes_per_s']} changes/s, "
-          f"{drain['syncd_cpu_us_per_change']} us of syncd CPU per change", flush=True)
-    return {"level": level, "round": round_number, **drain}
+          f"{drain['syncd_cpu_us_per_change']} us of syncd CPU and {drain['postgresql_cpu_us_per_change']} "
+          f"us of PostgreSQL CPU per change, {letters} dead letters", flush=True)
+    return {"level": level, "round": round_number, "dead_letters": letters, **drain}
 
 
 def main() -> int:
@@ -77,14 +80,18 @@ def main() -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     medians = {level: statistics.median(d["changes_per_s"] for d in drains if d["level"] == level)
                for level in LEVELS}
+    cpu = {level: statistics.median(d["syncd_cpu_us_per_change"] for d in drains if d["level"] == level)
+           for level in LEVELS}
     ratio = round(medians["MINIMAL"] / medians["FULL"], 3)
     today = datetime.now(UTC).date().isoformat()
     output = args.output or RESULTS / f"{today}-metadata.json"
     report = {"date": today, "machine": measure.machine(), "backlog_changes": args.backlog,
-              "median_changes_per_s": medians, "minimal_to_full": ratio, "drains": drains}
+              "median_changes_per_s": medians, "minimal_to_full": ratio,
+              "median_syncd_cpu_us_per_change": cpu, "drains": drains}
     output.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
     print(f"median drain: FULL {medians['FULL']} changes/s, MINIMAL {medians['MINIMAL']} changes/s "
-          f"(MINIMAL / FULL = {ratio}); written to {output}")
+          f"(MINIMAL / FULL = {ratio}); syncd CPU per change: FULL {cpu['FULL']} us, MINIMAL "
+          f"{cpu['MINIMAL']} us; written to {output}")
     return 0
 
 

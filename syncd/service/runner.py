@@ -103,6 +103,8 @@ class SourceRunner:
         self.guard = BinlogGuard(lambda: self.plan, config, metrics, self.lock, self.log)
         self._lock_watch: threading.Thread | None = None
         self._holding_ended = threading.Event()
+        self._metadata: str | None = None
+        """The source's binlog_row_metadata, as the last start-up check read it."""
         self.switched = threading.Event()
         """Set once a `reload` took effect: the old pipeline has finished its last batch."""
 
@@ -384,7 +386,7 @@ class SourceRunner:
             return
         self._set_state("connecting")
         source = self.plan.source
-        checks.check_source(source)
+        self._metadata = checks.check_source(source).row_metadata
         problems = check_source_tables(source, [m.spec for m in self.plan.mappings])
         if problems:
             raise ConfigError(problems)
@@ -413,7 +415,8 @@ class SourceRunner:
         """The pipeline of the current plan, wired to the source server and the target."""
         plan, config = self.plan, self.config
         sink = PostgresSink(config.target, writer_application_name(self.name))
-        return Pipeline(plan, config, self._session, changes=MySQLSource(plan.source), sink=sink,
+        changes = MySQLSource(plan.source, self._metadata)
+        return Pipeline(plan, config, self._session, changes=changes, sink=sink,
                         copy=partial(_initial_copy, config, plan), on_batch=self._on_batch)
 
     def _read_checkpoint(self) -> Checkpoint | None:

@@ -6,6 +6,13 @@ transaction (with the file/offset just after its commit), `SchemaChange` for DDL
 Every position names the binlog file it is in by the file's creation time and server_id (from
 the file's FORMAT_DESCRIPTION event), and a stream that resumes a checkpoint checks as it starts
 that it reads the history the checkpoint came from (syncd/source/continuity.py).
+
+Row events written without full row metadata are named by the source's schema history
+(syncd/source/schema_history.py): each table map of a mapped table is checked against the entry
+in force and completed from it, or its rows are left out of the transaction with the reason
+(`SourceTransaction.doubts`: the pipeline pauses those mappings). At each DDL on a mapped table
+the reader pins the table's new columns (syncd/source/pinning.py) and hands them on with the
+`SchemaChange`.
 """
 
 from __future__ import annotations
@@ -221,7 +228,7 @@ class BinlogReader:
         """Which file the stream is in: set by its FORMAT_DESCRIPTION event, unset by a rotation."""
         self._stream: BinLogStreamReader | None = None
         self._open: _OpenTransaction | None = None
-        self._prepared: dict[str, list[RowChange]] = {}
+        self._prepared: dict[str, _OpenTransaction] = {}
         self._converters: dict[int, tuple[list, list[tuple[str, Convert]]]] = {}
         self._numbered = (0, 0)
         """(end position, next row index) of the last rows event read: rows events sharing an end
@@ -408,17 +415,20 @@ class BinlogReader:
     def _prepare(self, event: XAPrepareEvent) -> None:
         """Rows of a prepared XA transaction wait for its COMMIT (or vanish on ROLLBACK)."""
         tx, self._open = self._open or _OpenTransaction(None), None
-        self._prepared[_xid_text(event.xid_gtrid, event.xid_bqual, event.xid_format_id)] = tx.changes
+        self._prepared[_xid_text(event.xid_gtrid, event.xid_bqual, event.xid_format_id)] = tx
         if tx.gtid:
             self.gtids.add(tx.gtid)
 
     def _xa_end(self, verb: str, xid: str, timestamp: int) -> SourceTransaction:
-        changes = self._prepared.pop(_normalize_xid(xid), [])
+        prepared = self._prepared.pop(_normalize_xid(xid), None) or _OpenTransaction(None)
         tx, self._open = self._open or _OpenTransaction(None), None
         if tx.gtid:
             self.gtids.add(tx.gtid)
-        kept = changes + tx.changes if verb == "COMMIT" else []
-        return SourceTransaction(self.source.name, kept, self.position(), _utc(timestamp), gtid=tx.gtid)
+        committed = verb == "COMMIT"
+        kept = prepared.changes + tx.changes if committed else []
+        doubts = tuple({**prepared.doubts, **tx.doubts}.items()) if committed else ()
+        return SourceTransaction(self.source.name, kept, self.position(), _utc(timestamp), gtid=tx.gtid,
+                                 doubts=doubts)
 
     def _rows(self, event: RowsEvent) -> Iterator[TransactionPart]:
         if isinstance(event, PartialUpdateRowsEvent):

@@ -29,9 +29,13 @@ Exactness is the contract. A table definition is always parsed by the library it
 value follows the library's decoding rule for rule, quirks included (YEAR 0 reads 1900, an
 empty BINARY value reads ``''``; TIME calls the library's own reader, which syncd corrects),
 so events and row dicts equal the library's: tests/integration/test_fastpath.py decodes one binlog both ways.
-What this module does not handle goes to the library unchanged: tables without full row
-metadata (no column names), MySQL binary JSON and old-style temporal columns, partial JSON
-updates, row images that are not FULL, v2 events with extra data, checksum verification.
+What this module does not handle goes to the library unchanged: tables whose columns have no
+names, MySQL binary JSON and old-style temporal columns, partial JSON updates, row images that
+are not FULL, v2 events with extra data, checksum verification. A table map written without
+full row metadata gets its names (and signedness, charsets, labels) from the binlog reader's
+table hook, which completes it from the schema history (syncd/source/table_maps.py) before
+its decoder is built; the reader drops the cached table maps where the history's entry in
+force changes (`forget_tables`), since their bytes no longer say which columns they name.
 
 The stream level also reads what the library cannot (syncd/source/mysql_events.py), on every
 decoder path alike: a compressed transaction (TRANSACTION_PAYLOAD_EVENT) is taken apart into the

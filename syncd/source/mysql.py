@@ -44,8 +44,10 @@ class BinlogStream:
 class MySQLSource:
     """One configured source server (see the module docstring)."""
 
-    def __init__(self, config: SourceConfig) -> None:
+    def __init__(self, config: SourceConfig, row_metadata: str | None = None) -> None:
         self.config = config
+        self._row_metadata = row_metadata
+        """The server's binlog_row_metadata when the caller read it already (start-up checks)."""
 
     def stream(self, start: Position, tables: set[str], gtid: GtidState,
                guard: ResumeGuard | None, history: SchemaHistory | None = None) -> BinlogStream:
@@ -54,6 +56,8 @@ class MySQLSource:
         return BinlogStream(reader, f"binlog-{self.config.name}")
 
     def row_metadata(self) -> str:
+        if self._row_metadata is not None:
+            return self._row_metadata
         conn = connect(self.config)
         try:
             return checks.row_metadata(conn)
