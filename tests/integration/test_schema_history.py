@@ -28,7 +28,7 @@ from tests.integration import typecorpus as corpus
 from tests.integration.binlog_reads import DECODERS, decoded_changes, position, root_source
 from tests.integration.scenario import Scenario, Source
 from tests.integration.test_normal_form import create_in_old_format
-from tests.integration.test_types import DELETED, INSERTED, UPDATED, Corpus, decoder_problems
+from tests.integration.test_types import COPY, DELETED, INSERTED, UPDATED, Corpus, decoder_problems
 
 LEGACY_SQL = (
     "CREATE TABLE legacy (id INT UNSIGNED PRIMARY KEY, big BIGINT UNSIGNED, tiny TINYINT UNSIGNED, "
@@ -127,6 +127,35 @@ def test_the_type_corpus_reads_as_the_server_holds_it(
             problems += [f"the C decoder did not decode {t}: {use.get(t)}" for t in corpus.NATIVE
                          if use.get(t) != (True, 0)]
     assert not problems, run.failure(problems)
+
+
+def test_the_type_corpus_lands_as_with_full_metadata_through_syncd_run(
+        tmp_path: Path, postgres: PostgresServer, target_db: str, mariadb_minimal: MariaDBServer,
+        source_db: Callable[[MariaDBServer], str], level: str) -> None:
+    """The initial copy and the binlog (inserts, updates, deletes, through the decoder process,
+    mappings and sink) land every corpus value as the server holds it, on a MINIMAL source."""
+    shop = Source("shop", mariadb_minimal, source_db(mariadb_minimal))
+    grouped = {t: k for t, k in corpus.tables().items() if t not in corpus.OLD_FORMAT}
+    shop.execute(*(corpus.source_ddl(t, k) for t, k in grouped.items()))
+    target_sql = ";\n".join(corpus.target_ddl(t, k) for t, k in grouped.items())
+    scenario = Scenario.create(tmp_path, postgres, target_db, {"shop": shop}, target_sql=target_sql)
+    run = Corpus(scenario, shop, corpus.SEED)
+    run.kinds, run.rows = grouped, {t: run.rows[t] for t in grouped}
+    try:
+        scenario.write_config("mappings:\n" + "".join(corpus.mapping(t, k) for t, k in grouped.items()))
+        run.load(COPY)
+        process = scenario.start()
+        eventually(lambda: streaming(scenario), 90)
+        for block in (INSERTED, UPDATED, DELETED):
+            run.load(block)
+        run.update()
+        run.delete()
+        run.fill_expected(run.oracle())
+        eventually(lambda: not run.mismatches(), 90)
+        assert not scenario.target("SELECT reason FROM syncd.dead_letters")
+        assert scenario.stop(process) == 0
+    finally:
+        scenario.close()
 
 
 def new_scenario(tmp_path: Path, postgres: PostgresServer, target_db: str, server: MariaDBServer,
