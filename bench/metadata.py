@@ -78,10 +78,11 @@ def main() -> int:
                 drains += [one_drain(bench, level, round_number) for level in order]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    medians = {level: statistics.median(d["changes_per_s"] for d in drains if d["level"] == level)
-               for level in LEVELS}
-    cpu = {level: statistics.median(d["syncd_cpu_us_per_change"] for d in drains if d["level"] == level)
-           for level in LEVELS}
+    def median(figure: str, level: str) -> float:
+        return round(statistics.median(d[figure] for d in drains if d["level"] == level), 1)
+
+    medians = {level: median("changes_per_s", level) for level in LEVELS}
+    cpu = {level: median("syncd_cpu_us_per_change", level) for level in LEVELS}
     ratio = round(medians["MINIMAL"] / medians["FULL"], 3)
     today = datetime.now(UTC).date().isoformat()
     output = args.output or RESULTS / f"{today}-metadata.json"
