@@ -5,6 +5,9 @@ They are frozen dataclasses, except the records built once or more for every row
 `PlannedOp`, `Checkpoint` elsewhere): a frozen dataclass's ``__init__`` sets each field through
 ``object.__setattr__`` and costs about four times as much, which is several percent of the
 streaming path. Nothing changes them once built.
+
+The module is long because it is the whole vocabulary: every type that crosses a seam is looked
+up in one place, and none of them carries behaviour beyond a few derived properties.
 """
 
 from __future__ import annotations
@@ -124,6 +127,9 @@ class SourceTransaction:
     """True when earlier changes of this transaction came as TransactionPart events."""
     gtid: str | None = None
     """Its GTID (None without GTIDs)."""
+    doubts: tuple[tuple[str, str], ...] = ()
+    """(table, reason) of tables whose rows in this transaction could not be read by name (their
+    table map does not fit the schema history): their changes are not in `changes`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +150,10 @@ class SchemaChange:
     end: Position
     commit_time: datetime
     gtid: str | None = None
+    schemas: tuple[TableSchema, ...] = ()
+    """The schema history's new entries at `end`: the mapped tables the statement touched, as
+    they are from `end` on (syncd/source/schema_history.py); empty for a source with full row
+    metadata."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +167,58 @@ class Heartbeat:
 
 SourceEvent = SourceTransaction | TransactionPart | SchemaChange | Heartbeat
 """What a source's stream yields, in binlog order."""
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnSchema:
+    """One column of a source table as information_schema.COLUMNS describes it: what a row
+    event without full metadata does not say (its name, signedness, charset, ENUM/SET labels)
+    and what its table map must show (type and lengths)."""
+
+    name: str
+    data_type: str
+    """DATA_TYPE, lower case: 'int', 'varchar', 'enum', 'longtext', 'uuid', ..."""
+    column_type: str
+    """COLUMN_TYPE: 'int(10) unsigned', "enum('a','b')", ..."""
+    nullable: bool = True
+    octet_length: int | None = None
+    """CHARACTER_OCTET_LENGTH: the most bytes a CHAR/VARCHAR/BINARY value takes."""
+    precision: int | None = None
+    """NUMERIC_PRECISION (a DECIMAL's digits, a BIT's bits)."""
+    scale: int | None = None
+    """NUMERIC_SCALE (a DECIMAL's, or the D of FLOAT(M,D) / DOUBLE(M,D))."""
+    fraction: int | None = None
+    """DATETIME_PRECISION: fractional digits of a TIME, DATETIME or TIMESTAMP."""
+    charset: str | None = None
+    collation: str | None = None
+    labels: tuple[str, ...] = ()
+    """An ENUM's or a SET's labels, in their definition order."""
+
+    @property
+    def unsigned(self) -> bool:
+        return "unsigned" in self.column_type.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class TableSchema:
+    """One entry of a source's schema history: a table's columns from a binlog position on,
+    until the table's next entry."""
+
+    table: str
+    position: Position
+    """Where it starts to hold: a transaction boundary (a DDL's end, a snapshot's position)."""
+    columns: tuple[ColumnSchema, ...] | None
+    """In table order; None: not known from `position` on (`note` says why); (): the table does
+    not exist."""
+    primary_key: tuple[str, ...] = ()
+    note: str = ""
+    """How it was recorded, or why the columns are not known."""
+    metadata: str | None = None
+    """The server's binlog_row_metadata when it was recorded ('' where the server has none)."""
+
+    @property
+    def known(self) -> bool:
+        return self.columns is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,6 +428,9 @@ class CopyProgress:
 
 REPAIR_AT = "repair@"
 """Position prefix of changes read again by key (repairs, retries, live snapshots): `repair@file:pos`."""
+HISTORY_PAUSE = "syncd does not guess column names"
+"""In the reason of every pause whose rows cannot be named by the schema history: a snapshot of
+the mapping moves such a pause to its own position (the copy holds the rows up to there)."""
 SNAPSHOT_AT = "snapshot@"
 """Position prefix of rows read by a copy (initial load, `syncd snapshot`): `snapshot@file:pos`."""
 

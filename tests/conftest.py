@@ -51,6 +51,16 @@ def mariadb2(sandbox_root: Path) -> Iterator[MariaDBServer]:
 
 
 @pytest.fixture(scope="session")
+def mariadb_minimal(sandbox_root: Path) -> Iterator[MariaDBServer]:
+    """A source server whose row events carry no column names (`binlog_row_metadata=MINIMAL`,
+    as MySQL 8.0 and most managed services by default): read with the schema history. A test
+    may switch it to NO_LOG for a while (`tests/integration/test_schema_history.py`)."""
+    with MariaDBServer(sandbox_root / "mariadb-minimal", server_id=3,
+                       settings={"binlog_row_metadata": "MINIMAL"}) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
 def postgres(sandbox_root: Path) -> Iterator[PostgresServer]:
     with PostgresServer(sandbox_root / "postgres") as server:
         yield server

@@ -21,6 +21,7 @@ from syncd.errors import NoPrimaryKey
 from syncd.model import (
     REPAIR_AT,
     Checkpoint,
+    ColumnSchema,
     DeadLetter,
     Delete,
     DeleteSlice,
@@ -33,12 +34,14 @@ from syncd.model import (
     RowOp,
     SoftDelete,
     SourceEvent,
+    TableSchema,
     TargetTable,
     Upsert,
 )
 from syncd.sink.batch import Batch, PlannedOp, reduce_ops, repair_rows
 from syncd.source.continuity import ResumeGuard
 from syncd.source.gtid import GtidState
+from syncd.source.schema_history import SchemaHistory
 
 Tables = dict[tuple[TargetTable, tuple[Any, ...]], dict[str, Any]]
 
@@ -144,10 +147,17 @@ class ListSource:
     read_position: Position = field(default_factory=lambda: Position("bin.000001", 4))
     streams: list[ListStream] = field(default_factory=list)
     started_at: list[Position] = field(default_factory=list)
+    metadata: str = "FULL"
+    """The server's binlog_row_metadata."""
+    schemas: dict[str, tuple[ColumnSchema, ...] | None] = field(default_factory=dict)
+    """What `pin_schemas` pins of each table (missing: the table does not exist)."""
+    histories: list[SchemaHistory | None] = field(default_factory=list)
+    """The schema history each stream was given."""
 
     def stream(self, start: Position, tables: set[str], gtid: GtidState,
-               guard: ResumeGuard | None) -> ListStream:
+               guard: ResumeGuard | None, history: SchemaHistory | None = None) -> ListStream:
         self.started_at.append(start)
+        self.histories.append(history)
         events = [e for e in self.events if _after(e, start)]
         stream = ListStream(events, self.stop)
         self.streams.append(stream)
@@ -158,6 +168,13 @@ class ListSource:
 
     def key_reader(self) -> ListKeyReader:
         return ListKeyReader(copy.deepcopy(self.rows), self.keys, self.read_position)
+
+    def row_metadata(self) -> str:
+        return self.metadata
+
+    def pin_schemas(self, tables: Iterable[str], at: Position) -> list[TableSchema]:
+        return [TableSchema(t, at, self.schemas.get(t, ()), self.keys.get(t, ()), "pinned", self.metadata)
+                for t in tables]
 
 
 def _after(event: object, start: Position) -> bool:
@@ -178,6 +195,8 @@ class MemoryState:
     pauses: dict[str, Pause] = field(default_factory=dict)
     requests: dict[int, RepairRequest] = field(default_factory=dict)
     outcomes: dict[int, tuple[KeyOutcome, ...]] = field(default_factory=dict)
+    schemas: dict[tuple[str, str, Position], TableSchema] = field(default_factory=dict)
+    """(source, table, position) -> schema history entry."""
 
 
 class MemorySink:
@@ -197,6 +216,10 @@ class MemorySink:
 
     def read_pauses(self, source: str) -> list[Pause]:
         return [p for p in self.state.pauses.values() if p.source == source]
+
+    def read_schema_history(self, source: str) -> list[TableSchema]:
+        ordered = sorted(self.state.schemas.items(), key=lambda item: (item[0][2], item[0][1]))
+        return [entry for (owner, _, _), entry in ordered if owner == source]
 
     def next_repair(self, source: str) -> RepairRequest | None:
         pending = [r for r in self.state.requests.values() if r.source == source and r.status == "pending"]
@@ -243,6 +266,10 @@ class MemorySink:
             state.pauses[pause.mapping] = pause
         for mapping in batch.resumed:
             state.pauses.pop(mapping, None)
+        for source, entry in batch.schemas:
+            known = state.schemas.get((source, entry.table, entry.position))
+            if known is None or (not known.known and entry.known):
+                state.schemas[(source, entry.table, entry.position)] = entry
         kept = repair_rows(reduce_ops(batch.ops))
         refused = {(d.mapping, d.row_key): d.reason for d in rejected if d.position.startswith(REPAIR_AT)}
         for done in batch.repairs:

@@ -130,9 +130,11 @@ def _source_problems(config: Config, source: SourceConfig, specs: list) -> list[
 
     place = _place(config, source.where)
     try:
-        messages = source_problems(source)[1]
+        info, messages = source_problems(source)
     except SyncdError as exc:  # unreachable: its tables cannot be checked either
         return [place.problem(str(exc))]
+    if info.schema_history is not None:
+        click.echo(f"{source.name}: {info.schema_history}")
     problems = [place.problem(f"source {source.name}: {message}") for message in messages]
     try:
         problems += check_source_tables(source, specs)
@@ -194,6 +196,9 @@ def _status_lines(report: dict[str, Any]) -> list[str]:
         if row.get("error"):
             lines.append(f"{row['source']}: error: {row['error']}")
         lines += [f"{row['source']}: {line}" for line in _history_lines(row.get("history") or {})]
+        if reading := row.get("schema_history"):
+            lines.append(f"{row['source']}: columns named by the schema history ({reading['entries']} "
+                         f"entries; binlog_row_metadata={reading['binlog_row_metadata'] or 'none'})")
         if row.get("retention_detail") and row.get("retention_headroom") not in {"unlimited", None}:
             lines.append(f"{row['source']}: binlog: {row['retention_detail']}")
         lines += [_paused_line(row["source"], entry) for entry in row.get("paused") or []]

@@ -20,6 +20,9 @@ Two ways, chosen by who holds the source's lock (syncd.sink.lock.SourceLock):
 * **A daemon holds it**: every chunk of keys becomes a repair request (syncd.reconcile.repair) that the
   daemon applies in stream order, so nothing the stream applies is overwritten by an older
   image. Progress is recorded after each chunk the daemon confirms.
+
+The module is long because both ways share the per-table job, its resume state and the schema
+history recorded at the copy's position, which read best beside each other.
 """
 
 from __future__ import annotations
@@ -47,7 +50,16 @@ from syncd.mapping.plan import (
     remove_op,
     zero_date_fields,
 )
-from syncd.model import SNAPSHOT_AT, Checkpoint, CopyProgress, Op, Position, Row, RowChange
+from syncd.model import (
+    SNAPSHOT_AT,
+    Checkpoint,
+    CopyProgress,
+    Op,
+    Position,
+    Row,
+    RowChange,
+    undecodable_columns,
+)
 from syncd.reconcile.compare import ChunkDiff, Key
 from syncd.reconcile.copytext import CopyText, plan_copy_text
 from syncd.reconcile.engine import REPAIR_BATCH, Options, scan_mapping
@@ -57,16 +69,22 @@ from syncd.sink.batch import Batch, PlannedOp
 from syncd.sink.connection import Connection, connect
 from syncd.sink.lock import SourceLock
 from syncd.sink.postgres import PostgresSink, copy_fields
+from syncd.sink.schema_history import move_pauses, read_schema_history, write_schemas
 from syncd.sink.slices import column_types, server_encoding, slice_has_rows
 from syncd.sink.state import clear_progress, create_state_schema, read_progress, save_progress
 from syncd.source import history
 from syncd.source.chunks import Fetched, SourceReader, ZeroDates
+from syncd.source.mysql import MySQLSource
 from syncd.source.snapshot import SnapshotPoint, SourceSnapshot
 
 log = structlog.get_logger("syncd.snapshot")
 
 STREAM = "stream"
 """`snapshot_progress.position` of a copy made through the running daemon's stream."""
+
+PIN_ATTEMPTS = 3
+"""Snapshot points a fresh copy takes at most to find one where every table's columns can be
+pinned (a DDL that runs just then makes the first one unusable)."""
 
 Progress = Callable[[str, str, int, int], None]
 """progress(source, table, rows copied so far, estimated rows of the table)."""
@@ -268,6 +286,10 @@ class _Job:
         fresh = self._empty_slices(conn, found)
         point = _snapshot_point(self.plan.source)
         mine = [found[k] for k in self._keys() if k in found]
+        if mine:
+            self._record_schemas(conn, _parse_position(mine[0].position))
+        else:
+            point = self._pinned_point(conn, point)
         position = mine[0].position if mine else str(point.position)
         result = SnapshotResult(self.name, "direct", position, resumed=bool(mine))
         self.log.info("snapshot_started", mode="direct", position=position, resumed=result.resumed,
@@ -291,6 +313,40 @@ class _Job:
             sink.close()
         result.finished = True
         return result
+
+    def _pinned_point(self, conn: Connection, point: SnapshotPoint) -> SnapshotPoint:
+        """A fresh copy's snapshot point, with the copied tables' columns recorded there; a point
+        where one cannot be pinned (a DDL ran at that moment) is taken again."""
+        for _ in range(PIN_ATTEMPTS - 1):
+            if self._record_schemas(conn, point.position):
+                return point
+            point = _snapshot_point(self.plan.source)
+        self._record_schemas(conn, point.position)
+        return point
+
+    def _record_schemas(self, conn: Connection, at: Position) -> bool:
+        """For a source read with the schema history (syncd/source/schema_history.py): the copied
+        tables' columns recorded at the copy's position, where the stream after the copy reads
+        from (an entry there is kept). False when one cannot be pinned there."""
+        source = MySQLSource(self.plan.source)
+        known = read_schema_history(conn, self.schema, self.name)
+        if not known and source.row_metadata() == "FULL":
+            return True
+        there = {entry.table for entry in known if entry.position == at and entry.known}
+        missing = sorted(set(self.tables) - there)
+        entries = source.pin_schemas(missing, at) if missing else []
+        with conn.cursor() as cur:
+            write_schemas(cur, self.schema, [(self.name, entry) for entry in entries])
+        self.log.info("snapshot_schemas_recorded", position=str(at), tables=missing,
+                      unknown=[entry.table for entry in entries if not entry.known])
+        return all(entry.known for entry in entries)
+
+    def _move_pauses(self, cur: Any, to: Position) -> None:
+        names = [mapping.name for mappings in self.tables.values() for mapping in mappings]
+        moved = move_pauses(cur, self.schema, self.name, names, to)
+        if moved:
+            self.log.info("snapshot_moved_pauses", mappings=moved, position=str(to),
+                          action="they resume from the copy's position once syncd reloads")
 
     def _copy_table(self, reader: SourceReader, sink: PostgresSink, table: str, mappings: list[Mapping], *,
                     position: str, state: CopyProgress | None, result: SnapshotResult) -> bool:
@@ -449,6 +505,7 @@ class _Job:
         with sink.long_transaction() as tx:
             tx.finish(batch)
             clear_progress(tx.cur, self.schema, self.name, None if whole else self._keys())
+            self._move_pauses(tx.cur, _parse_position(position))
         result.checkpoint_written = whole
 
     # -- a daemon holds the source: repairs through its stream ------------------------------
@@ -461,6 +518,10 @@ class _Job:
             found = {}
         result = SnapshotResult(self.name, STREAM, None,
                                 resumed=any(k in found for k in self._keys()))
+        # Every read of this copy is at or after `start`: paused mappings can resume from there.
+        start = None
+        if not result.resumed:
+            start = self._pinned_point(conn, _snapshot_point(self.plan.source)).position
         self.log.info("snapshot_started", mode=STREAM, resumed=result.resumed, tables=sorted(self.tables))
         reader = SourceReader(self.plan.source)
         try:
@@ -483,6 +544,8 @@ class _Job:
             return result
         with conn.cursor() as cur:
             clear_progress(cur, self.schema, self.name, self._keys())
+            if start is not None:
+                self._move_pauses(cur, start)
         result.finished = True
         return result
 
@@ -556,7 +619,7 @@ def _map_rows(table: str, key: tuple[str, ...], rows: list[Row], mappings: list[
               ctx: ChangeContext) -> Batch:
     batch = Batch()
     for row in rows:
-        change = RowChange(table, Op.INSERT, None, row, key_columns=key)
+        change = RowChange(table, Op.INSERT, None, row, key_columns=key, undecodable=undecodable_columns(row))
         for mapping in mappings:
             mapped = map_change(mapping, change, ctx)
             batch.dead_letters.extend(mapped.dead_letters)

@@ -333,7 +333,7 @@ class Daemon:
             runner.switched.set()
             return [name]
         same = [m.spec for m in runner.plan.mappings] == [m.spec for m in plan.mappings]
-        if same and runner.phase != "failed":
+        if same and runner.phase != "failed" and not runner.paused():  # a pause may be resolved now
             return []
         if not runner.reload(plan):
             self._stop_runners([runner])

@@ -37,14 +37,16 @@ from syncd.model import (
     Heartbeat,
     Lineage,
     Outcome,
+    Pause,
     Position,
     RowChange,
     SchemaChange,
     SourceEvent,
     SourceTransaction,
+    TableSchema,
     TransactionPart,
 )
-from syncd.service.schema_policy import MappingGate, decide
+from syncd.service.schema_policy import MappingGate, decide, history_fix_hint
 from syncd.service.window import RepairWindow
 from syncd.sink.base import Sink
 from syncd.sink.batch import Batch, PlannedOp, RepairDone
@@ -52,6 +54,7 @@ from syncd.source.base import ChangeSource, EventStream
 from syncd.source.continuity import ResumeGuard, lineage_after
 from syncd.source.ddl import table_effects
 from syncd.source.gtid import GtidState
+from syncd.source.schema_history import SchemaHistory
 
 log = structlog.get_logger("syncd.service.pipeline")
 
@@ -155,8 +158,9 @@ class Pipeline:
         self.lineage = checkpoint.lineage or Lineage()
         # A replay for resumed mappings starts before the checkpoint: no stream check there.
         guard = ResumeGuard(self.source.name, checkpoint.position) if start == checkpoint.position else None
+        history = self._schema_history(start)
         events = self.changes.stream(start, set(self.by_table), GtidState.parse(checkpoint.position.gtid),
-                                     guard)
+                                     guard, history)
         self.progress.connected = True
         self.position = checkpoint.position
         self.log.info("streaming_started", position=str(start))
@@ -164,6 +168,25 @@ class Pipeline:
             self._apply_from(events)
         finally:
             events.close()
+
+    def _schema_history(self, start: Position) -> SchemaHistory:
+        """The source's schema history for a stream from `start`, recording (pinning at DDLs)
+        when the server writes row events without full metadata, or once did. A mapped table
+        without an entry at `start` gets one pinned there first (syncd/source/pinning.py)."""
+        entries = self.sink.read_schema_history(self.source.name)
+        metadata = self.changes.row_metadata()
+        history = SchemaHistory(entries, recording=bool(entries) or metadata != "FULL", metadata=metadata)
+        if not history.recording:
+            return history
+        missing = sorted(t for t in self.by_table if history.at(t, _just_after(start)) is None)
+        if missing:
+            pinned = self.changes.pin_schemas(missing, start)
+            self.sink.commit(Batch(schemas=[(self.source.name, entry) for entry in pinned]))
+            for entry in pinned:
+                history.add(entry)
+        self.log.info("schema_history", binlog_row_metadata=metadata or None, entries=len(history),
+                      pinned=missing, position=str(start))
+        return history
 
     def _apply_from(self, events: EventStream) -> None:
         batch = Batch()
@@ -242,10 +265,13 @@ class Pipeline:
 
     def _take(self, batch: Batch, event: SourceEvent) -> None:
         self.progress.last_activity = time.monotonic()
+        before = self.position
         if isinstance(event, SourceTransaction | SchemaChange):
             self.window.before(batch, event)
             self.position = event.end
         if isinstance(event, SourceTransaction):
+            if event.doubts:
+                self._doubted(batch, event, before)
             ctx = ChangeContext(self.source.name, str(event.end), event.commit_time)
             gate, by_table, end = self.gate, self.by_table, event.end
             for change in event.changes:
@@ -285,23 +311,46 @@ class Pipeline:
             return
         self.position = position
         batch.checkpoint = Checkpoint(self.source.name, position, None, True)
+        batch.resumed.extend(self.gate.take_resumed(position))
+
+    def _doubted(self, batch: Batch, event: SourceTransaction, before: Position | None) -> None:
+        """Tables whose rows the reader could not name (their table map does not fit the schema
+        history): each mapping of them that this transaction feeds pauses just before it."""
+        at = before or event.end
+        for table, reason in event.doubts:
+            for mapping in self.by_table.get(table, []):
+                if self.gate.applies(mapping.name, event.end):
+                    self._pause(batch, Pause(mapping.name, self.source.name, at,
+                                             f"(rows of {table} in the transaction ending at {event.end})",
+                                             f"{reason}; {history_fix_hint(mapping)}"))
+
+    def _pause(self, batch: Batch, pause: Pause) -> None:
+        self.gate.pause(pause)
+        batch.pauses.append(pause)
+        self.log.error("mapping_paused", mapping=pause.mapping, statement=pause.statement[:500],
+                       position=str(pause.position), reason=pause.reason)
 
     def _schema_change(self, batch: Batch, event: SchemaChange) -> None:
         tables = [e.table for e in table_effects(event.statement, event.schema, self.source.database)]
         self.log.info("schema_change", statement=event.statement[:500], schema=event.schema,
                       table=",".join(tables) or None, position=str(event.end))
+        batch.schemas.extend((self.source.name, entry) for entry in event.schemas)
         if self.gate.replay_until is not None and event.end <= self.gate.replay_until:
             return  # replaying: this statement was handled when it first streamed
+        pinned = {entry.table: entry for entry in event.schemas}
+        for entry in event.schemas:
+            if not entry.known:
+                for mapping in self.by_table.get(entry.table, []):
+                    if self.gate.applies(mapping.name, event.end):
+                        self._pause(batch, Pause(mapping.name, self.source.name, event.end, event.statement,
+                                                 f"{entry.note}; {history_fix_hint(mapping)}"))
         decision = decide(event, self.source.database, self.plan.mappings, paused=set(self.gate.paused),
-                          columns=self._live_columns, known=self.known_columns,
+                          columns=partial(_columns_at, pinned, self._live_columns), known=self.known_columns,
                           truncate_policy=self.truncate_policy)
         for name in decision.absorbed:
             self.log.info("schema_change_absorbed", mapping=name, position=str(event.end))
         for pause in decision.pauses:
-            self.gate.pause(pause)
-            batch.pauses.append(pause)
-            self.log.error("mapping_paused", mapping=pause.mapping, statement=event.statement[:500],
-                           position=str(event.end), reason=pause.reason)
+            self._pause(batch, pause)
         ctx = ChangeContext(self.source.name, str(event.end), event.commit_time)
         for op in decision.ops:
             origin = DeadLetter(self.source.name, event.schema, "", "(whole slice: TRUNCATE)",
@@ -372,6 +421,16 @@ class Pipeline:
 
 class _Abandoned(Exception):
     """Stop requested in the middle of a large transaction: roll it back, checkpoint unchanged."""
+
+
+def _columns_at(pinned: dict[str, TableSchema], live: Callable[[str], dict[str, str] | None],
+                table: str) -> dict[str, str] | None:
+    """A table's columns just after a DDL: its schema history entry there when it has one (the
+    columns then, even while catching up on a backlog), else the live ones."""
+    entry = pinned.get(table)
+    if entry is None or entry.columns is None:
+        return live(table)
+    return {column.name: column.data_type for column in entry.columns} or None
 
 
 def _just_after(position: Position | None) -> Position:

@@ -113,6 +113,8 @@ class SourceRunner:
         self.guard = BinlogGuard(lambda: self.plan, config, metrics, self.lock, self.log)
         self._lock_watch: threading.Thread | None = None
         self._holding_ended = threading.Event()
+        self._metadata: str | None = None
+        """The source's binlog_row_metadata, as the last start-up check read it."""
         self.switched = threading.Event()
         """Set once a `reload` took effect: the old pipeline has finished its last batch."""
 
@@ -178,6 +180,11 @@ class SourceRunner:
         if pipeline is not None and self.phase == "running":
             sign = max(sign, pipeline.progress.last_activity)
         return time.monotonic() - sign
+
+    def paused(self) -> bool:
+        """Whether a mapping of the running pipeline is paused (a reload looks at it again)."""
+        pipeline = self.pipeline
+        return pipeline is not None and bool(pipeline.gate.paused)
 
     def streaming(self) -> bool:
         pipeline = self.pipeline
@@ -415,7 +422,7 @@ class SourceRunner:
         """The server's settings and grants, and the tables of every mapping not paused: a
         paused one stays paused while its table does not fit it (the pipeline's gate decides),
         and must not stop the others at a reconnect."""
-        checks.check_source(self.plan.source)
+        self._metadata = checks.check_source(self.plan.source).row_metadata
         paused = self._paused()
         specs = [m.spec for m in self.plan.mappings if m.name not in paused]
         problems = check_source_tables(self.plan.source, specs)
@@ -459,7 +466,8 @@ class SourceRunner:
         """The pipeline of the current plan, wired to the source server and the target."""
         plan, config = self.plan, self.config
         sink = PostgresSink(config.target, writer_application_name(self.name))
-        return Pipeline(plan, config, self._session, changes=MySQLSource(plan.source), sink=sink,
+        changes = MySQLSource(plan.source, self._metadata)
+        return Pipeline(plan, config, self._session, changes=changes, sink=sink,
                         copy=partial(_initial_copy, config, plan), on_batch=self._on_batch)
 
     def _read_checkpoint(self) -> Checkpoint | None:

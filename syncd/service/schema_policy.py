@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from syncd.mapping.plan import Mapping
-from syncd.model import DeleteSlice, Pause, Position, RowOp, SchemaChange
+from syncd.model import HISTORY_PAUSE, DeleteSlice, Pause, Position, RowOp, SchemaChange
 from syncd.source.ddl import TableEffect, table_effects
 
 ColumnsLookup = Callable[[str], dict[str, str] | None]
@@ -44,6 +44,14 @@ def _fix_hint(mapping: Mapping) -> str:
     return (f"edit mapping {mapping.name!r} at {where.file}:{where.line}, check it with "
             "`syncd validate --live`, then reload (`systemctl reload syncd` or SIGHUP); it resumes "
             "from this position")
+
+
+def history_fix_hint(mapping: Mapping) -> str:
+    """What to do when a mapping paused because its rows cannot be named (schema history)."""
+    return (f"{HISTORY_PAUSE}; copy the table again with `syncd snapshot --mapping "
+            f"{mapping.name}` (it records the table's columns at the copy's position, and the mapping "
+            "resumes from there), then reload syncd (`systemctl reload syncd` or SIGHUP); "
+            "docs/sources.md says more")
 
 
 def decide(change: SchemaChange, database: str, mappings: list[Mapping], *, paused: set[str],
@@ -106,7 +114,9 @@ class MappingGate:
     """Which mappings a transaction feeds: paused ones none; resumed ones replay from their pause.
 
     While a resumed mapping replays the stretch between its pause and the checkpoint, only it
-    is fed, and the checkpoint stays where it was (a crash then simply replays it again).
+    is fed, and the checkpoint stays where it was (a crash then simply replays it again). A
+    resumed mapping whose pause lies past the checkpoint (a snapshot copied it again there, and
+    moved its pause) waits until the stream passes that position.
     """
 
     def __init__(self, pauses: list[Pause], resumable: set[str], checkpoint: Position) -> None:
@@ -114,19 +124,23 @@ class MappingGate:
         resumed = [p for p in pauses if p.mapping in resumable]
         self.replay = {p.mapping: p.position for p in resumed if p.position < checkpoint}
         self.replay_until = checkpoint if self.replay else None
-        self._cleared = [p.mapping for p in resumed if p.mapping not in self.replay]
+        self.waiting = {p.mapping: p.position for p in resumed if p.position > checkpoint}
+        self._cleared = [p.mapping for p in resumed if p.position == checkpoint]
 
     def start(self, checkpoint: Position) -> Position:
         return min([checkpoint, *self.replay.values()])
 
     @property
     def open(self) -> bool:
-        """Every mapping is fed (none paused or replaying): the common case, tested once per event."""
-        return not self.paused and self.replay_until is None
+        """Every mapping is fed (none paused, replaying or waiting): the common case, tested once
+        per event."""
+        return not self.paused and self.replay_until is None and not self.waiting
 
     def applies(self, mapping: str, end: Position) -> bool:
         if mapping in self.paused:
             return False
+        if mapping in self.waiting:
+            return end > self.waiting[mapping]
         if self.replay_until is not None and end <= self.replay_until:
             return mapping in self.replay and end > self.replay[mapping]
         return True
@@ -142,6 +156,11 @@ class MappingGate:
         if self.replay_until is not None and end is not None and end > self.replay_until:
             done += list(self.replay)
             self.replay, self.replay_until = {}, None
+        if self.waiting and end is not None:
+            passed = [mapping for mapping, position in self.waiting.items() if end > position]
+            for mapping in passed:
+                del self.waiting[mapping]
+            done += passed
         return done
 
     def finish_replay(self) -> list[str]:
@@ -151,4 +170,5 @@ class MappingGate:
         return done
 
     def pause(self, pause: Pause) -> None:
+        self.waiting.pop(pause.mapping, None)
         self.paused[pause.mapping] = pause

@@ -1,7 +1,8 @@
 """What `syncd status` reports, read from the state schema only (so it works whether syncd runs
 or not, from any host that reaches the target): per source its checkpoint, lag, binlog
-headroom, dead letters, owner, state and paused mappings; per mapping its last reconcile run.
-No printing here. A paused mapping is described here once for every report that shows it
+headroom, dead letters, owner, state and paused mappings, and whether its columns are named by
+the schema history (a server without binlog_row_metadata=FULL); per mapping its last reconcile
+run. No printing here. A paused mapping is described here once for every report that shows it
 (`syncd status`, /healthz, systemd's STATUS= line)."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from syncd.model import Pause
 from syncd.observability import one_line
 from syncd.sink.lock import read_health, read_owners
 from syncd.sink.runs import last_runs
+from syncd.sink.schema_history import schema_history_sources
 from syncd.sink.state import pending_dead_letters, read_checkpoint, read_pauses
 from syncd.source.continuity import LOST
 from syncd.source.retention import format_duration
@@ -35,8 +37,11 @@ def status_report(conn: Any, config: Config) -> dict[str, Any]:
                        health=health.get(name), owner=owners.get(name), now=now,
                        pauses=[p for p in pauses if p.source == name])
             for name in config.sources]
+    histories = schema_history_sources(conn, schema)
     for row in rows:
         row["last_reconcile"] = [r for r in reconciles if r["source"] == row["source"]]
+        entries, metadata = histories.get(row["source"], (0, None))
+        row["schema_history"] = {"entries": entries, "binlog_row_metadata": metadata} if entries else None
     return {"checked_at": now.isoformat(), "sources": rows, "reconcile": reconciles}
 
 

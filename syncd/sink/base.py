@@ -5,8 +5,8 @@ one the product uses and tests/doubles.py `MemorySink` the one the pipeline's un
 tests/contract/test_sink_contract.py holds both to the promises below, which are what the
 checkpoint's guarantee rests on:
 
-- `commit` is all or nothing: the batch's row operations, dead letters, pauses, repairs and
-  checkpoint are stored together, or none is (and the error is raised).
+- `commit` is all or nothing: the batch's row operations, dead letters, pauses, repairs, schema
+  history entries and checkpoint are stored together, or none is (and the error is raised).
 - A row the target refuses does not stop the batch: it is stored as a dead letter naming the
   target's reason, returned by `commit`, and the rest (checkpoint included) is committed.
 - A long transaction shows nothing until its block ends without an error; any error inside
@@ -18,7 +18,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import Protocol
 
-from syncd.model import Checkpoint, DeadLetter, Pause, RepairRequest
+from syncd.model import Checkpoint, DeadLetter, Pause, RepairRequest, TableSchema
 from syncd.sink.batch import Batch, PlannedOp
 
 
@@ -38,6 +38,9 @@ class Sink(Protocol):
     def read_checkpoint(self, source: str) -> Checkpoint | None: ...
 
     def read_pauses(self, source: str) -> list[Pause]: ...
+
+    def read_schema_history(self, source: str) -> list[TableSchema]:
+        """The source's schema history entries (stored by `commit` from `Batch.schemas`)."""
 
     def next_repair(self, source: str) -> RepairRequest | None:
         """The oldest queued repair request of `source` not yet done."""

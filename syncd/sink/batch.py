@@ -25,6 +25,7 @@ from syncd.model import (
     Pause,
     RowOp,
     SoftDelete,
+    TableSchema,
     Upsert,
 )
 
@@ -97,10 +98,12 @@ class Batch:
     repairs: list[RepairDone] = field(default_factory=list)
     pauses: list[Pause] = field(default_factory=list)
     resumed: list[str] = field(default_factory=list)
+    schemas: list[tuple[str, TableSchema]] = field(default_factory=list)
+    """(source, entry): new entries of a source's schema history (syncd/source/schema_history.py)."""
 
     def __len__(self) -> int:
         return (len(self.ops) + len(self.dead_letters) + len(self.repairs) + len(self.pauses)
-                + len(self.resumed))
+                + len(self.resumed) + len(self.schemas))
 
 
 def _op_key(op: RowOp) -> tuple[Any, ...]:

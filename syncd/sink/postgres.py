@@ -35,11 +35,13 @@ from syncd.model import (
     Pause,
     RepairRequest,
     RowOp,
+    TableSchema,
     TargetTable,
 )
 from syncd.sink.batch import Batch, PlannedOp, reduce_ops, repair_rows
 from syncd.sink.connection import connect, first_line
 from syncd.sink.identity import IdentitySession, spaces_of
+from syncd.sink.schema_history import read_schema_history, write_schemas
 from syncd.sink.state import (
     clear_pause,
     finish_repair,
@@ -174,6 +176,9 @@ class PostgresSink:
     def next_repair(self, source: str) -> RepairRequest | None:
         return next_repair(self.conn, self.target.state_schema, source)
 
+    def read_schema_history(self, source: str) -> list[TableSchema]:
+        return read_schema_history(self.conn, self.target.state_schema, source)
+
     def close(self) -> None:
         self.staging.forget()
         if self._conn is not None:
@@ -224,13 +229,15 @@ class PostgresSink:
             raise
 
     def _finish(self, cur: psycopg.Cursor, batch: Batch, rejected: list[DeadLetter]) -> None:
-        """Dead letters, pauses, repairs and the checkpoint: the tail of every target transaction."""
+        """Dead letters, pauses, repairs, schema history entries and the checkpoint: the tail of
+        every target transaction."""
         schema = self.target.state_schema
         insert_dead_letters(cur, schema, batch.dead_letters + rejected)
         for pause in batch.pauses:
             write_pause(cur, schema, pause)
         for mapping in batch.resumed:
             clear_pause(cur, schema, mapping)
+        write_schemas(cur, schema, batch.schemas)
         if batch.repairs:
             self._settle_repairs(batch, rejected)
         for done in batch.repairs:

@@ -1,5 +1,9 @@
 """syncd's own tables in `state_schema`: checkpoints, dead letters, runs, snapshot progress, identity
-links (`syncd.identity`)."""
+links (`syncd.identity`), the schema history of sources without full row metadata (its rows are
+read and written by syncd/sink/schema_history.py).
+
+The tables are created, and added to an existing state schema, by the statements of `_DDL`,
+every one idempotent (`IF NOT EXISTS`): running them at every start is the migration."""
 
 from __future__ import annotations
 
@@ -200,6 +204,18 @@ CREATE TABLE IF NOT EXISTS {schema}.identity_merges (
     merged_at   timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS identity_merges_survivor ON {schema}.identity_merges (space, survivor);
+CREATE TABLE IF NOT EXISTS {schema}.schema_history (
+    source       text NOT NULL,
+    source_table text NOT NULL,
+    binlog_file  text NOT NULL,
+    binlog_pos   bigint NOT NULL,
+    columns      jsonb,
+    primary_key  text[] NOT NULL DEFAULT '{{}}',
+    note         text NOT NULL DEFAULT '',
+    row_metadata text,
+    recorded_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (source, source_table, binlog_file, binlog_pos)
+);
 """
 
 

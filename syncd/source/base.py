@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
-from syncd.model import Position, Row, SourceEvent
+from syncd.model import Position, Row, SourceEvent, TableSchema
 from syncd.source.continuity import ResumeGuard
 from syncd.source.gtid import GtidState
+from syncd.source.schema_history import SchemaHistory
 
 
 class EventStream(Protocol):
@@ -49,12 +50,20 @@ class KeyReader(Protocol):
 
 
 class ChangeSource(Protocol):
-    """One source database: its binlog stream, its live table columns, its rows by key."""
+    """One source database: its binlog stream, its live table columns, its rows by key, and the
+    columns of its tables pinned to binlog positions."""
 
     def stream(self, start: Position, tables: set[str], gtid: GtidState,
-               guard: ResumeGuard | None) -> EventStream:
+               guard: ResumeGuard | None, history: SchemaHistory | None = None) -> EventStream:
         """Events from `start` on, row changes only of `tables`; `guard` checks that the
-        stream starts on the proven history (None: no check, e.g. a replay)."""
+        stream starts on the proven history (None: no check, e.g. a replay); `history` names
+        the columns of row events written without full metadata (schema_history.py)."""
+
+    def row_metadata(self) -> str:
+        """The server's `binlog_row_metadata`: FULL, MINIMAL, NO_LOG ('' where it has none)."""
+
+    def pin_schemas(self, tables: Iterable[str], at: Position) -> list[TableSchema]:
+        """Schema history entries of `tables` as of `at` (syncd/source/pinning.py)."""
 
     def live_columns(self, tables: Iterable[str]) -> dict[str, dict[str, str]]:
         """Each existing table's columns now, name -> type (missing tables are left out)."""

@@ -6,6 +6,13 @@ transaction (with the file/offset just after its commit), `SchemaChange` for DDL
 Every position names the binlog file it is in by the file's creation time and server_id (from
 the file's FORMAT_DESCRIPTION event), and a stream that resumes a checkpoint checks as it starts
 that it reads the history the checkpoint came from (syncd/source/continuity.py).
+
+Row events written without full row metadata are named by the source's schema history
+(syncd/source/schema_history.py): each table map of a mapped table is checked against the entry
+in force and completed from it, or its rows are left out of the transaction with the reason
+(`SourceTransaction.doubts`: the pipeline pauses those mappings). At each DDL on a mapped table
+the reader pins the table's new columns (syncd/source/pinning.py) and hands them on with the
+`SchemaChange`.
 """
 
 from __future__ import annotations
@@ -61,16 +68,19 @@ from syncd.model import (
     SchemaChange,
     SourceEvent,
     SourceTransaction,
+    TableSchema,
     TransactionPart,
     Undecodable,
 )
-from syncd.source import charsets, fastpath
+from syncd.source import charsets, fastpath, table_maps
 from syncd.source.checks import connect
 from syncd.source.connection import SourceConnection, TlsFailure, auth_error, tls_error
 from syncd.source.continuity import ResumeGuard
 from syncd.source.definitions import ColumnDefinition, Definitions, LiveDefinitions
 from syncd.source.gtid import GtidState
 from syncd.source.mysql_events import MalformedEvent
+from syncd.source.pinning import Pinner, touched
+from syncd.source.schema_history import SchemaHistory
 from syncd.source.values import (
     Convert,
     apply_converters,
@@ -190,6 +200,8 @@ class _OpenTransaction:
         self.xa = xa
         """XA transactions are never handed on in parts: they may still be rolled back."""
         self.parted = False
+        self.doubts: dict[str, str] = {}
+        """Tables whose rows could not be read by name, and why (SourceTransaction.doubts)."""
 
 
 class BinlogReader:
@@ -197,10 +209,16 @@ class BinlogReader:
 
     def __init__(self, source: SourceConfig, start: Position, tables: set[str],
                  gtid_state: GtidState | None = None, *, guard: ResumeGuard | None = None,
-                 blocking: bool = True, definitions: Definitions | None = None) -> None:
+                 blocking: bool = True, definitions: Definitions | None = None,
+                 history: SchemaHistory | None = None) -> None:
         self.source = source
         self.definitions = definitions or LiveDefinitions(source.name, lambda: connect(source))
         """What the binlog does not say about columns (see syncd/source/definitions.py)."""
+        self.history = history or SchemaHistory()
+        """Columns of row events written without full metadata (syncd/source/schema_history.py)."""
+        self._pins = Pinner(source)
+        self._next_start = self.history.next_start(_just_after(start))
+        """Where an entry of the history starts next: table maps are parsed again there."""
         self.start = start
         self.tables = tables
         self.gtids = gtid_state or GtidState()
@@ -212,7 +230,7 @@ class BinlogReader:
         """Which file the stream is in: set by its FORMAT_DESCRIPTION event, unset by a rotation."""
         self._stream: BinLogStreamReader | None = None
         self._open: _OpenTransaction | None = None
-        self._prepared: dict[str, list[RowChange]] = {}
+        self._prepared: dict[str, _OpenTransaction] = {}
         self._converters: dict[int, tuple[list, list[tuple[str, Convert]]]] = {}
         self._numbered = (0, 0)
         """(end position, next row index) of the last rows event read: rows events sharing an end
@@ -223,7 +241,7 @@ class BinlogReader:
         settings = self.source.connection_kwargs()
         settings["read_timeout"] = max(30, self.source.heartbeat_s * 4)
         # The fast decoding path (same events and values; SYNCD_DECODER=library: off).
-        return fastpath.install(BinLogStreamReader(
+        stream = fastpath.install(BinLogStreamReader(
             connection_settings=settings,
             server_id=self.source.server_id,
             blocking=self.blocking,
@@ -241,12 +259,15 @@ class BinlogReader:
             enable_logging=False,
             pymysql_wrapper=SourceConnection,
         ))
+        stream.table_hook = self._table_map
+        return stream
 
     def close(self) -> None:
         if self._stream is not None:
             self._stream.close()
             self._stream = None
         self.definitions.close()
+        self._pins.close()
 
     def position(self) -> Position:
         assert self._stream is not None
@@ -285,6 +306,8 @@ class BinlogReader:
                 self._guard, guard = None, self._guard
                 guard.first_gtid(event.gtid, self.gtids)
             self._open = _OpenTransaction(event.gtid, xa=bool(flags & _MARIADB_PREPARED_XA))
+            if self._next_start is not None:
+                self._passed_start()
         elif isinstance(event, QueryEvent):
             yield from self._query(event)
         elif isinstance(event, XAPrepareEvent):
@@ -318,7 +341,7 @@ class BinlogReader:
         if tx.gtid:
             self.gtids.add(tx.gtid)
         return SourceTransaction(self.source.name, tx.changes, self.position(), _utc(timestamp),
-                                 tx.parted, tx.gtid)
+                                 tx.parted, tx.gtid, tuple(tx.doubts.items()))
 
     def _query(self, event: QueryEvent) -> Iterator[SourceEvent]:
         query = event.query.strip()
@@ -326,6 +349,8 @@ class BinlogReader:
         if upper == "BEGIN":
             if self._open is None:
                 self._open = _OpenTransaction(None)
+                if self._next_start is not None:
+                    self._passed_start()
         elif upper == "COMMIT":
             yield self._commit(event.timestamp)
         elif xa := _XA.match(query):
@@ -348,23 +373,64 @@ class BinlogReader:
         # A DDL may change what a TABLE_MAP does not show (FLOAT(10,1) -> FLOAT(10,6)).
         self.definitions.forget()
         self._converters.clear()
+        schemas = self._pinned(_schema(event), event.query) if self.history.recording else ()
         return SchemaChange(self.source.name, _schema(event), event.query, self.position(),
-                            _utc(event.timestamp), gtid)
+                            _utc(event.timestamp), gtid, schemas)
+
+    def _pinned(self, schema: str, statement: str) -> tuple[TableSchema, ...]:
+        """The schema history's entries at this DDL's end for the mapped tables it touches, pinned
+        now unless the history has them already (a stream replaying a stretch it read before)."""
+        at = self.position()
+        tables = sorted(touched(statement, schema, self.source.database) & self.tables)
+        missing = [table for table in tables if self.history.starting(table, at) is None]
+        if missing:
+            for entry in self._pins.pin(missing, at, self.history.metadata):
+                self.history.add(entry)
+        if tables and self._stream is not None:
+            self._stream.forget_tables()
+        return tuple(entry for table in tables if (entry := self.history.starting(table, at)) is not None)
+
+    def _passed_start(self) -> None:
+        """At a transaction's start: past an entry's start, table maps are parsed again."""
+        assert self._next_start is not None
+        here = self.position()
+        if here > self._next_start:
+            if self._stream is not None:
+                self._stream.forget_tables()
+            self._next_start = self.history.next_start(here)
+
+    def _table_map(self, event: TableMapEvent) -> None:
+        """The stream's table hook: a mapped table's map without column names is completed from
+        the schema history entry in force, if that entry fits it; otherwise its rows are not read
+        by name (`_syncd_doubt` on its table says why)."""
+        if event.table not in self.tables or all(column.name for column in event.columns):
+            return
+        assert self._stream is not None
+        at = Position(self._stream.log_file, self._stream.log_pos)
+        entry = self.history.at(event.table, at)
+        doubt = table_maps.doubt(event, entry, at)
+        if doubt is None:
+            assert entry is not None
+            table_maps.complete(event, entry)
+        event.get_table()._syncd_doubt = doubt
 
     def _prepare(self, event: XAPrepareEvent) -> None:
         """Rows of a prepared XA transaction wait for its COMMIT (or vanish on ROLLBACK)."""
         tx, self._open = self._open or _OpenTransaction(None), None
-        self._prepared[_xid_text(event.xid_gtrid, event.xid_bqual, event.xid_format_id)] = tx.changes
+        self._prepared[_xid_text(event.xid_gtrid, event.xid_bqual, event.xid_format_id)] = tx
         if tx.gtid:
             self.gtids.add(tx.gtid)
 
     def _xa_end(self, verb: str, xid: str, timestamp: int) -> SourceTransaction:
-        changes = self._prepared.pop(_normalize_xid(xid), [])
+        prepared = self._prepared.pop(_normalize_xid(xid), None) or _OpenTransaction(None)
         tx, self._open = self._open or _OpenTransaction(None), None
         if tx.gtid:
             self.gtids.add(tx.gtid)
-        kept = changes + tx.changes if verb == "COMMIT" else []
-        return SourceTransaction(self.source.name, kept, self.position(), _utc(timestamp), gtid=tx.gtid)
+        committed = verb == "COMMIT"
+        kept = prepared.changes + tx.changes if committed else []
+        doubts = tuple({**prepared.doubts, **tx.doubts}.items()) if committed else ()
+        return SourceTransaction(self.source.name, kept, self.position(), _utc(timestamp), gtid=tx.gtid,
+                                 doubts=doubts)
 
     def _rows(self, event: RowsEvent) -> Iterator[TransactionPart]:
         if isinstance(event, PartialUpdateRowsEvent):
@@ -373,6 +439,11 @@ class BinlogReader:
         if event.table not in self.tables:
             return
         tx = self._open = self._open or _OpenTransaction(None)
+        assert self._stream is not None
+        doubt = getattr(self._stream.table_map.get(event.table_id), "_syncd_doubt", None)
+        if doubt is not None:
+            tx.doubts.setdefault(event.table, doubt)
+            return
         converters = self._converters_for(event)
         key = _key_columns(event)
         # The fast path reads FULL images only (others go to the library): nothing to check.
@@ -410,7 +481,8 @@ class BinlogReader:
         a column whose values cannot be read stops the source, naming it."""
         if not any(needs_definition(c) for c in event.columns):
             return {}
-        definitions = self.definitions.table(event.schema, event.table, self.position())
+        definitions = (self.history.definitions(event.table, self.position())
+                       or self.definitions.table(event.schema, event.table, self.position()))
         for column in event.columns:
             if problem := unreadable(column, definitions.get(column.name)):
                 raise StreamError(self.source.name, f"table {event.schema}.{event.table}, column "
@@ -423,6 +495,10 @@ class BinlogReader:
                 raise StreamError(self.source.name, f"table {event.table}: a row was logged with "
                                   "binlog_row_image other than FULL; set binlog_row_image=FULL "
                                   "globally and for every session", str(self.position()))
+
+
+def _just_after(position: Position) -> Position:
+    return Position(position.file, position.pos + 1)
 
 
 def _mark_undecodable(row: dict) -> None:

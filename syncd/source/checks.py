@@ -28,8 +28,9 @@ _COMMON = [
     Requirement("log_bin", "ON", "the binary log must be on"),
     Requirement("binlog_format", "ROW", "only row events say exactly what changed"),
     Requirement("binlog_row_image", "FULL", "every change must carry whole rows"),
-    Requirement("binlog_row_metadata", "FULL", "column names and signedness come from it"),
 ]
+ROW_METADATA = "binlog_row_metadata"
+"""Not a requirement: without FULL, the schema history names the columns (docs/sources.md)."""
 _MARIADB = [
     Requirement("log_bin_compress", "OFF", "compressed events cannot be read and would be lost"),
     Requirement("binlog_alter_two_phase", "OFF", "two-phase ALTER events cannot be read"),
@@ -44,6 +45,21 @@ class ServerInfo:
     version: str
     is_mariadb: bool
     variables: dict[str, str]
+
+    @property
+    def row_metadata(self) -> str:
+        """`binlog_row_metadata` in upper case ('' where the server has no such variable)."""
+        return self.variables.get(ROW_METADATA, "").upper()
+
+    @property
+    def schema_history(self) -> str | None:
+        """Why the source's row events are read with the schema history, or None (FULL)."""
+        if self.row_metadata == "FULL":
+            return None
+        level = f"binlog_row_metadata={self.row_metadata}" if self.row_metadata else \
+            f"no binlog_row_metadata ({self.version})"
+        return (f"{level}: row events carry no column names, so syncd names them from its schema "
+                "history (information_schema pinned to binlog positions; docs/sources.md)")
 
 
 def _datetime(text: str) -> datetime | str:
@@ -78,11 +94,20 @@ def server_info(conn: pymysql.connections.Connection) -> ServerInfo:
     with conn.cursor() as cur:
         cur.execute("SELECT VERSION()")
         version = str(cur.fetchone()[0])
-        names = [r.variable for r in _COMMON + _MARIADB + _MYSQL]
+        names = [r.variable for r in _COMMON + _MARIADB + _MYSQL] + [ROW_METADATA]
         cur.execute("SHOW GLOBAL VARIABLES WHERE Variable_name IN ({})".format(
             ", ".join(["%s"] * len(names))), names)
         variables = {str(name).lower(): str(value) for name, value in cur.fetchall()}
     return ServerInfo(version, dialect.Dialect.parse(version).mariadb, variables)
+
+
+def row_metadata(conn: pymysql.connections.Connection) -> str:
+    """The server's `binlog_row_metadata` in upper case ('' on a server without the variable:
+    MySQL before 8.0.14, MariaDB before 10.5)."""
+    with conn.cursor() as cur:
+        cur.execute("SHOW GLOBAL VARIABLES LIKE 'binlog_row_metadata'")
+        found = cur.fetchone()
+    return str(found[1]).upper() if found else ""
 
 
 def _normalise(value: str) -> str:

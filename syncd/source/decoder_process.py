@@ -14,6 +14,8 @@ syncd.source.decoder_process`) and hands its events over a pipe, in order, as th
   and timedelta as their fields, an `Undecodable` text marker as its own); the parent rebuilds
   the same objects (`pickle` would cost as
   much as the decoding saved);
+* the child's reader gets the source's schema history with its start (pickled), and the entries
+  it pins at DDLs come back pickled with their `SchemaChange` (DDL is rare);
 * a `SyncdError` in the child travels pickled and is raised again in the parent, where the
   runner retries or fails the source exactly as with an in-process reader; anything else ends
   the stream with `DecoderCrashed` and the child's traceback;
@@ -57,6 +59,7 @@ from syncd.observability import tune_gc
 from syncd.source.binlog import BinlogReader, SourceEvent
 from syncd.source.continuity import ResumeGuard
 from syncd.source.gtid import GtidState
+from syncd.source.schema_history import SchemaHistory
 
 PROCESS_ENV = "SYNCD_DECODER_PROCESS"
 _FRAME = struct.Struct("<I")
@@ -192,12 +195,13 @@ class EventEncoder:
     def _event(self, event: SourceEvent) -> tuple:
         if isinstance(event, SourceTransaction):
             return ("tx", event.source, [self._change(c) for c in event.changes], _position(event.end),
-                    encode_value(event.commit_time), event.follows_parts, event.gtid)
+                    encode_value(event.commit_time), event.follows_parts, event.gtid, event.doubts)
         if isinstance(event, TransactionPart):
             return ("part", event.source, [self._change(c) for c in event.changes])
-        if isinstance(event, SchemaChange):
+        if isinstance(event, SchemaChange):  # rare: its schema history entries travel pickled
             return ("ddl", event.source, event.schema, event.statement, _position(event.end),
-                    encode_value(event.commit_time), event.gtid)
+                    encode_value(event.commit_time), event.gtid,
+                    pickle.dumps(event.schemas) if event.schemas else None)
         return ("beat", event.source, _position(event.position))
 
     def _change(self, change: RowChange) -> tuple:
@@ -234,13 +238,15 @@ class EventDecoder:
             end = self._position(data[3])
             assert end is not None
             return SourceTransaction(data[1], [self._change(c) for c in data[2]], end,
-                                     decode_value(data[4]), data[5], data[6])
+                                     decode_value(data[4]), data[5], data[6],
+                                     tuple(tuple(doubt) for doubt in data[7]))
         if kind == "part":
             return TransactionPart(data[1], [self._change(c) for c in data[2]])
         if kind == "ddl":
             end = self._position(data[4])
             assert end is not None
-            return SchemaChange(data[1], data[2], data[3], end, decode_value(data[5]), data[6])
+            return SchemaChange(data[1], data[2], data[3], end, decode_value(data[5]), data[6],
+                                pickle.loads(data[7]) if data[7] is not None else ())
         if kind == "beat":
             return Heartbeat(data[1], self._position(data[2]))
         if kind == "shape":
@@ -300,12 +306,15 @@ class DecoderProcess:
     """`BinlogReader`'s interface (`events()`, `runs()`, `close()`), decoding in a child process."""
 
     def __init__(self, source: SourceConfig, start: Position, tables: set[str],
-                 gtid_state: GtidState | None = None, *, guard: ResumeGuard | None = None) -> None:
+                 gtid_state: GtidState | None = None, *, guard: ResumeGuard | None = None,
+                 history: SchemaHistory | None = None) -> None:
         self.source = source
         self.start = start
         self.tables = tables
         self.gtids = gtid_state or GtidState()
         self.guard = guard
+        self.history = history
+        """Handed to the child's reader; the entries it pins come back with the DDL events."""
         self._child: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
 
@@ -320,7 +329,7 @@ class DecoderProcess:
         assert child.stdin is not None and child.stdout is not None
         try:
             child.stdin.write(pickle.dumps((self.source, self.start, sorted(self.tables), str(self.gtids),
-                                            self.guard)))
+                                            self.guard, self.history)))
             child.stdin.flush()
             decoder = EventDecoder()
             while (frame := _read_frame(child.stdout)) is not None:
@@ -396,13 +405,14 @@ def _read_frame(stream: IO[bytes]) -> bytes | None:
 def main() -> None:
     tune_gc(young_every=YOUNG_COLLECTION_EVERY)
     try:
-        source, start, tables, gtids, guard = pickle.load(sys.stdin.buffer)
+        source, start, tables, gtids, guard, history = pickle.load(sys.stdin.buffer)
     except EOFError:  # started ahead and never handed a source: the daemon has exited
         return
     out = sys.stdout.buffer
     sys.stdout = sys.stderr  # the pipe carries frames only
     items = _Outbox()
-    reader = BinlogReader(source, start, set(tables), GtidState.parse(gtids or None), guard=guard)
+    reader = BinlogReader(source, start, set(tables), GtidState.parse(gtids or None), guard=guard,
+                          history=history)
     threading.Thread(target=_exit_with_parent, daemon=True).start()
     threading.Thread(target=_decode, args=(reader, items), daemon=True).start()
     _send(out, items)

@@ -29,9 +29,13 @@ Exactness is the contract. A table definition is always parsed by the library it
 value follows the library's decoding rule for rule, quirks included (YEAR 0 reads 1900, an
 empty BINARY value reads ``''``; TIME calls the library's own reader, which syncd corrects),
 so events and row dicts equal the library's: tests/integration/test_fastpath.py decodes one binlog both ways.
-What this module does not handle goes to the library unchanged: tables without full row
-metadata (no column names), MySQL binary JSON and old-style temporal columns, partial JSON
-updates, row images that are not FULL, v2 events with extra data, checksum verification.
+What this module does not handle goes to the library unchanged: tables whose columns have no
+names, MySQL binary JSON and old-style temporal columns, partial JSON updates, row images that
+are not FULL, v2 events with extra data, checksum verification. A table map written without
+full row metadata gets its names (and signedness, charsets, labels) from the binlog reader's
+table hook, which completes it from the schema history (syncd/source/table_maps.py) before
+its decoder is built; the reader drops the cached table maps where the history's entry in
+force changes (`forget_tables`), since their bytes no longer say which columns they name.
 
 The stream level also reads what the library cannot (syncd/source/mysql_events.py), on every
 decoder path alike: a compressed transaction (TRANSACTION_PAYLOAD_EVENT) is taken apart into the
@@ -237,6 +241,10 @@ class FastBinLogStreamReader(BinLogStreamReader):
 
     def fast_setup(self) -> None:
         self._fast_tables: dict[bytes, tuple[dict[str, Any], Table] | None] = {}
+        self.table_hook: Callable[[TableMapEvent], None] | None = None
+        """Called with each TABLE_MAP event the library parses (not those served from the cache),
+        before its table is used: the binlog reader completes or refuses tables without full row
+        metadata there (syncd/source/table_maps.py)."""
         self._inner: Iterator[bytes] | None = None
         """The packets of the compressed transaction being read (mysql_events.inner_packets)."""
         self._fast_header_lengths: Any = None
@@ -249,6 +257,17 @@ class FastBinLogStreamReader(BinLogStreamReader):
         self._filters = (private("only_tables"), private("ignored_tables"), private("only_schemas"),
                          private("ignored_schemas"))
         self._decode_errors = private("ignore_decode_errors")
+
+    def forget_tables(self) -> None:
+        """Parse table maps again from the next one on: what the table hook decides of the same
+        bytes has changed (a DDL, or a schema history entry that starts here)."""
+        self._fast_tables.clear()
+
+    def _BinLogStreamReader__check_optional_meta_data(self) -> None:
+        """Use each table map's own metadata, whatever the server's current `binlog_row_metadata`
+        (the library asks the server, and ignores the names in events written with FULL when
+        the server says MINIMAL now); a table map without names goes to the table hook."""
+        self._BinLogStreamReader__optional_meta_data = True
 
     def _private(self, name: str) -> Any:
         """One of the library's private attributes (``self.__name`` in BinLogStreamReader)."""
@@ -359,6 +378,8 @@ class FastBinLogStreamReader(BinLogStreamReader):
         if self.skip_to_timestamp and wrapper.timestamp < self.skip_to_timestamp:
             return _SKIP
         if wrapper.event_type == BINLOG.TABLE_MAP_EVENT and event is not None:
+            if self.table_hook is not None:
+                self.table_hook(event)
             self.table_map[event.table_id] = event.get_table()
         if event is None or event.__class__ not in self._allowed:
             return _SKIP
@@ -449,21 +470,24 @@ class FastBinLogStreamReader(BinLogStreamReader):
     def _parse_table_map(self, pkt: Any, key: bytes) -> Any:
         """A table map not seen before: the library parses it; the result is kept by its bytes."""
         wrapper = self._wrap(pkt)
+        result = self._after_library(wrapper)  # the table hook has seen it
         event = wrapper.event
         self.fast_stats["table_map_parsed"] += 1
         if len(self._fast_tables) >= TABLE_CACHE_SIZE:
             self._fast_tables.clear()
         if event is None:
             self._fast_tables[key] = None  # filtered out by schema or table: decided by the bytes
-        elif all(column.name for column in event.columns):
+        else:
             # Shared from now on: safe because the library changes a Table only to fill in
-            # column names it lacks. Rows of a table without a decoder go to the library.
+            # column names it lacks (never, as syncd reads). Rows of a table without a decoder
+            # (columns without names: no full metadata, no schema history) go to the library.
             table = event.get_table()
-            table._syncd_decoder = build_decoder(table)
+            named = all(column.name for column in event.columns)
+            table._syncd_decoder = build_decoder(table) if named else None
             table._syncd_wanted = self._wanted(table)
             attributes = {k: v for k, v in event.__dict__.items() if k not in _PER_EVENT}
             self._fast_tables[key] = (attributes, table)
-        return self._after_library(wrapper)
+        return result
 
     # -- rows ----------------------------------------------------------------------------------
 

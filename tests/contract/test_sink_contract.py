@@ -23,6 +23,7 @@ from syncd.config import Secret, TargetConfig
 from syncd.model import (
     REPAIR_AT,
     Checkpoint,
+    ColumnSchema,
     DeadLetter,
     Delete,
     KeyOutcome,
@@ -31,6 +32,7 @@ from syncd.model import (
     Position,
     RowOp,
     SoftDelete,
+    TableSchema,
     TargetTable,
     Upsert,
 )
@@ -211,3 +213,41 @@ def test_a_repair_is_settled_key_by_key_as_it_was_stored(case: Case) -> None:
     assert outcomes == {"id=1": Outcome.APPLIED, "id=2": Outcome.DEAD_LETTERED, "id=3": Outcome.SOURCE_GONE}
     assert case.rows() == {1: {"id": 1, "status": 1, "amount": Decimal(10)}}
     assert case.sink.next_repair(SOURCE) is None
+
+
+def test_schema_history_entries_are_stored_with_the_batch_and_read_back_in_binlog_order(case: Case) -> None:
+    """An entry is kept as it was stored (an unknown one as unknown); one already at its table and
+    position stays, unless it did not know the columns and the new one does."""
+    columns = (ColumnSchema("id", "int", "int(10) unsigned", False, precision=10, scale=0),
+               ColumnSchema("name", "varchar", "varchar(20)", True, 40, charset="gbk",
+                            collation="gbk_chinese_ci"),
+               ColumnSchema("tag", "enum", "enum('a','it''s')", labels=("a", "it's")))
+    later = TableSchema("orders", Position("bin.000002", 4), columns, ("id",), "pinned", "MINIMAL")
+    unknown = TableSchema("orders", Position("bin.000001", 300), None, (), "a later DDL", "NO_LOG")
+    gone = TableSchema("notes", Position("bin.000001", 300), (), (), "no such table", "")
+    case.sink.commit(Batch(schemas=[(SOURCE, later), (SOURCE, unknown), (SOURCE, gone)],
+                           checkpoint=checkpoint(300)))
+    assert case.sink.read_schema_history(SOURCE) == [gone, unknown, later]
+    assert case.sink.read_schema_history("app") == []
+    known = TableSchema("orders", Position("bin.000001", 300), columns, ("id",), "pinned", "MINIMAL")
+    again = TableSchema("orders", Position("bin.000002", 4), (), (), "other", "FULL")
+    case.sink.commit(Batch(schemas=[(SOURCE, known), (SOURCE, again)], checkpoint=checkpoint(400)))
+    assert case.sink.read_schema_history(SOURCE) == [gone, known, later]
+
+
+def test_the_state_schema_is_created_and_migrated_again_without_harm(postgres: PostgresServer,
+                                                                       target_db: str) -> None:
+    """Creating the state tables again, also over a state schema from before the schema history
+    (without its table), keeps what is stored and adds what is missing."""
+    target = TargetConfig(dsn=postgres.dsn(target_db), password=Secret())
+    conn = connect(target, "contract")
+    try:
+        create_state_schema(conn, "syncd")
+        conn.execute("DROP TABLE syncd.schema_history")
+        conn.execute("INSERT INTO syncd.paused_mappings VALUES ('m', 's', 'bin.000001', 4, 'x', 'y')")
+        create_state_schema(conn, "syncd")
+        create_state_schema(conn, "syncd")
+        assert conn.execute("SELECT count(*) FROM syncd.schema_history").fetchone() == (0,)
+        assert conn.execute("SELECT mapping FROM syncd.paused_mappings").fetchall() == [("m",)]
+    finally:
+        conn.close()

@@ -12,6 +12,7 @@ from syncd.config import Secret, SourceConfig
 from syncd.model import Position, RowChange, SourceTransaction
 from syncd.source import fastpath
 from syncd.source.binlog import BinlogReader
+from syncd.source.schema_history import SchemaHistory
 
 DECODERS = ("fast", "python", "library")
 """SYNCD_DECODER values: the C decoder, the generated Python, the library's own decoding."""
@@ -36,15 +37,18 @@ def position(server: MariaDBServer) -> Position:
 
 def decoded_changes(server: MariaDBServer, database: str, tables: set[str], start: Position, end: Position,
                     decoder: str, monkeypatch: pytest.MonkeyPatch,
-                    use: dict[str, tuple[bool, int]] | None = None) -> list[RowChange]:
-    """The row changes of `tables` committed between `start` and `end`, read with `decoder`;
-    `use` is filled with `decoder_use` of the reader."""
+                    use: dict[str, tuple[bool, int]] | None = None,
+                    history: SchemaHistory | None = None) -> list[RowChange]:
+    """The row changes of `tables` committed between `start` and `end`, read with `decoder` (and
+    `history`, for row events without full metadata); `use` is filled with `decoder_use` of the
+    reader. A transaction with rows the reader could not name fails the caller."""
     monkeypatch.setenv(fastpath.DECODER_ENV, decoder)
-    reader = BinlogReader(root_source(server, database, monkeypatch), start, tables)
+    reader = BinlogReader(root_source(server, database, monkeypatch), start, tables, history=history)
     changes: list[RowChange] = []
     try:
         for event in reader.events():
             if isinstance(event, SourceTransaction):
+                assert not event.doubts, event.doubts
                 changes.extend(event.changes)
             if reader.position() >= end:
                 break

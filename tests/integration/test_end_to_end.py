@@ -240,17 +240,17 @@ class TestResume:
 class TestStartupChecks:
     def test_wrong_server_setting_is_named_with_its_fix(self, scenario: Scenario,
                                                         mariadb: MariaDBServer) -> None:
-        """binlog_row_metadata=MINIMAL stops syncd with the variable's name and the fix."""
+        """binlog_row_image=MINIMAL stops syncd with the variable's name and the fix."""
         with mariadb.connect() as conn, conn.cursor() as cur:
-            cur.execute("SET GLOBAL binlog_row_metadata = 'MINIMAL'")
+            cur.execute("SET GLOBAL binlog_row_image = 'MINIMAL'")
         try:
             result = scenario.cli("validate", "--live")
         finally:
             with mariadb.connect() as conn, conn.cursor() as cur:
-                cur.execute("SET GLOBAL binlog_row_metadata = 'FULL'")
+                cur.execute("SET GLOBAL binlog_row_image = 'FULL'")
         assert result.returncode == 1
-        assert "binlog_row_metadata is MINIMAL, syncd needs FULL" in result.stdout
-        assert "SET GLOBAL binlog_row_metadata = 'FULL'" in result.stdout
+        assert "binlog_row_image is MINIMAL, syncd needs FULL" in result.stdout
+        assert "SET GLOBAL binlog_row_image = 'FULL'" in result.stdout
 
     def test_missing_target_column_names_the_mapping_file_and_line(self, scenario: Scenario) -> None:
         """A mapped column the target table lacks is reported at its file:line:col."""

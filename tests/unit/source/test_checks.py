@@ -37,7 +37,6 @@ class TestSettingsProblems:
     @pytest.mark.parametrize(("variable", "actual", "wanted"), [
         ("binlog_format", "MIXED", "ROW"),
         ("binlog_row_image", "MINIMAL", "FULL"),
-        ("binlog_row_metadata", "MINIMAL", "FULL"),
         ("log_bin_compress", "ON", "OFF"),
         ("binlog_alter_two_phase", "ON", "OFF"),
     ])
@@ -102,12 +101,16 @@ class TestSettingsProblems:
         assert settings_problems(mariadb(binlog_alter_two_phase=None, log_bin_compress=None)) == []
         assert settings_problems(mysql(binlog_row_value_options=None)) == []
 
-    def test_missing_row_metadata_names_the_version(self) -> None:
-        """Without binlog_row_metadata, the message names the server version and the minimum."""
-        info = ServerInfo("10.4.32-MariaDB", True, _vars(MARIADB_OK, {"binlog_row_metadata": None}))
-        (message,) = settings_problems(info)
-        assert message.startswith("binlog_row_metadata is not available on 10.4.32-MariaDB; ")
-        assert "MySQL >= 8.0.14 or MariaDB >= 10.5" in message
+    @pytest.mark.parametrize("level", ["MINIMAL", "NO_LOG", None])
+    def test_row_metadata_below_full_is_read_with_the_schema_history(self, level: str | None) -> None:
+        """binlog_row_metadata MINIMAL or NO_LOG, or a server without it (MariaDB 10.4, MySQL 5.7),
+        is no problem: the source runs on the schema history, and says so."""
+        for info in (mariadb(binlog_row_metadata=level), ServerInfo("5.7.44-log", False, _vars(
+                MYSQL_OK, {"binlog_row_metadata": level, "binlog_row_value_options": None}))):
+            assert settings_problems(info) == []
+            assert info.row_metadata == (level or "")
+            assert info.schema_history is not None and "schema history" in info.schema_history
+        assert mariadb().schema_history is None
 
     def test_binlog_off(self) -> None:
         """A server without a binary log is told to turn it on."""

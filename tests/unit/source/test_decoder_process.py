@@ -13,12 +13,14 @@ from hypothesis import strategies as st
 from syncd.errors import ContinuityLost, PositionLost, SourceUnavailable, StreamError
 from syncd.model import (
     BinlogFileId,
+    ColumnSchema,
     Heartbeat,
     Op,
     Position,
     RowChange,
     SchemaChange,
     SourceTransaction,
+    TableSchema,
     TransactionPart,
 )
 from syncd.source import decoder_process
@@ -30,6 +32,7 @@ from syncd.source.decoder_process import (
     decode_value,
     encode_value,
 )
+from syncd.source.schema_history import SchemaHistory
 
 VALUES = st.one_of(
     st.none(), st.booleans(), st.integers(min_value=-(2**64), max_value=2**64),
@@ -75,6 +78,21 @@ def test_every_event_kind_comes_back_equal() -> None:
     assert_crosses(events)
 
 
+def test_doubts_and_schema_history_entries_come_back_equal() -> None:
+    """What the reader could not name, and the entries it pinned at a DDL (rare: pickled)."""
+    position = Position("mysql-bin.000003", 4711)
+    when = datetime(2024, 5, 1, 4, 30, tzinfo=UTC)
+    columns = (ColumnSchema("id", "int", "int(10) unsigned", False, precision=10, scale=0),
+               ColumnSchema("tag", "enum", "enum('a','b')", labels=("a", "b")))
+    entries = (TableSchema("orders", position, columns, ("id",), "pinned", "MINIMAL"),
+               TableSchema("notes", position, None, (), "a later DDL", "NO_LOG"))
+    assert_crosses([
+        SourceTransaction("shop", [RowChange("notes", Op.INSERT, None, {"id": 1})], position, when,
+                          doubts=(("orders", "its table map does not fit"),)),
+        SchemaChange("shop", "db", "ALTER TABLE orders ADD x INT", position, when, schemas=entries),
+    ])
+
+
 def assert_crosses(events: list, encoder: EventEncoder | None = None) -> None:
     """Through one encoder/decoder pair, frame by frame as the pipe carries them."""
     encoder, decoder = encoder or EventEncoder(), EventDecoder()
@@ -113,6 +131,13 @@ def test_source_errors_travel_with_their_class_and_context() -> None:
         assert type(back) is type(error) and str(back) == str(error)
         assert back.retriable == error.retriable
     assert DecoderCrashed("shop", "x").retriable
+
+
+def test_the_schema_history_crosses_to_the_child() -> None:
+    history = SchemaHistory([TableSchema("orders", Position("b.000001", 4), None, (), "unknown")],
+                            recording=True, metadata="NO_LOG")
+    back = pickle.loads(pickle.dumps(history))
+    assert back.entries() == history.entries() and (back.recording, back.metadata) == (True, "NO_LOG")
 
 
 def test_the_resume_guard_crosses_to_the_child() -> None:

@@ -87,8 +87,8 @@ def test_the_start_up_checks_pass_on_mysql_84_and_9(version: str, monkeypatch: p
     with MySQLDouble(version=version) as server:
         info = checks.check_source(_source(server, monkeypatch, "verify-full"))
         assert (info.version, info.is_mariadb) == (version, False)
-        server.set_global("binlog_row_metadata", "MINIMAL")
-        with pytest.raises(SourceSettingsError, match="binlog_row_metadata is MINIMAL"):
+        server.set_global("binlog_row_image", "MINIMAL")
+        with pytest.raises(SourceSettingsError, match="binlog_row_image is MINIMAL"):
             checks.check_source(_source(server, monkeypatch, "disable"))
         sent = [sql for _, sql in server.queries]
         assert "SHOW BINARY LOG STATUS" in sent
