@@ -588,8 +588,8 @@ class Watcher(threading.Thread):
         while not self.stop.is_set():
             try:
                 counts = self.scenario.target(HALF_MERGED)[0]
-            except psycopg.errors.UndefinedTable:  # before syncd created its state schema
-                continue
+            except (psycopg.errors.InvalidSchemaName, psycopg.errors.UndefinedTable):
+                continue  # before syncd created its state schema and tables
             self.checks += 1
             if any(counts):
                 self.bad.append(counts)

@@ -70,6 +70,7 @@ FORWARDED_SESSION_VARIABLES = {
     "character_set_client", "character_set_connection", "character_set_results",
     "collation_connection", "foreign_key_checks", "unique_checks", "net_read_timeout",
     "net_write_timeout", "wait_timeout", "interactive_timeout", "max_allowed_packet",
+    "group_concat_max_len",
 }
 
 
