@@ -87,7 +87,7 @@ from syncd.source.values import (
     binlog_converter,
     json_document,
     needs_definition,
-    time2_from_binary,
+    read_time2_exact,
     time_from_binary,
     unreadable,
 )
@@ -97,12 +97,7 @@ from syncd.source.values import (
 binlogstream.MYSQL_EXPECTED_ERROR_CODES.clear()
 
 
-def _read_time2_exact(event: RowsEvent, column: Any) -> Any:
-    """The library decodes negative TIME values with fractions wrongly; read them exactly."""
-    return time2_from_binary(event.packet.read(3 + (column.fsp + 1) // 2), column.fsp)
-
-
-RowsEvent._RowsEvent__read_time2 = _read_time2_exact  # type: ignore[attr-defined]
+RowsEvent._RowsEvent__read_time2 = read_time2_exact  # type: ignore[attr-defined]
 
 
 def _read_time_exact(event: RowsEvent) -> Any:
