@@ -73,8 +73,7 @@ from syncd.model import (
     Undecodable,
 )
 from syncd.source import charsets, fastpath, table_maps
-from syncd.source.checks import connect
-from syncd.source.connection import SourceConnection, TlsFailure, auth_error, tls_error
+from syncd.source.connection import SourceConnection, TlsFailure, auth_error, connect, tls_error
 from syncd.source.continuity import ResumeGuard
 from syncd.source.definitions import ColumnDefinition, Definitions, LiveDefinitions
 from syncd.source.gtid import GtidState
