@@ -337,14 +337,9 @@ class DecoderProcess:
             child.stdin.flush()
             decoder = EventDecoder()
             while (frame := _read_frame(child.stdout)) is not None:
-                kind, payload = marshal.loads(frame)
-                if kind == "events":
-                    events = [event for part in payload for event in marshal.loads(part)]
-                    yield Run(decoder.decode_all(events), len(frame))
-                elif kind == "error":
-                    raise pickle.loads(payload)
-                else:
-                    raise DecoderCrashed(self.source.name, f"binlog decoder failed: {payload}")
+                run = self._run(decoder, frame)
+                del frame  # not held while the run waits in the read-ahead
+                yield run
             if self._child is child:  # not closed by us: the child died
                 raise DecoderCrashed(self.source.name, f"binlog decoder exited (status {child.wait()})")
         finally:
@@ -352,6 +347,16 @@ class DecoderProcess:
             for stream in (child.stdin, child.stdout):
                 with contextlib.suppress(OSError):
                     stream.close()
+
+    def _run(self, decoder: EventDecoder, frame: bytes) -> Run:
+        """The events of a frame (its encoded forms gone when this returns), or its error raised."""
+        kind, payload = marshal.loads(frame)
+        if kind == "events":
+            return Run(decoder.decode_all([event for part in payload for event in marshal.loads(part)]),
+                       len(frame))
+        if kind == "error":
+            raise pickle.loads(payload)
+        raise DecoderCrashed(self.source.name, f"binlog decoder failed: {payload}")
 
     def close(self) -> None:
         """Stops the child; a read blocked on its pipe then ends (callable from any thread)."""
