@@ -3,11 +3,12 @@
 A drain maps every row of a backlog through the same few columns, so two things repeat:
 
 * text and whole numbers that come again (statuses, amounts as text, flags, enum labels) go
-  through the same transforms and value maps: `memoized` keeps each distinct input's result;
+  through the same transforms and value maps: `memoized` keeps each distinct input's result
+  (in a column whose values do come again);
 * naive DATETIME values are read in the source time zone, and in a zone with clock changes each
   must be checked to exist: `localizer` checks a wall-clock hour once and remembers it.
 
-Both give exactly what the per-value computation gives (tests/unit/mapping/test_plan.py).
+Both give exactly what the per-value computation gives (tests/unit/mapping/test_columnvalues.py).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from syncd.errors import TransformError
 
 _combine = datetime.combine
 
-MEMO_SIZE = 1024
+MEMO_SIZE = 256
 """Distinct source values whose mapped value a column keeps (statuses, amounts, flags repeat)."""
 
 _MEMO_INPUTS = (str, int)
@@ -33,21 +34,31 @@ _MEMO_RESULTS = frozenset((str, int, bool, float, Decimal, bytes, type(None), da
 
 def memoized(change: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """`change`, its results kept per distinct text or whole-number input (every transform and
-    value map is a pure function of its value). The first `MEMO_SIZE` distinct inputs are kept,
-    then no more: a column of unique values pays one dictionary miss per row. Errors are not
-    kept (the next row with that value raises again)."""
+    value map is a pure function of its value). The first `MEMO_SIZE` distinct inputs are kept;
+    a column whose kept inputs came back fewer times than there are of them by then (phones,
+    e-mails, ids) lets them go and keeps none from there on, so it holds no memory for nothing
+    and pays nothing more per row. Errors are not kept (the next row with that value raises
+    again)."""
     kept: dict[Any, Any] = {}
     missing = object()
+    hits = 0
+    keeping = True
 
     def run(value: Any) -> Any:
-        if value.__class__ not in _MEMO_INPUTS:
+        nonlocal hits, keeping
+        if not keeping or value.__class__ not in _MEMO_INPUTS:
             return change(value)
         found = kept.get(value, missing)
         if found is not missing:
+            hits += 1
             return found
         found = change(value)
-        if len(kept) < MEMO_SIZE and found.__class__ in _MEMO_RESULTS:
-            kept[value] = found
+        if found.__class__ in _MEMO_RESULTS:
+            if len(kept) < MEMO_SIZE:
+                kept[value] = found
+            elif hits < len(kept):
+                kept.clear()
+                keeping = False
         return found
 
     return run

@@ -77,10 +77,19 @@ class TestMemoizedColumns:
         assert run("ok") is not run("ok")
         assert calls == ["bad", "bad", "ok", "ok"]
 
-    def test_a_column_keeps_at_most_memo_size_inputs(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_a_column_of_seldom_repeated_values_stops_keeping(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Full, with fewer repeats than kept values: the kept values go, none are kept again."""
         monkeypatch.setattr(columnvalues, "MEMO_SIZE", 3)
         calls: list[Any] = []
         run = columnvalues.memoized(lambda value: calls.append(value) or value.upper())
         for value in ("a", "b", "c", "d", "d", "a"):
-            run(value)
-        assert calls == ["a", "b", "c", "d", "d"]
+            assert run(value) == value.upper()
+        assert calls == ["a", "b", "c", "d", "d", "a"]
+
+    def test_a_full_column_of_repeated_values_goes_on_keeping(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(columnvalues, "MEMO_SIZE", 2)
+        calls: list[Any] = []
+        run = columnvalues.memoized(lambda value: calls.append(value) or value.upper())
+        for value in ("a", "b", "a", "a", "b", "c", "a", "c"):
+            assert run(value) == value.upper()
+        assert calls == ["a", "b", "c", "c"]
