@@ -244,8 +244,8 @@ class Bench:
         began = time.monotonic()
         running = [self.syncd("run", config, f"drain-{label}-{i}.log", decoder)
                    for i, config in enumerate(configs)]
-        profilers = [self._profiler(p.pid, f"drain-{label}-{i}") for i, (p, _) in enumerate(running)] \
-            if self.profile else []
+        profilers = [runner.profiler(self.profile, p.pid, f"drain-{label}-{i}")
+                     for i, (p, _) in enumerate(running)]
         first_move = None
         while True:
             seen = measure.checkpoints(dsn, STATE)
@@ -263,7 +263,8 @@ class Bench:
             if self.profile else {}
         per_process = [self.stop(p, watch) for p, watch in running]
         for profiler in profilers:
-            profiler.wait(timeout=60)
+            if profiler is not None:
+                profiler.wait(timeout=60)
         resources = per_process[0] if len(per_process) == 1 else {
             "peak_rss_mb": max(r["peak_rss_mb"] for r in per_process),
             "peak_rss_mb_sum": round(sum(r["peak_rss_mb"] for r in per_process), 1),
@@ -299,19 +300,6 @@ class Bench:
                 label = f"{names.get(task.name, '?')} ({task.name})"
                 out[label] = round((int(fields[11]) + int(fields[12])) / measure.TICKS, 2)
         return dict(sorted(out.items(), key=lambda item: -item[1]))
-
-    def _profiler(self, pid: int, name: str) -> subprocess.Popen[bytes]:
-        """py-spy sampling `pid` and its decoder processes while a thread holds the GIL (collapsed
-        stacks per process and thread: where Python CPU goes) until it exits."""
-        assert self.profile is not None
-        self.profile.mkdir(parents=True, exist_ok=True)
-        spy = shutil.which("py-spy", path=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
-        if spy is None:
-            raise RuntimeError("--profile needs py-spy: .venv/bin/pip install py-spy")
-        return subprocess.Popen([spy, "record", "--pid", str(pid), "--subprocesses", "--format", "raw",
-                                 "--threads", "--gil", "--nonblocking", "--rate", "200",
-                                 "-o", str(self.profile / f"{name}.txt")],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def probe(self, dsn: str, process: subprocess.Popen[bytes]) -> None:
         """Waits until syncd streams: one small change per source must reach the target."""
@@ -554,7 +542,8 @@ def main() -> int:
         if "shop" in chosen:
             with ExitStack() as stack:
                 stack.callback(measure.close_pollers)
-                shop_bench = shopbench.ShopBench(shop_sizes, tmp, stack, installed, password)
+                shop_bench = shopbench.ShopBench(shop_sizes, tmp, stack, installed, password,
+                                                 profile=args.profile)
                 results["workloads"]["shop"] = shopbench.run(
                     shop_bench, lambda name, action: _phase(results, name, action))
     finally:

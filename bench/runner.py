@@ -139,6 +139,21 @@ def kill(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
+def profiler(directory: Path | None, pid: int, name: str) -> subprocess.Popen[bytes] | None:
+    """py-spy sampling `pid` and its decoder processes while a thread holds the GIL (collapsed
+    stacks per process and thread: where Python CPU goes) until it exits; None without `directory`."""
+    if directory is None:
+        return None
+    directory.mkdir(parents=True, exist_ok=True)
+    spy = shutil.which("py-spy", path=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
+    if spy is None:
+        raise RuntimeError("--profile needs py-spy: .venv/bin/pip install py-spy")
+    return subprocess.Popen([spy, "record", "--pid", str(pid), "--subprocesses", "--format", "raw",
+                             "--threads", "--gil", "--nonblocking", "--rate", "200",
+                             "-o", str(directory / f"{name}.txt")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def tail(path: Path, lines: int = 12) -> list[str]:
     """The last lines of a log, for the results when a command failed."""
     return path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:] if path.exists() else []

@@ -50,8 +50,10 @@ RELADIFF_LEFT_OUT = {
 
 class ShopBench:
     def __init__(self, sizes: shop.ShopSizes, tmp: Path, stack: ExitStack,
-                 installed: dict[str, peers.Installed], password: str) -> None:
+                 installed: dict[str, peers.Installed], password: str, *,
+                 profile: Path | None = None) -> None:
         self.sizes, self.stack, self.installed, self.password = sizes, stack, installed, password
+        self.profile = profile
         self.work = tmp / "shop"
         self.work.mkdir()
         self.mysql: MariaDBServer
@@ -221,9 +223,12 @@ class ShopBench:
         at_start = measure.checkpoints(dsn, STATE)[shop.SOURCE][0]
         began = time.monotonic()
         process, watch = self.syncd("run", config, f"drain-{style}.log")
+        spy = runner.profiler(self.profile, process.pid, f"shop-drain-{style}")
         measure.wait_for_checkpoints(dsn, STATE, {shop.SOURCE: end}, timeout=3600, process=process, poll=0.02)
         seconds = time.monotonic() - began
         resources = runner.stop(process, watch)
+        if spy is not None:
+            spy.wait(timeout=60)
         return {"changes": changes, "seconds": round(seconds, 2), "changes_per_s": round(changes / seconds),
                 "checkpoint_at_start": str(at_start), "checkpoint_was_backlog_start": at_start == start,
                 "dead_letters": _dead_letters(dsn), **resources}

@@ -116,6 +116,9 @@ class SourceConfig:
 class BatchConfig:
     max_rows: int = 5000
     max_delay_s: float = 0.2
+    max_bytes: int = 16 << 20
+    """A batch also closes once its events came in this many bytes (`batch.max_mb`): rows of
+    large TEXT and BLOB values reach it before `max_rows`."""
 
 
 @dataclass(frozen=True)
@@ -479,12 +482,14 @@ def _mapping_paths(data: object, top: YamlMap, base: Path, check: Checker) -> li
 
 
 def _batch(top: YamlMap, check: Checker) -> BatchConfig:
-    node = _section(top, "batch", {"max_rows", "max_delay_ms"}, check)
+    node = _section(top, "batch", {"max_rows", "max_delay_ms", "max_mb"}, check)
     if node is None:
         return BatchConfig()
     max_rows = check.integer(node, "max_rows", "batch", 5000, low=1, high=1_000_000) or 5000
     delay_ms = check.integer(node, "max_delay_ms", "batch", 200, low=0, high=60_000)
-    return BatchConfig(max_rows=max_rows, max_delay_s=(delay_ms if delay_ms is not None else 200) / 1000)
+    max_mb = check.integer(node, "max_mb", "batch", 16, low=1, high=4096) or 16
+    return BatchConfig(max_rows=max_rows, max_delay_s=(delay_ms if delay_ms is not None else 200) / 1000,
+                       max_bytes=max_mb << 20)
 
 
 def _log(top: YamlMap, check: Checker) -> LogConfig:

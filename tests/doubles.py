@@ -88,6 +88,8 @@ class ListStream:
         self.events = list(events)
         self.stop = stop
         self.closed = False
+        self.handed_bytes = 0
+        self.event_bytes = 0
 
     def get(self, timeout: float) -> SourceEvent | BaseException:
         while self.events:
@@ -95,6 +97,7 @@ class ListStream:
             if item is STOP:
                 self.stop.set()
                 raise queue.Empty
+            self.handed_bytes += self.event_bytes
             return item  # type: ignore[return-value]
         self.stop.set()
         raise queue.Empty
@@ -153,6 +156,8 @@ class ListSource:
     """What `pin_schemas` pins of each table (missing: the table does not exist)."""
     histories: list[SchemaHistory | None] = field(default_factory=list)
     """The schema history each stream was given."""
+    event_bytes: int = 0
+    """Bytes each event counts as having come in (a decoder process's frames)."""
 
     def stream(self, start: Position, tables: set[str], gtid: GtidState,
                guard: ResumeGuard | None, history: SchemaHistory | None = None) -> ListStream:
@@ -160,6 +165,7 @@ class ListSource:
         self.histories.append(history)
         events = [e for e in self.events if _after(e, start)]
         stream = ListStream(events, self.stop)
+        stream.event_bytes = self.event_bytes
         self.streams.append(stream)
         return stream
 

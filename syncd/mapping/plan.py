@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
+from datetime import datetime
 from typing import Any
 
-from syncd.config import fixed_offset
 from syncd.errors import MissingSourceColumn, TransformArgsError, TransformError
 from syncd.identity.keys import KeyHasher, record_id
 from syncd.mapping import transforms
+from syncd.mapping.columnvalues import localizer, memoized
 from syncd.mapping.filters import RowTest, build_filter
 from syncd.mapping.identity import compile_space
 from syncd.mapping.spec import NO_VALUE, ColumnSpec, LookupSpec, MappingSpec, TransformStep
@@ -37,7 +37,6 @@ from syncd.model import (
 )
 
 Compute = Callable[[Row], Any]
-_combine = datetime.combine
 
 
 @dataclass(frozen=True)
@@ -233,7 +232,7 @@ def _column_plan(spec: ColumnSpec, ctx: transforms.TransformContext, aware: bool
     if spec.is_constant or len(spec.sources) != 1 or spec.transforms or spec.value_map is not None:
         return ColumnPlan(spec.target, compute)
     # A copy, perhaps read in the source time zone: the generated row function does it inline.
-    then = _localizer(ctx.source_timezone) if aware else None
+    then = localizer(ctx.source_timezone) if aware else None
     return ColumnPlan(spec.target, compute, spec.sources[0], then)
 
 
@@ -245,24 +244,36 @@ def _compile_column(spec: ColumnSpec, ctx: transforms.TransformContext, aware: b
     steps = [_built(step, spec, ctx) for step in spec.transforms]
     convert = transforms.chain(steps) if steps else None
     lookup = value_lookup(spec) if spec.value_map is not None else None
-    localize = _localizer(ctx.source_timezone) if aware else None
+    localize = localizer(ctx.source_timezone) if aware else None
     if convert is None and lookup is None and localize is None:
         return read  # a plain copy: one call per value on the hot path, not two
+    change = memoized(_converter(convert, lookup, spec.target)) if convert or lookup else None
 
     def compute(row: Row) -> Any:
         value = read(row)
-        if convert is not None:
-            try:
-                value = convert(value)
-            except TransformError as exc:
-                raise TransformError(exc.reason, spec.target) from exc
-        if lookup is not None:
-            value = lookup(value)
+        if change is not None:
+            value = change(value)
         if localize is not None:
             value = localize(value)
         return value
 
     return compute
+
+
+def _converter(convert: transforms.Transform | None, lookup: Callable[[Any], Any] | None,
+               target: str) -> Callable[[Any], Any]:
+    """A column's transforms, then its value map; an error names the target column."""
+    def run(value: Any) -> Any:
+        if convert is not None:
+            try:
+                value = convert(value)
+            except TransformError as exc:
+                raise TransformError(exc.reason, target) from exc
+        if lookup is not None:
+            value = lookup(value)
+        return value
+
+    return run
 
 
 def _built(step: TransformStep, spec: ColumnSpec, ctx: transforms.TransformContext) -> transforms.Transform:
@@ -330,29 +341,6 @@ def lookup_table(spec: ColumnSpec) -> dict[Any, Any]:
         if key is not None and not isinstance(key, bool):
             table.setdefault(str(key), value)
     return table
-
-
-def _localizer(tz: tzinfo) -> Callable[[Any], Any]:
-    """A naive datetime read in the source time zone; any other value as it is."""
-    if fixed_offset(tz) is not None:  # no daylight-saving gaps: every wall time exists (the common, hot case)
-        def fixed(value: Any) -> Any:
-            if isinstance(value, datetime) and value.tzinfo is None:
-                # what `value.replace(tzinfo=tz)` gives (fold too) in a sixth of the time
-                return _combine(value, value.time(), tz)
-            return value
-
-        return fixed
-
-    def localize(value: Any) -> Any:
-        if not isinstance(value, datetime) or value.tzinfo is not None:
-            return value
-        aware = value.replace(tzinfo=tz)
-        if aware.astimezone(UTC).astimezone(tz).replace(tzinfo=None) != value:
-            raise TransformError(f"{value} does not exist in the source time zone {tz} "
-                                 "(skipped by a daylight-saving change)")
-        return aware
-
-    return localize
 
 
 def _short(value: Any) -> str:

@@ -724,12 +724,18 @@ def _no_constant(word: str) -> Any:
     raise ValueError(f"{word} is not valid JSON")
 
 
+_JSON = json.JSONDecoder(parse_float=Decimal, parse_constant=_no_constant)
+"""What `json.loads(text, parse_float=Decimal, parse_constant=_no_constant)` builds per call."""
+
+
 def _load_json(value: Any) -> Any:
     if isinstance(value, dict | list):
         return value
     if not isinstance(value, str | bytes | bytearray):
         raise _fail("json_get", f"expected JSON text, got {type(value).__name__}", value)
     try:
+        if isinstance(value, str) and not value.startswith("\ufeff"):  # json.loads refuses a BOM
+            return _JSON.decode(value)
         return json.loads(value, parse_float=Decimal, parse_constant=_no_constant)
     except (ValueError, RecursionError):
         raise _fail("json_get", "invalid JSON", value) from None

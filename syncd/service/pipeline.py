@@ -191,6 +191,7 @@ class Pipeline:
     def _apply_from(self, events: EventStream) -> None:
         batch = Batch()
         started = 0.0
+        at_bytes = events.handed_bytes  # bytes of the events taken before this batch
         while not self.stop.is_set():
             # A batch with whole transactions waits only a moment for more: under a backlog the
             # next event comes within microseconds (the batch grows), on a quiet source it doesn't.
@@ -206,14 +207,17 @@ class Pipeline:
                 self._flush(batch)
                 batch = Batch()
                 self._apply_long(item, events)
+                at_bytes = events.handed_bytes
                 continue
             if item is not None:
                 if batch.checkpoint is None and not len(batch):  # cheap test first: once per transaction
                     started = time.monotonic()
                 self._take(batch, item)
-            if batch.checkpoint is not None and (item is None or self._due(batch, started)):
+            if batch.checkpoint is not None and (item is None or self._due(batch, started,
+                                                                           events.handed_bytes - at_bytes)):
                 self._flush(batch)
                 batch = Batch()
+                at_bytes = events.handed_bytes
             if batch.checkpoint is None and not len(batch):
                 self.window.serve(self.position, self._commit)  # between batches: idle or loaded
         self._flush(batch)
@@ -259,8 +263,9 @@ class Pipeline:
             return item
         raise _Abandoned
 
-    def _due(self, batch: Batch, started: float) -> bool:
-        return (len(batch) >= self.batch_config.max_rows
+    def _due(self, batch: Batch, started: float, taken_bytes: int) -> bool:
+        """Whether the batch is full (rows or the bytes its events came in) or old enough."""
+        return (len(batch) >= self.batch_config.max_rows or taken_bytes >= self.batch_config.max_bytes
                 or time.monotonic() - started >= self.batch_config.max_delay_s)
 
     def _take(self, batch: Batch, event: SourceEvent) -> None:

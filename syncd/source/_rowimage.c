@@ -7,6 +7,9 @@
  * a short buffer, text that does not decode. The caller then decodes that event in Python, so
  * every unusual case keeps the Python path's behaviour, errors included.
  *
+ * TIME is decoded as syncd's exact TIME reader (syncd/source/values.py) decodes it; fastpath.py
+ * plans TIME columns here only while that reader is the library's.
+ *
  * Text is decoded only in the charsets whose decoding here is exactly the source server's
  * (syncd/source/charsets.py): with a Python codec that agrees with the server (utf8mb4,
  * utf16, gbk, ...), the same refusing characters past U+FFFF (utf8mb3, ucs2), or a table of
@@ -18,18 +21,23 @@
 #include <datetime.h>
 #include <string.h>
 
-enum kind { K_INT = 1, K_INT24, K_YEAR, K_FLOAT, K_DOUBLE, K_ENUM, K_STR, K_DECIMAL, K_DATETIME2, K_DATE };
+enum kind {
+    K_INT = 1, K_INT24, K_YEAR, K_FLOAT, K_DOUBLE, K_ENUM, K_STR, K_DECIMAL, K_DATETIME2, K_DATE,
+    K_TIMESTAMP2, K_TIME2, K_BIT, K_SET
+};
 
 /* How a K_STR column's text decodes (fastpath.py's _CODEC, _CODEC_BMP, _TABLE). */
 enum text { T_CODEC = 0, T_CODEC_BMP, T_TABLE };
 
 typedef struct {
     int kind;
-    int a;           /* K_INT, K_ENUM: width; K_STR: length bytes; K_DECIMAL: precision; K_DATETIME2: fsp */
+    int a;           /* K_INT, K_ENUM, K_SET: width; K_STR: length bytes; K_DECIMAL: precision;
+                        K_DATETIME2, K_TIMESTAMP2, K_TIME2: fsp; K_BIT: bits */
     int b;           /* K_INT, K_INT24: signed; K_DECIMAL: scale; K_STR: how text decodes (enum text) */
     int width;       /* bytes of a fixed-width value (0: variable) */
     PyObject *name;  /* column name */
-    PyObject *obj;   /* K_ENUM: labels; K_STR: codec or table (NULL: binary); K_DATE, K_DATETIME2: reason */
+    PyObject *obj;   /* K_ENUM: labels; K_SET: members; K_STR: codec or table (NULL: binary) */
+    PyObject *reason; /* none_sources reason of a None that is not NULL (K_DATE, K_DATETIME2, K_SET) */
     const char *encoding;
 } Column;
 
@@ -137,6 +145,115 @@ static PyObject *read_date(const unsigned char *p) {
     return PyDate_FromDate(year, month, day);
 }
 
+/* The date of a day count since 1970-01-01 (proleptic Gregorian; days may be negative). */
+static void civil_from_days(long long days, int *year, int *month, int *day) {
+    days += 719468;
+    long long era = (days >= 0 ? days : days - 146096) / 146097;
+    long long doe = days - era * 146097;
+    long long yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    long long doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    long long mp = (5 * doy + 2) / 153;
+    *day = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *month = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *year = (int)(yoe + era * 400 + (*month <= 2));
+}
+
+/* Microseconds of an fsp fraction, read big-endian signed (odd fsp: truncated to fsp digits). */
+static long long read_fraction(const unsigned char *p, int fsp) {
+    int size = (fsp + 1) / 2;
+    if (!size)
+        return 0;
+    long long stored = read_be_signed(p, size);
+    return (fsp % 2 ? stored / 10 : stored) * POW10[6 - fsp];
+}
+
+/* TIMESTAMP(fsp): 4 bytes big-endian signed seconds since the epoch, naive UTC (as
+ * utcfromtimestamp); a fraction below zero is left out, one past a second goes to Python. */
+static PyObject *read_timestamp2(const unsigned char *p, const Column *c, int *odd) {
+    long long seconds = read_be_signed(p, 4);
+    long long micro = read_fraction(p + 4, c->a);
+    if (micro >= 1000000) {
+        *odd = 1;
+        return NULL;
+    }
+    long long days = (seconds >= 0 ? seconds : seconds - 86399) / 86400;
+    long long rest = seconds - days * 86400;
+    int year, month, day;
+    civil_from_days(days, &year, &month, &day);
+    return PyDateTime_FromDateAndTime(year, month, day, (int)(rest / 3600), (int)(rest / 60 % 60),
+                                      (int)(rest % 60), micro > 0 ? (int)micro : 0);
+}
+
+/* TIME(fsp): the integer part and the fraction as one big-endian number with an offset, a
+ * negative value borrowing from the integer part (values.py's time2_from_binary). */
+static PyObject *read_time2(const unsigned char *p, const Column *c) {
+    int size = (c->a + 1) / 2;
+    long long whole = ((long long)p[0] << 16 | p[1] << 8 | p[2]) - 0x800000;
+    long long packed;
+    if (size == 0) {
+        packed = whole * (1LL << 24);
+    } else if (size == 3) {
+        unsigned long long all = 0;
+        for (int i = 0; i < 6; i++)
+            all = (all << 8) | p[i];
+        packed = (long long)all - 0x800000000000LL;
+    } else {
+        long long fraction = 0;
+        for (int i = 0; i < size; i++)
+            fraction = (fraction << 8) | p[3 + i];
+        if (whole < 0 && fraction) {
+            whole += 1;
+            fraction -= 1LL << (8 * size);
+        }
+        packed = whole * (1LL << 24) + fraction * (size == 1 ? 10000 : 100);
+    }
+    int negative = packed < 0;
+    if (negative)
+        packed = -packed;
+    long long hms = packed >> 24, micros = packed & 0xFFFFFF;
+    long long total = ((((hms >> 12) & 0x3FF) * 60 + ((hms >> 6) & 0x3F)) * 60 + (hms & 0x3F)) * 1000000LL
+        + micros;
+    if (negative)
+        total = -total;
+    long long day = 86400000000LL;
+    long long days = (total >= 0 ? total : total - day + 1) / day;
+    long long rest = total - days * day;
+    return PyDelta_FromDSU((int)days, (int)(rest / 1000000), (int)(rest % 1000000));
+}
+
+/* BIT(bits): big-endian; the text of its `bits` low bits, as '0' and '1'. */
+static PyObject *read_bit(const unsigned char *p, const Column *c) {
+    char text[64];
+    unsigned long long raw = 0;
+    for (int i = 0; i < c->width; i++)
+        raw = (raw << 8) | p[i];
+    for (int i = 0; i < c->a; i++)
+        text[c->a - 1 - i] = (char)('0' + (raw >> i & 1));
+    return PyUnicode_FromStringAndSize(text, c->a);
+}
+
+/* SET: a little-endian bit mask over the members; no member set reads None. */
+static PyObject *read_set(const unsigned char *p, const Column *c) {
+    unsigned long long mask = read_le(p, c->width);
+    Py_ssize_t count = PyList_GET_SIZE(c->obj);
+    if (count > 64)
+        count = 64;
+    PyObject *chosen = NULL;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (!(mask >> i & 1))
+            continue;
+        if (chosen == NULL && (chosen = PySet_New(NULL)) == NULL)
+            return NULL;
+        if (PySet_Add(chosen, PyList_GET_ITEM(c->obj, i)) < 0) {
+            Py_DECREF(chosen);
+            return NULL;
+        }
+    }
+    if (chosen == NULL)
+        Py_RETURN_NONE;
+    return chosen;
+}
+
 static PyObject *read_int(const unsigned char *p, const Column *c) {
     unsigned long long raw = read_le(p, c->width);
     if (!c->b)
@@ -207,6 +324,20 @@ static PyObject *read_value(Decoder *self, const Column *c, const unsigned char 
         if (value == NULL) { PyErr_Clear(); *odd = 1; }
         return value;
     }
+    case K_TIMESTAMP2: {
+        PyObject *value = read_timestamp2(p, c, odd);
+        if (value == NULL && !*odd) { PyErr_Clear(); *odd = 1; }
+        return value;
+    }
+    case K_TIME2: {
+        PyObject *value = read_time2(p, c);
+        if (value == NULL) { PyErr_Clear(); *odd = 1; }
+        return value;
+    }
+    case K_BIT:
+        return read_bit(p, c);
+    case K_SET:
+        return read_set(p, c);
     }
     *odd = 1;
     return NULL;
@@ -235,8 +366,8 @@ static int read_image(Decoder *self, const unsigned char *data, Py_ssize_t end, 
             value = read_value(self, c, data, end, pos, odd);
             if (value == NULL)
                 goto fail;
-            if (value == Py_None && c->obj != NULL && (c->kind == K_DATE || c->kind == K_DATETIME2)
-                && PyDict_SetItem(*sources, c->name, c->obj) < 0) {
+            if (value == Py_None && c->reason != NULL
+                && PyDict_SetItem(*sources, c->name, c->reason) < 0) {
                 Py_DECREF(value);
                 goto fail;
             }
@@ -310,11 +441,12 @@ static PyObject *Decoder_rows(Decoder *self, PyObject *args) {
 }
 
 static int column_from(Column *c, PyObject *spec) {
-    PyObject *name, *obj;
-    if (!PyArg_ParseTuple(spec, "UiiiO", &name, &c->kind, &c->a, &c->b, &obj))
+    PyObject *name, *obj, *reason;
+    if (!PyArg_ParseTuple(spec, "UiiiOO", &name, &c->kind, &c->a, &c->b, &obj, &reason))
         return -1;
     c->name = Py_NewRef(name);
     c->obj = obj == Py_None ? NULL : Py_NewRef(obj);
+    c->reason = reason == Py_None ? NULL : Py_NewRef(reason);
     c->encoding = NULL;
     switch (c->kind) {
     case K_INT: case K_ENUM: c->width = c->a; break;
@@ -325,6 +457,10 @@ static int column_from(Column *c, PyObject *spec) {
     case K_DECIMAL: c->width = decimal_width(c->a, c->b); break;
     case K_DATETIME2: c->width = 5 + (c->a + 1) / 2; break;
     case K_DATE: c->width = 3; break;
+    case K_TIMESTAMP2: c->width = 4 + (c->a + 1) / 2; break;
+    case K_TIME2: c->width = 3 + (c->a + 1) / 2; break;
+    case K_BIT: c->width = (c->a + 7) / 8; break;
+    case K_SET: c->width = c->a; break;
     case K_STR:
         c->width = 0;
         if (c->obj != NULL && c->b != T_TABLE && (c->encoding = PyUnicode_AsUTF8(c->obj)) == NULL)
@@ -340,7 +476,9 @@ static int column_from(Column *c, PyObject *spec) {
         || (c->kind == K_STR && c->b == T_TABLE && (c->obj == NULL || !PyUnicode_Check(c->obj)
                                                     || PyUnicode_GET_LENGTH(c->obj) != 256))
         || (c->kind == K_DECIMAL && (c->b < 0 || c->a < c->b || c->a > 65 || c->b > 30))
-        || (c->kind == K_DATETIME2 && (c->a < 0 || c->a > 6));
+        || ((c->kind == K_DATETIME2 || c->kind == K_TIMESTAMP2 || c->kind == K_TIME2) && (c->a < 0 || c->a > 6))
+        || (c->kind == K_BIT && (c->a < 1 || c->a > 64))
+        || (c->kind == K_SET && (c->a < 1 || c->a > 8 || c->obj == NULL || !PyList_Check(c->obj)));
     if (bad) {
         PyErr_Format(PyExc_ValueError, "column %R: unsupported parameters", c->name);
         return -1;
@@ -352,6 +490,7 @@ static void Decoder_dealloc(Decoder *self) {
     for (Py_ssize_t i = 0; self->columns != NULL && i < self->count; i++) {
         Py_XDECREF(self->columns[i].name);
         Py_XDECREF(self->columns[i].obj);
+        Py_XDECREF(self->columns[i].reason);
     }
     PyMem_Free(self->columns);
     Py_XDECREF(self->null_reason);

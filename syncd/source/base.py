@@ -21,6 +21,10 @@ from syncd.source.schema_history import SchemaHistory
 class EventStream(Protocol):
     """A source's events in binlog order, read ahead of the applying thread."""
 
+    handed_bytes: int
+    """Bytes the events handed over so far came in, as far as the stream knows them (a decoder
+    process's frames; an in-process reader's events count 0)."""
+
     def get(self, timeout: float) -> SourceEvent | BaseException:
         """The next event, or the error that ended the stream; raises queue.Empty after
         `timeout` seconds without one."""

@@ -73,8 +73,7 @@ from syncd.model import (
     Undecodable,
 )
 from syncd.source import charsets, fastpath, table_maps
-from syncd.source.checks import connect
-from syncd.source.connection import SourceConnection, TlsFailure, auth_error, tls_error
+from syncd.source.connection import SourceConnection, TlsFailure, auth_error, connect, tls_error
 from syncd.source.continuity import ResumeGuard
 from syncd.source.definitions import ColumnDefinition, Definitions, LiveDefinitions
 from syncd.source.gtid import GtidState
@@ -87,7 +86,7 @@ from syncd.source.values import (
     binlog_converter,
     json_document,
     needs_definition,
-    time2_from_binary,
+    read_time2_exact,
     time_from_binary,
     unreadable,
 )
@@ -97,12 +96,7 @@ from syncd.source.values import (
 binlogstream.MYSQL_EXPECTED_ERROR_CODES.clear()
 
 
-def _read_time2_exact(event: RowsEvent, column: Any) -> Any:
-    """The library decodes negative TIME values with fractions wrongly; read them exactly."""
-    return time2_from_binary(event.packet.read(3 + (column.fsp + 1) // 2), column.fsp)
-
-
-RowsEvent._RowsEvent__read_time2 = _read_time2_exact  # type: ignore[attr-defined]
+RowsEvent._RowsEvent__read_time2 = read_time2_exact  # type: ignore[attr-defined]
 
 
 def _read_time_exact(event: RowsEvent) -> Any:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
 
 import pymysql
-from pymysql.constants import FIELD_TYPE
 
 from syncd.config import SourceConfig
 from syncd.errors import Problem, SourceSettingsError
@@ -14,7 +12,7 @@ from syncd.mapping.plan import identity_sources
 from syncd.mapping.spec import MappingSpec
 from syncd.source import dialect, grants
 from syncd.source.charsets import converts_over_select
-from syncd.source.connection import SourceConnection, connect_error, translated
+from syncd.source.connection import connect, translated
 
 
 @dataclass(frozen=True)
@@ -60,34 +58,6 @@ class ServerInfo:
             f"no binlog_row_metadata ({self.version})"
         return (f"{level}: row events carry no column names, so syncd names them from its schema "
                 "history (information_schema pinned to binlog positions; docs/sources.md)")
-
-
-def _datetime(text: str) -> datetime | str:
-    """PyMySQL's DATETIME/TIMESTAMP converter, in C: the same values, invalid text (zero dates)
-    returned as it came, about four times faster (snapshots and reconciles read millions)."""
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        return text
-
-
-def _date(text: str) -> date | str:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        return text
-
-
-_CONVERSIONS = {**pymysql.converters.conversions, FIELD_TYPE.DATETIME: _datetime,
-                FIELD_TYPE.TIMESTAMP: _datetime, FIELD_TYPE.DATE: _date}
-
-
-def connect(source: SourceConfig, database: str | None = None) -> pymysql.connections.Connection:
-    try:
-        return SourceConnection(database=database, autocommit=True, conv=_CONVERSIONS,
-                                **source.connection_kwargs())
-    except pymysql.err.OperationalError as exc:
-        raise connect_error(source, exc) from exc
 
 
 def server_info(conn: pymysql.connections.Connection) -> ServerInfo:

@@ -5,7 +5,8 @@ one core at a time. `DecoderProcess` runs `BinlogReader` in a child process (`py
 syncd.source.decoder_process`) and hands its events over a pipe, in order, as they come:
 
 * the child decodes, and a second thread of it sends whatever has piled up as one frame (a
-  4-byte length, then `marshal` data), so a busy stream moves in large frames and a quiet one
+  4-byte length, then `marshal` data; at most `_FRAME_CHANGES` row changes or about
+  `_FRAME_BYTES` bytes), so a busy stream moves in large frames and a quiet one
   event by event;
 * a row is sent as a tuple of its values after the number of its *shape* (its column names
   and value types), announced once; both sides turn rows of a shape with a function generated
@@ -59,6 +60,7 @@ from syncd.observability import tune_gc
 from syncd.source.binlog import BinlogReader, SourceEvent
 from syncd.source.continuity import ResumeGuard
 from syncd.source.gtid import GtidState
+from syncd.source.readahead import Run
 from syncd.source.schema_history import SchemaHistory
 
 PROCESS_ENV = "SYNCD_DECODER_PROCESS"
@@ -66,7 +68,9 @@ _FRAME = struct.Struct("<I")
 _QUEUE_EVENTS = 16
 """Events decoded ahead of the pipe (a large transaction's parts hold 1,000 changes each)."""
 _FRAME_CHANGES = 2000
-"""A frame closes once it holds this many row changes: memory stays bounded on both sides."""
+"""A frame closes once it holds this many row changes: memory stays bounded on both sides..."""
+_FRAME_BYTES = 2 << 20
+"""... or once its events take this many bytes (rows of large TEXT and BLOB values)."""
 _OPS = {op.value: op for op in Op}
 YOUNG_COLLECTION_EVERY = 50_000
 """Where binlogs are decoded, garbage is collected more often than in the rest of the daemon:
@@ -333,13 +337,9 @@ class DecoderProcess:
             child.stdin.flush()
             decoder = EventDecoder()
             while (frame := _read_frame(child.stdout)) is not None:
-                kind, payload = marshal.loads(frame)
-                if kind == "events":
-                    yield decoder.decode_all(payload)
-                elif kind == "error":
-                    raise pickle.loads(payload)
-                else:
-                    raise DecoderCrashed(self.source.name, f"binlog decoder failed: {payload}")
+                run = self._run(decoder, frame)
+                del frame  # not held while the run waits in the read-ahead
+                yield run
             if self._child is child:  # not closed by us: the child died
                 raise DecoderCrashed(self.source.name, f"binlog decoder exited (status {child.wait()})")
         finally:
@@ -347,6 +347,16 @@ class DecoderProcess:
             for stream in (child.stdin, child.stdout):
                 with contextlib.suppress(OSError):
                     stream.close()
+
+    def _run(self, decoder: EventDecoder, frame: bytes) -> Run:
+        """The events of a frame (its encoded forms gone when this returns), or its error raised."""
+        kind, payload = marshal.loads(frame)
+        if kind == "events":
+            return Run(decoder.decode_all([event for part in payload for event in marshal.loads(part)]),
+                       len(frame))
+        if kind == "error":
+            raise pickle.loads(payload)
+        raise DecoderCrashed(self.source.name, f"binlog decoder failed: {payload}")
 
     def close(self) -> None:
         """Stops the child; a read blocked on its pipe then ends (callable from any thread)."""
@@ -475,28 +485,31 @@ def _error(exc: SyncdError) -> tuple[str, Any]:
 
 
 def _send(out: IO[bytes], items: _Outbox) -> None:
-    """Whatever has piled up goes as one frame; an error or crash ends the stream."""
+    """Whatever has piled up goes as one frame (each item's events marshalled apart, so the
+    frame's bytes are known as it grows); an error or crash ends the stream."""
     while True:
-        batch: list[tuple] = []
-        changes = 0
+        parts: list[bytes] = []
+        changes = size = 0
         last = None
         item = items.get()
         while True:
             if item[0] != "event":
                 last = item
                 break
-            batch += item[1]
+            part = marshal.dumps(item[1])
+            parts.append(part)
+            size += len(part)
             event = item[1][-1]
             changes += len(event[2]) if event[0] in ("tx", "part") else 1
-            if changes >= _FRAME_CHANGES:
+            if changes >= _FRAME_CHANGES or size >= _FRAME_BYTES:
                 break
             try:
                 item = items.get_nowait()
             except queue.Empty:
                 break
         items.taken()
-        if batch:
-            _write(out, ("events", batch))
+        if parts:
+            _write(out, ("events", parts))
         if last is not None:
             _write(out, last)
             return

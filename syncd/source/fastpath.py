@@ -14,10 +14,11 @@ wrapper object built with seventeen arguments. This module keeps the library's s
 2. Row images are decoded by a function generated once per table definition (and null
    pattern): runs of fixed-width numbers in one `struct` call, each other value by an
    expression chosen when the function is built, with no per-column type dispatch. Tables
-   whose columns are all integers, floats, text, ENUM, DECIMAL, DATE or DATETIME are decoded
-   in C instead (`_rowimage.c`, built by setup.py when a compiler is there); an event the C
-   decoder finds anything unusual in (a value out of range, text that does not decode) is
-   decoded by the generated function, so errors and quirks stay the Python path's. Text is
+   whose columns are all integers, floats, text of any size, ENUM, SET, BIT, DECIMAL, YEAR,
+   DATE, DATETIME, TIMESTAMP or TIME are decoded in C instead (`_rowimage.c`, built by
+   setup.py when a compiler is there); an event the C decoder finds anything unusual in (a
+   value out of range, text that does not decode) is decoded by the generated function, so
+   errors and quirks stay the Python path's. Text is
    decoded as the source server converts it (syncd/source/charsets.py); a value the server
    cannot convert either is read as an `Undecodable` marker, its column recorded in the image's
    none_sources with the reason `UNDECODABLE`, by a careful variant of the generated function
@@ -82,6 +83,7 @@ from pymysqlreplication.table import Table
 from syncd.errors import UndecodableText
 from syncd.model import Undecodable
 from syncd.source import charsets, mysql_events
+from syncd.source.values import read_time2_exact
 
 try:
     from syncd.source import _rowimage
@@ -903,30 +905,42 @@ class _ImageCode:
 
 
 # Column kinds of the C decoder (the `enum kind` of _rowimage.c).
-_K_INT, _K_INT24, _K_YEAR, _K_FLOAT, _K_DOUBLE, _K_ENUM, _K_STR, _K_DECIMAL, _K_DATETIME2, _K_DATE = \
-    range(1, 11)
+(_K_INT, _K_INT24, _K_YEAR, _K_FLOAT, _K_DOUBLE, _K_ENUM, _K_STR, _K_DECIMAL, _K_DATETIME2, _K_DATE,
+ _K_TIMESTAMP2, _K_TIME2, _K_BIT, _K_SET) = range(1, 15)
 
-NativeColumn = tuple[int, int, int, Any]
-"""(kind, a, b, object) of one column, as _rowimage.c's `column_from` reads them."""
+NativeColumn = tuple[int, int, int, Any, str | None]
+"""(kind, a, b, object, reason) of one column, as _rowimage.c's `column_from` reads them; the
+reason is the none_sources entry of a value read as None without being NULL."""
 
 
 def _signed(column: Any) -> int:
     return int(not column.unsigned)
 
 
+def _native_time2(column: Any) -> NativeColumn | None:
+    """TIME in C only while syncd's exact reader is the library's (see `time2_reader`)."""
+    if RowsEvent._RowsEvent__read_time2 is not read_time2_exact:
+        return None
+    return (_K_TIME2, column.fsp, 0, None, None)
+
+
 _NATIVE_KINDS: dict[int, Callable[[Any], NativeColumn | None]] = {
-    FIELD_TYPE.TINY: lambda c: (_K_INT, 1, _signed(c), None),
-    FIELD_TYPE.SHORT: lambda c: (_K_INT, 2, _signed(c), None),
-    FIELD_TYPE.LONG: lambda c: (_K_INT, 4, _signed(c), None),
-    FIELD_TYPE.LONGLONG: lambda c: (_K_INT, 8, _signed(c), None),
-    FIELD_TYPE.INT24: lambda c: (_K_INT24, 0, _signed(c), None),
-    FIELD_TYPE.YEAR: lambda c: (_K_YEAR, 0, 0, None),
-    FIELD_TYPE.FLOAT: lambda c: (_K_FLOAT, 0, 0, None),
-    FIELD_TYPE.DOUBLE: lambda c: (_K_DOUBLE, 0, 0, None),
-    FIELD_TYPE.ENUM: lambda c: (_K_ENUM, c.size, 0, list(c.enum_values)),
-    FIELD_TYPE.NEWDECIMAL: lambda c: (_K_DECIMAL, c.precision, c.decimals, None),
-    FIELD_TYPE.DATETIME2: lambda c: (_K_DATETIME2, c.fsp, 0, _NONE_REASONS[FIELD_TYPE.DATETIME2]),
-    FIELD_TYPE.DATE: lambda c: (_K_DATE, 0, 0, _NONE_REASONS[FIELD_TYPE.DATE]),
+    FIELD_TYPE.TINY: lambda c: (_K_INT, 1, _signed(c), None, None),
+    FIELD_TYPE.SHORT: lambda c: (_K_INT, 2, _signed(c), None, None),
+    FIELD_TYPE.LONG: lambda c: (_K_INT, 4, _signed(c), None, None),
+    FIELD_TYPE.LONGLONG: lambda c: (_K_INT, 8, _signed(c), None, None),
+    FIELD_TYPE.INT24: lambda c: (_K_INT24, 0, _signed(c), None, None),
+    FIELD_TYPE.YEAR: lambda c: (_K_YEAR, 0, 0, None, None),
+    FIELD_TYPE.FLOAT: lambda c: (_K_FLOAT, 0, 0, None, None),
+    FIELD_TYPE.DOUBLE: lambda c: (_K_DOUBLE, 0, 0, None, None),
+    FIELD_TYPE.ENUM: lambda c: (_K_ENUM, c.size, 0, list(c.enum_values), None),
+    FIELD_TYPE.SET: lambda c: (_K_SET, c.size, 0, list(c.set_values), _NONE_REASONS[FIELD_TYPE.SET]),
+    FIELD_TYPE.BIT: lambda c: (_K_BIT, c.bits, 0, None, None) if c.bytes == (c.bits + 7) // 8 else None,
+    FIELD_TYPE.NEWDECIMAL: lambda c: (_K_DECIMAL, c.precision, c.decimals, None, None),
+    FIELD_TYPE.DATETIME2: lambda c: (_K_DATETIME2, c.fsp, 0, None, _NONE_REASONS[FIELD_TYPE.DATETIME2]),
+    FIELD_TYPE.TIMESTAMP2: lambda c: (_K_TIMESTAMP2, c.fsp, 0, None, None),
+    FIELD_TYPE.TIME2: _native_time2,
+    FIELD_TYPE.DATE: lambda c: (_K_DATE, 0, 0, None, _NONE_REASONS[FIELD_TYPE.DATE]),
     FIELD_TYPE.VARCHAR: lambda c: _native_text(c, 2 if c.max_length > 255 else 1),
     FIELD_TYPE.STRING: lambda c: _native_text(c, 2 if c.max_length > 255 else 1),
     FIELD_TYPE.BLOB: lambda c: _native_text(c, c.length_size),
@@ -943,11 +957,11 @@ def _native_text(column: Any, length_bytes: int) -> NativeColumn | None:
     """A text column the C decoder decodes exactly as the server (None: the Python does)."""
     charset = column_charset(column)
     if charset.binary:
-        return (_K_STR, length_bytes, _CODEC, None)
+        return (_K_STR, length_bytes, _CODEC, None, None)
     if charset.table is not None:
-        return (_K_STR, length_bytes, _TABLE, charset.table)
+        return (_K_STR, length_bytes, _TABLE, charset.table, None)
     if charset.codec is not None:
-        return (_K_STR, length_bytes, _CODEC_BMP if charset.bmp_only else _CODEC, charset.codec)
+        return (_K_STR, length_bytes, _CODEC_BMP if charset.bmp_only else _CODEC, charset.codec, None)
     return None
 
 

@@ -19,7 +19,7 @@ from syncd.errors import ContinuityLost, SourceUnavailable
 from syncd.model import Lineage, Position
 from syncd.source import continuity, dialect, retention
 from syncd.source.binlog import BinlogReader
-from syncd.source.checks import connect
+from syncd.source.connection import connect
 from syncd.source.gtid import GtidState
 
 

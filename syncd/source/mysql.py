@@ -36,6 +36,10 @@ class BinlogStream:
         self.ahead = ReadAhead(reader.runs(), name)
         self.get = self.ahead.get
 
+    @property
+    def handed_bytes(self) -> int:
+        return self.ahead.handed_bytes
+
     def close(self) -> None:
         self.ahead.close()
         self.reader.close()

@@ -31,7 +31,7 @@ from syncd.config import SourceConfig
 from syncd.errors import SourceUnavailable
 from syncd.model import ColumnSchema, Position, TableSchema
 from syncd.source import dialect
-from syncd.source.checks import connect
+from syncd.source.connection import connect
 from syncd.source.ddl import table_effects
 from syncd.source.table_maps import read_columns
 from syncd.sqlnames import my_name

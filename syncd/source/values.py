@@ -308,6 +308,13 @@ def time_from_binary(data: bytes) -> timedelta:
     return -value if packed < 0 else value
 
 
+def read_time2_exact(event: Any, column: Any) -> timedelta:
+    """The library's TIME2 reader as syncd installs it (binlog.py): the library decodes negative
+    TIME values with fractions wrongly; this reads them exactly. The C row decoder reads TIME
+    columns only while this is the reader in force (syncd/source/fastpath.py)."""
+    return time2_from_binary(event.packet.read(3 + (column.fsp + 1) // 2), column.fsp)
+
+
 def time2_from_binary(data: bytes, fsp: int) -> timedelta:
     """Decode MySQL's TIME2 storage exactly, negative values with fractions included.
 

@@ -100,11 +100,11 @@ class TestIssueExample:
     def test_optional_sections(self, tmp_path: Path) -> None:
         """batch, log, metrics and the timeouts are read and converted."""
         text = ISSUE_EXAMPLE + (
-            "batch: {max_rows: 100, max_delay_ms: 50}\nlog: {level: DEBUG, format: json}\n"
+            "batch: {max_rows: 100, max_delay_ms: 50, max_mb: 4}\nlog: {level: DEBUG, format: json}\n"
             "metrics: {listen: '127.0.0.1:9108'}\nshutdown_timeout: 5\nretry_max_seconds: 2.5\n"
         )
         config = load_config(write(tmp_path, text))
-        assert config.batch == BatchConfig(100, 0.05)
+        assert config.batch == BatchConfig(100, 0.05, 4 << 20)
         assert config.log == LogConfig("debug", "json")
         assert config.metrics_listen == "127.0.0.1:9108"
         assert (config.shutdown_timeout_s, config.retry_max_s) == (5.0, 2.5)
@@ -247,7 +247,7 @@ sources:
   shop: {host: h, user: u, database: d, server_id: 1, port: 99999, heartbeat: 0}
   app: {host: h, user: u, database: d, server_id: 2, port: 0, connect_timeout: -1}
 mappings: [mappings/]
-batch: {max_rows: -5, max_delay_ms: -1}
+batch: {max_rows: -5, max_delay_ms: -1, max_mb: 0}
 metrics: {listen: not-an-address}
 shutdown_timeout: -3
 retry_max_seconds: 0
@@ -261,6 +261,7 @@ reconcile: {chunk_rows: 0, pause_ms: -10}
             "sources.app.connect_timeout must be between 1 and 300, got -1",
             "batch.max_rows must be between 1 and 1000000, got -5",
             "batch.max_delay_ms must be between 0 and 60000, got -1",
+            "batch.max_mb must be between 1 and 4096, got 0",
             "metrics.listen: listen address 'not-an-address': expected host:port with a port between 1 "
             "and 65535, e.g. 127.0.0.1:9187",
             "config.shutdown_timeout must be between 1 and 3600, got -3",

@@ -537,3 +537,13 @@ class TestRowKeyText:
                            key_columns=names)
         assert source_key_text(change) == row_key_text(names, values)
         assert source_key_text(change, names[:1]) == row_key_text(names[:1], values[:1])
+
+
+def test_a_mapped_column_gives_the_same_values_twice() -> None:
+    """A second row with the same text reads the kept results."""
+    mapping = compile_yaml(ORDERS_MAPPING.format(delete="hard"))
+    row = {"id": 1, "status": "已支付", "amount_text": "¥1,299.50", "created_at": datetime(2024, 1, 1),
+           "is_test": 0}
+    assert map_row(mapping, row) == map_row(mapping, dict(row)) == {
+        "channel": "shop", "source_order_id": 1, "status": 1, "amount": Decimal("1299.50"),
+        "created_at": datetime(2024, 1, 1, tzinfo=PLUS8)}

@@ -353,3 +353,13 @@ def test_a_replay_on_an_idle_source_ends_at_the_next_heartbeat(tmp_path: Path) -
     assert set(harness.rows()) == {2, 3}
     assert harness.sink.read_pauses(SOURCE) == []
     assert harness.checkpoint() == end
+
+
+def test_a_batch_closes_once_its_events_came_in_max_bytes(tmp_path: Path) -> None:
+    """Rows of large values: the bytes bound closes a batch long before `max_rows`."""
+    events = [tx(200 + n, insert(n + 1)) for n in range(4)]
+    harness = Harness(tmp_path, events)
+    harness.source.event_bytes = harness.config.batch.max_bytes // 2
+    harness.run()
+    assert [len(batch.ops) for batch in harness.sink.commits] == [2, 2]
+    assert harness.checkpoint() == events[-1].end

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import marshal
 import pickle
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -154,3 +156,31 @@ def test_a_process_started_ahead_and_never_used_leaves_quietly() -> None:
     assert spare is not None and spare.stdin is not None
     spare.stdin.close()  # what the daemon's exit does to it
     assert spare.wait(timeout=60) == 0
+
+
+def sent_frames(items: list[tuple[str, object]]) -> list[tuple[str, object]]:
+    """The frames `_send` writes for `items` (queued before it starts), decoded."""
+    outbox = decoder_process._Outbox()
+    for item in items:
+        outbox.put(item)
+    out = io.BytesIO()
+    decoder_process._send(out, outbox)
+    out.seek(0)
+    frames = []
+    while (frame := decoder_process._read_frame(out)) is not None:
+        frames.append(marshal.loads(frame))
+    return frames
+
+
+def test_a_frame_closes_at_its_byte_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Events of large rows: a frame ends once its parts reach `_FRAME_BYTES`, whatever the count."""
+    monkeypatch.setattr(decoder_process, "_FRAME_BYTES", 10_000)
+    encoder = EventEncoder()
+    big = [SourceTransaction("shop", [RowChange("t", Op.INSERT, None, {"id": n, "doc": "字" * 2000})],
+                             Position("b.000001", n), datetime(2024, 1, 1, tzinfo=UTC)) for n in range(5)]
+    frames = sent_frames([("event", encoder.encode(event)) for event in big] + [("crash", "end")])
+    assert [kind for kind, _ in frames] == ["events", "events", "events", "crash"]
+    decoder = EventDecoder()
+    events = [event for kind, parts in frames if kind == "events"
+              for event in decoder.decode_all([e for part in parts for e in marshal.loads(part)])]
+    assert events == big

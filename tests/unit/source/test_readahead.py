@@ -12,7 +12,7 @@ import pytest
 from syncd.errors import SourceUnavailable
 from syncd.model import Heartbeat, Op, Position, RowChange, SourceTransaction
 from syncd.source.binlog import SourceEvent
-from syncd.source.readahead import ReadAhead, weight
+from syncd.source.readahead import ReadAhead, Run, weight
 
 WHEN = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -78,3 +78,28 @@ def test_close_releases_a_waiting_reader() -> None:
 def test_weight_counts_changes_and_at_least_one_per_event() -> None:
     assert weight([transaction(1, changes=3), Heartbeat("shop", None)]) == 4
     assert weight([SourceTransaction("shop", [], Position("b.000001", 1), WHEN)]) == 1
+
+
+def test_the_reader_waits_while_the_byte_limit_is_held() -> None:
+    """Frames of large rows: few changes, many bytes; the bytes handed over are counted."""
+    read: list[int] = []
+
+    def runs() -> Iterator[list[SourceEvent]]:
+        for number in range(6):
+            read.append(number)
+            yield Run([transaction(number)], 1000)
+
+    feed = ReadAhead(runs(), "test", limit=100, byte_limit=2000)
+    time.sleep(0.2)
+    assert len(read) == 3  # two runs held (2,000 bytes); the third is read and waits for room
+    assert feed.handed_bytes == 0
+    assert drain(feed, 1) == [transaction(0)]
+    assert feed.handed_bytes == 1000
+    assert drain(feed, 5) == [transaction(n) for n in range(1, 6)]
+    assert feed.handed_bytes == 6000
+
+
+def test_runs_of_an_in_process_reader_count_no_bytes() -> None:
+    feed = ReadAhead(iter([[transaction(1)], [transaction(2)]]), "test", byte_limit=1)
+    assert drain(feed, 2) == [transaction(1), transaction(2)]
+    assert feed.handed_bytes == 0

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pymysqlreplication.constants import FIELD_TYPE
 
-from syncd.source import fastpath
+from syncd.source import binlog, fastpath
 
 
 @dataclass
@@ -28,6 +28,9 @@ class Column:
     unsigned: bool = False
     size: int = 0
     enum_values: list[str] | None = None
+    set_values: list[str] | None = None
+    bits: int = 0
+    bytes: int = 0
     precision: int = 0
     decimals: int = 0
     fsp: int = 0
@@ -40,6 +43,16 @@ def test_the_c_decoder_is_built() -> None:
     """`make install` builds it (setup.py; scripts/install.sh installs gcc and the Python headers)."""
     assert fastpath._rowimage is not None
     assert fastpath.native_enabled()
+
+
+def test_time_columns_are_decoded_in_c_only_with_the_exact_time_reader(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """binlog.py installs syncd's TIME reader; with the library's own, TIME stays with the Python."""
+    column = Column("t", FIELD_TYPE.TIME2, fsp=3)
+    assert binlog.RowsEvent._RowsEvent__read_time2 is fastpath.read_time2_exact
+    assert fastpath._native_time2(column) is not None
+    monkeypatch.setattr(binlog.RowsEvent, "_RowsEvent__read_time2", lambda event, column: None)
+    assert fastpath._native_time2(column) is None
 
 
 COLUMNS = [
@@ -60,6 +73,12 @@ COLUMNS = [
     *(lambda n, s=s: Column(n, FIELD_TYPE.BLOB, length_size=s, collation_name="utf8mb4_unicode_ci")
       for s in (1, 2, 3, 4)),
     lambda n: Column(n, FIELD_TYPE.BLOB, length_size=2, collation_name=None),
+    *(lambda n, f=f: Column(n, FIELD_TYPE.TIMESTAMP2, fsp=f) for f in range(7)),
+    *(lambda n, f=f: Column(n, FIELD_TYPE.TIME2, fsp=f) for f in range(7)),
+    *(lambda n, b=b: Column(n, FIELD_TYPE.BIT, bits=b, bytes=(b + 7) // 8) for b in (1, 7, 8, 9, 33, 64)),
+    *(lambda n, s=s, m=m: Column(n, FIELD_TYPE.SET, size=s, set_values=m)
+      for s, m in ((1, ["新客", "老客", "会员"]), (2, [f"m{i}" for i in range(12)]),
+                   (3, [f"m{i}" for i in range(20)]), (4, ["a", "b"]), (8, [f"m{i}" for i in range(64)]))),
 ]
 
 
@@ -87,7 +106,10 @@ def width(column: Column) -> int | None:
     fixed = {FIELD_TYPE.TINY: 1, FIELD_TYPE.SHORT: 2, FIELD_TYPE.LONG: 4, FIELD_TYPE.LONGLONG: 8,
              FIELD_TYPE.INT24: 3, FIELD_TYPE.YEAR: 1, FIELD_TYPE.FLOAT: 4, FIELD_TYPE.DOUBLE: 8,
              FIELD_TYPE.DATE: 3, FIELD_TYPE.ENUM: column.size,
-             FIELD_TYPE.DATETIME2: 5 + (column.fsp + 1) // 2}
+             FIELD_TYPE.DATETIME2: 5 + (column.fsp + 1) // 2,
+             FIELD_TYPE.TIMESTAMP2: 4 + (column.fsp + 1) // 2,
+             FIELD_TYPE.TIME2: 3 + (column.fsp + 1) // 2, FIELD_TYPE.BIT: column.bytes,
+             FIELD_TYPE.SET: column.size}
     if column.type == FIELD_TYPE.NEWDECIMAL:
         return fastpath._decimal_layout(column.precision, column.decimals)[0]
     return fixed.get(column.type)
@@ -154,8 +176,13 @@ def value_bytes(column: Column) -> bytes:
              FIELD_TYPE.DATE: b"\x00\x00\x00", FIELD_TYPE.ENUM: b"\x01" + b"\x00" * (column.size - 1)}
     if column.type in fixed:
         return fixed[column.type]
-    if column.type == FIELD_TYPE.DATETIME2:
-        return b"\x99\x9a\xb4\x20\x00" + b"\x01" * ((column.fsp + 1) // 2)
+    fraction = b"\x01" * ((column.fsp + 1) // 2)
+    temporal = {FIELD_TYPE.DATETIME2: b"\x99\x9a\xb4\x20\x00" + fraction,
+                FIELD_TYPE.TIMESTAMP2: b"\x65\x43\x21\x0f" + fraction,
+                FIELD_TYPE.TIME2: b"\x7f\xef\x45" + b"\xf0" * len(fraction),  # negative, with a fraction
+                FIELD_TYPE.BIT: b"\xa5" * column.bytes, FIELD_TYPE.SET: b"\x05" + b"\x00" * (column.size - 1)}
+    if column.type in temporal:
+        return temporal[column.type]
     if column.type == FIELD_TYPE.NEWDECIMAL:
         size = fastpath._decimal_layout(column.precision, column.decimals)[0]
         if (column.precision, column.decimals) == (12, 2):

@@ -1,0 +1,95 @@
+"""syncd.mapping.columnvalues: kept results and per-hour localising equal the per-value rule."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from syncd.errors import TransformError
+from syncd.mapping import columnvalues
+
+
+def reference_localize(value: datetime, zone: ZoneInfo) -> datetime | str:
+    """The per-value rule: attach the zone, refuse a wall time the round trip through UTC moves."""
+    aware = value.replace(tzinfo=zone)
+    if aware.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != value:
+        return "does not exist"
+    return aware
+
+
+NEAR_CLOCK_CHANGES = [datetime(2024, 3, 10, 2, 30), datetime(2024, 3, 10, 1, 59, 59, 999999),
+                      datetime(2024, 3, 10, 3, 0), datetime(2024, 11, 3, 1, 30), datetime(1986, 5, 4, 2, 15),
+                      datetime(2024, 10, 6, 2, 10)]
+ZONES_WITH_CLOCK_CHANGES = [ZoneInfo(name) for name in ("America/New_York", "Asia/Shanghai",
+                                                         "Australia/Lord_Howe", "Europe/Dublin")]
+
+
+@given(zone=st.sampled_from(ZONES_WITH_CLOCK_CHANGES),
+       values=st.lists(st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2100, 1, 1))
+                       | st.sampled_from(NEAR_CLOCK_CHANGES),
+                       min_size=1, max_size=20))
+def test_localising_in_a_zone_with_clock_changes_follows_the_per_value_rule(
+        zone: ZoneInfo, values: list[datetime]) -> None:
+    """Hours remembered as free of clock changes give what the per-value check gives, fold included."""
+    localize = columnvalues.localizer(zone)
+    for value in values + values:
+        expected = reference_localize(value, zone)
+        if isinstance(expected, str):
+            with pytest.raises(TransformError, match=expected):
+                localize(value)
+        else:
+            got = localize(value)
+            assert (got, got.fold, got.tzinfo) == (expected, expected.fold, expected.tzinfo)
+
+
+class TestMemoizedColumns:
+    """Transforms and value maps are kept per distinct input; errors and mutable results are not."""
+
+    def test_repeated_inputs_give_the_first_result(self) -> None:
+        calls: list[Any] = []
+        change = columnvalues.memoized(lambda value: calls.append(value) or f"<{value}>")
+        assert [change(v) for v in ("a", "b", "a", 7, 7, 7.5, 7.5)] == ["<a>", "<b>", "<a>", "<7>", "<7>",
+                                                                         "<7.5>", "<7.5>"]
+        assert calls == ["a", "b", 7, 7.5, 7.5]  # floats are not kept
+
+    def test_true_is_not_one(self) -> None:
+        change = columnvalues.memoized(repr)
+        assert (change(1), change(True), change(1)) == ("1", "True", "1")
+
+    def test_errors_and_mutable_results_are_computed_again(self) -> None:
+        calls: list[Any] = []
+
+        def change(value: Any) -> Any:
+            calls.append(value)
+            if value == "bad":
+                raise TransformError("no")
+            return {"value": value}
+
+        run = columnvalues.memoized(change)
+        for _ in range(2):
+            with pytest.raises(TransformError):
+                run("bad")
+        assert run("ok") is not run("ok")
+        assert calls == ["bad", "bad", "ok", "ok"]
+
+    def test_a_column_of_seldom_repeated_values_stops_keeping(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Full, with fewer repeats than kept values: the kept values go, none are kept again."""
+        monkeypatch.setattr(columnvalues, "MEMO_SIZE", 3)
+        calls: list[Any] = []
+        run = columnvalues.memoized(lambda value: calls.append(value) or value.upper())
+        for value in ("a", "b", "c", "d", "d", "a"):
+            assert run(value) == value.upper()
+        assert calls == ["a", "b", "c", "d", "d", "a"]
+
+    def test_a_full_column_of_repeated_values_goes_on_keeping(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(columnvalues, "MEMO_SIZE", 2)
+        calls: list[Any] = []
+        run = columnvalues.memoized(lambda value: calls.append(value) or value.upper())
+        for value in ("a", "b", "a", "a", "b", "c", "a", "c"):
+            assert run(value) == value.upper()
+        assert calls == ["a", "b", "c", "c"]
