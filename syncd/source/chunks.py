@@ -186,8 +186,8 @@ class SourceReader:
         """`chunk` as COPY text lines (`line`: syncd.reconcile.copytext): rows of
         (line, key values..., values of `reads`), the latter in their normal form."""
         raw = self.raw_columns(table)
-        select = ", ".join([line, *(my_name(k) for k in key),
-                            *(charsets.select_raw(c) if c in raw else my_name(c) for c in reads)])
+        columns = (*key, *reads)
+        select = ", ".join([line, *(charsets.select_raw(c) if c in raw else my_name(c) for c in columns)])
         return self.fetched(*_chunk_query(table, key, select, after, limit), raw)
 
     def rows_by_keys_fetched(self, table: str, key: Sequence[str], columns: Sequence[str],

@@ -26,7 +26,12 @@ TARGET_SQL = TARGET_ORDERS_SQL + """;
 CREATE TABLE legacy_l1 (id integer PRIMARY KEY, name text, n integer);
 CREATE TABLE legacy_gbk (id integer PRIMARY KEY, name text, n integer);
 CREATE TABLE gbk_counts (id integer PRIMARY KEY, n integer);
+CREATE TABLE legacy_keys (charset text, region text, n integer, PRIMARY KEY (charset, region, n));
 """
+
+KEY_CHARSETS = ("gbk", "utf8mb3", "latin1", "big5", "cp1251", "ascii", "utf8mb4")
+KEY_VALUES = {"gbk": "华东", "utf8mb3": "华南", "latin1": "Zürich", "big5": "臺北", "cp1251": "Москва",
+              "ascii": "north", "utf8mb4": "深圳🙂"}
 
 MAPPINGS = SHOP_ORDERS_MAPPING + """
   - name: legacy_l1
@@ -47,7 +52,14 @@ MAPPINGS = SHOP_ORDERS_MAPPING + """
     target: gbk_counts
     key: [id]
     columns: {id: id, n: n}
-"""
+""" + "".join(f"""
+  - name: keys_{charset}
+    source: shop
+    table: keys_{charset}
+    target: legacy_keys
+    key: [charset, region, n]
+    columns: {{charset: {{value: {charset}}}, region: region, n: n}}
+""" for charset in KEY_CHARSETS)
 
 LATIN1 = bytes(range(0x20, 0x100)).replace(b"\x7f", b"")  # every printable byte, 0x81 0x8D 0x8F 0x90 0x9D too
 GBK_GOOD = bytes.fromhex("c4e3bac3")  # 你好
@@ -57,10 +69,31 @@ GBK_BAD = ("a2e3", "a6d9", "a8bf", "fe50", "fefe")  # well-formed, stored, but n
 @pytest.fixture
 def scenario(tmp_path: Path, postgres: PostgresServer, target_db: str, shop: Source) -> Iterator[Scenario]:
     shop.execute(*LEGACY_SQL)
+    keyed_tables(shop)
     s = Scenario.create(tmp_path, postgres, target_db, {"shop": shop}, target_sql=TARGET_SQL)
     s.write_config(MAPPINGS)
     yield s
     s.close()
+
+
+def keyed_tables(shop: Source) -> None:
+    """Tables keyed by text in each charset (with an integer), three rows per region value."""
+    for charset in KEY_CHARSETS:
+        shop.execute(f"CREATE TABLE keys_{charset} (region VARCHAR(16) CHARACTER SET {charset} NOT NULL, "
+                     "n INT NOT NULL, PRIMARY KEY (region, n))",
+                     *(f"INSERT INTO keys_{charset} VALUES ('{value}', {n})"
+                       for value in (KEY_VALUES[charset], "a", "b") for n in range(3)))
+
+
+def test_the_initial_copy_reads_text_keys_of_every_charset(scenario: Scenario, shop: Source) -> None:
+    """Keys in legacy charsets are read and paged through as the binlog reads them (chunks of 2)."""
+    copied = scenario.cli("snapshot", "--chunk-rows", "2")
+    assert copied.returncode == 0, copied.stdout + copied.stderr
+    for charset in KEY_CHARSETS:
+        rows = scenario.target("SELECT region, n FROM legacy_keys WHERE charset = %s ORDER BY region, n",
+                               (charset,))
+        expected = sorted((value, n) for value in (KEY_VALUES[charset], "a", "b") for n in range(3))
+        assert sorted(rows) == expected, charset
 
 
 def dirty(statements: list[str]) -> tuple[str, ...]:
