@@ -69,6 +69,8 @@ def localizer(tz: tzinfo) -> Callable[[Any], Any]:
     if fixed_offset(tz) is not None:  # no daylight-saving gaps: every wall time exists (the common, hot case)
         def fixed(value: Any) -> Any:
             if isinstance(value, datetime) and value.tzinfo is None:
+                if value.year in _EDGE_YEARS:
+                    return _localize_checked(value, tz)
                 # what `value.replace(tzinfo=tz)` gives (fold too) in a sixth of the time
                 return _combine(value, value.time(), tz)
             return value
@@ -92,6 +94,10 @@ def localizer(tz: tzinfo) -> Callable[[Any], Any]:
     return localize
 
 
+_EDGE_YEARS = (1, 9999)
+"""Years in which a wall time may lie outside years 1 to 9999 once read as UTC (offsets are under
+a day)."""
+
 QUIET_HOURS = 8192
 """Wall-clock hours a zone with clock changes remembers as free of them."""
 
@@ -113,9 +119,15 @@ def _exists(aware: datetime, tz: tzinfo) -> bool:
 
 
 def _localize_checked(value: datetime, tz: tzinfo) -> datetime:
-    """`value` in `tz`, refused when a clock change skips it."""
+    """`value` in `tz`, refused when a clock change skips it or its instant is not in years 1 to
+    9999 (UTC), where no date-time of Python or of a PostgreSQL driver can hold it."""
     aware = value.replace(tzinfo=tz)
-    if not _exists(aware, tz):
+    try:
+        exists = _exists(aware, tz)
+    except OverflowError:
+        raise TransformError(f"{value} in the source time zone {tz} is outside years 1 to 9999 "
+                             "once read as UTC") from None
+    if not exists:
         raise TransformError(f"{value} does not exist in the source time zone {tz} "
                              "(skipped by a daylight-saving change)")
     return aware

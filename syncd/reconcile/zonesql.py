@@ -23,7 +23,7 @@ from syncd.config import fixed_offset
 FIRST_YEAR, LAST_YEAR = 1900, 2200
 """The years scanned for clock changes; a zone without any after 2037 holds to year 9999."""
 _STEP = timedelta(hours=6)
-_TIME = "%Y-%m-%d %H:%M:%S.%f"
+_TICK = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
@@ -52,17 +52,19 @@ def _literal(offset: timedelta) -> Offset:
 def local_offset(zone: tzinfo, wall: str) -> Offset:
     """The offset the mapping gives the naive wall time `wall` (SQL) in `zone`."""
     fixed = fixed_offset(zone)
-    if fixed is not None:
+    if fixed is not None and not fixed:
         return _literal(fixed)
-    return _tree(wall, _local_stretches(zone))
+    stretches = ((datetime.min, fixed),) if fixed is not None else _local_stretches(zone)
+    return _tree(wall, _in_range(stretches, 1))
 
 
 def instant_offset(zone: tzinfo, utc: str) -> Offset:
     """The offset of `zone` at the instant whose UTC wall time is `utc` (SQL)."""
     fixed = fixed_offset(zone)
-    if fixed is not None:
+    if fixed is not None and not fixed:
         return _literal(fixed)
-    return _tree(utc, _instant_stretches(zone))
+    stretches = ((datetime.min, fixed),) if fixed is not None else _instant_stretches(zone)
+    return _tree(utc, _in_range(stretches, -1))
 
 
 Stretch = tuple[datetime, timedelta | None]
@@ -137,6 +139,43 @@ def _instant_stretches(zone: tzinfo) -> tuple[Stretch, ...]:
     return _merged([(datetime.min, None), *stretches, (_last_year(changes), None)])
 
 
+def _in_range(stretches: tuple[Stretch, ...], sign: int) -> tuple[Stretch, ...]:
+    """`stretches` unknown (None) where the other side of the conversion leaves years 1 to 9999:
+    the UTC instant of a wall time (`sign` 1: UTC = wall - offset) or the wall time of a UTC
+    instant (`sign` -1: wall = UTC + offset). Python refuses such a value, so SQL leaves it to
+    Python."""
+    ends = [start for start, _ in stretches[1:]] + [None]
+    clipped: list[Stretch] = []
+    for (start, offset), end in zip(stretches, ends, strict=True):
+        if offset is None:
+            clipped.append((start, None))
+        else:
+            clipped += _clipped(start, end, offset, _valid(offset * sign))
+    return _merged(clipped)
+
+
+def _clipped(start: datetime, end: datetime | None, offset: timedelta,
+             valid: tuple[datetime, datetime | None]) -> list[Stretch]:
+    """The stretch [start, end) of `offset` held to [valid); None for the rest (end None: no end)."""
+    first = max(start, valid[0])
+    last = valid[1] if end is None else end if valid[1] is None else min(end, valid[1])
+    if last is not None and first >= last:
+        return [(start, None)]
+    kept: list[Stretch] = [(start, None)] if first > start else []
+    kept.append((first, offset))
+    if last is not None and last != end:
+        kept.append((last, None))
+    return kept
+
+
+def _valid(shift: timedelta) -> tuple[datetime, datetime | None]:
+    """The values v for which v - shift is in years 1 to 9999: from the first (included) to the
+    second (excluded; None: to the end of year 9999)."""
+    low = datetime.min + shift if shift > timedelta(0) else datetime.min
+    high = datetime.max + shift + _TICK if shift < timedelta(0) else None
+    return low, high
+
+
 def _merged(stretches: list[Stretch]) -> tuple[Stretch, ...]:
     kept: list[Stretch] = []
     for start, offset in stretches:
@@ -156,6 +195,6 @@ def _search(value: str, stretches: tuple[Stretch, ...], spell) -> str:
         offset = stretches[0][1]
         return "NULL" if offset is None else spell(offset)
     middle = len(stretches) // 2
-    bound = stretches[middle][0].strftime(_TIME)
+    bound = stretches[middle][0].isoformat(" ", "microseconds")  # years before 1000 zero-padded
     return (f"IF({value} < '{bound}', {_search(value, stretches[:middle], spell)}, "
             f"{_search(value, stretches[middle:], spell)})")

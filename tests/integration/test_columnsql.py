@@ -43,7 +43,7 @@ from syncd.source.chunks import SourceReader
 from tests.integration.binlog_reads import root_source
 
 SHANGHAI, NEW_YORK = ZoneInfo("Asia/Shanghai"), ZoneInfo("America/New_York")
-EAST8 = timezone(timedelta(hours=8))
+EAST8, WEST5 = timezone(timedelta(hours=8)), timezone(timedelta(hours=-5))
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,8 @@ AMOUNTS = ["100元", "¥1,299.50", "1,299.50元", "-5元", "-¥5", "¥-5", "+5",
 WALL_TIMES = [datetime(2024, 1, 1, 8), datetime(1988, 4, 10, 2, 30), datetime(1988, 9, 11, 1, 30),
               datetime(2024, 3, 10, 2, 30), datetime(2024, 11, 3, 1, 30), datetime(1000, 1, 1),
               datetime(9999, 12, 31, 23, 59, 59, 999999), datetime(1901, 1, 1), datetime(2200, 6, 1),
-              datetime(1970, 1, 1, 0, 0, 0, 1)]
+              datetime(1970, 1, 1, 0, 0, 0, 1), datetime(9999, 12, 31, 19),
+              datetime(9999, 12, 31, 18, 59, 59, 999999)]
 
 texts = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), max_size=12)
 digits_text = st.text(alphabet="0123456789 -+１２", max_size=16)
@@ -131,6 +132,8 @@ CASES = [
          "to: America/New_York}}}", "timestamp", with_null(wall_times), (datetime(2024, 1, 1, 8),)),
     Case("localized_shanghai", "DATETIME(3)", "v", "timestamptz", with_null(wall_times),
          (datetime(2024, 1, 1, 8),), SHANGHAI),
+    Case("localized_west", "DATETIME(6)", "v", "timestamptz", with_null(wall_times),
+         (datetime(2024, 1, 1, 8),), WEST5),
     Case("localized_new_york", "DATETIME(6)", "v", "timestamptz", with_null(wall_times),
          (datetime(2024, 1, 1, 8),), NEW_YORK),
     Case("timestamp", "TIMESTAMP(6) NULL", "v", "timestamptz",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from syncd.config import parse_timezone
 from syncd.errors import TransformError
 from syncd.mapping import columnvalues
 
@@ -93,3 +94,23 @@ class TestMemoizedColumns:
         for value in ("a", "b", "a", "a", "b", "c", "a", "c"):
             assert run(value) == value.upper()
         assert calls == ["a", "b", "c", "c"]
+
+
+EDGE_ZONES = [ZoneInfo("America/New_York"), ZoneInfo("Asia/Shanghai"), ZoneInfo("America/Phoenix"),
+              *(parse_timezone(text) for text in ("-05:00", "+08:00", "+14:00", "-12:00", "UTC"))]
+
+
+@given(zone=st.sampled_from(EDGE_ZONES),
+       value=st.datetimes(min_value=datetime(9999, 12, 30), max_value=datetime.max)
+       | st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(1, 1, 2)))
+def test_a_wall_time_outside_years_1_to_9999_in_utc_is_refused(zone: tzinfo, value: datetime) -> None:
+    """The forever date 9999-12-31 west of UTC (or year 1 east of it) is a TransformError (a dead
+    letter), never an OverflowError, and every other value is read as the per-value rule reads it."""
+    localize = columnvalues.localizer(zone)
+    try:
+        value.replace(tzinfo=zone).astimezone(UTC)
+    except OverflowError:
+        with pytest.raises(TransformError, match="outside years 1 to 9999"):
+            localize(value)
+        return
+    assert localize(value) == value.replace(tzinfo=zone)
