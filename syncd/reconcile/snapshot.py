@@ -248,6 +248,7 @@ class _Job:
 
     def run(self) -> SnapshotResult:
         began = time.monotonic()
+        self._check_tables()
         lock = SourceLock(self.config.target, self.name)
         conn = connect(self.config.target, f"syncd:snapshot:{self.name}")
         try:
@@ -266,6 +267,19 @@ class _Job:
                       mode=result.mode, copied=result.copied, removed=result.removed,
                       position=result.position, seconds=round(result.seconds, 3))
         return result
+
+    def _check_tables(self) -> None:
+        """A mapped table missing from the source is named as such, before anything is written."""
+        reader = SourceReader(self.plan.source)
+        try:
+            missing = [table for table in self.tables if not reader.columns(table)]
+        finally:
+            reader.close()
+        if missing:
+            database, names = self.plan.source.database, ", ".join(
+                f"{table} (mapping {', '.join(m.name for m in self.tables[table])})" for table in missing)
+            raise SnapshotError(f"source {self.name}: table(s) {names} do not exist in database {database}: "
+                                "create them or fix `table:` in the mapping")
 
     def _keys(self) -> list[str]:
         return [_progress_key(t, self.partial) for t in self.tables]

@@ -247,6 +247,22 @@ class TestRefusals:
         assert reconciled.returncode == 2
         assert "has no primary key" in reconciled.stdout
 
+    def test_a_missing_source_table_is_named_as_missing(self, scenario: Scenario, app: Source) -> None:
+        scenario.target("CREATE TABLE ghosts (id bigint PRIMARY KEY)")
+        scenario.write_config(SHOP_MAPPING + APP_ORDERS_MAPPING + """
+  - name: shop_ghosts
+    source: shop
+    table: no_such_table
+    target: ghosts
+    key: id
+    columns: {id: id}
+""")
+        result = scenario.cli("snapshot", "--source", "shop")
+        assert result.returncode == 2
+        assert "table(s) no_such_table (mapping shop_ghosts) do not exist" in result.stderr
+        assert "primary key" not in result.stderr
+        assert scenario.target("SELECT to_regclass('syncd.schema_history')") == [(None,)]  # nothing written
+
     def test_unknown_names(self, scenario: Scenario) -> None:
         result = scenario.cli("snapshot", "--mapping", "nope")
         assert result.returncode == 2
