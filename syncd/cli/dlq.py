@@ -17,7 +17,7 @@ from syncd.errors import SyncdError
 from syncd.model import Outcome
 from syncd.observability import configure_logging, scrub
 from syncd.reconcile.dead_letters import GroupOutcome, group_by_mapping, retry_mapping, trim_stored
-from syncd.sink.dead_letters import STATUSES, Selector, StoredDeadLetter, fetch, resolve, status_of
+from syncd.sink.dead_letters import STATUSES, Selector, StoredDeadLetter, exists, fetch, resolve, status_of
 
 LIST_HEADERS = ("id", "created_at", "source", "mapping", "row_key", "position", "reason")
 
@@ -164,10 +164,22 @@ def discard(letter_id: int | None, mapping_name: str | None, every: bool, config
 
 
 def _connect(config: Config) -> Any:
+    """The target connection, once its state schema is known to hold the dead letters table."""
     from syncd.sink.connection import connect
 
     with exits_on_errors():
-        return connect(config.target, "syncd:dlq")
+        conn = connect(config.target, "syncd:dlq")
+    try:
+        found = exists(conn, config.target.state_schema)
+    except Exception as exc:  # psycopg errors: the connection broke
+        conn.close()
+        _state_error(config, exc)
+    if not found:
+        conn.close()
+        fail(SyncdError(f"the state schema {config.target.state_schema!r} has no dead letters table yet: "
+                        "the first `syncd run` or `syncd snapshot` creates it (or `target.state_schema` "
+                        "in config.yaml names another schema)"))
+    return conn
 
 
 def _state_error(config: Config, exc: Exception) -> None:

@@ -76,6 +76,13 @@ _COLUMNS = ("id, created_at, source, source_table, mapping, row_key, binlog_posi
             "resolved_at, row_image, row_image_kept")
 
 
+def exists(conn: Any, schema: str) -> bool:
+    """Whether the state schema holds the dead letters table (the first `syncd run` or `syncd
+    snapshot` creates it)."""
+    found = conn.execute("SELECT to_regclass(%s)", (sql.Identifier(schema, "dead_letters").as_string(conn),))
+    return found.fetchone()[0] is not None
+
+
 def fetch(conn: Any, schema: str, selector: Selector,
           status: str | None = "pending") -> list[StoredDeadLetter]:
     condition, params = where_clause(selector, status)

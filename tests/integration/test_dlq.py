@@ -204,10 +204,15 @@ class TestSelectorsAndErrors:
         assert scenario.cli("dlq", "discard", "--all").stdout.strip() == (
             "no pending dead letters: nothing to discard")
 
-    def test_list_before_the_state_schema_exists(self, scenario: Scenario) -> None:
-        result = scenario.cli("dlq", "list")
-        assert result.returncode == 2
-        assert "cannot use syncd.dead_letters" in result.stderr
+    def test_every_dlq_command_before_the_state_schema_exists(self, scenario: Scenario) -> None:
+        """A fresh install: one line saying what creates the table, exit 2, nothing created."""
+        for command in (("list",), ("retry", "--all"), ("discard", "--all")):
+            result = scenario.cli("dlq", *command)
+            assert result.returncode == 2, command
+            assert result.stderr.strip() == (
+                "syncd: the state schema 'syncd' has no dead letters table yet: the first `syncd run` or "
+                "`syncd snapshot` creates it (or `target.state_schema` in config.yaml names another schema)")
+        assert scenario.target("SELECT to_regclass('syncd.dead_letters')") == [(None,)]
 
 
 CHECKED = "ALTER TABLE orders ADD CONSTRAINT amount_below_1000 CHECK (amount < 1000)"
