@@ -193,17 +193,6 @@ class TargetReader:
         assert columns is not None
         return sql.SQL(", ").join(pg_name(c) for c in columns)
 
-    def key_bounds(self) -> tuple[Any, Any]:
-        """The slice's lowest and highest copied key (one key column)."""
-        columns = self.shape.range_columns
-        assert columns is not None and len(columns) == 1
-        name = pg_name(columns[0])
-        query = sql.SQL("SELECT min({}), max({}) FROM {}").format(name, name, table_sql(self.table))
-        with translated(f"reading {self.table}"):
-            row = self.conn.execute(query + self._where([]), self._slice_params).fetchone()
-        assert row is not None
-        return row[0], row[1]
-
     def range_with_checksum(self, lower: Sequence[Any] | None,
                             upper: Sequence[Any] | None) -> tuple[dict[Key, Values], str]:
         """`range` and `checksum` of one REPEATABLE READ snapshot."""

@@ -282,11 +282,6 @@ class SourceReader:
                 return found
             found.append(tuple(rows[0]))
 
-    def key_bounds(self, table: str, column: str) -> tuple[Any, Any]:
-        name = my_name(column)
-        found = self._execute(f"SELECT MIN({name}), MAX({name}) FROM {my_name(table)}", ())
-        return found[0][0], found[0][1]
-
     def has_crc32c(self) -> bool:
         try:
             self._execute("SELECT CRC32C('')")
