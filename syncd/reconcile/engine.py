@@ -16,11 +16,9 @@ servers, remembered checksums, row by row) feed one comparison, one re-check and
 
 from __future__ import annotations
 
-import contextlib
-import queue
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
@@ -35,6 +33,7 @@ from syncd.identity.preview import Wanted
 from syncd.mapping.load import SourcePlan
 from syncd.mapping.plan import Mapping, row_key_text
 from syncd.model import ColumnType, Position
+from syncd.reconcile.ahead import read_ahead
 from syncd.reconcile.compare import (
     ChunkDiff,
     Key,
@@ -200,20 +199,6 @@ def wait_applied(conn: Connection, schema: str, source: str, position: Position,
         time.sleep(0.05)
 
 
-_END = object()
-"""Marks the end of the ranges in the read-ahead queue."""
-
-
-def _put(out: queue.Queue, item: object, done: threading.Event) -> bool:
-    while not done.is_set():
-        try:
-            out.put(item, timeout=0.2)
-            return True
-        except queue.Full:
-            continue
-    return False
-
-
 class _Pass:
     """One mapping's pass over its source table."""
 
@@ -317,49 +302,20 @@ class _Pass:
         verified range whose source checksum was just taken (verified.py). The reader thread
         has its own connection, so the source's query time overlaps the comparison work.
         """
-        chunks: queue.Queue = queue.Queue(maxsize=2)
-        done = threading.Event()
-        thread = threading.Thread(target=self._read_ahead, args=(ranges, chunks, done), daemon=True,
-                                  name=f"reconcile-{self.mapping.name}")
-        thread.start()
-        try:
-            while True:
-                if self.options.stop is not None and self.options.stop.is_set():
-                    raise Stopped("stopped")
-                item = chunks.get()
-                if isinstance(item, BaseException):
-                    raise item
-                if item is _END:
-                    return
-                yield item
-        finally:
-            done.set()
-            while thread.is_alive():
-                with contextlib.suppress(queue.Empty):
-                    chunks.get_nowait()
-                thread.join(0.1)
+        return read_ahead(partial(self._read_ahead, ranges), name=f"reconcile-{self.mapping.name}", depth=2,
+                          stop=self.options.stop)
 
-    def _read_ahead(self, ranges: list[Entry], out: queue.Queue, done: threading.Event) -> None:
-        try:
-            reader = SourceReader(self.plan.source)
-        except BaseException as exc:  # handed to the comparing thread
-            out.put(exc)
-            return
+    def _read_ahead(self, ranges: list[Entry]) -> Generator[RangeChunk | tuple[Entry, str], None, None]:
+        reader = SourceReader(self.plan.source)
         try:
             for entry in ranges:
                 if entry.verified:
-                    checksum = reader.checksum(self.table, self.layout.source_key, self.layout.source_columns,
-                                               entry.lo, entry.hi)
-                    if not _put(out, (entry, checksum), done):
-                        return
+                    yield entry, reader.checksum(self.table, self.layout.source_key,
+                                                 self.layout.source_columns, entry.lo, entry.hi)
                     continue
                 for chunk in self._walk(reader, entry.lo, entry.hi):
-                    if not _put(out, chunk, done):
-                        return
+                    yield chunk
                     self._pause()
-            _put(out, _END, done)
-        except BaseException as exc:  # handed to the comparing thread
-            _put(out, exc, done)
         finally:
             reader.close()
 

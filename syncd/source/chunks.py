@@ -181,6 +181,14 @@ class SourceReader:
         fetched = self._read(table, columns, lambda select: _chunk_query(table, key, select, after, limit))
         return _dicts(fetched.names, fetched.rows), fetched.zero_dates
 
+    def rows_between(self, table: str, key: Sequence[str], columns: Sequence[str],
+                     after: Sequence[Any] | None, upto: Sequence[Any] | None) -> tuple[list[Row], ZeroDates]:
+        """Every row with keys in (after, upto], in key order, as `chunk` reads them."""
+        where, params = range_condition(key, after, upto)
+        fetched = self._read(table, columns, lambda select: (
+            f"SELECT {select} FROM {my_name(table)}{where} ORDER BY {_order(key)}", params))
+        return _dicts(fetched.names, fetched.rows), fetched.zero_dates
+
     def copy_lines(self, table: str, key: Sequence[str], line: str, after: Sequence[Any] | None,
                    limit: int, *, reads: Sequence[str] = ()) -> Fetched:
         """`chunk` as COPY text lines (`line`: syncd.reconcile.copytext): rows of
