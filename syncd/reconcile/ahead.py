@@ -7,6 +7,10 @@ N+1 while chunk N is consumed keeps both cores busy. Items come out exactly in t
 were produced, so whoever records progress after each item records it in key order, as it
 would without the second thread: a resumed copy never skips an unfinished chunk. At most
 `depth` items wait between the two threads, which bounds the memory the read-ahead holds.
+
+`Sides` is the other shape of the same idea: a few threads, each with a connection of its own,
+answering questions asked ahead (a range's digest) while the asking thread asks the other
+server.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ import contextlib
 import queue
 import threading
 from collections.abc import Callable, Generator, Iterator
-from typing import TypeVar
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Generic, Protocol, TypeVar
 
 from syncd.errors import Stopped
 
@@ -90,3 +95,43 @@ def _drain(items: queue.Queue, thread: threading.Thread) -> None:
         with contextlib.suppress(queue.Empty):
             items.get_nowait()
         thread.join(POLL_S / 2)
+
+
+class Closable(Protocol):
+    def close(self) -> None: ...
+
+
+R = TypeVar("R", bound=Closable)
+
+
+class Sides(Generic[R]):
+    """`count` threads, each with a connection of its own (`open()`), running the functions
+    submitted to them; a context manager that closes every connection it opened."""
+
+    def __init__(self, open_: Callable[[], R], count: int, name: str) -> None:
+        self._open = open_
+        self._local = threading.local()
+        self._opened: list[R] = []
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(count, thread_name_prefix=name)
+
+    def __enter__(self) -> Sides[R]:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        for connection in self._opened:
+            connection.close()
+
+    def submit(self, work: Callable[[R], T]) -> Future[T]:
+        """`work(connection)` on one of the threads."""
+        return self._pool.submit(self._run, work)
+
+    def _run(self, work: Callable[[R], T]) -> T:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._open()
+            self._local.connection = connection
+            with self._lock:
+                self._opened.append(connection)
+        return work(connection)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Generator
+from functools import partial
 
 import pytest
 
 from syncd.errors import SourceUnavailable, Stopped
-from syncd.reconcile.ahead import read_ahead
+from syncd.reconcile.ahead import Sides, read_ahead
 
 
 def _numbers(count: int, made: list[int], closed: threading.Event | None = None,
@@ -91,3 +92,45 @@ def test_stop_ends_before_the_next_item() -> None:
                 stop.set()
     assert seen == [0, 1, 2]
     assert closed.wait(2)
+
+
+class _Connection:
+    def __init__(self, opened: list[_Connection]) -> None:
+        self.closed = False
+        self.thread = threading.current_thread().name
+        opened.append(self)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_sides_give_each_thread_one_connection_and_close_them_all() -> None:
+    opened: list[_Connection] = []
+    barrier = threading.Barrier(2)
+
+    def work(number: int, connection: _Connection) -> tuple[int, str]:
+        if number < 2:
+            barrier.wait(2)  # the first two run at once, on both threads
+        return number, connection.thread
+
+    with Sides(lambda: _Connection(opened), 2, "side") as sides:
+        asked = [sides.submit(partial(work, n)) for n in range(10)]
+        answers = [f.result() for f in asked]
+    assert [n for n, _ in answers] == list(range(10))
+    assert len(opened) == 2 and {c.thread for c in opened} == {t for _, t in answers}
+    assert all(c.closed for c in opened)
+
+
+def test_a_side_failure_is_raised_by_its_answer_only() -> None:
+    def work(number: int, _connection: _Connection) -> int:
+        if number == 1:
+            raise SourceUnavailable("shop", "gone")
+        return number
+
+    opened: list[_Connection] = []
+    with Sides(lambda: _Connection(opened), 2, "side") as sides:
+        asked = [sides.submit(partial(work, n)) for n in range(3)]
+        assert asked[0].result() == 0 and asked[2].result() == 2
+        with pytest.raises(SourceUnavailable):
+            asked[1].result()
+    assert all(c.closed for c in opened)
