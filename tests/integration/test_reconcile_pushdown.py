@@ -119,6 +119,28 @@ class TestPushdown:
         code, found = reconcile(scenario)
         assert code == 0 and found["ledger"]["chunks_pushed_down"] == 4
 
+    def test_scattered_drift_in_every_range_is_found_row_for_row(self, scenario: Scenario) -> None:
+        """After the first differing range, the next ones are compared by their buckets' digests
+        straight away, taken two ranges at a time on the source: every drifted row is found."""
+        scenario.target("UPDATE ledger SET qty = qty + 1 WHERE source_id % 97 = 3")
+        scenario.target("DELETE FROM ledger WHERE source_id % 389 = 5")
+        code, found = reconcile(scenario)
+        ledger = found["ledger"]
+        differ = sorted(i for i in range(1, ROWS + 1) if i % 97 == 3 and i % 389 != 5)
+        missing = [[i] for i in range(1, ROWS + 1) if i % 389 == 5]
+        assert code == 1 and ledger["rows_compared"] == ROWS
+        assert ledger["differ"]["count"] == len(differ) and ledger["missing"]["keys"] == missing
+        assert sorted(r["key"][0] for r in ledger["differ"]["rows"]) == differ
+        assert ledger["extra"]["count"] == 0
+
+    def test_ranges_in_sync_after_a_differing_one_count_as_pushed_down(self, scenario: Scenario) -> None:
+        scenario.target("UPDATE ledger SET account = 'x' WHERE source_id = 5")
+        code, found = reconcile(scenario)
+        ledger = found["ledger"]
+        assert code == 1 and ledger["rows_compared"] == ROWS
+        assert [r["key"] for r in ledger["differ"]["rows"]] == [[5]]
+        assert ledger["chunks_pushed_down"] == 3  # the three ranges after the first, by their buckets
+
     def test_the_target_type_is_what_both_servers_print(self, scenario: Scenario) -> None:
         """A numeric column of another scale: both servers print the stored value at its scale."""
         scenario.target("ALTER TABLE ledger ALTER COLUMN amount TYPE numeric(16,4)")
