@@ -304,7 +304,7 @@ class _Pass:
         verified range whose source checksum was just taken (verified.py). The reader thread
         has its own connection, so the source's query time overlaps the comparison work.
         """
-        return read_ahead(partial(self._read_ahead, ranges), name=f"reconcile-{self.mapping.name}", depth=2,
+        return read_ahead(partial(self._read_ahead, ranges), name=f"reconcile-{self.mapping.name}", depth=1,
                           stop=self.options.stop)
 
     def _read_ahead(self, ranges: list[Entry]) -> Generator[RangeChunk | tuple[Entry, str], None, None]:
