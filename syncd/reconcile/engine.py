@@ -376,8 +376,7 @@ class _Pass:
         digest does and spares a second pass over each range.
         """
         ranges = self._key_ranges()
-        width = (max(1, self.options.chunk_rows * SPAN_CHUNKS // BUCKETS)
-                 if len(self.layout.source_key) == 1 else None)
+        width = max(1, self.options.chunk_rows * SPAN_CHUNKS // BUCKETS)
         narrow = False
         with Sides(partial(SourceReader, self.plan.source), SIDES, f"reconcile-{self.mapping.name}") as sides:
 
@@ -394,7 +393,7 @@ class _Pass:
                     differed = self._by_digest(pushdown, sides, source, lower, upper)
                 else:
                     differed = self._by_buckets(pushdown, source, lower, upper, wanted)
-                narrow = narrow or (differed and width is not None)
+                narrow = narrow or differed
                 if index + SIDES < len(ranges):
                     asked.append(ask(index + SIDES))
                 self._pause()
@@ -407,7 +406,7 @@ class _Pass:
         if width is None:
             return reader.digest(self.table, key, pushdown.source_row, scope=pushdown.scope,
                                  lower=lower, upper=upper)
-        return reader.bucket_digests(self.table, key[0], pushdown.source_row, scope=pushdown.scope,
+        return reader.bucket_digests(self.table, key, pushdown.source_row, scope=pushdown.scope,
                                      lower=lower, upper=upper, width=width)
 
     def _by_digest(self, pushdown: Pushdown, sides: Sides[SourceReader], source: Future,
@@ -419,9 +418,6 @@ class _Pass:
             self.report.chunks_pushed_down += 1
             self._chunk_done(target[0])
             return False
-        if len(self.layout.source_key) != 1:
-            self._walk_range(lower, upper)
-            return True
         width = max(1, found[0] // BUCKETS)
         buckets = sides.submit(partial(self._source_digest, pushdown, (lower, upper), width))
         self._by_buckets(pushdown, buckets, lower, upper, width)
@@ -443,10 +439,6 @@ class _Pass:
         for start in range(0, len(spans), RANGES_PER_READ):
             self._compare_ranges(spans[start:start + RANGES_PER_READ])
         return True
-
-    def _walk_range(self, lower: SourceKey | None, upper: SourceKey | None) -> None:
-        for chunk in self._walk(self.reader, lower, upper):
-            self._compare_range(chunk)
 
     def _compare_ranges(self, spans: list[tuple[SourceKey, SourceKey]]) -> None:
         names, rows = self.reader.rows_in_ranges(self.table, self.layout.source_key,

@@ -74,14 +74,16 @@ def upto_condition(key: Sequence[str]) -> str:
 
 def range_condition(key: Sequence[str], lower: Sequence[Any] | None,
                     upper: Sequence[Any] | None) -> tuple[str, list[Any]]:
-    """WHERE text and parameters for keys in (lower, upper]; None: unbounded on that side."""
+    """WHERE text and parameters for keys in (lower, upper]; None: unbounded on that side. A
+    bound may be shorter than the key: it bounds the key's first columns (`(a, b) > (x,)` is
+    `a > x`, `(a, b) <= (y,)` is `a <= y`)."""
     parts, params = [], []
     if lower is not None:
-        parts.append(f"({after_condition(key)})")
-        params.extend(after_params(key, lower))
+        parts.append(f"({after_condition(key[:len(lower)])})")
+        params.extend(after_params(key[:len(lower)], lower))
     if upper is not None:
-        parts.append(f"({upto_condition(key)})")
-        params.extend(after_params(key, upper))
+        parts.append(f"({upto_condition(key[:len(upper)])})")
+        params.extend(after_params(key[:len(upper)], upper))
     return (" WHERE " + " AND ".join(parts) if parts else ""), params
 
 
@@ -253,14 +255,14 @@ class SourceReader:
                               f"ORDER BY {_order(key)} SEPARATOR '')) FROM {my_name(table)}{where}", params)
         return int(found[0][0]), found[0][1]
 
-    def bucket_digests(self, table: str, column: str, row_text: str, *, scope: str | None,
+    def bucket_digests(self, table: str, key: Sequence[str], row_text: str, *, scope: str | None,
                        lower: Sequence[Any] | None, upper: Sequence[Any] | None,
                        width: int) -> dict[int, tuple[int, str | None]]:
-        """`digest` per bucket of `width` keys (`key DIV width`) of one integer key column."""
-        where, params = _scoped(range_condition((column,), lower, upper), scope)
-        name = my_name(column)
-        found = self._execute(f"SELECT {name} DIV {int(width)}, COUNT(*), MD5(GROUP_CONCAT("
-                              f"{row_text} ORDER BY {name} SEPARATOR '')) "
+        """`digest` per bucket of `width` values of the key's first column, an integer
+        (`column DIV width`)."""
+        where, params = _scoped(range_condition(key, lower, upper), scope)
+        found = self._execute(f"SELECT {my_name(key[0])} DIV {int(width)}, COUNT(*), MD5(GROUP_CONCAT("
+                              f"{row_text} ORDER BY {_order(key)} SEPARATOR '')) "
                               f"FROM {my_name(table)}{where} GROUP BY 1", params)
         return {int(b): (int(n), d) for b, n, d in found}
 

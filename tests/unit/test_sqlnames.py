@@ -270,7 +270,7 @@ def mysql_statements(copied: Mapping, pushdown: Pushdown) -> list[str]:
     reader.copy_lines(table, key, line.line, (1,), 10, reads=("memo%",))
     reader.chunk_range(table, key, columns, after=(1,), upto=(10,), limit=10, checksum=True)
     reader.digest(table, key, pushdown.source_row, scope=pushdown.scope, lower=(1,), upper=(10,))
-    reader.bucket_digests(table, "id", pushdown.source_row, scope="`memo%%` = 1", lower=(1,), upper=(10,),
+    reader.bucket_digests(table, key, pushdown.source_row, scope="`memo%%` = 1", lower=(1,), upper=(10,),
                           width=5)
     reader.rows_in_ranges(table, key, columns, [((1,), (10,)), ((20,), (30,))])
     reader.rows_by_keys_fetched(table, key, columns, [(1,)])
