@@ -8,6 +8,9 @@ were produced, so whoever records progress after each item records it in key ord
 would without the second thread: a resumed copy never skips an unfinished chunk. At most
 `depth` items wait between the two threads, which bounds the memory the read-ahead holds.
 
+`rows_per_read` bounds the rows of one chunk of a wide table, so that the few chunks in flight
+stay small whatever the table's width.
+
 `Sides` is the other shape of the same idea: a few threads, each with a connection of its own,
 answering questions asked ahead (a range's digest) while the asking thread asks the other
 server.
@@ -30,6 +33,16 @@ _END = object()
 """Marks the end of the producer's items in the queue."""
 POLL_S = 0.2
 """How often a blocked thread looks whether the other side has gone."""
+READ_VALUES = 40_000
+"""Values (rows × columns read) one chunk mapped or compared in Python holds at most: its rows
+exist several times over meanwhile (as read, mapped, canonical, the target's), and one more
+chunk is read ahead."""
+
+
+def rows_per_read(chunk_rows: int, columns: int) -> int:
+    """The rows of one chunk of a table read with `columns` columns: `chunk_rows`, fewer for a
+    wide table."""
+    return max(1, min(chunk_rows, READ_VALUES // max(1, columns)))
 
 
 def read_ahead(produce: Callable[[], Generator[T, None, None]], *, name: str, depth: int = 1,

@@ -33,7 +33,7 @@ from syncd.identity.preview import Wanted
 from syncd.mapping.load import SourcePlan
 from syncd.mapping.plan import Mapping, row_key_text
 from syncd.model import ColumnType, Position
-from syncd.reconcile.ahead import Sides, read_ahead
+from syncd.reconcile.ahead import Sides, read_ahead, rows_per_read
 from syncd.reconcile.compare import (
     ChunkDiff,
     Key,
@@ -256,6 +256,7 @@ class _Pass:
         self.streaming = (self.options.streaming if self.options.streaming is not None
                           else daemon_streams(self.conn, self.schema, self.plan.source.name))
         self.report.mode = self.layout.mode
+        self.read_rows = rows_per_read(self.options.chunk_rows, len(self.layout.source_columns))
         self.estimate = self.reader.estimated_rows(self.table) if self.options.progress is not None else 0
         self.pushdown = self._pushdown(target_types)
         self.verified = None if self.pushdown else self._verified_chunks(source_types, target_types, zone)
@@ -327,7 +328,7 @@ class _Pass:
         after = lower
         while True:
             chunk = reader.chunk_range(self.table, self.layout.source_key, self.layout.source_columns,
-                                       after=after, upto=upper, limit=self.options.chunk_rows,
+                                       after=after, upto=upper, limit=self.read_rows,
                                        checksum=self.verified is not None)
             yield chunk
             if not chunk.full or chunk.upper == upper:

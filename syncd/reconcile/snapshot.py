@@ -60,7 +60,7 @@ from syncd.model import (
     RowChange,
     undecodable_columns,
 )
-from syncd.reconcile.ahead import read_ahead
+from syncd.reconcile.ahead import read_ahead, rows_per_read
 from syncd.reconcile.compare import ChunkDiff, Key
 from syncd.reconcile.copytext import CopyText, plan_copy_text
 from syncd.reconcile.engine import REPAIR_BATCH, Options, scan_mapping
@@ -122,6 +122,8 @@ class _TableCopy:
     ctx: ChangeContext
     progress_key: str
     position: str
+    rows: int
+    """Rows per chunk: `chunk_rows`, fewer for a wide table mapped in Python (ahead.rows_per_read)."""
 
     def progress(self, last: tuple[Any, ...] | None, rows: int, done: bool) -> CopyProgress:
         return CopyProgress(self.progress_key, self.position, list(last) if last is not None else None,
@@ -353,16 +355,18 @@ class _Job:
                     position: str, state: CopyProgress | None, result: SnapshotResult) -> bool:
         columns = reader.columns(table)
         ctx = ChangeContext(self.name, f"{SNAPSHOT_AT}{position}", datetime.now(UTC))
+        text = None if self.map_every_row else _copy_text(sink, mappings, reader, table, plan=self.plan,
+                                                          commit_time=ctx.commit_time)
         job = _TableCopy(
             table=table,
             key=reader.row_key(table, mappings[0]),  # fan-out mappings share one source_key (spec.py)
             columns=list(columns),
             mappings=mappings,
-            text=None if self.map_every_row else _copy_text(sink, mappings, reader, table, plan=self.plan,
-                                                            commit_time=ctx.commit_time),
+            text=text,
             ctx=ctx,
             progress_key=_progress_key(table, self.partial),
-            position=position)
+            position=position,
+            rows=self.chunk_rows if text is not None else rows_per_read(self.chunk_rows, len(columns)))
         state = self._continuable(state, job.key)
         estimate = max(reader.estimated_rows(table), state.rows_copied if state else 0)
         after = tuple(state.last_key) if state is not None and state.last_key is not None else None
@@ -387,9 +391,9 @@ class _Job:
         reader = SourceReader(self.plan.source)
         try:
             while True:
-                chunk = _read_chunk(reader, job, after, self.chunk_rows)
+                chunk = _read_chunk(reader, job, after, job.rows)
                 yield chunk
-                if chunk.count < self.chunk_rows:
+                if chunk.count < job.rows:
                     return
                 after = chunk.last
         finally:
@@ -399,7 +403,7 @@ class _Job:
                      copied: int, result: SnapshotResult) -> None:
         """Write one chunk with its progress row. When PostgreSQL rejects its COPY text, the rows
         of the chunk's key range are read again and all go through the mapping."""
-        state = job.progress(chunk.last, copied + chunk.count, chunk.count < self.chunk_rows)
+        state = job.progress(chunk.last, copied + chunk.count, chunk.count < job.rows)
         if chunk.lines is not None:
             done = self._commit_text(sink, job, chunk.lines, chunk.batch, state)
             if done is not None:

@@ -10,7 +10,7 @@ from functools import partial
 import pytest
 
 from syncd.errors import SourceUnavailable, Stopped
-from syncd.reconcile.ahead import Sides, read_ahead
+from syncd.reconcile.ahead import READ_VALUES, Sides, read_ahead, rows_per_read
 
 
 def _numbers(count: int, made: list[int], closed: threading.Event | None = None,
@@ -134,3 +134,10 @@ def test_a_side_failure_is_raised_by_its_answer_only() -> None:
         with pytest.raises(SourceUnavailable):
             asked[1].result()
     assert all(c.closed for c in opened)
+
+
+def test_a_wide_table_is_read_in_chunks_of_fewer_rows() -> None:
+    assert rows_per_read(10_000, 4) == 10_000
+    assert rows_per_read(10_000, 20) == READ_VALUES // 20 < 10_000
+    assert rows_per_read(100, 20) == 100
+    assert rows_per_read(10, 10 * READ_VALUES) == 1

@@ -38,7 +38,7 @@ class Reader:
 def job() -> _TableCopy:
     return _TableCopy(table="orders", key=("id",), columns=["id"], mappings=[], text=CopyText("L", ("id",)),
                       ctx=ChangeContext("shop", "snapshot@f:4", datetime.now(UTC)), progress_key="orders",
-                      position="f:4")
+                      position="f:4", rows=10)
 
 
 def test_chunks_follow_each_other_by_their_last_key() -> None:
@@ -66,7 +66,7 @@ def _writer(rejects: bool) -> tuple[SimpleNamespace, list[CopyProgress]]:
         saved.append(state)
         return 0
 
-    writer = SimpleNamespace(chunk_rows=10, _commit_text=commit_text, _commit=commit,
+    writer = SimpleNamespace(_commit_text=commit_text, _commit=commit,
                              _warn_zero_dates=lambda *_: None)
     return writer, saved
 
