@@ -124,6 +124,10 @@ class _TableCopy:
     position: str
     rows: int
     """Rows per chunk: `chunk_rows`, fewer for a wide table mapped in Python (ahead.rows_per_read)."""
+    insert: bool = False
+    """COPY text goes straight into the target table, not through the staging table's upsert:
+    the table held no row when its copy started (not resumed). A chunk refused for a key that
+    is there after all is written by upsert, as the rest of the table."""
 
     def progress(self, last: tuple[Any, ...] | None, rows: int, done: bool) -> CopyProgress:
         return CopyProgress(self.progress_key, self.position, list(last) if last is not None else None,
@@ -368,6 +372,8 @@ class _Job:
             position=position,
             rows=self.chunk_rows if text is not None else rows_per_read(self.chunk_rows, len(columns)))
         state = self._continuable(state, job.key)
+        job.insert = (text is not None and state is None
+                      and not slice_has_rows(sink.conn, mappings[0].table, {}))
         estimate = max(reader.estimated_rows(table), state.rows_copied if state else 0)
         after = tuple(state.last_key) if state is not None and state.last_key is not None else None
         copied = state.rows_copied if state is not None else 0
@@ -434,10 +440,14 @@ class _Job:
         try:
             with sink.long_transaction() as tx:
                 if lines:
-                    tx.write_text(mapping.table, mapping.key, job.text.columns, b"".join(lines))
+                    tx.write_text(mapping.table, mapping.key, job.text.columns, b"".join(lines),
+                                  insert=job.insert)
                 rejected = tx.finish(batch)
                 save_progress(tx.cur, self.schema, self.name, state)
         except RowsRejected as exc:
+            if job.insert:  # a key there after all (a daemon of another source writes the table)
+                job.insert = False
+                return self._commit_text(sink, job, lines, batch, state)
             self.log.info("copy_text_rejected", table=job.table, rows=len(lines), reason=exc.reason)
             return None
         return len(batch.dead_letters) + len(rejected)

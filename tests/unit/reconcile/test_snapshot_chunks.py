@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import partial
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
+from syncd.errors import RowsRejected
 from syncd.mapping.plan import ChangeContext
 from syncd.model import CopyProgress
 from syncd.reconcile.copytext import CopyText
@@ -97,3 +104,50 @@ def test_progress_records_the_chunks_last_key_and_the_end() -> None:
             break
     assert [(s.last_key, s.rows_copied, s.done) for s in saved] == [([10], 10, False), ([15], 15, True)]
     assert reader.between == []
+
+
+class Tx:
+    def __init__(self, writes: list[bool], refuse_insert: bool) -> None:
+        self.writes, self.refuse_insert, self.cur = writes, refuse_insert, None
+
+    def write_text(self, table: Any, key: Any, columns: Any, lines: bytes, *, insert: bool) -> None:
+        self.writes.append(insert)
+        if insert and self.refuse_insert:
+            raise RowsRejected("duplicate key value violates unique constraint")
+
+    def finish(self, batch: Batch) -> list:
+        return []
+
+
+class Sink:
+    def __init__(self, refuse_insert: bool) -> None:
+        self.writes: list[bool] = []
+        self.refuse_insert = refuse_insert
+
+    @contextmanager
+    def long_transaction(self) -> Iterator[Tx]:
+        yield Tx(self.writes, self.refuse_insert)
+
+
+def _commit(sink: Sink, copy: _TableCopy, monkeypatch: pytest.MonkeyPatch) -> int | None:
+    monkeypatch.setattr(sys.modules[_Job.__module__], "save_progress", lambda *_: None)
+    writer = SimpleNamespace(schema="syncd", name="shop", log=SimpleNamespace(info=lambda *_, **__: None))
+    writer._commit_text = partial(_Job._commit_text, writer)
+    copy.mappings = [SimpleNamespace(table="orders", key=("id",))]  # type: ignore[list-item]
+    state = copy.progress((10,), 10, False)
+    return _Job._commit_text(writer, sink, copy, [b"1\n"], Batch(), state)  # type: ignore[arg-type]
+
+
+def test_lines_go_straight_into_a_table_that_was_empty(monkeypatch: pytest.MonkeyPatch) -> None:
+    sink, copy = Sink(refuse_insert=False), job()
+    copy.insert = True
+    assert _commit(sink, copy, monkeypatch) == 0
+    assert sink.writes == [True] and copy.insert
+
+
+def test_a_key_there_after_all_sends_the_chunk_and_the_rest_through_the_upsert(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    sink, copy = Sink(refuse_insert=True), job()
+    copy.insert = True
+    assert _commit(sink, copy, monkeypatch) == 0
+    assert sink.writes == [True, False] and not copy.insert
