@@ -419,7 +419,7 @@ class _Pass:
             self.report.chunks_pushed_down += 1
             self._chunk_done(target[0])
             return False
-        width = max(1, found[0] // BUCKETS)
+        width = max(1, max(found[0], target[0]) // BUCKETS)  # rows only the target has count too
         buckets = sides.submit(partial(self._source_digest, pushdown, (lower, upper), width))
         self._by_buckets(pushdown, buckets, lower, upper, width)
         return True
