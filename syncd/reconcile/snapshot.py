@@ -123,7 +123,8 @@ class _TableCopy:
     progress_key: str
     position: str
     rows: int
-    """Rows per chunk: `chunk_rows`, fewer for a wide table mapped in Python (ahead.rows_per_read)."""
+    """Rows per chunk: `chunk_rows`, fewer when the rows read hold many values (ahead.rows_per_read:
+    every column mapped in Python; a COPY line, its key and the columns it leaves to Python)."""
     insert: bool = False
     """COPY text goes straight into the target table, not through the staging table's upsert:
     the table held no row when its copy started (not resumed). A chunk refused for a key that
@@ -361,16 +362,18 @@ class _Job:
         ctx = ChangeContext(self.name, f"{SNAPSHOT_AT}{position}", datetime.now(UTC))
         text = None if self.map_every_row else _copy_text(sink, mappings, reader, table, plan=self.plan,
                                                           commit_time=ctx.commit_time)
+        key = reader.row_key(table, mappings[0])  # fan-out mappings share one source_key (spec.py)
         job = _TableCopy(
             table=table,
-            key=reader.row_key(table, mappings[0]),  # fan-out mappings share one source_key (spec.py)
+            key=key,
             columns=list(columns),
             mappings=mappings,
             text=text,
             ctx=ctx,
             progress_key=_progress_key(table, self.partial),
             position=position,
-            rows=self.chunk_rows if text is not None else rows_per_read(self.chunk_rows, len(columns)))
+            rows=rows_per_read(self.chunk_rows,
+                               len(columns) if text is None else 1 + len(key) + len(text.reads)))
         state = self._continuable(state, job.key)
         job.insert = (text is not None and state is None
                       and not slice_has_rows(sink.conn, mappings[0].table, {}))
