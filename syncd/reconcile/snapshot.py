@@ -124,7 +124,7 @@ class _TableCopy:
     position: str
     rows: int
     """Rows per chunk: `chunk_rows`, fewer when the rows read hold many values (ahead.rows_per_read:
-    every column mapped in Python; a COPY line, its key and the columns it leaves to Python)."""
+    every column mapped in Python; a COPY line's fields, its key and the columns left to Python)."""
     insert: bool = False
     """COPY text goes straight into the target table, not through the staging table's upsert:
     the table held no row when its copy started (not resumed). A chunk refused for a key that
@@ -372,8 +372,8 @@ class _Job:
             ctx=ctx,
             progress_key=_progress_key(table, self.partial),
             position=position,
-            rows=rows_per_read(self.chunk_rows,
-                               len(columns) if text is None else 1 + len(key) + len(text.reads)))
+            rows=rows_per_read(self.chunk_rows, len(columns) if text is None
+                               else len(text.columns) + len(key) + len(text.reads)))
         state = self._continuable(state, job.key)
         job.insert = (text is not None and state is None
                       and not slice_has_rows(sink.conn, mappings[0].table, {}))
