@@ -31,7 +31,6 @@ Canon = Callable[[Any], Any]
 Key = tuple[Any, ...]
 Values = tuple[Any, ...]
 
-_MASK64 = (1 << 64) - 1
 NAN = "NaN"
 """Canonical form of a not-a-number (NaN is not equal to itself, so it would always differ)."""
 
@@ -340,32 +339,6 @@ def canonicalize_rows(rows: list[tuple[Any, ...]], canons: Sequence[Canon | None
 
 
 # --------------------------------------------------------------------------- chunk checks
-
-
-@dataclass(frozen=True)
-class ChunkDigest:
-    """An order-independent digest of a set of rows: count and 64-bit sum of row hashes.
-
-    Only meaningful inside one process (Python's hash of text is salted per process). The
-    sum, unlike XOR, does not cancel on repeated rows. Equal sets always give equal digests;
-    the per-chunk check in `compare_chunk` compares the row sets themselves, so a digest
-    collision can never hide drift.
-    """
-
-    rows: int
-    total: int
-
-
-def _fold(value: Any) -> Any:
-    # CPython hashes -1 like -2; give -1 its own hash so the two never collide in a digest.
-    return ("-1",) if type(value) is int and value == -1 else value
-
-
-def chunk_digest(rows: Mapping[Key, Values]) -> ChunkDigest:
-    total = 0
-    for key, values in rows.items():
-        total += hash((tuple(map(_fold, key)), tuple(map(_fold, values))))
-    return ChunkDigest(len(rows), total & _MASK64)
 
 
 @dataclass

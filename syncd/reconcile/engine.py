@@ -16,12 +16,10 @@ servers, remembered checksums, row by row) feed one comparison, one re-check and
 
 from __future__ import annotations
 
-import contextlib
-import queue
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Collection, Generator, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
@@ -35,6 +33,7 @@ from syncd.identity.preview import Wanted
 from syncd.mapping.load import SourcePlan
 from syncd.mapping.plan import Mapping, row_key_text
 from syncd.model import ColumnType, Position
+from syncd.reconcile.ahead import Sides, read_ahead, rows_per_read
 from syncd.reconcile.compare import (
     ChunkDiff,
     Key,
@@ -65,6 +64,8 @@ from syncd.source.chunks import RangeChunk, SourceReader
 log = structlog.get_logger("syncd.reconcile")
 
 REPAIR_BATCH = 1_000
+SIDES = 2
+"""Source connections taking a pushed-down pass's source digests at once."""
 RANGES_PER_READ = 200
 """Differing buckets of a pushed-down range read and compared in one go."""
 CONFIRM_ATTEMPTS = 3
@@ -200,20 +201,6 @@ def wait_applied(conn: Connection, schema: str, source: str, position: Position,
         time.sleep(0.05)
 
 
-_END = object()
-"""Marks the end of the ranges in the read-ahead queue."""
-
-
-def _put(out: queue.Queue, item: object, done: threading.Event) -> bool:
-    while not done.is_set():
-        try:
-            out.put(item, timeout=0.2)
-            return True
-        except queue.Full:
-            continue
-    return False
-
-
 class _Pass:
     """One mapping's pass over its source table."""
 
@@ -269,6 +256,7 @@ class _Pass:
         self.streaming = (self.options.streaming if self.options.streaming is not None
                           else daemon_streams(self.conn, self.schema, self.plan.source.name))
         self.report.mode = self.layout.mode
+        self.read_rows = rows_per_read(self.options.chunk_rows, len(self.layout.source_columns))
         self.estimate = self.reader.estimated_rows(self.table) if self.options.progress is not None else 0
         self.pushdown = self._pushdown(target_types)
         self.verified = None if self.pushdown else self._verified_chunks(source_types, target_types, zone)
@@ -317,49 +305,20 @@ class _Pass:
         verified range whose source checksum was just taken (verified.py). The reader thread
         has its own connection, so the source's query time overlaps the comparison work.
         """
-        chunks: queue.Queue = queue.Queue(maxsize=2)
-        done = threading.Event()
-        thread = threading.Thread(target=self._read_ahead, args=(ranges, chunks, done), daemon=True,
-                                  name=f"reconcile-{self.mapping.name}")
-        thread.start()
-        try:
-            while True:
-                if self.options.stop is not None and self.options.stop.is_set():
-                    raise Stopped("stopped")
-                item = chunks.get()
-                if isinstance(item, BaseException):
-                    raise item
-                if item is _END:
-                    return
-                yield item
-        finally:
-            done.set()
-            while thread.is_alive():
-                with contextlib.suppress(queue.Empty):
-                    chunks.get_nowait()
-                thread.join(0.1)
+        return read_ahead(partial(self._read_ahead, ranges), name=f"reconcile-{self.mapping.name}", depth=1,
+                          stop=self.options.stop)
 
-    def _read_ahead(self, ranges: list[Entry], out: queue.Queue, done: threading.Event) -> None:
-        try:
-            reader = SourceReader(self.plan.source)
-        except BaseException as exc:  # handed to the comparing thread
-            out.put(exc)
-            return
+    def _read_ahead(self, ranges: list[Entry]) -> Generator[RangeChunk | tuple[Entry, str], None, None]:
+        reader = SourceReader(self.plan.source)
         try:
             for entry in ranges:
                 if entry.verified:
-                    checksum = reader.checksum(self.table, self.layout.source_key, self.layout.source_columns,
-                                               entry.lo, entry.hi)
-                    if not _put(out, (entry, checksum), done):
-                        return
+                    yield entry, reader.checksum(self.table, self.layout.source_key,
+                                                 self.layout.source_columns, entry.lo, entry.hi)
                     continue
                 for chunk in self._walk(reader, entry.lo, entry.hi):
-                    if not _put(out, chunk, done):
-                        return
+                    yield chunk
                     self._pause()
-            _put(out, _END, done)
-        except BaseException as exc:  # handed to the comparing thread
-            _put(out, exc, done)
         finally:
             reader.close()
 
@@ -369,7 +328,7 @@ class _Pass:
         after = lower
         while True:
             chunk = reader.chunk_range(self.table, self.layout.source_key, self.layout.source_columns,
-                                       after=after, upto=upper, limit=self.options.chunk_rows,
+                                       after=after, upto=upper, limit=self.read_rows,
                                        checksum=self.verified is not None)
             yield chunk
             if not chunk.full or chunk.upper == upper:
@@ -410,58 +369,77 @@ class _Pass:
         """Ranges whose in-server digests agree are in sync; the others are narrowed down to
         buckets of keys, and the buckets that differ compared row by row.
 
-        Each range's source digest is taken on a second connection while PostgreSQL takes the
-        target's, so both servers work at once.
+        The source's digests are taken by SIDES threads with connections of their own, that
+        many ranges ahead, while PostgreSQL takes the target's: the source server (the slower
+        one: it computes the mapped values) works on two cores and the faster one never waits.
+        Once a range has differed, the next ranges are asked for their bucket digests at once
+        (scattered drift is seldom in one range only), which costs the servers about what one
+        digest does and spares a second pass over each range.
         """
         ranges = self._key_ranges()
-        side = SourceReader(self.plan.source)
+        width = max(1, self.options.chunk_rows * SPAN_CHUNKS // BUCKETS)
+        narrow = False
+        with Sides(partial(SourceReader, self.plan.source), SIDES, f"reconcile-{self.mapping.name}") as sides:
+
+            def ask(index: int) -> tuple[int | None, Future]:
+                wanted = width if narrow else None
+                return wanted, sides.submit(partial(self._source_digest, pushdown, ranges[index], wanted))
+
+            asked = [ask(index) for index in range(min(SIDES, len(ranges)))]
+            for index, (lower, upper) in enumerate(ranges):
+                if self.options.stop is not None and self.options.stop.is_set():
+                    raise Stopped("stopped")
+                wanted, source = asked[index]
+                if wanted is None:
+                    differed = self._by_digest(pushdown, sides, source, lower, upper)
+                else:
+                    differed = self._by_buckets(pushdown, source, lower, upper, wanted)
+                narrow = narrow or differed
+                if index + SIDES < len(ranges):
+                    asked.append(ask(index + SIDES))
+                self._pause()
+
+    def _source_digest(self, pushdown: Pushdown, bounds: tuple[SourceKey | None, SourceKey | None],
+                       width: int | None, reader: SourceReader) -> Any:
+        """The range's digest, or its bucket digests when `width` is given."""
+        lower, upper = bounds
         key = self.layout.source_key
+        if width is None:
+            return reader.digest(self.table, key, pushdown.source_row, scope=pushdown.scope,
+                                 lower=lower, upper=upper)
+        return reader.bucket_digests(self.table, key, pushdown.source_row, scope=pushdown.scope,
+                                     lower=lower, upper=upper, width=width)
 
-        def source_digest(lower: SourceKey | None, upper: SourceKey | None) -> tuple[int, str | None]:
-            return side.digest(self.table, key, pushdown.source_row, scope=pushdown.scope, lower=lower,
-                               upper=upper)
+    def _by_digest(self, pushdown: Pushdown, sides: Sides[SourceReader], source: Future,
+                   lower: SourceKey | None, upper: SourceKey | None) -> bool:
+        """One range by its two digests; True when they differ."""
+        target = self.target.digest(pushdown.target_row, lower, upper)
+        found = source.result()
+        if found == target:
+            self.report.chunks_pushed_down += 1
+            self._chunk_done(target[0])
+            return False
+        width = max(1, max(found[0], target[0]) // BUCKETS)  # rows only the target has count too
+        buckets = sides.submit(partial(self._source_digest, pushdown, (lower, upper), width))
+        self._by_buckets(pushdown, buckets, lower, upper, width)
+        return True
 
-        try:
-            with ThreadPoolExecutor(1, thread_name_prefix=f"reconcile-{self.mapping.name}") as pool:
-                # The source's digest of each range is asked for one range ahead: the faster
-                # server never waits for the slower one.
-                digests = [pool.submit(source_digest, *bounds) for bounds in ranges[:2]]
-                for index, (lower, upper) in enumerate(ranges):
-                    if self.options.stop is not None and self.options.stop.is_set():
-                        raise Stopped("stopped")
-                    if index + 2 < len(ranges):
-                        digests.append(pool.submit(source_digest, *ranges[index + 2]))
-                    target = self.target.digest(pushdown.target_row, lower, upper)
-                    source = digests[index].result()
-                    if source == target and not pushdown.deferred:
-                        self.report.chunks_pushed_down += 1
-                        self._chunk_done(target[0])
-                    elif source == target or pushdown.deferred or len(key) != 1:
-                        self._walk_range(lower, upper)
-                    else:
-                        self._narrowed(pushdown, lower, upper, source[0])
-                    self._pause()
-        finally:
-            side.close()
-
-    def _walk_range(self, lower: SourceKey | None, upper: SourceKey | None) -> None:
-        for chunk in self._walk(self.reader, lower, upper):
-            self._compare_range(chunk)
-
-    def _narrowed(self, pushdown: Pushdown, lower: SourceKey | None, upper: SourceKey | None,
-                  rows: int) -> None:
-        """A differing range: digests of buckets of keys on both servers, then the buckets that
-        differ (drift, rows the SQL cannot vouch for) row by row through the mapping."""
-        width = max(1, rows // BUCKETS)
-        source = self.reader.bucket_digests(self.table, self.layout.source_key[0], pushdown.source_row,
-                                            scope=pushdown.scope, lower=lower, upper=upper, width=width)
+    def _by_buckets(self, pushdown: Pushdown, source: Future, lower: SourceKey | None,
+                    upper: SourceKey | None, width: int) -> bool:
+        """One range by its buckets' digests on both servers, the buckets that differ (drift,
+        rows the SQL cannot vouch for) row by row through the mapping; True when one differs."""
         target = self.target.bucket_digests(pushdown.target_row, lower, upper, width)
-        spans, in_sync = differing_spans(source, target, width, lower, upper)
+        spans, in_sync = differing_spans(source.result(), target, width, lower, upper)
+        if not spans:
+            self.report.chunks_pushed_down += 1
+            self._chunk_done(in_sync)
+            return False
         self._chunk_done(in_sync)
         log.debug("pushdown_range_differs", mapping=self.mapping.name, lower=lower, upper=upper,
                   buckets=len(spans))
         for start in range(0, len(spans), RANGES_PER_READ):
             self._compare_ranges(spans[start:start + RANGES_PER_READ])
+        return True
 
     def _compare_ranges(self, spans: list[tuple[SourceKey, SourceKey]]) -> None:
         names, rows = self.reader.rows_in_ranges(self.table, self.layout.source_key,

@@ -91,12 +91,13 @@ def _concat(parts: list[str]) -> str:
 
 
 Digests = dict[int, tuple[int, str | None]]
-"""Bucket (`key DIV width`) -> (rows, digest)."""
-Bound = tuple[int] | None
+"""Bucket (`first key column DIV width`) -> (rows, digest)."""
+Bound = tuple[int, ...] | None
+Span = tuple[tuple[int, ...], tuple[int, ...]]
 
 
 def differing_spans(source: Digests, target: Digests, width: int, lower: Bound,
-                    upper: Bound) -> tuple[list[tuple[tuple[int], tuple[int]]], int]:
+                    upper: Bound) -> tuple[list[Span], int]:
     """The (lower, upper] key spans of the buckets whose digests differ, and the source rows of
     the others (in sync)."""
     differing = sorted(b for b in source.keys() | target.keys() if source.get(b) != target.get(b))
@@ -104,10 +105,13 @@ def differing_spans(source: Digests, target: Digests, width: int, lower: Bound,
     return [_bucket_span(b, width, lower, upper) for b in differing], in_sync
 
 
-def _bucket_span(bucket: int, width: int, lower: Bound, upper: Bound) -> tuple[tuple[int], tuple[int]]:
-    """The keys of `key DIV width = bucket` (DIV truncates towards zero), within the range."""
+def _bucket_span(bucket: int, width: int, lower: Bound, upper: Bound) -> Span:
+    """The keys whose first column `DIV width` is `bucket` (DIV truncates towards zero), within
+    the range. A side of the bucket inside the range is bounded by the first column alone (a
+    bound shorter than the key, syncd.source.chunks.range_condition); a side where the range
+    ends within the bucket keeps the range's own bound, all of the key's columns."""
     first = bucket * width if bucket > 0 else bucket * width - width + 1
     last = bucket * width + width - 1 if bucket >= 0 else bucket * width
-    low = first - 1 if lower is None else max(first - 1, lower[0])
-    high = last if upper is None else min(last, upper[0])
-    return (low,), (high,)
+    low = (first - 1,) if lower is None or lower[0] < first else tuple(lower)
+    high = (last,) if upper is None or upper[0] > last else tuple(upper)
+    return low, high

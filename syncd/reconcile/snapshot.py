@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Generator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -38,7 +38,7 @@ from typing import Any
 import structlog
 
 from syncd.config import DEFAULT_CHUNK_ROWS, Config, SourceConfig
-from syncd.errors import RowsRejected, SnapshotError, TransformError
+from syncd.errors import RowsRejected, SnapshotError, Stopped, TransformError
 from syncd.mapping.load import SourcePlan
 from syncd.mapping.plan import (
     ZERO_DATE_READ_AS_NULL,
@@ -60,6 +60,7 @@ from syncd.model import (
     RowChange,
     undecodable_columns,
 )
+from syncd.reconcile.ahead import read_ahead, rows_per_read
 from syncd.reconcile.compare import ChunkDiff, Key
 from syncd.reconcile.copytext import CopyText, plan_copy_text
 from syncd.reconcile.engine import REPAIR_BATCH, Options, scan_mapping
@@ -121,6 +122,13 @@ class _TableCopy:
     ctx: ChangeContext
     progress_key: str
     position: str
+    rows: int
+    """Rows per chunk: `chunk_rows`, fewer when the rows read hold many values (ahead.rows_per_read:
+    every column mapped in Python; a COPY line's fields, its key and the columns left to Python)."""
+    insert: bool = False
+    """COPY text goes straight into the target table, not through the staging table's upsert:
+    the table held no row when its copy started (not resumed). A chunk refused for a key that
+    is there after all is written by upsert, as the rest of the table."""
 
     def progress(self, last: tuple[Any, ...] | None, rows: int, done: bool) -> CopyProgress:
         return CopyProgress(self.progress_key, self.position, list(last) if last is not None else None,
@@ -366,58 +374,70 @@ class _Job:
                     position: str, state: CopyProgress | None, result: SnapshotResult) -> bool:
         columns = reader.columns(table)
         ctx = ChangeContext(self.name, f"{SNAPSHOT_AT}{position}", datetime.now(UTC))
+        text = None if self.map_every_row else _copy_text(sink, mappings, reader, table, plan=self.plan,
+                                                          commit_time=ctx.commit_time)
+        key = reader.row_key(table, mappings[0])  # fan-out mappings share one source_key (spec.py)
         job = _TableCopy(
             table=table,
-            key=reader.row_key(table, mappings[0]),  # fan-out mappings share one source_key (spec.py)
+            key=key,
             columns=list(columns),
             mappings=mappings,
-            text=None if self.map_every_row else _copy_text(sink, mappings, reader, table, plan=self.plan,
-                                                            commit_time=ctx.commit_time),
+            text=text,
             ctx=ctx,
             progress_key=_progress_key(table, self.partial),
-            position=position)
+            position=position,
+            rows=rows_per_read(self.chunk_rows, len(columns) if text is None
+                               else len(text.columns) + len(key) + len(text.reads)))
         state = self._continuable(state, job.key)
+        job.insert = (text is not None and state is None
+                      and not slice_has_rows(sink.conn, mappings[0].table, {}))
         estimate = max(reader.estimated_rows(table), state.rows_copied if state else 0)
         after = tuple(state.last_key) if state is not None and state.last_key is not None else None
         copied = state.rows_copied if state is not None else 0
         result.copied.setdefault(table, 0)
         self.log.info("snapshot_table", table=table, copy_text=job.text is not None, resume_after=after)
-        while True:
-            if self.stop.is_set():
-                return False
-            rows, after = self._copy_chunk(reader, sink, job, after, copied=copied, result=result)
-            copied += rows
-            result.copied[table] += rows
-            if rows:
-                self._report(table, copied, max(estimate, copied))
-            if rows < self.chunk_rows:
-                return True
+        chunks = read_ahead(partial(self._read_chunks, job, after), name=f"snapshot-{table}", stop=self.stop)
+        try:
+            for chunk in chunks:
+                self._write_chunk(reader, sink, job, chunk, copied=copied, result=result)
+                copied += chunk.count
+                result.copied[table] += chunk.count
+                if chunk.count:
+                    self._report(table, copied, max(estimate, copied))
+        except Stopped:
+            return False
+        return True
 
-    def _copy_chunk(self, reader: SourceReader, sink: PostgresSink, job: _TableCopy,
-                    after: tuple[Any, ...] | None, *, copied: int,
-                    result: SnapshotResult) -> tuple[int, tuple[Any, ...] | None]:
-        """Copy the rows after key `after` with their progress row; returns (rows, last key)."""
-        if job.text is not None:
-            fetched = reader.copy_lines(job.table, job.key, job.text.line, after, self.chunk_rows,
-                                        reads=job.text.reads)
-            last = tuple(fetched.rows[-1][1:1 + len(job.key)]) if fetched.rows else after
-            lines, python_keys = _text_lines(job, fetched)
-            rows, zeros = reader.rows_by_keys_fetched(job.table, job.key, job.columns, python_keys)
-            batch = _map_rows(job.table, job.key, rows, job.mappings, job.ctx)
-            count = len(fetched.rows)
-            done = self._commit_text(sink, job, lines, batch, job.progress(last, copied + count,
-                                                                           count < self.chunk_rows))
+    def _read_chunks(self, job: _TableCopy, after: tuple[Any, ...] | None) -> Generator[_Chunk, None, None]:
+        """The table's chunks after key `after`, read and mapped on a connection of their own (in
+        the read-ahead thread, while the previous chunk is written)."""
+        reader = SourceReader(self.plan.source)
+        try:
+            while True:
+                chunk = _read_chunk(reader, job, after, job.rows)
+                yield chunk
+                if chunk.count < job.rows:
+                    return
+                after = chunk.last
+        finally:
+            reader.close()
+
+    def _write_chunk(self, reader: SourceReader, sink: PostgresSink, job: _TableCopy, chunk: _Chunk, *,
+                     copied: int, result: SnapshotResult) -> None:
+        """Write one chunk with its progress row. When PostgreSQL rejects its COPY text, the rows
+        of the chunk's key range are read again and all go through the mapping."""
+        state = job.progress(chunk.last, copied + chunk.count, chunk.count < job.rows)
+        if chunk.lines is not None:
+            done = self._commit_text(sink, job, chunk.lines, chunk.batch, state)
             if done is not None:
-                self._warn_zero_dates(job, rows, zeros)
+                self._warn_zero_dates(job, chunk.rows, chunk.zeros)
                 result.dead_letters += done
-                return count, last
-        rows, zeros = reader.chunk(job.table, job.key, job.columns, after, self.chunk_rows)
-        last = tuple(rows[-1][k] for k in job.key) if rows else after
-        batch = _map_rows(job.table, job.key, rows, job.mappings, job.ctx)
-        self._warn_zero_dates(job, rows, zeros)
-        result.dead_letters += self._commit(sink, batch, job.progress(last, copied + len(rows),
-                                                                      len(rows) < self.chunk_rows))
-        return len(rows), last
+                return
+            rows, zeros = reader.rows_between(job.table, job.key, job.columns, chunk.after, chunk.last)
+            chunk = _Chunk(chunk.after, chunk.last, chunk.count, None, rows, zeros,
+                           _map_rows(job.table, job.key, rows, job.mappings, job.ctx))
+        self._warn_zero_dates(job, chunk.rows, chunk.zeros)
+        result.dead_letters += self._commit(sink, chunk.batch, state)
 
     def _warn_zero_dates(self, job: _TableCopy, rows: list[Row], zeros: ZeroDates) -> None:
         """What streaming logs of the zero dates it reads as NULL, for the copied rows (a COPY line
@@ -437,10 +457,14 @@ class _Job:
         try:
             with sink.long_transaction() as tx:
                 if lines:
-                    tx.write_text(mapping.table, mapping.key, job.text.columns, b"".join(lines))
+                    tx.write_text(mapping.table, mapping.key, job.text.columns, b"".join(lines),
+                                  insert=job.insert)
                 rejected = tx.finish(batch)
                 save_progress(tx.cur, self.schema, self.name, state)
         except RowsRejected as exc:
+            if job.insert:  # a key there after all (a daemon of another source writes the table)
+                job.insert = False
+                return self._commit_text(sink, job, lines, batch, state)
             self.log.info("copy_text_rejected", table=job.table, rows=len(lines), reason=exc.reason)
             return None
         return len(batch.dead_letters) + len(rejected)
@@ -595,6 +619,41 @@ class _Job:
                 self._report(table, copied, max(estimate, copied))
             if last:
                 return True
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """One chunk of a table's copy as read and mapped, ready to be written."""
+
+    after: tuple[Any, ...] | None
+    """The chunk's keys follow this one (None: from the table's start)."""
+    last: tuple[Any, ...] | None
+    """The chunk's last key (`after` when it is empty): where the next chunk starts."""
+    count: int
+    """Source rows read."""
+    lines: list[bytes] | None
+    """COPY text of the rows the source server wrote it for; None: every row is in `batch`."""
+    rows: list[Row]
+    """The rows mapped in Python."""
+    zeros: ZeroDates
+    batch: Batch
+    """`rows` through the mappings."""
+
+
+def _read_chunk(reader: SourceReader, job: _TableCopy, after: tuple[Any, ...] | None, limit: int) -> _Chunk:
+    """The next `limit` rows after key `after`: as COPY text where the source server writes it,
+    the other rows mapped in Python."""
+    if job.text is not None:
+        fetched = reader.copy_lines(job.table, job.key, job.text.line, after, limit, reads=job.text.reads)
+        last = tuple(fetched.rows[-1][1:1 + len(job.key)]) if fetched.rows else after
+        lines, python_keys = _text_lines(job, fetched)
+        rows, zeros = reader.rows_by_keys_fetched(job.table, job.key, job.columns, python_keys)
+        return _Chunk(after, last, len(fetched.rows), lines, rows, zeros,
+                      _map_rows(job.table, job.key, rows, job.mappings, job.ctx))
+    rows, zeros = reader.chunk(job.table, job.key, job.columns, after, limit)
+    last = tuple(rows[-1][k] for k in job.key) if rows else after
+    return _Chunk(after, last, len(rows), None, rows, zeros, _map_rows(job.table, job.key, rows, job.mappings,
+                                                                       job.ctx))
 
 
 def _text_lines(job: _TableCopy, fetched: Fetched) -> tuple[list[bytes], list[tuple[Any, ...]]]:

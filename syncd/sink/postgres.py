@@ -93,8 +93,14 @@ class Staging:
         cur.execute(apply)
 
     def write_text(self, cur: psycopg.Cursor, table: TargetTable, key: tuple[str, ...],
-                   columns: tuple[str, ...], lines: bytes) -> None:
-        """Upsert rows given as COPY text lines (syncd.reconcile.copytext), `columns` in order."""
+                   columns: tuple[str, ...], lines: bytes, *, insert: bool = False) -> None:
+        """Upsert rows given as COPY text lines (syncd.reconcile.copytext), `columns` in order;
+        `insert`: COPY them straight into the table, which fails on a row whose key is there."""
+        if insert:
+            copy = sql.SQL("COPY {} ({}) FROM STDIN").format(table_name(table), names(columns))
+            with cur.copy(copy) as copier:
+                copier.write(lines)
+            return
         copy, apply = self._prepare(cur, (table, "upsert", columns, key))
         with cur.copy(copy) as copier:
             copier.write(lines)
@@ -341,11 +347,12 @@ class LongTransaction:
         insert_dead_letters(self.cur, self.sink.target.state_schema, dead_letters)
 
     def write_text(self, table: TargetTable, key: tuple[str, ...], columns: tuple[str, ...],
-                   lines: bytes) -> None:
+                   lines: bytes, *, insert: bool = False) -> None:
         """Upsert rows given as COPY text lines (syncd/reconcile/copytext.py); RowsRejected when
-        PostgreSQL refuses any of them (the transaction must then be given up)."""
+        PostgreSQL refuses any of them (the transaction must then be given up). `insert`: insert
+        them, for a table that held none of their keys (a key already there is a refusal)."""
         try:
-            self.sink.staging.write_text(self.cur, table, key, columns, lines)
+            self.sink.staging.write_text(self.cur, table, key, columns, lines, insert=insert)
         except _ROW_REJECTED as exc:
             raise RowsRejected(rejection_reason(exc)) from exc
 

@@ -121,19 +121,24 @@ class TargetReader:
 
     def _range(self, lower: Sequence[Any] | None,
                upper: Sequence[Any] | None) -> tuple[sql.Composable, list[Any]]:
-        columns = self.shape.range_columns
-        assert columns is not None
-        row = sql.SQL("({})").format(sql.SQL(", ").join(pg_name(c) for c in columns))
-        marks = sql.SQL("({})").format(sql.SQL(", ").join(sql.Placeholder() * len(columns)))
         extra: list[sql.Composable] = []
         params = list(self._slice_params)
         if lower is not None:
-            extra.append(sql.SQL("{} > {}").format(row, marks))
+            extra.append(self._compared(">", len(lower)))
             params.extend(lower)
         if upper is not None:
-            extra.append(sql.SQL("{} <= {}").format(row, marks))
+            extra.append(self._compared("<=", len(upper)))
             params.extend(upper)
         return self._where(extra), params
+
+    def _compared(self, operator: str, width: int) -> sql.Composable:
+        """`(first `width` range columns) <operator> (placeholders)`: a bound may be shorter than
+        the key, and bounds its first columns (as syncd.source.chunks.range_condition)."""
+        columns = self.shape.range_columns
+        assert columns is not None
+        row = sql.SQL("({})").format(sql.SQL(", ").join(pg_name(c) for c in columns[:width]))
+        marks = sql.SQL("({})").format(sql.SQL(", ").join(sql.Placeholder() * width))
+        return sql.SQL("{} {} {}").format(row, sql.SQL(operator), marks)
 
     def range(self, lower: Sequence[Any] | None, upper: Sequence[Any] | None) -> dict[Key, Values]:
         """The slice's rows whose copied source key is in (lower, upper]; None: unbounded."""
@@ -165,9 +170,10 @@ class TargetReader:
 
     def bucket_digests(self, row_text: str, lower: Sequence[Any] | None, upper: Sequence[Any] | None,
                        width: int) -> dict[int, tuple[int, str | None]]:
-        """`digest` per bucket of `width` keys (integer division, as MySQL's DIV) of one key column."""
+        """`digest` per bucket of `width` values of the first key column (integer division, as
+        MySQL's DIV)."""
         columns = self.shape.range_columns
-        assert columns is not None and len(columns) == 1
+        assert columns is not None
         where, params = self._range(lower, upper)
         bucket = sql.SQL("{} / {}").format(pg_name(columns[0]), sql.Literal(int(width)))
         query = (sql.SQL("SELECT {}, count(*), md5(string_agg({}, '' ORDER BY {})) FROM ").format(
@@ -179,30 +185,16 @@ class TargetReader:
 
     def in_ranges(self, ranges: Sequence[tuple[Sequence[Any], Sequence[Any]]]) -> dict[Key, Values]:
         """The slice's rows whose copied source key lies in any of the (lower, upper] ranges."""
-        columns = self.shape.range_columns
-        assert columns is not None
-        row = sql.SQL("({})").format(sql.SQL(", ").join(pg_name(c) for c in columns))
-        marks = sql.SQL("({})").format(sql.SQL(", ").join(sql.Placeholder() * len(columns)))
-        within = sql.SQL("({} > {} AND {} <= {})").format(row, marks, row, marks)
+        within = [sql.SQL("({} AND {})").format(self._compared(">", len(lower)),
+                                                self._compared("<=", len(upper))) for lower, upper in ranges]
         params = [*self._slice_params, *(v for lower, upper in ranges for v in (*lower, *upper))]
-        condition = sql.SQL("({})").format(sql.SQL(" OR ").join([within] * len(ranges)))
+        condition = sql.SQL("({})").format(sql.SQL(" OR ").join(within))
         return self._rows(self._select + self._where([condition]), params)
 
     def _order(self) -> sql.Composable:
         columns = self.shape.range_columns
         assert columns is not None
         return sql.SQL(", ").join(pg_name(c) for c in columns)
-
-    def key_bounds(self) -> tuple[Any, Any]:
-        """The slice's lowest and highest copied key (one key column)."""
-        columns = self.shape.range_columns
-        assert columns is not None and len(columns) == 1
-        name = pg_name(columns[0])
-        query = sql.SQL("SELECT min({}), max({}) FROM {}").format(name, name, table_sql(self.table))
-        with translated(f"reading {self.table}"):
-            row = self.conn.execute(query + self._where([]), self._slice_params).fetchone()
-        assert row is not None
-        return row[0], row[1]
 
     def range_with_checksum(self, lower: Sequence[Any] | None,
                             upper: Sequence[Any] | None) -> tuple[dict[Key, Values], str]:

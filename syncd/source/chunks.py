@@ -74,14 +74,16 @@ def upto_condition(key: Sequence[str]) -> str:
 
 def range_condition(key: Sequence[str], lower: Sequence[Any] | None,
                     upper: Sequence[Any] | None) -> tuple[str, list[Any]]:
-    """WHERE text and parameters for keys in (lower, upper]; None: unbounded on that side."""
+    """WHERE text and parameters for keys in (lower, upper]; None: unbounded on that side. A
+    bound may be shorter than the key: it bounds the key's first columns (`(a, b) > (x,)` is
+    `a > x`, `(a, b) <= (y,)` is `a <= y`)."""
     parts, params = [], []
     if lower is not None:
-        parts.append(f"({after_condition(key)})")
-        params.extend(after_params(key, lower))
+        parts.append(f"({after_condition(key[:len(lower)])})")
+        params.extend(after_params(key[:len(lower)], lower))
     if upper is not None:
-        parts.append(f"({upto_condition(key)})")
-        params.extend(after_params(key, upper))
+        parts.append(f"({upto_condition(key[:len(upper)])})")
+        params.extend(after_params(key[:len(upper)], upper))
     return (" WHERE " + " AND ".join(parts) if parts else ""), params
 
 
@@ -181,6 +183,14 @@ class SourceReader:
         fetched = self._read(table, columns, lambda select: _chunk_query(table, key, select, after, limit))
         return _dicts(fetched.names, fetched.rows), fetched.zero_dates
 
+    def rows_between(self, table: str, key: Sequence[str], columns: Sequence[str],
+                     after: Sequence[Any] | None, upto: Sequence[Any] | None) -> tuple[list[Row], ZeroDates]:
+        """Every row with keys in (after, upto], in key order, as `chunk` reads them."""
+        where, params = range_condition(key, after, upto)
+        fetched = self._read(table, columns, lambda select: (
+            f"SELECT {select} FROM {my_name(table)}{where} ORDER BY {_order(key)}", params))
+        return _dicts(fetched.names, fetched.rows), fetched.zero_dates
+
     def copy_lines(self, table: str, key: Sequence[str], line: str, after: Sequence[Any] | None,
                    limit: int, *, reads: Sequence[str] = ()) -> Fetched:
         """`chunk` as COPY text lines (`line`: syncd.reconcile.copytext): rows of
@@ -245,14 +255,14 @@ class SourceReader:
                               f"ORDER BY {_order(key)} SEPARATOR '')) FROM {my_name(table)}{where}", params)
         return int(found[0][0]), found[0][1]
 
-    def bucket_digests(self, table: str, column: str, row_text: str, *, scope: str | None,
+    def bucket_digests(self, table: str, key: Sequence[str], row_text: str, *, scope: str | None,
                        lower: Sequence[Any] | None, upper: Sequence[Any] | None,
                        width: int) -> dict[int, tuple[int, str | None]]:
-        """`digest` per bucket of `width` keys (`key DIV width`) of one integer key column."""
-        where, params = _scoped(range_condition((column,), lower, upper), scope)
-        name = my_name(column)
-        found = self._execute(f"SELECT {name} DIV {int(width)}, COUNT(*), MD5(GROUP_CONCAT("
-                              f"{row_text} ORDER BY {name} SEPARATOR '')) "
+        """`digest` per bucket of `width` values of the key's first column, an integer
+        (`column DIV width`)."""
+        where, params = _scoped(range_condition(key, lower, upper), scope)
+        found = self._execute(f"SELECT {my_name(key[0])} DIV {int(width)}, COUNT(*), MD5(GROUP_CONCAT("
+                              f"{row_text} ORDER BY {_order(key)} SEPARATOR '')) "
                               f"FROM {my_name(table)}{where} GROUP BY 1", params)
         return {int(b): (int(n), d) for b, n, d in found}
 
@@ -281,11 +291,6 @@ class SourceReader:
             if not rows:
                 return found
             found.append(tuple(rows[0]))
-
-    def key_bounds(self, table: str, column: str) -> tuple[Any, Any]:
-        name = my_name(column)
-        found = self._execute(f"SELECT MIN({name}), MAX({name}) FROM {my_name(table)}", ())
-        return found[0][0], found[0][1]
 
     def has_crc32c(self) -> bool:
         try:

@@ -119,6 +119,28 @@ class TestPushdown:
         code, found = reconcile(scenario)
         assert code == 0 and found["ledger"]["chunks_pushed_down"] == 4
 
+    def test_scattered_drift_in_every_range_is_found_row_for_row(self, scenario: Scenario) -> None:
+        """After the first differing range, the next ones are compared by their buckets' digests
+        straight away, taken two ranges at a time on the source: every drifted row is found."""
+        scenario.target("UPDATE ledger SET qty = qty + 1 WHERE source_id % 97 = 3")
+        scenario.target("DELETE FROM ledger WHERE source_id % 389 = 5")
+        code, found = reconcile(scenario)
+        ledger = found["ledger"]
+        differ = sorted(i for i in range(1, ROWS + 1) if i % 97 == 3 and i % 389 != 5)
+        missing = [[i] for i in range(1, ROWS + 1) if i % 389 == 5]
+        assert code == 1 and ledger["rows_compared"] == ROWS
+        assert ledger["differ"]["count"] == len(differ) and ledger["missing"]["keys"] == missing
+        assert sorted(r["key"][0] for r in ledger["differ"]["rows"]) == differ
+        assert ledger["extra"]["count"] == 0
+
+    def test_ranges_in_sync_after_a_differing_one_count_as_pushed_down(self, scenario: Scenario) -> None:
+        scenario.target("UPDATE ledger SET account = 'x' WHERE source_id = 5")
+        code, found = reconcile(scenario)
+        ledger = found["ledger"]
+        assert code == 1 and ledger["rows_compared"] == ROWS
+        assert [r["key"] for r in ledger["differ"]["rows"]] == [[5]]
+        assert ledger["chunks_pushed_down"] == 3  # the three ranges after the first, by their buckets
+
     def test_the_target_type_is_what_both_servers_print(self, scenario: Scenario) -> None:
         """A numeric column of another scale: both servers print the stored value at its scale."""
         scenario.target("ALTER TABLE ledger ALTER COLUMN amount TYPE numeric(16,4)")
@@ -138,3 +160,82 @@ class TestPushdown:
     def test_full_maps_every_row(self, scenario: Scenario) -> None:
         code, found = reconcile(scenario, "--full")
         assert code == 0 and found["ledger"]["chunks_pushed_down"] == 0
+
+
+LINES_SOURCE_SQL = """
+CREATE TABLE order_lines (
+    order_id BIGINT NOT NULL,
+    line_no INT NOT NULL,
+    title VARCHAR(40) NOT NULL,
+    qty INT NOT NULL,
+    PRIMARY KEY (order_id, line_no)
+) CHARACTER SET utf8mb4
+"""
+
+LINES_TARGET_SQL = """
+CREATE TABLE order_lines (channel text NOT NULL, order_id bigint NOT NULL, line_no integer NOT NULL,
+                          title text, qty integer, PRIMARY KEY (channel, order_id, line_no));
+"""
+
+LINES_MAPPINGS = """
+mappings:
+  - name: lines
+    source: shop
+    table: order_lines
+    target: order_lines
+    key: [channel, order_id, line_no]
+    columns:
+      channel: {value: shop}
+      order_id: order_id
+      line_no: line_no
+      title: {from: title, transform: strip}
+      qty: qty
+"""
+
+ORDERS = 700
+"""Orders of 1 to 5 lines each: a composite key whose ranges end in the middle of an order."""
+
+
+def lines() -> list[tuple[int, int]]:
+    return [(order, line) for order in range(1, ORDERS + 1) for line in range(1, 2 + order % 5)]
+
+
+@pytest.fixture
+def composite(tmp_path: Path, postgres: PostgresServer, target_db: str, mariadb: MariaDBServer,
+              source_db: Callable[[MariaDBServer], str]) -> Iterator[Scenario]:
+    shop = Source("shop", mariadb, source_db(mariadb))
+    values = ", ".join(f"({o}, {n}, '商品 {o}-{n} ', {o * n})" for o, n in lines())
+    shop.execute(LINES_SOURCE_SQL, f"INSERT INTO order_lines VALUES {values}")
+    s = Scenario.create(tmp_path, postgres, target_db, {"shop": shop}, target_sql=LINES_TARGET_SQL)
+    s.write_config(LINES_MAPPINGS)
+    result = s.cli("snapshot", "--chunk-rows", "100")
+    assert result.returncode == 0, result.stderr
+    yield s
+    s.close()
+
+
+class TestCompositeKey:
+    def test_in_sync_composite_ranges_are_confirmed_inside_the_servers(self, composite: Scenario) -> None:
+        assert composite.target("SELECT count(*) FROM order_lines") == [(len(lines()),)]
+        code, found = reconcile(composite)
+        assert code == 0 and found["lines"]["rows_compared"] == len(lines())
+        assert found["lines"]["chunks_pushed_down"] == found["lines"]["chunks"] > 1
+
+    def test_scattered_drift_under_a_composite_key_is_found_row_for_row_and_repaired(
+            self, composite: Scenario) -> None:
+        composite.target("UPDATE order_lines SET qty = qty + 1 WHERE (order_id * 7 + line_no) % 61 = 0")
+        composite.target("DELETE FROM order_lines WHERE (order_id * 5 + line_no) % 173 = 0")
+        composite.target("INSERT INTO order_lines VALUES ('shop', 350, 9, 'extra', 1), "
+                         "('shop', 9000, 1, 'x', 1)")
+        deleted = {k for k in lines() if (k[0] * 5 + k[1]) % 173 == 0}
+        differ = sorted(k for k in lines() if (k[0] * 7 + k[1]) % 61 == 0 and k not in deleted)
+        code, found = reconcile(composite)
+        report = found["lines"]
+        assert code == 1 and report["rows_compared"] == len(lines())
+        assert sorted(tuple(r["key"][1:]) for r in report["differ"]["rows"]) == differ
+        assert sorted(tuple(k[1:]) for k in report["missing"]["keys"]) == sorted(deleted)
+        assert sorted(tuple(k[1:]) for k in report["extra"]["keys"]) == [(350, 9), (9000, 1)]
+        code, found = reconcile(composite, "--repair")
+        assert code == 0, found["lines"]
+        code, found = reconcile(composite)
+        assert code == 0 and found["lines"]["chunks_pushed_down"] == found["lines"]["chunks"]

@@ -251,7 +251,6 @@ def postgres_statements(mapping: Mapping, layout: Layout, pushdown: Pushdown) ->
     reader.range_with_checksum(None, (10,))
     reader.digest(pushdown.target_row, (1,), (10,))
     reader.in_ranges([((1,), (10,)), ((20,), (30,))])
-    reader.key_bounds()
     reader.by_keys([("shop", 1)])
     list(reader.slice_keys())
     slice_has_rows(recorder, TABLE, {"channel": "shop"})
@@ -271,12 +270,11 @@ def mysql_statements(copied: Mapping, pushdown: Pushdown) -> list[str]:
     reader.copy_lines(table, key, line.line, (1,), 10, reads=("memo%",))
     reader.chunk_range(table, key, columns, after=(1,), upto=(10,), limit=10, checksum=True)
     reader.digest(table, key, pushdown.source_row, scope=pushdown.scope, lower=(1,), upper=(10,))
-    reader.bucket_digests(table, "id", pushdown.source_row, scope="`memo%%` = 1", lower=(1,), upper=(10,),
+    reader.bucket_digests(table, key, pushdown.source_row, scope="`memo%%` = 1", lower=(1,), upper=(10,),
                           width=5)
     reader.rows_in_ranges(table, key, columns, [((1,), (10,)), ((20,), (30,))])
     reader.rows_by_keys_fetched(table, key, columns, [(1,)])
     reader.source_columns(table)
-    reader.key_bounds(table, "id")
     reader.rows_by_keys(table, key, columns, [(1,)])
     reader.rows_at_position(table, key, columns, [(1,)])
     snapshot = SourceSnapshot.__new__(SourceSnapshot)

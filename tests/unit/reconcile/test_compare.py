@@ -18,10 +18,8 @@ from syncd.mapping.transforms import TransformContext
 from syncd.model import ColumnType
 from syncd.reconcile.compare import (
     NAN,
-    ChunkDigest,
     canonical,
     canonicalize_rows,
-    chunk_digest,
     compare_chunk,
     expected_canon,
     key_text,
@@ -131,19 +129,6 @@ class TestCanonical:
 
 class TestChunks:
     COLUMNS = ("status", "amount")
-
-    def test_equal_chunks_have_equal_digests_whatever_the_order(self) -> None:
-        one = {("shop", 1): (1, Decimal("1.10")), ("shop", 2): (2, None)}
-        two = {("shop", 2): (2, None), ("shop", 1): (1, Decimal("1.1"))}
-        assert chunk_digest(one) == chunk_digest(two)
-        assert chunk_digest(one).rows == 2
-        assert chunk_digest({}) == ChunkDigest(0, 0)
-
-    def test_digest_changes_with_any_value_including_minus_one_and_minus_two(self) -> None:
-        base = {("shop", 1): (1, -1)}
-        assert chunk_digest(base) != chunk_digest({("shop", 1): (1, -2)})
-        assert chunk_digest(base) != chunk_digest({("shop", 1): (1, None)})
-        assert chunk_digest(base) != chunk_digest({("shop", 2): (1, -1)})
 
     def test_equal_chunk_has_no_diff(self) -> None:
         rows = {("shop", 1): (1, Decimal("2.00"))}

@@ -14,7 +14,8 @@ from syncd.mapping.spec import load_mappings
 from syncd.mapping.transforms import TransformContext
 from syncd.model import ColumnType, SourceColumn
 from syncd.reconcile.layout import build_layout
-from syncd.reconcile.pushdown import plan_pushdown
+from syncd.reconcile.pushdown import differing_spans, plan_pushdown
+from syncd.source.chunks import range_condition
 
 PLAIN = """
 mappings:
@@ -102,3 +103,28 @@ def test_offsets() -> None:
     assert fixed_offset(ZoneInfo("Etc/UTC")) == timedelta(0)
     assert fixed_offset(timezone(timedelta(hours=-3, minutes=-30))) == timedelta(hours=-3, minutes=-30)
     assert fixed_offset(ZoneInfo("Europe/Berlin")) is None
+
+
+def test_bucket_spans_of_one_key_column_stay_within_the_range() -> None:
+    source = {0: (19, "a"), 1: (20, "b"), 2: (20, "c"), -1: (3, "d")}
+    target = {0: (19, "a"), 1: (20, "x"), 2: (20, "c")}
+    spans, in_sync = differing_spans(source, target, 20, (-30,), (59,))
+    assert spans == [((-30,), (-20,)), ((19,), (39,))]  # DIV truncates: bucket 0 is -19..19
+    assert in_sync == 39
+    assert differing_spans(source, target, 20, None, None)[0] == [((-40,), (-20,)), ((19,), (39,))]
+    assert differing_spans({1: (5, "a")}, {}, 20, (25,), (30,))[0] == [((25,), (30,))]
+
+
+def test_bucket_spans_of_a_composite_key_bound_the_first_column_inside_the_range() -> None:
+    """Buckets of the first column; where the range starts or ends inside a bucket, the span keeps
+    the range's own bound over every key column."""
+    spans, _ = differing_spans({0: (5, "a"), 1: (5, "b"), 2: (5, "c")}, {}, 10, (5, 2), (25, 1))
+    assert spans == [((5, 2), (9,)), ((9,), (19,)), ((19,), (25, 1))]
+    # a range bound in the bucket before: the first column alone
+    assert differing_spans({1: (1, "a")}, {}, 10, (9, 7), (30, 0))[0] == [((9,), (19,))]
+
+
+def test_a_bound_shorter_than_the_key_bounds_its_first_columns() -> None:
+    where, params = range_condition(("a", "b"), (9,), (19, 3))
+    assert where == " WHERE ((`a` > %s)) AND ((`a` < %s) OR (`a` = %s AND `b` <= %s))"
+    assert params == [9, 19, 19, 3]
