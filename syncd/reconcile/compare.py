@@ -21,7 +21,7 @@ import struct
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
@@ -204,6 +204,17 @@ def _date(zone: tzinfo) -> Canon:
     return canon
 
 
+def _time_of_day(value: Any) -> Any:
+    """A TIME (a duration) written into `time`: the time of day it names, as PostgreSQL reads it
+    back (a value outside 0-24 h is refused at the write, so it is left to differ)."""
+    if isinstance(value, timedelta) and timedelta(0) <= value < _DAY:
+        return (datetime.min + value).time()
+    return value
+
+
+_DAY = timedelta(days=1)
+
+
 def _json(value: Any) -> Any:
     """JSON by what it says: text (how the target is read, and a mapped value is written) parsed,
     then written one way: keys sorted (the last of repeated keys kept, as jsonb keeps it), numbers
@@ -269,7 +280,8 @@ def _array(value: Any) -> Any:
 
 _INTEGER_TYPES = {"smallint", "integer", "bigint"}
 _TEXT_TYPES = {"text", "character varying", "citext", "name"}
-_AS_IS = {"timestamp with time zone", "timestamp without time zone", "date", "uuid", "boolean",
+_AS_IS = {"timestamp with time zone", "timestamp without time zone", "date", "time without time zone",
+          "uuid", "boolean",
           "numeric", *_INTEGER_TYPES, *_TEXT_TYPES}
 
 # Canonical forms that depend on nothing but the type name.
@@ -277,6 +289,7 @@ _EXPECTED: dict[str, Canon] = {
     **dict.fromkeys(_INTEGER_TYPES, _integer), **dict.fromkeys(_TEXT_TYPES, _text),
     "double precision": _double, "real": _real, "boolean": _boolean, "json": _json, "jsonb": _json,
     "bytea": _bytea, "uuid": _uuid, "ARRAY": _array, "inet": _inet, "cidr": _inet,
+    "time without time zone": _time_of_day,
 }
 _STORED: dict[str, Canon] = {
     "json": _json, "jsonb": _json, "double precision": _double, "real": _real, "bytea": _bytea,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Network
 from pathlib import Path
@@ -89,6 +89,11 @@ class TestCanonical:
         (ColumnType("ip", "inet"), "::ffff:1.2.3.4", IPv6Address("::ffff:1.2.3.4")),
         (ColumnType("ip", "inet"), "10.0.0.0/8", IPv4Interface("10.0.0.0/8")),
         (ColumnType("net", "cidr"), "2001:db8::/32", IPv6Network("2001:db8::/32")),
+        (ColumnType("slot", "time without time zone"), timedelta(hours=12, minutes=34, microseconds=780000),
+         time(12, 34, 0, 780000)),
+        (ColumnType("slot", "time without time zone"), timedelta(0), time(0)),
+        (ColumnType("slot", "time without time zone"), timedelta(seconds=86399, microseconds=990000),
+         time(23, 59, 59, 990000)),
     ])
     def test_mapped_values_compare_as_the_target_stores_them(self, column: ColumnType, mapped: object,
                                                               stored: object) -> None:
