@@ -6,6 +6,7 @@ from error classes to exit codes (docs/operations.md, "Exit codes").
         a copy interrupted, nothing found
     2   could not do it: bad command-line usage, a server or the state schema unreachable
     70  an internal error (a bug in syncd): one line names it and the file holding the details
+    141 the reader of the output went away (`syncd status | head -1`): nothing more is written
     78  config.yaml, a secret it names or a mapping file is wrong (file:line:col), or a TLS or
         login setting the server does not meet (a CA, a host name, TLS required, an
         authentication plugin): not a passing outage
@@ -36,6 +37,8 @@ EXIT_OK = 0
 EXIT_FOUND = 1
 EXIT_ERROR = 2
 EXIT_BUG = 70
+EXIT_OUTPUT_CLOSED = 141
+"""What a shell shows for a command stopped by SIGPIPE (128 + 13): the reader closed the pipe."""
 EXIT_CONFIG = 78
 _PASSED_THROUGH = (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort)
 
@@ -48,8 +51,17 @@ class SafeGroup(click.Group):
             return super().invoke(ctx)
         except _PASSED_THROUGH:
             raise
+        except BrokenPipeError:
+            output_closed()
         except Exception as exc:
             crashed(exc)
+
+
+def output_closed() -> NoReturn:
+    """The reader of the output went away: stop quietly, as a command killed by SIGPIPE would
+    (the interpreter's last flush goes nowhere instead of failing again)."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(EXIT_OUTPUT_CLOSED)
 
 
 def crashed(exc: Exception) -> NoReturn:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -59,6 +61,20 @@ def test_a_bug_ends_in_one_line_naming_the_details_file_and_exit_70(monkeypatch:
     assert "Traceback" not in result.output
     [details] = tmp_path.glob("syncd-crash-*.txt")
     assert "Traceback" in details.read_text(encoding="utf-8")
+
+
+def test_output_closed_by_its_reader_exits_141_quietly(tmp_path: Path) -> None:
+    """`syncd ... | head -1`: the reader went away; no bug report, no traceback, no crash file."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write of the command fails with EPIPE
+    try:
+        done = subprocess.run([sys.executable, "-m", "syncd", "validate", "--help"], stdout=write_end,
+                              stderr=subprocess.PIPE, env={**os.environ, "TMPDIR": str(tmp_path)},
+                              timeout=60, check=False)
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (141, b"")
+    assert not list(tmp_path.glob("syncd-crash-*.txt"))
 
 
 OVERLAP_CONFIG = """target: {dsn: "postgresql://syncd@127.0.0.1:1/unified"}
