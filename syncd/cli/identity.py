@@ -39,6 +39,8 @@ def show(key: str, *, kind: str | None, by_person: bool, space_name: str | None,
     from syncd.sink.connection import connect
     from syncd.sink.persons import reports_for
 
+    if by_person and not key.strip().isdigit():
+        raise click.BadParameter(f"a person id is a whole number, got {key!r}", param_hint="KEY")
     config = load(config_path)
     with exits_on_errors():
         space = choose(load_spaces(config), space_name)
@@ -48,7 +50,7 @@ def show(key: str, *, kind: str | None, by_person: bool, space_name: str | None,
         conn = connect(config.target, "syncd:identity")
     try:
         reports = reports_for(conn, config.target.state_schema, space, key, kind=kind, by_person=by_person)
-    except Exception as exc:  # psycopg errors: the identity tables cannot be read; a person id not a number
+    except Exception as exc:  # psycopg errors: the identity tables cannot be read
         fail(SyncdError(f"cannot read the identity tables: {exc}"))
     finally:
         conn.close()

@@ -110,3 +110,10 @@ def test_validate_names_both_mappings_whose_slices_overlap(tmp_path: Path) -> No
                and line.endswith(f"('app_orders' is at {app}:2)") for line in lines), lines
     assert any(line.startswith(f"{app}:2:5: mapping 'app_orders' and mapping 'shop_orders' write the same")
                and line.endswith(f"('shop_orders' is at {shop}:2)") for line in lines), lines
+
+
+def test_a_person_id_that_is_no_number_is_a_usage_error(tmp_path: Path) -> None:
+    config = str(tmp_path / "config.yaml")
+    result = CliRunner().invoke(main, ["identity", "show", "abc", "--person", "--config", config])
+    assert result.exit_code == 2
+    assert "Invalid value for KEY: a person id is a whole number, got 'abc'" in result.output
