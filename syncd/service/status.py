@@ -72,7 +72,7 @@ def source_row(name: str, checkpoint: Any, pending: int, *, health: Any = None, 
     current = health is not None and (checkpoint is None or checkpoint.updated_at is None
                                       or health.updated_at >= checkpoint.updated_at)
     row["error"] = health.error if current and health.error else None
-    row["state"] = source_state(checkpoint, health if current else None, alive)
+    row["state"] = source_state(checkpoint, health if current else None, alive, owner is not None)
     row["history"] = binlog_history(checkpoint, row["error"])
     row.update(_headroom(health))
     row["paused"] = [paused_entry(p, checkpoint, health, now) for p in pauses or []]
@@ -147,13 +147,15 @@ def _headroom(health: Any) -> dict[str, Any]:
     }
 
 
-def source_state(checkpoint: Any, health: Any, owner_alive: bool) -> str:
+def source_state(checkpoint: Any, health: Any, owner_alive: bool, owner_known: bool) -> str:
+    """One word for a source: a first initial load holds the source before any checkpoint exists,
+    so a live owner without one is loading, a dead one stopped, and no owner at all never ran."""
     if health is not None and health.state == "failed":
         return "failed"
-    if checkpoint is None:
+    if checkpoint is None and not owner_known:
         return "no checkpoint (initial load not done)"
     if not owner_alive:
         return "stopped"
     if health is not None and health.state == "retrying":
         return "retrying"
-    return "streaming" if checkpoint.snapshot_done else "initial load in progress"
+    return "streaming" if checkpoint is not None and checkpoint.snapshot_done else "initial load in progress"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from syncd.model import Checkpoint, Pause, Position
-from syncd.service.status import pause_brief, pause_clause, paused_entry
+from syncd.service.status import pause_brief, pause_clause, paused_entry, source_state
 from syncd.sink.lock import SourceHealth
 
 NOW = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
@@ -47,3 +47,17 @@ def test_one_line_forms_hold_the_cause_without_the_fix() -> None:
                       "column(s) phone), binlog kept unlimited")
     assert "; " not in clause  # it separates sources in STATUS=
     assert pause_brief(entry)["reason"] == "source table orders no longer has column(s) phone"
+
+
+def test_a_first_initial_load_is_shown_as_such_and_its_owner_dying_as_stopped() -> None:
+    """Before the first checkpoint: never ran, loading (a live owner), stopped (a dead one)."""
+    never = source_state(None, None, owner_alive=False, owner_known=False)
+    assert never == "no checkpoint (initial load not done)"
+    assert source_state(None, None, owner_alive=True, owner_known=True) == "initial load in progress"
+    assert source_state(None, None, owner_alive=False, owner_known=True) == "stopped"
+    retrying = SourceHealth("shop", "retrying", "lost", None, None, None, None, "host", 1, NOW)
+    assert source_state(None, retrying, owner_alive=True, owner_known=True) == "retrying"
+    loading, done = Checkpoint("shop", Position("b.1", 4), None, False), checkpoint("b.1")
+    assert source_state(loading, None, owner_alive=True, owner_known=True) == "initial load in progress"
+    assert source_state(done, None, owner_alive=True, owner_known=True) == "streaming"
+    assert source_state(done, None, owner_alive=False, owner_known=True) == "stopped"
