@@ -431,6 +431,12 @@ REPAIR_AT = "repair@"
 HISTORY_PAUSE = "syncd does not guess column names"
 """In the reason of every pause whose rows cannot be named by the schema history: a snapshot of
 the mapping moves such a pause to its own position (the copy holds the rows up to there)."""
+COPY_NEEDED = "its rows must be copied again"
+"""In the reason of a pause whose table was replaced by another (an online schema change's swap:
+`RENAME TABLE t TO t_old, t_new TO t`): the stream never carried the new table's rows, so the
+pause holds through reloads until a snapshot of the mapping moves it (`COPIED_AGAIN`)."""
+COPIED_AGAIN = "by syncd snapshot: resumes from there"
+"""Appended to the reason of a pause that a snapshot moved to its own position."""
 SNAPSHOT_AT = "snapshot@"
 """Position prefix of rows read by a copy (initial load, `syncd snapshot`): `snapshot@file:pos`."""
 
@@ -618,3 +624,8 @@ class Pause:
     def cause(self) -> str:
         """The reason without its fix: one short clause for one-line reports."""
         return self.reason.split("; ", 1)[0]
+
+    @property
+    def waits_for_copy(self) -> bool:
+        """A replaced table's pause that no snapshot has moved yet: no reload resumes it."""
+        return COPY_NEEDED in self.reason and COPIED_AGAIN not in self.reason

@@ -133,8 +133,8 @@ class Pipeline:
         later reload, it replays from there."""
         pauses = self.sink.read_pauses(self.source.name)
         mappings = {m.name: m for m in self.plan.mappings}
-        resumable = {p.mapping for p in pauses
-                     if p.mapping in mappings and not self._broken(mappings[p.mapping])}
+        resumable = {p.mapping for p in pauses if p.mapping in mappings and not p.waits_for_copy
+                     and not self._broken(mappings[p.mapping])}
         for pause in pauses:
             event = "mapping_resumed" if pause.mapping in resumable else "mapping_still_paused"
             self.log.warning(event, mapping=pause.mapping, position=str(pause.position),

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from syncd.mapping.plan import Mapping
-from syncd.model import HISTORY_PAUSE, DeleteSlice, Pause, Position, RowOp, SchemaChange
+from syncd.model import COPY_NEEDED, HISTORY_PAUSE, DeleteSlice, Pause, Position, RowOp, SchemaChange
 from syncd.source.ddl import TableEffect, table_effects
 
 ColumnsLookup = Callable[[str], dict[str, str] | None]
@@ -37,6 +37,11 @@ class SchemaDecision:
     pauses: list[Pause] = field(default_factory=list)
     ops: list[RowOp] = field(default_factory=list)
     absorbed: list[str] = field(default_factory=list)
+
+    def pause(self, pause: Pause) -> None:
+        """Pause a mapping; a later effect of the same statement on it (the swap's second rename)
+        says what happened to it last."""
+        self.pauses = [p for p in self.pauses if p.mapping != pause.mapping] + [pause]
 
 
 def _fix_hint(mapping: Mapping) -> str:
@@ -74,9 +79,28 @@ def decide(change: SchemaChange, database: str, mappings: list[Mapping], *, paus
             elif reason is None:
                 decision.absorbed.append(mapping.name)
             else:
-                decision.pauses.append(Pause(mapping.name, change.source, change.end, change.statement,
-                                             f"{reason}; {_fix_hint(mapping)}"))
+                decision.pause(Pause(mapping.name, change.source, change.end, change.statement,
+                                     f"{reason}; {_fix_hint(mapping)}"))
+        for mapping in _replaced(effect, mappings, paused):
+            decision.pause(Pause(mapping.name, change.source, change.end, change.statement,
+                                 f"source table {mapping.spec.table} was replaced by table {effect.table}, "
+                                 f"whose rows syncd never read: {COPY_NEEDED}; {copy_fix_hint(mapping)}"))
     return decision
+
+
+def _replaced(effect: TableEffect, mappings: list[Mapping], paused: set[str]) -> list[Mapping]:
+    """The mappings of the table another table was just renamed to (an online schema change's
+    swap, `RENAME TABLE t TO t_old, t_new TO t`)."""
+    if effect.kind != "rename":
+        return []
+    return [m for m in mappings if m.spec.table == effect.new_name and m.name not in paused]
+
+
+def copy_fix_hint(mapping: Mapping) -> str:
+    """What to do when a mapping paused because its table was replaced by another."""
+    return (f"copy the table again with `syncd snapshot --mapping {mapping.name}` (the mapping then "
+            "resumes from the copy's position), then reload syncd (`systemctl reload syncd` or SIGHUP); "
+            "a reload alone does not resume it")
 
 
 def _breakage(effect: TableEffect, mapping: Mapping, before: dict[str, str] | None,

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from syncd.model import HISTORY_PAUSE, ColumnSchema, Position, TableSchema
+from syncd.model import COPIED_AGAIN, COPY_NEEDED, HISTORY_PAUSE, ColumnSchema, Position, TableSchema
 from syncd.sink.connection import translating
 
 
@@ -69,13 +69,15 @@ def schema_history_sources(conn: psycopg.Connection, schema: str) -> dict[str, t
 
 def move_pauses(cur: psycopg.Cursor, schema: str, source: str, mappings: list[str],
                 to: Position) -> list[str]:
-    """Mappings paused because their rows could not be named (`HISTORY_PAUSE`) and copied again
-    by a snapshot resume from the snapshot's position, no earlier: their rows up to it come from
-    the copy. Returns those moved."""
+    """Mappings paused because their rows could not be named (`HISTORY_PAUSE`) or their table was
+    replaced (`COPY_NEEDED`) and copied again by a snapshot resume from the snapshot's position,
+    no earlier: their rows up to it come from the copy. Returns those moved."""
     statement = sql.SQL(
         "UPDATE {}.paused_mappings SET binlog_file = %s, binlog_pos = %s, reason = reason || %s "
         "WHERE source = %s AND mapping = ANY(%s) AND (binlog_file, binlog_pos) < (%s, %s) "
-        "AND strpos(reason, %s) > 0 RETURNING mapping").format(sql.Identifier(schema))
-    note = f" [copied again at {to} by syncd snapshot: resumes from there]"
-    cur.execute(statement, (to.file, to.pos, note, source, mappings, to.file, to.pos, HISTORY_PAUSE))
+        "AND (strpos(reason, %s) > 0 OR strpos(reason, %s) > 0) RETURNING mapping"
+    ).format(sql.Identifier(schema))
+    note = f" [copied again at {to} {COPIED_AGAIN}]"
+    cur.execute(statement, (to.file, to.pos, note, source, mappings, to.file, to.pos, HISTORY_PAUSE,
+                            COPY_NEEDED))
     return [row[0] for row in cur.fetchall()]

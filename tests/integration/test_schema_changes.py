@@ -113,6 +113,39 @@ class TestSchemaChanges:
         assert scenario.target("SELECT count(*) FROM syncd.paused_mappings") == [(0,)]
         assert scenario.stop(process) == 0
 
+    def test_a_table_swapped_in_by_an_online_schema_change_waits_for_a_copy(self, scenario: Scenario) -> None:
+        """gh-ost / pt-osc swap the table under the mapped name: the rows written into the new
+        table never went through the stream, so a reload alone does not resume the mapping; a
+        snapshot of the mapping, then a reload, brings every row."""
+        shop = scenario.sources["shop"]
+        shop.execute(order(1), order(2))
+        process = scenario.start()
+        eventually(lambda: orders(scenario) == {1, 2} and streaming(scenario), 60)
+        shop.execute("CREATE TABLE orders_new LIKE orders", "INSERT INTO orders_new SELECT * FROM orders")
+        shop.execute(order(3))  # written to the old table while the copy catches up
+        shop.execute("INSERT INTO orders_new SELECT * FROM orders WHERE id = 3",
+                     "UPDATE orders_new SET order_no = 'S1-new' WHERE id = 1")
+        shop.execute(("INSERT INTO orders_new (id, order_no, phone, status, amount_text) "
+                      "VALUES (4, 'S4', '13812345678', '已支付', '1元')", ()))
+        shop.execute("RENAME TABLE orders TO orders_old, orders_new TO orders")
+        shop.execute(order(5))
+        [(reason,)] = eventually(lambda: scenario.target("SELECT reason FROM syncd.paused_mappings"), 30)
+        assert "source table orders was replaced by table orders_new" in reason
+        assert "syncd snapshot --mapping shop_orders" in reason
+
+        process.send_signal(signal.SIGHUP)  # the mapping names the right table: nothing to edit
+        eventually(lambda: events(scenario, "mapping_still_paused") >= 1, 30)
+        assert orders(scenario) == {1, 2, 3}
+
+        copied = scenario.cli("snapshot", "--mapping", "shop_orders")
+        assert copied.returncode == 0, copied.stderr
+        process.send_signal(signal.SIGHUP)
+        shop.execute(order(6))
+        eventually(lambda: orders(scenario) == {1, 2, 3, 4, 5, 6}, 60)
+        assert scenario.target("SELECT order_no FROM orders WHERE source_order_id = 1") == [("S1-new",)]
+        eventually(lambda: scenario.target("SELECT count(*) FROM syncd.paused_mappings") == [(0,)], 30)
+        assert scenario.stop(process) == 0
+
     def test_truncate_removes_the_mapping_slice(self, scenario: Scenario) -> None:
         """TRUNCATE at the source soft-deletes the mapping's rows (delete: soft), by default."""
         shop = scenario.sources["shop"]
