@@ -109,16 +109,20 @@ def exits_on_errors() -> Iterator[None]:
         fail(exc)
 
 
-def load(config_path: Path) -> Config:
+def load(config_path: Path, *, sources: bool = True) -> Config:
     """config.yaml, with every secret it names readable (exit 78 naming the variable or file
-    otherwise); the secrets are registered so that no log line ever shows them."""
+    otherwise; with `sources` False, the target's alone: a command that reads only the state
+    schema runs on a host without the sources' passwords); the secrets are registered so that
+    no log line ever shows them."""
     with exits_on_errors():
         config = load_config(config_path)
-        problems = [p for secret in secrets_of(config) if (p := secret.problem()) is not None]
+        needed = secrets_of(config) if sources else [config.target.password]
+        problems = [p for secret in needed if (p := secret.problem()) is not None]
         if problems:
             raise ConfigError(problems)
     for secret in secrets_of(config):
-        register_secret(secret.read())
+        if secret.problem() is None:
+            register_secret(secret.read())
     register_secret(os.environ.get("PGPASSWORD"))
     return config
 

@@ -163,7 +163,7 @@ def status(config_path: Path, as_json: bool) -> None:
     from syncd.service.status import status_report
     from syncd.sink.connection import connect
 
-    config = load(config_path)
+    config = load(config_path, sources=False)
     with exits_on_errors():
         conn = connect(config.target, "syncd:status")
     try:

@@ -633,6 +633,12 @@ def test_status_while_running_and_after(make_scenario: Callable[..., Scenario], 
     assert after["state"] == "stopped"
     assert after["owner"] is None
     assert after["dead_letters_pending"] == 1
+    # on a host without the sources' passwords: status reads only the state schema
+    without = subprocess.run([*scenario.program, "status", "--config", str(scenario.config_path)],
+                             capture_output=True, text=True, timeout=120, check=False, cwd=scenario.cwd,
+                             env={k: v for k, v in scenario.env().items() if k != "SHOP_DB_PASSWORD"})
+    assert without.returncode == 0, without.stderr
+    assert "stopped" in without.stdout
 
 
 # -- binlog safety ----------------------------------------------------------------------------------
