@@ -14,9 +14,11 @@ never equal. Canonical values are hashable (JSON becomes its sorted text, arrays
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import math
+import re
 import struct
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -222,12 +224,35 @@ def _json(value: Any) -> Any:
     it never equals other JSON or SQL NULL (which stays None)."""
     if isinstance(value, str):
         try:
-            return _json_written(json.loads(value, parse_float=Decimal))
+            return _json_text_written(value)
         except ValueError:
             return value
     if isinstance(value, dict | list | int | float | bool):
         return _json_written(value)
     return value
+
+
+_NUMBER = "\x00number:"
+_NUMBER_WRITTEN = re.compile(r'"\\u0000number:([^"]*)"')
+
+
+def _json_text_written(text: str) -> str:
+    """`_json_written(json.loads(text))`, written by the C encoder (about five times faster):
+    numbers are parsed into marked strings holding their written form, then unquoted. A text
+    that could hold such a string itself (an escaped NUL) is written the slow way."""
+    if "\\u0000" in text:
+        return _json_written(json.loads(text, parse_float=Decimal))
+    written = _ENCODER.encode(_DECODER.decode(text))
+    return _NUMBER_WRITTEN.sub(r"\1", written) if "\\u0000number:" in written else written
+
+
+@functools.lru_cache(maxsize=4096)
+def _number_marked(text: str) -> str:
+    return _NUMBER + _json_number(Decimal(text))
+
+
+_DECODER = json.JSONDecoder(parse_int=_number_marked, parse_float=_number_marked)
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _json_written(value: Any) -> str:

@@ -16,6 +16,7 @@ from syncd.mapping.plan import compile_mapping
 from syncd.mapping.spec import load_mappings
 from syncd.mapping.transforms import TransformContext
 from syncd.model import ColumnType
+from syncd.reconcile import compare
 from syncd.reconcile.compare import (
     NAN,
     canonical,
@@ -279,3 +280,14 @@ class TestKeysetSql:
         assert after_condition(["a"]) == "(`a` > %s)"
         assert after_condition(["a", "b"]) == "(`a` > %s) OR (`a` = %s AND `b` > %s)"
         assert after_params(["a", "b"], (1, 2)) == [1, 1, 2]
+
+
+@pytest.mark.parametrize("text", [
+    '"abc"', "null", '""', '"null"', "0", "-0", "1.0", "1e2", "-1.50E-3", "12345678901234567890.123456789",
+    "1E400", "NaN", "-Infinity", "true", "false", "[]", "{}", '{"b": [1, "x", null], "a": {"c": false}}',
+    '{"k": 1, "k": 2}', '"\\u4e2d\\u6587 😀"', '[1.50, "1.50"]', '{"z": {"y": [{"b": 2, "a": 1.10}]}}',
+    '"\\u0000number:5"', '{"\\u0000": 1, "s": "a\\"b\\\\c\\n"}', '{"a": "\\ud800"}',
+])
+def test_json_text_is_written_as_its_parsed_value_is(text: str) -> None:
+    """The fast writing of JSON text (the C encoder) says exactly what the written value says."""
+    assert compare._json(text) == compare._json_written(json.loads(text, parse_float=Decimal))
