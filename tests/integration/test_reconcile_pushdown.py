@@ -73,12 +73,18 @@ def scenario(tmp_path: Path, postgres: PostgresServer, target_db: str, mariadb: 
              source_db: Callable[[MariaDBServer], str]) -> Iterator[Scenario]:
     shop = Source("shop", mariadb, source_db(mariadb))
     shop.execute(SOURCE_SQL, "INSERT INTO ledger VALUES " + ", ".join(row(i) for i in range(1, ROWS + 1)))
-    s = Scenario.create(tmp_path, postgres, target_db, {"shop": shop}, target_sql=TARGET_SQL)
-    s.write_config(MAPPINGS)
-    result = s.cli("snapshot", "--chunk-rows", "1000")
-    assert result.returncode == 0, result.stderr
+    s = copied(Scenario.create(tmp_path, postgres, target_db, {"shop": shop}, target_sql=TARGET_SQL),
+               MAPPINGS, 1000)
     yield s
     s.close()
+
+
+def copied(scenario: Scenario, mappings: str, chunk_rows: int) -> Scenario:
+    """The scenario with these mappings, its tables copied into the target by `syncd snapshot`."""
+    scenario.write_config(mappings)
+    result = scenario.cli("snapshot", "--chunk-rows", str(chunk_rows))
+    assert result.returncode == 0, result.stderr
+    return scenario
 
 
 def reconcile(scenario: Scenario, *args: str) -> tuple[int, dict[str, dict]]:
@@ -206,10 +212,8 @@ def composite(tmp_path: Path, postgres: PostgresServer, target_db: str, mariadb:
     shop = Source("shop", mariadb, source_db(mariadb))
     values = ", ".join(f"({o}, {n}, '商品 {o}-{n} ', {o * n})" for o, n in lines())
     shop.execute(LINES_SOURCE_SQL, f"INSERT INTO order_lines VALUES {values}")
-    s = Scenario.create(tmp_path, postgres, target_db, {"shop": shop}, target_sql=LINES_TARGET_SQL)
-    s.write_config(LINES_MAPPINGS)
-    result = s.cli("snapshot", "--chunk-rows", "100")
-    assert result.returncode == 0, result.stderr
+    s = copied(Scenario.create(tmp_path, postgres, target_db, {"shop": shop}, target_sql=LINES_TARGET_SQL),
+               LINES_MAPPINGS, 100)
     yield s
     s.close()
 
