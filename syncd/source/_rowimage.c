@@ -265,6 +265,16 @@ static PyObject *read_int(const unsigned char *p, const Column *c) {
 }
 
 /* One value at *pos (moved past it); NULL with *odd set: decode the event in Python instead. */
+/* A value C could not build (an error, or a reader that said so): the row goes to the Python
+   path, which decodes it or says why not. */
+static PyObject *odd_if_null(PyObject *value, int *odd) {
+    if (value == NULL) {
+        PyErr_Clear();
+        *odd = 1;
+    }
+    return value;
+}
+
 static PyObject *read_value(Decoder *self, const Column *c, const unsigned char *data, Py_ssize_t end,
                             Py_ssize_t *pos, int *odd) {
     const unsigned char *p = data + *pos;
@@ -312,28 +322,16 @@ static PyObject *read_value(Decoder *self, const Column *c, const unsigned char 
         Py_INCREF(label);
         return label;
     }
-    case K_DECIMAL: {
-        PyObject *value = read_decimal(p, c);
-        if (value == NULL) { PyErr_Clear(); *odd = 1; }
-        return value;
-    }
+    case K_DECIMAL:
+        return odd_if_null(read_decimal(p, c), odd);
     case K_DATETIME2:
         return read_datetime2(p, c, odd);
-    case K_DATE: {
-        PyObject *value = read_date(p);
-        if (value == NULL) { PyErr_Clear(); *odd = 1; }
-        return value;
-    }
-    case K_TIMESTAMP2: {
-        PyObject *value = read_timestamp2(p, c, odd);
-        if (value == NULL && !*odd) { PyErr_Clear(); *odd = 1; }
-        return value;
-    }
-    case K_TIME2: {
-        PyObject *value = read_time2(p, c);
-        if (value == NULL) { PyErr_Clear(); *odd = 1; }
-        return value;
-    }
+    case K_DATE:
+        return odd_if_null(read_date(p), odd);
+    case K_TIMESTAMP2:
+        return odd_if_null(read_timestamp2(p, c, odd), odd);
+    case K_TIME2:
+        return odd_if_null(read_time2(p, c), odd);
     case K_BIT:
         return read_bit(p, c);
     case K_SET:
