@@ -57,17 +57,28 @@ def target_table(spec: MappingSpec, config: Config) -> TargetTable:
     return TargetTable(spec.target_schema or config.target.schema, spec.target)
 
 
+@dataclass(frozen=True)
+class TargetKinds:
+    """What a target table's column types decide about the values mapped into it."""
+
+    zoned: frozenset[str] = frozenset()
+    """`timestamptz` columns: a naive datetime is read in the source's time zone."""
+    textual: frozenset[str] = frozenset()
+    """Text columns: a value is stored as its text (syncd/mapping/astext.py)."""
+
+
 def compile_all(config: Config, specs: list[MappingSpec],
-                aware: dict[TargetTable, frozenset[str]] | None) -> dict[str, SourcePlan]:
+                kinds: dict[TargetTable, TargetKinds] | None) -> dict[str, SourcePlan]:
     """Compile every mapping; transform argument errors are reported at their file:line.
-    `aware`: each existing target table's `timestamptz` columns (None: no target was read)."""
+    `kinds`: each existing target table's column kinds (None: no target was read)."""
     plans = {name: SourcePlan(source) for name, source in config.sources.items()}
     problems: list[Problem] = []
     for spec in specs:
-        zoned = aware.get(target_table(spec, config)) if aware is not None else None
+        found = kinds.get(target_table(spec, config)) if kinds is not None else None
         try:
             mapping = compile_mapping(spec, transform_context(config.sources[spec.source]),
-                                      config.target.schema, zoned)
+                                      config.target.schema, found.zoned if found else None,
+                                      found.textual if found else ())
         except TransformArgsError as exc:  # identity salts too: one problem per declaration
             prefix = f"mapping {spec.name!r}: "
             problem = exc.problem(prefix) or spec.where.problem(f"{prefix}{exc}")

@@ -14,6 +14,7 @@ from typing import Any
 from syncd.errors import MissingSourceColumn, TransformArgsError, TransformError
 from syncd.identity.keys import KeyHasher, record_id
 from syncd.mapping import transforms
+from syncd.mapping.astext import as_text
 from syncd.mapping.columnvalues import localizer, memoized
 from syncd.mapping.filters import RowTest, build_filter
 from syncd.mapping.identity import compile_space
@@ -46,7 +47,8 @@ class ColumnPlan:
     copies: str | None = None
     """The source column this one copies (no transform or value map)..."""
     then: Callable[[Any], Any] | None = None
-    """... and what is done to the copied value (a naive datetime read in the source time zone)."""
+    """... and what is done to the copied value (a naive datetime read in the source time zone,
+    a value into a text column made text)."""
 
 
 @dataclass(frozen=True)
@@ -150,9 +152,12 @@ class ChangeContext:
 
 
 def compile_mapping(spec: MappingSpec, ctx: transforms.TransformContext, default_schema: str,
-                    aware_columns: Collection[str] | None = None) -> Mapping:
-    """Build per-row functions. `aware_columns`: target columns of type timestamptz (None: all)."""
-    columns = tuple(_column_plan(c, ctx, aware_columns is None or c.target in aware_columns)
+                    aware_columns: Collection[str] | None = None,
+                    text_columns: Collection[str] = ()) -> Mapping:
+    """Build per-row functions. `aware_columns`: target columns of type timestamptz (None: all);
+    `text_columns`: target columns of a text type, whose values are made text (astext.py)."""
+    columns = tuple(_column_plan(c, ctx, aware_columns is None or c.target in aware_columns,
+                                 c.target in text_columns)
                     for c in spec.columns)
     identity = _compile_identity(spec, ctx, default_schema)
     lookups = tuple(_compile_lookup(spec, lookup, ctx, default_schema) for lookup in spec.lookups)
@@ -227,27 +232,35 @@ def _compile_lookup(spec: MappingSpec, lookup: LookupSpec, ctx: transforms.Trans
                                                     hasher))
 
 
-def _column_plan(spec: ColumnSpec, ctx: transforms.TransformContext, aware: bool) -> ColumnPlan:
-    compute = _compile_column(spec, ctx, aware)
+def _column_plan(spec: ColumnSpec, ctx: transforms.TransformContext, aware: bool,
+                 textual: bool) -> ColumnPlan:
+    compute = _compile_column(spec, ctx, aware, textual)
     if spec.is_constant or len(spec.sources) != 1 or spec.transforms or spec.value_map is not None:
         return ColumnPlan(spec.target, compute)
-    # A copy, perhaps read in the source time zone: the generated row function does it inline.
-    then = localizer(ctx.source_timezone) if aware else None
+    # A copy, perhaps read in the source time zone or made text: the generated row function
+    # does it inline.
+    then = as_text if textual else localizer(ctx.source_timezone) if aware else None
     return ColumnPlan(spec.target, compute, spec.sources[0], then)
 
 
-def _compile_column(spec: ColumnSpec, ctx: transforms.TransformContext, aware: bool) -> Compute:
+def _compile_column(spec: ColumnSpec, ctx: transforms.TransformContext, aware: bool,
+                    textual: bool = False) -> Compute:
+    """`textual`: the target column is text, the value is made text (astext.py) last, inside
+    what is kept per distinct value."""
     if spec.is_constant:
-        constant = spec.constant
+        constant = as_text(spec.constant) if textual else spec.constant
         return lambda row: constant
     read = _reader(spec.sources)
     steps = [_built(step, spec, ctx) for step in spec.transforms]
     convert = transforms.chain(steps) if steps else None
     lookup = value_lookup(spec) if spec.value_map is not None else None
     localize = localizer(ctx.source_timezone) if aware else None
+    if textual and convert is None and lookup is None:
+        localize = as_text  # a copy into a text column (never also a timestamptz one)
     if convert is None and lookup is None and localize is None:
         return read  # a plain copy: one call per value on the hot path, not two
-    change = memoized(_converter(convert, lookup, spec.target)) if convert or lookup else None
+    finish = as_text if textual else None
+    change = memoized(_converter(convert, lookup, spec.target, finish)) if convert or lookup else None
 
     def compute(row: Row) -> Any:
         value = read(row)
@@ -261,8 +274,8 @@ def _compile_column(spec: ColumnSpec, ctx: transforms.TransformContext, aware: b
 
 
 def _converter(convert: transforms.Transform | None, lookup: Callable[[Any], Any] | None,
-               target: str) -> Callable[[Any], Any]:
-    """A column's transforms, then its value map; an error names the target column."""
+               target: str, finish: Callable[[Any], Any] | None = None) -> Callable[[Any], Any]:
+    """A column's transforms, then its value map, then `finish`; an error names the target column."""
     def run(value: Any) -> Any:
         if convert is not None:
             try:
@@ -271,7 +284,7 @@ def _converter(convert: transforms.Transform | None, lookup: Callable[[Any], Any
                 raise TransformError(exc.reason, target) from exc
         if lookup is not None:
             value = lookup(value)
-        return value
+        return finish(value) if finish is not None else value
 
     return run
 
@@ -388,6 +401,8 @@ def _key_builder(key_columns: tuple[ColumnPlan, ...],
 def _inline(column: ColumnPlan, index: int) -> str:
     if column.copies is None:
         return f"c{index}(row)"
+    if column.then is as_text:  # text, the common case, is passed on without a call
+        return f"(v if (v := row[{column.copies!r}]).__class__ is str or v is None else t{index}(v))"
     return f"t{index}(row[{column.copies!r}])" if column.then is not None else f"row[{column.copies!r}]"
 
 

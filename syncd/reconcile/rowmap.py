@@ -7,7 +7,8 @@ computes each column over the chunk instead, and exploits what the mapping code 
   deterministic, see syncd/mapping/transforms.py), so its results are remembered per distinct
   value: a `map:` over 5 statuses runs 5 times per chunk, not 10,000 times;
 * a plain copy returns its value unchanged, except a naive datetime going to a timestamptz
-  column, which the column's own function localises.
+  column, which the column's own function localises, and a value other than text going to a
+  text column, which it makes text (syncd/mapping/astext.py).
 
 Rows whose mapping raises TransformError are reported with the reason of their first failing
 column, in the mapping's column order, exactly as `map_row` would raise it. The `where:`
@@ -24,6 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 from syncd.errors import TransformError
+from syncd.mapping.astext import as_text
 from syncd.mapping.plan import ColumnPlan, Mapping
 from syncd.mapping.spec import ColumnSpec
 from syncd.model import Undecodable
@@ -32,6 +34,8 @@ _MEMO_TYPES = frozenset({str, int, Decimal, bytes, date, datetime, time, timedel
 """Types whose equal values are identical (not float: 0.0 == -0.0; not bool: True == 1)."""
 _CHECKED = frozenset({datetime, Undecodable})
 """Values a plain copy still computes: naive datetimes (a source time zone), undecodable text."""
+_TEXT_AS_IS = frozenset({str, type(None)})
+"""Values a copy into a text column passes on unchanged (others are made text)."""
 _MEMO_LIMIT = 200_000
 _MEMO_TRIAL = 20_000
 
@@ -63,6 +67,7 @@ class _Column:
         self.source = spec.sources[0] if spec is not None and len(spec.sources) == 1 else None
         self.plain = (spec is not None and self.source is not None and not spec.transforms
                       and spec.value_map is None)
+        self.texted = plan.then is as_text
         self.memo: dict[Any, Any] | None = {} if self.source is not None and not self.plain else None
         self.seen = 0
         self.may_fail = False
@@ -80,6 +85,8 @@ class _Column:
 
     def over(self, values: Sequence[Any]) -> list[Any]:
         """This column's results for one source column's values."""
+        if self.plain and self.texted:
+            return [v if type(v) in _TEXT_AS_IS else self.one(v) for v in values]
         if self.plain:
             return [self.one(v) if type(v) in _CHECKED else v for v in values]
         memo = self.memo

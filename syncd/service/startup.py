@@ -10,7 +10,7 @@ from syncd.mapping.load import SourcePlan, compile_all, load_specs, target_table
 from syncd.mapping.plan import Mapping
 from syncd.mapping.spec import MappingSpec
 from syncd.sink.connection import connect
-from syncd.sink.target import check_mapping, check_target, describe_tables, zone_aware
+from syncd.sink.target import check_mapping, check_target, describe_tables, target_kinds
 from syncd.source.checks import check_source_tables
 from syncd.yamlfile import closest
 
@@ -25,7 +25,7 @@ def build_plans(config: Config) -> dict[str, SourcePlan]:
         conn.close()
     if problems:
         raise ConfigError(problems)
-    return compile_all(config, specs, zone_aware(infos))
+    return compile_all(config, specs, target_kinds(infos))
 
 
 def find_spec(specs: list[MappingSpec], name: str) -> MappingSpec:
@@ -52,5 +52,5 @@ def compile_one(config: Config, name: str) -> Mapping:
     problems += check_source_tables(config.sources[spec.source], [spec])
     if problems:
         raise ConfigError(problems)
-    plans = compile_all(config, [spec], zone_aware(infos))
+    plans = compile_all(config, [spec], target_kinds(infos))
     return plans[spec.source].mappings[0]

@@ -12,7 +12,7 @@ from sqlalchemy import types
 
 from syncd.config import Config
 from syncd.errors import Problem
-from syncd.mapping.load import target_table
+from syncd.mapping.load import TargetKinds, target_table
 from syncd.mapping.spec import NO_VALUE, ColumnSpec, MappingSpec, UnifiedSpec
 from syncd.model import TargetTable
 from syncd.sink.grants import privilege_problems
@@ -29,6 +29,11 @@ class TargetColumn:
     def is_timestamptz(self) -> bool:
         return isinstance(self.type, types.DateTime) and bool(self.type.timezone)
 
+    @property
+    def is_text(self) -> bool:
+        """text, varchar, char (and the types SQLAlchemy reads as them)."""
+        return isinstance(self.type, types.String)
+
 
 @dataclass(frozen=True)
 class TargetTableInfo:
@@ -38,9 +43,11 @@ class TargetTableInfo:
     """Primary key and unique constraints/indexes, as column sets."""
 
 
-def zone_aware(infos: Mapping[TargetTable, TargetTableInfo | None]) -> dict[TargetTable, frozenset[str]]:
-    """Each existing table's `timestamptz` columns: they decide how a mapping writes datetimes."""
-    return {table: frozenset(n for n, c in info.columns.items() if c.is_timestamptz)
+def target_kinds(infos: Mapping[TargetTable, TargetTableInfo | None]) -> dict[TargetTable, TargetKinds]:
+    """Each existing table's `timestamptz` and text columns: they decide how a mapping writes
+    datetimes, and which values it writes as text."""
+    return {table: TargetKinds(frozenset(n for n, c in info.columns.items() if c.is_timestamptz),
+                               frozenset(n for n, c in info.columns.items() if c.is_text))
             for table, info in infos.items() if info is not None}
 
 

@@ -34,12 +34,12 @@ NAMES = ["id", "order_no", "phone", "status", "amount_text", "note", "created_at
 STATUSES = ["待支付", "已支付", "已发货", "已退款", "已取消"]
 
 
-def mapping(tmp_path: Path):
+def mapping(tmp_path: Path, text_columns: tuple[str, ...] = ()):
     path = tmp_path / "m.yaml"
     path.write_text(MAPPING)
     spec = load_mappings([path])[0]
     ctx = TransformContext(secret=lambda kind, name: "salt", source_timezone=timezone(timedelta(hours=8)))
-    return compile_mapping(spec, ctx, "public", {"created_at"})
+    return compile_mapping(spec, ctx, "public", {"created_at"} - set(text_columns), text_columns)
 
 
 def rows(count: int, seed: int = 1) -> list[tuple]:
@@ -82,6 +82,18 @@ def test_same_as_map_row_over_several_chunks(tmp_path: Path) -> None:
         assert got.values == values
         assert [(k, reason) for k, reason, _row in got.failed] == failed
     assert any(m for m in (mapper.columns[5].memo,) if m)  # status values are remembered
+
+
+def test_copies_and_transforms_into_text_columns_are_text_as_map_row_makes_them(tmp_path: Path) -> None:
+    """A copy into a text column is not passed through: its value is made text, as map_row does."""
+    m = mapping(tmp_path, text_columns=("source_order_id", "created_at", "amount", "status"))
+    outputs = ["channel", "source_order_id", "status", "amount", "created_at"]
+    data = rows(500, seed=3)
+    got = ChunkMapper(m, outputs).map(NAMES, data, ["id"])
+    _keys, values, _failed = reference(m, data, outputs)
+    assert got.values == values
+    assert {type(v) for row in got.values for v in row[1:]} <= {str, type(None)}
+    assert any(row[4] == "2024-05-01 12:30:45.123" for row in got.values)
 
 
 def test_keys_only_is_map_key(tmp_path: Path) -> None:
