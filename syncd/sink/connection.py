@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from syncd.config import TargetConfig
 from syncd.errors import SinkError, SinkUnavailable
@@ -30,12 +31,21 @@ Connection = psycopg.Connection
 """What the sink's functions take, for the layers above that must not import the driver."""
 
 
+SESSION = "-c DateStyle=ISO,MDY -c IntervalStyle=postgres -c extra_float_digits=1"
+"""The output formats syncd reads and compares (psycopg parses dates and intervals only in these
+styles; reconcile's digests compare PostgreSQL's text of values), whatever the database or role
+sets: a target database with `DateStyle = 'SQL, DMY'` works as any other."""
+
+
 def connect(target: TargetConfig, application_name: str = "syncd", **options: Any) -> psycopg.Connection:
     """Every connection syncd opens to the target: `target.dsn` (with its TLS parameters), plus
-    `options` (more libpq parameters, e.g. the lock's keepalives)."""
+    `options` (more libpq parameters, e.g. the lock's keepalives), in syncd's `SESSION` formats
+    (after the DSN's own `options`)."""
+    own = conninfo_to_dict(target.dsn).get("options")
     try:
         return psycopg.connect(target.dsn, password=target.password.read(), autocommit=True,
-                               application_name=application_name, connect_timeout=10, **options)
+                               application_name=application_name, connect_timeout=10,
+                               options=f"{own} {SESSION}" if own else SESSION, **options)
     except psycopg.OperationalError as exc:
         raise (tls_error(target, exc) or
                SinkUnavailable(f"cannot connect to the target: {first_line(exc)}")) from exc

@@ -134,3 +134,21 @@ def test_the_text_is_what_postgresql_prints(postgres: PostgresServer, target_db:
                 assert float(as_text(value)) == float(printed), value
             else:
                 assert as_text(value) == printed, value
+
+
+def test_a_target_database_with_other_output_styles_works_as_any_other(scenario: Scenario, shop: Source,
+                                                                        target_db: str) -> None:
+    """DateStyle, IntervalStyle and extra_float_digits set on the database do not reach syncd's
+    sessions: the stream, status, the dead-letter list and reconcile's digests read as usual."""
+    scenario.target(f"ALTER DATABASE {target_db} SET DateStyle = 'SQL, DMY'")
+    scenario.target(f"ALTER DATABASE {target_db} SET IntervalStyle = 'sql_standard'")
+    scenario.target(f"ALTER DATABASE {target_db} SET extra_float_digits = 0")
+    shop.execute(insert(range(1, 50)))
+    process = scenario.start()
+    eventually(lambda: scenario.cli("status", "--json").stdout.count('"streaming"') == 1, 90)
+    shop.execute(insert(range(50, 60)))
+    eventually(lambda: len(texts(scenario)) == 59, 30)
+    assert texts(scenario)[55][0] == "2024-05-01 12:30:45.5"
+    assert scenario.cli("dlq", "list").returncode == 0
+    assert scenario.cli("reconcile").returncode == 0
+    assert scenario.stop(process) == 0
