@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Sequence
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from syncd.errors import TransformError
@@ -53,10 +55,42 @@ def _test(condition: Condition) -> RowTest:
         try:
             return compare(current, value)
         except TypeError:
-            raise TransformError(f"where.{column}: cannot compare {current!r} with {value!r}",
-                                 column) from None
+            pass
+        try:
+            return compare(current, _as_kind_of(current, value))
+        except (TypeError, ValueError, ArithmeticError):
+            raise TransformError(f"where.{column}: cannot compare the row's {_kind(current)} {current} "
+                                 f"with the bound {value!r}{_hint(current, value)}", column) from None
 
     return ordered
+
+
+def _as_kind_of(current: Any, bound: Any) -> Any:
+    """A bound written as text (quoted in YAML) read as the row value's kind: a date-time, a
+    date or a number; ValueError when it is not one."""
+    if not isinstance(bound, str) or isinstance(current, str):
+        return bound
+    if isinstance(current, datetime):
+        return datetime.fromisoformat(bound.strip())
+    if isinstance(current, date):
+        return date.fromisoformat(bound.strip())
+    if isinstance(current, int | Decimal | float) and not isinstance(current, bool):
+        return Decimal(bound.strip())
+    return bound
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, datetime):
+        return "instant (TIMESTAMP)" if value.tzinfo is not None else "date-time (DATETIME)"
+    return {date: "date", str: "text", bytes: "bytes"}.get(type(value), "number")
+
+
+def _hint(current: Any, bound: Any) -> str:
+    if isinstance(current, datetime) and current.tzinfo is not None:
+        return ": a TIMESTAMP column holds instants, give the bound a UTC offset (2030-01-01 00:00:00+08:00)"
+    if isinstance(current, datetime):
+        return ": a DATETIME column holds wall times, write the bound without an offset (2030-01-01 00:00:00)"
+    return ": compare like with like (docs/mappings.md, where)"
 
 
 def build_filter(conditions: Sequence[Condition]) -> RowTest | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -148,7 +148,25 @@ class TestOrdered:
         with pytest.raises(TransformError) as caught:
             holds("lt", wanted, value, column="amount")
         assert caught.value.column == "amount"
-        assert caught.value.reason == f"where.amount: cannot compare {value!r} with {wanted!r}"
+        assert caught.value.reason.startswith("where.amount: cannot compare the row's ")
+        assert f" {value} with the bound {wanted!r}: " in caught.value.reason
+
+    def test_a_bound_written_as_text_is_read_as_the_rows_kind(self) -> None:
+        """A quoted bound (YAML text) compares with a date-time, a date or a number as its value."""
+        stamp = datetime(2024, 1, 1, 10, tzinfo=UTC)
+        assert holds("lt", "2030-01-01 00:00:00+08:00", stamp)
+        assert not holds("lt", "2024-01-01 17:59:59+08:00", stamp)
+        assert holds("ge", "2024-01-01", date(2024, 1, 1))
+        assert holds("gt", "99.5", Decimal("100")) and holds("lt", " 7 ", 3)
+
+    def test_a_naive_bound_for_an_instant_says_what_to_write(self) -> None:
+        """A TIMESTAMP (aware) value against a bound without an offset: the reason tells the fix."""
+        with pytest.raises(TransformError) as caught:
+            holds("lt", datetime(2030, 1, 1), datetime(2024, 1, 1, tzinfo=UTC), column="updated_at")
+        assert caught.value.reason == (
+            "where.updated_at: cannot compare the row's instant (TIMESTAMP) 2024-01-01 00:00:00+00:00 "
+            "with the bound datetime.datetime(2030, 1, 1, 0, 0): a TIMESTAMP column holds instants, "
+            "give the bound a UTC offset (2030-01-01 00:00:00+08:00)")
 
 
 class TestIsNull:
