@@ -102,10 +102,12 @@ def _print_problems(problems: list[Problem]) -> NoReturn:
 
 
 def _live_problems(config: Config, specs: list) -> list[Problem]:
-    """Target and source checks, each server's problems collected even when another fails."""
-    problems = _target_problems(config, specs)
+    """Target and source checks, each server's problems collected even when another fails; a
+    server whose password cannot be read (a problem of its own) is not tried without it."""
+    problems = [] if config.target.password.problem() else _target_problems(config, specs)
     for source in config.sources.values():
-        problems += _source_problems(config, source, specs)
+        if source.password.problem() is None:
+            problems += _source_problems(config, source, specs)
     return problems
 
 

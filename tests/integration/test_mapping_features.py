@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -408,6 +409,17 @@ class TestValidateLive:
         result = scenario.cli("validate", "--live")
         assert result.returncode == 0, result.stdout + result.stderr
         assert result.stdout.strip() == "ok: 1 mappings in 1 files (checked live)"
+
+    def test_a_source_without_its_password_is_not_tried(self, scenario: Scenario) -> None:
+        """The unset password variable is the one problem: no second, confusing 'Access denied'."""
+        scenario.write_config(mappings(shop_mapping()))
+        env = {k: v for k, v in scenario.env().items() if k != "SHOP_DB_PASSWORD"}
+        command = [*scenario.program, "validate", "--live", "--config", str(scenario.config_path)]
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, check=False,
+                                cwd=scenario.cwd)
+        assert result.returncode == 1
+        lines = result.stdout.splitlines()
+        assert len(lines) == 1 and "SHOP_DB_PASSWORD" in lines[0] and "is not set" in lines[0], result.stdout
 
     def test_target_and_source_problems_are_reported_together(self, scenario: Scenario) -> None:
         text = mappings(shop_mapping(extra_columns="\n      ghost: remark_gone"))
