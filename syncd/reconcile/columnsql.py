@@ -605,12 +605,10 @@ def _decimal_copy(value: Value, target: ColumnType) -> _Text | None:
 
 
 def _interval(expr: str) -> str:
-    """A TIME as days and microseconds with explicit signs, as Python's timedelta splits it."""
+    """A TIME as one count of microseconds, as the sink writes a timedelta (DurationText)."""
     micros = (f"(TRUNCATE(TIME_TO_SEC({expr}), 0) * 1000000 "
               f"+ IF({expr} < TIME'00:00:00', -1, 1) * MICROSECOND({expr}))")
-    days = f"FLOOR({micros} / 86400000000)"
-    return (f"CONCAT(IF({days} < 0, '', '+'), {days}, ' days +', "
-            f"{micros} - {days} * 86400000000, ' microseconds')")
+    return f"CONCAT({micros}, ' microseconds')"
 
 
 _STAMP = "DATE_FORMAT({}, '%%Y-%%m-%%d %%H:%%i:%%s.%%f')"

@@ -73,6 +73,8 @@ def source_row(name: str, checkpoint: Any, pending: int, *, health: Any = None, 
                                       or health.updated_at >= checkpoint.updated_at)
     row["error"] = health.error if current and health.error else None
     row["state"] = source_state(checkpoint, health if current else None, alive, owner is not None)
+    if row["state"] != STREAMING:  # the lag at the last checkpoint says nothing of now
+        row["lag_seconds"] = None
     row["history"] = binlog_history(checkpoint, row["error"])
     row.update(_headroom(health))
     row["paused"] = [paused_entry(p, checkpoint, health, now) for p in pauses or []]
@@ -147,6 +149,9 @@ def _headroom(health: Any) -> dict[str, Any]:
     }
 
 
+STREAMING = "streaming"
+
+
 def source_state(checkpoint: Any, health: Any, owner_alive: bool, owner_known: bool) -> str:
     """One word for a source: a first initial load holds the source before any checkpoint exists,
     so a live owner without one is loading, a dead one stopped, and no owner at all never ran."""
@@ -158,4 +163,4 @@ def source_state(checkpoint: Any, health: Any, owner_alive: bool, owner_known: b
         return "stopped"
     if health is not None and health.state == "retrying":
         return "retrying"
-    return "streaming" if checkpoint is not None and checkpoint.snapshot_done else "initial load in progress"
+    return STREAMING if checkpoint is not None and checkpoint.snapshot_done else "initial load in progress"

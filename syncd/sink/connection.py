@@ -12,9 +12,11 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg.adapt import AdaptersMap, Dumper
 from psycopg.conninfo import conninfo_to_dict
 
 from syncd.config import TargetConfig
@@ -37,6 +39,23 @@ styles; reconcile's digests compare PostgreSQL's text of values), whatever the d
 sets: a target database with `DateStyle = 'SQL, DMY'` works as any other."""
 
 
+class DurationText(Dumper):
+    """A timedelta (a MySQL TIME) as one count of microseconds: PostgreSQL keeps it in the
+    interval's time part, `-01:00:00` and `838:59:59` as the source holds them, not split into
+    days like psycopg's own text (`-1 days +23:00:00`)."""
+
+    oid = psycopg.postgres.types["interval"].oid
+
+    def dump(self, obj: timedelta) -> bytes:
+        return b"%d microseconds" % (obj // _MICROSECOND)
+
+
+_MICROSECOND = timedelta(microseconds=1)
+ADAPTERS = AdaptersMap(psycopg.adapters)
+"""How syncd's connections (and its COPY text, syncd/sink/postgres.py) write Python values."""
+ADAPTERS.register_dumper(timedelta, DurationText)
+
+
 def connect(target: TargetConfig, application_name: str = "syncd", **options: Any) -> psycopg.Connection:
     """Every connection syncd opens to the target: `target.dsn` (with its TLS parameters), plus
     `options` (more libpq parameters, e.g. the lock's keepalives), in syncd's `SESSION` formats
@@ -45,7 +64,8 @@ def connect(target: TargetConfig, application_name: str = "syncd", **options: An
     try:
         return psycopg.connect(target.dsn, password=target.password.read(), autocommit=True,
                                application_name=application_name, connect_timeout=10,
-                               options=f"{own} {SESSION}" if own else SESSION, **options)
+                               options=f"{own} {SESSION}" if own else SESSION, context=ADAPTERS,
+                               **options)
     except psycopg.OperationalError as exc:
         raise (tls_error(target, exc) or
                SinkUnavailable(f"cannot connect to the target: {first_line(exc)}")) from exc

@@ -39,7 +39,7 @@ from syncd.model import (
     TargetTable,
 )
 from syncd.sink.batch import Batch, PlannedOp, reduce_ops, repair_rows
-from syncd.sink.connection import connect, first_line
+from syncd.sink.connection import ADAPTERS, connect, first_line
 from syncd.sink.identity import IdentitySession, spaces_of
 from syncd.sink.schema_history import read_schema_history, write_schemas
 from syncd.sink.state import (
@@ -137,7 +137,7 @@ _COPY_ESCAPES = ((b"\\", b"\\\\"), (b"\t", b"\\t"), (b"\n", b"\\n"), (b"\r", b"\
 def copy_fields(values: Sequence[Any]) -> bytes:
     """Values as tab-separated COPY text fields, each as psycopg writes it in a COPY (the rest of
     a line the source server wrote: syncd/reconcile/copytext.py)."""
-    dumped = Transformer().dump_sequence(values, [PyFormat.TEXT] * len(values))
+    dumped = Transformer(ADAPTERS).dump_sequence(values, [PyFormat.TEXT] * len(values))
     fields = []
     for field in dumped:
         if field is None:

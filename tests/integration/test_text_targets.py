@@ -1,5 +1,7 @@
 """Values of every kind mapped into PostgreSQL text columns: the same text on every write path.
 
+(And a TIME into an `interval` column: kept as the source's duration, not split into days.)
+
 A DATETIME, DATE, TIME, TIMESTAMP, DECIMAL, FLOAT, BINARY, a boolean or JSON mapped into a
 `text` (or `varchar`) column is stored as the text PostgreSQL prints for the value (what an
 `INSERT` of the value would store), whether the row came through the initial copy, a single
@@ -33,7 +35,8 @@ CREATE TABLE vals (
 
 COLUMNS = ("dt", "dt0", "d", "tm", "ts", "dec2", "f", "bn", "flag", "js", "yr", "en")
 
-TARGET_SQL = "CREATE TABLE vals (id integer PRIMARY KEY, " + ", ".join(f"{c} text" for c in COLUMNS) + ");"
+TARGET_SQL = ("CREATE TABLE vals (id integer PRIMARY KEY, " + ", ".join(f"{c} text" for c in COLUMNS)
+              + ", tmi interval);")
 
 MAPPING = """
 mappings:
@@ -56,6 +59,7 @@ mappings:
       js: js
       yr: yr
       en: en
+      tmi: tm
 """
 
 VALUES = ("'2024-05-01 12:30:45.500', '2024-05-01 12:30:45', '2024-05-01', '-01:02:03.250', "
@@ -83,7 +87,8 @@ def insert(ids: range) -> str:
 
 
 def texts(scenario: Scenario) -> dict[int, tuple]:
-    return {r[0]: tuple(r[1:]) for r in scenario.target(f"SELECT id, {', '.join(COLUMNS)} FROM vals")}
+    query = f"SELECT id, {', '.join(COLUMNS)}, tmi::text FROM vals"
+    return {r[0]: tuple(r[1:]) for r in scenario.target(query)}
 
 
 def test_every_path_stores_the_same_text_and_reconcile_agrees(scenario: Scenario, shop: Source) -> None:
@@ -98,7 +103,7 @@ def test_every_path_stores_the_same_text_and_reconcile_agrees(scenario: Scenario
     assert found[1] == found[3] == found[100] == (
         "2024-05-01 12:30:45.5", "2024-05-01 12:30:45", "2024-05-01", "-01:02:03.25",
         "2024-05-01 12:30:45.123+00", "100.50", "0.1", "\\x41420000", "true",
-        '{"b": [1, 2.5], "a": "x"}', "2024", "b")
+        '{"b": [1, 2.5], "a": "x"}', "2024", "b", "-01:02:03.25")
     assert scenario.cli("reconcile").returncode == 0
 
     # A row an earlier release wrote through COPY (Python's spelling) is drift, and repaired.

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from syncd.model import Checkpoint, Pause, Position
-from syncd.service.status import pause_brief, pause_clause, paused_entry, source_state
-from syncd.sink.lock import SourceHealth
+from syncd.service.status import pause_brief, pause_clause, paused_entry, source_row, source_state
+from syncd.sink.lock import Owner, SourceHealth
 
 NOW = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 PAUSE = Pause("shop_orders", "shop", Position("mysql-bin.000003", 1234), "ALTER TABLE orders RENAME COLUMN "
@@ -61,3 +61,15 @@ def test_a_first_initial_load_is_shown_as_such_and_its_owner_dying_as_stopped() 
     assert source_state(loading, None, owner_alive=True, owner_known=True) == "initial load in progress"
     assert source_state(done, None, owner_alive=True, owner_known=True) == "streaming"
     assert source_state(done, None, owner_alive=False, owner_known=True) == "stopped"
+
+
+def test_the_lag_is_shown_while_streaming_only() -> None:
+    """A stopped or failed source's last lag says nothing of now: it is left out."""
+    done = Checkpoint("shop", Position("b.1", 4), None, True, updated_at=NOW - timedelta(hours=1),
+                      lag_seconds=0.4)
+    live = Owner("shop", "host", 1, NOW - timedelta(days=1), NOW - timedelta(seconds=2))
+    dead = Owner("shop", "host", 1, NOW - timedelta(days=1), NOW - timedelta(hours=1))
+    assert source_row("shop", done, 0, owner=live, now=NOW)["lag_seconds"] == 0.4
+    stopped = source_row("shop", done, 0, owner=dead, now=NOW)
+    assert stopped["state"] == "stopped" and stopped["lag_seconds"] is None
+    assert stopped["checkpoint_age_seconds"] == 3600.0
