@@ -234,9 +234,8 @@ class Bench:
         name = self.case.name
         self.pg.execute(f'DELETE FROM "{name}"; DELETE FROM "{name}_sql"')
         with self.pg.cursor() as cur:
-            with cur.copy(f'COPY "{name}" (id, v) FROM STDIN') as copy:
-                for key, value in python.items():
-                    copy.write_row((key, value))
+            with cur.copy(f'COPY "{name}" (id, v) FROM STDIN') as copy:  # as syncd writes values
+                copy.write(b"".join(copy_fields([key, value]) + b"\n" for key, value in python.items()))
             with cur.copy(f'COPY "{name}_sql" (id, v) FROM STDIN') as copy:
                 copy.write(b"".join(copy_fields([key]) + b"\t" + _bytes(field) + b"\n"
                                     for key, field in copies.items()))
