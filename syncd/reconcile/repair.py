@@ -101,6 +101,10 @@ def find_mapping(plans: dict[str, SourcePlan], name: str) -> tuple[SourcePlan, M
     raise RepairError(f"no mapping named {name!r}")
 
 
+REQUEST_POLL_S = 0.05
+"""How often a request handed to the running daemon is looked at until it is done."""
+
+
 def repair(config: Config, plans: dict[str, SourcePlan], mapping_name: str,
            keys: list[tuple[Any, ...]], *, requested_by: str, timeout: float = 300.0) -> RepairResult:
     """Repair these source keys of one mapping; waits until done (stream) or does it (direct)."""
@@ -133,7 +137,7 @@ def _through_stream(config: Config, plan: SourcePlan, mapping: Mapping, keys: li
                 if request.status == "failed":
                     raise RepairError(f"repair {request_id} failed: {request.error}")
                 return RepairResult(request_id, tuple(request.key_outcomes()), "stream")
-            time.sleep(0.2)
+            time.sleep(REQUEST_POLL_S)
     finally:
         conn.close()
     raise RepairError(f"repair {request_id} not applied by the running daemon within {timeout:.0f}s; "

@@ -602,11 +602,9 @@ class _Job:
             rows, _ = reader.chunk(table, key, key, after, self.chunk_rows)
             last = len(rows) < self.chunk_rows
             keys = [tuple(row[k] for k in key) for row in rows]
-            for mapping in mappings:
-                for start in range(0, len(keys), REPAIR_BATCH):
-                    done = repair(self.config, self.plans, mapping.name, keys[start:start + REPAIR_BATCH],
-                                  requested_by="snapshot")
-                    result.dead_letters += len(done.dead_lettered)
+            for mapping in mappings if keys else ():  # one request per chunk: the daemon reads it at once
+                done = repair(self.config, self.plans, mapping.name, keys, requested_by="snapshot")
+                result.dead_letters += len(done.dead_lettered)
             if keys:
                 after = keys[-1]
             copied += len(rows)

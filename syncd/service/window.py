@@ -24,7 +24,7 @@ from syncd.sink.base import Sink
 from syncd.sink.batch import Batch, RepairDone
 from syncd.source.base import ChangeSource
 
-POLL_S = 0.5
+POLL_S = 0.1
 """How often the queue of repair requests is looked at (between batches)."""
 
 
@@ -71,14 +71,19 @@ class RepairWindow:
                       requested_by=request.requested_by, position=str(read.position))
 
     def serve(self, position: Position | None, commit: Callable[[Batch], None]) -> None:
-        """Between batches: close an open window the stream has passed, else take the next
-        queued request (read its keys, open the window). `commit` stores a batch."""
-        if self.open is not None:
-            if position is not None and self.open[1].position <= position:
-                batch = Batch()
-                self.emit(batch)
-                commit(batch)
-            return
+        """Between batches (everything up to `position` committed): take the next queued request
+        when no window is open (read its keys, open the window), and close the window once the
+        stream has reached its read point — at once when the stream already stood there (an idle
+        source), and then look at the queue again without waiting. `commit` stores a batch."""
+        if self.open is None:
+            self._take_next(commit)
+        if self.open is not None and position is not None and self.open[1].position <= position:
+            batch = Batch()
+            self.emit(batch)
+            commit(batch)
+            self._polled = 0.0
+
+    def _take_next(self, commit: Callable[[Batch], None]) -> None:
         now = time.monotonic()
         if now - self._polled < POLL_S:
             return
