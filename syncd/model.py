@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -528,6 +529,38 @@ def key_json(value: Any) -> Any:
     if isinstance(value, datetime | date):
         return value.isoformat()
     return str(value)
+
+
+_EXACT_TAGS: dict[str, Callable[[Any], Any]] = {
+    "bytes": bytes.fromhex, "decimal": Decimal, "datetime": datetime.fromisoformat,
+    "date": date.fromisoformat, "time": time.fromisoformat,
+    "micros": lambda micros: timedelta(microseconds=micros),
+}
+
+
+def exact_key_json(value: Any) -> Any:
+    """A key value as JSON that reads back as the very same value (`exact_key_value`): a key
+    handed to another process (a repair request) must find its row, a BINARY key included.
+    JSON's own kinds stay as they are, the others are tagged (`{"bytes": "41ff"}`)."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"bytes": bytes(value).hex()}
+    if isinstance(value, timedelta):
+        return {"micros": value // timedelta(microseconds=1)}
+    for tag, kind in (("decimal", Decimal), ("datetime", datetime), ("date", date), ("time", time)):
+        if isinstance(value, kind):
+            return {tag: str(value) if kind is Decimal else value.isoformat()}
+    return str(value)
+
+
+def exact_key_value(found: Any) -> Any:
+    """The key value `exact_key_json` wrote (untagged JSON as it is)."""
+    if isinstance(found, dict) and len(found) == 1:
+        ((tag, text),) = found.items()
+        if tag in _EXACT_TAGS:
+            return _EXACT_TAGS[tag](text)
+    return found
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,9 @@ from syncd.model import (
     Pause,
     Position,
     RepairRequest,
+    exact_key_json,
+    exact_key_value,
     json_value,
-    key_json,
 )
 from syncd.sink.connection import translating
 
@@ -461,8 +462,8 @@ def request_repair(conn: psycopg.Connection, schema: str, source: str, mapping: 
     """Queue a repair for the running pipeline of `source`; returns the request id."""
     statement = sql.SQL("INSERT INTO {}.repair_requests (source, mapping, keys, requested_by) "
                         "VALUES (%s, %s, %s, %s) RETURNING id").format(sql.Identifier(schema))
-    row = conn.execute(statement, (source, mapping, json.dumps(keys, default=json_value),
-                                   requested_by)).fetchone()
+    exact = [[exact_key_json(v) for v in key] for key in keys]
+    row = conn.execute(statement, (source, mapping, json.dumps(exact), requested_by)).fetchone()
     assert row is not None
     return int(row[0])
 
@@ -473,7 +474,7 @@ def read_repair(conn: psycopg.Connection, schema: str, request_id: int) -> Repai
                     "dead_letter_reasons, outcomes FROM {}.repair_requests WHERE id = %s"
                     ).format(sql.Identifier(schema))
     row = conn.execute(query, (request_id,)).fetchone()
-    return RepairRequest(*row) if row else None
+    return _request(row) if row else None
 
 
 @translating("reading repair requests")
@@ -482,7 +483,13 @@ def next_repair(conn: psycopg.Connection, schema: str, source: str) -> RepairReq
                     "FROM {}.repair_requests WHERE source = %s AND status = 'pending' "
                     "ORDER BY id LIMIT 1").format(sql.Identifier(schema))
     row = conn.execute(query, (source,)).fetchone()
-    return RepairRequest(*row) if row else None
+    return _request(row) if row else None
+
+
+def _request(row: tuple[Any, ...]) -> RepairRequest:
+    """A request as stored, its keys read back as the values they were (`exact_key_value`)."""
+    keys = [[exact_key_value(v) for v in key] for key in row[3]]
+    return RepairRequest(*row[:3], keys, *row[4:])
 
 
 def finish_repair(cur: psycopg.Cursor, schema: str, request_id: int, outcomes: tuple[KeyOutcome, ...],
@@ -544,7 +551,13 @@ def read_progress(conn: psycopg.Connection, schema: str, source: str) -> dict[st
     query = sql.SQL("SELECT source_table, position, last_key, rows_copied, done, key_columns "
                     "FROM {}.snapshot_progress "
                     "WHERE source = %s").format(sql.Identifier(schema))
-    return {row[0]: CopyProgress(*row) for row in conn.execute(query, (source,)).fetchall()}
+    return {row[0]: _progress(row) for row in conn.execute(query, (source,)).fetchall()}
+
+
+def _progress(row: tuple[Any, ...]) -> CopyProgress:
+    """A table's progress as stored, its last key read back as the values it was."""
+    last_key = [exact_key_value(v) for v in row[2]] if row[2] is not None else None
+    return CopyProgress(row[0], row[1], last_key, *row[3:])
 
 
 def save_progress(cur: psycopg.Cursor, schema: str, source: str, progress: CopyProgress) -> None:
@@ -557,7 +570,7 @@ def save_progress(cur: psycopg.Cursor, schema: str, source: str, progress: CopyP
     ).format(sql.Identifier(schema))
     last_key = None
     if progress.last_key is not None:
-        last_key = json.dumps([key_json(v) for v in progress.last_key])
+        last_key = json.dumps([exact_key_json(v) for v in progress.last_key])
     key_columns = json.dumps(progress.key_columns) if progress.key_columns is not None else None
     cur.execute(statement, (source, progress.table, progress.position, last_key, key_columns,
                             progress.rows_copied, progress.done))
