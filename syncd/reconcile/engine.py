@@ -43,6 +43,7 @@ from syncd.reconcile.compare import (
     expected_canon,
     stored_canon,
 )
+from syncd.reconcile.deferred import DeferredColumns, SourceRange, found_rows, odd_buckets
 from syncd.reconcile.expected import Expected, chunk_mapper, map_chunk
 from syncd.reconcile.layout import build_layout
 from syncd.reconcile.persons import PersonColumns
@@ -245,9 +246,9 @@ class _Pass:
         names = [*self.layout.target_key, *self.layout.compared]
         self.canons = [expected_canon(target_types[n], zone) if n in target_types else None
                        for n in names]
-        stored = [stored_canon(target_types[n]) if n in target_types else None for n in names]
+        self.stored = [stored_canon(target_types[n]) if n in target_types else None for n in names]
         self.target = TargetReader(self.conn, self.layout.slice_shape(),
-                                   partial(canonicalize_rows, canons=stored), target_types)
+                                   partial(canonicalize_rows, canons=self.stored), target_types)
         self.mapper = chunk_mapper(self.layout, self.options.keys_only)
         self.persons = (PersonColumns(self.mapping, self._read_persons)
                         if self.layout.persons or self.mapping.identity is not None else None)
@@ -259,7 +260,9 @@ class _Pass:
         self.read_rows = rows_per_read(self.options.chunk_rows, len(self.layout.source_columns))
         self.estimate = self.reader.estimated_rows(self.table) if self.options.progress is not None else 0
         self.pushdown = self._pushdown(target_types)
-        self.verified = None if self.pushdown else self._verified_chunks(source_types, target_types, zone)
+        self.verified = (None if self.pushdown is not None and not self.pushdown.deferred
+                         else self._verified_chunks(source_types, target_types, zone))
+        self.deferred = self._deferred(target_types)
 
     def _chunk_done(self, rows: int) -> None:
         """One more chunk compared (however: in sync by checksums, unchanged, or row by row)."""
@@ -280,11 +283,16 @@ class _Pass:
         if not self.options.use_verified or self.options.keys_only:  # --full: map every row
             return None
         encoding = server_encoding(self.conn)
-        found = plan_pushdown(self.layout, self.reader.source_columns(self.table), target_types,
-                              self.plan.source.timezone, encoding)
-        # A column without a digestible form: remembered checksums serve repeated passes better
-        # than walking every range row by row.
-        return None if found is None or found.deferred else found
+        return plan_pushdown(self.layout, self.reader.source_columns(self.table), target_types,
+                             self.plan.source.timezone, encoding)
+
+    def _deferred(self, target_types: dict[str, ColumnType]) -> DeferredColumns | None:
+        """The pushed-down mapping's columns without an SQL form, compared in Python (deferred.py)."""
+        if self.pushdown is None or not self.pushdown.deferred:
+            return None
+        return DeferredColumns(self.layout, self.pushdown, self.table, target=self.target,
+                               expected=self.canons, stored=self.stored, target_types=target_types,
+                               checksums=self.verified is not None)
 
     def _verified_chunks(self, source_types: dict[str, str], target_types: dict[str, ColumnType],
                          zone: Any) -> VerifiedChunks | None:
@@ -343,10 +351,12 @@ class _Pass:
                 time.sleep(self.options.pause_s)
 
     def _aligned(self) -> None:
-        if self.pushdown is not None:
+        remembered = self.verified.load() if self.verified is not None else None
+        # With columns computed in Python, remembered checksums spare repeated passes more
+        # than the digests do: only a pass that remembers nothing yet is pushed down.
+        if self.pushdown is not None and not remembered:
             self._pushed_down(self.pushdown)
             return
-        remembered = self.verified.load() if self.verified is not None else None
         ranges = remembered or [Entry(None, None, verified=False)]
         walked: list[Entry] = []
         for item in self._chunks(ranges):
@@ -375,22 +385,32 @@ class _Pass:
         Once a range has differed, the next ranges are asked for their bucket digests at once
         (scattered drift is seldom in one range only), which costs the servers about what one
         digest does and spares a second pass over each range.
+
+        A mapping with deferred columns (deferred.py) compares them in each range too, and
+        remembers the ranges found in sync with their checksums (verified.py).
         """
         ranges = self._key_ranges()
         width = max(1, self.options.chunk_rows * SPAN_CHUNKS // BUCKETS)
         narrow = False
+        walked: list[Entry] = []
         with Sides(partial(SourceReader, self.plan.source), SIDES, f"reconcile-{self.mapping.name}") as sides:
 
             def ask(index: int) -> tuple[int | None, Future]:
                 wanted = width if narrow else None
-                return wanted, sides.submit(partial(self._source_digest, pushdown, ranges[index], wanted))
+                work = (partial(self._source_digest, pushdown, ranges[index], wanted) if self.deferred is None
+                        else partial(self.deferred.source_side, ranges[index], wanted))
+                return wanted, sides.submit(work)
 
             asked = [ask(index) for index in range(min(SIDES, len(ranges)))]
             for index, (lower, upper) in enumerate(ranges):
                 if self.options.stop is not None and self.options.stop.is_set():
                     raise Stopped("stopped")
                 wanted, source = asked[index]
-                if wanted is None:
+                if self.deferred is not None:
+                    differed, entry = self._with_deferred(self.deferred, sides, source.result(),
+                                                          (lower, upper), wanted)
+                    walked.append(entry)
+                elif wanted is None:
                     differed = self._by_digest(pushdown, sides, source, lower, upper)
                 else:
                     differed = self._by_buckets(pushdown, source, lower, upper, wanted)
@@ -398,6 +418,38 @@ class _Pass:
                 if index + SIDES < len(ranges):
                     asked.append(ask(index + SIDES))
                 self._pause()
+        if self.verified is not None:
+            self.verified.save(walked)
+
+    def _with_deferred(self, deferred: DeferredColumns, sides: Sides[SourceReader], source: SourceRange,
+                       bounds: tuple[SourceKey | None, SourceKey | None],
+                       width: int | None) -> tuple[bool, Entry]:
+        """One range by its digests (bucket digests: `width`) and its deferred columns: whether it
+        differed, and the entry remembering it (verified when both sides agreed). The keys whose
+        deferred columns differ name buckets compared row by row, beside those whose digests differ."""
+        lower, upper = bounds
+        target = deferred.target_side(bounds, width)
+        odd = deferred.odd_keys(source, target)
+        if source.found == target.found and not odd:
+            rows = found_rows(source.found)
+            self.report.chunks_pushed_down += 1
+            self._chunk_done(rows)
+            remembered = source.checksum is not None and target.checksum is not None
+            return False, Entry(lower, upper, remembered, rows, source.checksum, target.checksum)
+        if width is None:
+            width = max(1, max(found_rows(source.found), found_rows(target.found)) // BUCKETS)
+            asked = sides.submit(partial(self._source_digest, deferred.pushdown, bounds, width))
+            target_buckets = self.target.bucket_digests(deferred.pushdown.target_row, lower, upper, width)
+            buckets = asked.result(), target_buckets
+        else:
+            buckets = source.found, target.found
+        spans, in_sync = differing_spans(*buckets, width, lower, upper, also=odd_buckets(odd, width))
+        self._chunk_done(in_sync)
+        log.debug("pushdown_range_differs", mapping=self.mapping.name, lower=lower, upper=upper,
+                  buckets=len(spans), deferred_keys=len(odd))
+        for start in range(0, len(spans), RANGES_PER_READ):
+            self._compare_ranges(spans[start:start + RANGES_PER_READ])
+        return True, Entry(lower, upper, verified=False)
 
     def _source_digest(self, pushdown: Pushdown, bounds: tuple[SourceKey | None, SourceKey | None],
                        width: int | None, reader: SourceReader) -> Any:
