@@ -129,6 +129,11 @@ def reconcile(config: Config, plans: dict[str, SourcePlan], *, source: str | Non
 
 
 DriftHandler = Callable[[ChunkDiff, dict[Key, SourceKey]], None]
+Bounds = tuple[SourceKey | None, SourceKey | None]
+AskBuckets = Callable[[Bounds, int], Future]
+"""ask(range, width) -> the future bucket digests of the range on the source (pushdown.py)."""
+Ahead = RangeChunk | tuple[Entry, str | None]
+"""Source rows to compare, or a remembered range with its source checksum (engine._chunks)."""
 ProgressFn = Callable[[str, int, int, int], None]
 """progress(mapping, rows compared so far, chunks so far, estimated rows of the source table)."""
 
@@ -306,23 +311,28 @@ class _Pass:
                              target_types=target_types, source_types=source_types, versions=versions)
         return VerifiedChunks(self.conn, self.schema, self.mapping.name, print_)
 
-    def _chunks(self, ranges: list[Entry]) -> Iterator[RangeChunk | tuple[Entry, str]]:
+    def _chunks(self, ranges: list[Entry]) -> Iterator[Ahead]:
         """What to compare, range after range, in key order, read ahead by a second thread.
 
         A RangeChunk is source rows to compare; `(entry, source checksum)` is a remembered
-        verified range whose source checksum was just taken (verified.py). The reader thread
-        has its own connection, so the source's query time overlaps the comparison work.
+        verified range whose source checksum was just taken (verified.py), or, for a mapping with
+        deferred columns, a remembered range not verified (checksum None), to compare by its
+        digests. The reader thread has its own connection, so the source's query time overlaps
+        the comparison work.
         """
         return read_ahead(partial(self._read_ahead, ranges), name=f"reconcile-{self.mapping.name}", depth=1,
                           stop=self.options.stop)
 
-    def _read_ahead(self, ranges: list[Entry]) -> Generator[RangeChunk | tuple[Entry, str], None, None]:
+    def _read_ahead(self, ranges: list[Entry]) -> Generator[Ahead, None, None]:
         reader = SourceReader(self.plan.source)
         try:
             for entry in ranges:
                 if entry.verified:
                     yield entry, reader.checksum(self.table, self.layout.source_key,
                                                  self.layout.source_columns, entry.lo, entry.hi)
+                    continue
+                if self.deferred is not None:
+                    yield entry, None
                     continue
                 for chunk in self._walk(reader, entry.lo, entry.hi):
                     yield chunk
@@ -353,8 +363,8 @@ class _Pass:
     def _aligned(self) -> None:
         remembered = self.verified.load() if self.verified is not None else None
         # With columns computed in Python, remembered checksums spare repeated passes more
-        # than the digests do: only a pass that remembers nothing yet is pushed down.
-        if self.pushdown is not None and not remembered:
+        # than the digests do: only a pass that remembers no range in sync is pushed down.
+        if self.pushdown is not None and not any(entry.verified for entry in remembered or ()):
             self._pushed_down(self.pushdown)
             return
         ranges = remembered or [Entry(None, None, verified=False)]
@@ -364,11 +374,16 @@ class _Pass:
                 walked.append(self._compare_range(item))
                 continue
             entry, source_checksum = item
-            if source_checksum == entry.source_sum and \
+            if entry.verified and source_checksum == entry.source_sum and \
                     self.target.checksum(entry.lo, entry.hi) == entry.target_sum:
                 self.report.chunks_unchanged += 1
                 self._chunk_done(entry.rows)
                 walked.append(entry)
+                continue
+            if self.deferred is not None:  # changed, or not in sync last time: by its digests
+                bounds = (entry.lo, entry.hi)
+                source = self.deferred.source_side(bounds, None, self.reader)
+                walked.append(self._with_deferred(self.deferred, self._digests_now, source, bounds, None)[1])
                 continue
             for chunk in self._walk(self.reader, entry.lo, entry.hi):
                 walked.append(self._compare_range(chunk))
@@ -407,8 +422,8 @@ class _Pass:
                     raise Stopped("stopped")
                 wanted, source = asked[index]
                 if self.deferred is not None:
-                    differed, entry = self._with_deferred(self.deferred, sides, source.result(),
-                                                          (lower, upper), wanted)
+                    differed, entry = self._with_deferred(self.deferred, partial(self._digests_ahead, sides),
+                                                          source.result(), (lower, upper), wanted)
                     walked.append(entry)
                 elif wanted is None:
                     differed = self._by_digest(pushdown, sides, source, lower, upper)
@@ -421,12 +436,12 @@ class _Pass:
         if self.verified is not None:
             self.verified.save(walked)
 
-    def _with_deferred(self, deferred: DeferredColumns, sides: Sides[SourceReader], source: SourceRange,
-                       bounds: tuple[SourceKey | None, SourceKey | None],
-                       width: int | None) -> tuple[bool, Entry]:
+    def _with_deferred(self, deferred: DeferredColumns, buckets_of: AskBuckets, source: SourceRange,
+                       bounds: Bounds, width: int | None) -> tuple[bool, Entry]:
         """One range by its digests (bucket digests: `width`) and its deferred columns: whether it
         differed, and the entry remembering it (verified when both sides agreed). The keys whose
-        deferred columns differ name buckets compared row by row, beside those whose digests differ."""
+        deferred columns differ name buckets compared row by row, beside those whose digests differ
+        (`buckets_of` asks the source for a range's bucket digests)."""
         lower, upper = bounds
         target = deferred.target_side(bounds, width)
         odd = deferred.odd_keys(source, target)
@@ -438,7 +453,7 @@ class _Pass:
             return False, Entry(lower, upper, remembered, rows, source.checksum, target.checksum)
         if width is None:
             width = max(1, max(found_rows(source.found), found_rows(target.found)) // BUCKETS)
-            asked = sides.submit(partial(self._source_digest, deferred.pushdown, bounds, width))
+            asked = buckets_of(bounds, width)
             target_buckets = self.target.bucket_digests(deferred.pushdown.target_row, lower, upper, width)
             buckets = asked.result(), target_buckets
         else:
@@ -450,6 +465,16 @@ class _Pass:
         for start in range(0, len(spans), RANGES_PER_READ):
             self._compare_ranges(spans[start:start + RANGES_PER_READ])
         return True, Entry(lower, upper, verified=False)
+
+    def _digests_ahead(self, sides: Sides[SourceReader], bounds: Bounds, width: int) -> Future:
+        """The range's bucket digests, taken by a side connection."""
+        return sides.submit(partial(self._source_digest, self.pushdown, bounds, width))
+
+    def _digests_now(self, bounds: Bounds, width: int) -> Future:
+        """The range's bucket digests, taken at once by the pass's own connection."""
+        done: Future = Future()
+        done.set_result(self._source_digest(self.pushdown, bounds, width, self.reader))
+        return done
 
     def _source_digest(self, pushdown: Pushdown, bounds: tuple[SourceKey | None, SourceKey | None],
                        width: int | None, reader: SourceReader) -> Any:

@@ -15,7 +15,8 @@ range to be narrowed down, and then compared row by row through the mapping in P
 decides.
 
 Only the mapping's compared columns whose value has an exact SQL form are in the digest; the
-others (`deferred`) are compared in Python, with only those columns read. A mapping takes part
+others (`deferred`) are compared in Python, with only those columns read (deferred.py). A
+mapping takes part
 when its ranges align (its key columns copy integer source key columns), it has no identity or
 lookup columns, and the target database is in UTF8.
 """

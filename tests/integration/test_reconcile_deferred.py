@@ -170,8 +170,25 @@ class TestRepeatedPass:
         code, report = reconcile(scenario)
         assert code == 1
         assert differing(report) == {10: ["coupon", "extra"], 2100: ["phone_id"]}
-        assert report["chunks_unchanged"] == RANGES - 2
+        assert report["chunks_unchanged"] == RANGES - 2 and report["rows_compared"] == IN_SCOPE
         code, report = reconcile(scenario, "--repair")
         assert code == 0 and report["repaired"] == 2
+        # the two ranges that differed are compared by their digests, then remembered again
         code, report = reconcile(scenario)
         assert code == 0 and counts(report) == [0, 0, 0]
+        assert (report["chunks_unchanged"], report["chunks_pushed_down"]) == (RANGES - 2, 2)
+        code, report = reconcile(scenario)
+        assert code == 0 and report["chunks_unchanged"] == RANGES
+
+    def test_a_drift_found_by_a_pass_that_remembers_every_range_in_sync(self, scenario: Scenario) -> None:
+        """Missing, extra and differing rows in remembered ranges, exact and deferred columns."""
+        reconcile(scenario)
+        scenario.target("DELETE FROM orders WHERE source_id = 1999")
+        scenario.target("INSERT INTO orders (channel, source_id, order_no) VALUES ('shop', 9000, 'x')")
+        scenario.target("UPDATE orders SET order_no = 'changed' WHERE source_id = 1")
+        scenario.target("UPDATE orders SET coupon = 'changed' WHERE source_id = 1001")
+        code, report = reconcile(scenario)
+        assert code == 1 and counts(report) == [1, 1, 2]
+        assert differing(report) == {1: ["order_no"], 1001: ["coupon"]}
+        assert report["extra"]["keys"] == [["shop", 9000]] and report["missing"]["keys"] == [["shop", 1999]]
+        assert report["chunks_unchanged"] == 1 and report["rows_compared"] == IN_SCOPE
