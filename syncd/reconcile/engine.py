@@ -132,8 +132,9 @@ DriftHandler = Callable[[ChunkDiff, dict[Key, SourceKey]], None]
 Bounds = tuple[SourceKey | None, SourceKey | None]
 AskBuckets = Callable[[Bounds, int], Future]
 """ask(range, width) -> the future bucket digests of the range on the source (pushdown.py)."""
-Ahead = RangeChunk | tuple[Entry, str | None]
-"""Source rows to compare, or a remembered range with its source checksum (engine._chunks)."""
+Ahead = RangeChunk | tuple[Entry, str | SourceRange]
+"""Source rows to compare, or a remembered range with its source checksum or, to compare by its
+digests, its source side (engine._chunks)."""
 ProgressFn = Callable[[str, int, int, int], None]
 """progress(mapping, rows compared so far, chunks so far, estimated rows of the source table)."""
 
@@ -315,10 +316,11 @@ class _Pass:
         """What to compare, range after range, in key order, read ahead by a second thread.
 
         A RangeChunk is source rows to compare; `(entry, source checksum)` is a remembered
-        verified range whose source checksum was just taken (verified.py), or, for a mapping with
-        deferred columns, a remembered range not verified (checksum None), to compare by its
-        digests. The reader thread has its own connection, so the source's query time overlaps
-        the comparison work.
+        verified range whose source checksum was just taken (verified.py). For a mapping with
+        deferred columns, a remembered range not verified, or whose source checksum changed,
+        comes with its source side instead (deferred.py), to compare by its bucket digests. The
+        reader thread has its own connection, so the source's query time overlaps the
+        comparison work.
         """
         return read_ahead(partial(self._read_ahead, ranges), name=f"reconcile-{self.mapping.name}", depth=1,
                           stop=self.options.stop)
@@ -327,16 +329,16 @@ class _Pass:
         reader = SourceReader(self.plan.source)
         try:
             for entry in ranges:
-                if entry.verified:
-                    yield entry, reader.checksum(self.table, self.layout.source_key,
-                                                 self.layout.source_columns, entry.lo, entry.hi)
-                    continue
-                if self.deferred is not None:
-                    yield entry, None
-                    continue
-                for chunk in self._walk(reader, entry.lo, entry.hi):
-                    yield chunk
-                    self._pause()
+                checksum = (reader.checksum(self.table, self.layout.source_key, self.layout.source_columns,
+                                            entry.lo, entry.hi) if entry.verified else None)
+                if self.deferred is not None and (checksum is None or checksum != entry.source_sum):
+                    yield entry, self.deferred.source_side((entry.lo, entry.hi), self._width(), reader)
+                elif checksum is not None:
+                    yield entry, checksum
+                else:
+                    for chunk in self._walk(reader, entry.lo, entry.hi):
+                        yield chunk
+                        self._pause()
         finally:
             reader.close()
 
@@ -373,17 +375,19 @@ class _Pass:
             if isinstance(item, RangeChunk):
                 walked.append(self._compare_range(item))
                 continue
-            entry, source_checksum = item
-            if entry.verified and source_checksum == entry.source_sum and \
-                    self.target.checksum(entry.lo, entry.hi) == entry.target_sum:
+            entry, source = item
+            bounds = (entry.lo, entry.hi)
+            if self.deferred is not None and isinstance(source, SourceRange):  # changed, or not in sync
+                walked.append(self._with_deferred(self.deferred, source, bounds, self._width())[1])
+                continue
+            if source == entry.source_sum and self.target.checksum(*bounds) == entry.target_sum:
                 self.report.chunks_unchanged += 1
                 self._chunk_done(entry.rows)
                 walked.append(entry)
                 continue
-            if self.deferred is not None:  # changed, or not in sync last time: by its digests
-                bounds = (entry.lo, entry.hi)
-                source = self.deferred.source_side(bounds, None, self.reader)
-                walked.append(self._with_deferred(self.deferred, self._digests_now, source, bounds, None)[1])
+            if self.deferred is not None:  # the target changed: by its digests
+                source = self.deferred.source_side(bounds, self._width(), self.reader)
+                walked.append(self._with_deferred(self.deferred, source, bounds, self._width())[1])
                 continue
             for chunk in self._walk(self.reader, entry.lo, entry.hi):
                 walked.append(self._compare_range(chunk))
@@ -405,7 +409,7 @@ class _Pass:
         remembers the ranges found in sync with their checksums (verified.py).
         """
         ranges = self._key_ranges()
-        width = max(1, self.options.chunk_rows * SPAN_CHUNKS // BUCKETS)
+        width = self._width()
         narrow = False
         walked: list[Entry] = []
         with Sides(partial(SourceReader, self.plan.source), SIDES, f"reconcile-{self.mapping.name}") as sides:
@@ -422,8 +426,8 @@ class _Pass:
                     raise Stopped("stopped")
                 wanted, source = asked[index]
                 if self.deferred is not None:
-                    differed, entry = self._with_deferred(self.deferred, partial(self._digests_ahead, sides),
-                                                          source.result(), (lower, upper), wanted)
+                    differed, entry = self._with_deferred(self.deferred, source.result(), (lower, upper),
+                                                          wanted, partial(self._digests_ahead, sides))
                     walked.append(entry)
                 elif wanted is None:
                     differed = self._by_digest(pushdown, sides, source, lower, upper)
@@ -436,12 +440,12 @@ class _Pass:
         if self.verified is not None:
             self.verified.save(walked)
 
-    def _with_deferred(self, deferred: DeferredColumns, buckets_of: AskBuckets, source: SourceRange,
-                       bounds: Bounds, width: int | None) -> tuple[bool, Entry]:
+    def _with_deferred(self, deferred: DeferredColumns, source: SourceRange, bounds: Bounds,
+                       width: int | None, buckets_of: AskBuckets | None = None) -> tuple[bool, Entry]:
         """One range by its digests (bucket digests: `width`) and its deferred columns: whether it
         differed, and the entry remembering it (verified when both sides agreed). The keys whose
         deferred columns differ name buckets compared row by row, beside those whose digests differ
-        (`buckets_of` asks the source for a range's bucket digests)."""
+        (`buckets_of` asks the source for a range's bucket digests, when `width` is None)."""
         lower, upper = bounds
         target = deferred.target_side(bounds, width)
         odd = deferred.odd_keys(source, target)
@@ -452,6 +456,7 @@ class _Pass:
             remembered = source.checksum is not None and target.checksum is not None
             return False, Entry(lower, upper, remembered, rows, source.checksum, target.checksum)
         if width is None:
+            assert buckets_of is not None
             width = max(1, max(found_rows(source.found), found_rows(target.found)) // BUCKETS)
             asked = buckets_of(bounds, width)
             target_buckets = self.target.bucket_digests(deferred.pushdown.target_row, lower, upper, width)
@@ -469,12 +474,6 @@ class _Pass:
     def _digests_ahead(self, sides: Sides[SourceReader], bounds: Bounds, width: int) -> Future:
         """The range's bucket digests, taken by a side connection."""
         return sides.submit(partial(self._source_digest, self.pushdown, bounds, width))
-
-    def _digests_now(self, bounds: Bounds, width: int) -> Future:
-        """The range's bucket digests, taken at once by the pass's own connection."""
-        done: Future = Future()
-        done.set_result(self._source_digest(self.pushdown, bounds, width, self.reader))
-        return done
 
     def _source_digest(self, pushdown: Pushdown, bounds: tuple[SourceKey | None, SourceKey | None],
                        width: int | None, reader: SourceReader) -> Any:
@@ -523,6 +522,10 @@ class _Pass:
                                                  self.layout.source_columns, spans)
         expected = map_chunk(self.layout, names, rows, self.canons, self.mapper, persons=self.persons)
         self._check(rows, expected, self.target.in_ranges(spans))
+
+    def _width(self) -> int:
+        """The keys of one bucket of a range asked for its bucket digests straight away."""
+        return max(1, self.options.chunk_rows * SPAN_CHUNKS // BUCKETS)
 
     def _key_ranges(self) -> list[tuple[SourceKey | None, SourceKey | None]]:
         """(lower, upper] ranges of about SPAN_CHUNKS chunks' rows each, in key order, the first
