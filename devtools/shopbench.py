@@ -48,9 +48,9 @@ JSON_VALUE = """,
        IF(seq % 7 = 0, NULL, JSON_OBJECT('coupon', CONCAT('C', seq % 1000), 'gift', seq % 2 = 0,
                                          'tags', JSON_ARRAY('团购', seq % 13)))"""
 SALT_ENV = "SHOPBENCH_SALT"
-JSON_MAPPING = """      extra: extra
-      coupon: {from: extra, transform: {json_get: "$.coupon"}}
-      phone_id: {from: phone, transform: {hash: {salt_env: SHOPBENCH_SALT, length: 32}}}
+JSON_MAPPING = f"""      extra: extra
+      coupon: {{from: extra, transform: {{json_get: "$.coupon"}}}}
+      phone_id: {{from: phone, transform: {{hash: {{salt_env: {SALT_ENV}, length: 32}}}}}}
 """
 JSON_TARGET = ", extra jsonb, coupon text, phone_id text"
 
