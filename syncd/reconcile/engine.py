@@ -43,6 +43,7 @@ from syncd.reconcile.compare import (
     expected_canon,
     stored_canon,
 )
+from syncd.reconcile.deferred import DeferredColumns, SourceRange, found_rows, odd_buckets
 from syncd.reconcile.expected import Expected, chunk_mapper, map_chunk
 from syncd.reconcile.layout import build_layout
 from syncd.reconcile.persons import PersonColumns
@@ -128,6 +129,12 @@ def reconcile(config: Config, plans: dict[str, SourcePlan], *, source: str | Non
 
 
 DriftHandler = Callable[[ChunkDiff, dict[Key, SourceKey]], None]
+Bounds = tuple[SourceKey | None, SourceKey | None]
+AskBuckets = Callable[[Bounds, int], Future]
+"""ask(range, width) -> the future bucket digests of the range on the source (pushdown.py)."""
+Ahead = RangeChunk | tuple[Entry, str | SourceRange]
+"""Source rows to compare, or a remembered range with its source checksum or, to compare by its
+digests, its source side (engine._chunks)."""
 ProgressFn = Callable[[str, int, int, int], None]
 """progress(mapping, rows compared so far, chunks so far, estimated rows of the source table)."""
 
@@ -245,9 +252,9 @@ class _Pass:
         names = [*self.layout.target_key, *self.layout.compared]
         self.canons = [expected_canon(target_types[n], zone) if n in target_types else None
                        for n in names]
-        stored = [stored_canon(target_types[n]) if n in target_types else None for n in names]
+        self.stored = [stored_canon(target_types[n]) if n in target_types else None for n in names]
         self.target = TargetReader(self.conn, self.layout.slice_shape(),
-                                   partial(canonicalize_rows, canons=stored), target_types)
+                                   partial(canonicalize_rows, canons=self.stored), target_types)
         self.mapper = chunk_mapper(self.layout, self.options.keys_only)
         self.persons = (PersonColumns(self.mapping, self._read_persons)
                         if self.layout.persons or self.mapping.identity is not None else None)
@@ -259,7 +266,9 @@ class _Pass:
         self.read_rows = rows_per_read(self.options.chunk_rows, len(self.layout.source_columns))
         self.estimate = self.reader.estimated_rows(self.table) if self.options.progress is not None else 0
         self.pushdown = self._pushdown(target_types)
-        self.verified = None if self.pushdown else self._verified_chunks(source_types, target_types, zone)
+        self.verified = (None if self.pushdown is not None and not self.pushdown.deferred
+                         else self._verified_chunks(source_types, target_types, zone))
+        self.deferred = self._deferred(target_types)
 
     def _chunk_done(self, rows: int) -> None:
         """One more chunk compared (however: in sync by checksums, unchanged, or row by row)."""
@@ -280,11 +289,16 @@ class _Pass:
         if not self.options.use_verified or self.options.keys_only:  # --full: map every row
             return None
         encoding = server_encoding(self.conn)
-        found = plan_pushdown(self.layout, self.reader.source_columns(self.table), target_types,
-                              self.plan.source.timezone, encoding)
-        # A column without a digestible form: remembered checksums serve repeated passes better
-        # than walking every range row by row.
-        return None if found is None or found.deferred else found
+        return plan_pushdown(self.layout, self.reader.source_columns(self.table), target_types,
+                             self.plan.source.timezone, encoding)
+
+    def _deferred(self, target_types: dict[str, ColumnType]) -> DeferredColumns | None:
+        """The pushed-down mapping's columns without an SQL form, compared in Python (deferred.py)."""
+        if self.pushdown is None or not self.pushdown.deferred:
+            return None
+        return DeferredColumns(self.layout, self.pushdown, self.table, target=self.target,
+                               expected=self.canons, stored=self.stored, target_types=target_types,
+                               checksums=self.verified is not None)
 
     def _verified_chunks(self, source_types: dict[str, str], target_types: dict[str, ColumnType],
                          zone: Any) -> VerifiedChunks | None:
@@ -298,27 +312,33 @@ class _Pass:
                              target_types=target_types, source_types=source_types, versions=versions)
         return VerifiedChunks(self.conn, self.schema, self.mapping.name, print_)
 
-    def _chunks(self, ranges: list[Entry]) -> Iterator[RangeChunk | tuple[Entry, str]]:
+    def _chunks(self, ranges: list[Entry]) -> Iterator[Ahead]:
         """What to compare, range after range, in key order, read ahead by a second thread.
 
         A RangeChunk is source rows to compare; `(entry, source checksum)` is a remembered
-        verified range whose source checksum was just taken (verified.py). The reader thread
-        has its own connection, so the source's query time overlaps the comparison work.
+        verified range whose source checksum was just taken (verified.py). For a mapping with
+        deferred columns, a remembered range not verified, or whose source checksum changed,
+        comes with its source side instead (deferred.py), to compare by its bucket digests. The
+        reader thread has its own connection, so the source's query time overlaps the
+        comparison work.
         """
         return read_ahead(partial(self._read_ahead, ranges), name=f"reconcile-{self.mapping.name}", depth=1,
                           stop=self.options.stop)
 
-    def _read_ahead(self, ranges: list[Entry]) -> Generator[RangeChunk | tuple[Entry, str], None, None]:
+    def _read_ahead(self, ranges: list[Entry]) -> Generator[Ahead, None, None]:
         reader = SourceReader(self.plan.source)
         try:
             for entry in ranges:
-                if entry.verified:
-                    yield entry, reader.checksum(self.table, self.layout.source_key,
-                                                 self.layout.source_columns, entry.lo, entry.hi)
-                    continue
-                for chunk in self._walk(reader, entry.lo, entry.hi):
-                    yield chunk
-                    self._pause()
+                checksum = (reader.checksum(self.table, self.layout.source_key, self.layout.source_columns,
+                                            entry.lo, entry.hi) if entry.verified else None)
+                if self.deferred is not None and (checksum is None or checksum != entry.source_sum):
+                    yield entry, self.deferred.source_side((entry.lo, entry.hi), self._width(), reader)
+                elif checksum is not None:
+                    yield entry, checksum
+                else:
+                    for chunk in self._walk(reader, entry.lo, entry.hi):
+                        yield chunk
+                        self._pause()
         finally:
             reader.close()
 
@@ -343,22 +363,31 @@ class _Pass:
                 time.sleep(self.options.pause_s)
 
     def _aligned(self) -> None:
-        if self.pushdown is not None:
+        remembered = self.verified.load() if self.verified is not None else None
+        # With columns computed in Python, remembered checksums spare repeated passes more
+        # than the digests do: only a pass that remembers no range in sync is pushed down.
+        if self.pushdown is not None and not any(entry.verified for entry in remembered or ()):
             self._pushed_down(self.pushdown)
             return
-        remembered = self.verified.load() if self.verified is not None else None
         ranges = remembered or [Entry(None, None, verified=False)]
         walked: list[Entry] = []
         for item in self._chunks(ranges):
             if isinstance(item, RangeChunk):
                 walked.append(self._compare_range(item))
                 continue
-            entry, source_checksum = item
-            if source_checksum == entry.source_sum and \
-                    self.target.checksum(entry.lo, entry.hi) == entry.target_sum:
+            entry, source = item
+            bounds = (entry.lo, entry.hi)
+            if self.deferred is not None and isinstance(source, SourceRange):  # changed, or not in sync
+                walked.append(self._with_deferred(self.deferred, source, bounds, self._width())[1])
+                continue
+            if source == entry.source_sum and self.target.checksum(*bounds) == entry.target_sum:
                 self.report.chunks_unchanged += 1
                 self._chunk_done(entry.rows)
                 walked.append(entry)
+                continue
+            if self.deferred is not None:  # the target changed: by its digests
+                source = self.deferred.source_side(bounds, self._width(), self.reader)
+                walked.append(self._with_deferred(self.deferred, source, bounds, self._width())[1])
                 continue
             for chunk in self._walk(self.reader, entry.lo, entry.hi):
                 walked.append(self._compare_range(chunk))
@@ -375,22 +404,32 @@ class _Pass:
         Once a range has differed, the next ranges are asked for their bucket digests at once
         (scattered drift is seldom in one range only), which costs the servers about what one
         digest does and spares a second pass over each range.
+
+        A mapping with deferred columns (deferred.py) compares them in each range too, and
+        remembers the ranges found in sync with their checksums (verified.py).
         """
         ranges = self._key_ranges()
-        width = max(1, self.options.chunk_rows * SPAN_CHUNKS // BUCKETS)
+        width = self._width()
         narrow = False
+        walked: list[Entry] = []
         with Sides(partial(SourceReader, self.plan.source), SIDES, f"reconcile-{self.mapping.name}") as sides:
 
             def ask(index: int) -> tuple[int | None, Future]:
                 wanted = width if narrow else None
-                return wanted, sides.submit(partial(self._source_digest, pushdown, ranges[index], wanted))
+                work = (partial(self._source_digest, pushdown, ranges[index], wanted) if self.deferred is None
+                        else partial(self.deferred.source_side, ranges[index], wanted))
+                return wanted, sides.submit(work)
 
             asked = [ask(index) for index in range(min(SIDES, len(ranges)))]
             for index, (lower, upper) in enumerate(ranges):
                 if self.options.stop is not None and self.options.stop.is_set():
                     raise Stopped("stopped")
                 wanted, source = asked[index]
-                if wanted is None:
+                if self.deferred is not None:
+                    differed, entry = self._with_deferred(self.deferred, source.result(), (lower, upper),
+                                                          wanted, partial(self._digests_ahead, sides))
+                    walked.append(entry)
+                elif wanted is None:
                     differed = self._by_digest(pushdown, sides, source, lower, upper)
                 else:
                     differed = self._by_buckets(pushdown, source, lower, upper, wanted)
@@ -398,6 +437,43 @@ class _Pass:
                 if index + SIDES < len(ranges):
                     asked.append(ask(index + SIDES))
                 self._pause()
+        if self.verified is not None:
+            self.verified.save(walked)
+
+    def _with_deferred(self, deferred: DeferredColumns, source: SourceRange, bounds: Bounds,
+                       width: int | None, buckets_of: AskBuckets | None = None) -> tuple[bool, Entry]:
+        """One range by its digests (bucket digests: `width`) and its deferred columns: whether it
+        differed, and the entry remembering it (verified when both sides agreed). The keys whose
+        deferred columns differ name buckets compared row by row, beside those whose digests differ
+        (`buckets_of` asks the source for a range's bucket digests, when `width` is None)."""
+        lower, upper = bounds
+        target = deferred.target_side(bounds, width)
+        odd = deferred.odd_keys(source, target)
+        if source.found == target.found and not odd:
+            rows = found_rows(source.found)
+            self.report.chunks_pushed_down += 1
+            self._chunk_done(rows)
+            remembered = source.checksum is not None and target.checksum is not None
+            return False, Entry(lower, upper, remembered, rows, source.checksum, target.checksum)
+        if width is None:
+            assert buckets_of is not None
+            width = max(1, max(found_rows(source.found), found_rows(target.found)) // BUCKETS)
+            asked = buckets_of(bounds, width)
+            target_buckets = self.target.bucket_digests(deferred.pushdown.target_row, lower, upper, width)
+            buckets = asked.result(), target_buckets
+        else:
+            buckets = source.found, target.found
+        spans, in_sync = differing_spans(*buckets, width, lower, upper, also=odd_buckets(odd, width))
+        self._chunk_done(in_sync)
+        log.debug("pushdown_range_differs", mapping=self.mapping.name, lower=lower, upper=upper,
+                  buckets=len(spans), deferred_keys=len(odd))
+        for start in range(0, len(spans), RANGES_PER_READ):
+            self._compare_ranges(spans[start:start + RANGES_PER_READ])
+        return True, Entry(lower, upper, verified=False)
+
+    def _digests_ahead(self, sides: Sides[SourceReader], bounds: Bounds, width: int) -> Future:
+        """The range's bucket digests, taken by a side connection."""
+        return sides.submit(partial(self._source_digest, self.pushdown, bounds, width))
 
     def _source_digest(self, pushdown: Pushdown, bounds: tuple[SourceKey | None, SourceKey | None],
                        width: int | None, reader: SourceReader) -> Any:
@@ -446,6 +522,10 @@ class _Pass:
                                                  self.layout.source_columns, spans)
         expected = map_chunk(self.layout, names, rows, self.canons, self.mapper, persons=self.persons)
         self._check(rows, expected, self.target.in_ranges(spans))
+
+    def _width(self) -> int:
+        """The keys of one bucket of a range asked for its bucket digests straight away."""
+        return max(1, self.options.chunk_rows * SPAN_CHUNKS // BUCKETS)
 
     def _key_ranges(self) -> list[tuple[SourceKey | None, SourceKey | None]]:
         """(lower, upper] ranges of about SPAN_CHUNKS chunks' rows each, in key order, the first

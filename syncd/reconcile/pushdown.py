@@ -15,13 +15,15 @@ range to be narrowed down, and then compared row by row through the mapping in P
 decides.
 
 Only the mapping's compared columns whose value has an exact SQL form are in the digest; the
-others (`deferred`) are compared in Python, with only those columns read. A mapping takes part
+others (`deferred`) are compared in Python, with only those columns read (deferred.py). A
+mapping takes part
 when its ranges align (its key columns copy integer source key columns), it has no identity or
 lookup columns, and the target database is in UTF8.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import tzinfo
 
@@ -97,12 +99,20 @@ Span = tuple[tuple[int, ...], tuple[int, ...]]
 
 
 def differing_spans(source: Digests, target: Digests, width: int, lower: Bound,
-                    upper: Bound) -> tuple[list[Span], int]:
-    """The (lower, upper] key spans of the buckets whose digests differ, and the source rows of
-    the others (in sync)."""
-    differing = sorted(b for b in source.keys() | target.keys() if source.get(b) != target.get(b))
+                    upper: Bound, *, also: Collection[int] = ()) -> tuple[list[Span], int]:
+    """The (lower, upper] key spans of the buckets whose digests differ or that are named in
+    `also`, and the source rows of the others (in sync)."""
+    differing = sorted({b for b in source.keys() | target.keys() if source.get(b) != target.get(b)}
+                       | set(also))
     in_sync = sum(rows for bucket, (rows, _) in source.items() if bucket not in differing)
     return [_bucket_span(b, width, lower, upper) for b in differing], in_sync
+
+
+def bucket_of(first: int, width: int) -> int:
+    """The bucket of a key whose first column is `first`: MySQL's `first DIV width`, which
+    truncates towards zero (PostgreSQL's integer `/` too), not Python's `//`."""
+    quotient = abs(first) // width
+    return quotient if first >= 0 else -quotient
 
 
 def _bucket_span(bucket: int, width: int, lower: Bound, upper: Bound) -> Span:

@@ -119,9 +119,14 @@ class _Column:
 class ChunkMapper:
     """Maps chunks of one table's rows through one mapping; keeps memos across chunks."""
 
-    def __init__(self, mapping: Mapping, outputs: Sequence[str], *, keys_only: bool = False) -> None:
+    def __init__(self, mapping: Mapping, outputs: Sequence[str], *, keys_only: bool = False,
+                 only_outputs: bool = False) -> None:
+        """`only_outputs`: compute the `outputs` columns alone (rows read with only their sources);
+        a row fails by the first of them that fails."""
         self.mapping = mapping
         plans = mapping.key_columns if keys_only else mapping.columns
+        if only_outputs:
+            plans = [p for p in plans if p.target in outputs]
         self.columns = [_Column(p, mapping.spec.column(p.target)) for p in plans]
         order = {c.target: i for i, c in enumerate(self.columns)}
         self.outputs = [order[name] for name in outputs]

@@ -16,7 +16,11 @@ both servers work at once). When both are unchanged, and the mapping's fingerpri
 definition, transform results on probe values, time zones, column types, server versions) is
 the same, the chunk is still in sync: the source rows are the ones that mapped to exactly
 these target rows. Otherwise the range is compared row by row again. `--full` ignores the
-remembered chunks. Only aligned mappings (integer copied keys) use it.
+remembered chunks. Only aligned mappings (integer copied keys) use it. A pushed-down pass of a
+mapping with columns computed in Python (deferred.py) remembers its ranges the same way, with
+checksums taken in the snapshots its digests and those columns were read in, and compares a
+changed range by its digests rather than row by row; a pushed-down mapping without such
+columns remembers nothing (its digests cost what the checksums do).
 
 Person-id columns (identity.column, lookup columns) are compared columns like the others: a
 chunk is only remembered once they were compared, the target checksum covers them, and the

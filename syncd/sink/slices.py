@@ -5,6 +5,7 @@ caller's `canonicalize` (reconcile's canonical forms), keyed by the slice's key.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -199,9 +200,15 @@ class TargetReader:
     def range_with_checksum(self, lower: Sequence[Any] | None,
                             upper: Sequence[Any] | None) -> tuple[dict[Key, Values], str]:
         """`range` and `checksum` of one REPEATABLE READ snapshot."""
+        with self.snapshot():
+            return self.range(lower, upper), self.checksum(lower, upper)
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """The reads inside, of any reader on this connection, see one REPEATABLE READ snapshot."""
         with translated(f"reading {self.table}"), self.conn.transaction():
             self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            return self.range(lower, upper), self.checksum(lower, upper)
+            yield
 
     def by_keys(self, keys: Sequence[Key]) -> dict[Key, Values]:
         """The slice's rows with these target keys."""

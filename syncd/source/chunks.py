@@ -15,7 +15,8 @@ see syncd/source/values.py), so the mapping sees the same row images it sees whe
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -238,6 +239,24 @@ class SourceReader:
             if checksum:
                 self._execute("COMMIT")
         return RangeChunk(names, rows, _key(after), upper, total, full)
+
+    @contextmanager
+    def consistent(self) -> Iterator[None]:
+        """The reads inside see one consistent snapshot (one InnoDB REPEATABLE READ transaction)."""
+        self._execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+        try:
+            yield
+        finally:
+            self._execute("COMMIT")
+
+    def rows_in_range(self, table: str, key: Sequence[str], columns: Sequence[str],
+                      lower: Sequence[Any] | None,
+                      upper: Sequence[Any] | None) -> tuple[list[str], list[tuple]]:
+        """Every row with keys in (lower, upper] (None: unbounded), in key order."""
+        where, params = range_condition(key, lower, upper)
+        names, rows, _ = self._read(table, columns, lambda select: (
+            f"SELECT {select} FROM {my_name(table)}{where} ORDER BY {_order(key)}", params))
+        return names, rows
 
     def checksum(self, table: str, key: Sequence[str], columns: Sequence[str],
                  lower: Sequence[Any] | None, upper: Sequence[Any] | None) -> str:

@@ -14,7 +14,7 @@ from syncd.mapping.spec import load_mappings
 from syncd.mapping.transforms import TransformContext
 from syncd.model import ColumnType, SourceColumn
 from syncd.reconcile.layout import build_layout
-from syncd.reconcile.pushdown import differing_spans, plan_pushdown
+from syncd.reconcile.pushdown import bucket_of, differing_spans, plan_pushdown
 from syncd.source.chunks import range_condition
 
 PLAIN = """
@@ -128,3 +128,15 @@ def test_a_bound_shorter_than_the_key_bounds_its_first_columns() -> None:
     where, params = range_condition(("a", "b"), (9,), (19, 3))
     assert where == " WHERE ((`a` > %s)) AND ((`a` < %s) OR (`a` = %s AND `b` <= %s))"
     assert params == [9, 19, 19, 3]
+
+
+def test_buckets_truncate_towards_zero_as_mysql_div() -> None:
+    assert [bucket_of(k, 20) for k in (0, 19, 20, 41, -1, -19, -20, -41)] == [0, 0, 1, 2, 0, 0, -1, -2]
+
+
+def test_buckets_named_besides_the_differing_ones_are_compared_too() -> None:
+    source = {0: (19, "a"), 1: (20, "b"), 2: (20, "c")}
+    target = {0: (19, "a"), 1: (20, "b"), 2: (20, "x")}
+    spans, in_sync = differing_spans(source, target, 20, None, None, also={1, 5})
+    assert spans == [((19,), (39,)), ((39,), (59,)), ((99,), (119,))]
+    assert in_sync == 19  # the rows of bucket 0 only

@@ -115,3 +115,19 @@ def test_missing_source_column_fails_every_row(tmp_path: Path) -> None:
     got = mapper.map(names, data, ["id"])
     assert got.values == []
     assert got.failed and any("amount_text" in reason for _k, reason, _r in got.failed)
+
+
+
+def test_only_outputs_computes_those_columns_from_their_sources_alone(tmp_path: Path) -> None:
+    """Amounts that fail to parse are not read, and fail no row: only the outputs are computed."""
+    m = mapping(tmp_path)
+    outputs = ["channel", "source_order_id", "buyer_phone"]
+    mapper = ChunkMapper(m, outputs, only_outputs=True)
+    data = rows(400, seed=3)
+    got = mapper.map(["id", "phone", "status"], [(r[0], r[2], r[3]) for r in data], ["id"])
+    kept = [dict(zip(NAMES, r, strict=True)) for r in data]
+    kept = [image for image in kept if in_scope(m, image)]
+    plans = {c.target: c for c in m.columns}
+    assert got.source_keys == [(image["id"],) for image in kept]
+    assert got.values == [tuple(plans[o].compute(image) for o in outputs) for image in kept]
+    assert not got.failed and len(mapper.columns) == len(outputs)
