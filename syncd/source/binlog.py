@@ -539,9 +539,10 @@ def _values(values: dict, none_sources: dict | None,
 
 
 def _key_columns(event: RowsEvent) -> tuple[str, ...]:
+    """The table's primary key columns; none for a table without one (the library says "")."""
     key = getattr(event, "primary_key", None)
     if isinstance(key, str):
-        return (key,)
+        return (key,) if key else ()
     return tuple(key or ())
 
 

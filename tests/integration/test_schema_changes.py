@@ -84,6 +84,23 @@ class TestSchemaChanges:
         assert events(scenario, "mapping_paused") == 0
         scenario.stop(process)
 
+    def test_a_dropped_primary_key_does_not_stop_the_source(self, scenario: Scenario) -> None:
+        """Changes to a table that lost its primary key still stream (by the mapping's key), and
+        so does everything after them; the key added back changes nothing."""
+        shop = scenario.sources["shop"]
+        process = scenario.start()
+        eventually(lambda: streaming(scenario), 60)
+        shop.execute("ALTER TABLE notes DROP PRIMARY KEY")
+        shop.execute("INSERT INTO notes VALUES (1, 'a'), (2, 'b')", "UPDATE notes SET body = 'c' WHERE id = 2",
+                     "DELETE FROM notes WHERE id = 1")
+        shop.execute(order(7))
+        eventually(lambda: orders(scenario) == {7}, 30)
+        assert scenario.target("SELECT id, body FROM notes") == [(2, "c")]
+        shop.execute("ALTER TABLE notes ADD PRIMARY KEY (id)", "INSERT INTO notes VALUES (3, 'd')")
+        eventually(lambda: notes(scenario) == {2, 3}, 30)
+        assert streaming(scenario) and events(scenario, "source_crashed") == 0
+        assert scenario.stop(process) == 0
+
     def test_breaking_change_pauses_only_that_mapping_until_fixed_and_reloaded(
             self, scenario: Scenario) -> None:
         """Dropping a mapped column pauses that mapping at the DDL; the fix + reload replays it."""
