@@ -91,8 +91,8 @@ class TestSchemaChanges:
         process = scenario.start()
         eventually(lambda: streaming(scenario), 60)
         shop.execute("ALTER TABLE notes DROP PRIMARY KEY")
-        shop.execute("INSERT INTO notes VALUES (1, 'a'), (2, 'b')", "UPDATE notes SET body = 'c' WHERE id = 2",
-                     "DELETE FROM notes WHERE id = 1")
+        shop.execute("INSERT INTO notes VALUES (1, 'a'), (2, 'b')",
+                     "UPDATE notes SET body = 'c' WHERE id = 2", "DELETE FROM notes WHERE id = 1")
         shop.execute(order(7))
         eventually(lambda: orders(scenario) == {7}, 30)
         assert scenario.target("SELECT id, body FROM notes") == [(2, "c")]
