@@ -41,6 +41,7 @@ are closed after IDLE_TIMEOUT_S and at most WORKERS threads answer (`_HTTPServer
 
 from __future__ import annotations
 
+import io
 import json
 import selectors
 import socket
@@ -284,6 +285,11 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "syncd"
     sys_version = ""
 
+    def setup(self) -> None:
+        """The request was read by the server's selector: it is read from there, not the socket."""
+        super().setup()
+        self.rfile = io.BytesIO(self.server.take_request(self.connection))
+
     def do_GET(self) -> None:
         path = urlsplit(self.path).path
         if path == "/metrics":
@@ -327,15 +333,19 @@ WORKERS = 4
 MAX_OPEN = 64
 """Connections held at most while they wait for their request or a worker; beyond, the one
 waiting longest is closed."""
+MAX_REQUEST_BYTES = 16 << 10
+"""A request (line and headers: only GETs are answered) longer than this is closed unanswered."""
 
 
 class _HTTPServer(HTTPServer):
     """Serves /metrics and /healthz with bounded resources (`serve_until`, on one thread).
 
-    An accepted connection waits in a selector, costing no thread, until its request arrives;
-    then one of WORKERS threads answers it, with IDLE_TIMEOUT_S on every read and write. So
-    connections opened and left idle (or a slow client) are closed after the timeout and can
-    neither pile up threads nor keep /healthz from being answered.
+    An accepted connection waits in a selector, costing no thread, until its whole request (line
+    and headers) has arrived, read as it comes without blocking; then one of WORKERS threads
+    answers it, with IDLE_TIMEOUT_S on every write. So connections opened and left idle, or a
+    client sending its request slowly, are closed after the timeout and can neither pile up
+    threads nor hold a worker: /healthz stays answerable. An error handling one connection
+    closes that connection, never the server.
     """
 
     def __init__(self, address: tuple[str, int], metrics: Metrics, health: Health,
@@ -345,8 +355,10 @@ class _HTTPServer(HTTPServer):
         self.health = health
         self.idle_timeout = idle_timeout
         self._workers = ThreadPoolExecutor(WORKERS, thread_name_prefix="syncd-metrics")
-        self._waiting: dict[socket.socket, float] = {}
-        """Accepted connections without their request yet -> when accepted (oldest first)."""
+        self._waiting: dict[socket.socket, tuple[float, bytearray]] = {}
+        """Accepted connections without their whole request yet -> (when accepted, what came)."""
+        self._requests: dict[socket.socket, bytes] = {}
+        """Connections handed to a worker -> their request, read by `_Handler.setup`."""
         self._busy = 0
         self._busy_lock = threading.Lock()
         super().__init__(address, _Handler)
@@ -356,14 +368,22 @@ class _HTTPServer(HTTPServer):
             selector.register(self.socket, selectors.EVENT_READ)
             while not stop.is_set():
                 for key, _ in selector.select(0.25):
-                    if key.fileobj is self.socket:
-                        self._accept(selector)
-                    else:
-                        self._dispatch(selector, key.fileobj, key.data)
+                    self._event(selector, key)
                 self._expire(selector)
             for conn in list(self._waiting):
                 self._drop(selector, conn)
         self._workers.shutdown(wait=False, cancel_futures=True)
+
+    def _event(self, selector: selectors.BaseSelector, key: selectors.SelectorKey) -> None:
+        try:
+            if key.fileobj is self.socket:
+                self._accept(selector)
+            elif key.fileobj in self._waiting:  # not dropped by an accept of the same round
+                self._receive(selector, key.fileobj, key.data)
+        except Exception as exc:  # a bug with one connection: that one is closed, the server serves on
+            log.warning("metrics_connection_failed", error=repr(exc))
+            if key.fileobj is not self.socket and key.fileobj in self._waiting:
+                self._drop(selector, key.fileobj)
 
     def _accept(self, selector: selectors.BaseSelector) -> None:
         try:
@@ -372,23 +392,44 @@ class _HTTPServer(HTTPServer):
             return
         if len(self._waiting) + self._busy >= MAX_OPEN and self._waiting:
             self._drop(selector, next(iter(self._waiting)))
-        self._waiting[conn] = time.monotonic()
+        conn.setblocking(False)
+        self._waiting[conn] = (time.monotonic(), bytearray())
         selector.register(conn, selectors.EVENT_READ, address)
 
-    def _dispatch(self, selector: selectors.BaseSelector, conn: socket.socket, address: Any) -> None:
-        """Its request is arriving: hand it to a worker (or close it when MAX_OPEN are queued)."""
-        selector.unregister(conn)
-        self._waiting.pop(conn, None)
+    def _receive(self, selector: selectors.BaseSelector, conn: socket.socket, address: Any) -> None:
+        """More of its request: once whole, hand it to a worker (or close it when MAX_OPEN are
+        being answered); closed when the client closes, errs or sends too much."""
+        try:
+            data = conn.recv(MAX_REQUEST_BYTES)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        received = self._waiting[conn][1]
+        received += data
+        if not data or len(received) > MAX_REQUEST_BYTES:
+            self._drop(selector, conn)
+        elif b"\r\n\r\n" in received or b"\n\n" in received:
+            selector.unregister(conn)
+            self._waiting.pop(conn)
+            self._dispatch(conn, address, bytes(received))
+
+    def _dispatch(self, conn: socket.socket, address: Any, request: bytes) -> None:
         with self._busy_lock:
             full = self._busy >= MAX_OPEN
             self._busy += 0 if full else 1
         if full:
             self.shutdown_request(conn)
             return
+        self._requests[conn] = request
         self._workers.submit(self._answer, conn, address)
+
+    def take_request(self, conn: socket.socket) -> bytes:
+        return self._requests.pop(conn, b"")
 
     def _answer(self, conn: socket.socket, address: Any) -> None:
         try:
+            conn.setblocking(True)
             conn.settimeout(self.idle_timeout)
             self.finish_request(conn, address)
         except OSError:  # the client's broken connection, or its timeout: nothing to report
@@ -396,13 +437,14 @@ class _HTTPServer(HTTPServer):
         except Exception as exc:  # a bug answering: one line in the journal, no traceback
             log.warning("metrics_request_failed", error=repr(exc))
         finally:
+            self._requests.pop(conn, None)
             self.shutdown_request(conn)
             with self._busy_lock:
                 self._busy -= 1
 
     def _expire(self, selector: selectors.BaseSelector) -> None:
         cutoff = time.monotonic() - self.idle_timeout
-        for conn in [c for c, since in self._waiting.items() if since < cutoff]:
+        for conn in [c for c, (since, _) in self._waiting.items() if since < cutoff]:
             self._drop(selector, conn)
 
     def _drop(self, selector: selectors.BaseSelector, conn: socket.socket) -> None:

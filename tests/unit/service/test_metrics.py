@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import selectors
 import socket
 import threading
 import time
@@ -15,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from syncd.service.metrics import WORKERS, Health, Metrics, Server, serve
+from syncd.service.metrics import WORKERS, Health, Metrics, Server, _HTTPServer, serve
 
 EXPECTED_METRICS = [
     "syncd_changes_read_total",
@@ -295,3 +296,42 @@ def test_idle_connections_are_closed_and_cost_no_thread() -> None:
         for conn in idle:
             conn.close()
         server.close()
+
+
+def test_half_sent_requests_hold_no_worker() -> None:
+    """Clients that send part of a request and stall (more of them than WORKERS), beside 80 idle
+    ones: /healthz is still answered at once."""
+    server = serve(Metrics(), Health(), "127.0.0.1", 0, idle_timeout=5.0)
+    idle = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(50)]
+    slow = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(10)]
+    try:
+        for conn in slow:
+            conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        time.sleep(0.3)
+        began = time.monotonic()
+        assert get(server, "/healthz")[0] == 503
+        assert time.monotonic() - began < 1.0
+    finally:
+        for conn in idle + slow:
+            conn.close()
+        server.close()
+
+
+def test_a_connection_evicted_in_the_round_its_request_arrives_is_skipped() -> None:
+    """select() reports a waiting connection and the listening socket at once; the accept evicts
+    that connection (MAX_OPEN reached): its event, handled next, is skipped, not an error that
+    would end the server's thread."""
+    server = _HTTPServer(("127.0.0.1", 0), Metrics(), Health())
+    client = socket.create_connection(server.server_address, timeout=5)
+    try:
+        with selectors.DefaultSelector() as selector:
+            conn, address = server.socket.accept()
+            server._waiting[conn] = (time.monotonic(), bytearray())
+            key = selector.register(conn, selectors.EVENT_READ, address)
+            client.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+            server._drop(selector, conn)  # what an accept of the same round does to the oldest
+            server._event(selector, key)  # raised ValueError (a closed socket) before
+            assert not server._waiting
+    finally:
+        client.close()
+        server.server_close()
