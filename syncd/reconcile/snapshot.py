@@ -156,6 +156,16 @@ def _snapshot_point(source: SourceConfig) -> SnapshotPoint:
         snap.close()
 
 
+def _check_columns(mapping: Mapping, table: str, columns: dict[str, str]) -> None:
+    gone = sorted(mapping.source_columns - set(columns))
+    if gone:
+        where = mapping.spec.where
+        at = f" at {where.file}:{where.line}" if where is not None else ""
+        raise SnapshotError(f"mapping {mapping.name!r} reads column(s) {', '.join(gone)} that source table "
+                            f"{table} does not have: edit the mapping{at} (and reload a running syncd), "
+                            "then copy")
+
+
 def _progress_key(table: str, mapping: str | None) -> str:
     return f"{table}#{mapping}" if mapping else table
 
@@ -277,17 +287,22 @@ class _Job:
         return result
 
     def _check_tables(self) -> None:
-        """A mapped table missing from the source is named as such, before anything is written."""
+        """A mapped table missing from the source, or a column a mapping reads that its table no
+        longer has, is named as such before anything is written (every row would be a dead letter)."""
         reader = SourceReader(self.plan.source)
         try:
-            missing = [table for table in self.tables if not reader.columns(table)]
+            columns = {table: reader.columns(table) for table in self.tables}
         finally:
             reader.close()
+        missing = [table for table, found in columns.items() if not found]
         if missing:
             database, names = self.plan.source.database, ", ".join(
                 f"{table} (mapping {', '.join(m.name for m in self.tables[table])})" for table in missing)
             raise SnapshotError(f"source {self.name}: table(s) {names} do not exist in database {database}: "
                                 "create them or fix `table:` in the mapping")
+        for table, mappings in self.tables.items():
+            for mapping in mappings:
+                _check_columns(mapping, table, columns[table])
 
     def _keys(self) -> list[str]:
         return [_progress_key(t, self.partial) for t in self.tables]

@@ -263,6 +263,17 @@ class TestRefusals:
         assert "primary key" not in result.stderr
         assert scenario.target("SELECT to_regclass('syncd.schema_history')") == [(None,)]  # nothing written
 
+    def test_a_mapped_column_the_table_lost_is_named_before_anything_is_copied(
+            self, scenario: Scenario, shop: Source) -> None:
+        """A copy would dead-letter every row: it is refused, naming the column and the fix."""
+        insert_rows(shop, 1, 5)
+        shop.execute("ALTER TABLE orders DROP COLUMN phone")
+        result = scenario.cli("snapshot", "--source", "shop")
+        assert result.returncode == 2
+        assert "mapping 'shop_orders' reads column(s) phone that source table orders does not have: " \
+               "edit the mapping at " in result.stderr
+        assert scenario.target("SELECT count(*) FROM orders") == [(0,)]
+
     def test_unknown_names(self, scenario: Scenario) -> None:
         result = scenario.cli("snapshot", "--mapping", "nope")
         assert result.returncode == 2
