@@ -65,11 +65,15 @@ def output_closed() -> NoReturn:
 
 
 def crashed(exc: Exception) -> NoReturn:
-    """Write the traceback to a file (scrubbed of secrets), print one line naming it, exit 70."""
+    """Write the traceback to a file (scrubbed of secrets), print one line naming it, exit 70.
+
+    The file goes into systemd's StateDirectory (`$STATE_DIRECTORY`, /var/lib/syncd) when there
+    is one, where it outlives the restart: the unit's private /tmp goes with the unit."""
     details = "".join(traceback.format_exception(exc))
+    kept = os.environ.get("STATE_DIRECTORY", "").split(":")[0] or None
     try:
         with tempfile.NamedTemporaryFile("w", prefix="syncd-crash-", suffix=".txt", delete=False,
-                                         encoding="utf-8") as out:
+                                         encoding="utf-8", dir=kept) as out:
             out.write(scrub(details))
         where = f"the details are in {out.name}"
     except OSError:

@@ -63,6 +63,21 @@ def test_a_bug_ends_in_one_line_naming_the_details_file_and_exit_70(monkeypatch:
     assert "Traceback" in details.read_text(encoding="utf-8")
 
 
+def test_under_systemd_the_details_file_is_in_the_state_directory(monkeypatch: pytest.MonkeyPatch,
+                                                                   tmp_path: Path) -> None:
+    """$STATE_DIRECTORY (systemd's StateDirectory=) outlives a restart; the unit's /tmp does not."""
+    def broken(path: Path) -> None:
+        raise KeyError("mappings")
+
+    monkeypatch.setattr(sys.modules["syncd.cli.run"], "load_config", broken)
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+    (tmp_path / "state").mkdir()
+    result = CliRunner().invoke(main, ["validate", "--config", str(tmp_path / "config.yaml")])
+    assert result.exit_code == 70
+    [details] = (tmp_path / "state").glob("syncd-crash-*.txt")
+    assert str(details) in result.output
+
+
 def test_output_closed_by_its_reader_exits_141_quietly(tmp_path: Path) -> None:
     """`syncd ... | head -1`: the reader went away; no bug report, no traceback, no crash file."""
     read_end, write_end = os.pipe()
