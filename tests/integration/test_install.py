@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,16 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Artifacts:
     (sdist,) = out.glob("syncd-*.tar.gz")
     (wheel,) = out.glob("syncd-*.whl")
     return Artifacts(sdist, wheel)
+
+
+def test_the_sdist_holds_the_files_the_host_setup_copies(artifacts: Artifacts) -> None:
+    """Steps 3 to 5 of §2.3 copy the example configuration, mappings, the unit and its
+    environment file, and the monitoring files: a host without a checkout takes them from the sdist."""
+    with tarfile.open(artifacts.sdist) as sdist:
+        names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
+    wanted = {"config.example.yaml", "mappings/shop.yaml", "systemd/syncd.service", "systemd/syncd.env.example",
+              "monitoring/prometheus/syncd-alerts.yml", "docs/operations.md"}
+    assert wanted <= names, sorted(wanted - names)
 
 
 def install_steps() -> list[str]:
