@@ -52,8 +52,8 @@ def test_the_sdist_holds_the_files_the_host_setup_copies(artifacts: Artifacts) -
     environment file, and the monitoring files: a host without a checkout takes them from the sdist."""
     with tarfile.open(artifacts.sdist) as sdist:
         names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
-    wanted = {"config.example.yaml", "mappings/shop.yaml", "systemd/syncd.service", "systemd/syncd.env.example",
-              "monitoring/prometheus/syncd-alerts.yml", "docs/operations.md"}
+    wanted = {"config.example.yaml", "mappings/shop.yaml", "systemd/syncd.service",
+              "systemd/syncd.env.example", "monitoring/prometheus/syncd-alerts.yml", "docs/operations.md"}
     assert wanted <= names, sorted(wanted - names)
 
 
