@@ -14,6 +14,7 @@ from syncd.cli.options import EXIT_ERROR, EXIT_FOUND, EXIT_OK, config_option, ex
 from syncd.cli.render import cut, dump_json, json_value, one_line, table_lines
 from syncd.config import Config
 from syncd.errors import SyncdError
+from syncd.mapping.load import load_specs
 from syncd.model import Outcome
 from syncd.observability import configure_logging, scrub
 from syncd.reconcile.dead_letters import GroupOutcome, group_by_mapping, retry_mapping, trim_stored
@@ -44,6 +45,10 @@ def list_command(mapping_name: str | None, status: str, as_json: bool, config_pa
         trim_stored(conn, config)
         letters = fetch(conn, config.target.state_schema, Selector(mapping=mapping_name),
                         None if status == "all" else status)
+        if mapping_name is not None and not letters:
+            _known_mapping(conn, config, mapping_name)
+    except SyncdError as exc:
+        fail(exc)
     except Exception as exc:  # psycopg errors, e.g. the state schema does not exist yet
         _state_error(config, exc)
     finally:
@@ -68,6 +73,19 @@ def _selector_options(func: Any) -> Any:
                         help="The pending dead letters of this mapping.")(func)
     return click.option("--id", "letter_id", type=int, metavar="N",
                         help="The dead letter with this id.")(func)
+
+
+def _known_mapping(conn: Any, config: Config, name: str) -> None:
+    """SyncdError (exit 2) for a name no mapping file declares and no dead letter carries (a
+    mapping since removed keeps its letters, and its name)."""
+    if fetch(conn, config.target.state_schema, Selector(mapping=name), None):
+        return
+    try:
+        names = sorted(spec.name for spec in load_specs(config))
+    except SyncdError:  # the mapping files do not load: nothing to tell the name against
+        return
+    if name not in names:
+        raise SyncdError(f"no mapping named {name!r}; mappings: {', '.join(names) or 'none'}")
 
 
 def selector_from_options(letter_id: int | None, mapping: str | None, every: bool) -> Selector:

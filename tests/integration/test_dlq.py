@@ -189,6 +189,11 @@ class TestSelectorsAndErrors:
         none = scenario.cli("dlq", "retry", "--mapping", "app_orders")
         assert none.returncode == 0
         assert none.stdout.strip() == "no pending dead letters of mapping 'app_orders': nothing to retry"
+        listed = scenario.cli("dlq", "list", "--mapping", "shop_orders", "--status", "discarded")
+        assert (listed.returncode, listed.stdout.strip()) == (
+            0, "no discarded dead letters for mapping 'shop_orders'")
+        unknown = scenario.cli("dlq", "list", "--mapping", "shop_ordrs")
+        assert unknown.returncode == 2 and "no mapping named 'shop_ordrs'; mappings: " in unknown.stderr
 
         # A mapping set with problems is not used for retrying.
         (scenario.tmp / "mappings" / "mappings.yaml").write_text(
