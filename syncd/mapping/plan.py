@@ -49,6 +49,10 @@ class ColumnPlan:
     then: Callable[[Any], Any] | None = None
     """... and what is done to the copied value (a naive datetime read in the source time zone,
     a value into a text column made text)."""
+    converted: tuple[str, Callable[[Any], Any]] | None = None
+    """A column computed from one source column by one function (its transforms and value map,
+    kept per distinct value, then made text): the source column and the function, which the
+    generated row function calls on the value it reads (no call to `compute` on the hot path)."""
 
 
 @dataclass(frozen=True)
@@ -234,7 +238,9 @@ def _compile_lookup(spec: MappingSpec, lookup: LookupSpec, ctx: transforms.Trans
 
 def _column_plan(spec: ColumnSpec, ctx: transforms.TransformContext, aware: bool,
                  textual: bool) -> ColumnPlan:
-    compute = _compile_column(spec, ctx, aware, textual)
+    compute, change = _compiled_column(spec, ctx, aware, textual)
+    if change is not None and len(spec.sources) == 1:
+        return ColumnPlan(spec.target, compute, converted=(spec.sources[0], change))
     if spec.is_constant or len(spec.sources) != 1 or spec.transforms or spec.value_map is not None:
         return ColumnPlan(spec.target, compute)
     # A copy, perhaps read in the source time zone or made text: the generated row function
@@ -247,9 +253,16 @@ def _compile_column(spec: ColumnSpec, ctx: transforms.TransformContext, aware: b
                     textual: bool = False) -> Compute:
     """`textual`: the target column is text, the value is made text (astext.py) last, inside
     what is kept per distinct value."""
+    return _compiled_column(spec, ctx, aware, textual)[0]
+
+
+def _compiled_column(spec: ColumnSpec, ctx: transforms.TransformContext, aware: bool,
+                     textual: bool) -> tuple[Compute, Callable[[Any], Any] | None]:
+    """The column's compute, and the one function it applies to the value it reads when it
+    transforms or maps it and does nothing after (else None)."""
     if spec.is_constant:
         constant = as_text(spec.constant) if textual else spec.constant
-        return lambda row: constant
+        return (lambda row: constant), None
     read = _reader(spec.sources)
     steps = [_built(step, spec, ctx) for step in spec.transforms]
     convert = transforms.chain(steps) if steps else None
@@ -258,17 +271,19 @@ def _compile_column(spec: ColumnSpec, ctx: transforms.TransformContext, aware: b
     if textual and convert is None and lookup is None:
         localize = as_text  # a copy into a text column (never also a timestamptz one)
     if convert is None and lookup is None and localize is None:
-        return read  # a plain copy: one call per value on the hot path, not two
+        return read, None  # a plain copy: one call per value on the hot path, not two
     finish = as_text if textual else None
-    change = memoized(_converter(convert, lookup, spec.target, finish)) if convert or lookup else None
+    if convert is None and lookup is None:
+        return _then(read, localize), None
+    change = memoized(_converter(convert, lookup, spec.target, finish))
+    if localize is None:
+        return _then(read, change), change
+    return _then(read, lambda value: localize(change(value))), None
 
+
+def _then(read: Compute, change: Callable[[Any], Any]) -> Compute:
     def compute(row: Row) -> Any:
-        value = read(row)
-        if change is not None:
-            value = change(value)
-        if localize is not None:
-            value = localize(value)
-        return value
+        return change(read(row))
 
     return compute
 
@@ -276,6 +291,9 @@ def _compile_column(spec: ColumnSpec, ctx: transforms.TransformContext, aware: b
 def _converter(convert: transforms.Transform | None, lookup: Callable[[Any], Any] | None,
                target: str, finish: Callable[[Any], Any] | None = None) -> Callable[[Any], Any]:
     """A column's transforms, then its value map, then `finish`; an error names the target column."""
+    if lookup is None and finish is None and convert is not None:
+        return _naming(convert, target)
+
     def run(value: Any) -> Any:
         if convert is not None:
             try:
@@ -285,6 +303,17 @@ def _converter(convert: transforms.Transform | None, lookup: Callable[[Any], Any
         if lookup is not None:
             value = lookup(value)
         return finish(value) if finish is not None else value
+
+    return run
+
+
+def _naming(convert: transforms.Transform, target: str) -> Callable[[Any], Any]:
+    """`convert` alone (the common case: no value map, not made text), an error naming the target column."""
+    def run(value: Any) -> Any:
+        try:
+            return convert(value)
+        except TransformError as exc:
+            raise TransformError(exc.reason, target) from exc
 
     return run
 
@@ -399,6 +428,8 @@ def _key_builder(key_columns: tuple[ColumnPlan, ...],
 
 
 def _inline(column: ColumnPlan, index: int) -> str:
+    if column.converted is not None:
+        return f"f{index}(row[{column.converted[0]!r}])"
     if column.copies is None:
         return f"c{index}(row)"
     if column.then is as_text:  # text, the common case, is passed on without a call
@@ -412,6 +443,7 @@ def _generated(body: str, columns: tuple[ColumnPlan, ...],
               f"    except KeyError:\n        return by_column(row)\n")
     namespace: dict[str, Any] = {f"c{i}": c.compute for i, c in enumerate(columns)}
     namespace.update({f"t{i}": c.then for i, c in enumerate(columns) if c.then is not None})
+    namespace.update({f"f{i}": c.converted[1] for i, c in enumerate(columns) if c.converted is not None})
     namespace["by_column"] = by_column
     exec(compile(source, "<syncd mapping>", "exec"), namespace)  # generated from reprs of names only
     return namespace["build"]

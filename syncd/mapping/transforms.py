@@ -144,6 +144,8 @@ def checked_args(name: str, args: dict[str, Any]) -> dict[str, Any]:
 def chain(funcs: Sequence[Transform]) -> Transform:
     """Compose transforms left to right: chain([f, g])(x) == g(f(x))."""
     steps = tuple(funcs)
+    if len(steps) == 1:  # the common case: no call more per value
+        return steps[0]
 
     def run(value: Any) -> Any:
         for step in steps:

@@ -436,6 +436,7 @@ mappings:
       at: created_at
       status: {from: status, map: {x: 1}, on_unmapped: keep}
       amount: {from: amount_text, transform: parse_amount}
+      code: {from: note, transform: [strip, upper]}
 """
 IMAGES = st.fixed_dictionaries({}, optional={
     "id": st.integers(), "note": st.one_of(st.none(), st.text(max_size=3)),
@@ -456,7 +457,8 @@ def outcome(compute: Any, image: dict[str, Any]) -> tuple[str, Any]:
 @given(IMAGES)
 def test_the_generated_row_and_key_functions_are_the_column_by_column_ones(image: dict[str, Any]) -> None:
     """Same values (and time zones), or the same error for the same column, whatever is missing."""
-    for m in (compile_yaml(GENERATED), compile_yaml(GENERATED, {"at"})):  # every column aware, or one
+    texted = compile_mapping(parse_generated(), TCTX, "public", {"at"}, {"status", "amount", "code"})
+    for m in (compile_yaml(GENERATED), compile_yaml(GENERATED, {"at"}), texted):  # every column aware, or one
         by_column = outcome(lambda r, m=m: {c.target: c.compute(r) for c in m.columns}, image)
         assert repr(outcome(m.build_row, image)) == repr(by_column)
 
@@ -465,6 +467,29 @@ def test_the_generated_row_and_key_functions_are_the_column_by_column_ones(image
             return tuple(values[k] for k in m.key)
 
         assert repr(outcome(m.build_key, image)) == repr(outcome(key_by_column, image))
+
+
+def parse_generated() -> Any:
+    check = Checker()
+    (spec,) = parse_document(load_text(GENERATED, "m.yaml"), Where("m.yaml", 1, 1), check, None)
+    return spec
+
+
+def test_transformed_columns_are_called_inline_on_the_value_read() -> None:
+    """A column transformed or mapped from one source column is one function of the value read
+    (the generated row function calls it inline); a constant, a plain copy or a column whose
+    value is then localized (timestamptz) is not."""
+    columns = {c.target: c for c in compile_yaml(GENERATED, {"at"}).columns}
+    assert columns["amount"].converted is not None and columns["amount"].converted[0] == "amount_text"
+    assert columns["status"].converted is not None and columns["code"].converted is not None
+    assert columns["b_key"].converted is None and columns["copied"].converted is None
+    texted_plan = compile_mapping(parse_generated(), TCTX, "public", {"at"}, {"amount"})
+    texted = {c.target: c for c in texted_plan.columns}
+    assert texted["amount"].converted is not None
+    assert compile_yaml(GENERATED).columns[-1].converted is None  # every column aware: localized last
+    assert texted["amount"].compute({"amount_text": "1元"}) == "1"
+    image = {"id": 1, "note": " ab ", "created_at": None, "status": "x", "amount_text": "1元"}
+    assert compile_yaml(GENERATED, {"at"}).build_row(image)["code"] == "AB"
 
 
 PRIVATE_MAPPING = """\
