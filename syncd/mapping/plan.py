@@ -477,26 +477,26 @@ def _check_decodable(mapping: Mapping, change: RowChange) -> None:
 
 
 def _ops(mapping: Mapping, change: RowChange, ctx: ChangeContext) -> list[RowOp]:
-    before_in = in_scope(mapping, change.before)
-    after_in = in_scope(mapping, change.after)
-    ops: list[RowOp] = []
-    if after_in:
-        assert change.after is not None
-        upsert = _upsert(mapping, change.after, ctx)
+    # in_scope inlined: this runs for every change of every mapping
+    before, after, test = change.before, change.after, mapping.in_scope
+    before_in = before is not None and (test is None or test(before))
+    if after is not None and (test is None or test(after)):
+        upsert = _upsert(mapping, after, ctx)
         if before_in and change.op is Op.UPDATE:
-            assert change.before is not None
-            old_key = map_key(mapping, change.before)
-            if old_key != tuple(upsert.values[k] for k in mapping.key):
-                ops.append(remove_op(mapping, old_key, ctx))
-        ops.append(upsert)
-    elif before_in:
-        assert change.before is not None
-        ops.append(remove_op(mapping, map_key(mapping, change.before), ctx))
-    return ops
+            assert before is not None
+            old_key = mapping.build_key(before)
+            values = upsert.values
+            if old_key != tuple([values[k] for k in mapping.key]):  # a list: a generator costs 2x
+                return [remove_op(mapping, old_key, ctx), upsert]
+        return [upsert]
+    if before_in:
+        assert before is not None
+        return [remove_op(mapping, mapping.build_key(before), ctx)]
+    return []
 
 
 def _upsert(mapping: Mapping, row: Row, ctx: ChangeContext) -> Upsert:
-    values = map_row(mapping, row)
+    values = mapping.build_row(row)  # map_row, without the call
     spec = mapping.spec
     if spec.commit_time_column:
         values[spec.commit_time_column] = ctx.commit_time

@@ -61,6 +61,9 @@ log = structlog.get_logger("syncd.service.pipeline")
 _LINGER_S = 0.002
 """How long a batch ready to commit waits for the next event before committing."""
 
+_ORDERED = (SourceTransaction, SchemaChange)
+"""Events that move the position (a tuple: `isinstance` with `A | B` builds the union each time)."""
+
 
 @dataclass
 class Progress:
@@ -271,7 +274,7 @@ class Pipeline:
     def _take(self, batch: Batch, event: SourceEvent) -> None:
         self.progress.last_activity = time.monotonic()
         before = self.position
-        if isinstance(event, SourceTransaction | SchemaChange):
+        if isinstance(event, _ORDERED):
             self.window.before(batch, event)
             self.position = event.end
         if isinstance(event, SourceTransaction):
@@ -289,7 +292,7 @@ class Pipeline:
                 self._applied = event
         elif isinstance(event, SchemaChange):
             self._schema_change(batch, event)
-        if isinstance(event, SourceTransaction | SchemaChange):
+        if isinstance(event, _ORDERED):
             position = self.gate.checkpoint_for(event.end)
             batch.checkpoint = Checkpoint(self.source.name, position, event.commit_time, True)
             batch.resumed.extend(self.gate.take_resumed(event.end))

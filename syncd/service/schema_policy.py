@@ -176,6 +176,8 @@ class MappingGate:
 
     def take_resumed(self, end: Position | None) -> list[str]:
         """Mappings whose replay is complete at `end` (their pause rows can be cleared)."""
+        if not (self._cleared or self.replay or self.waiting):  # the common case, once per transaction
+            return []
         done, self._cleared = self._cleared, []
         if self.replay_until is not None and end is not None and end > self.replay_until:
             done += list(self.replay)

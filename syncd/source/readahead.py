@@ -29,6 +29,10 @@ READ_AHEAD_BYTES = 8 << 20
 may overshoot it. Rows of large TEXT and BLOB values reach it before `READ_AHEAD_CHANGES`."""
 
 
+_PARTS = (SourceTransaction, TransactionPart)
+"""Events holding row changes (a tuple: `isinstance` with `A | B` builds the union each time)."""
+
+
 class Run(list):
     """Events of one frame of a decoder process, and the frame's size in bytes."""
 
@@ -41,7 +45,7 @@ class Run(list):
 
 def weight(run: list[SourceEvent]) -> int:
     """Row changes in a run (at least one per event, so heartbeats count too)."""
-    return sum(len(event.changes) if isinstance(event, SourceTransaction | TransactionPart) else 1
+    return sum(len(event.changes) if isinstance(event, _PARTS) else 1
                for event in run) or 1
 
 
