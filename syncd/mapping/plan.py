@@ -2,6 +2,11 @@
 
 Everything here is pure: no I/O, no clock, no logging. A value that cannot be mapped raises
 TransformError inside, and comes out as a DeadLetter.
+
+A mapping's target row and key are each built by one generated function (a dict display, run
+for every change): a plain copy reads the row inline, and a column transformed or mapped from one
+source column calls its one function (transforms and value map, kept per distinct value) on the
+value read, so the hot path pays no call per column for reading and composing.
 """
 
 from __future__ import annotations
