@@ -239,7 +239,7 @@ class Daemon:
                 self.health.set_source(name, False, alive, f"standby: {runner.holder or 'held elsewhere'}",
                                        standby=True, paused=paused)
             else:
-                self.health.set_source(name, runner.phase == "running", alive,
+                self.health.set_source(name, runner.phase == "running", alive and runner.phase != "failed",
                                        one_line(phase_text(runner.phase, runner.state.error)), paused=paused)
             self.metrics.set_source_up(name, runner.phase == "running")
             self.metrics.set_source_active(name, runner.active)

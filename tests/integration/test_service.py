@@ -689,7 +689,8 @@ def test_purged_binlog_at_start_stops_only_that_source(make_scenario: Callable[.
     def unhealthy() -> bool:
         code, body = http_get(port, "/healthz")
         assert code == 503
-        return "syncd snapshot --source shop" in json.loads(body)["sources"]["shop"]["detail"]
+        shop = json.loads(body)["sources"]["shop"]
+        return "syncd snapshot --source shop" in shop["detail"] and shop["progressing"] is False
 
     eventually(unhealthy, 10)  # /healthz is refreshed every second
     status = source_status(scenario, "shop")
