@@ -507,12 +507,13 @@ def _json_scalar(value: Any) -> Any:
     return str(value)  # Decimal (exact text) and anything else
 
 
-_CONTROL = {ord(c): f"\\x{ord(c):02x}" for c in map(chr, range(32))} | {
-    ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t", 0x7F: "\\x7f"}
+_CONTROL = {code: f"\\x{code:02x}" for code in (*range(32), *range(0x7F, 0xA0))} | {
+    ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}
 
 
 def one_line(text: str) -> str:
-    """Control characters (newlines, tabs, NUL) written as escapes, so a value stays on its line."""
+    """Control characters (newlines, tabs, NUL, DEL and the C1 controls U+0080 to U+009F that
+    latin1 bytes 0x80-0x9F read as) written as escapes, so a value stays on its line and visible."""
     return text.translate(_CONTROL)
 
 

@@ -201,6 +201,7 @@ class TestHumanOutput:
         ("a\nb\tc", "'a\\nb\\tc'"), (b"\x01\xab", "0x01ab"), (True, "true"),
         (datetime(2024, 5, 1, 12, 0, tzinfo=UTC), "2024-05-01 12:00:00+00:00"),
         ({"城市": "上海"}, '{"城市": "上海"}'), ("已支付", "'已支付'"),
+        ("A\x81\x9f\x7fé", "'A\\x81\\x9f\\x7fé'"),  # C1 controls (latin1 0x80-0x9F) stay visible
     ])
     def test_values_are_shown_so_that_null_text_and_numbers_differ(self, value: object,
                                                                    shown: str) -> None:
