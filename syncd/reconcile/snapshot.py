@@ -30,6 +30,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Collection, Generator
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -86,6 +87,10 @@ STREAM = "stream"
 PIN_ATTEMPTS = 3
 """Snapshot points a fresh copy takes at most to find one where every table's columns can be
 pinned (a DDL that runs just then makes the first one unusable)."""
+
+TABLE_WORKERS = 2
+"""Tables copied side by side (without a daemon): while one table's chunk is written by
+PostgreSQL, another's is computed by the source server and mapped (see `_Job._copy_tables`)."""
 
 Progress = Callable[[str, str, int, int], None]
 """progress(source, table, rows copied so far, estimated rows of the table)."""
@@ -253,6 +258,8 @@ class _Job:
         self.progress = progress
         self.schema = config.target.state_schema
         self.log = log.bind(source=self.name)
+        self._counting = threading.Lock()
+        """Tables copied side by side add to one result."""
 
     def run(self) -> SnapshotResult:
         began = time.monotonic()
@@ -316,17 +323,11 @@ class _Job:
         result = SnapshotResult(self.name, "direct", position, resumed=bool(mine))
         self.log.info("snapshot_started", mode="direct", position=position, resumed=result.resumed,
                       snapshot_position=str(point.position), tables=sorted(self.tables))
+        todo = [(table, mappings, state) for table, mappings in self.tables.items()
+                if (state := found.get(_progress_key(table, self.partial))) is None or not state.done]
+        if not self._copy_tables(todo, position, result):
+            return result
         sink = PostgresSink(self.config.target, f"syncd:snapshot:{self.name}")
-        reader = SourceReader(self.plan.source)
-        try:
-            for table, mappings in self.tables.items():
-                state = found.get(_progress_key(table, self.partial))
-                if (state is None or not state.done) and not self._copy_table(
-                        reader, sink, table, mappings, position=position, state=state, result=result):
-                    return result
-        finally:
-            reader.close()
-            sink.close()
         try:
             if not self._remove_extra_direct(conn, sink, result, skip=fresh):
                 return result
@@ -370,8 +371,40 @@ class _Job:
             self.log.info("snapshot_moved_pauses", mappings=moved, position=str(to),
                           action="they resume from the copy's position once syncd reloads")
 
+    def _copy_tables(self, todo: list[tuple[str, list[Mapping], CopyProgress | None]], position: str,
+                     result: SnapshotResult) -> bool:
+        """Copy these tables, `TABLE_WORKERS` at a time (each in a thread with connections of its
+        own, its chunks committed with its own progress row); False when stopped. A table that
+        fails stops the others after their current chunk, and its error is raised."""
+        halt = _Halt(self.stop)
+        for table, _, _ in todo:
+            result.copied.setdefault(table, 0)
+        with ThreadPoolExecutor(min(TABLE_WORKERS, max(1, len(todo))), thread_name_prefix="copy") as pool:
+            futures = [pool.submit(self._copy_one, table, mappings, state, position=position, result=result,
+                                   halt=halt) for table, mappings, state in todo]
+            wait(futures, return_when=FIRST_EXCEPTION)
+            if any(f.done() and f.exception() is not None for f in futures):
+                halt.set()
+            done = [future.result() for future in futures]
+        return all(done)
+
+    def _copy_one(self, table: str, mappings: list[Mapping], state: CopyProgress | None, *, position: str,
+                  result: SnapshotResult, halt: threading.Event) -> bool:
+        """One table's copy over connections of its own."""
+        if halt.is_set():
+            return False
+        sink = PostgresSink(self.config.target, f"syncd:snapshot:{self.name}")
+        reader = SourceReader(self.plan.source)
+        try:
+            return self._copy_table(reader, sink, table, mappings, position=position, state=state,
+                                    result=result, stop=halt)
+        finally:
+            reader.close()
+            sink.close()
+
     def _copy_table(self, reader: SourceReader, sink: PostgresSink, table: str, mappings: list[Mapping], *,
-                    position: str, state: CopyProgress | None, result: SnapshotResult) -> bool:
+                    position: str, state: CopyProgress | None, result: SnapshotResult,
+                    stop: threading.Event) -> bool:
         columns = reader.columns(table)
         ctx = ChangeContext(self.name, f"{SNAPSHOT_AT}{position}", datetime.now(UTC))
         text = None if self.map_every_row else _copy_text(sink, mappings, reader, table, plan=self.plan,
@@ -394,9 +427,8 @@ class _Job:
         estimate = max(reader.estimated_rows(table), state.rows_copied if state else 0)
         after = tuple(state.last_key) if state is not None and state.last_key is not None else None
         copied = state.rows_copied if state is not None else 0
-        result.copied.setdefault(table, 0)
         self.log.info("snapshot_table", table=table, copy_text=job.text is not None, resume_after=after)
-        chunks = read_ahead(partial(self._read_chunks, job, after), name=f"snapshot-{table}", stop=self.stop)
+        chunks = read_ahead(partial(self._read_chunks, job, after), name=f"snapshot-{table}", stop=stop)
         try:
             for chunk in chunks:
                 self._write_chunk(reader, sink, job, chunk, copied=copied, result=result)
@@ -431,13 +463,17 @@ class _Job:
             done = self._commit_text(sink, job, chunk.lines, chunk.batch, state)
             if done is not None:
                 self._warn_zero_dates(job, chunk.rows, chunk.zeros)
-                result.dead_letters += done
+                self._count_dead_letters(result, done)
                 return
             rows, zeros = reader.rows_between(job.table, job.key, job.columns, chunk.after, chunk.last)
             chunk = _Chunk(chunk.after, chunk.last, chunk.count, None, rows, zeros,
                            _map_rows(job.table, job.key, rows, job.mappings, job.ctx))
         self._warn_zero_dates(job, chunk.rows, chunk.zeros)
-        result.dead_letters += self._commit(sink, chunk.batch, state)
+        self._count_dead_letters(result, self._commit(sink, chunk.batch, state))
+
+    def _count_dead_letters(self, result: SnapshotResult, count: int) -> None:
+        with self._counting:
+            result.dead_letters += count
 
     def _warn_zero_dates(self, job: _TableCopy, rows: list[Row], zeros: ZeroDates) -> None:
         """What streaming logs of the zero dates it reads as NULL, for the copied rows (a COPY line
@@ -617,6 +653,17 @@ class _Job:
                 self._report(table, copied, max(estimate, copied))
             if last:
                 return True
+
+
+class _Halt(threading.Event):
+    """Set by the copy itself (a table failed) or by its caller's `stop`."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        super().__init__()
+        self._stop = stop
+
+    def is_set(self) -> bool:
+        return super().is_set() or self._stop.is_set()
 
 
 @dataclass(frozen=True)

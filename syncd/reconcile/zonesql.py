@@ -83,7 +83,7 @@ def _changes(zone: tzinfo) -> list[datetime]:
     offsets = map(datetime.utcoffset, map(zone.fromutc, steps))
     found: list[datetime] = []
     before: timedelta | None = None
-    for index, run in groupby(enumerate(offsets), key=itemgetter(1)):
+    for _, run in groupby(enumerate(offsets), key=itemgetter(1)):
         first, now = next(run)
         if before is not None:
             at = start + _STEP * first
