@@ -15,7 +15,10 @@ Two ways, chosen by who holds the source's lock (syncd.sink.lock.SourceLock):
   carries the full row and applies idempotently (syncd/source/snapshot.py). After the copy,
   target rows of each mapping's slice whose source row no longer exists are removed, and the
   source's checkpoint (position P, snapshot done) is written in the last transaction, which
-  also clears the progress rows. A copy restricted to one mapping (`--mapping`) never moves the
+  also clears the progress rows. Two tables are copied side by side (`TABLE_WORKERS`), each in
+  a thread with connections, read-ahead and progress row of its own, so that one table's chunk
+  is computed by the source server and mapped while the other's is written by PostgreSQL; each
+  resumes after its own last committed chunk. A copy restricted to one mapping (`--mapping`) never moves the
   checkpoint: the stream replays from its own checkpoint over the copied rows and converges.
 * **A daemon holds it**: every chunk of keys becomes a repair request (syncd.reconcile.repair) that the
   daemon applies in stream order, so nothing the stream applies is overwritten by an older
