@@ -132,7 +132,8 @@ class _TableCopy:
     position: str
     rows: int
     """Rows per chunk: `chunk_rows`, fewer when the rows read hold many values (ahead.rows_per_read:
-    every column mapped in Python; a COPY line's fields, its key and the columns left to Python)."""
+    every column mapped in Python, times the tables copied side by side; a COPY line's fields, its
+    key and the columns left to Python)."""
     insert: bool = False
     """COPY text goes straight into the target table, not through the staging table's upsert:
     the table held no row when its copy started (not resumed). A chunk refused for a key that
@@ -263,6 +264,9 @@ class _Job:
         self.log = log.bind(source=self.name)
         self._counting = threading.Lock()
         """Tables copied side by side add to one result."""
+        self._side_by_side = 1
+        """Tables being copied at once: the rows of a chunk mapped in Python are bounded for all
+        of them together (ahead.READ_VALUES), so that memory stays what one table's copy holds."""
 
     def run(self) -> SnapshotResult:
         began = time.monotonic()
@@ -380,9 +384,10 @@ class _Job:
         own, its chunks committed with its own progress row); False when stopped. A table that
         fails stops the others after their current chunk, and its error is raised."""
         halt = _Halt(self.stop)
+        self._side_by_side = min(TABLE_WORKERS, max(1, len(todo)))
         for table, _, _ in todo:
             result.copied.setdefault(table, 0)
-        with ThreadPoolExecutor(min(TABLE_WORKERS, max(1, len(todo))), thread_name_prefix="copy") as pool:
+        with ThreadPoolExecutor(self._side_by_side, thread_name_prefix="copy") as pool:
             futures = [pool.submit(self._copy_one, table, mappings, state, position=position, result=result,
                                    halt=halt) for table, mappings, state in todo]
             wait(futures, return_when=FIRST_EXCEPTION)
@@ -422,7 +427,7 @@ class _Job:
             ctx=ctx,
             progress_key=_progress_key(table, self.partial),
             position=position,
-            rows=rows_per_read(self.chunk_rows, len(columns) if text is None
+            rows=rows_per_read(self.chunk_rows, len(columns) * self._side_by_side if text is None
                                else len(text.columns) + len(key) + len(text.reads)))
         state = self._continuable(state, job.key)
         job.insert = (text is not None and state is None
