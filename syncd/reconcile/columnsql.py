@@ -224,11 +224,11 @@ def _strip(value: Value, _args: dict[str, Any], _zone: tzinfo) -> Value | None:
 
 
 def _plain_ends(expr: str) -> str:
-    """The text is empty, or neither its first nor its last character can be one `strip` removes
-    (told by the first UTF-8 byte of the character: some others are left to Python too)."""
-    bytes_ = ", ".join(str(b) for b in sorted({c.encode("utf-8")[0] for c in _EDGE_SPACE}))
-    return (f"{expr} = '' OR (ASCII(LEFT({expr}, 1)) NOT IN ({bytes_}) "
-            f"AND ASCII(RIGHT({expr}, 1)) NOT IN ({bytes_}))")
+    """The text is empty, or neither its first nor its last character is one `strip` removes
+    (compared as UTF-8 bytes with each such character: text ending in `。` or `☕` stays in SQL)."""
+    spaces = ", ".join(f"X'{c.encode('utf-8').hex().upper()}'" for c in _EDGE_SPACE)
+    first, last = (f"CAST(CONVERT({end}({expr}, 1) USING utf8mb4) AS BINARY)" for end in ("LEFT", "RIGHT"))
+    return f"{expr} = '' OR ({first} NOT IN ({spaces}) AND {last} NOT IN ({spaces}))"
 
 
 def _null_if_empty(value: Value, _args: dict[str, Any], _zone: tzinfo) -> Value | None:
@@ -288,16 +288,17 @@ def _decimal(expr: str, scale: int, ok: tuple[str, ...], digits: int = _MAX_DIGI
 
 _PLAIN_INTEGER = r"^-?[0-9]+\z"
 _PLAIN_DECIMAL = r"^-?[0-9]+([.][0-9]+)?\z"
-_AMOUNT = r"^-?(¥)?([0-9]{1,3}(,[0-9]{3})+([.][0-9]+)?|[0-9]+([.][0-9]+)?|[.][0-9]+)(元|圆)?\z"
-"""The money texts `parse_amount` reads that SQL reads too: no spaces, no RMB/CNY, one sign in front."""
+_AMOUNT = r"^ *-? *(¥)? *([0-9]{1,3}(,[0-9]{3})+([.][0-9]+)?|[0-9]+([.][0-9]+)?|[.][0-9]+) *(元|圆)? *\z"
+"""The money texts `parse_amount` reads that SQL reads too: ASCII spaces between the parts only (as
+in `100 元`, not within the number), no RMB/CNY, one sign in front."""
 
 
 def _number_text(value: Value, pattern: str) -> tuple[str, tuple[str, ...]]:
-    """Text of the given (ASCII, short) number pattern, with the unit and separators removed."""
+    """Text of the given (ASCII, short) number pattern, with the unit, separators and spaces removed."""
     t = value.expr
     ok = _unless_null(t, f"CHAR_LENGTH({t}) <= {_NUMBER_CHARS} AND {_matches(t, pattern)}")
     bare = t
-    for unit in ("¥", "元", "圆", ","):
+    for unit in ("¥", "元", "圆", ",", " "):
         bare = f"REPLACE({bare}, {literal(unit)}, '')"
     return bare, value.also(ok)
 

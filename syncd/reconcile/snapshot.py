@@ -15,7 +15,10 @@ Two ways, chosen by who holds the source's lock (syncd.sink.lock.SourceLock):
   carries the full row and applies idempotently (syncd/source/snapshot.py). After the copy,
   target rows of each mapping's slice whose source row no longer exists are removed, and the
   source's checkpoint (position P, snapshot done) is written in the last transaction, which
-  also clears the progress rows. A copy restricted to one mapping (`--mapping`) never moves the
+  also clears the progress rows. Two tables are copied side by side (`TABLE_WORKERS`), each in
+  a thread with connections, read-ahead and progress row of its own, so that one table's chunk
+  is computed by the source server and mapped while the other's is written by PostgreSQL; each
+  resumes after its own last committed chunk. A copy restricted to one mapping (`--mapping`) never moves the
   checkpoint: the stream replays from its own checkpoint over the copied rows and converges.
 * **A daemon holds it**: every chunk of keys becomes a repair request (syncd.reconcile.repair) that the
   daemon applies in stream order, so nothing the stream applies is overwritten by an older
@@ -30,6 +33,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Collection, Generator
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -87,6 +91,10 @@ PIN_ATTEMPTS = 3
 """Snapshot points a fresh copy takes at most to find one where every table's columns can be
 pinned (a DDL that runs just then makes the first one unusable)."""
 
+TABLE_WORKERS = 2
+"""Tables copied side by side (without a daemon): while one table's chunk is written by
+PostgreSQL, another's is computed by the source server and mapped (see `_Job._copy_tables`)."""
+
 Progress = Callable[[str, str, int, int], None]
 """progress(source, table, rows copied so far, estimated rows of the table)."""
 
@@ -124,7 +132,8 @@ class _TableCopy:
     position: str
     rows: int
     """Rows per chunk: `chunk_rows`, fewer when the rows read hold many values (ahead.rows_per_read:
-    every column mapped in Python; a COPY line's fields, its key and the columns left to Python)."""
+    every column mapped in Python, times the tables copied side by side; a COPY line's fields, its
+    key and the columns left to Python)."""
     insert: bool = False
     """COPY text goes straight into the target table, not through the staging table's upsert:
     the table held no row when its copy started (not resumed). A chunk refused for a key that
@@ -263,6 +272,11 @@ class _Job:
         self.progress = progress
         self.schema = config.target.state_schema
         self.log = log.bind(source=self.name)
+        self._counting = threading.Lock()
+        """Tables copied side by side add to one result."""
+        self._side_by_side = 1
+        """Tables being copied at once: the rows of a chunk mapped in Python are bounded for all
+        of them together (ahead.READ_VALUES), so that memory stays what one table's copy holds."""
 
     def run(self) -> SnapshotResult:
         began = time.monotonic()
@@ -331,17 +345,11 @@ class _Job:
         result = SnapshotResult(self.name, "direct", position, resumed=bool(mine))
         self.log.info("snapshot_started", mode="direct", position=position, resumed=result.resumed,
                       snapshot_position=str(point.position), tables=sorted(self.tables))
+        todo = [(table, mappings, state) for table, mappings in self.tables.items()
+                if (state := found.get(_progress_key(table, self.partial))) is None or not state.done]
+        if not self._copy_tables(todo, position, result):
+            return result
         sink = PostgresSink(self.config.target, f"syncd:snapshot:{self.name}")
-        reader = SourceReader(self.plan.source)
-        try:
-            for table, mappings in self.tables.items():
-                state = found.get(_progress_key(table, self.partial))
-                if (state is None or not state.done) and not self._copy_table(
-                        reader, sink, table, mappings, position=position, state=state, result=result):
-                    return result
-        finally:
-            reader.close()
-            sink.close()
         try:
             if not self._remove_extra_direct(conn, sink, result, skip=fresh):
                 return result
@@ -385,8 +393,41 @@ class _Job:
             self.log.info("snapshot_moved_pauses", mappings=moved, position=str(to),
                           action="they resume from the copy's position once syncd reloads")
 
+    def _copy_tables(self, todo: list[tuple[str, list[Mapping], CopyProgress | None]], position: str,
+                     result: SnapshotResult) -> bool:
+        """Copy these tables, `TABLE_WORKERS` at a time (each in a thread with connections of its
+        own, its chunks committed with its own progress row); False when stopped. A table that
+        fails stops the others after their current chunk, and its error is raised."""
+        halt = _Halt(self.stop)
+        self._side_by_side = min(TABLE_WORKERS, max(1, len(todo)))
+        for table, _, _ in todo:
+            result.copied.setdefault(table, 0)
+        with ThreadPoolExecutor(self._side_by_side, thread_name_prefix="copy") as pool:
+            futures = [pool.submit(self._copy_one, table, mappings, state, position=position, result=result,
+                                   halt=halt) for table, mappings, state in todo]
+            wait(futures, return_when=FIRST_EXCEPTION)
+            if any(f.done() and f.exception() is not None for f in futures):
+                halt.set()
+            done = [future.result() for future in futures]
+        return all(done)
+
+    def _copy_one(self, table: str, mappings: list[Mapping], state: CopyProgress | None, *, position: str,
+                  result: SnapshotResult, halt: threading.Event) -> bool:
+        """One table's copy over connections of its own."""
+        if halt.is_set():
+            return False
+        sink = PostgresSink(self.config.target, f"syncd:snapshot:{self.name}")
+        reader = SourceReader(self.plan.source)
+        try:
+            return self._copy_table(reader, sink, table, mappings, position=position, state=state,
+                                    result=result, stop=halt)
+        finally:
+            reader.close()
+            sink.close()
+
     def _copy_table(self, reader: SourceReader, sink: PostgresSink, table: str, mappings: list[Mapping], *,
-                    position: str, state: CopyProgress | None, result: SnapshotResult) -> bool:
+                    position: str, state: CopyProgress | None, result: SnapshotResult,
+                    stop: threading.Event) -> bool:
         columns = reader.columns(table)
         ctx = ChangeContext(self.name, f"{SNAPSHOT_AT}{position}", datetime.now(UTC))
         text = None if self.map_every_row else _copy_text(sink, mappings, reader, table, plan=self.plan,
@@ -401,7 +442,7 @@ class _Job:
             ctx=ctx,
             progress_key=_progress_key(table, self.partial),
             position=position,
-            rows=rows_per_read(self.chunk_rows, len(columns) if text is None
+            rows=rows_per_read(self.chunk_rows, len(columns) * self._side_by_side if text is None
                                else len(text.columns) + len(key) + len(text.reads)))
         state = self._continuable(state, job.key)
         job.insert = (text is not None and state is None
@@ -409,9 +450,8 @@ class _Job:
         estimate = max(reader.estimated_rows(table), state.rows_copied if state else 0)
         after = tuple(state.last_key) if state is not None and state.last_key is not None else None
         copied = state.rows_copied if state is not None else 0
-        result.copied.setdefault(table, 0)
         self.log.info("snapshot_table", table=table, copy_text=job.text is not None, resume_after=after)
-        chunks = read_ahead(partial(self._read_chunks, job, after), name=f"snapshot-{table}", stop=self.stop)
+        chunks = read_ahead(partial(self._read_chunks, job, after), name=f"snapshot-{table}", stop=stop)
         try:
             for chunk in chunks:
                 self._write_chunk(reader, sink, job, chunk, copied=copied, result=result)
@@ -446,13 +486,17 @@ class _Job:
             done = self._commit_text(sink, job, chunk.lines, chunk.batch, state)
             if done is not None:
                 self._warn_zero_dates(job, chunk.rows, chunk.zeros)
-                result.dead_letters += done
+                self._count_dead_letters(result, done)
                 return
             rows, zeros = reader.rows_between(job.table, job.key, job.columns, chunk.after, chunk.last)
             chunk = _Chunk(chunk.after, chunk.last, chunk.count, None, rows, zeros,
                            _map_rows(job.table, job.key, rows, job.mappings, job.ctx))
         self._warn_zero_dates(job, chunk.rows, chunk.zeros)
-        result.dead_letters += self._commit(sink, chunk.batch, state)
+        self._count_dead_letters(result, self._commit(sink, chunk.batch, state))
+
+    def _count_dead_letters(self, result: SnapshotResult, count: int) -> None:
+        with self._counting:
+            result.dead_letters += count
 
     def _warn_zero_dates(self, job: _TableCopy, rows: list[Row], zeros: ZeroDates) -> None:
         """What streaming logs of the zero dates it reads as NULL, for the copied rows (a COPY line
@@ -632,6 +676,17 @@ class _Job:
                 self._report(table, copied, max(estimate, copied))
             if last:
                 return True
+
+
+class _Halt(threading.Event):
+    """Set by the copy itself (a table failed) or by its caller's `stop`."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        super().__init__()
+        self._stop = stop
+
+    def is_set(self) -> bool:
+        return super().is_set() or self._stop.is_set()
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from functools import lru_cache
+from itertools import accumulate, groupby, repeat
+from operator import itemgetter
 
 from syncd.config import fixed_offset
 
@@ -72,18 +74,21 @@ Stretch = tuple[datetime, timedelta | None]
 
 
 def _changes(zone: tzinfo) -> list[datetime]:
-    """UTC instants (naive) where the zone's offset changes, within the scanned years."""
-    found = []
-    at = datetime(FIRST_YEAR, 1, 1)
-    end = datetime(LAST_YEAR, 1, 1)
-    before = _utcoffset(zone, at)
-    while at < end:
-        step = at + _STEP
-        now = _utcoffset(zone, step)
-        if now != before:
-            found.append(_bisect(zone, at, step, before))
-            before = now
-        at = step
+    """UTC instants (naive) where the zone's offset changes, within the scanned years: the zone
+    is asked every `_STEP`, and each step where its answer changes is bisected. The steps are
+    made, asked and grouped by offset in C (itertools): half a million of them cost a second
+    of Python otherwise, in every process that copies a table with a zoned column."""
+    start, end = datetime(FIRST_YEAR, 1, 1), datetime(LAST_YEAR, 1, 1)
+    steps = accumulate(repeat(_STEP, (end - start) // _STEP), initial=start.replace(tzinfo=zone))
+    offsets = map(datetime.utcoffset, map(zone.fromutc, steps))
+    found: list[datetime] = []
+    before: timedelta | None = None
+    for _, run in groupby(enumerate(offsets), key=itemgetter(1)):
+        first, now = next(run)
+        if before is not None:
+            at = start + _STEP * first
+            found.append(_bisect(zone, at - _STEP, at, before))
+        before = now
     return found
 
 

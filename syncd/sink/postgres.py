@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -131,23 +133,32 @@ class TimestampText(Dumper):
         return timestamp_text(obj)
 
 
-_COPY_ESCAPES = ((b"\\", b"\\\\"), (b"\t", b"\\t"), (b"\n", b"\\n"), (b"\r", b"\\r"))
+_COPY_ESCAPES = {b"\\": b"\\\\", b"\t": b"\\t", b"\n": b"\\n", b"\r": b"\\r"}
+_COPY_SPECIAL = re.compile(rb"[\\\t\n\r]")
+_dumpers = threading.local()
 
 
 def copy_fields(values: Sequence[Any]) -> bytes:
     """Values as tab-separated COPY text fields, each as psycopg writes it in a COPY (the rest of
-    a line the source server wrote: syncd/reconcile/copytext.py)."""
-    dumped = Transformer(ADAPTERS).dump_sequence(values, [PyFormat.TEXT] * len(values))
-    fields = []
-    for field in dumped:
-        if field is None:
-            fields.append(b"\\N")
-            continue
-        text = bytes(field)
-        for plain, escaped in _COPY_ESCAPES:
-            text = text.replace(plain, escaped)
-        fields.append(text)
+    a line the source server wrote: syncd/reconcile/copytext.py). Each thread keeps one psycopg
+    Transformer, which remembers the dumper of each type (a new one looks them up for every row)."""
+    dumped = _transformer().dump_sequence(values, [PyFormat.TEXT] * len(values))
+    fields = [b"\\N" if field is None else bytes(field) for field in dumped]
+    if _COPY_SPECIAL.search(b"".join(field for field in dumped if field is not None)):
+        fields = [field if dumped[index] is None else _COPY_SPECIAL.sub(_escape, field)
+                  for index, field in enumerate(fields)]
     return b"\t".join(fields)
+
+
+def _escape(special: re.Match[bytes]) -> bytes:
+    return _COPY_ESCAPES[special.group()]
+
+
+def _transformer() -> Transformer:
+    transformer = getattr(_dumpers, "transformer", None)
+    if transformer is None:
+        transformer = _dumpers.transformer = Transformer(ADAPTERS)
+    return transformer
 
 
 def _copy_cursor(cur: psycopg.Cursor) -> psycopg.Cursor:

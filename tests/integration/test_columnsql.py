@@ -61,6 +61,8 @@ class Case:
 
 STATUSES = ["待支付", "已支付", "已发货", " 待支付 ", "待支付\u3000", "\t已支付", "已支付\n", "未知", "", " ",
             "x", "10", "\u200b已支付"]
+EDGES = ["热爱生活。", "咖啡☕", "\u3002\u3000", "\u3000\u3002", "☕\u2003", "\u2003☕", "\u1680x", "x\u00a0",
+         "\u00a9x\u00a9", " \ufeffx", "x\u200b ", "\u3001"]
 PHONES = ["13812345678", "138 1234 5678", "138-1234-5678", "+8613812345678", "008613812345678",
           "8613812345678", "+86 138 1234 5678", "１３８１２３４５６７８", "12345678901", "1381234567",
           "010-12345678", "1234", "", "12", "abc", "138\t12345678", "13812345678\n", " 13812345678 ",
@@ -68,7 +70,8 @@ PHONES = ["13812345678", "138 1234 5678", "138-1234-5678", "+8613812345678", "00
 AMOUNTS = ["100元", "¥1,299.50", "1,299.50元", "-5元", "-¥5", "¥-5", "+5", "0", "-0", ".5", "5.", "1,2345",
            "12,345,678.999", "１００元", "100 元", " 100元 ", "RMB 12", "12CNY", "1e3", "", " ", "abc",
            "100圆", "99999999999999999999.995", "-0.005", "1" * 40, "0.0000001", "１，２９９．５０",
-           "−5", "100元\n", "12.3456789"]
+           "−5", "100元\n", "12.3456789", " 12.30 元", "- 5 元", "¥ 1,299.50 ", "1 000", "1, 299", "12 . 5",
+           "5 元 元", "¥ - 5", "\u3000100元"]
 WALL_TIMES = [datetime(2024, 1, 1, 8), datetime(1988, 4, 10, 2, 30), datetime(1988, 9, 11, 1, 30),
               datetime(2024, 3, 10, 2, 30), datetime(2024, 11, 3, 1, 30), datetime(1000, 1, 1),
               datetime(9999, 12, 31, 23, 59, 59, 999999), datetime(1901, 1, 1), datetime(2200, 6, 1),
@@ -105,7 +108,8 @@ CASES = [
          "text",
          with_null(st.one_of(st.sampled_from(["张三丰", "张三", "李", "", "😀abc"]), texts)), ("张三丰", "")),
     Case("parse_amount", "VARCHAR(60)", "{from: v, transform: {parse_amount: {scale: 2}}}", "numeric(40,2)",
-         with_null(st.one_of(st.sampled_from(AMOUNTS), digits_text)), ("100元", "¥1,299.50")),
+         with_null(st.one_of(st.sampled_from(AMOUNTS), digits_text)),
+         ("100元", "¥1,299.50", " 12.30 元", "- 5 元")),
     Case("parse_amount_free", "VARCHAR(60)", "{from: v, transform: parse_amount}", "numeric",
          with_null(st.sampled_from(AMOUNTS)), ("100元", "¥1,299.50", "-0")),
     Case("parse_amount_decimal", "DECIMAL(30,4)", "{from: v, transform: {parse_amount: {scale: 1}}}",
@@ -125,7 +129,8 @@ CASES = [
          with_null(st.one_of(digits_text, st.sampled_from(["12.345", "-0.005", "1,000", ".5"]))),
          ("12.345",)),
     Case("strip_null_if_empty", "VARCHAR(20)", "{from: v, transform: [strip, null_if_empty]}", "text",
-         with_null(st.one_of(st.sampled_from(STATUSES), texts)), ("a b", " ", "")),
+         with_null(st.one_of(st.sampled_from(STATUSES + EDGES), texts)),
+         ("a b", " ", "", "热爱生活。", "咖啡☕", "\u3002 x \u3002")),
     Case("timezone_fixed", "DATETIME(6)", "{from: v, transform: {timezone: {from: '+08:00', to: UTC}}}",
          "timestamptz", with_null(wall_times), (datetime(2024, 1, 1, 8),)),
     Case("timezone_named", "DATETIME(6)", "{from: v, transform: {timezone: {from: Asia/Shanghai, "

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from devtools.sandbox import MariaDBServer, PostgresServer
 from syncd.config import load_config
 from syncd.reconcile import snapshot
+from syncd.reconcile.snapshot import TABLE_WORKERS
 from syncd.service.startup import build_plans
 from tests.helpers import eventually
 from tests.integration.scenario import Scenario, Source
@@ -27,6 +30,9 @@ from tests.integration.test_reconcile import (
     wait_streaming,
     whole_slice,
 )
+
+COPY = sys.modules["syncd.reconcile.snapshot"]
+"""The module (the package exports its `snapshot` function under the same name)."""
 
 
 @pytest.fixture
@@ -186,6 +192,96 @@ class TestDirect:
         # 50 was bad before the copy's position: no change of it is streamed, its letter stays
         eventually(lambda: scenario.target(letters) == [("id=301", False), ("id=50", True)], 30)
         assert scenario.stop(process) == 0
+
+
+ITEMS_SQL = "CREATE TABLE items (id BIGINT PRIMARY KEY, qty INT NOT NULL)"
+ITEMS_TARGET_SQL = "CREATE TABLE shop_items (item_id bigint PRIMARY KEY, qty smallint NOT NULL)"
+ITEMS_MAPPING = """
+  - name: shop_items
+    source: shop
+    table: items
+    target: shop_items
+    key: [item_id]
+    columns:
+      item_id: id
+      qty: qty
+"""
+
+
+@pytest.fixture
+def two_tables(scenario: Scenario, shop: Source) -> Scenario:
+    """The shop source maps two tables (orders, items), copied side by side."""
+    shop.execute(ITEMS_SQL)
+    scenario.target(ITEMS_TARGET_SQL)
+    scenario.write_config(SHOP_MAPPING + APP_ORDERS_MAPPING + ITEMS_MAPPING)
+    return scenario
+
+
+def insert_items(shop: Source, first: int, last: int, bad: int | None = None) -> None:
+    """Items first..last; item `bad` has a qty too large for the target's smallint."""
+    for start in range(first, last + 1, 500):
+        values = ", ".join(f"({i}, {70000 if i == bad else i % 100})"
+                           for i in range(start, min(last, start + 499) + 1))
+        shop.execute(f"INSERT INTO items (id, qty) VALUES {values}")
+
+
+class TestTablesSideBySide:
+    def test_both_tables_stopped_midway_resume_without_loss_or_duplicate(
+            self, two_tables: Scenario, shop: Source, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Both tables are copied at once, each with its own progress row; stopped while both are
+        midway, the next run continues each after its own last chunk. A row PostgreSQL refuses
+        in one table is one dead letter, while the other table copies on."""
+        assert TABLE_WORKERS >= 2
+        insert_rows(shop, 1, 1500)
+        insert_items(shop, 1, 1500, bad=1250)
+        create_state(two_tables)
+        config, plans = api(two_tables, monkeypatch)
+        stop = threading.Event()
+        seen: dict[str, int] = {}
+
+        def progress(source: str, table: str, copied: int, total: int) -> None:
+            seen[table] = copied
+            if len(seen) == 2 and min(seen.values()) >= 300:
+                stop.set()
+
+        [first] = snapshot(config, plans, source="shop", chunk_rows=100, stop=stop, progress=progress)
+        assert not first.finished
+        rows = two_tables.target("SELECT source_table, rows_copied, done FROM syncd.snapshot_progress "
+                                 "WHERE source = 'shop' ORDER BY source_table")
+        assert [(table, done) for table, _, done in rows] == [("items", False), ("orders", False)]
+        assert all(300 <= copied < 1500 for _, copied, _ in rows)
+
+        result = two_tables.cli("snapshot", "--source", "shop", "--chunk-rows", "100")
+        assert result.returncode == 0, result.stderr
+        assert sorted(live_target(two_tables)) == list(range(1, 1501))
+        items = two_tables.target("SELECT item_id, qty FROM shop_items ORDER BY item_id")
+        assert items == [(i, i % 100) for i in range(1, 1501) if i != 1250]
+        letters = two_tables.target("SELECT mapping, row_key FROM syncd.dead_letters")
+        assert letters == [("shop_items", "id=1250")]
+        assert two_tables.target("SELECT count(*) FROM syncd.snapshot_progress") == [(0,)]
+        done = two_tables.target("SELECT snapshot_done FROM syncd.checkpoints WHERE source = 'shop'")
+        assert done == [(True,)]
+
+    def test_a_table_that_fails_stops_the_other_and_its_error_is_raised(
+            self, two_tables: Scenario, shop: Source, monkeypatch: pytest.MonkeyPatch) -> None:
+        insert_rows(shop, 1, 1000)
+        insert_items(shop, 1, 1000)
+        config, plans = api(two_tables, monkeypatch)
+        read = COPY._read_chunk
+
+        def failing(reader: object, job: Any, after: object, limit: int) -> object:
+            if job.table == "items" and after is not None:
+                raise RuntimeError("items unreadable")
+            return read(reader, job, after, limit)
+
+        monkeypatch.setattr(COPY, "_read_chunk", failing)
+        with pytest.raises(RuntimeError, match="items unreadable"):
+            snapshot(config, plans, source="shop", chunk_rows=100)
+        monkeypatch.setattr(COPY, "_read_chunk", read)
+        [result] = snapshot(config, plans, source="shop", chunk_rows=100)
+        assert result.finished and result.resumed
+        assert sorted(live_target(two_tables)) == list(range(1, 1001))
+        assert two_tables.target("SELECT count(*) FROM shop_items") == [(1000,)]
 
 
 class TestThroughStream:

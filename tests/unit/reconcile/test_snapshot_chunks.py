@@ -73,8 +73,11 @@ def _writer(rejects: bool) -> tuple[SimpleNamespace, list[CopyProgress]]:
         saved.append(state)
         return 0
 
+    def count(result: SimpleNamespace, letters: int) -> None:
+        result.dead_letters += letters
+
     writer = SimpleNamespace(_commit_text=commit_text, _commit=commit,
-                             _warn_zero_dates=lambda *_: None)
+                             _warn_zero_dates=lambda *_: None, _count_dead_letters=count)
     return writer, saved
 
 
