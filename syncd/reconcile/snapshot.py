@@ -306,17 +306,21 @@ class _Job:
         reader = SourceReader(self.plan.source)
         try:
             columns = {table: reader.columns(table) for table in self.tables}
+            self._check_missing(columns)
+            for table, mappings in self.tables.items():
+                reader.row_key(table, mappings[0])  # a table without a usable row key says so first
+                for mapping in mappings:
+                    _check_columns(mapping, table, columns[table])
         finally:
             reader.close()
+
+    def _check_missing(self, columns: dict[str, dict[str, str]]) -> None:
         missing = [table for table, found in columns.items() if not found]
         if missing:
             database, names = self.plan.source.database, ", ".join(
                 f"{table} (mapping {', '.join(m.name for m in self.tables[table])})" for table in missing)
             raise SnapshotError(f"source {self.name}: table(s) {names} do not exist in database {database}: "
                                 "create them or fix `table:` in the mapping")
-        for table, mappings in self.tables.items():
-            for mapping in mappings:
-                _check_columns(mapping, table, columns[table])
 
     def _keys(self) -> list[str]:
         return [_progress_key(t, self.partial) for t in self.tables]
