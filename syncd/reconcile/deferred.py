@@ -94,6 +94,11 @@ class DeferredColumns:
                                    partial(canonicalize_rows, canons=[stored[i] for i in picked]),
                                    target_types)
 
+    @property
+    def values_per_row(self) -> int:
+        """Values one row of a range holds on both sides (source reads, target key and columns)."""
+        return len(self.reads) + len(self.layout.target_key) + len(self.columns)
+
     def source_side(self, bounds: Bounds, width: int | None, reader: SourceReader) -> SourceRange:
         """The range's digest (bucket digests when `width` is given), deferred rows and checksum."""
         lower, upper = bounds

@@ -529,8 +529,12 @@ class _Pass:
 
     def _key_ranges(self) -> list[tuple[SourceKey | None, SourceKey | None]]:
         """(lower, upper] ranges of about SPAN_CHUNKS chunks' rows each, in key order, the first
-        and the last open: together every key of the source table and of the target slice."""
+        and the last open: together every key of the source table and of the target slice. A
+        range whose deferred columns are read holds them in memory (several ranges at once, read
+        ahead, SIDES of them): it has no more rows than READ_VALUES values allow, for each two."""
         every = self.options.chunk_rows * SPAN_CHUNKS
+        if self.deferred is not None:
+            every = rows_per_read(every, self.deferred.values_per_row * SIDES)
         bounds = self.reader.key_boundaries(self.table, self.layout.source_key, every)
         return list(zip([None, *bounds], [*bounds, None], strict=True))
 
