@@ -420,11 +420,12 @@ class _Pass:
                         else partial(self.deferred.source_side, ranges[index], wanted))
                 return wanted, sides.submit(work)
 
-            asked = [ask(index) for index in range(min(SIDES, len(ranges)))]
+            # Popped when used: a range's source side (its deferred rows) is not kept to the end.
+            asked = {index: ask(index) for index in range(min(SIDES, len(ranges)))}
             for index, (lower, upper) in enumerate(ranges):
                 if self.options.stop is not None and self.options.stop.is_set():
                     raise Stopped("stopped")
-                wanted, source = asked[index]
+                wanted, source = asked.pop(index)
                 if self.deferred is not None:
                     differed, entry = self._with_deferred(self.deferred, source.result(), (lower, upper),
                                                           wanted, partial(self._digests_ahead, sides))
@@ -435,7 +436,7 @@ class _Pass:
                     differed = self._by_buckets(pushdown, source, lower, upper, wanted)
                 narrow = narrow or differed
                 if index + SIDES < len(ranges):
-                    asked.append(ask(index + SIDES))
+                    asked[index + SIDES] = ask(index + SIDES)
                 self._pause()
         if self.verified is not None:
             self.verified.save(walked)
