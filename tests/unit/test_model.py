@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta, timezone
 from typing import Any
 
 from hypothesis import given
@@ -10,10 +11,14 @@ from hypothesis import strategies as st
 
 from syncd.model import exact_key_json, exact_key_value
 
+# Keys carry fixed offsets (MySQL gives naive values, PostgreSQL numeric offsets). A named zone
+# would read back as its offset, which Python never calls equal inside a DST gap or fold.
+DAY_LESS_A_MINUTE = timedelta(hours=23, minutes=59)
+FIXED_OFFSETS = st.builds(timezone, st.timedeltas(min_value=-DAY_LESS_A_MINUTE, max_value=DAY_LESS_A_MINUTE))
 KEY_VALUES = st.one_of(
     st.none(), st.booleans(), st.integers(), st.text(), st.binary(), st.floats(allow_nan=False),
     st.decimals(allow_nan=False, allow_infinity=False), st.datetimes(), st.dates(), st.times(),
-    st.timedeltas(), st.datetimes(timezones=st.timezones()),
+    st.timedeltas(), st.datetimes(timezones=FIXED_OFFSETS),
 )
 
 
