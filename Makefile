@@ -1,5 +1,6 @@
 # Entry points for developers and CI (see .ci/run). Every target can be run again safely.
 VENV := .venv
+LINT_VENV := .venv-lint
 PY := $(VENV)/bin/python
 LINT_DIRS := $(wildcard syncd devtools tests demo bench)
 PYTEST_ARGS ?=
@@ -11,8 +12,8 @@ install:
 
 # ruff; the layers and acyclic imports of pyproject.toml's import-linter contracts; module docstrings and sizes.
 lint: install
-	$(VENV)/bin/ruff check $(LINT_DIRS)
-	$(VENV)/bin/lint-imports
+	$(LINT_VENV)/bin/ruff check $(LINT_DIRS)
+	PYTHONPATH=$(CURDIR) $(LINT_VENV)/bin/lint-imports
 	$(PY) -m devtools.module_check
 
 test: lint
@@ -29,6 +30,6 @@ dist: install
 	$(PY) -m build --outdir dist .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build dist *.egg-info
+	rm -rf $(VENV) $(LINT_VENV) .pytest_cache .ruff_cache .hypothesis build dist *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 	find syncd -name '*.so' -delete

@@ -4,13 +4,16 @@
 # server binaries (the packaged services are never used: devtools.sandbox starts its own
 # throwaway servers), Prometheus for its promtool (checks and unit-tests the alert rules in
 # monitoring/; the packaged Prometheus service is never started or used), then the project's
-# virtualenv and its compiled bytecode.
+# virtualenv and its compiled bytecode, and beside it the linters' own virtualenv (their
+# dependencies, such as rich, would otherwise be imported by syncd's and change what `make bench`
+# measures of a user's install).
 # Idempotent: each step is skipped when its result is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=.venv
 STAMP="$VENV/.installed"
+LINT_VENV=.venv-lint
 APT_UPDATED=0
 
 apt_install() {
@@ -81,6 +84,19 @@ virtualenv() {
     touch "$STAMP"
 }
 
+lint_virtualenv() {
+    if [ -e "$LINT_VENV/.installed" ] && [ "$LINT_VENV/.installed" -nt setup.cfg ]; then
+        return 0
+    fi
+    rm -rf "$LINT_VENV"
+    python3 -m venv "$LINT_VENV"
+    # The linters are listed once, as setup.cfg's `lint` extra; syncd itself is not installed here.
+    mapfile -t tools < <(python3 -c 'import configparser as c; p = c.ConfigParser(); p.read("setup.cfg")
+print(p["options.extras_require"]["lint"].strip())')
+    "$LINT_VENV/bin/python" -m pip install --quiet "${tools[@]}"
+    touch "$LINT_VENV/.installed"
+}
+
 # Bytecode compiled here, each time (only changed modules are): where Python may not write it
 # (PYTHONDONTWRITEBYTECODE, a read-only install, a service's sandbox) every start of syncd would
 # compile all its modules again, a fifth of a second of `syncd run`'s start-up here.
@@ -90,4 +106,5 @@ bytecode() {
 
 system_packages
 virtualenv
+lint_virtualenv
 bytecode
