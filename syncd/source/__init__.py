@@ -2,3 +2,7 @@
 
 The only package that talks to a source server; nothing past it sees a driver or binlog-library type.
 """
+
+from syncd.source import lazy_rsa
+
+lazy_rsa.defer()  # before any module of this package imports PyMySQL

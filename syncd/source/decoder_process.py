@@ -36,6 +36,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -65,8 +66,13 @@ from syncd.source.schema_history import SchemaHistory
 
 PROCESS_ENV = "SYNCD_DECODER_PROCESS"
 _FRAME = struct.Struct("<I")
-_QUEUE_EVENTS = 16
-"""Events decoded ahead of the pipe (a large transaction's parts hold 1,000 changes each)."""
+_QUEUE_CHANGES = 4000
+"""Row changes decoded ahead of the pipe (two frames' worth): bounded memory, however small
+or large the transactions are."""
+_GATHER_S = 0.002
+"""The sender waits this long after the first event of a frame, so events pile up while it
+sleeps: without it, it woke for each small transaction and took the GIL from the decoding
+thread to send it alone (a sixth of the child's CPU went to that hand-over)."""
 _FRAME_CHANGES = 2000
 """A frame closes once it holds this many row changes: memory stays bounded on both sides..."""
 _FRAME_BYTES = 2 << 20
@@ -437,20 +443,28 @@ class _Outbox:
     """Decoded events on their way from the decoding thread to the sending thread.
 
     `queue.Queue` costs a few microseconds per event in locks; a `SimpleQueue` does not, and
-    the decoding thread waits only when `_QUEUE_EVENTS` are held (bounded memory).
+    the decoding thread waits only when `_QUEUE_CHANGES` row changes are held (bounded memory).
+    Each side counts what it moved on a counter only it writes, so no count is lost between them.
     """
 
     def __init__(self) -> None:
         self.items: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self.room = threading.Event()
         self.room.set()
+        self.put_changes = 0
+        self.taken_changes = 0
 
-    def put(self, item: tuple[str, Any]) -> None:
+    def put(self, item: tuple[str, Any], changes: int = 1) -> None:
         self.items.put(item)
-        if self.items.qsize() >= _QUEUE_EVENTS:
+        self.put_changes += changes
+        if self.held() >= _QUEUE_CHANGES:
             self.room.clear()
-            if self.items.qsize() >= _QUEUE_EVENTS:  # the sender may have taken them meanwhile
+            if self.held() >= _QUEUE_CHANGES:  # the sender may have taken them meanwhile
                 self.room.wait()
+
+    def held(self) -> int:
+        """Row changes put and not yet taken."""
+        return self.put_changes - self.taken_changes
 
     def get(self) -> tuple[str, Any]:
         return self.items.get()
@@ -458,8 +472,9 @@ class _Outbox:
     def get_nowait(self) -> tuple[str, Any]:
         return self.items.get_nowait()
 
-    def taken(self) -> None:
+    def taken(self, changes: int) -> None:
         """Called by the sender after taking items: a waiting decoder goes on."""
+        self.taken_changes += changes
         if not self.room.is_set():
             self.room.set()
 
@@ -468,11 +483,15 @@ def _decode(reader: BinlogReader, items: _Outbox) -> None:
     encoder = EventEncoder()
     try:
         for event in reader.events():
-            items.put(("event", encoder.encode(event)))
+            items.put(("event", encoder.encode(event)), _changes(event))
     except SyncdError as exc:
         items.put(_error(exc))
     except BaseException:  # handed to the parent, which ends the stream with it
         items.put(("crash", traceback.format_exc()))
+
+
+def _changes(event: SourceEvent) -> int:
+    return len(event.changes) if isinstance(event, SourceTransaction | TransactionPart) else 1
 
 
 def _error(exc: SyncdError) -> tuple[str, Any]:
@@ -492,6 +511,8 @@ def _send(out: IO[bytes], items: _Outbox) -> None:
         changes = size = 0
         last = None
         item = items.get()
+        if items.held() < _FRAME_CHANGES:
+            time.sleep(_GATHER_S)
         while True:
             if item[0] != "event":
                 last = item
@@ -507,7 +528,7 @@ def _send(out: IO[bytes], items: _Outbox) -> None:
                 item = items.get_nowait()
             except queue.Empty:
                 break
-        items.taken()
+        items.taken(changes)
         if parts:
             _write(out, ("events", parts))
         if last is not None:
