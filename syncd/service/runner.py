@@ -353,6 +353,7 @@ class SourceRunner:
         finally:
             self._end(self._end_reason or "failed")
             watch.join(2)  # a check stuck on a hung source ends by its own timeouts
+            self._mark()  # the pipeline's signs of life go with it (an idle source's reload stalled)
             self.pipeline = None
         if self._failure is not None:
             return "failed"

@@ -406,6 +406,24 @@ def test_watchdog_stops_while_the_reader_hangs(make_scenario: Callable[..., Scen
     assert scenario.stop(process) == 0
 
 
+def test_a_reload_after_an_idle_while_is_no_stall(make_scenario: Callable[..., Scenario], shop: Source) -> None:
+    """An idle source lives on its heartbeats; reloading it must not look like a hang."""
+    scenario = make_scenario(shop, extra="alerts: {stall: 4s}\n")
+    process = scenario.start()
+    eventually(lambda: events_named(scenario, "streaming_started"), 60)
+    time.sleep(6)  # longer than the stall limit, nothing written
+    mapping_file = scenario.tmp / "mappings" / "mappings.yaml"
+    mapping_file.write_text(mapping_file.read_text().replace("已支付: 1", "已支付: 4"))
+    process.send_signal(signal.SIGHUP)
+    eventually(lambda: events_named(scenario, "source_reloaded", source="shop"), 30)
+    time.sleep(2)
+    assert not events_named(scenario, "source_stalled", source="shop")
+    shop.execute(insert_order(1, "已支付"))
+    eventually(lambda: scenario.target("SELECT status FROM orders WHERE source_order_id = 1 "
+                                       "AND channel = 'shop'") == [(4,)], 30)
+    assert scenario.stop(process) == 0
+
+
 # -- signals and shutdown ----------------------------------------------------------------------------
 
 
