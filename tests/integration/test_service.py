@@ -406,7 +406,8 @@ def test_watchdog_stops_while_the_reader_hangs(make_scenario: Callable[..., Scen
     assert scenario.stop(process) == 0
 
 
-def test_a_reload_after_an_idle_while_is_no_stall(make_scenario: Callable[..., Scenario], shop: Source) -> None:
+def test_a_reload_after_an_idle_while_is_no_stall(make_scenario: Callable[..., Scenario],
+                                                  shop: Source) -> None:
     """An idle source lives on its heartbeats; reloading it must not look like a hang."""
     scenario = make_scenario(shop, extra="alerts: {stall: 4s}\n")
     process = scenario.start()
