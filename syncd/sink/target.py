@@ -9,6 +9,7 @@ from decimal import Decimal
 import psycopg
 import sqlalchemy
 from sqlalchemy import types
+from sqlalchemy.engine import Inspector, ObjectKind
 
 from syncd.config import Config
 from syncd.errors import Problem
@@ -53,28 +54,39 @@ def target_kinds(infos: Mapping[TargetTable, TargetTableInfo | None]) -> dict[Ta
 
 def describe_tables(conn: psycopg.Connection,
                     tables: Iterable[TargetTable]) -> dict[TargetTable, TargetTableInfo | None]:
-    """Reflect each target table over an existing connection; None for a missing table."""
+    """Reflect the target tables over an existing connection; None for a missing table. Each
+    schema's tables are read in one query per kind of fact (SQLAlchemy's multi-table
+    reflection): a query per table and fact took a tenth of a second per table at start-up."""
     engine = sqlalchemy.create_engine("postgresql+psycopg://", creator=lambda: conn,
                                       poolclass=sqlalchemy.pool.StaticPool)
     inspector = sqlalchemy.inspect(engine)
+    wanted = list(dict.fromkeys(tables))
     found: dict[TargetTable, TargetTableInfo | None] = {}
-    for table in tables:
-        if not inspector.has_table(table.name, schema=table.schema):
-            found[table] = None
-            continue
-        columns = {
-            c["name"]: TargetColumn(c["name"], c["type"], bool(c["nullable"]))
-            for c in inspector.get_columns(table.name, schema=table.schema)
-        }
-        keys = [frozenset(inspector.get_pk_constraint(table.name, schema=table.schema)
-                          ["constrained_columns"])]
-        keys += [frozenset(u["column_names"])
-                 for u in inspector.get_unique_constraints(table.name, schema=table.schema)]
-        keys += [frozenset(i["column_names"])
-                 for i in inspector.get_indexes(table.name, schema=table.schema)
+    for schema in dict.fromkeys(t.schema for t in wanted):
+        names = [t.name for t in wanted if t.schema == schema]
+        found.update(_describe_schema(inspector, schema, names))
+    return {table: found.get(table) for table in wanted}
+
+
+def _describe_schema(inspector: Inspector, schema: str,
+                     names: list[str]) -> dict[TargetTable, TargetTableInfo]:
+    """The tables of `names` that exist in `schema` (tables, partitioned tables, views, ...)."""
+    facts = {"schema": schema, "filter_names": names, "kind": ObjectKind.ANY}
+    columns = inspector.get_multi_columns(**facts)
+    primary = inspector.get_multi_pk_constraint(**facts)
+    unique = inspector.get_multi_unique_constraints(**facts)
+    indexes = inspector.get_multi_indexes(**facts)
+    described = {}
+    for key, reflected in columns.items():
+        keys = [frozenset(primary.get(key, {}).get("constrained_columns") or ())]
+        keys += [frozenset(u["column_names"]) for u in unique.get(key, [])]
+        keys += [frozenset(i["column_names"]) for i in indexes.get(key, [])
                  if i["unique"] and not i.get("dialect_options", {}).get("postgresql_where")]
-        found[table] = TargetTableInfo(table, columns, [k for k in keys if k])
-    return found
+        table = TargetTable(schema, key[1])
+        described[table] = TargetTableInfo(
+            table, {c["name"]: TargetColumn(c["name"], c["type"], bool(c["nullable"])) for c in reflected},
+            [k for k in keys if k])
+    return described
 
 
 def check_mapping(spec: MappingSpec, table: TargetTable,
