@@ -10,6 +10,7 @@ SinkError naming what was being done.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -24,6 +25,16 @@ from syncd.errors import SinkError, SinkUnavailable
 from syncd.sink.tls import tls_error
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _not_a_second_report(record: logging.LogRecord) -> bool:
+    """psycopg logs the end of a pipeline or COPY that failed inside `executemany` or a COPY
+    ("error ignored terminating <psycopg.Pipeline [INERROR]>: pipeline aborted") beside the error
+    it raises; syncd reports that error itself (a dead letter, a retry), so the line is noise."""
+    return not str(record.msg).startswith("error ignored terminating")
+
+
+logging.getLogger("psycopg").addFilter(_not_a_second_report)
 
 LOST: tuple[type[Exception], ...] = (psycopg.OperationalError,)
 """psycopg's errors of a lost or refused connection, for code that retries what an untranslated
