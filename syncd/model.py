@@ -139,6 +139,9 @@ class TransactionPart:
 
     source: str
     changes: list[RowChange]
+    commit_time: datetime
+    """The time the whole transaction is written with (its commit's is read only after its parts):
+    its first binlog event's (syncd/source/binlog.py)."""
 
 
 @dataclass(frozen=True, slots=True)

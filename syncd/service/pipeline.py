@@ -233,17 +233,21 @@ class Pipeline:
         """
         began = time.monotonic()
         position = f"{self.position} + transaction in progress"
+        parts = Batch()  # what the parts did, counted with the last one once it commits
         with self.sink.long_transaction() as target:
             item: object = first
             while isinstance(item, TransactionPart):
                 part = Batch()
-                ctx = ChangeContext(self.source.name, position, datetime.now(UTC))
+                ctx = ChangeContext(self.source.name, position, item.commit_time)
                 self.window.drop_changed(item.changes)
                 for change in item.changes:
                     mappings = [m for m in self.by_table.get(change.table, [])
                                 if self.gate.applies(m.name, _just_after(self.position))]
                     self._map_into(part, change, mappings, ctx)
                 target.apply(part.ops, part.dead_letters)
+                parts.changes_by_table.update(part.changes_by_table)
+                parts.dead_letters += part.dead_letters
+                self.progress.applied += len(part.ops)
                 self.progress.last_activity = time.monotonic()
                 item = self._next(events)
             if not isinstance(item, SourceTransaction):
@@ -252,7 +256,8 @@ class Pipeline:
             self._take(last, item)
             self._seal(last)
             rejected = target.finish(last)
-        self._after_commit(last, rejected, time.monotonic() - began)
+        last.changes_by_table.update(parts.changes_by_table)
+        self._after_commit(last, parts.dead_letters + rejected, time.monotonic() - began)
 
     def _next(self, events: EventStream) -> object:
         """The next event, waiting as long as needed; a stop request abandons the wait."""

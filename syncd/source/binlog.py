@@ -188,8 +188,12 @@ def _utc(timestamp: int) -> datetime:
 
 
 class _OpenTransaction:
-    def __init__(self, gtid: str | None, xa: bool = False) -> None:
+    def __init__(self, gtid: str | None, xa: bool = False, opened: int = 0) -> None:
         self.gtid = gtid
+        self.opened = opened
+        """The timestamp of the transaction's first event (its GTID event, BEGIN or first rows):
+        the time of a transaction handed on in parts, whose commit is read only after them. On
+        MariaDB, and on MySQL with GTIDs, the GTID event is written at commit and carries its time."""
         self.changes: list[RowChange] = []
         self.xa = xa
         """XA transactions are never handed on in parts: they may still be rolled back."""
@@ -299,7 +303,8 @@ class BinlogReader:
             if self._guard is not None:
                 self._guard, guard = None, self._guard
                 guard.first_gtid(event.gtid, self.gtids)
-            self._open = _OpenTransaction(event.gtid, xa=bool(flags & _MARIADB_PREPARED_XA))
+            self._open = _OpenTransaction(event.gtid, xa=bool(flags & _MARIADB_PREPARED_XA),
+                                          opened=event.timestamp)
             if self._next_start is not None:
                 self._passed_start()
         elif isinstance(event, QueryEvent):
@@ -334,15 +339,17 @@ class BinlogReader:
         tx, self._open = self._open or _OpenTransaction(None), None
         if tx.gtid:
             self.gtids.add(tx.gtid)
-        return SourceTransaction(self.source.name, tx.changes, self.position(), _utc(timestamp),
-                                 tx.parted, tx.gtid, tuple(tx.doubts.items()))
+        # A transaction handed on in parts keeps the time its parts were written with.
+        return SourceTransaction(self.source.name, tx.changes, self.position(),
+                                 _utc(tx.opened if tx.parted else timestamp), tx.parted, tx.gtid,
+                                 tuple(tx.doubts.items()))
 
     def _query(self, event: QueryEvent) -> Iterator[SourceEvent]:
         query = event.query.strip()
         upper = query.upper()
         if upper == "BEGIN":
             if self._open is None:
-                self._open = _OpenTransaction(None)
+                self._open = _OpenTransaction(None, opened=event.timestamp)
                 if self._next_start is not None:
                     self._passed_start()
         elif upper == "COMMIT":
@@ -432,7 +439,7 @@ class BinlogReader:
                               "set binlog_row_value_options='' on the source", str(self.position()))
         if event.table not in self.tables:
             return
-        tx = self._open = self._open or _OpenTransaction(None)
+        tx = self._open = self._open or _OpenTransaction(None, opened=event.timestamp)
         assert self._stream is not None
         doubt = getattr(self._stream.table_map.get(event.table_id), "_syncd_doubt", None)
         if doubt is not None:
@@ -453,7 +460,7 @@ class BinlogReader:
             tx.changes.append(_change(event, row, index, key, converters))
         self._numbered = (end, first + len(rows))
         if len(tx.changes) >= PART_ROWS and not tx.xa:
-            yield TransactionPart(self.source.name, tx.changes)
+            yield TransactionPart(self.source.name, tx.changes, _utc(tx.opened))
             tx.changes, tx.parted = [], True
 
     def _converters_for(self, event: RowsEvent) -> list[tuple[str, Convert]]:

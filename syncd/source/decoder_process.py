@@ -207,7 +207,8 @@ class EventEncoder:
             return ("tx", event.source, [self._change(c) for c in event.changes], _position(event.end),
                     encode_value(event.commit_time), event.follows_parts, event.gtid, event.doubts)
         if isinstance(event, TransactionPart):
-            return ("part", event.source, [self._change(c) for c in event.changes])
+            return ("part", event.source, [self._change(c) for c in event.changes],
+                    encode_value(event.commit_time))
         if isinstance(event, SchemaChange):  # rare: its schema history entries travel pickled
             return ("ddl", event.source, event.schema, event.statement, _position(event.end),
                     encode_value(event.commit_time), event.gtid,
@@ -251,7 +252,7 @@ class EventDecoder:
                                      decode_value(data[4]), data[5], data[6],
                                      tuple(tuple(doubt) for doubt in data[7]))
         if kind == "part":
-            return TransactionPart(data[1], [self._change(c) for c in data[2]])
+            return TransactionPart(data[1], [self._change(c) for c in data[2]], decode_value(data[3]))
         if kind == "ddl":
             end = self._position(data[4])
             assert end is not None

@@ -67,9 +67,9 @@ mappings:
 """
 
 
-def make_plan(tmp: Path, max_rows: int = 5000) -> tuple[Any, SourcePlan]:
+def make_plan(tmp: Path, max_rows: int = 5000, mapping: str = MAPPING) -> tuple[Any, SourcePlan]:
     (tmp / "config.yaml").write_text(CONFIG % max_rows, encoding="utf-8")
-    (tmp / "shop.yaml").write_text(MAPPING, encoding="utf-8")
+    (tmp / "shop.yaml").write_text(mapping, encoding="utf-8")
     config = load_config(tmp / "config.yaml")
     return config, compile_all(config, load_specs(config), None)[SOURCE]
 
@@ -102,8 +102,9 @@ class Harness:
     """A pipeline over a ListSource and a MemorySink, with the checkpoint at START."""
 
     def __init__(self, tmp: Path, events: list[object], *, max_rows: int = 5000,
-                 sink: MemorySink | None = None, checkpoint: Checkpoint | None = None) -> None:
-        self.config, self.plan = make_plan(tmp, max_rows)
+                 sink: MemorySink | None = None, checkpoint: Checkpoint | None = None,
+                 mapping: str = MAPPING) -> None:
+        self.config, self.plan = make_plan(tmp, max_rows, mapping)
         self.sink = sink or MemorySink()
         if sink is None:
             self.sink.state.checkpoints[SOURCE] = checkpoint or Checkpoint(SOURCE, START, None, True)
@@ -246,7 +247,7 @@ def test_an_idle_source_moves_its_checkpoint_on_heartbeats(tmp_path: Path) -> No
 
 
 def large(pos: int) -> list[object]:
-    return [TransactionPart(SOURCE, [insert(1), insert(2)]), TransactionPart(SOURCE, [insert(3)]),
+    return [TransactionPart(SOURCE, [insert(1), insert(2)], T0), TransactionPart(SOURCE, [insert(3)], T0),
             tx(pos, insert(4), follows_parts=True)]
 
 
@@ -266,6 +267,22 @@ def test_a_large_transaction_stopped_midway_shows_nothing_and_is_read_again(tmp_
     harness.run([tx(200, insert(9)), *parts])
     assert set(harness.rows()) == {1, 2, 3, 4, 9}
     assert harness.checkpoint() == Position("bin.000001", 300)
+
+
+def test_a_large_transaction_is_written_with_one_time_and_counted_whole(tmp_path: Path) -> None:
+    """Every part carries the transaction's time (the commit is read after them), and the
+    counters see all its changes, not the last part's only."""
+    mapping = MAPPING.replace("    key: [id]\n", "    key: [id]\n    commit_time_column: synced_at\n")
+    harness = Harness(tmp_path, large(300), mapping=mapping)
+    counted: list[dict[str, int]] = []
+    pipeline = Pipeline(harness.plan, harness.config, harness.source.stop, changes=harness.source,
+                        sink=harness.sink, copy=harness.copy,
+                        on_batch=lambda _source, batch, _seconds, _rejected: counted.append(
+                            dict(batch.changes_by_table)))
+    pipeline.run()
+    assert {values["synced_at"] for values in harness.rows().values()} == {T0}
+    assert counted == [{"orders": 4}]
+    assert pipeline.progress.applied == 4
 
 
 # --------------------------------------------------------------------------- repairs in stream order

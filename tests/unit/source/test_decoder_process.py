@@ -72,7 +72,8 @@ def test_every_event_kind_comes_back_equal() -> None:
     events = [
         SourceTransaction("shop", [change, RowChange("orders", Op.DELETE, {"id": 2}, None)], position, when,
                           follows_parts=True, gtid="0-1-42"),
-        TransactionPart("shop", [RowChange("orders", Op.INSERT, None, {"id": 3, "raw": b"\\x00"})]),
+        TransactionPart("shop", [RowChange("orders", Op.INSERT, None, {"id": 3, "raw": b"\\x00"})],
+                        datetime(2024, 1, 1, tzinfo=UTC)),
         SchemaChange("shop", "db", "ALTER TABLE orders ADD note TEXT", position, when, "0-1-43"),
         SchemaChange("shop", "db", "DROP TABLE x", Position("mysql-bin.000003", 4800), when),
         Heartbeat("shop", position), Heartbeat("shop", None),
@@ -119,8 +120,9 @@ def test_rows_of_many_shapes_come_back_exactly(changes: list[tuple[Op, dict, dic
 def test_past_the_shape_limit_both_sides_start_afresh(monkeypatch) -> None:
     monkeypatch.setattr(decoder_process, "SHAPES_MAX", 3)
     rows = [{"c": i} if i % 2 else {"c": str(i), f"n{i}": Decimal(i)} for i in range(12)]
-    events = [TransactionPart("shop", [RowChange("t", Op.INSERT, None, row) for row in rows]),
-              TransactionPart("shop", [RowChange("t", Op.INSERT, None, row) for row in reversed(rows)])]
+    at = datetime(2024, 1, 1, tzinfo=UTC)
+    events = [TransactionPart("shop", [RowChange("t", Op.INSERT, None, row) for row in rows], at),
+              TransactionPart("shop", [RowChange("t", Op.INSERT, None, row) for row in reversed(rows)], at)]
     assert_crosses(events)
 
 
