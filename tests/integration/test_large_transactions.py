@@ -17,7 +17,8 @@ ROWS = 1500  # each statement more than a part (syncd/source/binlog.py PART_ROWS
 def applied_total(port: int) -> float:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         page = response.read().decode()
-    found = re.search(r'^syncd_changes_applied_total\{source="shop",table="items"\} (\S+)$', page, re.MULTILINE)
+    found = re.search(r'^syncd_changes_applied_total\{source="shop",table="items"\} (\S+)$', page,
+                      re.MULTILINE)
     return float(found.group(1)) if found else 0.0
 
 
@@ -49,7 +50,8 @@ def test_every_part_carries_the_commit_time_and_every_change_is_counted(
         eventually(lambda: applied_total(port) == 2 * ROWS, 10)
         shop.execute(("DELETE FROM items WHERE id <= %s", (2 * ROWS - 10,)), "DO SLEEP(1.1)",
                      ("DELETE FROM items WHERE id > %s", (2 * ROWS - 10,)))
-        eventually(lambda: scenario.target("SELECT count(*) FROM items WHERE deleted_at IS NULL") == [(0,)], 60)
+        live = "SELECT count(*) FROM items WHERE deleted_at IS NULL"
+        eventually(lambda: scenario.target(live) == [(0,)], 60)
         assert scenario.target("SELECT count(DISTINCT deleted_at) FROM items") == [(1,)]
         assert scenario.stop(process) == 0
     finally:
