@@ -26,20 +26,28 @@ _ZERO = timedelta(0)
 _MIDNIGHT = datetime.min
 
 
-def time_of_day(column: str, zoned: bool = False) -> Callable[[Any], Any]:
-    """A function from a value to what is written into the `time` (`timetz` when `zoned`) column
-    `column`: a TIME as its time of day (raises TransformError outside 00:00:00 to 24:00:00,
-    24:00:00 excluded); any other value as it is."""
-    kind = "timetz" if zoned else "time"
+class TimeOfDay:
+    """What is written into the `time` (`timetz` when `zoned`) column `column`: a TIME as its
+    time of day (TransformError outside 00:00:00 to 24:00:00, 24:00:00 excluded); any other
+    value as it is. A class, so reconcile's column-wise mapping (syncd/reconcile/rowmap.py)
+    knows a plain copy into such a column still computes each TIME."""
 
-    def convert(value: Any) -> Any:
+    def __init__(self, column: str, zoned: bool = False) -> None:
+        self.column = column
+        self.zoned = zoned
+
+    def __call__(self, value: Any) -> Any:
         if value.__class__ is not timedelta:
             return value
         if not _ZERO <= value < _DAY:
+            kind = "timetz" if self.zoned else "time"
             raise TransformError(f"TIME {as_text(value)} is outside 00:00:00 to 23:59:59.999999, "
                                  f"which a PostgreSQL {kind} column holds: map it into an interval "
-                                 "column, or fix the value at the source", column)
+                                 "column, or fix the value at the source", self.column)
         clock = (_MIDNIGHT + value).time()
-        return clock.replace(tzinfo=UTC) if zoned else clock
+        return clock.replace(tzinfo=UTC) if self.zoned else clock
 
-    return convert
+
+def time_of_day(column: str, zoned: bool = False) -> Callable[[Any], Any]:
+    """See `TimeOfDay`."""
+    return TimeOfDay(column, zoned)
