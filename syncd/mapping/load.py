@@ -81,7 +81,8 @@ def compile_all(config: Config, specs: list[MappingSpec],
         try:
             mapping = compile_mapping(spec, transform_context(config.sources[spec.source]),
                                       config.target.schema, found.zoned if found else None,
-                                      found.textual if found else (), found.clocks if found else None)
+                                      found.textual if found else (),
+                                      clock_columns=found.clocks if found else None)
         except TransformArgsError as exc:  # identity salts too: one problem per declaration
             prefix = f"mapping {spec.name!r}: "
             problem = exc.problem(prefix) or spec.where.problem(f"{prefix}{exc}")

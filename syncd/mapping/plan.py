@@ -24,7 +24,7 @@ from syncd.mapping.columnvalues import localizer, memoized
 from syncd.mapping.filters import RowTest, build_filter
 from syncd.mapping.identity import compile_space
 from syncd.mapping.spec import NO_VALUE, ColumnSpec, LookupSpec, MappingSpec, TransformStep
-from syncd.mapping.timeofday import time_of_day
+from syncd.mapping.timeofday import finishing
 from syncd.model import (
     DeadLetter,
     Delete,
@@ -163,15 +163,14 @@ class ChangeContext:
 
 def compile_mapping(spec: MappingSpec, ctx: transforms.TransformContext, default_schema: str,
                     aware_columns: Collection[str] | None = None,
-                    text_columns: Collection[str] = (),
+                    text_columns: Collection[str] = (), *,
                     clock_columns: dict[str, bool] | None = None) -> Mapping:
     """Build per-row functions. `aware_columns`: target columns of type timestamptz (None: all);
-    `text_columns`: target columns of a text type, whose values are made text (astext.py);
-    `clock_columns`: target columns of type time (False) or timetz (True), where a TIME is
-    written as its time of day or refused (timeofday.py)."""
-    clocks = clock_columns or {}
+    `text_columns`: of a text type (values made text, astext.py); `clock_columns`: of type
+    time (False) or timetz (True), a TIME made a time of day or refused (timeofday.py)."""
     columns = tuple(_column_plan(c, ctx, aware_columns is None or c.target in aware_columns,
-                                 _finish(c.target, c.target in text_columns, clocks.get(c.target)))
+                                 finishing(c.target, c.target in text_columns,
+                                           (clock_columns or {}).get(c.target)))
                     for c in spec.columns)
     identity = _compile_identity(spec, ctx, default_schema)
     lookups = tuple(_compile_lookup(spec, lookup, ctx, default_schema) for lookup in spec.lookups)
@@ -246,14 +245,6 @@ def _compile_lookup(spec: MappingSpec, lookup: LookupSpec, ctx: transforms.Trans
                                                     hasher))
 
 
-def _finish(target: str, textual: bool, clock: bool | None) -> Callable[[Any], Any] | None:
-    """What a column does last to its value, by the type of its target column: made text
-    (astext.py), a TIME made a time of day (timeofday.py), or nothing (None)."""
-    if textual:
-        return as_text
-    return time_of_day(target, clock) if clock is not None else None
-
-
 def _column_plan(spec: ColumnSpec, ctx: transforms.TransformContext, aware: bool,
                  finish: Callable[[Any], Any] | None) -> ColumnPlan:
     compute, change = _compiled_column(spec, ctx, aware, finish)
@@ -261,15 +252,14 @@ def _column_plan(spec: ColumnSpec, ctx: transforms.TransformContext, aware: bool
         return ColumnPlan(spec.target, compute, converted=(spec.sources[0], change))
     if spec.is_constant or len(spec.sources) != 1 or spec.transforms or spec.value_map is not None:
         return ColumnPlan(spec.target, compute)
-    # A copy, perhaps read in the source time zone or made text: the generated row function
-    # does it inline.
+    # A copy, perhaps read in the source time zone or finished: the row function does it inline.
     then = finish or (localizer(ctx.source_timezone) if aware else None)
     return ColumnPlan(spec.target, compute, spec.sources[0], then)
 
 
 def _compile_column(spec: ColumnSpec, ctx: transforms.TransformContext, aware: bool,
                     finish: Callable[[Any], Any] | None = None) -> Compute:
-    """`finish` (see `_finish`): done to the value last, inside what is kept per distinct value."""
+    """`finish` (see timeofday.finishing): done to the value last, inside what is kept per distinct value."""
     return _compiled_column(spec, ctx, aware, finish)[0]
 
 

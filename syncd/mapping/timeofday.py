@@ -10,6 +10,9 @@ including) `24:00:00` becomes a `datetime.time` with its exact fraction (in UTC 
 any other is refused with a reason naming the column and the value as MySQL prints it, so the
 row becomes a dead letter. `24:00:00`, which PostgreSQL's `time` could hold, is refused too:
 no Python time (and so no reconcile read of the target) can hold it.
+
+`finishing` says which of these last steps (or astext.py's text) a mapped column takes, by the
+type of its target column, for syncd/mapping/plan.py.
 """
 
 from __future__ import annotations
@@ -51,3 +54,12 @@ class TimeOfDay:
 def time_of_day(column: str, zoned: bool = False) -> Callable[[Any], Any]:
     """See `TimeOfDay`."""
     return TimeOfDay(column, zoned)
+
+
+def finishing(target: str, textual: bool, clock: bool | None) -> Callable[[Any], Any] | None:
+    """What a mapped column does last to its value, by the type of its target column: made text
+    in a text column (astext.py), a TIME made a time of day in a `time` (`clock` False) or
+    `timetz` (True) column, or nothing (None)."""
+    if textual:
+        return as_text
+    return time_of_day(target, clock) if clock is not None else None

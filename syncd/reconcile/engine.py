@@ -674,7 +674,8 @@ class _Pass:
         for result in results:
             self._count_repaired(result, still)
 
-    def _still_differing(self, diff: ChunkDiff, source_of: dict[Key, SourceKey]) -> dict[tuple[str, ...], Key]:
+    def _still_differing(self, diff: ChunkDiff,
+                         source_of: dict[Key, SourceKey]) -> dict[tuple[str, ...], Key]:
         """The keys of `diff` that differ again once repaired (read and compared as `_confirm`
         does), by their source key's text: something on the target side (a trigger, a rule) or
         a value the target cannot hold as given changed what the repair wrote."""

@@ -165,7 +165,7 @@ class SourceSnapshot:
 
 
 def select_statement(table: str, key_columns: tuple[str, ...], where: str | None, limit: int,
-                     columns: tuple[str, ...] = (), raw: frozenset[str] = frozenset()) -> str:
+                     columns: tuple[str, ...] = (), *, raw: frozenset[str] = frozenset()) -> str:
     """The SELECT preview runs, as a PyMySQL format string (run with no parameters, it reads `%%`
     as `%`). `where` is the operator's SQL, used as written (read-only). `columns`: every column
     of the table (`*` leaves out INVISIBLE ones); none: `*`. `raw`: text columns read as bytes."""
@@ -198,7 +198,7 @@ def read_source_rows(source: SourceConfig, table: str, where: str | None, limit:
             columns = tuple(table_columns(conn, source.database, table) or ())
             raw = {name: charsets.lookup(charset) for name, charset in
                    raw_text_columns(conn, source.database, table, every=True).items()}
-            cur.execute(select_statement(table, key, where, limit, columns, frozenset(raw)), ())
+            cur.execute(select_statement(table, key, where, limit, columns, raw=frozenset(raw)), ())
             names = [d[0] for d in cur.description]
             converters = [(d[0], f) for d in cur.description
                           if d[0] not in raw and (f := select_converter(d[1])) is not None]

@@ -36,12 +36,13 @@ CTX = ChangeContext("shop", "mysql-bin.000001:4", datetime(2024, 5, 1, tzinfo=UT
     (timedelta(hours=12, microseconds=500000), time(12, 0, 0, 500000)),
     ("12:00", "12:00"), (None, None),
 ])
-def test_a_time_within_the_day_is_its_time_of_day_with_its_exact_fraction(value: object, expected: object) -> None:
+def test_a_time_within_the_day_keeps_its_exact_fraction(value: object, expected: object) -> None:
     assert time_of_day("starts")(value) == expected
 
 
 def test_timetz_gets_the_time_of_day_in_utc() -> None:
-    assert time_of_day("starts", zoned=True)(timedelta(hours=1, microseconds=1)) == time(1, 0, 0, 1, tzinfo=UTC)
+    clock = time_of_day("starts", zoned=True)
+    assert clock(timedelta(hours=1, microseconds=1)) == time(1, 0, 0, 1, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(("value", "shown"), [
@@ -62,7 +63,8 @@ def compiled(clocks: dict[str, bool]) -> object:
     check = Checker()
     (spec,) = parse_document(load_text(MAPPING, "m.yaml"), Where("m.yaml", 1, 1), check, None)
     assert check.problems == []
-    return compile_mapping(spec, TransformContext(lambda k, n: "", UTC), "public", set(), (), clocks)
+    return compile_mapping(spec, TransformContext(lambda k, n: "", UTC), "public", set(), (),
+                           clock_columns=clocks)
 
 
 def test_the_mapping_dead_letters_a_time_out_of_the_day_into_a_time_column() -> None:
