@@ -86,6 +86,11 @@ def test_the_copy_keeps_times_of_the_day_and_dead_letters_others(scenario: Scena
     assert report["differ"]["count"] == 0 and report["missing"]["count"] == 0, report
     assert report["unmappable"]["count"] == len(BAD)
     assert report["explained_by_dead_letters"] == len(BAD)
+    retried = scenario.cli("dlq", "retry", "--all")  # the repair path: read again, refused again
+    assert retried.returncode == 1, retried.stdout + retried.stderr
+    assert f"{len(BAD)} still failing" in retried.stdout
+    assert target_rows(scenario) == EXPECTED_GOOD
+    assert_refused(letters(scenario))
 
 
 def test_the_stream_dead_letters_them_too(scenario: Scenario, shop: Source) -> None:
