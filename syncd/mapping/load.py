@@ -65,6 +65,9 @@ class TargetKinds:
     """`timestamptz` columns: a naive datetime is read in the source's time zone."""
     textual: frozenset[str] = frozenset()
     """Text columns: a value is stored as its text (syncd/mapping/astext.py)."""
+    clocks: dict[str, bool] = field(default_factory=dict)
+    """`time` (False) and `timetz` (True) columns: a TIME is its time of day, or refused
+    (syncd/mapping/timeofday.py)."""
 
 
 def compile_all(config: Config, specs: list[MappingSpec],
@@ -78,7 +81,8 @@ def compile_all(config: Config, specs: list[MappingSpec],
         try:
             mapping = compile_mapping(spec, transform_context(config.sources[spec.source]),
                                       config.target.schema, found.zoned if found else None,
-                                      found.textual if found else ())
+                                      found.textual if found else (),
+                                      clock_columns=found.clocks if found else None)
         except TransformArgsError as exc:  # identity salts too: one problem per declaration
             prefix = f"mapping {spec.name!r}: "
             problem = exc.problem(prefix) or spec.where.problem(f"{prefix}{exc}")

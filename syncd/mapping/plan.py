@@ -24,6 +24,7 @@ from syncd.mapping.columnvalues import localizer, memoized
 from syncd.mapping.filters import RowTest, build_filter
 from syncd.mapping.identity import compile_space
 from syncd.mapping.spec import NO_VALUE, ColumnSpec, LookupSpec, MappingSpec, TransformStep
+from syncd.mapping.timeofday import finishing
 from syncd.model import (
     DeadLetter,
     Delete,
@@ -162,11 +163,14 @@ class ChangeContext:
 
 def compile_mapping(spec: MappingSpec, ctx: transforms.TransformContext, default_schema: str,
                     aware_columns: Collection[str] | None = None,
-                    text_columns: Collection[str] = ()) -> Mapping:
+                    text_columns: Collection[str] = (), *,
+                    clock_columns: dict[str, bool] | None = None) -> Mapping:
     """Build per-row functions. `aware_columns`: target columns of type timestamptz (None: all);
-    `text_columns`: target columns of a text type, whose values are made text (astext.py)."""
+    `text_columns`: of a text type (values made text, astext.py); `clock_columns`: of type
+    time (False) or timetz (True), a TIME made a time of day or refused (timeofday.py)."""
     columns = tuple(_column_plan(c, ctx, aware_columns is None or c.target in aware_columns,
-                                 c.target in text_columns)
+                                 finishing(c.target, c.target in text_columns,
+                                           (clock_columns or {}).get(c.target)))
                     for c in spec.columns)
     identity = _compile_identity(spec, ctx, default_schema)
     lookups = tuple(_compile_lookup(spec, lookup, ctx, default_schema) for lookup in spec.lookups)
@@ -242,42 +246,39 @@ def _compile_lookup(spec: MappingSpec, lookup: LookupSpec, ctx: transforms.Trans
 
 
 def _column_plan(spec: ColumnSpec, ctx: transforms.TransformContext, aware: bool,
-                 textual: bool) -> ColumnPlan:
-    compute, change = _compiled_column(spec, ctx, aware, textual)
+                 finish: Callable[[Any], Any] | None) -> ColumnPlan:
+    compute, change = _compiled_column(spec, ctx, aware, finish)
     if change is not None and len(spec.sources) == 1:
         return ColumnPlan(spec.target, compute, converted=(spec.sources[0], change))
     if spec.is_constant or len(spec.sources) != 1 or spec.transforms or spec.value_map is not None:
         return ColumnPlan(spec.target, compute)
-    # A copy, perhaps read in the source time zone or made text: the generated row function
-    # does it inline.
-    then = as_text if textual else localizer(ctx.source_timezone) if aware else None
+    # A copy, perhaps read in the source time zone or finished: the row function does it inline.
+    then = finish or (localizer(ctx.source_timezone) if aware else None)
     return ColumnPlan(spec.target, compute, spec.sources[0], then)
 
 
 def _compile_column(spec: ColumnSpec, ctx: transforms.TransformContext, aware: bool,
-                    textual: bool = False) -> Compute:
-    """`textual`: the target column is text, the value is made text (astext.py) last, inside
-    what is kept per distinct value."""
-    return _compiled_column(spec, ctx, aware, textual)[0]
+                    finish: Callable[[Any], Any] | None = None) -> Compute:
+    """`finish` (see timeofday.finishing): done to the value last, inside what is kept per distinct value."""
+    return _compiled_column(spec, ctx, aware, finish)[0]
 
 
 def _compiled_column(spec: ColumnSpec, ctx: transforms.TransformContext, aware: bool,
-                     textual: bool) -> tuple[Compute, Callable[[Any], Any] | None]:
+                     finish: Callable[[Any], Any] | None) -> tuple[Compute, Callable[[Any], Any] | None]:
     """The column's compute, and the one function it applies to the value it reads when it
     transforms or maps it and does nothing after (else None)."""
     if spec.is_constant:
-        constant = as_text(spec.constant) if textual else spec.constant
+        constant = finish(spec.constant) if finish is not None else spec.constant
         return (lambda row: constant), None
     read = _reader(spec.sources)
     steps = [_built(step, spec, ctx) for step in spec.transforms]
     convert = transforms.chain(steps) if steps else None
     lookup = value_lookup(spec) if spec.value_map is not None else None
     localize = localizer(ctx.source_timezone) if aware else None
-    if textual and convert is None and lookup is None:
-        localize = as_text  # a copy into a text column (never also a timestamptz one)
+    if finish is not None and convert is None and lookup is None:
+        localize = finish  # a copy into a text or time column (never also a timestamptz one)
     if convert is None and lookup is None and localize is None:
         return read, None  # a plain copy: one call per value on the hot path, not two
-    finish = as_text if textual else None
     if convert is None and lookup is None:
         return _then(read, localize), None
     change = memoized(_converter(convert, lookup, spec.target, finish))

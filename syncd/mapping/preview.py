@@ -14,16 +14,17 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from syncd.errors import TransformError
 from syncd.identity import preview as identity_preview
 from syncd.identity.preview import IdentityPreview, StoredLinks
+from syncd.mapping.astext import as_text
 from syncd.mapping.filters import build_filter
 from syncd.mapping.plan import ChangeContext, Mapping, map_change, source_key_text
 from syncd.mapping.spec import Condition, MappingSpec
-from syncd.model import Op, Row, RowChange, Upsert, json_value, one_line
+from syncd.model import Op, Row, RowChange, Upsert, json_value, one_line, undecodable_columns
 
 MAPPED = "mapped"
 FILTERED = "filtered"
@@ -58,9 +59,10 @@ def preview_row(mapping: Mapping, row: Row, key_columns: tuple[str, ...], ctx: C
                 zero_dates: tuple[str, ...] = ()) -> PreviewRecord:
     """What the pipeline does with this row when it is inserted (or copied by the initial load)."""
     change = RowChange(mapping.spec.table, Op.INSERT, None, row, key_columns=key_columns,
-                       zero_dates=zero_dates)
+                       zero_dates=zero_dates, undecodable=undecodable_columns(row))
     key = source_key_text(change)
-    warnings = tuple(f"{column}: a zero date, read as NULL" for column in zero_dates)
+    warnings = tuple(f"{column}: a zero date, read as NULL" for column in zero_dates
+                     if column in mapping.source_columns)
     mapped = map_change(mapping, change, ctx)
     if mapped.dead_letters:
         return PreviewRecord(key, row, DEAD_LETTER, None, mapped.dead_letters[0].reason, warnings)
@@ -152,6 +154,8 @@ def _plain(value: Any) -> str:
         return "0x" + bytes(value).hex()
     if isinstance(value, datetime):
         return value.isoformat(sep=" ")
+    if isinstance(value, timedelta):  # a TIME, as MySQL prints it: -838:59:59, -00:00:00.001
+        return str(as_text(value))
     if isinstance(value, dict | list):
         return json.dumps(json_value(value), ensure_ascii=False)
     return str(value)

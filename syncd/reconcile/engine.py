@@ -48,7 +48,7 @@ from syncd.reconcile.expected import Expected, chunk_mapper, map_chunk
 from syncd.reconcile.layout import build_layout
 from syncd.reconcile.persons import PersonColumns
 from syncd.reconcile.pushdown import BUCKETS, SPAN_CHUNKS, Pushdown, differing_spans, plan_pushdown
-from syncd.reconcile.repair import RepairResult, repair
+from syncd.reconcile.repair import RepairResult, normal_key, repair
 from syncd.reconcile.report import REPORT_KEYS, SAMPLE_KEYS, MappingReport, SourceKey
 from syncd.reconcile.unified import reconcile_identities
 from syncd.reconcile.verified import Entry, VerifiedChunks, fingerprint
@@ -662,24 +662,41 @@ class _Pass:
             else:
                 keys.append(source_key)
         keys = list(dict.fromkeys(keys))
+        results: list[RepairResult] = []
         for start in range(0, len(keys), REPAIR_BATCH):
             part = keys[start:start + REPAIR_BATCH]
             try:
-                result = repair(self.config, self.plans, self.mapping.name, part, requested_by="reconcile")
+                results.append(repair(self.config, self.plans, self.mapping.name, part,
+                                      requested_by="reconcile"))
             except SyncdError as exc:
                 self.report.repair_errors.append(str(exc))
-                continue
-            self._count_repaired(result)
+        still = self._still_differing(diff, source_of) if results else {}
+        for result in results:
+            self._count_repaired(result, still)
 
-    def _count_repaired(self, result: RepairResult) -> None:
-        """Only keys whose target row now holds what the source says count as repaired; the
-        others are pending dead letters again, named in the report."""
+    def _still_differing(self, diff: ChunkDiff,
+                         source_of: dict[Key, SourceKey]) -> dict[tuple[str, ...], Key]:
+        """The keys of `diff` that differ again once repaired (read and compared as `_confirm`
+        does), by their source key's text: something on the target side (a trigger, a rule) or
+        a value the target cannot hold as given changed what the repair wrote."""
+        after, known = self._confirm(diff, Expected(source_of=source_of))
+        return {normal_key(known[key]): key for key in after.all_keys() if key in known}
+
+    def _count_repaired(self, result: RepairResult, still: dict[tuple[str, ...], Key]) -> None:
+        """Only keys whose target row now holds what the source says count as repaired: the
+        others are pending dead letters again, or still differ after the repair, each named in
+        the report."""
         report = self.report
-        report.repaired += result.applied + result.skipped
+        settled = [o for o in result.outcomes if o.outcome.settled]
+        unequal = [o for o in settled if normal_key(o.key) in still]
+        report.repaired += len(settled) - len(unequal)
+        for outcome in unequal:
+            report.unrepaired += 1
+            if len(report.unrepaired_keys) < REPORT_KEYS:
+                report.unrepaired_keys.append(still[normal_key(outcome.key)])
         room = SAMPLE_KEYS - len(report.repaired_keys_sample)
         if room > 0:
-            settled = [o.key for o in result.outcomes if o.outcome.settled]
-            report.repaired_keys_sample.extend(settled[:room])
+            report.repaired_keys_sample.extend([o.key for o in settled if o not in unequal][:room])
         for refused in result.dead_lettered:
             report.dead_lettered += 1
             if len(report.dead_lettered_rows) < REPORT_KEYS:

@@ -60,6 +60,9 @@ class MappingReport:
     """Differing keys a repair could not apply: their rows are pending dead letters (again)."""
     dead_lettered_rows: list[tuple[str, str]] = field(default_factory=list)
     """(source key text like `id=42`, reason)."""
+    unrepaired: int = 0
+    """Differing keys a repair wrote that still differ when read back (not counted repaired)."""
+    unrepaired_keys: list[Key] = field(default_factory=list)
     unrepairable: int = 0
     """Differences repair cannot address (extra rows whose source key is unknown)."""
     missing_keys: list[Key] = field(default_factory=list)
@@ -92,7 +95,7 @@ class MappingReport:
         elif self.drift == 0:
             self.status = "in_sync"
         elif (self.repair and not self.repair_errors and self.unrepairable == 0
-              and self.unmappable_unexplained == 0 and self.dead_lettered == 0
+              and self.unmappable_unexplained == 0 and self.dead_lettered == 0 and self.unrepaired == 0
               and self.repaired >= self.missing + self.extra + self.differ):
             self.status = "repaired"
         else:
@@ -139,6 +142,7 @@ def report_dict(report: MappingReport) -> dict[str, Any]:
         "repaired": report.repaired,
         "dead_lettered": {"count": report.dead_lettered,
                           "rows": [{"row_key": t, "reason": r} for t, r in report.dead_lettered_rows]},
+        "unrepaired": {"count": report.unrepaired, "keys": _keys(report.unrepaired_keys)},
         "unrepairable": report.unrepairable,
         "repaired_keys_sample": _keys(report.repaired_keys_sample),
         "repair_errors": report.repair_errors,
@@ -201,6 +205,9 @@ def _details(report: MappingReport) -> list[str]:
                      "does not hold a copy of the source key")
     for text, reason in report.dead_lettered_rows[:LISTED]:
         lines.append(f"{name}: dead-lettered again {text}: {reason}")
+    if report.unrepaired:
+        lines.append(f"{name}: still differ after repair {key}: "
+                     f"{_listed(report.unrepaired_keys, report.unrepaired)}")
     for error in report.repair_errors[:LISTED]:
         lines.append(f"{name}: repair: {error}")
     return lines

@@ -7,8 +7,9 @@ computes each column over the chunk instead, and exploits what the mapping code 
   deterministic, see syncd/mapping/transforms.py), so its results are remembered per distinct
   value: a `map:` over 5 statuses runs 5 times per chunk, not 10,000 times;
 * a plain copy returns its value unchanged, except a naive datetime going to a timestamptz
-  column, which the column's own function localises, and a value other than text going to a
-  text column, which it makes text (syncd/mapping/astext.py).
+  column, which the column's own function localises, a value other than text going to a
+  text column, which it makes text (syncd/mapping/astext.py), and a TIME going to a time
+  column, which it makes a time of day or refuses (syncd/mapping/timeofday.py).
 
 Rows whose mapping raises TransformError are reported with the reason of their first failing
 column, in the mapping's column order, exactly as `map_row` would raise it. The `where:`
@@ -28,6 +29,7 @@ from syncd.errors import TransformError
 from syncd.mapping.astext import as_text
 from syncd.mapping.plan import ColumnPlan, Mapping
 from syncd.mapping.spec import ColumnSpec
+from syncd.mapping.timeofday import TimeOfDay
 from syncd.model import Undecodable
 
 _MEMO_TYPES = frozenset({str, int, Decimal, bytes, date, datetime, time, timedelta})
@@ -68,6 +70,8 @@ class _Column:
         self.plain = (spec is not None and self.source is not None and not spec.transforms
                       and spec.value_map is None)
         self.texted = plan.then is as_text
+        self.checked = _CHECKED | {timedelta} if isinstance(plan.then, TimeOfDay) else _CHECKED
+        """Value types a plain copy still computes (a TIME into a time column too: timeofday.py)."""
         self.memo: dict[Any, Any] | None = {} if self.source is not None and not self.plain else None
         self.seen = 0
         self.may_fail = False
@@ -88,7 +92,8 @@ class _Column:
         if self.plain and self.texted:
             return [v if type(v) in _TEXT_AS_IS else self.one(v) for v in values]
         if self.plain:
-            return [self.one(v) if type(v) in _CHECKED else v for v in values]
+            checked = self.checked
+            return [self.one(v) if type(v) in checked else v for v in values]
         memo = self.memo
         if memo is None:
             return [self.one(v) for v in values]

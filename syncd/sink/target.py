@@ -31,6 +31,11 @@ class TargetColumn:
         return isinstance(self.type, types.DateTime) and bool(self.type.timezone)
 
     @property
+    def clock(self) -> bool | None:
+        """`time`: False, `timetz`: True; None for any other type."""
+        return bool(self.type.timezone) if isinstance(self.type, types.Time) else None
+
+    @property
     def is_text(self) -> bool:
         """text, varchar, char (and the types SQLAlchemy reads as them)."""
         return isinstance(self.type, types.String)
@@ -45,10 +50,11 @@ class TargetTableInfo:
 
 
 def target_kinds(infos: Mapping[TargetTable, TargetTableInfo | None]) -> dict[TargetTable, TargetKinds]:
-    """Each existing table's `timestamptz` and text columns: they decide how a mapping writes
-    datetimes, and which values it writes as text."""
+    """Each existing table's `timestamptz`, text and time columns: they decide how a mapping
+    writes datetimes, which values it writes as text, and how it writes a TIME."""
     return {table: TargetKinds(frozenset(n for n, c in info.columns.items() if c.is_timestamptz),
-                               frozenset(n for n, c in info.columns.items() if c.is_text))
+                               frozenset(n for n, c in info.columns.items() if c.is_text),
+                               {n: c.clock for n, c in info.columns.items() if c.clock is not None})
             for table, info in infos.items() if info is not None}
 
 

@@ -165,11 +165,11 @@ class SourceSnapshot:
 
 
 def select_statement(table: str, key_columns: tuple[str, ...], where: str | None, limit: int,
-                     columns: tuple[str, ...] = ()) -> str:
+                     columns: tuple[str, ...] = (), *, raw: frozenset[str] = frozenset()) -> str:
     """The SELECT preview runs, as a PyMySQL format string (run with no parameters, it reads `%%`
     as `%`). `where` is the operator's SQL, used as written (read-only). `columns`: every column
-    of the table (`*` leaves out INVISIBLE ones); none: `*`."""
-    selected = ", ".join(my_name(c) for c in columns) or "*"
+    of the table (`*` leaves out INVISIBLE ones); none: `*`. `raw`: text columns read as bytes."""
+    selected = ", ".join(charsets.select_raw(c) if c in raw else my_name(c) for c in columns) or "*"
     query = f"SELECT {selected} FROM {my_name(table)}"
     if where and where.strip():
         query += f" WHERE ({where.replace('%', '%%')})"
@@ -184,7 +184,9 @@ def read_source_rows(source: SourceConfig, table: str, where: str | None, limit:
     read inside a READ ONLY transaction.
 
     Values are normalised as the initial load normalises them (`syncd.source.values`): TIMESTAMP
-    columns as UTC instants, zero dates as NULL, BIT as integers, and so on.
+    columns as UTC instants, zero dates as NULL, BIT as integers, and so on; text is read as its
+    bytes and decoded by syncd/source/charsets.py, as the copy and the binlog reader decode it,
+    so bytes the server cannot convert are an `Undecodable` marker (a dead letter), never `?`.
     """
     conn = connect(source, source.database)
     try:
@@ -194,9 +196,14 @@ def read_source_rows(source: SourceConfig, table: str, where: str | None, limit:
             cur.execute("SET SESSION TRANSACTION READ ONLY")
             cur.execute("START TRANSACTION READ ONLY")
             columns = tuple(table_columns(conn, source.database, table) or ())
-            cur.execute(select_statement(table, key, where, limit, columns), ())
+            raw = {name: charsets.lookup(charset) for name, charset in
+                   raw_text_columns(conn, source.database, table, every=True).items()}
+            cur.execute(select_statement(table, key, where, limit, columns, raw=frozenset(raw)), ())
             names = [d[0] for d in cur.description]
-            converters = [(d[0], f) for d in cur.description if (f := select_converter(d[1])) is not None]
+            converters = [(d[0], f) for d in cur.description
+                          if d[0] not in raw and (f := select_converter(d[1])) is not None]
+            converters += [(name, partial(charsets.text_or_marker, charset, name))
+                           for name, charset in raw.items() if name in names]
             rows = [dict(zip(names, values, strict=True)) for values in cur.fetchall()]
         conn.rollback()
     except pymysql.err.MySQLError as exc:

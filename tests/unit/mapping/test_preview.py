@@ -126,6 +126,12 @@ class TestMappingRows:
         assert records[0].status == MAPPED
         assert records[0].warnings == ("created_at: a zero date, read as NULL",)
 
+    def test_zero_dates_in_columns_the_mapping_does_not_read_are_not_warned_about(
+            self, mapping: Mapping) -> None:
+        image = {**row(8), "shipped_at": None}
+        records = preview_rows(mapping, SourceRows(("id",), [image], [("shipped_at",)]), "shop", now=NOW)
+        assert records[0].warnings == ()
+
     def test_composite_source_keys_name_every_column(self, mapping: Mapping) -> None:
         [record] = preview_rows(mapping, SourceRows(("id", "is_test"), [row(9)], []), "shop", now=NOW)
         assert record.key == "id=9,is_test=0"
@@ -202,6 +208,9 @@ class TestHumanOutput:
         (datetime(2024, 5, 1, 12, 0, tzinfo=UTC), "2024-05-01 12:00:00+00:00"),
         ({"城市": "上海"}, '{"城市": "上海"}'), ("已支付", "'已支付'"),
         ("A\x81\x9f\x7fé", "'A\\x81\\x9f\\x7fé'"),  # C1 controls (latin1 0x80-0x9F) stay visible
+        (-timedelta(hours=838, minutes=59, seconds=59), "-838:59:59"),  # a TIME as MySQL prints it
+        (-timedelta(milliseconds=1), "-00:00:00.001"),
+        (timedelta(hours=1, microseconds=500000), "01:00:00.5"),
     ])
     def test_values_are_shown_so_that_null_text_and_numbers_differ(self, value: object,
                                                                    shown: str) -> None:
