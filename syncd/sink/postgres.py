@@ -64,6 +64,11 @@ except ImportError:
 # Errors that mean "this row cannot be stored", as opposed to "the server is unreachable".
 _ROW_REJECTED = (psycopg.errors.DataError, psycopg.errors.IntegrityError,
                  psycopg.errors.InvalidTextRepresentation, psycopg.errors.ProgrammingError)
+_NOT_THE_ROW = (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedColumn,
+                psycopg.errors.UndefinedTable, psycopg.errors.ReadOnlySqlTransaction)
+"""Refusals of every row alike, caught before `_ROW_REJECTED` (some are ProgrammingErrors): a
+revoked grant, a renamed column or table, a read-only server (a standby after a failover). Not
+dead letters: the batch is retried (SinkUnavailable) until the target is fixed."""
 
 
 STAGE_MIN_ROWS = 64
@@ -209,10 +214,14 @@ class PostgresSink:
             try:
                 self._write(ops, batch, rejected=[])
                 return []
+            except _NOT_THE_ROW:
+                raise
             except _ROW_REJECTED:
                 rejected: list[DeadLetter] = []
                 self._write(ops, batch, rejected=rejected, one_by_one=True)
                 return rejected
+        except _NOT_THE_ROW as exc:
+            raise _not_ready(exc) from exc
         except psycopg.OperationalError as exc:
             self.close()
             raise SinkUnavailable(f"target write failed: {first_line(exc)}") from exc
@@ -226,6 +235,8 @@ class PostgresSink:
                 yield LongTransaction(self, conn, cur)
         except BaseException as exc:
             self.staging.forget()
+            if isinstance(exc, _NOT_THE_ROW):
+                raise _not_ready(exc) from exc
             if not isinstance(exc, psycopg.OperationalError):
                 raise
             self.close()
@@ -314,17 +325,26 @@ class PostgresSink:
                     else:
                         op = identity.resolve([planned])[0].op
                     cur.execute(*self.statements.for_op(op))
+            except _NOT_THE_ROW:
+                raise
             except _ROW_REJECTED as exc:
                 rejected.append(dataclasses.replace(planned.origin, reason=rejection_reason(exc)))
         for space, person, origin in identity.pending():
             try:
                 with conn.transaction():
                     identity.recompute(space, [person])
+            except _NOT_THE_ROW:
+                raise
             except _ROW_REJECTED as exc:
                 if origin is not None:
                     rejected.append(dataclasses.replace(origin, refused_person=(space, person), reason=(
                         f"unified row of person {person} (identity {space}): {rejection_reason(exc)}")))
         return rejected
+
+
+def _not_ready(exc: psycopg.Error) -> SinkUnavailable:
+    return SinkUnavailable(f"target write failed: {first_line(exc)} (every row is refused alike: "
+                           "retried until the target is fixed, nothing is dead-lettered)")
 
 
 def rejection_reason(exc: psycopg.Error) -> str:
@@ -352,6 +372,8 @@ class LongTransaction:
         try:
             with self.conn.transaction():
                 self.sink._apply_grouped(self.cur, reduced)
+        except _NOT_THE_ROW:
+            raise
         except _ROW_REJECTED:
             self.sink.staging.forget()
             self.rejected += self.sink._apply_each(self.conn, self.cur, reduced)
@@ -364,6 +386,8 @@ class LongTransaction:
         them, for a table that held none of their keys (a key already there is a refusal)."""
         try:
             self.sink.staging.write_text(self.cur, table, key, columns, lines, insert=insert)
+        except _NOT_THE_ROW:
+            raise
         except _ROW_REJECTED as exc:
             raise RowsRejected(rejection_reason(exc)) from exc
 
