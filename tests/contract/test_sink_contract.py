@@ -39,6 +39,7 @@ from syncd.model import (
 from syncd.sink.base import Sink
 from syncd.sink.batch import Batch, PlannedOp, RepairDone
 from syncd.sink.connection import connect
+from syncd.sink.dead_letters import resolve
 from syncd.sink.postgres import PostgresSink
 from syncd.sink.state import create_state_schema, read_repair, request_repair
 from tests.doubles import MemorySink
@@ -251,3 +252,40 @@ def test_the_state_schema_is_created_and_migrated_again_without_harm(postgres: P
         assert conn.execute("SELECT mapping FROM syncd.paused_mappings").fetchall() == [("m",)]
     finally:
         conn.close()
+
+
+def test_a_letter_discarded_or_retried_before_is_pending_again_when_the_change_fails_again(
+        postgres: PostgresServer, target_db: str) -> None:
+    """A snapshot (or repair) read again at the same binlog position, or a change replayed, that
+    fails now records its dead letter as pending with the new reason and time, even when a letter
+    of the same identity was discarded or retried: the row is not in the target."""
+    cases = _postgres(postgres, target_db)
+    case = next(cases)
+    conn = connect(TargetConfig(dsn=postgres.dsn(target_db), password=Secret()), "contract-letters")
+
+    def letter(key: int, position: str, reason: str) -> DeadLetter:
+        return DeadLetter(SOURCE, "orders", "shop_orders", f"id={key}", position, {"id": key}, reason)
+
+    def stored() -> list[tuple]:
+        return conn.execute("SELECT id, row_key, status, reason, resolved_at IS NULL, created_at "
+                            "FROM syncd.dead_letters ORDER BY id").fetchall()
+
+    try:
+        positions = ("snapshot@bin.000001:200", f"{REPAIR_AT}bin.000001:200", "bin.000001:200")
+        case.sink.commit(Batch(dead_letters=[letter(k, p, "old") for k, p in enumerate(positions, 1)],
+                               checkpoint=checkpoint(300)))
+        before = stored()
+        ids = [row[0] for row in before]
+        assert resolve(conn, "syncd", ids[:2], "discarded") == 2
+        assert resolve(conn, "syncd", ids[2:], "retried") == 1
+        case.sink.commit(Batch(dead_letters=[letter(k, p, "new") for k, p in enumerate(positions, 1)],
+                               checkpoint=checkpoint(400)))
+        after = stored()
+        assert [row[:5] for row in after] == [(i, f"id={k}", "pending", "new", True)
+                                             for k, i in enumerate(ids, 1)]
+        assert all(now[5] > then[5] for now, then in zip(after, before, strict=True))
+        case.sink.commit(Batch(dead_letters=[letter(3, positions[2], "replayed")], checkpoint=checkpoint(400)))
+        assert [row[:5] for row in stored()] == [row[:5] for row in after]  # a pending letter's replay adds nothing
+    finally:
+        conn.close()
+        cases.close()
