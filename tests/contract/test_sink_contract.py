@@ -284,8 +284,9 @@ def test_a_letter_discarded_or_retried_before_is_pending_again_when_the_change_f
         assert [row[:5] for row in after] == [(i, f"id={k}", "pending", "new", True)
                                              for k, i in enumerate(ids, 1)]
         assert all(now[5] > then[5] for now, then in zip(after, before, strict=True))
-        case.sink.commit(Batch(dead_letters=[letter(3, positions[2], "replayed")], checkpoint=checkpoint(400)))
-        assert [row[:5] for row in stored()] == [row[:5] for row in after]  # a pending letter's replay adds nothing
+        replayed = letter(3, positions[2], "replayed")
+        case.sink.commit(Batch(dead_letters=[replayed], checkpoint=checkpoint(400)))
+        assert [row[:5] for row in stored()] == [row[:5] for row in after]  # a pending one's replay: nothing
     finally:
         conn.close()
         cases.close()
