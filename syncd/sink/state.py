@@ -146,6 +146,9 @@ UPDATE {schema}.dead_letters SET
     refused_person = substring(reason from '^unified row of person ([0-9]+) \(identity ')::bigint,
     refused_space = substring(reason from '^unified row of person [0-9]+ \(identity (.+?)\): ')
     WHERE refused_space IS NULL AND reason LIKE 'unified row of person %';
+UPDATE {schema}.dead_letters
+    SET row_key = regexp_replace(row_key, '(^|,)([^=,'']+)=None(?=,|$)', '\1\2=NULL', 'g')
+    WHERE row_key ~ '(^|,)[^=,'']+=None(,|$)';
 ALTER TABLE {schema}.checkpoints ADD COLUMN IF NOT EXISTS binlog_file_created timestamptz;
 ALTER TABLE {schema}.checkpoints ADD COLUMN IF NOT EXISTS binlog_file_server_id bigint;
 ALTER TABLE {schema}.checkpoints ADD COLUMN IF NOT EXISTS source_server text;

@@ -290,3 +290,38 @@ def test_a_letter_discarded_or_retried_before_is_pending_again_when_the_change_f
     finally:
         conn.close()
         cases.close()
+
+
+@pytest.mark.parametrize("rows", [3, 100])  # executemany, and a staged group
+def test_a_value_refused_for_its_column_type_names_the_column(postgres: PostgresServer, target_db: str,
+                                                              rows: int) -> None:
+    """`integer out of range` (a source column widened, the target's not) names no column in
+    PostgreSQL's error; the reason names it, as NOT NULL and constraint reasons do."""
+    cases = _postgres(postgres, target_db)
+    case = next(cases)
+    try:
+        ops = [upsert(k, status=2**40 if k == 2 else 0) for k in range(1, rows + 1)]
+        rejected = case.sink.commit(Batch(ops=ops, checkpoint=checkpoint(300)))
+        assert [(d.row_key, d.reason) for d in rejected] == [
+            ("id=2", "PostgreSQL rejected the row: integer out of range; column status")]
+        assert len(case.rows()) == rows - 1
+        case.sink.commit(Batch(ops=[upsert(2, status=1)], checkpoint=checkpoint(400)))
+        assert case.rows()[2] == {"id": 2, "status": 1, "amount": 100}  # the probe left nothing behind
+    finally:
+        cases.close()
+
+
+def test_row_keys_stored_with_python_none_read_null_after_migrating(postgres: PostgresServer,
+                                                                     target_db: str) -> None:
+    conn = connect(TargetConfig(dsn=postgres.dsn(target_db), password=Secret()), "contract")
+    try:
+        create_state_schema(conn, "syncd")
+        for key in ("dev_id=10,ev_time=None", "ev_time=None,dev_id=10", "a=None", "n='None',m=None"):
+            conn.execute("INSERT INTO syncd.dead_letters (source, source_table, mapping, row_key, "
+                         "binlog_position, row_image, reason) VALUES ('s', 't', 'm', %s, 'p', '{}', 'r')",
+                         (key,))
+        create_state_schema(conn, "syncd")
+        assert [k for (k,) in conn.execute("SELECT row_key FROM syncd.dead_letters ORDER BY id")] == [
+            "dev_id=10,ev_time=NULL", "ev_time=NULL,dev_id=10", "a=NULL", "n='None',m=NULL"]
+    finally:
+        conn.close()
