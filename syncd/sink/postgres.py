@@ -98,12 +98,18 @@ class Staging:
         error did not say (a value out of range for the column's type, too long for it): the row
         is COPYed into the operation's staging table (the target's column types, no constraints)
         inside a savepoint rolled back either way; COPY's error context names the column."""
-        copy, _apply = self._prepare(cur, shape_of(op))
+        shape = shape_of(op)
+        known = shape in self._ready
         try:
             with cur.connection.transaction(force_rollback=True):
-                self._copy(cur, copy, [row])
-        except psycopg.DataError as exc:
+                self._copy(cur, self._prepare(cur, shape)[0], [row])
+        except psycopg.OperationalError:
+            raise
+        except psycopg.Error as exc:
             return copy_column(exc)
+        finally:
+            if not known:  # created inside the savepoint: gone with it
+                self._ready.pop(shape, None)
         return None
 
     @staticmethod
