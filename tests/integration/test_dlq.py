@@ -246,6 +246,21 @@ class TestSnapshotAgainAfterDiscarding:
         assert sorted(target_rows(scenario)) == [2, 4, 6, 8, 10]
 
 
+
+def test_a_value_its_column_type_cannot_hold_names_the_column_on_copy_and_stream(scenario: Scenario,
+                                                                                 shop: Source) -> None:
+    """PostgreSQL names no column for `numeric field overflow` (nor `smallint out of range`); the
+    dead letter's reason does, for a row of the initial copy and one of the stream alike."""
+    shop.execute(insert(1, "已支付", "99999999999元"), insert(2, "已支付"))
+    process = start_streaming(scenario)
+    shop.execute(insert(3, "已支付", "99999999999元"))
+    eventually(lambda: len(letters(scenario)) == 2, 30)
+    assert scenario.stop(process) == 0
+    assert [(row[1], row[4].split("; ")[:2]) for row in letters(scenario)] == [
+        (f"id={i}", ["PostgreSQL rejected the row: numeric field overflow", "column amount"]) for i in (1, 3)]
+    assert sorted(target_rows(scenario)) == [2]
+
+
 CHECKED = "ALTER TABLE orders ADD CONSTRAINT amount_below_1000 CHECK (amount < 1000)"
 
 
