@@ -73,6 +73,13 @@ class Op(enum.Enum):
     DELETE = "delete"
 
 
+class JsonArray(list):
+    """A JSON array as a mapped value (`json_get` of an array): a list the sink writes as its
+    JSON text, like an object (a dict), not as a PostgreSQL array (what psycopg makes of a list)."""
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True, slots=True)
 class Undecodable:
     """The value of a text column whose bytes the source server itself cannot convert to text

@@ -69,14 +69,27 @@ def _bytes(value: bytes | bytearray | memoryview) -> str:
     return "\\x" + bytes(value).hex()
 
 
-def _json(value: dict | list) -> str:
+def json_text(value: Any) -> str:
+    """A JSON value (an object or array from `json_get`) as JSON text, written like a MySQL JSON
+    column is (`{"a": [1, 2.50]}`: exact decimals as written, no ASCII escapes). A text column and
+    a `jsonb` one (syncd/sink/connection.py) receive this same text."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_json_key(k)}: {json_text(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(json_text(v) for v in value) + "]"
+    if isinstance(value, Decimal):
+        return str(value)
     return json.dumps(value, ensure_ascii=False)
+
+
+def _json_key(key: Any) -> str:
+    return json.dumps(key if isinstance(key, str) else str(key), ensure_ascii=False)
 
 
 _BY_TYPE: dict[type, Callable[[Any], str]] = {
     bool: lambda v: "true" if v else "false", int: str, Decimal: _decimal, float: _float,
     datetime: _datetime, date: date.isoformat, time: _time, timedelta: _duration,
-    bytes: _bytes, bytearray: _bytes, memoryview: _bytes, dict: _json, list: _json,
+    bytes: _bytes, bytearray: _bytes, memoryview: _bytes, dict: json_text, list: json_text,
 }
 
 

@@ -556,8 +556,9 @@ def remove_op(mapping: Mapping, key_values: tuple[Any, ...], ctx: ChangeContext)
 
 def row_key_text(names: tuple[str, ...], values: tuple[Any, ...] | list[Any]) -> str:
     """`id=42` style text naming a source row by its key: the one form in which dead letters,
-    repairs and reconcile name rows (they find each other's rows by it)."""
-    return ",".join(f"{name}={value!r}" for name, value in zip(names, values, strict=True))
+    repairs and reconcile name rows (they find each other's rows by it). SQL NULL is `NULL`, as
+    in the rest of syncd's output (`ev_time=NULL`)."""
+    return ",".join(f"{n}={'NULL' if v is None else repr(v)}" for n, v in zip(names, values, strict=True))
 
 
 def source_key_text(change: RowChange, source_key: tuple[str, ...] = ()) -> str:

@@ -34,6 +34,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from syncd.errors import TransformArgsError, TransformError
+from syncd.model import JsonArray
 
 Transform = Callable[[Any], Any]
 
@@ -756,11 +757,12 @@ def _step(node: Any, key: str | int) -> Any:
 
 
 def _plain_json(node: Any) -> Any:
-    """Binlog JSON quirks removed: bytes keys/strings -> str, floats -> Decimal."""
+    """Binlog JSON quirks removed: bytes keys/strings -> str, floats -> Decimal; arrays are
+    `JsonArray`s, so that the sink writes them as JSON (objects are dicts)."""
     if isinstance(node, dict):
         return {_plain_json(k): _plain_json(v) for k, v in node.items()}
     if isinstance(node, list | tuple):
-        return [_plain_json(v) for v in node]
+        return JsonArray(_plain_json(v) for v in node)
     if isinstance(node, bytes):
         try:
             return node.decode("utf-8")

@@ -22,6 +22,8 @@ from psycopg.conninfo import conninfo_to_dict
 
 from syncd.config import TargetConfig
 from syncd.errors import SinkError, SinkUnavailable
+from syncd.mapping.astext import json_text
+from syncd.model import JsonArray
 from syncd.sink.tls import tls_error
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -61,10 +63,22 @@ class DurationText(Dumper):
         return b"%d microseconds" % (obj // _MICROSECOND)
 
 
+class JsonText(Dumper):
+    """A JSON object or array (`json_get`: a dict, a `JsonArray`) as its JSON text
+    (syncd/mapping/astext.py), typed as unknown like text: PostgreSQL reads it as the column's
+    type (`jsonb`, `json`), as it reads a JSON source column's text. psycopg has no dumper for a
+    dict, and makes a list a PostgreSQL array."""
+
+    def dump(self, obj: dict | JsonArray) -> bytes:
+        return json_text(obj).encode()
+
+
 _MICROSECOND = timedelta(microseconds=1)
 ADAPTERS = AdaptersMap(psycopg.adapters)
 """How syncd's connections (and its COPY text, syncd/sink/postgres.py) write Python values."""
 ADAPTERS.register_dumper(timedelta, DurationText)
+ADAPTERS.register_dumper(dict, JsonText)
+ADAPTERS.register_dumper(JsonArray, JsonText)
 
 
 def connect(target: TargetConfig, application_name: str = "syncd", **options: Any) -> psycopg.Connection:

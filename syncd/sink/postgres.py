@@ -39,6 +39,7 @@ from syncd.model import (
     RowOp,
     TableSchema,
     TargetTable,
+    Upsert,
 )
 from syncd.sink.batch import Batch, PlannedOp, reduce_ops, repair_rows
 from syncd.sink.connection import ADAPTERS, connect, first_line
@@ -94,10 +95,33 @@ class Staging:
 
     def write(self, cur: psycopg.Cursor, op: RowOp, rows: list[tuple[Any, ...]]) -> None:
         copy, apply = self._prepare(cur, shape_of(op))
+        self._copy(cur, copy, rows)
+        cur.execute(apply)
+
+    def refusing_column(self, cur: psycopg.Cursor, op: RowOp, row: tuple[Any, ...]) -> str | None:
+        """The column whose value PostgreSQL refused in `row` (an operation's parameters), when its
+        error did not say (a value out of range for the column's type, too long for it): the row
+        is COPYed into the operation's staging table (the target's column types, no constraints)
+        inside a savepoint rolled back either way; COPY's error context names the column."""
+        shape = shape_of(op)
+        known = shape in self._ready
+        try:
+            with cur.connection.transaction(force_rollback=True):
+                self._copy(cur, self._prepare(cur, shape)[0], [row])
+        except psycopg.OperationalError:
+            raise
+        except psycopg.Error as exc:
+            return copy_column(exc)
+        finally:
+            if not known:  # created inside the savepoint: gone with it
+                self._ready.pop(shape, None)
+        return None
+
+    @staticmethod
+    def _copy(cur: psycopg.Cursor, copy: sql.Composed, rows: list[tuple[Any, ...]]) -> None:
         with _copy_cursor(cur) as copying, copying.copy(copy) as copier:
             for row in rows:
                 copier.write_row(row)
-        cur.execute(apply)
 
     def write_text(self, cur: psycopg.Cursor, table: TargetTable, key: tuple[str, ...],
                    columns: tuple[str, ...], lines: bytes, *, insert: bool = False) -> None:
@@ -311,24 +335,32 @@ class PostgresSink:
             else:
                 cur.executemany(statement, rows)
 
+    def _refusing_column(self, cur: psycopg.Cursor, op: RowOp, exc: psycopg.Error) -> str | None:
+        """The column of a value of an upsert PostgreSQL refused as data (SQLSTATE class 22) without
+        naming its column; None otherwise (a constraint, NOT NULL: the error names it)."""
+        if exc.diag.column_name or not (exc.diag.sqlstate or "").startswith("22") or type(op) is not Upsert:
+            return None
+        return self.staging.refusing_column(cur, op, self.statements.for_op(op)[1])
+
     def _apply_each(self, conn: psycopg.Connection, cur: psycopg.Cursor,
                     ops: list[PlannedOp]) -> list[DeadLetter]:
         rejected = []
         identity = IdentitySession(cur, self.target.state_schema)
         identity.lock(spaces_of(ops))
         for planned in ops:
+            op = planned.op
             try:
                 with conn.transaction():
-                    if isinstance(planned.op, DeleteSlice):
+                    if isinstance(op, DeleteSlice):
                         identity.release_slice(planned)
-                        op = planned.op
                     else:
                         op = identity.resolve([planned])[0].op
                     cur.execute(*self.statements.for_op(op))
             except _NOT_THE_ROW:
                 raise
             except _ROW_REJECTED as exc:
-                rejected.append(dataclasses.replace(planned.origin, reason=rejection_reason(exc)))
+                column = self._refusing_column(cur, op, exc)
+                rejected.append(dataclasses.replace(planned.origin, reason=rejection_reason(exc, column)))
         for space, person, origin in identity.pending():
             try:
                 with conn.transaction():
@@ -347,16 +379,29 @@ def _not_ready(exc: psycopg.Error) -> SinkUnavailable:
                            "retried until the target is fixed, nothing is dead-lettered)")
 
 
-def rejection_reason(exc: psycopg.Error) -> str:
+def rejection_reason(exc: psycopg.Error, column: str | None = None) -> str:
+    """PostgreSQL's reason a row was refused, naming the constraint and the column when known:
+    the error's own column, else `column` (found by `Staging.refusing_column`), else the column
+    a COPY's error context names."""
     diag = exc.diag
     parts = [f"PostgreSQL rejected the row: {diag.message_primary or first_line(exc)}"]
     if diag.constraint_name:
         parts.append(f"constraint {diag.constraint_name}")
-    if diag.column_name:
-        parts.append(f"column {diag.column_name}")
+    column = diag.column_name or column or copy_column(exc)
+    if column:
+        parts.append(f"column {column}")
     if diag.message_detail:
         parts.append(diag.message_detail)
     return "; ".join(parts)
+
+
+_COPY_CONTEXT = re.compile(r"^COPY .*, line [0-9]+, column (.+?)(?:: .*)?$")
+
+
+def copy_column(exc: psycopg.Error) -> str | None:
+    """The column a COPY's error context names (`COPY t, line 1, column u8: "40000"`), if any."""
+    found = _COPY_CONTEXT.match((exc.diag.context or "").split("\n")[0])
+    return found.group(1) if found else None
 
 
 class LongTransaction:

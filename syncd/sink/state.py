@@ -146,6 +146,9 @@ UPDATE {schema}.dead_letters SET
     refused_person = substring(reason from '^unified row of person ([0-9]+) \(identity ')::bigint,
     refused_space = substring(reason from '^unified row of person [0-9]+ \(identity (.+?)\): ')
     WHERE refused_space IS NULL AND reason LIKE 'unified row of person %';
+UPDATE {schema}.dead_letters
+    SET row_key = regexp_replace(row_key, '(^|,)([^=,'']+)=None(?=,|$)', '\1\2=NULL', 'g')
+    WHERE row_key ~ '(^|,)[^=,'']+=None(,|$)';
 ALTER TABLE {schema}.checkpoints ADD COLUMN IF NOT EXISTS binlog_file_created timestamptz;
 ALTER TABLE {schema}.checkpoints ADD COLUMN IF NOT EXISTS binlog_file_server_id bigint;
 ALTER TABLE {schema}.checkpoints ADD COLUMN IF NOT EXISTS source_server text;
@@ -317,11 +320,14 @@ REREAD_POSITIONS = (REPAIR_AT, SNAPSHOT_AT)
 
 
 def insert_dead_letters(cur: psycopg.Cursor, schema: str, letters: list[DeadLetter]) -> None:
-    """Insert dead letters; replaying the same change again adds nothing.
+    """Record dead letters, each one pending; replaying the same change again adds nothing.
 
     A row read again (a retry, a repair, a snapshot) that still cannot be applied refreshes the
     pending dead letter its key already has (reason, row image) instead of adding a second one;
     a change the stream cannot apply takes over the pending letter a copy left for its row.
+    A letter whose identity (source, mapping, position, event, row, key) was discarded or retried
+    before, e.g. a snapshot read again at the same binlog position, is pending again with the new
+    reason and time: the change failed now and its row is not in the target.
     """
     if not letters:
         return
@@ -333,8 +339,13 @@ def insert_dead_letters(cur: psycopg.Cursor, schema: str, letters: list[DeadLett
     statement = sql.SQL(
         "INSERT INTO {}.dead_letters (source, source_table, mapping, row_key, binlog_position, "
         "event_pos, row_index, row_image, reason, refused_space, refused_person) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
-    ).format(sql.Identifier(schema))
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+        "ON CONFLICT (source, mapping, binlog_position, event_pos, row_index, row_key) DO UPDATE SET "
+        "status = 'pending', created_at = now(), resolved_at = NULL, source_table = excluded.source_table, "
+        "row_image = excluded.row_image, row_image_kept = true, reason = excluded.reason, "
+        "refused_space = excluded.refused_space, refused_person = excluded.refused_person "
+        "WHERE {}.dead_letters.status <> 'pending'"
+    ).format(sql.Identifier(schema), sql.Identifier(schema))
     cur.executemany(statement, [
         (d.source, d.source_table, d.mapping, d.row_key, d.position, d.event_pos, d.row_index,
          row_image_json(d.row_image), d.reason, *(d.refused_person or (None, None)))

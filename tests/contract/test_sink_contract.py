@@ -39,6 +39,7 @@ from syncd.model import (
 from syncd.sink.base import Sink
 from syncd.sink.batch import Batch, PlannedOp, RepairDone
 from syncd.sink.connection import connect
+from syncd.sink.dead_letters import resolve
 from syncd.sink.postgres import PostgresSink
 from syncd.sink.state import create_state_schema, read_repair, request_repair
 from tests.doubles import MemorySink
@@ -249,5 +250,78 @@ def test_the_state_schema_is_created_and_migrated_again_without_harm(postgres: P
         create_state_schema(conn, "syncd")
         assert conn.execute("SELECT count(*) FROM syncd.schema_history").fetchone() == (0,)
         assert conn.execute("SELECT mapping FROM syncd.paused_mappings").fetchall() == [("m",)]
+    finally:
+        conn.close()
+
+
+def test_a_letter_discarded_or_retried_before_is_pending_again_when_the_change_fails_again(
+        postgres: PostgresServer, target_db: str) -> None:
+    """A snapshot (or repair) read again at the same binlog position, or a change replayed, that
+    fails now records its dead letter as pending with the new reason and time, even when a letter
+    of the same identity was discarded or retried: the row is not in the target."""
+    cases = _postgres(postgres, target_db)
+    case = next(cases)
+    conn = connect(TargetConfig(dsn=postgres.dsn(target_db), password=Secret()), "contract-letters")
+
+    def letter(key: int, position: str, reason: str) -> DeadLetter:
+        return DeadLetter(SOURCE, "orders", "shop_orders", f"id={key}", position, {"id": key}, reason)
+
+    def stored() -> list[tuple]:
+        return conn.execute("SELECT id, row_key, status, reason, resolved_at IS NULL, created_at "
+                            "FROM syncd.dead_letters ORDER BY id").fetchall()
+
+    try:
+        positions = ("snapshot@bin.000001:200", f"{REPAIR_AT}bin.000001:200", "bin.000001:200")
+        case.sink.commit(Batch(dead_letters=[letter(k, p, "old") for k, p in enumerate(positions, 1)],
+                               checkpoint=checkpoint(300)))
+        before = stored()
+        ids = [row[0] for row in before]
+        assert resolve(conn, "syncd", ids[:2], "discarded") == 2
+        assert resolve(conn, "syncd", ids[2:], "retried") == 1
+        case.sink.commit(Batch(dead_letters=[letter(k, p, "new") for k, p in enumerate(positions, 1)],
+                               checkpoint=checkpoint(400)))
+        after = stored()
+        assert [row[:5] for row in after] == [(i, f"id={k}", "pending", "new", True)
+                                             for k, i in enumerate(ids, 1)]
+        assert all(now[5] > then[5] for now, then in zip(after, before, strict=True))
+        replayed = letter(3, positions[2], "replayed")
+        case.sink.commit(Batch(dead_letters=[replayed], checkpoint=checkpoint(400)))
+        assert [row[:5] for row in stored()] == [row[:5] for row in after]  # a pending one's replay: nothing
+    finally:
+        conn.close()
+        cases.close()
+
+
+@pytest.mark.parametrize("rows", [3, 100])  # executemany, and a staged group
+def test_a_value_refused_for_its_column_type_names_the_column(postgres: PostgresServer, target_db: str,
+                                                              rows: int) -> None:
+    """`integer out of range` (a source column widened, the target's not) names no column in
+    PostgreSQL's error; the reason names it, as NOT NULL and constraint reasons do."""
+    cases = _postgres(postgres, target_db)
+    case = next(cases)
+    try:
+        ops = [upsert(k, status=2**40 if k == 2 else 0) for k in range(1, rows + 1)]
+        rejected = case.sink.commit(Batch(ops=ops, checkpoint=checkpoint(300)))
+        assert [(d.row_key, d.reason) for d in rejected] == [
+            ("id=2", "PostgreSQL rejected the row: integer out of range; column status")]
+        assert len(case.rows()) == rows - 1
+        case.sink.commit(Batch(ops=[upsert(2, status=1)], checkpoint=checkpoint(400)))
+        assert case.rows()[2] == {"id": 2, "status": 1, "amount": 100}  # the probe left nothing behind
+    finally:
+        cases.close()
+
+
+def test_row_keys_stored_with_python_none_read_null_after_migrating(postgres: PostgresServer,
+                                                                     target_db: str) -> None:
+    conn = connect(TargetConfig(dsn=postgres.dsn(target_db), password=Secret()), "contract")
+    try:
+        create_state_schema(conn, "syncd")
+        for key in ("dev_id=10,ev_time=None", "ev_time=None,dev_id=10", "a=None", "n='None',m=None"):
+            conn.execute("INSERT INTO syncd.dead_letters (source, source_table, mapping, row_key, "
+                         "binlog_position, row_image, reason) VALUES ('s', 't', 'm', %s, 'p', '{}', 'r')",
+                         (key,))
+        create_state_schema(conn, "syncd")
+        assert [k for (k,) in conn.execute("SELECT row_key FROM syncd.dead_letters ORDER BY id")] == [
+            "dev_id=10,ev_time=NULL", "ev_time=NULL,dev_id=10", "a=NULL", "n='None',m=NULL"]
     finally:
         conn.close()

@@ -220,6 +220,47 @@ class TestSelectorsAndErrors:
         assert scenario.target("SELECT to_regclass('syncd.dead_letters')") == [(None,)]
 
 
+
+class TestSnapshotAgainAfterDiscarding:
+    def test_rows_failing_again_at_the_same_position_are_pending_again(self, scenario: Scenario,
+                                                                        shop: Source) -> None:
+        """Discarded dead letters of a snapshot do not hide the next snapshot's failures at the same
+        binlog position: each row failing now is pending again, with the new reason, and the
+        snapshot's count is what `syncd status` shows."""
+        shop.execute(*(insert(i, "已退款", "12万" if i % 2 else "100元") for i in range(1, 11)))
+        first = scenario.cli("snapshot", "--mapping", "shop_orders")
+        assert first.returncode == 0 and "dead letters 10" in first.stdout, first.stdout + first.stderr
+        discarded = scenario.cli("dlq", "discard", "--mapping", "shop_orders")
+        assert discarded.stdout.strip() == "discarded 10 dead letters" and pending(scenario) == 0
+
+        (scenario.tmp / "mappings" / "mappings.yaml").write_text(FIXED_MAPPING)   # 已退款 known now
+        again = scenario.cli("snapshot", "--mapping", "shop_orders")
+        assert again.returncode == 0 and "dead letters 5" in again.stdout, again.stdout + again.stderr
+        stored = letters(scenario)
+        assert len(stored) == 10    # the same letters, by their identity (snapshot@ the same position)
+        discarded = sorted(row[1] for row in stored if row[2] == "discarded")
+        assert discarded == [f"id={i}" for i in (10, 2, 4, 6, 8)]
+        assert sorted(row[1] for row in stored if row[2] == "pending") == [f"id={i}" for i in (1, 3, 5, 7, 9)]
+        assert all("parse_amount" in row[4] and not row[3] for row in stored if row[2] == "pending")
+        assert json.loads(scenario.cli("status", "--json").stdout)["sources"][0]["dead_letters_pending"] == 5
+        assert sorted(target_rows(scenario)) == [2, 4, 6, 8, 10]
+
+
+
+def test_a_value_its_column_type_cannot_hold_names_the_column_on_copy_and_stream(scenario: Scenario,
+                                                                                 shop: Source) -> None:
+    """PostgreSQL names no column for `numeric field overflow` (nor `smallint out of range`); the
+    dead letter's reason does, for a row of the initial copy and one of the stream alike."""
+    shop.execute(insert(1, "已支付", "99999999999元"), insert(2, "已支付"))
+    process = start_streaming(scenario)
+    shop.execute(insert(3, "已支付", "99999999999元"))
+    eventually(lambda: len(letters(scenario)) == 2, 30)
+    assert scenario.stop(process) == 0
+    assert [(row[1], row[4].split("; ")[:2]) for row in letters(scenario)] == [
+        (f"id={i}", ["PostgreSQL rejected the row: numeric field overflow", "column amount"]) for i in (1, 3)]
+    assert sorted(target_rows(scenario)) == [2]
+
+
 CHECKED = "ALTER TABLE orders ADD CONSTRAINT amount_below_1000 CHECK (amount < 1000)"
 
 

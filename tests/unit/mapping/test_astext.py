@@ -4,6 +4,7 @@ tests/integration/test_text_targets.py)."""
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal
@@ -12,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from syncd.mapping.astext import as_text
-from syncd.model import Undecodable
+from syncd.model import JsonArray, Undecodable
 
 
 @given(st.datetimes())
@@ -74,3 +75,21 @@ def test_the_other_kinds() -> None:
 def test_text_null_and_markers_are_left_alone() -> None:
     marker = Undecodable("name", "gbk", "A2", "cannot be converted")
     assert as_text("abc") == "abc" and as_text(None) is None and as_text(marker) is marker
+
+
+_JSON_LEAVES = st.none() | st.booleans() | st.integers() | st.text() | st.decimals(allow_nan=False,
+                                                                                   allow_infinity=False)
+_JSON = st.recursive(_JSON_LEAVES, lambda inner: st.lists(inner, max_size=4).map(JsonArray)
+                     | st.dictionaries(st.text(), inner, max_size=4), max_leaves=12)
+
+
+@given(st.dictionaries(st.text(), _JSON, max_size=4) | st.lists(_JSON, max_size=4).map(JsonArray))
+def test_a_json_object_or_array_is_json_text_with_its_exact_numbers(value: dict | JsonArray) -> None:
+    """`json_get` gives exact decimals inside objects and arrays; json.dumps refused them."""
+    text = as_text(value)
+    assert json.loads(text, parse_float=Decimal) == value
+
+
+def test_json_text_is_written_like_a_mysql_json_column() -> None:
+    value = {"b": JsonArray([1, Decimal("2.50"), {"c": "x\t"}]), "名": None}
+    assert as_text(value) == '{"b": [1, 2.50, {"c": "x\\t"}], "名": null}'

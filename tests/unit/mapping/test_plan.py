@@ -232,13 +232,18 @@ class TestDeadLetters:
         change = RowChange("orders", Op.DELETE, image, None, key_columns=("id",))
         (letter,) = map_change(orders(), change, CTX).dead_letters
         assert letter.row_image == {k: v for k, v in image.items() if k != "phone"}
-        assert letter.row_key == "id=None"
+        assert letter.row_key == "id=NULL"
 
     def test_source_key_text(self) -> None:
         """The row key names each primary-key column, or the first column when none is known."""
         change = RowChange("t", Op.UPDATE, {"a": 1, "b": "x"}, {"a": 2, "b": "y"}, key_columns=("a", "b"))
         assert source_key_text(change) == "a=2,b='y'"
         assert source_key_text(RowChange("t", Op.DELETE, {"z": 3, "a": 1}, None)) == "z=3"
+
+    def test_null_in_a_row_key_reads_null(self) -> None:
+        """A source key over a nullable column names SQL NULL as the rest of the output does."""
+        change = RowChange("t", Op.INSERT, None, {"dev_id": 10, "ev_time": None, "s": "None"})
+        assert source_key_text(change, ("dev_id", "ev_time", "s")) == "dev_id=10,ev_time=NULL,s='None'"
 
 
 class TestValueMaps:

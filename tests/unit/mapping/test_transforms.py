@@ -23,6 +23,7 @@ from syncd.mapping.transforms import (
     build_transform,
     chain,
 )
+from syncd.model import JsonArray
 
 SECRETS = {("env", "SYNCD_SALT"): "pepper", ("env", "OTHER_SALT"): "salt",
            ("file", "/etc/syncd/salt"): "from-a-file", ("env", "EMPTY"): ""}
@@ -1039,9 +1040,12 @@ class TestJsonGet:
         assert type(result) is Decimal and str(result) == "1.50"
 
     def test_whole_document_and_subtrees(self) -> None:
-        """`$` is the whole document; objects and arrays come back as dict/list."""
+        """`$` is the whole document; objects come back as dicts, arrays as `JsonArray`s (lists
+        the sink writes as JSON, not as PostgreSQL arrays)."""
         assert make("json_get", "$.a.b[1]")(DOC) == {"c": "x"}
-        assert make("json_get", "$")("[1, 2]") == [1, 2]
+        found = make("json_get", "$")('[1, [2], {"c": [3]}]')
+        assert found == [1, [2], {"c": [3]}] and type(found) is JsonArray
+        assert type(found[1]) is JsonArray and type(found[2]["c"]) is JsonArray
 
     @pytest.mark.parametrize("path", ["$.nope", "$.a.b[5]", "$.a.b[0].c.d", "$.s.x", "$.a[0]",
                                       "$.n"])
