@@ -130,6 +130,12 @@ def test_rows_whose_key_reads_as_null_are_dead_lettered_and_reported(
             assert (report["status"], report["rows_compared"], report["missing"]["count"]) == (
                 "drift", len(case.rows), len(case.bad))
             assert report["explained_by_dead_letters"] == len(case.bad)
+        repaired = scenario.cli("reconcile", "--json", "--repair", "--chunk-rows", str(CHUNK))
+        report = json.loads(repaired.stdout)["mappings"][0]
+        assert repaired.returncode == 1, repaired.stdout + repaired.stderr
+        assert (report["missing"]["count"], report["dead_lettered"]["count"]) == (len(case.bad), len(case.bad))
+        assert scenario.target("SELECT count(*) FROM events")[0][0] == good
+        assert _letters(scenario) == len(case.bad)
     finally:
         scenario.close()
 
@@ -138,3 +144,27 @@ def _letters(scenario: Scenario) -> int:
     found = scenario.target("SELECT reason FROM syncd.dead_letters WHERE status = 'pending'")
     assert all("null value in column" in reason for reason, in found), found
     return len(found)
+
+
+def test_a_snapshot_through_the_daemons_stream_repairs_past_a_zero_date_in_the_key(
+        tmp_path: Path, postgres: PostgresServer, target_db: str, mariadb: MariaDBServer,
+        source_db: Callable[[MariaDBServer], str]) -> None:
+    """While a daemon streams, `syncd snapshot` repairs the table chunk by chunk through it."""
+    case = CASES["datetime_second"]
+    shop = Source("shop", mariadb, source_db(mariadb))
+    shop.execute("SET SESSION sql_mode = ''", case.source_sql, f"INSERT INTO events VALUES {', '.join(case.rows)}")
+    scenario = Scenario.create(tmp_path, postgres, target_db, {"shop": shop}, target_sql=case.target_sql)
+    good = len(case.rows) - len(case.bad)
+    try:
+        scenario.write_config(_mapping(case, map_every_row=False))
+        process = scenario.start()
+        eventually(lambda: '"streaming"' in scenario.cli("status", "--json").stdout, 60)
+        scenario.target("DELETE FROM events WHERE dev_id <> 1")
+        copied = scenario.cli("snapshot", "--mapping", "events", "--chunk-rows", str(CHUNK))
+        assert copied.returncode == 0, copied.stderr
+        assert "stream" in copied.stdout and f"dead letters {len(case.bad)}" in copied.stdout, copied.stdout
+        eventually(lambda: scenario.target("SELECT count(*) FROM events")[0][0] == good, 30)
+        assert _letters(scenario) == len(case.bad)
+        scenario.stop(process)
+    finally:
+        scenario.close()
