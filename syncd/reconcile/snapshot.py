@@ -724,7 +724,8 @@ def _read_chunk(reader: SourceReader, job: _TableCopy, after: tuple[Any, ...] | 
         return _Chunk(after, last, len(fetched.rows), lines, rows, zeros,
                       _map_rows(job.table, job.key, rows, job.mappings, job.ctx))
     read = reader.chunk_rows(job.table, job.key, job.columns, after, limit)
-    return _Chunk(after, after if read.last is None else read.last, len(read.rows), None, read.rows, read.zeros,
+    last = after if read.last is None else read.last
+    return _Chunk(after, last, len(read.rows), None, read.rows, read.zeros,
                   _map_rows(job.table, job.key, read.rows, job.mappings, job.ctx))
 
 

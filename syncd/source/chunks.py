@@ -206,7 +206,8 @@ class SourceReader:
                    after: Sequence[Any] | None, limit: int) -> ChunkRows:
         """`chunk`, with the key the next chunk starts after (a zero date in it kept as such)."""
         fetched = self._read(table, columns, lambda select: _chunk_query(table, key, select, after, limit))
-        last = fetched.key_at(len(fetched.rows) - 1, [fetched.names.index(k) for k in key]) if fetched.rows else None
+        positions = [fetched.names.index(k) for k in key]
+        last = fetched.key_at(len(fetched.rows) - 1, positions) if fetched.rows else None
         return ChunkRows(_dicts(fetched.names, fetched.rows), fetched.zero_dates, last)
 
     def rows_between(self, table: str, key: Sequence[str], columns: Sequence[str],
@@ -461,7 +462,8 @@ def _converted(names: list[str], rows: list[tuple], converters: list[tuple[int, 
             texts[row, index] = columns[index][row]
             converted[row] = None
         columns[index] = tuple(converted)
-    return Fetched(names, list(zip(*columns, strict=True)), {row: tuple(c) for row, c in zeros.items()}, texts)
+    return Fetched(names, list(zip(*columns, strict=True)), {row: tuple(c) for row, c in zeros.items()},
+                   texts)
 
 
 def source_checksum_sql(columns: Sequence[str]) -> str:

@@ -63,8 +63,10 @@ def _days(sql_mode: str, odd: tuple[str, ...]) -> Case:
     rows += [f"('{day}', {dev}, 0)" for dev, day in enumerate(odd, start=1)]
     rows += [f"('2024-03-{n:02d}', 1, {n})" for n in range(1, 21)]
     return Case(
-        "CREATE TABLE events (ev_day DATE NOT NULL, dev_id INT NOT NULL, n INT, PRIMARY KEY (ev_day, dev_id))",
-        "CREATE TABLE events (src text, ev_day date, dev_id integer, n integer, PRIMARY KEY (src, ev_day, dev_id))",
+        "CREATE TABLE events (ev_day DATE NOT NULL, dev_id INT NOT NULL, n INT, "
+        "PRIMARY KEY (ev_day, dev_id))",
+        "CREATE TABLE events (src text, ev_day date, dev_id integer, n integer, "
+        "PRIMARY KEY (src, ev_day, dev_id))",
         "[src, ev_day, dev_id]", "{src: {value: x}, ev_day: ev_day, dev_id: dev_id, n: n}",
         sql_mode, tuple(rows), tuple(range(CHUNK - 1, CHUNK - 1 + len(odd))))
 
@@ -133,7 +135,7 @@ def test_rows_whose_key_reads_as_null_are_dead_lettered_and_reported(
         repaired = scenario.cli("reconcile", "--json", "--repair", "--chunk-rows", str(CHUNK))
         report = json.loads(repaired.stdout)["mappings"][0]
         assert repaired.returncode == 1, repaired.stdout + repaired.stderr
-        assert (report["missing"]["count"], report["dead_lettered"]["count"]) == (len(case.bad), len(case.bad))
+        assert report["missing"]["count"] == report["dead_lettered"]["count"] == len(case.bad)
         assert scenario.target("SELECT count(*) FROM events")[0][0] == good
         assert _letters(scenario) == len(case.bad)
     finally:
@@ -152,7 +154,8 @@ def test_a_snapshot_through_the_daemons_stream_repairs_past_a_zero_date_in_the_k
     """While a daemon streams, `syncd snapshot` repairs the table chunk by chunk through it."""
     case = CASES["datetime_second"]
     shop = Source("shop", mariadb, source_db(mariadb))
-    shop.execute("SET SESSION sql_mode = ''", case.source_sql, f"INSERT INTO events VALUES {', '.join(case.rows)}")
+    shop.execute("SET SESSION sql_mode = ''", case.source_sql,
+                 f"INSERT INTO events VALUES {', '.join(case.rows)}")
     scenario = Scenario.create(tmp_path, postgres, target_db, {"shop": shop}, target_sql=case.target_sql)
     good = len(case.rows) - len(case.bad)
     try:
