@@ -71,11 +71,27 @@ def _days(sql_mode: str, odd: tuple[str, ...]) -> Case:
         sql_mode, tuple(rows), tuple(range(CHUNK - 1, CHUNK - 1 + len(odd))))
 
 
+def _year_and_timestamp() -> Case:
+    """YEAR 0000 and a zero TIMESTAMP in key columns; the YEAR closes the first chunk."""
+    start = datetime(2024, 1, 1)
+    rows = [f"(1, 2000, '{start + timedelta(seconds=n)}', {n})" for n in range(CHUNK - 1)]
+    rows += ["(9, 0, '2024-01-01 00:00:00', 0)", "(9, 2000, '0000-00-00 00:00:00', 0)"]
+    rows += [f"({d}, 2000, '{start + timedelta(hours=n)}', {n})" for d in (9, 10) for n in range(1, 21)]
+    return Case(
+        "CREATE TABLE events (dev_id INT NOT NULL, y YEAR NOT NULL, "
+        "ts TIMESTAMP NOT NULL DEFAULT '2000-01-01', n INT, PRIMARY KEY (dev_id, y, ts))",
+        "CREATE TABLE events (src text, dev_id integer, y smallint, ts timestamptz, n integer, "
+        "PRIMARY KEY (src, dev_id, y, ts))",
+        "[src, dev_id, y, ts]", "{src: {value: x}, dev_id: dev_id, y: y, ts: ts, n: n}",
+        "", tuple(rows), (CHUNK - 1, CHUNK))
+
+
 CASES = {
     "datetime_second": _events(partitioned=False),
     "datetime_partitioned": _events(partitioned=True),
     "date_partial_zero": _days("", ("2024-00-15", "2024-01-00")),
     "date_invalid": _days("ALLOW_INVALID_DATES", ("2024-02-30", "2024-02-31", "2024-04-31")),
+    "year_and_timestamp": _year_and_timestamp(),
 }
 
 
