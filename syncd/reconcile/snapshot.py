@@ -662,14 +662,15 @@ class _Job:
         while True:
             if self.stop.is_set():
                 return False
-            rows, _ = reader.chunk(table, key, key, after, self.chunk_rows)
+            read = reader.chunk_rows(table, key, key, after, self.chunk_rows)
+            rows = read.rows
             last = len(rows) < self.chunk_rows
             keys = [tuple(row[k] for k in key) for row in rows]
             for mapping in mappings if keys else ():  # one request per chunk: the daemon reads it at once
                 done = repair(self.config, self.plans, mapping.name, keys, requested_by="snapshot")
                 result.dead_letters += len(done.dead_lettered)
-            if keys:
-                after = keys[-1]
+            if read.last is not None:
+                after = read.last
             copied += len(rows)
             state = CopyProgress(_progress_key(table, self.partial), STREAM,
                                    list(after) if after is not None else None, copied, last, list(key))
@@ -717,15 +718,15 @@ def _read_chunk(reader: SourceReader, job: _TableCopy, after: tuple[Any, ...] | 
     the other rows mapped in Python."""
     if job.text is not None:
         fetched = reader.copy_lines(job.table, job.key, job.text.line, after, limit, reads=job.text.reads)
-        last = tuple(fetched.rows[-1][1:1 + len(job.key)]) if fetched.rows else after
+        last = fetched.key_at(len(fetched.rows) - 1, range(1, 1 + len(job.key))) if fetched.rows else after
         lines, python_keys = _text_lines(job, fetched)
         rows, zeros = reader.rows_by_keys_fetched(job.table, job.key, job.columns, python_keys)
         return _Chunk(after, last, len(fetched.rows), lines, rows, zeros,
                       _map_rows(job.table, job.key, rows, job.mappings, job.ctx))
-    rows, zeros = reader.chunk(job.table, job.key, job.columns, after, limit)
-    last = tuple(rows[-1][k] for k in job.key) if rows else after
-    return _Chunk(after, last, len(rows), None, rows, zeros, _map_rows(job.table, job.key, rows, job.mappings,
-                                                                       job.ctx))
+    read = reader.chunk_rows(job.table, job.key, job.columns, after, limit)
+    last = after if read.last is None else read.last
+    return _Chunk(after, last, len(read.rows), None, read.rows, read.zeros,
+                  _map_rows(job.table, job.key, read.rows, job.mappings, job.ctx))
 
 
 def _text_lines(job: _TableCopy, fetched: Fetched) -> tuple[list[bytes], list[tuple[Any, ...]]]:
@@ -739,11 +740,11 @@ def _text_lines(job: _TableCopy, fetched: Fetched) -> tuple[list[bytes], list[tu
     for index, row in enumerate(fetched.rows):
         line = row[0]
         if line is None or (deferred and index in fetched.zero_dates):
-            python_keys.append(tuple(row[1:1 + width]))
+            python_keys.append(fetched.key_at(index, range(1, 1 + width)))
         elif line and deferred:
             fields = _deferred_fields(deferred, dict(zip(text.reads, row[1 + width:], strict=True)))
             if fields is None:
-                python_keys.append(tuple(row[1:1 + width]))
+                python_keys.append(fetched.key_at(index, range(1, 1 + width)))
             else:
                 lines.append(line + fields)
         elif line:

@@ -27,7 +27,7 @@ from syncd.model import Position, Row, SourceColumn
 from syncd.source import charsets, dialect
 from syncd.source.checks import connect, raw_text_columns, table_columns
 from syncd.source.connection import translated
-from syncd.source.snapshot import row_key
+from syncd.source.snapshot import keys_condition, row_key
 from syncd.source.values import ZERO_DATE, Convert, select_converter
 from syncd.sqlnames import my_name
 
@@ -45,6 +45,24 @@ class Fetched(NamedTuple):
     rows: list[tuple]
     zero_dates: ZeroDates
     """Rows without zero dates are left out."""
+    zero_texts: dict[tuple[int, int], Any] = {}  # noqa: RUF012 (never changed)
+    """(row index, column index) -> what the server sent for each zero date read as NULL."""
+
+    def key_at(self, index: int, positions: Sequence[int]) -> tuple[Any, ...]:
+        """The values at `positions` of row `index` as the source server finds its row by: a zero
+        date (NULL in `rows`) as the text the server sent, so that keyset bounds and key reads
+        compare with it (`(a, b) > (9, NULL)` would skip the rest of a = 9)."""
+        row = self.rows[index]
+        return tuple(self.zero_texts.get((index, p), row[p]) for p in positions)
+
+
+class ChunkRows(NamedTuple):
+    """A chunk's rows (`SourceReader.chunk_rows`), its zero dates, and where the next chunk starts."""
+
+    rows: list[Row]
+    zeros: ZeroDates
+    last: tuple[Any, ...] | None
+    """The last row's key as the server finds it (`Fetched.key_at`); None without rows."""
 
 
 def after_condition(key: Sequence[str]) -> str:
@@ -181,8 +199,16 @@ class SourceReader:
               after: Sequence[Any] | None, limit: int) -> tuple[list[Row], ZeroDates]:
         """The next `limit` rows after key `after` (None: from the start), in key order, and the
         columns whose zero date each row read as NULL (by row index; rows without are left out)."""
+        read = self.chunk_rows(table, key, columns, after, limit)
+        return read.rows, read.zeros
+
+    def chunk_rows(self, table: str, key: Sequence[str], columns: Sequence[str],
+                   after: Sequence[Any] | None, limit: int) -> ChunkRows:
+        """`chunk`, with the key the next chunk starts after (a zero date in it kept as such)."""
         fetched = self._read(table, columns, lambda select: _chunk_query(table, key, select, after, limit))
-        return _dicts(fetched.names, fetched.rows), fetched.zero_dates
+        positions = [fetched.names.index(k) for k in key]
+        last = fetched.key_at(len(fetched.rows) - 1, positions) if fetched.rows else None
+        return ChunkRows(_dicts(fetched.names, fetched.rows), fetched.zero_dates, last)
 
     def rows_between(self, table: str, key: Sequence[str], columns: Sequence[str],
                      after: Sequence[Any] | None, upto: Sequence[Any] | None) -> tuple[list[Row], ZeroDates]:
@@ -207,11 +233,9 @@ class SourceReader:
         rows: list[Row] = []
         zeros: ZeroDates = {}
         for start in range(0, len(keys), 500):
-            part = keys[start:start + 500]
-            marks = "(" + ", ".join(["%s"] * len(key)) + ")"
-            where = f"WHERE ({', '.join(my_name(k) for k in key)}) IN ({', '.join([marks] * len(part))})"
-            fetched = self._read(table, columns, lambda select, where=where, part=part: (
-                f"SELECT {select} FROM {my_name(table)} {where}", [v for k in part for v in k]))
+            where, params = keys_condition(key, keys[start:start + 500])
+            fetched = self._read(table, columns, lambda select, where=where, params=params: (
+                f"SELECT {select} FROM {my_name(table)} WHERE {where}", params))
             zeros.update({len(rows) + i: c for i, c in fetched.zero_dates.items()})
             rows += _dicts(fetched.names, fetched.rows)
         return rows, zeros
@@ -230,10 +254,11 @@ class SourceReader:
         if checksum:
             self._execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
         try:
-            names, rows, _ = self._read(table, columns, lambda select: (
+            fetched = self._read(table, columns, lambda select: (
                 f"SELECT {select} FROM {my_name(table)}{where} ORDER BY {order} LIMIT %s", [*params, limit]))
+            names, rows = fetched.names, fetched.rows
             full = len(rows) == limit
-            upper = tuple(rows[-1][names.index(k)] for k in key) if full else _key(upto)
+            upper = fetched.key_at(len(rows) - 1, [names.index(k) for k in key]) if full else _key(upto)
             total = self.checksum(table, key, columns, after, upper) if checksum else None
         finally:
             if checksum:
@@ -254,9 +279,9 @@ class SourceReader:
                       upper: Sequence[Any] | None) -> tuple[list[str], list[tuple]]:
         """Every row with keys in (lower, upper] (None: unbounded), in key order."""
         where, params = range_condition(key, lower, upper)
-        names, rows, _ = self._read(table, columns, lambda select: (
+        fetched = self._read(table, columns, lambda select: (
             f"SELECT {select} FROM {my_name(table)}{where} ORDER BY {_order(key)}", params))
-        return names, rows
+        return fetched.names, fetched.rows
 
     def checksum(self, table: str, key: Sequence[str], columns: Sequence[str],
                  lower: Sequence[Any] | None, upper: Sequence[Any] | None) -> str:
@@ -294,10 +319,10 @@ class SourceReader:
             where, values = range_condition(key, lower, upper)
             parts.append(f"({where.removeprefix(' WHERE ')})")
             params += values
-        names, rows, _ = self._read(table, columns, lambda select: (
+        fetched = self._read(table, columns, lambda select: (
             f"SELECT {select} FROM {my_name(table)} WHERE {' OR '.join(parts)} ORDER BY {_order(key)}",
             params))
-        return names, rows
+        return fetched.names, fetched.rows
 
     def key_boundaries(self, table: str, key: Sequence[str], every: int) -> list[tuple[Any, ...]]:
         """Every `every`-th row key, in key order: the upper bounds of ranges of that many rows."""
@@ -329,12 +354,11 @@ class SourceReader:
         names: list[str] = list(columns)
         rows: list[tuple] = []
         for start in range(0, len(keys), 500):
-            part = keys[start:start + 500]
-            row_marks = "(" + ", ".join(["%s"] * len(key)) + ")"
-            where = f"WHERE ({', '.join(my_name(k) for k in key)}) IN ({', '.join([row_marks] * len(part))})"
-            names, found, _ = self._read(table, columns, lambda select, where=where, part=part: (
-                f"SELECT {select} FROM {my_name(table)} {where}", [v for k in part for v in k]))
-            rows.extend(found)
+            where, params = keys_condition(key, keys[start:start + 500])
+            fetched = self._read(table, columns, lambda select, where=where, params=params: (
+                f"SELECT {select} FROM {my_name(table)} WHERE {where}", params))
+            names = fetched.names
+            rows.extend(fetched.rows)
         return names, rows
 
     def rows_at_position(self, table: str, key: Sequence[str], columns: Sequence[str],
@@ -429,14 +453,17 @@ def _dicts(names: list[str], rows: list[tuple]) -> list[Row]:
 def _converted(names: list[str], rows: list[tuple], converters: list[tuple[int, Convert]]) -> Fetched:
     columns = list(zip(*rows, strict=True))
     zeros: dict[int, list[str]] = {}
+    texts: dict[tuple[int, int], Any] = {}
     for index, convert in converters:
         converted = [None if v is None else convert(v) for v in columns[index]]
         nulled = [row for row, value in enumerate(converted) if value is ZERO_DATE]
         for row in nulled:
             zeros.setdefault(row, []).append(names[index])
+            texts[row, index] = columns[index][row]
             converted[row] = None
         columns[index] = tuple(converted)
-    return Fetched(names, list(zip(*columns, strict=True)), {row: tuple(c) for row, c in zeros.items()})
+    return Fetched(names, list(zip(*columns, strict=True)), {row: tuple(c) for row, c in zeros.items()},
+                   texts)
 
 
 def source_checksum_sql(columns: Sequence[str]) -> str:

@@ -10,8 +10,10 @@ applied as an idempotent upsert/delete, the target converges to the same state.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import pymysql
 
@@ -113,13 +115,11 @@ class SourceSnapshot:
         """The rows with these key values (see `row_key`) that exist in the snapshot, by key."""
         found: dict[tuple, Row] = {}
         self.zero_dates = {}
-        columns = ", ".join(my_name(k) for k in key)
         select, raw = self._select_list(table)
         for start in range(0, len(keys), 1000):
-            part = keys[start:start + 1000]
-            marks = ", ".join(["(" + ", ".join(["%s"] * len(key)) + ")"] * len(part))
-            query = f"SELECT {select} FROM {my_name(table)} WHERE ({columns}) IN ({marks})"
-            for row, zeros in self._fetch(query, tuple(v for k in part for v in k), raw):
+            where, params = keys_condition(key, keys[start:start + 1000])
+            query = f"SELECT {select} FROM {my_name(table)} WHERE {where}"
+            for row, zeros in self._fetch(query, tuple(params), raw):
                 row_key = tuple(row[k] for k in key)
                 found[row_key] = row
                 if zeros:
@@ -162,6 +162,33 @@ class SourceSnapshot:
         except pymysql.err.OperationalError as exc:
             raise SourceUnavailable(self.source.name, f"snapshot read failed: {exc.args[-1]}") from exc
         return [(row, apply_converters(row, converters)) for row in rows]
+
+
+READ_AS_NULL = ("({c} = 0 OR YEAR({c}) = 0 OR MONTH({c}) = 0 OR DAYOFMONTH({c}) = 0"
+                " OR DAYOFMONTH({c}) > DAYOFMONTH(LAST_DAY({c})))")
+"""A key column's value that syncd reads as NULL: a zero or partial-zero date, year 0, a day past
+its month's end ('2024-02-30', stored under ALLOW_INVALID_DATES), a zero YEAR."""
+
+
+def keys_condition(key: Sequence[str], keys: Sequence[Sequence[Any]]) -> tuple[str, list[Any]]:
+    """WHERE text (a PyMySQL format string) and parameters for the rows with these row keys.
+
+    Row-key columns are NOT NULL (syncd.source.snapshot.row_key), so a None in a key is a date
+    read as NULL (syncd/source/values.py): it matches the rows holding such a value in that
+    column, which all map to the same key. `= NULL` would find none and lose the row.
+    """
+    plain = [k for k in keys if None not in k]
+    parts, params = [], []
+    if plain:
+        marks = "(" + ", ".join(["%s"] * len(key)) + ")"
+        parts.append(f"({', '.join(my_name(k) for k in key)}) IN ({', '.join([marks] * len(plain))})")
+        params = [v for k in plain for v in k]
+    for values in (k for k in keys if None in k):
+        parts.append("(" + " AND ".join(
+            READ_AS_NULL.format(c=my_name(column)) if value is None else f"{my_name(column)} = %s"
+            for column, value in zip(key, values, strict=True)) + ")")
+        params += [v for v in values if v is not None]
+    return " OR ".join(parts) or "FALSE", params
 
 
 def select_statement(table: str, key_columns: tuple[str, ...], where: str | None, limit: int,
