@@ -7,6 +7,9 @@ A mapping's target row and key are each built by one generated function (a dict 
 for every change): a plain copy reads the row inline, and a column transformed or mapped from one
 source column calls its one function (transforms and value map, kept per distinct value) on the
 value read, so the hot path pays no call per column for reading and composing.
+
+The module is long because the generated row builders, the key builder and the change -> ops
+step share their compiled columns and must stay in step; split, each would re-derive them.
 """
 
 from __future__ import annotations
