@@ -244,8 +244,9 @@ class Daemon:
             self.metrics.set_source_up(name, runner.phase == "running")
             self.metrics.set_source_active(name, runner.active)
             pipeline = runner.pipeline
-            if pipeline is not None and pipeline.progress.lag_seconds is not None:
-                self.metrics.set_replication_lag(name, pipeline.progress.lag_seconds)
+            lag = pipeline.progress.current_lag() if pipeline is not None else None
+            if lag is not None:
+                self.metrics.set_replication_lag(name, lag)
             checkpoint = runner.checkpoint if runner.active else None
             if checkpoint is not None and checkpoint.last_event_time is not None:
                 self.metrics.set_checkpoint_age(name, (now - checkpoint.last_event_time).total_seconds())

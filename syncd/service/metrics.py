@@ -10,7 +10,8 @@ Exposed metrics (label names in braces)::
     syncd_dead_letters_total{source,table}          row changes turned into dead letters
     syncd_apply_batch_size{source}                  histogram: rows per target transaction
     syncd_apply_latency_seconds{source}             histogram: time to apply one batch
-    syncd_replication_lag_seconds{source}           source commit -> target commit, last batch
+    syncd_replication_lag_seconds{source}           source commit -> target commit, last batch; growing
+                                                    while taken changes wait for their commit
     syncd_dead_letters_pending{source}              dead letters not yet resolved
     syncd_reconcile_drift_rows_total{mapping,kind}  kind = missing | extra | differ
     syncd_reconcile_repaired_rows_total{mapping}    rows repaired by reconcile

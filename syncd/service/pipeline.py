@@ -74,6 +74,17 @@ class Progress:
     last_event_time: datetime | None = None
     lag_seconds: float | None = None
     applied: int = 0
+    pending_since: datetime | None = None
+    """The source commit time of the oldest change taken and not committed yet (None: none)."""
+
+    def current_lag(self) -> float | None:
+        """The lag as of now: the last commit's, or longer while taken changes wait for their
+        commit (a commit blocked by a lock on a mapped table shows as growing lag, not as the
+        lag of the batch before it)."""
+        if self.pending_since is None:
+            return self.lag_seconds
+        waiting = (datetime.now(UTC) - self.pending_since).total_seconds()
+        return max(waiting, self.lag_seconds or 0.0)
 
 
 class Pipeline:
@@ -237,6 +248,8 @@ class Pipeline:
         with self.sink.long_transaction() as target:
             item: object = first
             while isinstance(item, TransactionPart):
+                if self.progress.pending_since is None:
+                    self.progress.pending_since = item.commit_time
                 part = Batch()
                 ctx = ChangeContext(self.source.name, position, item.commit_time)
                 self.window.drop_changed(item.changes)
@@ -283,6 +296,8 @@ class Pipeline:
             self.window.before(batch, event)
             self.position = event.end
         if isinstance(event, SourceTransaction):
+            if self.progress.pending_since is None:
+                self.progress.pending_since = event.commit_time
             if event.doubts:
                 self._doubted(batch, event, before)
             ctx = ChangeContext(self.source.name, str(event.end), event.commit_time)
@@ -405,6 +420,7 @@ class Pipeline:
 
     def _after_commit(self, batch: Batch, rejected: list[DeadLetter], seconds: float) -> None:
         self.progress.applied += len(batch.ops)
+        self.progress.pending_since = None
         self.progress.last_activity = time.monotonic()
         if batch.checkpoint is not None and batch.checkpoint.last_event_time is not None:
             self.progress.last_event_time = batch.checkpoint.last_event_time

@@ -196,7 +196,7 @@ class SourceRunner:
         if self.phase == "running" and pipeline is not None:
             if not pipeline.progress.connected:
                 return f"{self.name}: initial copy"
-            lag = pipeline.progress.lag_seconds
+            lag = pipeline.progress.current_lag()
             return f"{self.name}: lag {lag:.1f}s" if lag is not None else f"{self.name}: streaming"
         if self.phase == "standby":
             return f"{self.name}: standby ({self.holder or 'held elsewhere'})"

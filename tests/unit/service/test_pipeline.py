@@ -11,7 +11,7 @@ in-memory sink to the PostgreSQL sink's behaviour.
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from syncd.model import (
     TargetTable,
     TransactionPart,
 )
-from syncd.service.pipeline import Pipeline
+from syncd.service.pipeline import Pipeline, Progress
 from syncd.sink.batch import Batch
 from tests.doubles import STOP, ListSource, MemorySink
 
@@ -283,6 +283,16 @@ def test_a_large_transaction_is_written_with_one_time_and_counted_whole(tmp_path
     assert {values["synced_at"] for values in harness.rows().values()} == {T0}
     assert counted == [{"orders": 4}]
     assert pipeline.progress.applied == 4
+
+
+def test_the_lag_grows_while_taken_changes_wait_for_their_commit(tmp_path: Path) -> None:
+    """A commit blocked (a lock on a mapped table) shows as growing lag, not the last batch's."""
+    progress = Progress(lag_seconds=0.3)
+    assert progress.current_lag() == 0.3
+    progress.pending_since = datetime.now(UTC) - timedelta(seconds=40)
+    assert 40 <= (progress.current_lag() or 0) < 45
+    pipeline = Harness(tmp_path, [tx(200, insert(1)), *large(300)]).run()
+    assert pipeline.progress.pending_since is None  # cleared by each commit
 
 
 # --------------------------------------------------------------------------- repairs in stream order
