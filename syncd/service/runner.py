@@ -106,6 +106,8 @@ class SourceRunner:
         self._session = threading.Event()
         self._end_reason: str | None = None
         self._failure: SyncdError | None = None
+        self._retries_since_progress = 0
+        """Failed attempts since the last commit: what the back-off doubles on."""
         self._next_plan: SourcePlan | None = None
         self._sleeping = False
         self._streaming_seen = False
@@ -327,11 +329,12 @@ class SourceRunner:
         self._end_reason = None
         self._failure = None
         self._streaming_seen = False
+        self._retries_since_progress = 0
         if self.stop.is_set():
             return "stop"
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(self._retriable),
-            wait=tenacity.wait_exponential(multiplier=0.5, max=self.config.retry_max_s),
+            wait=self._backoff,
             stop=tenacity.stop_when_event_set(self._session),
             sleep=self._sleep,
             before_sleep=self._before_retry,
@@ -389,8 +392,14 @@ class SourceRunner:
         self._set_state("retrying", str(exc))
         self.settled.set()
         self.lock.record_health("retrying", str(exc))
-        self.log.warning("source_retry", attempt=retry_state.attempt_number, error=str(exc),
+        self._retries_since_progress += 1
+        self.log.warning("source_retry", attempt=self._retries_since_progress, error=str(exc),
                          wait_seconds=round(wait, 1), position=self.position_text())
+
+    def _backoff(self, _state: tenacity.RetryCallState) -> float:
+        """0.5 s after the first failure, doubling up to `retry_max_seconds`: counted from the last
+        commit, so an outage after hours of streaming starts again at 0.5 s."""
+        return min(self.config.retry_max_s, 0.5 * 2 ** self._retries_since_progress)
 
     def _attempt(self) -> None:
         if self._session.is_set():
@@ -480,6 +489,7 @@ class SourceRunner:
 
     def _on_batch(self, source: str, batch: Batch, seconds: float, rejected: list[DeadLetter]) -> None:
         self._mark()
+        self._retries_since_progress = 0  # the stream works again: the next outage backs off from the start
         lag = None
         if batch.checkpoint is not None:
             self.checkpoint = batch.checkpoint
