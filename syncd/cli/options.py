@@ -89,7 +89,7 @@ def config_option(func: Any) -> Any:
     by syncd itself, so that a missing or unreadable one is a configuration error (78)."""
     return click.option(
         "--config", "config_path", type=click.Path(path_type=Path, readable=False),
-        default=lambda: os.environ.get("SYNCD_CONFIG", DEFAULT_CONFIG),
+        default=lambda: os.environ.get("SYNCD_CONFIG") or DEFAULT_CONFIG,  # set but empty: unset
         show_default="$SYNCD_CONFIG or " + DEFAULT_CONFIG, help="Path of config.yaml.")(func)
 
 

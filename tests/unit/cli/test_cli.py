@@ -132,3 +132,10 @@ def test_a_person_id_that_is_no_number_is_a_usage_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["identity", "show", "abc", "--person", "--config", config])
     assert result.exit_code == 2
     assert "Invalid value for KEY: a person id is a whole number, got 'abc'" in result.output
+
+
+@pytest.mark.parametrize("value", ["", None])
+def test_an_empty_or_unset_syncd_config_means_the_default_path(value: str | None) -> None:
+    result = CliRunner().invoke(main, ["validate"], env={"SYNCD_CONFIG": value})
+    assert result.exit_code == 1  # validate: problems found (the file is not there)
+    assert "/etc/syncd/config.yaml" in result.output, result.output
