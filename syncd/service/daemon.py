@@ -22,7 +22,7 @@ from types import FrameType
 
 import structlog
 
-from syncd.config import Config, parse_listen
+from syncd.config import Config, load_config, parse_listen
 from syncd.errors import ConfigError, SyncdError
 from syncd.mapping.load import SourcePlan
 from syncd.observability import one_line
@@ -264,10 +264,25 @@ class Daemon:
             log.info("source_unstalled", source=runner.name, phase=runner.phase,
                      position=runner.position_text())
 
+    def _check_config_file(self) -> None:
+        """A reload re-reads the mapping files only; say so when config.yaml itself changed, and
+        when it no longer loads (the next start, by systemd too, would fail with exit 78)."""
+        try:
+            now = load_config(self.config.path)
+        except ConfigError as exc:
+            log.warning("config_invalid", errors=str(exc),
+                        action="the running syncd keeps the configuration it started with; fix the "
+                               "file before the next start, which would fail")
+            return
+        if now != self.config:
+            log.warning("config_changed", path=str(self.config.path),
+                        action="a reload applies mapping files only: restart syncd to apply config.yaml")
+
     def _reload(self) -> None:
         """Re-read mappings; switch only if the new set is valid, else keep the old one."""
         self.notifier.reloading()
         log.info("reload_requested")
+        self._check_config_file()
         try:
             plans = build_plans(self.config)
             self._check_sources(plans)

@@ -425,6 +425,26 @@ def test_a_reload_after_an_idle_while_is_no_stall(make_scenario: Callable[..., S
     assert scenario.stop(process) == 0
 
 
+def test_a_reload_says_when_config_yaml_changed_or_no_longer_loads(make_scenario: Callable[..., Scenario],
+                                                                   shop: Source) -> None:
+    """SIGHUP re-reads the mapping files only: a changed config.yaml is named for a restart, and
+    one that would not load is reported before the next start fails on it."""
+    scenario = make_scenario(shop)
+    process = scenario.start()
+    eventually(lambda: events_named(scenario, "streaming_started"), 60)
+    config = scenario.tmp / "config.yaml"
+    config.write_text(config.read_text().replace("max_rows: 500", "max_rows: 100"))
+    process.send_signal(signal.SIGHUP)
+    changed = eventually(lambda: events_named(scenario, "config_changed"), 30)
+    assert changed[0]["level"] == "warning" and "restart" in changed[0]["action"]
+    config.write_text(config.read_text() + "no_such_setting: 1\n")
+    process.send_signal(signal.SIGHUP)
+    invalid = eventually(lambda: events_named(scenario, "config_invalid"), 30)
+    assert "no_such_setting" in invalid[0]["errors"]
+    assert process.poll() is None
+    assert scenario.stop(process) == 0
+
+
 # -- signals and shutdown ----------------------------------------------------------------------------
 
 
