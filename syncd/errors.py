@@ -230,6 +230,13 @@ class SinkUnavailable(SinkError):
     retriable = True
 
 
+class TargetAuthError(SinkUnavailable):
+    """The target refuses syncd's login: a wrong password, no pg_hba.conf entry, an unknown role
+    or database. Retried while running (the fix may come from the DBA's side), but a command or a
+    start that meets it exits 78 like any configuration error (systemd then does not restart
+    syncd in a loop)."""
+
+
 class TargetTlsError(SinkError):
     """TLS to the target failed for a reason waiting does not cure (see SourceTlsError); the
     message names the parameter of `target.dsn` to fix (syncd/sink/postgres.py)."""

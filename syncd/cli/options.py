@@ -30,7 +30,14 @@ from typing import Any, NoReturn
 import click
 
 from syncd.config import DEFAULT_CONFIG, Config, load_config, secrets_of
-from syncd.errors import ConfigError, SourceAuthError, SourceTlsError, SyncdError, TargetTlsError
+from syncd.errors import (
+    ConfigError,
+    SourceAuthError,
+    SourceTlsError,
+    SyncdError,
+    TargetAuthError,
+    TargetTlsError,
+)
 from syncd.observability import SAFE_SECRET_LENGTH, get_logger, register_secret, scrub, short_secret
 
 EXIT_OK = 0
@@ -99,7 +106,7 @@ def fail(exc: SyncdError) -> NoReturn:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_CONFIG)
     click.echo(scrub(f"syncd: {exc}"), err=True)
-    settings = SourceTlsError | SourceAuthError | TargetTlsError
+    settings = SourceTlsError | SourceAuthError | TargetTlsError | TargetAuthError
     sys.exit(EXIT_CONFIG if isinstance(exc, settings) else EXIT_ERROR)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -21,7 +22,7 @@ from psycopg.adapt import AdaptersMap, Dumper
 from psycopg.conninfo import conninfo_to_dict
 
 from syncd.config import TargetConfig
-from syncd.errors import SinkError, SinkUnavailable
+from syncd.errors import SinkError, SinkUnavailable, TargetAuthError
 from syncd.mapping.astext import json_text
 from syncd.model import JsonArray
 from syncd.sink.tls import tls_error
@@ -92,8 +93,21 @@ def connect(target: TargetConfig, application_name: str = "syncd", **options: An
                                options=f"{own} {SESSION}" if own else SESSION, context=ADAPTERS,
                                **options)
     except psycopg.OperationalError as exc:
-        raise (tls_error(target, exc) or
+        raise (tls_error(target, exc) or _login_refused(exc) or
                SinkUnavailable(f"cannot connect to the target: {first_line(exc)}")) from exc
+
+
+_LOGIN_REFUSED = re.compile(r"password authentication failed|no pg_hba\.conf entry|"
+                            r"(role|database) \".*\" does not exist")
+"""libpq's texts of a login the server refused (a connection failure carries no SQLSTATE)."""
+
+
+def _login_refused(exc: psycopg.OperationalError) -> TargetAuthError | None:
+    text = first_line(exc)
+    if not _LOGIN_REFUSED.search(text):
+        return None
+    return TargetAuthError(f"cannot connect to the target: {text}; fix target.dsn, its password "
+                           "(target.password_env) or the server's pg_hba.conf")
 
 
 def first_line(exc: BaseException) -> str:

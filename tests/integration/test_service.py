@@ -445,6 +445,20 @@ def test_a_reload_says_when_config_yaml_changed_or_no_longer_loads(make_scenario
     assert scenario.stop(process) == 0
 
 
+def test_a_target_refusing_the_login_is_a_configuration_error_at_start(make_scenario: Callable[..., Scenario],
+                                                                         shop: Source) -> None:
+    """A wrong target password exits 78 (systemd does not restart it in a loop), naming the fix."""
+    scenario = make_scenario(shop)
+    scenario.extra_env["PGPASSWORD"] = "not-the-password"
+    process = scenario.start()
+    code, _ = exit_within(process, 60)
+    assert code == 78
+    assert "password authentication failed" in scenario.log_text()
+    assert "target.password_env" in scenario.log_text() and "Traceback" not in scenario.log_text()
+    status = scenario.cli("status")
+    assert status.returncode == 78, status.stdout + status.stderr
+
+
 # -- signals and shutdown ----------------------------------------------------------------------------
 
 
