@@ -112,6 +112,7 @@ def repair(config: Config, plans: dict[str, SourcePlan], mapping_name: str,
     lock = SourceLock(config.target, plan.source.name)
     if lock.try_acquire():
         try:
+            lock.record_health("repair", None)  # for `syncd status` while it runs
             sink = PostgresSink(config.target, f"syncd:repair:{plan.source.name}")
             try:
                 outcomes = apply_repair_direct(plan, mapping, keys, sink)

@@ -287,6 +287,7 @@ class _Job:
             create_state_schema(conn, self.schema)
             if lock.try_acquire():
                 try:
+                    lock.record_health("snapshot", None)  # for `syncd status` while it runs
                     result = self._direct(conn)
                 finally:
                     lock.release()

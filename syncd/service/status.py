@@ -70,7 +70,8 @@ def source_row(name: str, checkpoint: Any, pending: int, *, health: Any = None, 
     }
     # An error recorded before the checkpoint last moved is history (e.g. fixed by a snapshot).
     current = health is not None and (checkpoint is None or checkpoint.updated_at is None
-                                      or health.updated_at >= checkpoint.updated_at)
+                                      or health.updated_at >= checkpoint.updated_at
+                                      or health.state in COMMANDS)
     row["error"] = health.error if current and health.error else None
     row["state"] = source_state(checkpoint, health if current else None, alive, owner is not None)
     if row["state"] != STREAMING:  # the lag at the last checkpoint says nothing of now
@@ -150,6 +151,9 @@ def _headroom(health: Any) -> dict[str, Any]:
 
 
 STREAMING = "streaming"
+COMMANDS = {"snapshot": "syncd snapshot copying (no daemon streaming)",
+            "repair": "syncd repair applying (no daemon streaming)"}
+"""Health states recorded by a command holding the source while no daemon runs, and their word."""
 
 
 def source_state(checkpoint: Any, health: Any, owner_alive: bool, owner_known: bool) -> str:
@@ -163,4 +167,6 @@ def source_state(checkpoint: Any, health: Any, owner_alive: bool, owner_known: b
         return "stopped"
     if health is not None and health.state == "retrying":
         return "retrying"
+    if health is not None and health.state in COMMANDS:
+        return COMMANDS[health.state]
     return STREAMING if checkpoint is not None and checkpoint.snapshot_done else "initial load in progress"

@@ -73,3 +73,16 @@ def test_the_lag_is_shown_while_streaming_only() -> None:
     stopped = source_row("shop", done, 0, owner=dead, now=NOW)
     assert stopped["state"] == "stopped" and stopped["lag_seconds"] is None
     assert stopped["checkpoint_age_seconds"] == 3600.0
+
+
+def test_a_command_holding_the_source_without_a_daemon_is_named() -> None:
+    """`syncd snapshot` holds the source while no daemon runs: not "streaming"."""
+    copying = SourceHealth("shop", "snapshot", None, None, None, None, None, "host", 1,
+                           NOW - timedelta(hours=1))
+    later = Checkpoint("shop", Position("b.1", 4), None, True, updated_at=NOW)
+    owner = Owner("shop", "host", 7, NOW, NOW)
+    row = source_row("shop", later, 0, health=copying, owner=owner, now=NOW)
+    assert row["state"] == "syncd snapshot copying (no daemon streaming)" and row["lag_seconds"] is None
+    dead = Owner("shop", "host", 7, NOW, NOW - timedelta(minutes=5))
+    gone = source_row("shop", later, 0, health=copying, owner=dead, now=NOW)
+    assert gone["state"] == "stopped"
