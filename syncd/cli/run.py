@@ -81,6 +81,8 @@ def validate(config_path: Path, live: bool) -> None:
         problems += _live_problems(config, specs)
     if problems:
         _print_problems(problems)
+    if not live:
+        _note_unreadable_secrets(config)
     files = len({s.where.file for s in specs})
     click.echo(f"ok: {len(specs)} mappings in {files} files" + (" (checked live)" if live else ""))
 
@@ -93,6 +95,16 @@ def _secret_problems(config: Config) -> list[Problem]:
         if warning:
             click.echo(f"warning: {warning}")
     return problems
+
+
+def _note_unreadable_secrets(config: Config) -> None:
+    """Without --live the secrets are not required (this shell may not have the service's
+    environment), but one that cannot be read here is named: `syncd run` would exit 78 on it."""
+    for secret in secrets_of(config):
+        problem = secret.problem()
+        if problem is not None:
+            click.echo(f"note: {problem} (not needed to check the files; `syncd run` and "
+                       "`validate --live` need it)")
 
 
 def _print_problems(problems: list[Problem]) -> NoReturn:

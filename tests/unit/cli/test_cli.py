@@ -139,3 +139,17 @@ def test_an_empty_or_unset_syncd_config_means_the_default_path(value: str | None
     result = CliRunner().invoke(main, ["validate"], env={"SYNCD_CONFIG": value})
     assert result.exit_code == 1  # validate: problems found (the file is not there)
     assert "/etc/syncd/config.yaml" in result.output, result.output
+
+
+def test_validate_without_live_notes_a_secret_it_cannot_read(tmp_path: Path) -> None:
+    (tmp_path / "mappings").mkdir()
+    (tmp_path / "mappings" / "m.yaml").write_text(
+        "mappings:\n  - {name: t, source: s, table: t, target: t, key: [id], columns: {id: id}}\n")
+    (tmp_path / "config.yaml").write_text(
+        "target: {dsn: 'postgresql://syncd@127.0.0.1:1/x', password_env: SYNCD_TEST_UNSET_PW}\n"
+        "sources:\n  s: {host: 127.0.0.1, user: u, database: d, server_id: 5}\nmappings: [mappings/]\n")
+    result = CliRunner().invoke(main, ["validate", "--config", str(tmp_path / "config.yaml")],
+                                env={"SYNCD_TEST_UNSET_PW": None})
+    assert result.exit_code == 0, result.output
+    assert "note: " in result.output and "SYNCD_TEST_UNSET_PW is not set" in result.output
+    assert result.output.rstrip().endswith("ok: 1 mappings in 1 files")
