@@ -72,6 +72,8 @@ RANGES_PER_READ = 200
 CONFIRM_ATTEMPTS = 3
 CONFIRM_WAIT_S = 10.0
 """How long a re-check waits for the running daemon to apply the source up to its read."""
+LETTERS_FRESH_S = 1.0
+"""Pending dead letters are read again at most this often, for a row none of them explains yet."""
 
 def select_mappings(plans: dict[str, SourcePlan], source: str | None = None,
                     mapping: str | None = None,
@@ -260,6 +262,7 @@ class _Pass:
                         if self.layout.persons or self.mapping.identity is not None else None)
         self.dead_letters = pending_row_keys(self.conn, self.schema, self.plan.source.name,
                                                      self.mapping.name)
+        self._letters_read = time.monotonic()
         self.streaming = (self.options.streaming if self.options.streaming is not None
                           else daemon_streams(self.conn, self.schema, self.plan.source.name))
         self.report.mode = self.layout.mode
@@ -577,6 +580,19 @@ class _Pass:
             self._record(diff, known)
             self._handle(diff, known)
 
+    def _dead_lettered(self, row_key: str) -> bool:
+        """Whether a pending dead letter explains this row; the pending keys are read again (at
+        most every LETTERS_FRESH_S) when one is not among them: the running daemon may have
+        dead-lettered it since the pass began."""
+        if row_key in self.dead_letters:
+            return True
+        if time.monotonic() - self._letters_read < LETTERS_FRESH_S:
+            return False
+        self.dead_letters = pending_row_keys(self.conn, self.schema, self.plan.source.name,
+                                             self.mapping.name)
+        self._letters_read = time.monotonic()
+        return row_key in self.dead_letters
+
     def _check(self, rows: list[tuple], expected: Expected, actual: dict[Key, Values]) -> bool:
         """Count, compare, re-check, record and handle one chunk; True when it was clean."""
         report = self.report
@@ -584,7 +600,7 @@ class _Pass:
         for source_key, reason in expected.unmappable:
             report.unmappable += 1
             text = row_key_text(self.layout.source_key, source_key)
-            if text in self.dead_letters:
+            if self._dead_lettered(text):
                 report.explained_by_dead_letters += 1
             else:
                 report.unmappable_unexplained += 1
@@ -638,8 +654,8 @@ class _Pass:
         report.differ_rows.extend(diff.differ[:max(0, room - len(report.differ_rows))])
         for key in diff.all_keys():
             source_key = source_of.get(key)
-            if source_key is not None and \
-                    row_key_text(self.layout.source_key, source_key) in self.dead_letters:
+            if source_key is not None and self._dead_lettered(
+                    row_key_text(self.layout.source_key, source_key)):
                 report.explained_by_dead_letters += 1
         bound = log.bind(mapping=self.mapping.name)
         bound.debug("reconcile_drift", missing=len(diff.missing), extra=len(diff.extra),
