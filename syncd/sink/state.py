@@ -3,10 +3,17 @@ links (`syncd.identity`), the schema history of sources without full row metadat
 read and written by syncd/sink/schema_history.py).
 
 The tables are created, and added to an existing state schema, by the statements of `_DDL`,
-every one idempotent (`IF NOT EXISTS`): running them at every start is the migration."""
+every one idempotent (`IF NOT EXISTS`): running them is the migration. They run only when the
+schema's comment does not name the digest of `_DDL` (written once they ran): an `ALTER TABLE ...
+IF NOT EXISTS` still locks its table, and every command runs this, so each `syncd reconcile` or
+`syncd snapshot` took the checkpoints' lock against the running daemon (deadlocks included).
+
+The module is long because it is the one owner of every state table's SQL: the DDL and each
+table's reads and writes stay together, so a column added is added in one file."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -225,7 +232,10 @@ CREATE TABLE IF NOT EXISTS {schema}.schema_history (
 
 @translating("creating the state schema")
 def create_state_schema(conn: psycopg.Connection, schema: str) -> None:
-    """Create the state tables if missing (idempotent), in one transaction."""
+    """Create the state tables if missing (idempotent), in one transaction; nothing when the
+    schema already is what `_DDL` makes (a catalog read, no lock)."""
+    if _marked(conn, schema):
+        return
     with conn.transaction():
         # Two processes starting at once on a fresh target would race on the catalog.
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"syncd:state:{schema}",))
@@ -239,6 +249,27 @@ def create_state_schema(conn: psycopg.Connection, schema: str) -> None:
         if conn.execute(version).fetchone() is None:
             conn.execute(sql.SQL("INSERT INTO {}.schema_version VALUES (%s)").format(
                 sql.Identifier(schema)), (SCHEMA_VERSION,))
+        _mark(conn, schema)
+
+
+_DDL_MARK = f"syncd state schema, DDL {hashlib.sha256(_DDL.encode()).hexdigest()[:16]}"
+"""The schema's comment once `_DDL` ran on it (a changed `_DDL` runs again)."""
+
+
+def _marked(conn: psycopg.Connection, schema: str) -> bool:
+    row = conn.execute("SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = %s",
+                       (schema,)).fetchone()
+    return row is not None and row[0] == _DDL_MARK
+
+
+def _mark(conn: psycopg.Connection, schema: str) -> None:
+    """Only the schema's owner may comment on it; another role runs `_DDL` every time, as before."""
+    try:
+        with conn.transaction():
+            conn.execute(sql.SQL("COMMENT ON SCHEMA {} IS {}").format(sql.Identifier(schema),
+                                                                    sql.Literal(_DDL_MARK)))
+    except psycopg.errors.InsufficientPrivilege:
+        pass
 
 
 _CHECKPOINT_COLUMNS = ("binlog_file, binlog_pos, gtid, last_event_time, snapshot_done, updated_at, "

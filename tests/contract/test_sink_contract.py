@@ -245,6 +245,7 @@ def test_the_state_schema_is_created_and_migrated_again_without_harm(postgres: P
     try:
         create_state_schema(conn, "syncd")
         conn.execute("DROP TABLE syncd.schema_history")
+        conn.execute("COMMENT ON SCHEMA syncd IS NULL")  # as an earlier release left it
         conn.execute("INSERT INTO syncd.paused_mappings VALUES ('m', 's', 'bin.000001', 4, 'x', 'y')")
         create_state_schema(conn, "syncd")
         create_state_schema(conn, "syncd")
@@ -252,6 +253,23 @@ def test_the_state_schema_is_created_and_migrated_again_without_harm(postgres: P
         assert conn.execute("SELECT mapping FROM syncd.paused_mappings").fetchall() == [("m",)]
     finally:
         conn.close()
+
+
+def test_an_up_to_date_state_schema_is_left_alone_without_a_lock(postgres: PostgresServer,
+                                                                   target_db: str) -> None:
+    """Every command creates the state schema first: once it is up to date, that takes no lock,
+    so a command never waits for (or deadlocks with) the daemon's checkpoint writes."""
+    target = TargetConfig(dsn=postgres.dsn(target_db), password=Secret())
+    conn, daemon = connect(target, "contract"), connect(target, "contract-daemon")
+    try:
+        create_state_schema(conn, "syncd")
+        with daemon.transaction():
+            daemon.execute("LOCK TABLE syncd.checkpoints, syncd.identity_links IN ACCESS EXCLUSIVE MODE")
+            conn.execute("SET lock_timeout = '2s'")
+            create_state_schema(conn, "syncd")
+    finally:
+        conn.close()
+        daemon.close()
 
 
 def test_a_letter_discarded_or_retried_before_is_pending_again_when_the_change_fails_again(
@@ -320,6 +338,7 @@ def test_row_keys_stored_with_python_none_read_null_after_migrating(postgres: Po
             conn.execute("INSERT INTO syncd.dead_letters (source, source_table, mapping, row_key, "
                          "binlog_position, row_image, reason) VALUES ('s', 't', 'm', %s, 'p', '{}', 'r')",
                          (key,))
+        conn.execute("COMMENT ON SCHEMA syncd IS NULL")  # written by an earlier release
         create_state_schema(conn, "syncd")
         assert [k for (k,) in conn.execute("SELECT row_key FROM syncd.dead_letters ORDER BY id")] == [
             "dev_id=10,ev_time=NULL", "ev_time=NULL,dev_id=10", "a=NULL", "n='None',m=NULL"]

@@ -359,7 +359,8 @@ def test_a_checkpoint_without_records_is_recorded_at_the_first_resume(
     scenario = make_scenario(shop)
     streamed_then_stopped(scenario, shop)
     drops = ", ".join(f"DROP COLUMN {column}" for column in NEW_COLUMNS)
-    scenario.target(f"ALTER TABLE syncd.checkpoints {drops}")  # the state schema of an older syncd
+    scenario.target(f"ALTER TABLE syncd.checkpoints {drops}")  # the state schema of an older syncd,
+    scenario.target("COMMENT ON SCHEMA syncd IS NULL")  # which did not mark it
 
     process = scenario.start()
     recorded = eventually(lambda: events_named(scenario, "continuity_recorded", source="shop"), 60)[0]
