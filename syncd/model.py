@@ -285,6 +285,9 @@ class IdentityClaim:
     position: str
     alive: bool = True
     """False when the same batch also deleted the record (an upsert merged with a soft delete)."""
+    earlier: tuple[tuple[tuple[str, str], ...], ...] = ()
+    """The keys of this record's earlier versions in the same batch (reduced into this one, see
+    syncd/sink/batch.py), oldest first: the sink claims them first, as if each had been applied."""
 
 
 @dataclass(frozen=True, slots=True)

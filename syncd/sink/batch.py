@@ -153,5 +153,18 @@ def _reduce_run(ops: list[PlannedOp]) -> list[PlannedOp]:
                                  planned.cause)
             elif isinstance(previous.op, Delete):
                 kept = previous  # marking a row deleted after removing it changes nothing
+        elif isinstance(planned.op, Upsert) and isinstance(previous.op, Upsert):
+            kept = _after_earlier(planned, previous)
         last[key] = kept
     return list(last.values())
+
+
+def _after_earlier(planned: PlannedOp, previous: PlannedOp) -> PlannedOp:
+    """The later upsert, still claiming the keys its earlier version held (a person's keys are
+    every key its records ever held: a phone changed within a batch still links the old one)."""
+    claim, before = planned.op.identity, previous.op.identity
+    if claim is None or before is None or (before.keys == claim.keys and not before.earlier):
+        return planned
+    earlier = (*before.earlier, before.keys, *claim.earlier)
+    op = dataclasses.replace(planned.op, identity=dataclasses.replace(claim, earlier=earlier))
+    return PlannedOp(op, planned.cause)

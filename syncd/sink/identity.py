@@ -154,6 +154,7 @@ class IdentitySession:
             if op.identity is not None:
                 item = self._space(op.identity.space, work)
                 item.keys.update(op.identity.keys)
+                item.keys.update(key for keys in op.identity.earlier for key in keys)
                 item.records.add(record_name(op.identity.mapping, op.identity.record))
             for lookup in op.lookups:
                 item = self._space(lookup.space, work)
@@ -175,9 +176,11 @@ class IdentitySession:
                 item = work[claim.space.name]
                 assert item.store is not None
                 name = record_name(claim.mapping, claim.record)
-                result = core.claim(item.store, name, claim.keys, cause=claim, alive=claim.alive)
-                for key in claim.keys:
-                    item.linker.setdefault(key, (claim.mapping, claim.record))
+                for keys in (*claim.earlier, claim.keys):  # each version, as if applied in turn
+                    result = core.claim(item.store, name, keys, cause=claim,
+                                        alive=claim.alive or keys is not claim.keys)
+                    for key in keys:
+                        item.linker.setdefault(key, (claim.mapping, claim.record))
                 item.final[name] = _Final(claim, None, None if claim.alive else claim.commit_time)
                 self._touch(item, result.person, planned.origin)
             for lookup in op.lookups:

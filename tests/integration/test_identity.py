@@ -273,6 +273,24 @@ class TestScenario:
         assert scenario.stop(process) == 0
 
 
+    def test_a_key_held_only_by_an_earlier_version_in_a_backlog_still_links(
+            self, scenario: Scenario, shop: Source, app: Source) -> None:
+        """Caught up after a stop, a phone changed twice within one batch links as when streamed:
+        the app user who binds the first phone is the same person."""
+        process = scenario.start(env=SALT)
+        eventually(lambda: streaming(scenario), 60)
+        assert scenario.stop(process) == 0
+        shop.execute(("INSERT INTO users VALUES (30, '甲', %s)", (PHONE,)),
+                     "UPDATE users SET phone = '16000000399' WHERE id = 30")
+        shop.execute("UPDATE users SET name = '甲乙' WHERE id = 30")
+        app.execute(("INSERT INTO app_users VALUES (30, '甲app', %s, NULL, 0)", (PHONE,)))
+        process = scenario.start(env=SALT)
+        eventually(lambda: ("shop", 30) in members(scenario) and ("app", 30) in members(scenario), 60)
+        found = members(scenario)
+        assert found[("shop", 30)][0] == found[("app", 30)][0]
+        assert scenario.stop(process) == 0
+
+
 def preview_json(scenario: Scenario, mapping: str) -> list[dict]:
     result = scenario.cli("preview", "--mapping", mapping, "--json")
     assert result.returncode == 0, result.stderr

@@ -8,7 +8,16 @@ from typing import Any
 from hypothesis import Phase, example, given, settings
 from hypothesis import strategies as st
 
-from syncd.model import DeadLetter, Delete, RowOp, SoftDelete, TargetTable, Upsert
+from syncd.model import (
+    DeadLetter,
+    Delete,
+    IdentityClaim,
+    IdentitySpace,
+    RowOp,
+    SoftDelete,
+    TargetTable,
+    Upsert,
+)
 from syncd.sink.batch import PlannedOp, reduce_ops
 from syncd.sink.postgres import Statements
 from tests.doubles import Tables
@@ -82,6 +91,20 @@ class TestReduceOps:
         """A key touched again moves after keys whose last operation came earlier."""
         reduced = reduce_ops(planned(upsert(1, 1), upsert(2, 2), upsert(1, 3)))
         assert ops_of(reduced) == [upsert(2, 2), upsert(1, 3)]
+
+    def test_a_later_upsert_still_claims_the_keys_of_the_earlier_versions(self) -> None:
+        """A phone changed twice within a batch: the kept upsert claims each earlier key set first."""
+        def claimed(phone: str) -> Upsert:
+            claim = IdentityClaim(IdentitySpace("person"), "m", "shop", SOFT, '{"id":1}', (("phone", phone),),
+                                  None, {}, T0, "f:1")
+            return Upsert(SOFT, KEY, {"channel": "shop", "id": 1, "v": 0, "deleted_at": None}, identity=claim)
+
+        [kept] = ops_of(reduce_ops(planned(claimed("a"), claimed("b"), claimed("b"), claimed("c"))))
+        assert isinstance(kept, Upsert) and kept.identity is not None
+        assert kept.identity.keys == (("phone", "c"),)
+        assert kept.identity.earlier == ((("phone", "a"),), (("phone", "b"),), (("phone", "b"),))
+        [same] = ops_of(reduce_ops(planned(claimed("a"), claimed("a"))))
+        assert isinstance(same, Upsert) and same.identity is not None and same.identity.earlier == ()
 
     def test_empty(self) -> None:
         """Nothing reduces to nothing."""
