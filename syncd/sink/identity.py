@@ -35,6 +35,8 @@ from syncd.identity import core
 from syncd.identity.keys import KNOWN, RECORD_SEP, decode_values, encode_values, record_id, record_name
 from syncd.identity.policies import Contribution, unify
 from syncd.model import (
+    REPAIR_AT,
+    SNAPSHOT_AT,
     DeadLetter,
     Delete,
     DeleteSlice,
@@ -55,6 +57,22 @@ log = structlog.get_logger("syncd.identity")
 
 LOCK_CLASS = 0x5349
 """First key of identity advisory locks ("SI"); syncd's source locks use 0x5359."""
+
+_UPSERT_CONTRIBUTION = (
+    'INSERT INTO {s}.identity_contributions AS c (space, mapping, source_key, person_id, source, '
+    'target_table, keys, "values", commit_time, first_seen, deleted_at) '
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+    "ON CONFLICT (space, mapping, source_key) DO UPDATE SET person_id = EXCLUDED.person_id, "
+    "source = EXCLUDED.source, target_table = EXCLUDED.target_table, keys = EXCLUDED.keys, "
+    '"values" = EXCLUDED."values", commit_time = {time}, deleted_at = EXCLUDED.deleted_at, '
+    "updated_at = now()")
+_READ_AGAIN = (REPAIR_AT, SNAPSHOT_AT)
+"""Positions of records read again by key or copied: they carry the time they were read, not a
+source commit."""
+_KEPT_TIME = ('CASE WHEN c."values" IS NOT DISTINCT FROM EXCLUDED."values" AND c.deleted_at IS NULL '
+              "AND EXCLUDED.deleted_at IS NULL THEN c.commit_time ELSE EXCLUDED.commit_time END")
+"""A record read again unchanged keeps its commit time: a repair or a snapshot of an unrelated
+column must not make its contribution the `latest` of its person's."""
 
 
 
@@ -246,27 +264,24 @@ class IdentitySession:
     def _write_records(self, item: _Work) -> None:
         store = item.store
         assert store is not None
-        upserts, releases = [], []
+        upserts: dict[bool, list[tuple[Any, ...]]] = {False: [], True: []}
+        releases = []
         for name, final in item.final.items():
             person = store.record_person(name)
             if final.claim is not None:
                 claim = final.claim
                 values = None if final.deleted_at else encode_values(claim.values)
-                upserts.append((item.space.name, claim.mapping, claim.record, person, claim.source,
-                                str(claim.table), [_key_text(k) for k in sorted(claim.keys)], values,
-                                claim.commit_time, claim.commit_time, final.deleted_at))
+                upserts[claim.position.startswith(_READ_AGAIN)].append((
+                    item.space.name, claim.mapping, claim.record, person, claim.source, str(claim.table),
+                    [_key_text(k) for k in sorted(claim.keys)], values, claim.commit_time,
+                    claim.commit_time, final.deleted_at))
             elif final.release is not None:
                 releases.append((final.deleted_at, item.space.name, final.release.mapping,
                                  final.release.record))
-        if upserts:
-            self.cur.executemany(self._sql(
-                'INSERT INTO {s}.identity_contributions (space, mapping, source_key, person_id, source, '
-                'target_table, keys, "values", commit_time, first_seen, deleted_at) '
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (space, mapping, source_key) DO UPDATE SET person_id = EXCLUDED.person_id, "
-                "source = EXCLUDED.source, target_table = EXCLUDED.target_table, keys = EXCLUDED.keys, "
-                '"values" = EXCLUDED."values", commit_time = EXCLUDED.commit_time, '
-                "deleted_at = EXCLUDED.deleted_at, updated_at = now()"), upserts)
+        for read_again, rows in upserts.items():
+            if rows:
+                self.cur.executemany(self._sql(_UPSERT_CONTRIBUTION, time=sql.SQL(
+                    _KEPT_TIME if read_again else "EXCLUDED.commit_time")), rows)
         if releases:
             self.cur.executemany(self._sql(
                 'UPDATE {s}.identity_contributions SET deleted_at = %s, "values" = NULL, updated_at = now() '

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -404,6 +405,29 @@ class TestReconcileUnified:
         assert runs == [("drift", 2, 1, 1, 0), ("drift", 2, 1, 1, 0), ("repaired", 1, 1, 1, 3),
                         ("in_sync", 0, 0, 0, 0)]
         assert scenario.stop(process) == 0
+
+    def test_a_repair_of_an_unchanged_record_does_not_make_it_the_latest(self, scenario: Scenario,
+                                                                          shop: Source, app: Source) -> None:
+        """A repair reads a record again at the time of the repair; unchanged, it keeps its commit
+        time, so a `latest` column of its person does not flip back to its older value."""
+        process = scenario.start(env=SALT)
+        eventually(lambda: streaming(scenario), 60)
+        shop.execute(("INSERT INTO users VALUES (32, '丙', %s)", (PHONE,)))
+        eventually(lambda: ("shop", 32) in members(scenario), 30)
+        time.sleep(1.1)  # commit times have whole seconds
+        app.execute(("INSERT INTO app_users VALUES (32, '丙app', %s, NULL, 0)", (PHONE,)))
+        eventually(lambda: ("app", 32) in members(scenario), 30)
+        time.sleep(1.1)
+        app.execute("UPDATE app_users SET phone = '17000000999' WHERE id = 32")
+        person = members(scenario)[("shop", 32)][0]
+        eventually(lambda: persons(scenario).get(person, (None, None))[1] == "170****0999", 30)
+        assert scenario.stop(process) == 0
+        scenario.target("UPDATE members SET display_name = 'x' "
+                        "WHERE channel = 'shop' AND source_user_id = 32")
+        repaired = scenario.cli("reconcile", "--mapping", "shop_members", "--repair", "--json")
+        assert repaired.returncode in (0, 1), repaired.stderr
+        assert members(scenario)[("shop", 32)][1] == "丙"
+        assert persons(scenario)[person][1] == "170****0999"
 
 
 def reconcile_reports(scenario: Scenario, *args: str) -> tuple[int, dict[str, dict]]:
