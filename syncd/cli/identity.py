@@ -101,7 +101,10 @@ def recompute(space_name: str | None, config_path: Path) -> None:
 
 def render(report: dict[str, Any]) -> list[str]:
     """The human form of `person_report`."""
-    lines = [f"person {report['person']} (identity {report['identity']}), created {report['created_at']}"]
+    found_by = report.get("found_by")
+    how = f", found by {found_by}" if found_by and found_by != "person" else ""
+    lines = [f"person {report['person']} (identity {report['identity']}), "
+             f"created {report['created_at']}{how}"]
     if "merged_into" in report:
         lines.append(f"  merged into person {report['merged_into']} at {report['merged_at']}")
         return lines + (["", *render(report["live"])] if report.get("live") else [])

@@ -150,11 +150,14 @@ def reports_for(conn: psycopg.Connection, schema: str, space: Space, key: str, *
         persons = [(int(key), "person")]
     else:
         persons = find_persons(conn, schema, space, key, (kind,) if kind else space.kinds)
-    reports = []
+    found: dict[int, list[str]] = {}  # a key held under several kinds finds one person once
     for person, found_by in persons:
+        found.setdefault(person, []).append(found_by)
+    reports = []
+    for person, kinds in found.items():
         report = person_report(conn, schema, space, person)
         if report is not None:
-            report["found_by"] = found_by
+            report["found_by"] = ", ".join(kinds)
             reports.append(report)
     return reports
 

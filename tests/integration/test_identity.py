@@ -228,6 +228,7 @@ class TestScenario:
         assert PHONE not in shown.stdout and UNIONID not in shown.stdout
         text = scenario.cli("identity", "show", UNIONID)
         assert text.returncode == 0 and f"person {survivor} (identity person)" in text.stdout
+        assert "found by unionid" in text.stdout.splitlines()[0]
         assert scenario.cli("identity", "show", "13900000000").returncode == 1
 
         # no plain key anywhere in syncd's state
