@@ -21,7 +21,7 @@ from syncd.cli.render import cell, table_lines
 from syncd.config import Config, SourceConfig, load_config, secrets_of
 from syncd.errors import ConfigError, Problem, SyncdError
 from syncd.observability import configure_logging, scrub, tune_gc
-from syncd.yamlfile import Where
+from syncd.yamlfile import Checker, Where
 
 
 @click.command()
@@ -65,6 +65,7 @@ def validate(config_path: Path, live: bool) -> None:
     Exit status: 0 all good, 1 problems found.
     """
     from syncd.mapping.load import compile_all, load_specs
+    from syncd.mapping.spec import mapping_files
 
     try:
         config = load_config(config_path)
@@ -83,7 +84,7 @@ def validate(config_path: Path, live: bool) -> None:
         _print_problems(problems)
     if not live:
         _note_unreadable_secrets(config)
-    files = len({s.where.file for s in specs})
+    files = len(mapping_files(config.mapping_paths, Checker()))  # identity-only files count too
     click.echo(f"ok: {len(specs)} mappings in {files} files" + (" (checked live)" if live else ""))
 
 

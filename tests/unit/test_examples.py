@@ -25,3 +25,13 @@ class TestExamples:
         text = (REPO / "mappings" / "shop.yaml").read_text(encoding="utf-8")
         assert "map: {待支付: 0, 已支付: 1, 已发货: 2, 已完成: 3, 已取消: 4}" in text
         assert "amount: {from: amount_text, transform: parse_amount}" in text
+
+    def test_validate_counts_every_file_it_read(self) -> None:
+        """mappings/identity.yaml holds identities only: it is one of the files validated."""
+        from click.testing import CliRunner
+
+        from syncd.cli import main
+
+        result = CliRunner().invoke(main, ["validate", "--config", str(REPO / "config.example.yaml")])
+        assert result.exit_code == 0, result.output
+        assert result.output.rstrip().endswith("ok: 4 mappings in 3 files")
