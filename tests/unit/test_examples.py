@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from click.testing import CliRunner
+
+from syncd.cli import main
 from syncd.config import load_config
 from syncd.mapping.load import compile_all, load_specs
 
@@ -28,10 +31,6 @@ class TestExamples:
 
     def test_validate_counts_every_file_it_read(self) -> None:
         """mappings/identity.yaml holds identities only: it is one of the files validated."""
-        from click.testing import CliRunner
-
-        from syncd.cli import main
-
         result = CliRunner().invoke(main, ["validate", "--config", str(REPO / "config.example.yaml")])
         assert result.exit_code == 0, result.output
         assert result.output.rstrip().endswith("ok: 4 mappings in 3 files")
