@@ -246,10 +246,14 @@ class SourceRunner:
                 self.lock.record_health("stopped", None)
                 return
             if outcome == "lock_lost":
+                taken = self.lock.connected  # else the target went away with the lock's connection
                 self._release()
-                self._set_state("standby")
+                if taken:
+                    self._set_state("standby")
+                else:
+                    self._set_state("retrying", "lost the target connection that held the source's lock")
                 self.log.error("source_lock_lost", position=self.position_text(),
-                               action="stopped writing; standing by")
+                               action=f"stopped writing; {'standing by' if taken else 'reconnecting'}")
                 # A process that just lost its connection is the suspect one: let a standby,
                 # which polls every LOCK_POLL_S, take the source before trying again.
                 self.stop.wait(LOCK_YIELD_S)

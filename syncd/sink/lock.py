@@ -172,6 +172,12 @@ class SourceLock:
                 continue
         return conn
 
+    @property
+    def connected(self) -> bool:
+        """Whether the lock's connection is still open (a lock lost with it: the target is gone,
+        not necessarily taken by another process)."""
+        return self._conn is not None and not self._conn.closed
+
     def _close(self) -> None:
         if self._conn is not None:
             self._conn.close()

@@ -111,6 +111,7 @@ def test_lost_lock_connection_hands_the_source_over(scenario: Scenario, shop: So
                         "AND l.granted AND a.application_name = 'syncd:lock:shop'")
         lost = eventually(lambda: events_named(scenario, "source_lock_lost", "a.log", source="shop"), 15)[0]
         assert at(lost) - cut < 5
+        assert lost["action"] == "stopped writing; reconnecting"  # its connection went, not to another
         eventually(lambda: events_named(scenario, "streaming_started", "b.log", source="shop"), 30)
         active = events_named(scenario, "source_active", "b.log", source="shop")[0]
         assert at(active) - cut < TAKEOVER_LIMIT_S
