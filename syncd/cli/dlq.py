@@ -4,6 +4,7 @@ or set aside (docs/mappings.md, "Dead letters")."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -235,12 +236,32 @@ def outcome_lines(outcome: GroupOutcome) -> list[str]:
                  f"{counts[Outcome.DEAD_LETTERED]} dead-lettered again)")
     lines = [head]
     if outcome.retried:
-        lines.append(f"  retried: {', '.join(f'#{i}' for i in sorted(outcome.retried))}")
-    for letter_id, reason in sorted(outcome.failing.items()):
+        lines.append(f"  retried: {_ids(outcome.retried)}")
+    failing = sorted(outcome.failing.items())
+    for letter_id, reason in failing[:LISTED]:
         lines.append(f"  still failing #{letter_id}: {one_line(reason)}")
+    if len(failing) > LISTED:
+        lines.append(f"  ... and {len(failing) - LISTED} more still failing (`syncd dlq list` shows them)")
     if outcome.error:
         lines.append(f"  error: {one_line(outcome.error)} (these dead letters stay pending)")
     return lines
+
+
+LISTED = 20
+"""Dead letters (or runs of consecutive ids) a retry names one by one; the rest are counted."""
+
+
+def _ids(ids: Iterable[int]) -> str:
+    """`#3, #5-#9, #12`: runs of consecutive ids, at most LISTED of them, then how many more."""
+    runs: list[list[int]] = []
+    for letter_id in sorted(ids):
+        if runs and letter_id == runs[-1][1] + 1:
+            runs[-1][1] = letter_id
+        else:
+            runs.append([letter_id, letter_id])
+    shown = ", ".join(f"#{a}" if a == b else f"#{a}-#{b}" for a, b in runs[:LISTED])
+    rest = sum(b - a + 1 for a, b in runs[LISTED:])
+    return shown + (f" and {rest} more" if rest else "")
 
 
 def _count(number: int, noun: str) -> str:

@@ -211,6 +211,14 @@ class TestOutput:
             "app_orders: 1 dead letter",
             "  error: source app: cannot connect (these dead letters stay pending)"]
 
+    def test_many_retried_and_failing_letters_are_summed_up(self) -> None:
+        retried = [*range(1, 1561), 1600, *range(1700, 1800, 2)]
+        failing = {2000 + n: "refused" for n in range(45)}
+        lines = outcome_lines(GroupOutcome("shop_orders", letters=1656, retried=retried, failing=failing))
+        assert lines[1] == ("  retried: #1-#1560, #1600, " + ", ".join(f"#{n}" for n in range(1700, 1736, 2))
+                            + " and 32 more")
+        assert len(lines) == 2 + 20 + 1 and lines[-1].startswith("  ... and 25 more still failing")
+
     def test_table_columns_line_up_with_cjk_text(self) -> None:
         rows = [letter_cells(letter(1, {"id": 1}), False),
                 letter_cells(letter(22, {"id": 22}, reason="column 状态: bad"), True)[:7]]
