@@ -587,7 +587,7 @@ def _copy_text(value: Value, target: ColumnType) -> _Text | None:
         assert value.offset is not None
         return _Text(f"CONCAT(CAST({value.expr} AS CHAR), {value.offset.text})", value.ok)
     if kind == TIME and data_type == "interval":
-        return _Text(_interval(value.expr), value.ok)
+        return _Text(f"CONCAT({_micros(value.expr)}, ' microseconds')", value.ok)
     if kind == BYTES and data_type == "bytea":
         return _Text(f"CONCAT(_utf8mb4 X'5C5C78', LOWER(HEX({value.expr})))", value.ok)
     return None
@@ -605,11 +605,10 @@ def _decimal_copy(value: Value, target: ColumnType) -> _Text | None:
     return None  # into an integer column: a Decimal rounds as a parameter but fails as text
 
 
-def _interval(expr: str) -> str:
+def _micros(expr: str) -> str:
     """A TIME as one count of microseconds, as the sink writes a timedelta (DurationText)."""
-    micros = (f"(TRUNCATE(TIME_TO_SEC({expr}), 0) * 1000000 "
-              f"+ IF({expr} < TIME'00:00:00', -1, 1) * MICROSECOND({expr}))")
-    return f"CONCAT({micros}, ' microseconds')"
+    return (f"(TRUNCATE(TIME_TO_SEC({expr}), 0) * 1000000 "
+            f"+ IF({expr} < TIME'00:00:00', -1, 1) * MICROSECOND({expr}))")
 
 
 _STAMP = "DATE_FORMAT({}, '%%Y-%%m-%%d %%H:%%i:%%s.%%f')"
@@ -641,6 +640,9 @@ def _hash_text(value: Value, target: ColumnType) -> tuple[_Text, str] | None:
         return _Text(_STAMP.format(utc.expr), utc.ok), _PG_STAMP.format(f"{column} AT TIME ZONE 'UTC'")
     if kind == BYTES and data_type == "bytea":
         return _Text(f"LOWER(HEX({value.expr}))", value.ok), f"encode({column}, 'hex')"
+    if kind == TIME and data_type == "interval":  # psycopg reads a month as 30 days, as epoch counts it
+        micros = f"trunc(extract(epoch FROM {column}) * 1000000)::text"
+        return _Text(f"CAST({_micros(value.expr)} AS CHAR)", value.ok), micros
     return None
 
 

@@ -238,8 +238,9 @@ _NUMBER_WRITTEN = re.compile(r'"\\u0000number:([^"]*)"')
 
 def _json_text_written(text: str) -> str:
     """`_json_written(json.loads(text))`, written by the C encoder (about five times faster):
-    numbers are parsed into marked strings holding their written form, then unquoted. A text
-    that could hold such a string itself (an escaped NUL) is written the slow way."""
+    integers are parsed and written by the C code, other numbers are parsed into marked strings
+    holding their written form, then unquoted. A text that could hold such a string itself (an
+    escaped NUL) is written the slow way."""
     if "\\u0000" in text:
         return _json_written(json.loads(text, parse_float=Decimal))
     written = _ENCODER.encode(_DECODER.decode(text))
@@ -251,7 +252,7 @@ def _number_marked(text: str) -> str:
     return _NUMBER + _json_number(Decimal(text))
 
 
-_DECODER = json.JSONDecoder(parse_int=_number_marked, parse_float=_number_marked)
+_DECODER = json.JSONDecoder(parse_float=_number_marked)
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -267,10 +268,21 @@ def _json_written(value: Any) -> str:
 
 
 def _json_number(value: int | float | Decimal) -> str:
-    number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    """A number by its value: a whole one as its integer digits (`100`, as the C encoder writes a
+    parsed `100`, for `1e2` and `100.0` too), any other normalized (`1.5` for `1.50`)."""
+    if isinstance(value, int):
+        return str(value)
+    number = Decimal(repr(value)) if isinstance(value, float) else value
     if not number.is_finite():
         return str(number)
-    return "0" if number.is_zero() else str(number.normalize())
+    if number == number.to_integral_value() and number.adjusted() < _WHOLE_DIGITS:
+        return str(int(number))
+    return str(number.normalize())
+
+
+_WHOLE_DIGITS = 4000
+"""Whole numbers up to this many digits are written as integers (Python refuses to print longer
+ones: sys.int_info.default_max_str_digits)."""
 
 
 def _bytea(value: Any) -> Any:

@@ -7,7 +7,8 @@ what those columns need: the source rows' key and the source columns the deferre
 the target key, and the `where:` filter) are computed from, and the target rows' key and
 deferred columns. The range is in sync when its digests agree and the deferred columns
 computed by the mapping equal the stored ones; otherwise the keys that differ name the buckets
-compared row by row through the whole mapping, as for differing digests.
+compared row by row through the whole mapping, as for differing digests. The rows the digests
+set aside are compared row by row too.
 
 Each side of a range is one consistent read: the source's digest, deferred rows and checksum in
 one `START TRANSACTION WITH CONSISTENT SNAPSHOT`, the target's in one REPEATABLE READ
@@ -41,6 +42,8 @@ class SourceRange:
     """What the source holds in one range, from one consistent snapshot."""
 
     found: Found
+    aside: list[SourceKey]
+    """The keys of the rows the digests leave out (the SQL cannot vouch for them)."""
     names: list[str]
     rows: list[tuple]
     """Key and the deferred columns' sources of every row of the range, in key order."""
@@ -106,23 +109,24 @@ class DeferredColumns:
         connection = reader.conn
         row_text, scope = self.pushdown.source_row, self.pushdown.scope
         with reader.consistent():
-            found: Found = (reader.digest(self.table, key, row_text, scope=scope, lower=lower, upper=upper)
-                            if width is None else
-                            reader.bucket_digests(self.table, key, row_text, scope=scope, lower=lower,
-                                                  upper=upper, width=width))
+            digested = (reader.digest(self.table, key, row_text, scope=scope, lower=lower, upper=upper)
+                        if width is None else
+                        reader.bucket_digests(self.table, key, row_text, scope=scope, lower=lower,
+                                              upper=upper, width=width))
             names, rows = reader.rows_in_range(self.table, key, self.reads, lower, upper)
             checksum = (reader.checksum(self.table, key, self.layout.source_columns, lower, upper)
                         if self.checksums else None)
         # A read that had to reconnect (syncd.source.chunks: text PyMySQL cannot decode) left the snapshot.
-        return SourceRange(found, names, rows, checksum if reader.conn is connection else None)
+        return SourceRange(digested.found, digested.aside, names, rows,
+                           checksum if reader.conn is connection else None)
 
-    def target_side(self, bounds: Bounds, width: int | None) -> TargetRange:
-        """The slice's side of `source_side`."""
+    def target_side(self, bounds: Bounds, width: int | None, aside: Sequence[SourceKey]) -> TargetRange:
+        """The slice's side of `source_side`, without the rows of the keys it set `aside`."""
         lower, upper = bounds
         row_text = self.pushdown.target_row
         with self.full.snapshot():
-            found: Found = (self.full.digest(row_text, lower, upper) if width is None
-                            else self.full.bucket_digests(row_text, lower, upper, width))
+            found: Found = (self.full.digest(row_text, lower, upper, aside) if width is None
+                            else self.full.bucket_digests(row_text, lower, upper, width, aside))
             rows = self.target.range(lower, upper)
             checksum = self.full.checksum(lower, upper) if self.checksums else None
         return TargetRange(found, rows, checksum)

@@ -47,7 +47,7 @@ from syncd.reconcile.deferred import DeferredColumns, SourceRange, found_rows, o
 from syncd.reconcile.expected import Expected, chunk_mapper, map_chunk
 from syncd.reconcile.layout import build_layout
 from syncd.reconcile.persons import PersonColumns
-from syncd.reconcile.pushdown import BUCKETS, SPAN_CHUNKS, Pushdown, differing_spans, plan_pushdown
+from syncd.reconcile.pushdown import BUCKETS, SPAN_CHUNKS, Pushdown, differing_spans, key_spans, plan_pushdown
 from syncd.reconcile.repair import RepairResult, normal_key, repair
 from syncd.reconcile.report import REPORT_KEYS, SAMPLE_KEYS, MappingReport, SourceKey
 from syncd.reconcile.unified import reconcile_identities
@@ -60,7 +60,7 @@ from syncd.sink.runs import finish_run, start_run
 from syncd.sink.slices import TargetReader, column_types, server_encoding, server_version, session_zone
 from syncd.sink.state import create_state_schema, read_checkpoint
 from syncd.sink.verified import ensure_table, target_supports
-from syncd.source.chunks import RangeChunk, SourceReader
+from syncd.source.chunks import Digested, RangeChunk, SourceReader
 
 log = structlog.get_logger("syncd.reconcile")
 
@@ -448,31 +448,36 @@ class _Pass:
                        width: int | None, buckets_of: AskBuckets | None = None) -> tuple[bool, Entry]:
         """One range by its digests (bucket digests: `width`) and its deferred columns: whether it
         differed, and the entry remembering it (verified when both sides agreed). The keys whose
-        deferred columns differ name buckets compared row by row, beside those whose digests differ
-        (`buckets_of` asks the source for a range's bucket digests, when `width` is None)."""
+        deferred columns differ name buckets compared row by row, beside those whose digests
+        differ and the rows the digests set aside (`buckets_of` asks the source for a range's
+        bucket digests, when `width` is None)."""
         lower, upper = bounds
-        target = deferred.target_side(bounds, width)
+        target = deferred.target_side(bounds, width, source.aside)
         odd = deferred.odd_keys(source, target)
         if source.found == target.found and not odd:
             rows = found_rows(source.found)
             self.report.chunks_pushed_down += 1
             self._chunk_done(rows)
-            remembered = source.checksum is not None and target.checksum is not None
-            return False, Entry(lower, upper, remembered, rows, source.checksum, target.checksum)
+            clean = self._compare_ranges(key_spans(source.aside))
+            remembered = clean and source.checksum is not None and target.checksum is not None
+            return False, Entry(lower, upper, remembered, rows + len(source.aside), source.checksum,
+                                target.checksum)
+        aside = list(source.aside)
         if width is None:
             assert buckets_of is not None
             width = max(1, max(found_rows(source.found), found_rows(target.found)) // BUCKETS)
-            asked = buckets_of(bounds, width)
-            target_buckets = self.target.bucket_digests(deferred.pushdown.target_row, lower, upper, width)
-            buckets = asked.result(), target_buckets
+            asked = buckets_of(bounds, width).result()
+            aside += asked.aside
+            buckets = asked.found, self.target.bucket_digests(deferred.pushdown.target_row, lower, upper,
+                                                              width, asked.aside)
         else:
             buckets = source.found, target.found
-        spans, in_sync = differing_spans(*buckets, width, lower, upper, also=odd_buckets(odd, width))
+        spans, in_sync = differing_spans(*buckets, width, lower, upper, also=odd_buckets(odd, width),
+                                         aside=aside)
         self._chunk_done(in_sync)
         log.debug("pushdown_range_differs", mapping=self.mapping.name, lower=lower, upper=upper,
-                  buckets=len(spans), deferred_keys=len(odd))
-        for start in range(0, len(spans), RANGES_PER_READ):
-            self._compare_ranges(spans[start:start + RANGES_PER_READ])
+                  spans=len(spans), deferred_keys=len(odd))
+        self._compare_ranges(spans)
         return True, Entry(lower, upper, verified=False)
 
     def _digests_ahead(self, sides: Sides[SourceReader], bounds: Bounds, width: int) -> Future:
@@ -480,7 +485,7 @@ class _Pass:
         return sides.submit(partial(self._source_digest, self.pushdown, bounds, width))
 
     def _source_digest(self, pushdown: Pushdown, bounds: tuple[SourceKey | None, SourceKey | None],
-                       width: int | None, reader: SourceReader) -> Any:
+                       width: int | None, reader: SourceReader) -> Digested:
         """The range's digest, or its bucket digests when `width` is given."""
         lower, upper = bounds
         key = self.layout.source_key
@@ -492,40 +497,47 @@ class _Pass:
 
     def _by_digest(self, pushdown: Pushdown, sides: Sides[SourceReader], source: Future,
                    lower: SourceKey | None, upper: SourceKey | None) -> bool:
-        """One range by its two digests; True when they differ."""
-        target = self.target.digest(pushdown.target_row, lower, upper)
-        found = source.result()
-        if found == target:
+        """One range by its two digests, the rows the source set aside row by row; True when the
+        digests differ."""
+        found: Digested = source.result()
+        target = self.target.digest(pushdown.target_row, lower, upper, found.aside)
+        if found.found == target:
             self.report.chunks_pushed_down += 1
             self._chunk_done(target[0])
+            self._compare_ranges(key_spans(found.aside))
             return False
-        width = max(1, max(found[0], target[0]) // BUCKETS)  # rows only the target has count too
+        width = max(1, max(found.found[0], target[0]) // BUCKETS)  # rows only the target has count too
         buckets = sides.submit(partial(self._source_digest, pushdown, (lower, upper), width))
         self._by_buckets(pushdown, buckets, lower, upper, width)
         return True
 
     def _by_buckets(self, pushdown: Pushdown, source: Future, lower: SourceKey | None,
                     upper: SourceKey | None, width: int) -> bool:
-        """One range by its buckets' digests on both servers, the buckets that differ (drift,
-        rows the SQL cannot vouch for) row by row through the mapping; True when one differs."""
-        target = self.target.bucket_digests(pushdown.target_row, lower, upper, width)
-        spans, in_sync = differing_spans(source.result(), target, width, lower, upper)
-        if not spans:
-            self.report.chunks_pushed_down += 1
-            self._chunk_done(in_sync)
-            return False
+        """One range by its buckets' digests on both servers, the buckets that differ and the rows
+        the source set aside row by row through the mapping; True when a bucket differs."""
+        found: Digested = source.result()
+        target = self.target.bucket_digests(pushdown.target_row, lower, upper, width, found.aside)
+        spans, in_sync = differing_spans(found.found, target, width, lower, upper, aside=found.aside)
         self._chunk_done(in_sync)
-        log.debug("pushdown_range_differs", mapping=self.mapping.name, lower=lower, upper=upper,
-                  buckets=len(spans))
-        for start in range(0, len(spans), RANGES_PER_READ):
-            self._compare_ranges(spans[start:start + RANGES_PER_READ])
-        return True
+        differed = any(found.found.get(b) != target.get(b) for b in found.found.keys() | target.keys())
+        if not differed:
+            self.report.chunks_pushed_down += 1
+        else:
+            log.debug("pushdown_range_differs", mapping=self.mapping.name, lower=lower, upper=upper,
+                      spans=len(spans))
+        self._compare_ranges(spans)
+        return differed
 
-    def _compare_ranges(self, spans: list[tuple[SourceKey, SourceKey]]) -> None:
-        names, rows = self.reader.rows_in_ranges(self.table, self.layout.source_key,
-                                                 self.layout.source_columns, spans)
-        expected = map_chunk(self.layout, names, rows, self.canons, self.mapper, persons=self.persons)
-        self._check(rows, expected, self.target.in_ranges(spans))
+    def _compare_ranges(self, spans: list[tuple[SourceKey, SourceKey]]) -> bool:
+        """The rows of these key spans, row by row through the mapping; True when all were clean."""
+        clean = True
+        for start in range(0, len(spans), RANGES_PER_READ):
+            part = spans[start:start + RANGES_PER_READ]
+            names, rows = self.reader.rows_in_ranges(self.table, self.layout.source_key,
+                                                     self.layout.source_columns, part)
+            expected = map_chunk(self.layout, names, rows, self.canons, self.mapper, persons=self.persons)
+            clean = self._check(rows, expected, self.target.in_ranges(part)) and clean
+        return clean
 
     def _width(self) -> int:
         """The keys of one bucket of a range asked for its bucket digests straight away."""

@@ -8,11 +8,16 @@ PostgreSQL prints it, each part self-delimiting (text as `byte length:text`, oth
 the rows' texts concatenated in key order (MariaDB's `GROUP_CONCAT`, PostgreSQL's `string_agg`;
 one MD5 per range costs a fraction of one per row).
 
-Equal digests: the range is in sync (the texts of all its rows are equal, up to a 1-in-2^128
-chance). Different digests — drift, a false alarm (a target `numeric` of another scale), or rows
-the SQL cannot vouch for (their text is `?`: a status outside the map, a zero date...) — send the
-range to be narrowed down, and then compared row by row through the mapping in Python, which
-decides.
+Rows the SQL cannot vouch for (their text is NULL: a status outside the map, an amount written
+in full-width digits, a zero date...) are set aside: the source's digest leaves them out and
+names their keys, the target's leaves out the rows of those keys, and those rows alone are
+compared through the mapping in Python, which decides. A few such rows scattered over a table
+cost their own reads, not their neighbours' (as a range or bucket that differs would).
+
+Equal digests: the rest of the range is in sync (the texts of all its rows are equal, up to a
+1-in-2^128 chance). Different digests — drift, or a false alarm (a target `numeric` of another
+scale) — send the range to be narrowed down to buckets of keys, and the buckets that differ are
+compared row by row through the mapping.
 
 Only the mapping's compared columns whose value has an exact SQL form are in the digest; the
 others (`deferred`) are compared in Python, with only those columns read (deferred.py). A
@@ -36,8 +41,6 @@ SPAN_CHUNKS = 4
 """A pushed-down range spans this many chunks' worth of rows."""
 BUCKETS = 2_000
 """A differing range is narrowed down to about this many buckets of keys."""
-UNVOUCHED = "'?'"
-"""The text of a row the SQL cannot vouch for: no row text of either server starts with it."""
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,8 @@ class Pushdown:
     """The row texts of one mapping, one per server."""
 
     source_row: str
-    """MySQL expression over the source table's columns (a PyMySQL format string)."""
+    """MySQL expression over the source table's columns (a PyMySQL format string); NULL for a
+    row the SQL cannot vouch for."""
     target_row: str
     """PostgreSQL expression over the target table's columns (SQL text, names quoted)."""
     scope: str | None
@@ -80,7 +84,7 @@ def plan_pushdown(layout: Layout, sources: dict[str, SourceColumn], target_types
     row = f"CONCAT({', '.join(source_parts)})"
     if scope is not None:
         row = f"IF({scope} IS NULL, NULL, {row})"
-    return Pushdown(source_row=f"IFNULL({row}, {UNVOUCHED})", target_row=_concat(target_parts), scope=scope,
+    return Pushdown(source_row=row, target_row=_concat(target_parts), scope=scope,
                     deferred=tuple(deferred))
 
 
@@ -98,14 +102,30 @@ Bound = tuple[int, ...] | None
 Span = tuple[tuple[int, ...], tuple[int, ...]]
 
 
-def differing_spans(source: Digests, target: Digests, width: int, lower: Bound,
-                    upper: Bound, *, also: Collection[int] = ()) -> tuple[list[Span], int]:
-    """The (lower, upper] key spans of the buckets whose digests differ or that are named in
-    `also`, and the source rows of the others (in sync)."""
+def differing_spans(source: Digests, target: Digests, width: int, lower: Bound, upper: Bound, *,
+                    also: Collection[int] = (),
+                    aside: Collection[tuple[int, ...]] = ()) -> tuple[list[Span], int]:
+    """The (lower, upper] key spans to compare row by row: the buckets whose digests differ or
+    that are named in `also`, and the keys `aside` outside them (rows the digests left out); and
+    the source rows of the other buckets (in sync)."""
     differing = sorted({b for b in source.keys() | target.keys() if source.get(b) != target.get(b)}
                        | set(also))
     in_sync = sum(rows for bucket, (rows, _) in source.items() if bucket not in differing)
-    return [_bucket_span(b, width, lower, upper) for b in differing], in_sync
+    spans = [_bucket_span(b, width, lower, upper) for b in differing]
+    skipped = set(differing)
+    return spans + key_spans([k for k in aside if bucket_of(k[0], width) not in skipped]), in_sync
+
+
+def key_spans(keys: Collection[tuple[int, ...]]) -> list[Span]:
+    """(lower, upper] spans holding exactly these integer keys, in key order: a run of
+    consecutive one-column keys is one span, any other key `((..., last - 1), key]`."""
+    spans: list[Span] = []
+    for key in sorted(set(keys)):
+        if len(key) == 1 and spans and len(spans[-1][1]) == 1 and spans[-1][1][0] + 1 == key[0]:
+            spans[-1] = (spans[-1][0], key)
+        else:
+            spans.append(((*key[:-1], key[-1] - 1), key))
+    return spans
 
 
 def bucket_of(first: int, width: int) -> int:

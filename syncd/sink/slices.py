@@ -91,6 +91,10 @@ def _selected(name: str, kind: ColumnType | None) -> sql.Composable:
     return pg_name(name)
 
 
+Digests = dict[int, tuple[int, str | None]]
+"""Bucket -> (rows, MD5 of their texts)."""
+
+
 class TargetReader:
     """Reads one mapping's slice; soft-deleted rows left out. `types`: the table's column types
     (JSON columns are read as their text)."""
@@ -123,8 +127,8 @@ class TargetReader:
         keys = self._keys
         return {r[:keys]: r[keys:] for r in rows}
 
-    def _range(self, lower: Sequence[Any] | None,
-               upper: Sequence[Any] | None) -> tuple[sql.Composable, list[Any]]:
+    def _range(self, lower: Sequence[Any] | None, upper: Sequence[Any] | None,
+               without: Sequence[Sequence[int]] = ()) -> tuple[sql.Composable, list[Any]]:
         extra: list[sql.Composable] = []
         params = list(self._slice_params)
         if lower is not None:
@@ -133,7 +137,19 @@ class TargetReader:
         if upper is not None:
             extra.append(self._compared("<=", len(upper)))
             params.extend(upper)
+        if without:
+            extra.append(self._not_among(len(without[0])))
+            params.extend([key[i] for key in without] for i in range(len(without[0])))
         return self._where(extra), params
+
+    def _not_among(self, width: int) -> sql.Composable:
+        """`(range columns) NOT IN (the keys)`, one numeric array per column (compared by value
+        whatever the integer or numeric type of the column)."""
+        columns = self.shape.range_columns
+        assert columns is not None
+        row = sql.SQL("({})").format(sql.SQL(", ").join(pg_name(c) for c in columns[:width]))
+        arrays = sql.SQL(", ").join(sql.SQL("%s::numeric[]") for _ in range(width))
+        return sql.SQL("{} NOT IN (SELECT * FROM unnest({}))").format(row, arrays)
 
     def _compared(self, operator: str, width: int) -> sql.Composable:
         """`(first `width` range columns) <operator> (placeholders)`: a bound may be shorter than
@@ -160,11 +176,12 @@ class TargetReader:
         assert row is not None
         return f"{row[0]}:{row[1]}"
 
-    def digest(self, row_text: str, lower: Sequence[Any] | None,
-               upper: Sequence[Any] | None) -> tuple[int, str | None]:
+    def digest(self, row_text: str, lower: Sequence[Any] | None, upper: Sequence[Any] | None,
+               without: Sequence[Sequence[int]] = ()) -> tuple[int, str | None]:
         """(count, MD5 of the row texts in key order) of the slice's rows in (lower, upper]
-        (`row_text`: SQL text over the table's columns, reconcile/pushdown.py)."""
-        where, params = self._range(lower, upper)
+        (`row_text`: SQL text over the table's columns, reconcile/pushdown.py), leaving out the
+        rows of the source keys `without` (set aside by the source's digest)."""
+        where, params = self._range(lower, upper, without)
         query = (sql.SQL("SELECT count(*), md5(string_agg({}, '' ORDER BY {})) FROM ").format(
             sql.SQL(row_text), self._order()) + table_sql(self.table) + where)
         with translated(f"reading {self.table}"):
@@ -173,12 +190,12 @@ class TargetReader:
         return int(row[0]), row[1]
 
     def bucket_digests(self, row_text: str, lower: Sequence[Any] | None, upper: Sequence[Any] | None,
-                       width: int) -> dict[int, tuple[int, str | None]]:
+                       width: int, without: Sequence[Sequence[int]] = ()) -> Digests:
         """`digest` per bucket of `width` values of the first key column (integer division, as
         MySQL's DIV)."""
         columns = self.shape.range_columns
         assert columns is not None
-        where, params = self._range(lower, upper)
+        where, params = self._range(lower, upper, without)
         bucket = sql.SQL("{} / {}").format(pg_name(columns[0]), sql.Literal(int(width)))
         query = (sql.SQL("SELECT {}, count(*), md5(string_agg({}, '' ORDER BY {})) FROM ").format(
             bucket, sql.SQL(row_text), self._order()) + table_sql(self.table) + where

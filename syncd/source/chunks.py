@@ -34,6 +34,10 @@ from syncd.sqlnames import my_name
 DIGEST_TEXT_BYTES = 1 << 30
 """The longest row text of one range GROUP_CONCAT may build (a longer one is cut: digests differ)."""
 
+_TEXT, _ROWS = my_name("syncd_row_text"), my_name("syncd_rows")
+_EVERY_ROW = "18446744073709551615"
+"""A LIMIT that keeps every row (the largest MySQL takes)."""
+
 ZeroDates = dict[int, tuple[str, ...]]
 """By row index: the columns whose zero date ('0000-00-00') the row read as NULL."""
 
@@ -54,6 +58,15 @@ class Fetched(NamedTuple):
         compare with it (`(a, b) > (9, NULL)` would skip the rest of a = 9)."""
         row = self.rows[index]
         return tuple(self.zero_texts.get((index, p), row[p]) for p in positions)
+
+
+class Digested(NamedTuple):
+    """A range's digest, or its bucket digests (`SourceReader.digest`), and the rows set aside."""
+
+    found: Any
+    """(count, MD5) of the range, or bucket -> (count, MD5)."""
+    aside: list[tuple[int, ...]]
+    """The keys of the rows whose text is NULL, which the digests leave out."""
 
 
 class ChunkRows(NamedTuple):
@@ -291,24 +304,36 @@ class SourceReader:
         return ":".join(str(v) for v in found[0])
 
     def digest(self, table: str, key: Sequence[str], row_text: str, *, scope: str | None,
-               lower: Sequence[Any] | None, upper: Sequence[Any] | None) -> tuple[int, str | None]:
+               lower: Sequence[Any] | None, upper: Sequence[Any] | None) -> Digested:
         """(count, MD5 of the row texts in key order) of the rows with keys in (lower, upper]
-        that `scope` does not leave out (reconcile/pushdown.py)."""
-        where, params = _scoped(range_condition(key, lower, upper), scope)
-        found = self._execute(f"SELECT COUNT(*), MD5(GROUP_CONCAT({row_text} "
-                              f"ORDER BY {_order(key)} SEPARATOR '')) FROM {my_name(table)}{where}", params)
-        return int(found[0][0]), found[0][1]
+        that `scope` does not leave out (reconcile/pushdown.py), and the keys of the rows whose
+        text is NULL (set aside: the SQL cannot vouch for them)."""
+        found = self._digests(table, key, row_text, scope, bounds=(lower, upper), width=None)
+        return Digested(found[0][1:3], found[0][3])
 
     def bucket_digests(self, table: str, key: Sequence[str], row_text: str, *, scope: str | None,
-                       lower: Sequence[Any] | None, upper: Sequence[Any] | None,
-                       width: int) -> dict[int, tuple[int, str | None]]:
+                       lower: Sequence[Any] | None, upper: Sequence[Any] | None, width: int) -> Digested:
         """`digest` per bucket of `width` values of the key's first column, an integer
         (`column DIV width`)."""
-        where, params = _scoped(range_condition(key, lower, upper), scope)
-        found = self._execute(f"SELECT {my_name(key[0])} DIV {int(width)}, COUNT(*), MD5(GROUP_CONCAT("
-                              f"{row_text} ORDER BY {_order(key)} SEPARATOR '')) "
-                              f"FROM {my_name(table)}{where} GROUP BY 1", params)
-        return {int(b): (int(n), d) for b, n, d in found}
+        found = self._digests(table, key, row_text, scope, bounds=(lower, upper), width=width)
+        return Digested({int(b): (n, d) for b, n, d, _ in found}, [k for *_, keys in found for k in keys])
+
+    def _digests(self, table: str, key: Sequence[str], row_text: str, scope: str | None, *,
+                 bounds: tuple[Sequence[Any] | None, Sequence[Any] | None],
+                 width: int | None) -> list[tuple[int, int, str | None, list[tuple[int, ...]]]]:
+        """(bucket, count, MD5, keys set aside) per bucket; one bucket (0) when `width` is None.
+        Each row's text is computed once (the derived table is materialized: a LIMIT keeps MariaDB
+        and MySQL from merging it, which would compute the text once per use)."""
+        where, params = _scoped(range_condition(key, *bounds), scope)
+        names = _order(key)
+        bucket = f"{my_name(key[0])} DIV {int(width)}" if width is not None else "0"
+        rows = f"SELECT {names}, {row_text} AS {_TEXT} FROM {my_name(table)}{where} LIMIT {_EVERY_ROW}"
+        text = f"{_ROWS}.{_TEXT}"
+        found = self._execute(
+            f"SELECT {bucket}, COUNT({text}), MD5(GROUP_CONCAT({text} ORDER BY {names} SEPARATOR '')), "
+            f"GROUP_CONCAT(IF({text} IS NULL, CONCAT_WS(',', {names}), NULL) SEPARATOR ';') "
+            f"FROM ({rows}) AS {_ROWS}{' GROUP BY 1' if width is not None else ''}", params)
+        return [(int(b), int(n), d, _keys(aside)) for b, n, d, aside in found]
 
     def rows_in_ranges(self, table: str, key: Sequence[str], columns: Sequence[str],
                        ranges: Sequence[tuple[Sequence[Any], Sequence[Any]]]
@@ -432,6 +457,14 @@ def _scoped(condition: tuple[str, list[Any]], scope: str | None) -> tuple[str, l
         return where, params
     kept = f"NOT (({scope}) <=> 0)"
     return (f"{where} AND {kept}" if where else f" WHERE {kept}"), params
+
+
+def _keys(text: str | bytes | None) -> list[tuple[int, ...]]:
+    """`1,2;3,4` (GROUP_CONCAT of integer keys) -> [(1, 2), (3, 4)]."""
+    if not text:
+        return []
+    text = text.decode() if isinstance(text, bytes) else text
+    return [tuple(int(v) for v in key.split(",")) for key in text.split(";")]
 
 
 def _int(value: Any) -> int | None:

@@ -77,7 +77,7 @@ PG_VOCABULARY = {
     "VALUES", "WHERE", "WITH", "ZONE", "bigint",
     "ISOLATION", "LEVEL", "READ", "REPEATABLE", "TRANSACTION", "bit", "coalesce", "concat", "count",
     "hash_record_extended", "max", "md5", "min", "octet_length", "substr", "sum", "text", "true",
-    "string_agg", "to_char", "encode", "OR", "ORDER", "GROUP",
+    "string_agg", "to_char", "encode", "OR", "ORDER", "GROUP", "unnest", "numeric",
 }
 MY_VOCABULARY = {
     "AND", "AS", "BINARY", "BY", "CAST", "CHAR", "COALESCE", "CONCAT", "CONCAT_WS", "CONV", "CONVERT",
@@ -195,6 +195,8 @@ class Recorder:
         self.statements.append(text)
         if text.startswith("SHOW"):
             self.rows = [("binlog_snapshot_file", "f"), ("binlog_snapshot_position", "4")]
+        elif "GROUP_CONCAT" in text:  # digests: bucket, count, MD5, keys set aside
+            self.rows = [(0, 0, None, None)]
         else:  # the catalogue: no column read as bytes (utf8mb4 only)
             self.rows = [] if "information_schema" in text else [(0, 0, 0)]
         return self
@@ -250,6 +252,7 @@ def postgres_statements(mapping: Mapping, layout: Layout, pushdown: Pushdown) ->
     reader = TargetReader(recorder, layout.slice_shape(), lambda rows: canonicalize_rows(rows, []))
     reader.range_with_checksum(None, (10,))
     reader.digest(pushdown.target_row, (1,), (10,))
+    reader.bucket_digests(pushdown.target_row, (1,), (10,), 5, [(3,), (4,)])
     reader.in_ranges([((1,), (10,)), ((20,), (30,))])
     reader.by_keys([("shop", 1)])
     list(reader.slice_keys())

@@ -14,7 +14,7 @@ from syncd.mapping.spec import load_mappings
 from syncd.mapping.transforms import TransformContext
 from syncd.model import ColumnType, SourceColumn
 from syncd.reconcile.layout import build_layout
-from syncd.reconcile.pushdown import bucket_of, differing_spans, plan_pushdown
+from syncd.reconcile.pushdown import bucket_of, differing_spans, key_spans, plan_pushdown
 from syncd.source.chunks import range_condition
 
 PLAIN = """
@@ -56,7 +56,7 @@ def test_a_plain_copy_mapping_is_pushed_down(tmp_path: Path) -> None:
     assert "DATE_FORMAT(`booked_at`, '%Y-%m-%d %H:%i:%s.%f')" in source_row
     assert "CAST((`id` + 0) AS CHAR)" in source_row  # a ZEROFILL column's text has its zeros
     assert "CONVERT(`memo` USING utf8mb4)" in source_row
-    assert source_row.endswith(", '?')")  # a row the SQL cannot vouch for
+    assert source_row.startswith("CONCAT(")  # NULL for a row the SQL cannot vouch for
     text = found.target_row
     assert "to_char(\"booked_at\" AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')" in text
     assert "\"channel\"" not in text  # the slice's constant is a filter, not a hashed value
@@ -134,9 +134,18 @@ def test_buckets_truncate_towards_zero_as_mysql_div() -> None:
     assert [bucket_of(k, 20) for k in (0, 19, 20, 41, -1, -19, -20, -41)] == [0, 0, 1, 2, 0, 0, -1, -2]
 
 
-def test_buckets_named_besides_the_differing_ones_are_compared_too() -> None:
+def test_keys_set_aside_are_compared_alone_unless_their_bucket_differs() -> None:
     source = {0: (19, "a"), 1: (20, "b"), 2: (20, "c")}
     target = {0: (19, "a"), 1: (20, "b"), 2: (20, "x")}
-    spans, in_sync = differing_spans(source, target, 20, None, None, also={1, 5})
-    assert spans == [((19,), (39,)), ((39,), (59,)), ((99,), (119,))]
+    spans, in_sync = differing_spans(source, target, 20, None, None, aside=[(25,), (45,), (7,), (8,), (9,)])
+    assert spans == [((39,), (59,)), ((6,), (9,)), ((24,), (25,))]  # 45 is in bucket 2, compared with it
+    assert in_sync == 39  # the rows the digests of buckets 0 and 1 hold
+    spans, in_sync = differing_spans(source, target, 20, None, None, also={1, 5}, aside=[(25,), (7,)])
+    assert spans == [((19,), (39,)), ((39,), (59,)), ((99,), (119,)), ((6,), (7,))]
     assert in_sync == 19  # the rows of bucket 0 only
+
+
+def test_key_spans_hold_exactly_their_keys() -> None:
+    assert key_spans([(3,), (1,), (2,), (7,), (3,)]) == [((0,), (3,)), ((6,), (7,))]
+    assert key_spans([(5, 2), (5, 3), (-1, 0)]) == [((-1, -1), (-1, 0)), ((5, 1), (5, 2)), ((5, 2), (5, 3))]
+    assert key_spans([]) == []
