@@ -43,7 +43,7 @@ from syncd.reconcile.compare import (
     expected_canon,
     stored_canon,
 )
-from syncd.reconcile.deferred import DeferredColumns, SourceRange, found_rows, odd_buckets
+from syncd.reconcile.deferred import DeferredColumns, SourceRange, found_rows, needed_sources, odd_buckets
 from syncd.reconcile.expected import Expected, chunk_mapper, map_chunk
 from syncd.reconcile.layout import build_layout
 from syncd.reconcile.persons import PersonColumns
@@ -248,8 +248,9 @@ class _Pass:
             raise ReconcileError(f"mapping {self.mapping.name!r}: target table {self.mapping.table} "
                                  "does not exist")
         self.layout = build_layout(self.mapping, key, source_types, target_types)
-        if self.options.keys_only:
-            self.layout = replace(self.layout, compared=(), persons=())
+        if self.options.keys_only:  # the key's and the filter's columns read, no other
+            self.layout = replace(self.layout, compared=(), persons=(),
+                                  source_columns=needed_sources(self.layout, ()))
         zone = session_zone(self.conn)
         names = [*self.layout.target_key, *self.layout.compared]
         self.canons = [expected_canon(target_types[n], zone) if n in target_types else None

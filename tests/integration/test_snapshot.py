@@ -374,3 +374,21 @@ class TestRefusals:
         result = scenario.cli("snapshot", "--mapping", "nope")
         assert result.returncode == 2
         assert "no mapping named 'nope'" in result.stderr
+
+    def test_rows_no_source_row_makes_are_removed_by_their_keys_alone(self, scenario: Scenario,
+                                                                      shop: Source) -> None:
+        """A snapshot over a filled target removes the slice's rows no source row in the
+        `where:` scope makes: the pass that finds them reads only the key's and the filter's
+        columns (a row the filter leaves out counts as absent)."""
+        filtered = "    where: {note: {ne: skip}}\n    columns:\n"
+        scenario.write_config(SHOP_MAPPING.replace("    columns:\n", filtered, 1))
+        insert_rows(shop, 1, 30)
+        shop.execute("UPDATE orders SET note = 'skip' WHERE id IN (4, 5)")
+        assert scenario.cli("snapshot", "--mapping", "shop_orders").returncode == 0
+        assert sorted(live_target(scenario)) == [i for i in range(1, 31) if i not in (4, 5)]
+        shop.execute("UPDATE orders SET note = 'skip' WHERE id = 7", "DELETE FROM orders WHERE id = 9")
+        scenario.target("INSERT INTO orders (channel, source_order_id, status) VALUES ('shop', 5000, 1)")
+        result = scenario.cli("snapshot", "--mapping", "shop_orders")
+        assert result.returncode == 0, result.stderr
+        assert "removed 3" in result.stdout, result.stdout
+        assert sorted(live_target(scenario)) == [i for i in range(1, 31) if i not in (4, 5, 7, 9)]
