@@ -47,7 +47,7 @@ from syncd.reconcile.deferred import DeferredColumns, SourceRange, found_rows, n
 from syncd.reconcile.expected import Expected, chunk_mapper, map_chunk
 from syncd.reconcile.layout import build_layout
 from syncd.reconcile.persons import PersonColumns
-from syncd.reconcile.pushdown import BUCKETS, SPAN_CHUNKS, Pushdown, differing_spans, key_spans, plan_pushdown
+from syncd.reconcile.pushdown import BUCKETS, SPAN_CHUNKS, Pushdown, differing_spans, plan_pushdown
 from syncd.reconcile.repair import RepairResult, normal_key, repair
 from syncd.reconcile.report import REPORT_KEYS, SAMPLE_KEYS, MappingReport, SourceKey
 from syncd.reconcile.unified import reconcile_identities
@@ -69,6 +69,8 @@ SIDES = 2
 """Source connections taking a pushed-down pass's source digests at once."""
 RANGES_PER_READ = 200
 """Differing buckets of a pushed-down range read and compared in one go."""
+KEYS_PER_READ = 1000
+"""Rows set aside by the digests read and compared in one go."""
 CONFIRM_ATTEMPTS = 3
 CONFIRM_WAIT_S = 10.0
 """How long a re-check waits for the running daemon to apply the source up to its read."""
@@ -459,7 +461,7 @@ class _Pass:
             rows = found_rows(source.found)
             self.report.chunks_pushed_down += 1
             self._chunk_done(rows)
-            clean = self._compare_ranges(key_spans(source.aside))
+            clean = self._compare_keys(source.aside)
             remembered = clean and source.checksum is not None and target.checksum is not None
             return False, Entry(lower, upper, remembered, rows + len(source.aside), source.checksum,
                                 target.checksum)
@@ -473,12 +475,13 @@ class _Pass:
                                                               width, asked.aside)
         else:
             buckets = source.found, target.found
-        spans, in_sync = differing_spans(*buckets, width, lower, upper, also=odd_buckets(odd, width),
-                                         aside=aside)
+        spans, in_sync, alone = differing_spans(*buckets, width, lower, upper, also=odd_buckets(odd, width),
+                                                aside=aside)
         self._chunk_done(in_sync)
         log.debug("pushdown_range_differs", mapping=self.mapping.name, lower=lower, upper=upper,
-                  spans=len(spans), deferred_keys=len(odd))
+                  buckets=len(spans), deferred_keys=len(odd), aside=len(alone))
         self._compare_ranges(spans)
+        self._compare_keys(alone)
         return True, Entry(lower, upper, verified=False)
 
     def _digests_ahead(self, sides: Sides[SourceReader], bounds: Bounds, width: int) -> Future:
@@ -505,7 +508,7 @@ class _Pass:
         if found.found == target:
             self.report.chunks_pushed_down += 1
             self._chunk_done(target[0])
-            self._compare_ranges(key_spans(found.aside))
+            self._compare_keys(found.aside)
             return False
         width = max(1, max(found.found[0], target[0]) // BUCKETS)  # rows only the target has count too
         buckets = sides.submit(partial(self._source_digest, pushdown, (lower, upper), width))
@@ -518,15 +521,16 @@ class _Pass:
         the source set aside row by row through the mapping; True when a bucket differs."""
         found: Digested = source.result()
         target = self.target.bucket_digests(pushdown.target_row, lower, upper, width, found.aside)
-        spans, in_sync = differing_spans(found.found, target, width, lower, upper, aside=found.aside)
+        spans, in_sync, alone = differing_spans(found.found, target, width, lower, upper, aside=found.aside)
         self._chunk_done(in_sync)
         differed = any(found.found.get(b) != target.get(b) for b in found.found.keys() | target.keys())
         if not differed:
             self.report.chunks_pushed_down += 1
         else:
             log.debug("pushdown_range_differs", mapping=self.mapping.name, lower=lower, upper=upper,
-                      spans=len(spans))
+                      buckets=len(spans), aside=len(alone))
         self._compare_ranges(spans)
+        self._compare_keys(alone)
         return differed
 
     def _compare_ranges(self, spans: list[tuple[SourceKey, SourceKey]]) -> bool:
@@ -538,6 +542,18 @@ class _Pass:
                                                      self.layout.source_columns, part)
             expected = map_chunk(self.layout, names, rows, self.canons, self.mapper, persons=self.persons)
             clean = self._check(rows, expected, self.target.in_ranges(part)) and clean
+        return clean
+
+    def _compare_keys(self, keys: list[SourceKey]) -> bool:
+        """The rows of these source keys (set aside by the digests), row by row through the
+        mapping, read by their keys; True when all were clean."""
+        clean = True
+        for start in range(0, len(keys), KEYS_PER_READ):
+            part = keys[start:start + KEYS_PER_READ]
+            names, rows = self.reader.rows_by_keys(self.table, self.layout.source_key,
+                                                   self.layout.source_columns, part)
+            expected = map_chunk(self.layout, names, rows, self.canons, self.mapper, persons=self.persons)
+            clean = self._check(rows, expected, self.target.at_source_keys(part)) and clean
         return clean
 
     def _width(self) -> int:

@@ -103,29 +103,18 @@ Span = tuple[tuple[int, ...], tuple[int, ...]]
 
 
 def differing_spans(source: Digests, target: Digests, width: int, lower: Bound, upper: Bound, *,
-                    also: Collection[int] = (),
-                    aside: Collection[tuple[int, ...]] = ()) -> tuple[list[Span], int]:
-    """The (lower, upper] key spans to compare row by row: the buckets whose digests differ or
-    that are named in `also`, and the keys `aside` outside them (rows the digests left out); and
-    the source rows of the other buckets (in sync)."""
+                    also: Collection[int] = (), aside: Collection[tuple[int, ...]] = ()
+                    ) -> tuple[list[Span], int, list[tuple[int, ...]]]:
+    """The (lower, upper] key spans of the buckets whose digests differ or that are named in
+    `also`; the source rows of the other buckets (in sync); and the keys `aside` (rows the
+    digests left out) outside those buckets, in key order: each bucket and key compared row by
+    row."""
     differing = sorted({b for b in source.keys() | target.keys() if source.get(b) != target.get(b)}
                        | set(also))
     in_sync = sum(rows for bucket, (rows, _) in source.items() if bucket not in differing)
-    spans = [_bucket_span(b, width, lower, upper) for b in differing]
     skipped = set(differing)
-    return spans + key_spans([k for k in aside if bucket_of(k[0], width) not in skipped]), in_sync
-
-
-def key_spans(keys: Collection[tuple[int, ...]]) -> list[Span]:
-    """(lower, upper] spans holding exactly these integer keys, in key order: a run of
-    consecutive one-column keys is one span, any other key `((..., last - 1), key]`."""
-    spans: list[Span] = []
-    for key in sorted(set(keys)):
-        if len(key) == 1 and spans and len(spans[-1][1]) == 1 and spans[-1][1][0] + 1 == key[0]:
-            spans[-1] = (spans[-1][0], key)
-        else:
-            spans.append(((*key[:-1], key[-1] - 1), key))
-    return spans
+    alone = sorted({k for k in aside if bucket_of(k[0], width) not in skipped})
+    return [_bucket_span(b, width, lower, upper) for b in differing], in_sync, alone
 
 
 def bucket_of(first: int, width: int) -> int:

@@ -212,6 +212,12 @@ class TargetReader:
         condition = sql.SQL("({})").format(sql.SQL(" OR ").join(within))
         return self._rows(self._select + self._where([condition]), params)
 
+    def at_source_keys(self, keys: Sequence[Sequence[Any]]) -> dict[Key, Values]:
+        """The slice's rows whose copied source key is one of these."""
+        columns = self.shape.range_columns
+        assert columns is not None
+        return self._among(columns, keys)
+
     def _order(self) -> sql.Composable:
         columns = self.shape.range_columns
         assert columns is not None
@@ -232,8 +238,11 @@ class TargetReader:
 
     def by_keys(self, keys: Sequence[Key]) -> dict[Key, Values]:
         """The slice's rows with these target keys."""
+        return self._among(self.shape.key, keys)
+
+    def _among(self, names: Sequence[str], keys: Sequence[Sequence[Any]]) -> dict[Key, Values]:
+        """The slice's rows whose `names` columns hold one of these keys."""
         found: dict[Key, Values] = {}
-        names = self.shape.key
         row = sql.SQL("({})").format(sql.SQL(", ").join(pg_name(c) for c in names))
         one = sql.SQL("({})").format(sql.SQL(", ").join(sql.Placeholder() * len(names)))
         for start in range(0, len(keys), 1000):

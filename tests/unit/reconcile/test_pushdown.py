@@ -14,7 +14,7 @@ from syncd.mapping.spec import load_mappings
 from syncd.mapping.transforms import TransformContext
 from syncd.model import ColumnType, SourceColumn
 from syncd.reconcile.layout import build_layout
-from syncd.reconcile.pushdown import bucket_of, differing_spans, key_spans, plan_pushdown
+from syncd.reconcile.pushdown import bucket_of, differing_spans, plan_pushdown
 from syncd.source.chunks import range_condition
 
 PLAIN = """
@@ -108,7 +108,7 @@ def test_offsets() -> None:
 def test_bucket_spans_of_one_key_column_stay_within_the_range() -> None:
     source = {0: (19, "a"), 1: (20, "b"), 2: (20, "c"), -1: (3, "d")}
     target = {0: (19, "a"), 1: (20, "x"), 2: (20, "c")}
-    spans, in_sync = differing_spans(source, target, 20, (-30,), (59,))
+    spans, in_sync, _ = differing_spans(source, target, 20, (-30,), (59,))
     assert spans == [((-30,), (-20,)), ((19,), (39,))]  # DIV truncates: bucket 0 is -19..19
     assert in_sync == 39
     assert differing_spans(source, target, 20, None, None)[0] == [((-40,), (-20,)), ((19,), (39,))]
@@ -118,7 +118,7 @@ def test_bucket_spans_of_one_key_column_stay_within_the_range() -> None:
 def test_bucket_spans_of_a_composite_key_bound_the_first_column_inside_the_range() -> None:
     """Buckets of the first column; where the range starts or ends inside a bucket, the span keeps
     the range's own bound over every key column."""
-    spans, _ = differing_spans({0: (5, "a"), 1: (5, "b"), 2: (5, "c")}, {}, 10, (5, 2), (25, 1))
+    spans, _, _ = differing_spans({0: (5, "a"), 1: (5, "b"), 2: (5, "c")}, {}, 10, (5, 2), (25, 1))
     assert spans == [((5, 2), (9,)), ((9,), (19,)), ((19,), (25, 1))]
     # a range bound in the bucket before: the first column alone
     assert differing_spans({1: (1, "a")}, {}, 10, (9, 7), (30, 0))[0] == [((9,), (19,))]
@@ -137,15 +137,11 @@ def test_buckets_truncate_towards_zero_as_mysql_div() -> None:
 def test_keys_set_aside_are_compared_alone_unless_their_bucket_differs() -> None:
     source = {0: (19, "a"), 1: (20, "b"), 2: (20, "c")}
     target = {0: (19, "a"), 1: (20, "b"), 2: (20, "x")}
-    spans, in_sync = differing_spans(source, target, 20, None, None, aside=[(25,), (45,), (7,), (8,), (9,)])
-    assert spans == [((39,), (59,)), ((6,), (9,)), ((24,), (25,))]  # 45 is in bucket 2, compared with it
+    aside = [(25,), (45,), (9,), (8,), (9,)]
+    spans, in_sync, alone = differing_spans(source, target, 20, None, None, aside=aside)
+    assert spans == [((39,), (59,))] and alone == [(8,), (9,), (25,)]  # 45 is in bucket 2, compared with it
     assert in_sync == 39  # the rows the digests of buckets 0 and 1 hold
-    spans, in_sync = differing_spans(source, target, 20, None, None, also={1, 5}, aside=[(25,), (7,)])
-    assert spans == [((19,), (39,)), ((39,), (59,)), ((99,), (119,)), ((6,), (7,))]
+    aside = [(25, 2), (7, 1)]
+    spans, in_sync, alone = differing_spans(source, target, 20, None, None, also={1, 5}, aside=aside)
+    assert spans == [((19,), (39,)), ((39,), (59,)), ((99,), (119,))] and alone == [(7, 1)]
     assert in_sync == 19  # the rows of bucket 0 only
-
-
-def test_key_spans_hold_exactly_their_keys() -> None:
-    assert key_spans([(3,), (1,), (2,), (7,), (3,)]) == [((0,), (3,)), ((6,), (7,))]
-    assert key_spans([(5, 2), (5, 3), (-1, 0)]) == [((-1, -1), (-1, 0)), ((5, 1), (5, 2)), ((5, 2), (5, 3))]
-    assert key_spans([]) == []
