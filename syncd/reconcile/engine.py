@@ -626,6 +626,7 @@ class _Pass:
         """Count, compare, re-check, record and handle one chunk; True when it was clean."""
         report = self.report
         self._chunk_done(len(rows))
+        unexplained: list[SourceKey] = []
         for source_key, reason in expected.unmappable:
             report.unmappable += 1
             text = row_key_text(self.layout.source_key, source_key)
@@ -633,8 +634,13 @@ class _Pass:
                 report.explained_by_dead_letters += 1
             else:
                 report.unmappable_unexplained += 1
+                unexplained.append(source_key)
+                if len(report.unexplained_rows) < REPORT_KEYS:
+                    report.unexplained_rows.append((text, reason))
             if len(report.unmappable_rows) < REPORT_KEYS:
                 report.unmappable_rows.append((text, reason))
+        if unexplained and self.options.repair and self.options.on_drift is None:
+            self._count_all(self._repair_keys(unexplained), {})  # they become dead letters
         diff = compare_chunk(expected.rows, actual, self.layout.compared, expected.ignore)
         if not diff:
             return not expected.unmappable
@@ -706,6 +712,11 @@ class _Pass:
                 self.report.unrepairable += 1
             else:
                 keys.append(source_key)
+        results = self._repair_keys(keys)
+        self._count_all(results, self._still_differing(diff, source_of) if results else {})
+
+    def _repair_keys(self, keys: list[SourceKey]) -> list[RepairResult]:
+        """The rows of these source keys written again from the source (or dead-lettered)."""
         keys = list(dict.fromkeys(keys))
         results: list[RepairResult] = []
         for start in range(0, len(keys), REPAIR_BATCH):
@@ -715,7 +726,9 @@ class _Pass:
                                       requested_by="reconcile"))
             except SyncdError as exc:
                 self.report.repair_errors.append(str(exc))
-        still = self._still_differing(diff, source_of) if results else {}
+        return results
+
+    def _count_all(self, results: list[RepairResult], still: dict[tuple[str, ...], Key]) -> None:
         for result in results:
             self._count_repaired(result, still)
 

@@ -70,6 +70,8 @@ class MappingReport:
     differ_rows: list[tuple[Key, tuple[str, ...]]] = field(default_factory=list)
     unmappable_rows: list[tuple[str, str]] = field(default_factory=list)
     """(source key text like `id=42`, reason)."""
+    unexplained_rows: list[tuple[str, str]] = field(default_factory=list)
+    """The same, of the unmappable rows without a pending dead letter (the drift among them)."""
     repaired_keys_sample: list[SourceKey] = field(default_factory=list)
     repair_errors: list[str] = field(default_factory=list)
     error: str | None = None
@@ -137,7 +139,8 @@ def report_dict(report: MappingReport) -> dict[str, Any]:
         "differ": {"count": report.differ,
                    "rows": [{"key": _keys([k])[0], "columns": list(c)} for k, c in report.differ_rows]},
         "unmappable": {"count": report.unmappable, "unexplained": report.unmappable_unexplained,
-                       "rows": [{"row_key": t, "reason": r} for t, r in report.unmappable_rows]},
+                       "rows": [{"row_key": t, "reason": r} for t, r in report.unmappable_rows],
+                       "unexplained_rows": [{"row_key": t, "reason": r} for t, r in report.unexplained_rows]},
         "explained_by_dead_letters": report.explained_by_dead_letters,
         "repaired": report.repaired,
         "dead_lettered": {"count": report.dead_lettered,
@@ -159,13 +162,15 @@ def as_json(reports: Sequence[MappingReport]) -> dict[str, Any]:
 
 
 _HEADERS = ("mapping", "source", "status", "rows", "missing", "extra", "differ", "unmappable",
-            "dead-lettered", "repaired", "seconds")
+            "unexplained", "explained", "repaired", "seconds")
+"""`unexplained`: unmappable rows without a pending dead letter (drift); `explained`: rows that
+differ or cannot be mapped whose pending dead letter says why."""
 
 
 def as_text(reports: Sequence[MappingReport]) -> str:
     table = [[r.mapping, r.source, r.status, str(r.rows_compared), str(r.missing), str(r.extra),
-              str(r.differ), str(r.unmappable), str(r.explained_by_dead_letters), str(r.repaired),
-              f"{r.seconds:.2f}"] for r in reports]
+              str(r.differ), str(r.unmappable), str(r.unmappable_unexplained),
+              str(r.explained_by_dead_letters), str(r.repaired), f"{r.seconds:.2f}"] for r in reports]
     widths = [max(len(h), *(len(row[i]) for row in table)) if table else len(h)
               for i, h in enumerate(_HEADERS)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(_HEADERS, widths, strict=True)).rstrip()]
@@ -198,8 +203,12 @@ def _details(report: MappingReport) -> list[str]:
         shown = "  ".join(f"{key_text(k)} ({', '.join(c)})" for k, c in report.differ_rows[:LISTED])
         more = report.differ - min(report.differ, LISTED)
         lines.append(f"{name}: differ {key}: {shown}" + (f"  ... ({more} more)" if more else ""))
-    for text, reason in report.unmappable_rows[:LISTED]:
-        lines.append(f"{name}: cannot map {text}: {reason}")
+    for text, reason in report.unexplained_rows[:LISTED]:
+        lines.append(f"{name}: cannot map, no dead letter {text}: {reason}")
+    unexplained = {text for text, _ in report.unexplained_rows}
+    explained = [(t, r) for t, r in report.unmappable_rows if t not in unexplained]
+    for text, reason in explained[:LISTED - min(LISTED, len(report.unexplained_rows))]:
+        lines.append(f"{name}: cannot map, dead-lettered {text}: {reason}")
     if report.unrepairable:
         lines.append(f"{name}: {report.unrepairable} extra rows cannot be repaired: the target key "
                      "does not hold a copy of the source key")

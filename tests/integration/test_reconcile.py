@@ -231,6 +231,16 @@ class TestDrift:
         code, report = reconcile_json(scenario, "--mapping", "shop_orders")
         assert code == 1
         assert only(report, "shop_orders")["unmappable"]["unexplained"] == 1
+        assert only(report, "shop_orders")["unmappable"]["unexplained_rows"][0]["row_key"] == "id=2"
+        human = scenario.cli("reconcile", "--mapping", "shop_orders")
+        assert "shop_orders: cannot map, no dead letter id=2: " in human.stdout, human.stdout
+
+        # a repair records the row as a dead letter again, so that the next pass is in sync
+        code, report = reconcile_json(scenario, "--mapping", "shop_orders", "--repair")
+        assert code == 1 and only(report, "shop_orders")["dead_lettered"]["count"] == 1, report
+        assert scenario.target("SELECT count(*) FROM syncd.dead_letters WHERE status = 'pending'") == [(1,)]
+        code, report = reconcile_json(scenario, "--mapping", "shop_orders")
+        assert code == 0 and only(report, "shop_orders")["explained_by_dead_letters"] == 1, report
 
     def test_rows_outside_the_filter_are_expected_absent(self, scenario: Scenario, shop: Source,
                                                         app: Source) -> None:

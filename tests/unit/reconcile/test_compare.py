@@ -270,9 +270,24 @@ class TestReport:
         text = as_text([drift])
         assert text.splitlines()[0].split() == [
             "mapping", "source", "status", "rows", "missing", "extra", "differ", "unmappable",
-            "dead-lettered", "repaired", "seconds"]
+            "unexplained", "explained", "repaired", "seconds"]
         assert "shop_orders: missing in public.orders (channel, source_order_id): shop,3" in text
         assert "shop_orders: differ (channel, source_order_id): shop,5 (status)" in text
+
+    def test_unmappable_rows_without_a_dead_letter_come_first(self) -> None:
+        """The rows that make a pass drift are listed before the dead-lettered ones, in both forms."""
+        rows = [(f"id={i}", "unknown status") for i in range(1, 31)]
+        report = self.report(unmappable=31, unmappable_unexplained=1, explained_by_dead_letters=30,
+                             unmappable_rows=[*rows[:25], ("id=40", "bad amount")],
+                             unexplained_rows=[("id=40", "bad amount")])
+        lines = as_text([report]).splitlines()
+        assert lines[1].split()[7:10] == ["31", "1", "30"]
+        assert lines[2] == "shop_orders: cannot map, no dead letter id=40: bad amount"
+        assert lines[3] == "shop_orders: cannot map, dead-lettered id=1: unknown status"
+        assert len([line for line in lines if "cannot map" in line]) == 20
+        entry = as_json([report])["mappings"][0]["unmappable"]
+        assert entry["unexplained"] == 1
+        assert entry["unexplained_rows"] == [{"row_key": "id=40", "reason": "bad amount"}]
 
 
 class TestKeysetSql:
