@@ -129,6 +129,7 @@ def snapshot(*, config_path: Path, source: str | None, mapping: str | None, chun
         copied = ", ".join(f"{t} {n}" for t, n in result.copied.items()) or "nothing"
         click.echo(f"{result.source}: {state}; {result.mode}; copied {copied}; removed "
                    f"{result.removed}; dead letters {result.dead_letters}"
+                   + (f" (older ones retired: {result.letters_retired})" if result.letters_retired else "")
                    + (f"; checkpoint {result.position}" if result.checkpoint_written else ""))
     finished = all(r.finished for r in results) and not stop.is_set()
     sys.exit(EXIT_OK if finished else EXIT_FOUND)

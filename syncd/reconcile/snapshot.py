@@ -72,6 +72,7 @@ from syncd.reconcile.repair import repair
 from syncd.reconcile.report import SourceKey
 from syncd.sink.batch import Batch, PlannedOp
 from syncd.sink.connection import Connection, connect
+from syncd.sink.dead_letters import letters_clock, retire_superseded
 from syncd.sink.lock import SourceLock
 from syncd.sink.postgres import PostgresSink, copy_fields
 from syncd.sink.schema_history import move_pauses, read_schema_history, write_schemas
@@ -112,6 +113,8 @@ class SnapshotResult:
     removed: int = 0
     """Target rows removed because their source row no longer exists."""
     dead_letters: int = 0
+    letters_retired: int = 0
+    """Pending dead letters of rows the copy wrote from their current source rows, marked retried."""
     finished: bool = False
     checkpoint_written: bool = False
     seconds: float = 0.0
@@ -298,6 +301,7 @@ class _Job:
         result.seconds = time.monotonic() - began
         self.log.info("snapshot_finished" if result.finished else "snapshot_interrupted",
                       mode=result.mode, copied=result.copied, removed=result.removed,
+                      dead_letters=result.dead_letters, letters_retired=result.letters_retired,
                       position=result.position, seconds=round(result.seconds, 3))
         return result
 
@@ -348,6 +352,7 @@ class _Job:
             point = self._pinned_point(conn, point)
         position = mine[0].position if mine else str(point.position)
         result = SnapshotResult(self.name, "direct", position, resumed=bool(mine))
+        began = letters_clock(conn)
         self.log.info("snapshot_started", mode="direct", position=position, resumed=result.resumed,
                       snapshot_position=str(point.position), tables=sorted(self.tables))
         todo = [(table, mappings, state) for table, mappings in self.tables.items()
@@ -358,7 +363,7 @@ class _Job:
         try:
             if not self._remove_extra_direct(conn, sink, result, skip=fresh):
                 return result
-            self._finish_direct(sink, position, result)
+            self._finish_direct(sink, position, result, None if result.resumed else began)
         finally:
             sink.close()
         result.finished = True
@@ -599,15 +604,22 @@ class _Job:
                                         f"{report.error}")
         return True
 
-    def _finish_direct(self, sink: PostgresSink, position: str, result: SnapshotResult) -> None:
+    def _finish_direct(self, sink: PostgresSink, position: str, result: SnapshotResult,
+                       began: datetime | None) -> None:
+        """The checkpoint (a whole source copied), progress cleared, pauses moved; the older
+        dead letters of the copied mappings retired (not after a resumed copy: the letters of its
+        first run are as old as those it superseded)."""
         batch = Batch()
         whole = self.partial is None and set(self.tables) == set(self.plan.by_table())
         if whole:
             batch.checkpoint = _snapshot_checkpoint(self.plan.source, position)
+        copied = [m.name for mappings in self.tables.values() for m in mappings]
         with sink.long_transaction() as tx:
             tx.finish(batch)
             clear_progress(tx.cur, self.schema, self.name, None if whole else self._keys())
             self._move_pauses(tx.cur, _parse_position(position))
+            if began is not None:
+                result.letters_retired = retire_superseded(tx.cur, self.schema, copied, began)
         result.checkpoint_written = whole
 
     # -- a daemon holds the source: repairs through its stream ------------------------------

@@ -107,6 +107,37 @@ def resolve(conn: Any, schema: str, ids: Iterable[int], status: str) -> int:
     return conn.execute(statement, (status, id_list)).rowcount
 
 
+def retire_rows(cur: Any, schema: str, mapping: str, row_keys: Iterable[str]) -> int:
+    """Mark the pending dead letters of these rows of a mapping retried: a repair (or a retry)
+    has just written their current source rows, as `syncd dlq retry` does; returns how many."""
+    keys = sorted(set(row_keys))
+    if not keys:
+        return 0
+    statement = sql.SQL("UPDATE {}.dead_letters SET status = 'retried', resolved_at = now() "
+                        "WHERE mapping = %s AND row_key = ANY(%s) AND status = 'pending'"
+                        ).format(sql.Identifier(schema))
+    return cur.execute(statement, (mapping, keys)).rowcount
+
+
+def letters_clock(conn: Any) -> datetime:
+    """The target's clock, which dates dead letters (`retire_superseded`)."""
+    with translated("reading the target's clock"):
+        return conn.execute("SELECT statement_timestamp()").fetchone()[0]
+
+
+def retire_superseded(cur: Any, schema: str, mappings: Iterable[str], since: datetime) -> int:
+    """Mark retried the pending dead letters of these mappings older than a whole-table copy that
+    began at `since` (`letters_clock`): it wrote every row from its current source row, or
+    dead-lettered it again, which dates the row's letter anew; returns how many."""
+    names = sorted(set(mappings))
+    if not names:
+        return 0
+    statement = sql.SQL("UPDATE {}.dead_letters SET status = 'retried', resolved_at = now() "
+                        "WHERE mapping = ANY(%s) AND status = 'pending' AND created_at < %s"
+                        ).format(sql.Identifier(schema))
+    return cur.execute(statement, (names, since)).rowcount
+
+
 def pending_row_keys(conn: psycopg.Connection, schema: str, source: str, mapping: str) -> set[str]:
     """The row keys (`id=42`) of a mapping's pending dead letters."""
     query = sql.SQL("SELECT DISTINCT row_key FROM {}.dead_letters WHERE status = 'pending' "

@@ -43,6 +43,7 @@ from syncd.model import (
 )
 from syncd.sink.batch import Batch, PlannedOp, reduce_ops, repair_rows
 from syncd.sink.connection import ADAPTERS, connect, first_line
+from syncd.sink.dead_letters import retire_rows
 from syncd.sink.identity import IdentitySession, spaces_of
 from syncd.sink.schema_history import read_schema_history, write_schemas
 from syncd.sink.state import (
@@ -293,6 +294,7 @@ class PostgresSink:
         if batch.repairs:
             self._settle_repairs(batch, rejected)
         for done in batch.repairs:
+            retire_rows(cur, schema, done.mapping, [o.row_key for o in done.outcomes if o.outcome.settled])
             if done.request_id is not None:
                 finish_repair(cur, schema, done.request_id, done.outcomes, error=done.error)
         if batch.checkpoint is not None:

@@ -432,9 +432,10 @@ def _take_over(cur: psycopg.Cursor, schema: str, letter: DeadLetter) -> bool:
 
 
 def _refresh(cur: psycopg.Cursor, schema: str, letter: DeadLetter) -> bool:
-    """Update the key's pending dead letters with this newer failure; False when it has none."""
+    """Update the key's pending dead letters with this newer failure (and its time); False when it
+    has none."""
     statement = sql.SQL(
-        "UPDATE {}.dead_letters SET reason = %s, row_image = %s, row_image_kept = true, "
+        "UPDATE {}.dead_letters SET reason = %s, row_image = %s, row_image_kept = true, created_at = now(), "
         "refused_space = %s, refused_person = %s WHERE source = %s AND mapping = %s "
         "AND row_key = %s AND status = 'pending'").format(sql.Identifier(schema))
     refused = letter.refused_person or (None, None)

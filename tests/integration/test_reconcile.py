@@ -242,6 +242,12 @@ class TestDrift:
         code, report = reconcile_json(scenario, "--mapping", "shop_orders")
         assert code == 0 and only(report, "shop_orders")["explained_by_dead_letters"] == 1, report
 
+        # once the row maps, the repair that writes it retires its dead letters
+        shop.execute("UPDATE orders SET status = '已支付' WHERE id = 2")
+        code, report = reconcile_json(scenario, "--mapping", "shop_orders", "--repair")
+        assert code == 0 and only(report, "shop_orders")["repaired"] == 1, report
+        assert scenario.target("SELECT count(*) FROM syncd.dead_letters WHERE status = 'pending'") == [(0,)]
+
     def test_rows_outside_the_filter_are_expected_absent(self, scenario: Scenario, shop: Source,
                                                         app: Source) -> None:
         """With `where:`, a target row for a filtered-out source row is extra and gets removed."""

@@ -392,3 +392,18 @@ class TestRefusals:
         assert result.returncode == 0, result.stderr
         assert "removed 3" in result.stdout, result.stdout
         assert sorted(live_target(scenario)) == [i for i in range(1, 31) if i not in (4, 5, 7, 9)]
+
+    def test_a_copy_retires_the_dead_letters_it_supersedes(self, scenario: Scenario, shop: Source) -> None:
+        """A whole-table copy writes every row from its current source row, or dead-letters it
+        again (which dates its letter anew): the older pending letters of its mappings are retried."""
+        insert_rows(shop, 1, 20)
+        shop.execute("UPDATE orders SET status = '已退款' WHERE id IN (5, 6)")
+        assert scenario.cli("snapshot", "--mapping", "shop_orders").returncode == 0
+        pending = "SELECT row_key FROM syncd.dead_letters WHERE status = 'pending' ORDER BY row_key"
+        assert scenario.target(pending) == [("id=5",), ("id=6",)]
+        shop.execute("UPDATE orders SET status = '已支付' WHERE id = 5")
+        result = scenario.cli("snapshot", "--mapping", "shop_orders")
+        assert result.returncode == 0 and "older ones retired: 1" in result.stdout, result.stdout
+        assert scenario.target(pending) == [("id=6",)]  # dated anew by the second copy
+        assert 5 in live_target(scenario) and 6 not in live_target(scenario)
+        assert scenario.cli("reconcile", "--mapping", "shop_orders").returncode == 0
