@@ -2,7 +2,8 @@
 
 On a terminal both show a progress bar per unit of work on stderr (a mapping compared, a table
 copied: done of the estimate, rows per second, time left); JSON and non-terminal output stay
-quiet. SIGINT/SIGTERM end a snapshot after the chunk being written (it resumes next time)."""
+quiet. SIGINT/SIGTERM end a snapshot after the chunk being written (it resumes next time), and
+a reconcile pass after the range being compared (recorded as an error; exit 2)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from typing import Any
 
 import click
 
-from syncd.cli.options import EXIT_FOUND, EXIT_OK, config_option, exits_on_errors, fail, load
+from syncd.cli.options import EXIT_ERROR, EXIT_FOUND, EXIT_OK, config_option, exits_on_errors, fail, load
 from syncd.cli.render import Bars
 from syncd.config import DEFAULT_CHUNK_ROWS, Config
 from syncd.errors import SyncdError
@@ -57,7 +58,8 @@ def reconcile(*, config_path: Path, source: str | None, mapping: str | None, rep
     their identity spaces with the stored contributions; report (and repair) drift.
 
     Exit status: 0 in sync (or all drift repaired), 1 drift left (rows dead-lettered again
-    included), 2 error, 78 config.yaml or a mapping file is wrong.
+    included), 2 error (SIGINT/SIGTERM included: the pass stops after the range in hand),
+    78 config.yaml or a mapping file is wrong.
     """
     from syncd.reconcile.engine import reconcile as run_reconcile
     from syncd.reconcile.report import as_json as report_json
@@ -65,15 +67,17 @@ def reconcile(*, config_path: Path, source: str | None, mapping: str | None, rep
 
     config, plans = _setup(config_path)
     bars = Bars() if Bars.wanted(as_json) else None
+    stop = threading.Event()
 
     def progress(name: str, rows: int, chunks: int, estimate: int) -> None:
         assert bars is not None
         bars.update(name, rows, estimate, f"{chunks} chunks")
 
     try:
-        reports = run_reconcile(config, plans, source=source, mapping=mapping, repair=repair,
-                                chunk_rows=chunk_rows, pause_s=pause_ms / 1000, full=full,
-                                progress=progress if bars is not None else None)
+        with _stop_on_signals(stop):
+            reports = run_reconcile(config, plans, source=source, mapping=mapping, repair=repair,
+                                    chunk_rows=chunk_rows, pause_s=pause_ms / 1000, full=full, stop=stop,
+                                    progress=progress if bars is not None else None)
     except SyncdError as exc:
         fail(exc)
     finally:
@@ -83,6 +87,9 @@ def reconcile(*, config_path: Path, source: str | None, mapping: str | None, rep
         click.echo(json.dumps(report_json(reports), indent=2, ensure_ascii=False, default=str))
     else:
         click.echo(as_text(reports))
+    if stop.is_set():
+        click.echo("syncd reconcile: stopped by a signal before every mapping was compared", err=True)
+        sys.exit(EXIT_ERROR)
     sys.exit(exit_code(reports))
 
 
@@ -137,7 +144,7 @@ def snapshot(*, config_path: Path, source: str | None, mapping: str | None, chun
 
 @contextmanager
 def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGINT/SIGTERM finish the chunk being written, then stop (it resumes next time)."""
+    """SIGINT/SIGTERM set `stop`: the work in hand is finished, then the command stops."""
     previous = {}
 
     def handler(_signum: int, _frame: object) -> None:

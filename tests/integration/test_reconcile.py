@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import random
 import re
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -373,6 +375,23 @@ class TestExitCodesAndApi:
         status = scenario.target("SELECT status, error IS NOT NULL FROM syncd.reconcile_runs "
                                  "ORDER BY id DESC LIMIT 1")
         assert status == [("error", True)]
+
+    def test_a_signal_stops_the_pass_as_an_error(self, scenario: Scenario, shop: Source, app: Source) -> None:
+        """SIGTERM (as SIGINT) ends the pass after the range in hand: the run is recorded as an
+        error, never left running, and the exit status is 2, not the drift's 1."""
+        load_and_sync(scenario, shop, app, shop_rows=40)
+        process = subprocess.Popen(
+            [*scenario.program, "reconcile", "--config", str(scenario.config_path),
+             "--mapping", "shop_orders", "--full", "--chunk-rows", "2", "--pause-ms", "500"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=scenario.env(), cwd=scenario.cwd)
+        eventually(lambda: scenario.target("SELECT count(*) FROM syncd.reconcile_runs "
+                                           "WHERE status = 'running'") == [(1,)], 60)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+        assert process.returncode == 2, (out, err)
+        assert "stopped by a signal" in err and "Traceback" not in err
+        assert scenario.target("SELECT status, error FROM syncd.reconcile_runs ORDER BY id DESC LIMIT 1") == [
+            ("error", "stopped before the end of the table")]
 
     def test_json_shape(self, scenario: Scenario, shop: Source, app: Source) -> None:
         load_and_sync(scenario, shop, app, shop_rows=2)
