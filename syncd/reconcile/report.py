@@ -38,7 +38,8 @@ class MappingReport:
     status: str = "running"
     """in_sync | drift | repaired | error (as recorded in reconcile_runs)."""
     rows_compared: int = 0
-    """Source rows read and checked (rows outside the mapping's filter included)."""
+    """Source rows checked: rows outside the mapping's filter included where they are read (row by
+    row), left out where in-server digests leave them out (pushdown.py)."""
     chunks: int = 0
     chunks_unchanged: int = 0
     """Chunks found unchanged since a pass verified them (both checksums equal), not re-mapped."""
