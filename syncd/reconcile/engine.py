@@ -526,37 +526,38 @@ class _Pass:
         target = self.target.bucket_digests(pushdown.target_row, lower, upper, width, found.aside)
         spans, in_sync, alone = differing_spans(found.found, target, width, lower, upper, aside=found.aside)
         self._chunk_done(in_sync)
-        differed = any(found.found.get(b) != target.get(b) for b in found.found.keys() | target.keys())
-        if not differed:
+        if not spans:
             self.report.chunks_pushed_down += 1
         else:
             log.debug("pushdown_range_differs", mapping=self.mapping.name, lower=lower, upper=upper,
                       buckets=len(spans), aside=len(alone))
         self._compare_ranges(spans)
         self._compare_keys(alone)
-        return differed
+        return bool(spans)
 
     def _compare_ranges(self, spans: list[tuple[SourceKey, SourceKey]]) -> bool:
         """The rows of these key spans, row by row through the mapping; True when all were clean."""
-        clean = True
-        for start in range(0, len(spans), RANGES_PER_READ):
-            part = spans[start:start + RANGES_PER_READ]
-            names, rows = self.reader.rows_in_ranges(self.table, self.layout.source_key,
-                                                     self.layout.source_columns, part)
-            expected = map_chunk(self.layout, names, rows, self.canons, self.mapper, persons=self.persons)
-            clean = self._check(rows, expected, self.target.in_ranges(part)) and clean
-        return clean
+        key, columns = self.layout.source_key, self.layout.source_columns
+        return self._compare_parts(spans, RANGES_PER_READ,
+                                   partial(self.reader.rows_in_ranges, self.table, key, columns),
+                                   self.target.in_ranges)
 
     def _compare_keys(self, keys: list[SourceKey]) -> bool:
-        """The rows of these source keys (set aside by the digests), row by row through the
-        mapping, read by their keys; True when all were clean."""
+        """The rows of these source keys (set aside by the digests), read by their keys, row by
+        row through the mapping; True when all were clean."""
+        key, columns = self.layout.source_key, self.layout.source_columns
+        return self._compare_parts(keys, KEYS_PER_READ,
+                                   partial(self.reader.rows_by_keys, self.table, key, columns),
+                                   self.target.at_source_keys)
+
+    def _compare_parts(self, items: list[Any], size: int, source_rows: Callable[[list[Any]], Any],
+                       target_rows: Callable[[list[Any]], dict[Key, Values]]) -> bool:
         clean = True
-        for start in range(0, len(keys), KEYS_PER_READ):
-            part = keys[start:start + KEYS_PER_READ]
-            names, rows = self.reader.rows_by_keys(self.table, self.layout.source_key,
-                                                   self.layout.source_columns, part)
+        for start in range(0, len(items), size):
+            part = items[start:start + size]
+            names, rows = source_rows(part)
             expected = map_chunk(self.layout, names, rows, self.canons, self.mapper, persons=self.persons)
-            clean = self._check(rows, expected, self.target.at_source_keys(part)) and clean
+            clean = self._check(rows, expected, target_rows(part)) and clean
         return clean
 
     def _width(self) -> int:
