@@ -348,6 +348,8 @@ def record_continuity(conn: psycopg.Connection, schema: str, source: str, *, was
 
 REREAD_POSITIONS = (REPAIR_AT, SNAPSHOT_AT)
 """Dead letters of rows read again (repairs, retries, snapshots) rather than of binlog changes."""
+_REREAD = " OR ".join(f"binlog_position LIKE '{p}%%'" for p in REREAD_POSITIONS)
+"""SQL: the letter is one of a row read again."""
 
 
 def insert_dead_letters(cur: psycopg.Cursor, schema: str, letters: list[DeadLetter]) -> None:
@@ -355,7 +357,7 @@ def insert_dead_letters(cur: psycopg.Cursor, schema: str, letters: list[DeadLett
 
     A row read again (a retry, a repair, a snapshot) that still cannot be applied refreshes the
     pending dead letter its key already has (reason, row image) instead of adding a second one;
-    a change the stream cannot apply takes over the pending letter a copy left for its row.
+    a change the stream cannot apply takes over the pending letter a copy or a repair left for its row.
     A letter whose identity (source, mapping, position, event, row, key) was discarded or retried
     before, e.g. a snapshot read again at the same binlog position, is pending again with the new
     reason and time: the change failed now and its row is not in the target.
@@ -385,18 +387,20 @@ def insert_dead_letters(cur: psycopg.Cursor, schema: str, letters: list[DeadLett
 
 
 def _supersede_copied(cur: psycopg.Cursor, schema: str, letters: list[DeadLetter]) -> list[DeadLetter]:
-    """A change the stream cannot apply takes over its row's pending dead letter from a copy.
+    """A change the stream cannot apply takes over its row's pending dead letter from a copy or a
+    repair.
 
     A copy reads each chunk at or after its binlog position, and streaming replays from that
     position: a row written meanwhile is read by the copy and replayed by the stream, and both
-    fail alike. The stream's letter (the change, at its position) replaces the copy's one, so a
-    row gets one letter, as if it had been streamed. Returns the letters still to insert."""
+    fail alike (as a row a repair read while no daemon ran, replayed when one starts). The
+    stream's letter (the change, at its position) replaces the read one, so a row gets one
+    letter, as if it had been streamed. Returns the letters still to insert."""
     streamed = [d for d in letters if not d.position.startswith(REREAD_POSITIONS)]
     if not streamed:
         return letters
     query = sql.SQL(
         "SELECT DISTINCT source, mapping, row_key FROM {}.dead_letters WHERE status = 'pending' "
-        "AND binlog_position LIKE 'snapshot@%%' AND (source, mapping, row_key) IN "
+        f"AND ({_REREAD}) AND (source, mapping, row_key) IN "
         "(SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))").format(sql.Identifier(schema))
     params = ([d.source for d in streamed], [d.mapping for d in streamed], [d.row_key for d in streamed])
     copied = {tuple(row) for row in cur.execute(query, params).fetchall()}
@@ -414,13 +418,13 @@ def _supersede_copied(cur: psycopg.Cursor, schema: str, letters: list[DeadLetter
 
 
 def _take_over(cur: psycopg.Cursor, schema: str, letter: DeadLetter) -> bool:
-    """Turn the row's pending copy letter into this one; False when there is none (or this
-    change already has its letter: a replay)."""
+    """Turn the row's pending copy or repair letter into this one; False when there is none (or
+    this change already has its letter: a replay)."""
     statement = sql.SQL(
         "UPDATE {0}.dead_letters SET binlog_position = %s, event_pos = %s, row_index = %s, reason = %s, "
         "row_image = %s, row_image_kept = true "
         "WHERE id = (SELECT id FROM {0}.dead_letters WHERE source = %s AND mapping = %s "
-        "AND row_key = %s AND status = 'pending' AND binlog_position LIKE 'snapshot@%%' ORDER BY id LIMIT 1) "
+        f"AND row_key = %s AND status = 'pending' AND ({_REREAD}) ORDER BY id LIMIT 1) "
         "AND NOT EXISTS (SELECT 1 FROM {0}.dead_letters WHERE source = %s AND mapping = %s "
         "AND binlog_position = %s AND event_pos = %s AND row_index = %s AND row_key = %s)"
     ).format(sql.Identifier(schema))

@@ -250,6 +250,22 @@ class TestDrift:
         assert code == 0 and only(report, "shop_orders")["repaired"] == 1, report
         assert scenario.target("SELECT count(*) FROM syncd.dead_letters WHERE status = 'pending'") == [(0,)]
 
+    def test_the_stream_takes_over_the_letter_of_a_repair_while_it_was_stopped(
+            self, scenario: Scenario, shop: Source, app: Source) -> None:
+        """A row dead-lettered by `--repair` while no daemon ran fails again when the daemon
+        replays its change: the stream's letter replaces the repair's, one letter per row."""
+        load_and_sync(scenario, shop, app, shop_rows=5)
+        shop.execute("UPDATE orders SET status = '已退款' WHERE id = 3")
+        code, report = reconcile_json(scenario, "--mapping", "shop_orders", "--repair")
+        assert code == 1 and only(report, "shop_orders")["dead_lettered"]["count"] == 1, report
+        letters = ("SELECT row_key, binlog_position LIKE 'repair@%' FROM syncd.dead_letters "
+                   "WHERE status = 'pending'")
+        assert scenario.target(letters) == [("id=3", True)]
+        process = scenario.start()
+        wait_streaming(scenario)
+        eventually(lambda: scenario.target(letters) == [("id=3", False)], 30)
+        assert scenario.stop(process) == 0
+
     def test_rows_outside_the_filter_are_expected_absent(self, scenario: Scenario, shop: Source,
                                                         app: Source) -> None:
         """With `where:`, a target row for a filtered-out source row is extra and gets removed."""
