@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Collection, Generator, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -53,7 +54,7 @@ from syncd.reconcile.report import REPORT_KEYS, SAMPLE_KEYS, MappingReport, Sour
 from syncd.reconcile.unified import reconcile_identities
 from syncd.reconcile.verified import Entry, VerifiedChunks, fingerprint
 from syncd.sink.connection import Connection, connect
-from syncd.sink.dead_letters import pending_row_keys
+from syncd.sink.dead_letters import letters_clock, pending_row_keys, retire_in_sync
 from syncd.sink.lock import daemon_streams
 from syncd.sink.persons import load_stores
 from syncd.sink.runs import finish_run, start_run
@@ -226,8 +227,12 @@ class _Pass:
         self.options = options
         self.schema = config.target.state_schema
         self.table = mapping.spec.table
+        self.unmappable_keys: set[str] = set()
+        """The row keys (`id=42`) of every source row the mapping could not map in this pass."""
 
     def run(self) -> None:
+        retiring = self.options.repair and self.options.on_drift is None
+        began = letters_clock(self.conn) if retiring else None
         reader = SourceReader(self.plan.source)
         try:
             self.reader = reader
@@ -238,6 +243,18 @@ class _Pass:
                 self._slice_scan()
         finally:
             reader.close()
+        if began is not None:
+            self._retire_letters(began)
+
+    def _retire_letters(self, began: datetime) -> None:
+        """After a whole `--repair` pass: the pending dead letters older than the pass of rows it
+        found in sync (the stream applied a later change of theirs) are retired; not after a pass
+        that left a difference it could not repair."""
+        report = self.report
+        if report.repair_errors or report.unrepaired or report.unrepairable:
+            return
+        report.letters_retired = retire_in_sync(self.conn, self.schema, self.plan.source.name,
+                                                self.mapping.name, before=began, keep=self.unmappable_keys)
 
     def _prepare(self) -> None:
         source_types = self.reader.columns(self.table)
@@ -634,6 +651,7 @@ class _Pass:
         for source_key, reason in expected.unmappable:
             report.unmappable += 1
             text = row_key_text(self.layout.source_key, source_key)
+            self.unmappable_keys.add(text)
             if self._dead_lettered(text):
                 report.explained_by_dead_letters += 1
             else:

@@ -61,6 +61,8 @@ class MappingReport:
     """Differing keys a repair could not apply: their rows are pending dead letters (again)."""
     dead_lettered_rows: list[tuple[str, str]] = field(default_factory=list)
     """(source key text like `id=42`, reason)."""
+    letters_retired: int = 0
+    """`--repair`: pending dead letters of rows the whole pass found in sync, marked retried."""
     unrepaired: int = 0
     """Differing keys a repair wrote that still differ when read back (not counted repaired)."""
     unrepaired_keys: list[Key] = field(default_factory=list)
@@ -143,6 +145,7 @@ def report_dict(report: MappingReport) -> dict[str, Any]:
                        "rows": [{"row_key": t, "reason": r} for t, r in report.unmappable_rows],
                        "unexplained_rows": [{"row_key": t, "reason": r} for t, r in report.unexplained_rows]},
         "explained_by_dead_letters": report.explained_by_dead_letters,
+        "dead_letters_retired": report.letters_retired,
         "repaired": report.repaired,
         "dead_lettered": {"count": report.dead_lettered,
                           "rows": [{"row_key": t, "reason": r} for t, r in report.dead_lettered_rows]},
@@ -215,6 +218,8 @@ def _details(report: MappingReport) -> list[str]:
                      "does not hold a copy of the source key")
     for text, reason in report.dead_lettered_rows[:LISTED]:
         lines.append(f"{name}: dead-lettered again {text}: {reason}")
+    if report.letters_retired:
+        lines.append(f"{name}: {report.letters_retired} dead letters retried: their rows are in sync now")
     if report.unrepaired:
         lines.append(f"{name}: still differ after repair {key}: "
                      f"{_listed(report.unrepaired_keys, report.unrepaired)}")

@@ -138,6 +138,18 @@ def retire_superseded(cur: Any, schema: str, mappings: Iterable[str], since: dat
     return cur.execute(statement, (names, since)).rowcount
 
 
+def retire_in_sync(conn: Any, schema: str, source: str, mapping: str, *, before: datetime,
+                   keep: Iterable[str]) -> int:
+    """Mark retried a mapping's pending dead letters older than `before` except those of the rows
+    `keep`: a whole reconcile pass that began then found every other row in sync (the stream, or
+    a fix at the source, applied them since); returns how many."""
+    statement = sql.SQL("UPDATE {}.dead_letters SET status = 'retried', resolved_at = now() "
+                        "WHERE source = %s AND mapping = %s AND status = 'pending' AND created_at < %s "
+                        "AND NOT (row_key = ANY(%s))").format(sql.Identifier(schema))
+    with translated("retiring dead letters"):
+        return conn.execute(statement, (source, mapping, before, sorted(set(keep)))).rowcount
+
+
 def pending_row_keys(conn: psycopg.Connection, schema: str, source: str, mapping: str) -> set[str]:
     """The row keys (`id=42`) of a mapping's pending dead letters."""
     query = sql.SQL("SELECT DISTINCT row_key FROM {}.dead_letters WHERE status = 'pending' "

@@ -266,6 +266,26 @@ class TestDrift:
         eventually(lambda: scenario.target(letters) == [("id=3", False)], 30)
         assert scenario.stop(process) == 0
 
+    def test_a_repair_pass_retires_the_letters_of_rows_now_in_sync(
+            self, scenario: Scenario, shop: Source, app: Source) -> None:
+        """Rows the stream dead-lettered, then applied once fixed at the source: a whole `--repair`
+        pass finds them in sync and retires their letters; a row still unmappable keeps its."""
+        load_and_sync(scenario, shop, app, shop_rows=5)
+        process = scenario.start()
+        wait_streaming(scenario)
+        shop.execute("UPDATE orders SET status = '已退款' WHERE id IN (2, 4)")
+        pending = "SELECT row_key FROM syncd.dead_letters WHERE status = 'pending' ORDER BY row_key"
+        eventually(lambda: scenario.target(pending) == [("id=2",), ("id=4",)], 30)
+        shop.execute("UPDATE orders SET status = '已支付' WHERE id = 2")
+        eventually(lambda: live_target(scenario)[2][0] == 1, 30)
+        assert scenario.stop(process) == 0
+        code, report = reconcile_json(scenario, "--mapping", "shop_orders")
+        assert code == 0 and only(report, "shop_orders")["dead_letters_retired"] == 0, report
+        assert scenario.target(pending) == [("id=2",), ("id=4",)]  # only a --repair pass retires
+        code, report = reconcile_json(scenario, "--mapping", "shop_orders", "--repair")
+        assert code == 0 and only(report, "shop_orders")["dead_letters_retired"] == 1, report
+        assert scenario.target(pending) == [("id=4",)]
+
     def test_rows_outside_the_filter_are_expected_absent(self, scenario: Scenario, shop: Source,
                                                         app: Source) -> None:
         """With `where:`, a target row for a filtered-out source row is extra and gets removed."""
