@@ -111,12 +111,7 @@ def retire_rows(cur: Any, schema: str, mapping: str, row_keys: Iterable[str]) ->
     """Mark the pending dead letters of these rows of a mapping retried: a repair (or a retry)
     has just written their current source rows, as `syncd dlq retry` does; returns how many."""
     keys = sorted(set(row_keys))
-    if not keys:
-        return 0
-    statement = sql.SQL("UPDATE {}.dead_letters SET status = 'retried', resolved_at = now() "
-                        "WHERE mapping = %s AND row_key = ANY(%s) AND status = 'pending'"
-                        ).format(sql.Identifier(schema))
-    return cur.execute(statement, (mapping, keys)).rowcount
+    return _retire(cur, schema, "mapping = %s AND row_key = ANY(%s)", (mapping, keys)) if keys else 0
 
 
 def letters_clock(conn: Any) -> datetime:
@@ -130,12 +125,7 @@ def retire_superseded(cur: Any, schema: str, mappings: Iterable[str], since: dat
     began at `since` (`letters_clock`): it wrote every row from its current source row, or
     dead-lettered it again, which dates the row's letter anew; returns how many."""
     names = sorted(set(mappings))
-    if not names:
-        return 0
-    statement = sql.SQL("UPDATE {}.dead_letters SET status = 'retried', resolved_at = now() "
-                        "WHERE mapping = ANY(%s) AND status = 'pending' AND created_at < %s"
-                        ).format(sql.Identifier(schema))
-    return cur.execute(statement, (names, since)).rowcount
+    return _retire(cur, schema, "mapping = ANY(%s) AND created_at < %s", (names, since)) if names else 0
 
 
 def retire_in_sync(conn: Any, schema: str, source: str, mapping: str, *, before: datetime,
@@ -143,11 +133,16 @@ def retire_in_sync(conn: Any, schema: str, source: str, mapping: str, *, before:
     """Mark retried a mapping's pending dead letters older than `before` except those of the rows
     `keep`: a whole reconcile pass that began then found every other row in sync (the stream, or
     a fix at the source, applied them since); returns how many."""
-    statement = sql.SQL("UPDATE {}.dead_letters SET status = 'retried', resolved_at = now() "
-                        "WHERE source = %s AND mapping = %s AND status = 'pending' AND created_at < %s "
-                        "AND NOT (row_key = ANY(%s))").format(sql.Identifier(schema))
     with translated("retiring dead letters"):
-        return conn.execute(statement, (source, mapping, before, sorted(set(keep)))).rowcount
+        return _retire(conn, schema, "source = %s AND mapping = %s AND created_at < %s "
+                       "AND NOT (row_key = ANY(%s))", (source, mapping, before, sorted(set(keep))))
+
+
+def _retire(cur: Any, schema: str, condition: str, params: tuple[Any, ...]) -> int:
+    """Mark the pending dead letters `condition` (SQL, constant) picks retried; how many."""
+    statement = sql.SQL("UPDATE {}.dead_letters SET status = 'retried', resolved_at = now() "
+                        "WHERE status = 'pending' AND ").format(sql.Identifier(schema)) + sql.SQL(condition)
+    return cur.execute(statement, params).rowcount
 
 
 def pending_row_keys(conn: psycopg.Connection, schema: str, source: str, mapping: str) -> set[str]:
